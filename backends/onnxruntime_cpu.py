@@ -1,0 +1,121 @@
+"""ONNX Runtime with the CPU execution provider."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from backends.base import (
+    Availability,
+    Backend,
+    BackendOptions,
+    Session,
+    TensorSpec,
+    concrete_shape,
+    module_version,
+)
+
+# ONNX type strings as onnxruntime reports them → numpy dtype names.
+_ONNX_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def _spec(node: Any) -> TensorSpec:
+    shape = tuple(dim if isinstance(dim, int) else None for dim in node.shape)
+    return TensorSpec(node.name, shape, _ONNX_TYPES.get(node.type, node.type))
+
+
+class OrtSession(Session):
+    def __init__(self, session: Any, options: BackendOptions, opt_level: str) -> None:
+        self._session = session
+        self.inputs = [_spec(n) for n in session.get_inputs()]
+        self.outputs = [_spec(n) for n in session.get_outputs()]
+        self._input_names = [spec.name for spec in self.inputs]
+        self._threads = options.threads
+        self._opt_level = opt_level
+
+    def bind(self, feeds: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        run, feed_dict = self._session.run, dict(zip(self._input_names, feeds, strict=True))
+        return lambda: run(None, feed_dict)
+
+    def reference_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
+        session, clock = self._session, time.perf_counter_ns
+        samples = []
+        for _ in range(runs):
+            start = clock()
+            session.run(None, dict(zip(self._input_names, feeds, strict=True)))
+            samples.append(clock() - start)
+        return samples
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "runtime": "onnxruntime",
+            "runtime_version": module_version("onnxruntime") or module_version("onnxruntime-gpu"),
+            "device": "cpu",
+            "providers": self._session.get_providers(),
+            "graph_optimization_level": self._opt_level,
+            "threads": self._threads,
+            "software_device": False,
+        }
+
+
+class OnnxRuntimeCpu(Backend):
+    name = "onnxruntime_cpu"
+    artifact_format = "onnx"
+    description = "ONNX Runtime, CPU execution provider (graph_optimization: disable|basic|extended|all)"
+
+    @classmethod
+    def available(cls) -> Availability:
+        version = module_version("onnxruntime") or module_version("onnxruntime-gpu")
+        if version is None:
+            return Availability(False, "onnxruntime is not installed (pip install onnxruntime)")
+        try:
+            import onnxruntime
+        except Exception as error:
+            return Availability(False, f"onnxruntime {version} is installed but does not import: {error}")
+        if "CPUExecutionProvider" not in onnxruntime.get_available_providers():
+            return Availability(False, f"onnxruntime {version} has no CPUExecutionProvider")
+        return Availability(True, f"onnxruntime {version}, CPUExecutionProvider")
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return ("graph_optimization",)
+
+    @classmethod
+    def unsupported_reason(cls, precision: str, options: BackendOptions) -> str | None:
+        level = options.extra.get("graph_optimization", "all")
+        if level not in _OPT_LEVELS:
+            return f"unknown graph_optimization {level!r} (expected one of {', '.join(_OPT_LEVELS)})"
+        return super().unsupported_reason(precision, options)
+
+    def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
+                sample_shape: tuple[int, ...] | None = None) -> Session:
+        import onnxruntime as ort
+
+        level = options.extra.get("graph_optimization", "all")
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
+        if options.threads:
+            session_options.intra_op_num_threads = options.threads
+            session_options.inter_op_num_threads = 1
+        session = ort.InferenceSession(artifact, sess_options=session_options,
+                                       providers=["CPUExecutionProvider"])
+        wrapped = OrtSession(session, options, level)
+        for spec in wrapped.inputs:  # fail early, with a readable reason, on shapes the model cannot take
+            concrete_shape(spec, batch_size, sample_shape)
+        return wrapped

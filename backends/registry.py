@@ -1,0 +1,34 @@
+"""Name → backend class. Entries are import paths so that listing backends imports no runtime.
+
+Adding a backend: write ``backends/<name>.py`` with a :class:`backends.base.Backend` subclass and add one
+line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from backends.base import Availability, Backend
+
+BACKENDS: dict[str, str] = {
+    "tflite_cpu": "backends.tflite_cpu:TfliteCpu",
+    "onnxruntime_cpu": "backends.onnxruntime_cpu:OnnxRuntimeCpu",
+    "tensorflow": "backends.tensorflow_ref:TensorflowReference",
+}
+
+
+def backend_names() -> list[str]:
+    return list(BACKENDS)
+
+
+def get_backend(name: str) -> type[Backend]:
+    """The backend class for ``name``; raises KeyError for an unknown name."""
+    module_name, class_name = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def availability(name: str) -> Availability:
+    try:
+        return get_backend(name).available()
+    except Exception as error:  # a broken adapter must not take `doctor` down with it
+        return Availability(False, f"adapter failed to load: {type(error).__name__}: {error}")

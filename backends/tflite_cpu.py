@@ -1,0 +1,116 @@
+"""TFLite on the CPU through LiteRT's Interpreter, with XNNPACK (the default) or the plain builtin kernels."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from backends.base import (
+    Availability,
+    Backend,
+    BackendOptions,
+    Session,
+    TensorSpec,
+    concrete_shape,
+    module_version,
+)
+
+
+def _spec(detail: dict[str, Any]) -> TensorSpec:
+    signature = detail.get("shape_signature", detail["shape"])
+    return TensorSpec(
+        name=detail["name"],
+        shape=tuple(None if int(d) < 0 else int(d) for d in signature),
+        dtype=np.dtype(detail["dtype"]).name,
+    )
+
+
+class TfliteCpuSession(Session):
+    def __init__(self, interpreter: Any, options: BackendOptions, xnnpack: bool) -> None:
+        self._interpreter = interpreter
+        input_details = interpreter.get_input_details()
+        output_details = interpreter.get_output_details()
+        self.inputs = [_spec(d) for d in input_details]
+        self.outputs = [_spec(d) for d in output_details]
+        self._input_indices = [d["index"] for d in input_details]
+        self._output_indices = [d["index"] for d in output_details]
+        self._threads = options.threads
+        self._xnnpack = xnnpack
+
+    def bind(self, feeds: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        set_tensor, invoke, get_tensor = (self._interpreter.set_tensor, self._interpreter.invoke,
+                                          self._interpreter.get_tensor)
+        pairs = list(zip(self._input_indices, feeds, strict=True))
+        outputs = self._output_indices
+
+        def run() -> list[np.ndarray]:
+            for index, array in pairs:
+                set_tensor(index, array)
+            invoke()
+            return [get_tensor(index) for index in outputs]
+
+        return run
+
+    def reference_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
+        interpreter, clock = self._interpreter, time.perf_counter_ns
+        samples = []
+        for _ in range(runs):
+            start = clock()
+            for index, array in zip(self._input_indices, feeds, strict=True):
+                interpreter.set_tensor(index, array)
+            interpreter.invoke()
+            [interpreter.get_tensor(index) for index in self._output_indices]
+            samples.append(clock() - start)
+        return samples
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "runtime": "ai-edge-litert",
+            "runtime_version": module_version("ai-edge-litert"),
+            "device": "cpu",
+            "kernels": "xnnpack" if self._xnnpack else "builtin (no XNNPACK)",
+            "threads": self._threads,
+            "software_device": False,
+        }
+
+
+class TfliteCpu(Backend):
+    name = "tflite_cpu"
+    artifact_format = "tflite"
+    description = "LiteRT Interpreter on the CPU (XNNPACK by default; xnnpack: false for the builtin kernels)"
+
+    @classmethod
+    def available(cls) -> Availability:
+        version = module_version("ai-edge-litert")
+        if version is None:
+            return Availability(False, "ai-edge-litert is not installed (pip install ai-edge-litert)")
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+        except Exception as error:  # an import can fail for native reasons (missing shared libraries)
+            return Availability(False, f"ai-edge-litert {version} is installed but does not import: {error}")
+        return Availability(True, f"ai-edge-litert {version}")
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return ("xnnpack",)
+
+    def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
+                sample_shape: tuple[int, ...] | None = None) -> Session:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        xnnpack = bool(options.extra.get("xnnpack", True))
+        # BUILTIN_WITHOUT_DEFAULT_DELEGATES keeps the optimised builtin kernels but skips XNNPACK, which
+        # is what "XNNPACK off" means in benchmark_model (--use_xnnpack=false).
+        resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        interpreter = Interpreter(
+            model_path=artifact, num_threads=options.threads, experimental_op_resolver_type=resolver
+        )
+        for detail in interpreter.get_input_details():
+            shape = concrete_shape(_spec(detail), batch_size, sample_shape)
+            if tuple(detail["shape"]) != shape:
+                interpreter.resize_tensor_input(detail["index"], list(shape), strict=False)
+        interpreter.allocate_tensors()
+        return TfliteCpuSession(interpreter, options, xnnpack)

@@ -1,0 +1,170 @@
+"""``accelbench``: run scenarios, check backends, list the zoo, check the harness's own overhead."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _err(console: Console, message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.engine import Engine
+    from harness.results import new_run_dir
+    from harness.scenario import ScenarioError, expand, load_scenario
+    from harness.selection import SelectionError, select
+
+    out, err = Console(), Console(stderr=True)
+    try:
+        loaded = load_scenario(args.scenario)
+        cases = select(expand(loaded), args.k, extra_names=(loaded.scenario.name, loaded.path.name))
+    except (ScenarioError, SelectionError) as error:
+        _err(err, str(error))
+        return EXIT_USAGE
+    if not cases:
+        _err(err, f"no case of {args.scenario} matches -k {args.k!r}")
+        return EXIT_USAGE
+    run_dir = Path(args.out) if args.out else new_run_dir(Path(args.reports_root), loaded.scenario.name)
+    try:
+        engine = Engine(run_dir, {"scenarios": [loaded.scenario.name], "front_door": "cli",
+                                  "file": str(loaded.path), "selection": args.k,
+                                  "definition": loaded.scenario.model_dump(mode="json")})
+    except OSError as error:
+        _err(err, f"cannot write results to {run_dir}: {error}")
+        return EXIT_USAGE
+    with err.status("") as status:
+        status.update("looking up model artefacts")
+        engine.prepare_artifacts(cases, progress=lambda text: status.update(text))
+        for index, case in enumerate(cases, 1):
+            status.update(f"[{index}/{len(cases)}] {case.case_id}")
+            record = engine.run_case(case)
+            colour = {"passed": "green", "skipped": "dim", "invalid": "yellow"}.get(record["status"], "red")
+            p50 = (record.get("latency_ms") or {}).get("p50")
+            err.print(f"[{index}/{len(cases)}] {case.case_id} [{colour}]{record['status']}[/]"
+                      + (f"  p50 {p50:.4g} ms" if p50 is not None else ""), highlight=False)
+    from harness.console import print_summary
+
+    records = engine.finish()
+    print_summary(records, engine.run_dir, out)
+    bad = any(r["status"] in ("failed", "invalid") for r in records)
+    return EXIT_CASES_FAILED if bad else EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from backends.registry import availability, backend_names, get_backend
+
+    rows = []
+    for name in backend_names():
+        state = availability(name)
+        try:
+            backend = get_backend(name)
+            fmt, description = backend.artifact_format, backend.description
+        except Exception:
+            fmt, description = None, ""
+        rows.append({"name": name, "available": state.ok, "reason": state.reason, "artifact_format": fmt,
+                     "description": description})
+    if args.json:
+        print(json.dumps({"backends": rows}, indent=2))
+        return EXIT_OK
+    table = Table(title="accelbench doctor", header_style="bold")
+    for column in ("backend", "available", "reason", "loads"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], "[green]yes[/]" if row["available"] else "[red]no[/]", row["reason"],
+                      row["artifact_format"] or "-")
+    Console().print(table)
+    return EXIT_OK
+
+
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from model_zoo.catalog import CATALOG
+
+    rows = [{"name": m.name, "input_shape": list(m.input_shape), "input_dtype": m.input_dtype,
+             "source": m.source, "dataset": m.dataset, "task": m.task} for m in CATALOG.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    table = Table(title="accelbench model zoo", header_style="bold")
+    for column in ("model", "input (per sample)", "source", "dataset"):
+        table.add_column(column)
+    for row in rows:
+        shape = "×".join(map(str, row["input_shape"])) + f" {row['input_dtype']}"
+        table.add_row(row["name"], shape, row["source"], row["dataset"] or "-")
+    Console().print(table)
+    return EXIT_OK
+
+
+def cmd_overhead(args: argparse.Namespace) -> int:
+    from harness.overhead import measure_overhead
+
+    with Console(stderr=True).status("measuring the harness against a bare loop"):
+        results = measure_overhead(tuple(args.backends), args.model, args.rounds, args.runs)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        table = Table(title=f"harness overhead on {args.model}, batch 1 (ratio of medians, 1.00 = none)",
+                      header_style="bold")
+        for column in ("backend", "harness median µs", "bare loop median µs", "ratio", "samples each"):
+            table.add_column(column, justify="right")
+        for name, row in results.items():
+            if "ratio" in row:
+                table.add_row(name, f"{row['harness_median_us']:.2f}", f"{row['bare_median_us']:.2f}",
+                              f"{row['ratio']:.4f}", str(row["samples_each"]))
+            else:
+                table.add_row(name, "-", "-", row.get("skipped") or row.get("error"), "-")
+        Console().print(table)
+    return EXIT_OK if all("ratio" in row for row in results.values()) else EXIT_CASES_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accelbench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a scenario file and write a results folder")
+    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument("--out", help="results folder (default: REPORTS_ROOT/<scenario>-<date>-<time>)")
+    run.add_argument("-k", metavar="EXPR", help="select cases like pytest -k, e.g. 'onnxruntime and b4'")
+    run.add_argument("--reports-root", default="reports", help="where run folders go (default: reports)")
+    run.set_defaults(func=cmd_run)
+
+    doctor = commands.add_parser("doctor", help="which backends can run here, and why not")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(func=cmd_doctor)
+
+    zoo = commands.add_parser("zoo", help="the model zoo")
+    zoo_commands = zoo.add_subparsers(dest="zoo_command", required=True)
+    zoo_list = zoo_commands.add_parser("list", help="models the zoo can build")
+    zoo_list.add_argument("--json", action="store_true")
+    zoo_list.set_defaults(func=cmd_zoo_list)
+
+    overhead = commands.add_parser("overhead", help="harness loop vs bare loop on a tiny model")
+    overhead.add_argument("--json", action="store_true")
+    overhead.add_argument("--backends", nargs="+", default=["tflite_cpu", "onnxruntime_cpu"])
+    overhead.add_argument("--model", default="digits_cnn")
+    overhead.add_argument("--rounds", type=int, default=20)
+    overhead.add_argument("--runs", type=int, default=500, help="runs per round and loop")
+    overhead.set_defaults(func=cmd_overhead)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Any:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted; finished cases are in the results folder")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""The one engine behind both front doors (``accelbench run`` and ``pytest scenario.yaml``).
+
+For each case: find or build its artefact (in a separate process, so TensorFlow never loads here), spawn a
+fresh worker with a timeout and a memory watch, turn the worker's raw numbers into a record, and append the
+record to the run's store before the next case starts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.cases import Case
+from harness.envinfo import REPO_ROOT, collect_env
+from harness.results import RunStore
+from harness.stats import latency_summary_ms, median_ci_ms
+
+BUILD_TIMEOUT_S = float(os.environ.get("ACCELBENCH_BUILD_TIMEOUT", 3600))
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of child processes: our packages importable even when not pip-installed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+def artifact_request(case: Case) -> Any:
+    from backends.registry import get_backend
+    from model_zoo.artifacts import ArtifactRequest
+
+    return ArtifactRequest(case.model.to_ref(), get_backend(case.backend).artifact_format, case.precision)
+
+
+def _tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+@dataclass
+class WorkerOutcome:
+    result: dict[str, Any] | None
+    reason: str | None
+    wall_ms: float
+    spawned_at_ns: int
+    exit_code: int | None
+    log: Path
+
+
+def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
+               memory_limit_mb: int | None = None) -> WorkerOutcome:
+    """Run one job in a fresh interpreter; every way it can end becomes a result or a one-line reason."""
+    import psutil
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path, log_path = (work_dir / f"{name}.job.json", work_dir / f"{name}.result.json",
+                                       work_dir / f"{name}.log")
+    result_path.unlink(missing_ok=True)
+    spawned = time.time_ns()
+    job_path.write_text(json.dumps({**job, "spawned_at_ns": spawned}))
+    start = time.perf_counter()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "harness.worker", str(job_path), str(result_path)],
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=worker_env(), start_new_session=True)
+        watched = psutil.Process(process.pid)
+        killed_for: str | None = None
+        deadline = start + timeout_s
+        while True:
+            try:
+                process.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if time.perf_counter() > deadline:
+                killed_for = f"timed out after {timeout_s:g} s (measure.timeout_s) and was killed"
+            elif memory_limit_mb is not None:
+                try:
+                    rss_mb = watched.memory_info().rss / 2**20
+                except psutil.Error:
+                    rss_mb = 0.0
+                if rss_mb > memory_limit_mb:
+                    killed_for = (f"ran out of memory: RSS {rss_mb:.0f} MB passed measure.memory_limit_mb "
+                                  f"({memory_limit_mb} MB) and the worker was killed")
+            if killed_for:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                break
+    wall_ms = (time.perf_counter() - start) * 1e3
+    outcome = WorkerOutcome(None, None, wall_ms, spawned, process.returncode, log_path)
+    if killed_for:
+        outcome.reason = f"worker {killed_for}"
+    elif result_path.exists():
+        outcome.result = json.loads(result_path.read_text())
+    elif process.returncode is not None and process.returncode < 0:
+        name = _signal_name(process.returncode)
+        hint = " (the kernel's out-of-memory killer, most likely)" if name == "SIGKILL" else ""
+        outcome.reason = f"worker crashed with {name}{hint}; log: {log_path}"
+    else:
+        tail = _tail(log_path)
+        outcome.reason = f"worker exited with status {process.returncode} and no result: {tail}"
+    return outcome
+
+
+def file_sizes(path: str) -> tuple[int, int]:
+    """Raw and gzip-compressed size of a model file or folder: pruning only shows in the compressed size."""
+    target = Path(path)
+    files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+    raw = sum(p.stat().st_size for p in files)
+    compressed = sum(len(gzip.compress(p.read_bytes(), compresslevel=6)) for p in files)
+    return raw, compressed
+
+
+class Engine:
+    """Runs cases one at a time into one run folder."""
+
+    def __init__(self, run_dir: Path, scenario_info: dict[str, Any]) -> None:
+        self.store = RunStore(run_dir)
+        self.env = collect_env()
+        self.store.open(self.env, scenario_info)
+        self.artifacts: dict[str, str] = {}
+        self.artifact_errors: dict[str, str] = {}
+        self._sizes: dict[str, tuple[int, int]] = {}
+
+    @property
+    def run_dir(self) -> Path:
+        return self.store.run_dir
+
+    # -- artefacts ---------------------------------------------------------------------------------------
+    def prepare_artifacts(self, cases: list[Case], progress: Any = None) -> None:
+        """Look every needed artefact up in the cache; build the missing ones in one subprocess."""
+        from model_zoo.artifacts import lookup, request_to_json
+
+        missing: dict[str, Any] = {}
+        for case in cases:
+            if case.skip_reason:
+                continue
+            request = artifact_request(case)
+            key = json.dumps(request_to_json(request), sort_keys=True)
+            if key in self.artifacts or key in self.artifact_errors or key in missing:
+                continue
+            found = lookup(request)
+            if found is not None:
+                self.artifacts[key] = str(found)
+            else:
+                missing[key] = request
+        if not missing:
+            return
+        if progress:
+            progress(f"building {len(missing)} model artefact(s) (cached for later runs)")
+        payload = json.dumps([request_to_json(r) for r in missing.values()])
+        log_path = self.store.logs_dir / "artifacts.log"
+        with open(log_path, "ab") as log:
+            try:
+                done = subprocess.run([sys.executable, "-m", "model_zoo.build"], input=payload.encode(),
+                                      stdout=subprocess.PIPE, stderr=log, env=worker_env(),
+                                      timeout=BUILD_TIMEOUT_S)
+                lines = done.stdout.decode(errors="replace").strip().splitlines()
+                answers = json.loads(lines[-1]) if lines else None
+            except subprocess.TimeoutExpired:
+                answers, done = None, None
+            except json.JSONDecodeError:
+                answers = None
+        if not isinstance(answers, list) or len(answers) != len(missing):
+            why = "timed out" if done is None else f"exited with status {done.returncode}"
+            for key in missing:
+                self.artifact_errors[key] = f"building the model artefact {why}: {_tail(log_path)}"
+            return
+        for key, answer in zip(missing, answers, strict=True):
+            if "path" in answer:
+                self.artifacts[key] = answer["path"]
+            else:
+                self.artifact_errors[key] = answer.get("error", "unknown error while building the artefact")
+
+    def artifact_for(self, case: Case) -> tuple[str | None, str | None]:
+        from model_zoo.artifacts import request_to_json
+
+        key = json.dumps(request_to_json(artifact_request(case)), sort_keys=True)
+        if key not in self.artifacts and key not in self.artifact_errors:
+            self.prepare_artifacts([case])
+        return self.artifacts.get(key), self.artifact_errors.get(key)
+
+    # -- cases -------------------------------------------------------------------------------------------
+    def run_case(self, case: Case) -> dict[str, Any]:
+        started = time.time()
+        if case.skip_reason:
+            record = self._record(case, "skipped", case.skip_reason)
+        else:
+            artifact, error = self.artifact_for(case)
+            if error or artifact is None:
+                record = self._record(case, "failed", error or "no artefact")
+            else:
+                record = self._measure(case, artifact)
+        record["started_at"] = started
+        record["finished_at"] = time.time()
+        self.store.append(record)
+        return record
+
+    def _measure(self, case: Case, artifact: str) -> dict[str, Any]:
+        job = {"task": "measure", "case": case.to_dict(), "artifact": artifact,
+               "hints": case.model.input_hints()}
+        outcome = run_worker(job, self.store.logs_dir, case.case_id, case.measure["timeout_s"],
+                             case.measure.get("memory_limit_mb"))
+        record = self._record(case, "failed", outcome.reason, artifact=artifact)
+        worker = {"wall_ms": outcome.wall_ms, "exit_code": outcome.exit_code, "log": str(outcome.log)}
+        record["worker"] = worker
+        raw = outcome.result
+        if raw is None:
+            return record
+        worker["pid"] = raw.get("pid")
+        worker["startup_ms"] = (raw["entered_at_ns"] - outcome.spawned_at_ns) / 1e6
+        if raw["status"] != "ok":
+            record["reason"] = f"{raw['reason']} (log: {outcome.log})"
+            return record
+        worker["import_ms"] = (raw["imported_at_ns"] - raw["entered_at_ns"]) / 1e6
+        worker["fixed_cost_ms"] = (raw["imported_at_ns"] - outcome.spawned_at_ns + raw["init_ns"]) / 1e6
+        record.update(self._metrics(case, raw))
+        problems = self._validity_problems(case, raw)
+        if not raw["outputs_finite"]:
+            record.update(status="failed", reason="the model produced NaN or infinite outputs")
+        elif problems:
+            record.update(status="invalid", reason="; ".join(problems))
+        else:
+            record.update(status="passed", reason=None)
+        return record
+
+    @staticmethod
+    def _validity_problems(case: Case, raw: dict[str, Any]) -> list[str]:
+        measure, runs, seconds = case.measure, len(raw["samples_ns"]), raw["wall_ns"] / 1e9
+        problems = []
+        if runs < measure["min_runs"]:
+            problems.append(f"only {runs} runs in {seconds:.1f} s (min_runs {measure['min_runs']}, "
+                            f"max_seconds {measure['max_seconds']:g})")
+        if seconds < measure["min_seconds"]:
+            problems.append(f"steady state lasted {seconds:.2f} s (min_seconds {measure['min_seconds']:g})")
+        return problems
+
+    def _metrics(self, case: Case, raw: dict[str, Any]) -> dict[str, Any]:
+        samples = raw["samples_ns"]
+        wall_s = raw["wall_ns"] / 1e9
+        items = len(samples) * case.batch_size
+        return {
+            "latency_ms": latency_summary_ms(samples),
+            "median_ci_ms": median_ci_ms(samples),
+            "throughput_ips": items / wall_s if wall_s > 0 else None,
+            "runs": len(samples),
+            "measured_seconds": wall_s,
+            "init_ms": raw["init_ns"] / 1e6,
+            "first_inference_ms": raw["first_inference_ns"] / 1e6,
+            "warmup": {"runs": raw["warmup_runs"], "seconds": raw["warmup_seconds"]},
+            "peak_rss_mb": raw["peak_rss_bytes"] / 2**20,
+            "prepare_rss_delta_mb": (raw["rss_after_prepare"] - raw["rss_before_prepare"]) / 2**20,
+            "cpu_percent": 100.0 * raw["cpu_ns"] / raw["wall_ns"] if raw["wall_ns"] else None,
+            "samples_ns": samples,
+            "per_stream_runs": raw["per_stream_runs"] or None,
+            "inputs": raw["inputs"],
+            "outputs": raw["outputs"],
+            "backend_info": raw["backend_info"],
+        }
+
+    def _record(self, case: Case, status: str, reason: str | None, artifact: str | None = None) -> dict[str, Any]:
+        size = gzip_size = None
+        if artifact:
+            if artifact not in self._sizes:
+                self._sizes[artifact] = file_sizes(artifact)
+            size, gzip_size = self._sizes[artifact]
+        return {
+            "case_id": case.case_id,
+            "scenario": case.scenario,
+            "model": case.model_label,
+            "model_source": {"zoo": case.model.zoo, "path": case.model.path,
+                             "input_shape": list(case.model.input_shape) if case.model.input_shape else None},
+            "backend": case.backend,
+            "backend_label": case.backend_label,
+            "backend_options": case.backend_options,
+            "precision": case.precision,
+            "batch_size": case.batch_size,
+            "mode": case.mode,
+            "status": status,
+            "reason": reason,
+            "measure": case.measure,
+            "latency_ms": None,
+            "median_ci_ms": None,
+            "throughput_ips": None,
+            "init_ms": None,
+            "first_inference_ms": None,
+            "peak_rss_mb": None,
+            "cpu_percent": None,
+            "model_size_bytes": size,
+            "model_size_gzip_bytes": gzip_size,
+            "samples_ns": [],
+            "accuracy": {},
+            "backend_info": {},
+            "artifact": artifact,
+            "env_id": self.env["env_id"],
+        }
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Write benchmark.json and return every record of the run."""
+        self.store.write_benchmark_json(self.env)
+        return self.store.records()

@@ -1,0 +1,82 @@
+"""The machine and software a run was measured on: numbers from different fingerprints are not comparable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+LIBRARIES = ("accelbench", "numpy", "ai-edge-litert", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorflow-cpu",
+             "tensorflow", "keras", "tf2onnx", "tensorrt")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    return {"id": commit, "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "time": git("show", "-s", "--format=%cI", "HEAD"),
+            "author_time": git("show", "-s", "--format=%aI", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def collect_env() -> dict[str, Any]:
+    memory = psutil.virtual_memory()
+    machine = {
+        "cpu_model": cpu_model(),
+        "cpu_logical": psutil.cpu_count(logical=True),
+        "cpu_physical": psutil.cpu_count(logical=False),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gb": round(memory.total / 2**30, 1),
+        "os": platform.platform(),
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "gpu": None,
+    }
+    libraries = library_versions()
+    fingerprint = json.dumps({"machine": {k: v for k, v in machine.items() if k != "cpu_affinity"},
+                              "libraries": libraries}, sort_keys=True)
+    return {
+        "env_id": hashlib.sha256(fingerprint.encode()).hexdigest()[:12],
+        "hostname": platform.node(),
+        "machine": machine,
+        "libraries": libraries,
+        "python_executable": sys.executable,
+        "git": git_info(),
+    }

@@ -1,0 +1,124 @@
+"""Timing loops, run inside the worker. The protocol follows TFLite's benchmark_model and trtexec.
+
+Load time, first inference, warm-up and steady state are kept apart; warm-up runs until both a run count and
+a duration are met (caches, JIT paths and CPU frequency settle); steady state runs until both ``min_runs``
+and ``min_seconds`` are met, capped by ``max_seconds``. Every raw sample is kept. This module imports only
+the standard library: it runs in the lean worker process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Call = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    warmup_runs: int = 5
+    warmup_seconds: float = 0.5
+    min_runs: int = 50
+    min_seconds: float = 1.0
+    max_seconds: float = 30.0
+    streams: int = 2
+
+    @classmethod
+    def from_dict(cls, values: dict) -> MeasureSettings:
+        names = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+
+@dataclass
+class LoopResult:
+    """What a steady-state loop saw: per-run samples and the wall and CPU time of the whole loop."""
+
+    samples_ns: list[int]
+    wall_ns: int
+    cpu_ns: int
+    items_per_run: int = 1
+    per_stream_runs: list[int] = field(default_factory=list)
+
+    @property
+    def runs(self) -> int:
+        return len(self.samples_ns)
+
+
+def warm_up(call: Call, runs: int, seconds: float) -> tuple[int, float]:
+    """Run until both ``runs`` and ``seconds`` are reached; returns what was done."""
+    clock = time.perf_counter_ns
+    start = clock()
+    deadline = start + int(seconds * 1e9)
+    done = 0
+    while done < runs or clock() < deadline:
+        call()
+        done += 1
+    return done, (clock() - start) / 1e9
+
+
+def timed_loop(call: Call, min_runs: int, min_seconds: float, max_seconds: float) -> LoopResult:
+    """Time each call back to back until ``min_runs`` and ``min_seconds`` are both met or ``max_seconds`` passes.
+
+    Only the call sits between the two clock reads: the bookkeeping (append, stop test) happens outside the
+    timed region, so the harness adds nothing to a sample that a bare loop would not.
+    """
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    append = samples.append
+    cpu_start = time.process_time_ns()
+    start = clock()
+    min_end = start + int(min_seconds * 1e9)
+    hard_end = start + int(max_seconds * 1e9)
+    while True:
+        before = clock()
+        call()
+        after = clock()
+        append(after - before)
+        if (after >= min_end and len(samples) >= min_runs) or after >= hard_end:
+            break
+    wall = clock() - start
+    return LoopResult(samples, wall, time.process_time_ns() - cpu_start)
+
+
+def concurrent_loop(calls: list[Call], min_runs: int, min_seconds: float, max_seconds: float) -> LoopResult:
+    """N streams, one thread and one session each, issuing back to back until the shared stop condition.
+
+    ``min_runs`` counts runs over all streams. Native runtimes release the GIL while they compute, so the
+    streams really overlap; the Python bookkeeping between calls is what a Python server would also pay.
+    """
+    clock = time.perf_counter_ns
+    per_stream: list[list[int]] = [[] for _ in calls]
+    stop = threading.Event()
+    ready = threading.Barrier(len(calls) + 1)
+
+    def stream(call: Call, samples: list[int]) -> None:
+        append = samples.append
+        ready.wait()
+        while not stop.is_set():
+            before = clock()
+            call()
+            append(clock() - before)
+
+    threads = [threading.Thread(target=stream, args=(call, samples), daemon=True)
+               for call, samples in zip(calls, per_stream, strict=True)]
+    for thread in threads:
+        thread.start()
+    cpu_start = time.process_time_ns()
+    start = clock()
+    ready.wait()
+    min_end = start + int(min_seconds * 1e9)
+    hard_end = start + int(max_seconds * 1e9)
+    while True:
+        time.sleep(0.005)
+        now = clock()
+        if (now >= min_end and sum(map(len, per_stream)) >= min_runs) or now >= hard_end:
+            break
+    stop.set()
+    for thread in threads:
+        thread.join()
+    wall = clock() - start
+    samples = [sample for stream_samples in per_stream for sample in stream_samples]
+    return LoopResult(samples, wall, time.process_time_ns() - cpu_start,
+                      per_stream_runs=[len(s) for s in per_stream])

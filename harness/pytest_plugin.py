@@ -1,0 +1,129 @@
+"""pytest front door: every case of a scenario file is a pytest item, run by the same engine as the CLI.
+
+``pytest scenarios/smoke.yaml -k "onnxruntime and b4"`` selects cases like any other tests; skips carry the
+exact reason, failures a readable message, and the summary table closes the output. Scenario files are
+collected when named on the command line or when they live in a folder called ``scenarios``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cases import Case
+
+PRECISION_MARKERS = ("fp32", "fp16", "int8_dynamic", "int8")
+MODE_MARKERS = ("latency", "throughput", "concurrent")
+_ENGINE = pytest.StashKey[Any]()
+_CASES = pytest.StashKey[list[Case]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("accelbench")
+    group.addoption("--accelbench-out", metavar="DIR", default=None,
+                    help="run folder for results (default: reports/<scenario>-<date>-<time> under rootdir)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from backends.registry import backend_names
+
+    for name in (*backend_names(), *PRECISION_MARKERS, *MODE_MARKERS):
+        config.addinivalue_line("markers", f"{name}: accelbench cases of this backend, precision or mode")
+
+
+def _is_scenario(file_path: Path, config: pytest.Config) -> bool:
+    if file_path.suffix not in (".yaml", ".yml"):
+        return False
+    if file_path.parent.name == "scenarios":
+        return True
+    explicit = {Path(arg.split("::")[0]).resolve() for arg in config.args}
+    return file_path.resolve() in explicit
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if _is_scenario(file_path, parent.config):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> list[pytest.Item]:
+        from harness.scenario import ScenarioError, expand, load_scenario
+
+        try:
+            loaded = load_scenario(self.path)
+        except ScenarioError as error:
+            raise self.CollectError(str(error)) from None
+        items = []
+        for case in expand(loaded):
+            item = CaseItem.from_parent(self, name=case.case_id, case=case)
+            for marker in (case.backend, case.precision, case.mode):
+                item.add_marker(marker)
+            items.append(item)
+        return items
+
+
+class CaseFailure(Exception):
+    """A case that did not pass; its message is all the user needs (no traceback)."""
+
+
+class CaseItem(pytest.Item):
+    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+
+    def runtest(self) -> None:
+        engine = _engine(self.config)
+        record = engine.run_case(self.case)
+        if record["status"] == "skipped":
+            pytest.skip(record["reason"])
+        if record["status"] != "passed":
+            raise CaseFailure(f"{record['status'].upper()}: {record['reason']}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CaseFailure):
+            return f"{self.case.case_id}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.case.case_id}"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[_CASES] = [item.case for item in session.items if isinstance(item, CaseItem)]
+
+
+def _engine(config: pytest.Config) -> Any:
+    """One engine (one run folder) per pytest session, created when the first case runs."""
+    if _ENGINE not in config.stash:
+        from harness.engine import Engine
+        from harness.results import new_run_dir
+
+        cases = config.stash.get(_CASES, [])
+        scenarios = sorted({case.scenario for case in cases}) or ["pytest"]
+        out = config.getoption("--accelbench-out")
+        run_dir = Path(out) if out else new_run_dir(config.rootpath / "reports", "+".join(scenarios))
+        engine = Engine(run_dir, {"scenarios": scenarios, "front_door": "pytest", "args": list(config.args)})
+        config.stash[_ENGINE] = engine
+        engine.prepare_artifacts(cases)
+    return config.stash[_ENGINE]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    engine = config.stash.get(_ENGINE, None)
+    if engine is None:
+        return
+    from rich.console import Console
+
+    from harness.console import print_summary
+
+    records = engine.finish()
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=terminalreporter.hasmarkup,
+                      width=max(terminalreporter._tw.fullwidth, 160))
+    print_summary(records, engine.run_dir, console)
+    terminalreporter.section("accelbench")
+    terminalreporter.write(buffer.getvalue())

@@ -1,0 +1,144 @@
+"""The results contract: one run folder with results.jsonl, env.json and benchmark.json.
+
+Records are appended and fsync'ed one by one, so killing a run loses no finished case; a reader skips a
+partially written last line instead of failing on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+
+STATUSES = ("passed", "failed", "skipped", "invalid")
+
+
+def new_run_dir(root: Path, scenario_name: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = root / f"{scenario_name}-{stamp}"
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = root / f"{scenario_name}-{stamp}-{suffix}"
+    return candidate
+
+
+class RunStore:
+    """Append-only store of one run's records."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir).resolve()
+        self.results_path = self.run_dir / "results.jsonl"
+        self.logs_dir = self.run_dir / "logs"
+
+    def open(self, env: dict[str, Any], scenario: dict[str, Any]) -> None:
+        """Create the folder and write env.json; fails early and clearly if the folder is not writable."""
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._write_json("env.json", env)
+        self._write_json("scenario.json", scenario)
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with open(self.results_path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_records(self.results_path)
+
+    def _write_json(self, name: str, data: Any) -> Path:
+        path = self.run_dir / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)
+        return path
+
+    def write_benchmark_json(self, env: dict[str, Any]) -> Path:
+        return self._write_json("benchmark.json", benchmark_json(self.records(), env))
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """All complete records; a torn last line (a run killed mid-write) is skipped."""
+    records = []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return records
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "case_id" in record:
+            records.append(record)
+    return records
+
+
+def _stats_seconds(record: dict[str, Any]) -> dict[str, Any]:
+    """pytest-benchmark's stats block, from our raw samples (its unit is seconds)."""
+    import numpy as np
+
+    samples = np.asarray(record["samples_ns"], dtype=np.float64) / 1e9
+    q1, median, q3 = np.percentile(samples, (25, 50, 75))
+    iqr = q3 - q1
+    mean = float(samples.mean())
+    std = float(samples.std(ddof=1)) if samples.size > 1 else 0.0
+    low_fence, high_fence = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    inside = samples[(samples >= low_fence) & (samples <= high_fence)]
+    iqr_outliers = int(samples.size - inside.size)
+    stddev_outliers = int(np.sum((samples < mean - std) | (samples > mean + std)))
+    return {
+        "min": float(samples.min()), "max": float(samples.max()), "mean": mean, "stddev": std,
+        "rounds": int(samples.size), "median": float(median), "iqr": float(iqr), "q1": float(q1),
+        "q3": float(q3), "iqr_outliers": iqr_outliers, "stddev_outliers": stddev_outliers,
+        "outliers": f"{stddev_outliers};{iqr_outliers}",
+        "ld15iqr": float(inside.min()) if inside.size else float(samples.min()),
+        "hd15iqr": float(inside.max()) if inside.size else float(samples.max()),
+        "ops": 1.0 / mean if mean else 0.0, "total": float(samples.sum()), "iterations": 1,
+    }
+
+
+def benchmark_json(records: list[dict[str, Any]], env: dict[str, Any]) -> dict[str, Any]:
+    """The run in pytest-benchmark's JSON schema, so `pytest-benchmark compare` and
+    github-action-benchmark read it. Only measured cases appear: those tools have no notion of a skip."""
+    import platform
+
+    machine = env.get("machine", {})
+    git = env.get("git", {})
+    benchmarks = []
+    for record in records:
+        if not record.get("samples_ns"):
+            continue
+        benchmarks.append({
+            "group": record["model"],
+            "name": record["case_id"],
+            "fullname": f"{record['scenario']}::{record['case_id']}",
+            "params": {"backend": record["backend"], "precision": record["precision"],
+                       "batch_size": record["batch_size"], "mode": record["mode"]},
+            "param": record["case_id"],
+            "extra_info": {"status": record["status"], "throughput_ips": record.get("throughput_ips"),
+                           "p99_ms": (record.get("latency_ms") or {}).get("p99"),
+                           "init_ms": record.get("init_ms"), "peak_rss_mb": record.get("peak_rss_mb"),
+                           "env_id": record.get("env_id")},
+            "options": {"disable_gc": False, "timer": "perf_counter_ns", "min_rounds": None,
+                        "max_time": None, "min_time": None, "warmup": True},
+            "stats": _stats_seconds(record),
+        })
+    return {
+        "machine_info": {"node": env.get("hostname"), "processor": platform.processor(),
+                         "machine": machine.get("arch"), "python_implementation": platform.python_implementation(),
+                         "python_version": machine.get("python"), "system": platform.system(),
+                         "release": platform.release(), "cpu": {"brand_raw": machine.get("cpu_model"),
+                                                                "count": machine.get("cpu_logical")},
+                         "accelbench_env_id": env.get("env_id")},
+        "commit_info": {"id": git.get("id"), "time": git.get("time"), "author_time": git.get("author_time"),
+                        "dirty": git.get("dirty"), "project": "accelbench", "branch": git.get("branch")},
+        "benchmarks": benchmarks,
+        "datetime": datetime.now(UTC).isoformat(),
+        "version": f"accelbench {__version__}",
+    }

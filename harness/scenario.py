@@ -1,0 +1,360 @@
+"""Scenario files: schema, loading with file:line errors, and expansion into cases.
+
+Validation happens in two passes. Pydantic checks structure and types; a second pass checks names against the
+registries (zoo models, backends, backend options), so every error carries a location in the YAML tree and
+can be reported as ``file:line: field: message`` with a "did you mean" for near-misses.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.cases import Case, ModelSpec
+
+Precision = Literal["fp32", "fp16", "int8_dynamic", "int8"]
+Mode = Literal["latency", "throughput", "concurrent"]
+Loc = tuple[str | int, ...]
+
+
+class MeasureSpec(BaseModel):
+    """How a case is measured. Defaults follow benchmark_model: at least 50 runs and 1 s of steady state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    warmup_runs: int = Field(5, ge=0)
+    warmup_seconds: float = Field(0.5, ge=0)
+    min_runs: int = Field(50, ge=1)
+    min_seconds: float = Field(1.0, ge=0)
+    max_seconds: float = Field(30.0, gt=0)
+    timeout_s: float = Field(300.0, gt=0, description="wall-clock limit of the whole worker (load + measure)")
+    memory_limit_mb: int | None = Field(None, gt=0, description="kill the worker when its RSS passes this")
+    streams: int = Field(2, ge=1, description="parallel streams in concurrent mode")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _max_covers_min(self) -> MeasureSpec:
+        if self.max_seconds < self.min_seconds:
+            raise ValueError(f"max_seconds ({self.max_seconds}) is below min_seconds ({self.min_seconds})")
+        return self
+
+
+class MeasureOverride(BaseModel):
+    """A partial :class:`MeasureSpec` for per-model overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    warmup_runs: int | None = Field(None, ge=0)
+    warmup_seconds: float | None = Field(None, ge=0)
+    min_runs: int | None = Field(None, ge=1)
+    min_seconds: float | None = Field(None, ge=0)
+    max_seconds: float | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+    memory_limit_mb: int | None = Field(None, gt=0)
+    streams: int | None = Field(None, ge=1)
+    seed: int | None = None
+
+
+class ModelEntry(BaseModel):
+    """A zoo model by ``name`` (with options) or a user's file by ``path``, plus per-model overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    path: str | None = None
+    input_shape: list[int] | None = None
+    label: str | None = None
+    precisions: list[Precision] | None = None
+    batch_sizes: list[int] | None = None
+    measure: MeasureOverride | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _name_or_path(self) -> ModelEntry:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of 'name' (a zoo model) or 'path' (your model file)")
+        return self
+
+    @field_validator("input_shape", "batch_sizes")
+    @classmethod
+    def _positive(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(v < 1 for v in value)):
+            raise ValueError("must be a non-empty list of positive integers")
+        return value
+
+
+class BackendEntry(BaseModel):
+    """A backend by name; ``threads`` and backend-specific options (checked against the backend) alongside."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    threads: int | None = Field(None, ge=1)
+    label: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    models: list[ModelEntry] = Field(min_length=1)
+    backends: list[BackendEntry] = Field(min_length=1)
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    mode: Mode | list[Mode] = "latency"
+    measure: MeasureSpec = Field(default_factory=MeasureSpec)
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError("batch sizes must be positive integers")
+        return value
+
+    @property
+    def modes(self) -> list[Mode]:
+        return [self.mode] if isinstance(self.mode, str) else list(self.mode)
+
+
+_KEYS_AT = {
+    (): set(Scenario.model_fields),
+    ("models",): set(ModelEntry.model_fields),
+    ("measure",): set(MeasureSpec.model_fields),
+    ("models", "measure"): set(MeasureSpec.model_fields),
+}
+
+
+class ScenarioError(Exception):
+    """A scenario the user must fix. ``str()`` is the whole user-facing message, one line per problem."""
+
+    def __init__(self, path: str | Path, problems: list[tuple[int | None, str]]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}:{line}: {text}" if line else f"{self.path}: {text}" for line, text in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class LoadedScenario:
+    scenario: Scenario
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (choose from: {', '.join(sorted(choices))})"
+
+
+def _format_loc(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+class _LineMap:
+    """Line numbers of every node of a YAML document, addressed by pydantic-style locations."""
+
+    def __init__(self, root: yaml.Node) -> None:
+        self.root = root
+
+    def line(self, loc: Loc) -> int:
+        node, line = self.root, self.root.start_mark.line + 1
+        for part in loc:
+            child = self._child(node, part)
+            if child is None:
+                break
+            node, line = child
+        return line
+
+    @staticmethod
+    def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node, int] | None:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key, value in node.value:
+                if key.value == part:
+                    # a scalar value sits on its key's line; for a nested block, point at the key too
+                    return value, key.start_mark.line + 1
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+            return child, child.start_mark.line + 1
+        return None
+
+
+def _duplicate_keys(node: yaml.Node) -> list[tuple[int, str]]:
+    problems = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                problems.append((key.start_mark.line + 1, f"duplicate key {key.value!r}"))
+            seen.add(key.value)
+            problems += _duplicate_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            problems += _duplicate_keys(child)
+    return problems
+
+
+def _pydantic_problem(error: dict[str, Any], lines: _LineMap) -> tuple[int, str]:
+    loc: Loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        context = tuple(part for part in loc[:-1] if isinstance(part, str))
+        known = sorted(_KEYS_AT.get(context, set()))
+        where = _format_loc(loc[:-1])
+        return lines.line(loc), f"{where + ': ' if where else ''}unknown key {key!r}{did_you_mean(key, known)}"
+    if error["type"] == "missing":
+        return lines.line(loc[:-1]), f"{_format_loc(loc)}: required field is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    return lines.line(loc), f"{_format_loc(loc)}: {message}"
+
+
+def _registry_problems(data: dict[str, Any], lines: _LineMap) -> list[tuple[int, str]]:
+    """Names checked against the zoo and backend registries, on the raw data so that they are reported
+    together with any type errors in the same file."""
+    from backends.registry import backend_names, get_backend
+    from model_zoo.catalog import CATALOG
+
+    problems = []
+    models = data.get("models")
+    for index, model in enumerate(models if isinstance(models, list) else []):
+        name = model if isinstance(model, str) else model.get("name") if isinstance(model, dict) else None
+        if isinstance(name, str) and name not in CATALOG:
+            loc: Loc = ("models", index) if isinstance(model, str) else ("models", index, "name")
+            problems.append((lines.line(loc), f"{_format_loc(loc)}: unknown zoo model {name!r}"
+                             f"{did_you_mean(name, list(CATALOG))}"))
+    backends = data.get("backends")
+    for index, backend in enumerate(backends if isinstance(backends, list) else []):
+        entry = {"name": backend} if isinstance(backend, str) else backend
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            continue
+        name = entry["name"]
+        if name not in backend_names():
+            loc = ("backends", index) if isinstance(backend, str) else ("backends", index, "name")
+            problems.append((lines.line(loc), f"{_format_loc(loc)}: unknown backend {name!r}"
+                             f"{did_you_mean(name, backend_names())}"))
+            continue
+        allowed = get_backend(name).option_names()
+        for key in entry:
+            if key not in (*allowed, *BackendEntry.model_fields):
+                loc = ("backends", index, key)
+                choices = [*allowed, *BackendEntry.model_fields]
+                problems.append((lines.line(loc), f"{_format_loc(loc)}: unknown option {key!r} for backend "
+                                 f"{name}{did_you_mean(str(key), choices)}"))
+    return problems
+
+
+def load_scenario(path: str | Path) -> LoadedScenario:
+    """Parse and validate a scenario file; raises :class:`ScenarioError` with every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(path, [(None, "no such scenario file")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError(path, [(None, f"cannot read the file: {error}")]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ScenarioError(path, [(mark.line + 1 if mark else None, f"invalid YAML: {problem}")]) from None
+    if root is None:
+        raise ScenarioError(path, [(None, "the file is empty; a scenario needs at least name, models and backends")])
+    if not isinstance(data, dict):
+        raise ScenarioError(path, [(1, "a scenario is a mapping (name:, models:, backends:, ...) at the top level")])
+    lines = _LineMap(root)
+    problems = _duplicate_keys(root) + _registry_problems(data, lines)
+    scenario = None
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as error:
+        problems += [_pydantic_problem(e, lines) for e in error.errors()]
+    if problems or scenario is None:
+        raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
+    return LoadedScenario(scenario, path)
+
+
+def _unique_labels(wanted: list[str], alternatives: list[str]) -> list[str]:
+    """Keep each label unless it collides; colliding ones take their alternative, then an index."""
+    labels = [w if wanted.count(w) == 1 else alt for w, alt in zip(wanted, alternatives, strict=True)]
+    return [label if labels.count(label) == 1 else f"{label}_{i}" for i, label in enumerate(labels)]
+
+
+def _model_labels(models: list[ModelEntry]) -> list[str]:
+    wanted, alternatives = [], []
+    for entry in models:
+        base = entry.label or entry.name or Path(entry.path or "model").stem
+        wanted.append(base)
+        shape = "x".join(map(str, entry.input_shape)) if entry.input_shape else "default"
+        alternatives.append(base if entry.label else f"{base}_{shape}")
+    return _unique_labels(wanted, alternatives)
+
+
+def _backend_labels(backends: list[BackendEntry]) -> list[str]:
+    wanted, alternatives = [], []
+    for entry in backends:
+        wanted.append(entry.label or entry.name)
+        options = {"threads": entry.threads, **entry.options}
+        suffix = "_".join(f"{k}{v}" for k, v in options.items() if v is not None)
+        alternatives.append(entry.label or (f"{entry.name}_{suffix}" if suffix else entry.name))
+    return _unique_labels(wanted, alternatives)
+
+
+def expand(loaded: LoadedScenario) -> list[Case]:
+    """Every (model, backend, precision, batch size, mode) combination, in file order.
+
+    A combination that cannot run is kept as a case with its ``skip_reason``, never silently dropped: a
+    skipped case in the results says what was not measured and why.
+    """
+    from harness.skips import skip_reason
+
+    scenario = loaded.scenario
+    cases = []
+    model_labels = _model_labels(scenario.models)
+    backend_labels = _backend_labels(scenario.backends)
+    for model, model_label in zip(scenario.models, model_labels, strict=True):
+        spec = ModelSpec.from_entry(model, loaded.base_dir)
+        measure = scenario.measure.model_copy(update=model.measure.model_dump(exclude_none=True)
+                                              if model.measure else {})
+        for backend, backend_label in zip(scenario.backends, backend_labels, strict=True):
+            options = {"threads": backend.threads, **backend.options}
+            for precision in model.precisions or scenario.precisions:
+                for batch_size in model.batch_sizes or scenario.batch_sizes:
+                    for mode in scenario.modes:
+                        case_id = f"{model_label}-{precision}-b{batch_size}-{backend_label}"
+                        if mode != "latency":
+                            case_id += f"-{mode}"
+                        case = Case(
+                            case_id=case_id, scenario=scenario.name, model=spec, model_label=model_label,
+                            backend=backend.name, backend_label=backend_label, backend_options=options,
+                            precision=precision, batch_size=batch_size, mode=mode,
+                            measure=measure.model_dump(),
+                        )
+                        case.skip_reason = skip_reason(case)
+                        cases.append(case)
+    return cases

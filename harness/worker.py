@@ -1,0 +1,211 @@
+"""The worker: one fresh process per case. ``python -m harness.worker JOB.json RESULT.json``.
+
+Isolation is the point: runtimes leak threads, memory and global state, a crash must not take the run down,
+and peak RSS only means something per process. So this module stays lean (standard library, numpy, psutil
+and the one backend the case needs; TensorFlow only for the tensorflow backend) and reports raw numbers; the
+parent process does the statistics.
+
+A failure the worker understands (a corrupt model, an impossible shape) is written as a result with a one-line
+reason and the traceback goes to the log; anything else (a segfault, a hang, running out of memory) is
+diagnosed by the parent from the exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class PhaseError(Exception):
+    """An error in a named phase of the case; its message becomes the case's reason."""
+
+    def __init__(self, phase: str, error: BaseException) -> None:
+        detail = str(error).strip() or type(error).__name__
+        super().__init__(f"{phase} failed: {detail}")
+        self.phase = phase
+
+
+class _Phases:
+    """Tags every exception with the phase it happened in, so reasons read 'load model failed: …'."""
+
+    def __init__(self) -> None:
+        self.current = "start"
+
+    def __call__(self, name: str) -> _Phases:
+        self.current = name
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, error: BaseException | None, tb: Any) -> bool:
+        if error is not None and not isinstance(error, PhaseError) and isinstance(error, Exception):
+            raise PhaseError(self.current, error) from error
+        return False
+
+
+def make_feeds(specs: list[Any], batch_size: int, hints: dict[str, Any], seed: int) -> list[np.ndarray]:
+    """Deterministic inputs that respect each input's dtype and the zoo's declared value range."""
+    from backends.base import concrete_shape
+
+    rng = np.random.default_rng(seed)
+    sample_shape = tuple(hints["input_shape"]) if hints.get("input_shape") else None
+    value_range = hints.get("input_range")
+    feeds = []
+    for spec in specs:
+        shape = concrete_shape(spec, batch_size, sample_shape)
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind in "iu":
+            low, high = value_range or (0, 100)
+            feeds.append(rng.integers(int(low), int(high), size=shape).astype(dtype))
+        elif dtype.kind == "b":
+            feeds.append(rng.random(shape) > 0.5)
+        elif dtype.kind == "f":
+            low, high = value_range or (0.0, 1.0)
+            feeds.append(rng.uniform(low, high, size=shape).astype(dtype))
+        else:
+            raise TypeError(f"input {spec.name!r} has dtype {spec.dtype}, which accelbench cannot generate")
+    return feeds
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
+    from backends.registry import get_backend
+    from harness.cases import Case
+    from harness.measure import MeasureSettings, concurrent_loop, timed_loop, warm_up
+    from harness.skips import backend_options
+
+    case = Case.from_dict(job["case"])
+    hints = job.get("hints", {})
+    settings = MeasureSettings.from_dict(case.measure)
+    sample_shape = tuple(hints["input_shape"]) if hints.get("input_shape") else None
+    with phase("import backend"):
+        backend = get_backend(case.backend)()
+        options = backend_options(case)
+    imported = time.time_ns()
+    rss_before = _rss()
+    with phase("load model"):
+        start = time.perf_counter_ns()
+        session = backend.prepare(job["artifact"], options, case.batch_size, sample_shape)
+        init_ns = time.perf_counter_ns() - start
+    rss_after_prepare = _rss()
+    with phase("make inputs"):
+        feeds = make_feeds(session.inputs, case.batch_size, hints, case.measure.get("seed", 0))
+        call = session.bind(feeds)
+    with phase("first inference"):
+        start = time.perf_counter_ns()
+        outputs = call()
+        first_ns = time.perf_counter_ns() - start
+    finite = all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in outputs
+                 if np.asarray(o).dtype.kind in "fc")
+    with phase("warm-up"):
+        if case.mode == "concurrent":
+            sessions = [session] + [backend.prepare(job["artifact"], options, case.batch_size, sample_shape)
+                                    for _ in range(settings.streams - 1)]
+            calls = [call] + [s.bind(feeds) for s in sessions[1:]]
+            warm = concurrent_loop(calls, settings.warmup_runs, settings.warmup_seconds,
+                                   max(settings.warmup_seconds, 1.0) * 10)
+            warmup_runs, warmup_seconds = warm.runs, warm.wall_ns / 1e9
+        else:
+            warmup_runs, warmup_seconds = warm_up(call, settings.warmup_runs, settings.warmup_seconds)
+    with phase("measure"):
+        if case.mode == "concurrent":
+            loop = concurrent_loop(calls, settings.min_runs, settings.min_seconds, settings.max_seconds)
+        else:
+            loop = timed_loop(call, settings.min_runs, settings.min_seconds, settings.max_seconds)
+    info = session.info()
+    if case.mode == "concurrent":
+        info = {**info, "streams": settings.streams, "sessions": settings.streams}
+    return {
+        "imported_at_ns": imported,
+        "init_ns": init_ns,
+        "first_inference_ns": first_ns,
+        "warmup_runs": warmup_runs,
+        "warmup_seconds": warmup_seconds,
+        "samples_ns": loop.samples_ns,
+        "wall_ns": loop.wall_ns,
+        "cpu_ns": loop.cpu_ns,
+        "per_stream_runs": loop.per_stream_runs,
+        "rss_before_prepare": rss_before,
+        "rss_after_prepare": rss_after_prepare,
+        "peak_rss_bytes": _peak_rss_bytes(),
+        "outputs_finite": bool(finite),
+        "inputs": [{"name": s.name, "shape": list(f.shape), "dtype": str(f.dtype)}
+                   for s, f in zip(session.inputs, feeds, strict=True)],
+        "outputs": [{"name": s.name, "shape": list(np.shape(o)), "dtype": str(np.asarray(o).dtype)}
+                    for s, o in zip(session.outputs, outputs, strict=True)],
+        "backend_info": info,
+    }
+
+
+def overhead(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
+    """Harness loop and bare loop over the same session, interleaved in rounds so drift hits both alike."""
+    from backends.registry import get_backend
+    from harness.cases import Case
+    from harness.measure import timed_loop, warm_up
+    from harness.skips import backend_options
+
+    case = Case.from_dict(job["case"])
+    hints = job.get("hints", {})
+    rounds, runs = int(job.get("rounds", 20)), int(job.get("runs_per_round", 500))
+    sample_shape = tuple(hints["input_shape"]) if hints.get("input_shape") else None
+    with phase("load model"):
+        session = get_backend(case.backend)().prepare(job["artifact"], backend_options(case), case.batch_size,
+                                                      sample_shape)
+        feeds = make_feeds(session.inputs, case.batch_size, hints, 0)
+        call = session.bind(feeds)
+    with phase("warm-up"):
+        warm_up(call, 200, 0.5)
+        session.reference_loop(feeds, 200)
+    harness_samples: list[int] = []
+    bare_samples: list[int] = []
+    with phase("measure"):
+        for _ in range(rounds):
+            harness_samples += timed_loop(call, runs, 0.0, 60.0).samples_ns
+            bare_samples += session.reference_loop(feeds, runs)
+    return {"harness_samples_ns": harness_samples, "bare_samples_ns": bare_samples,
+            "backend_info": session.info()}
+
+
+TASKS = {"measure": measure, "overhead": overhead}
+
+
+def main(argv: list[str]) -> int:
+    entered = time.time_ns()
+    job_path, result_path = argv
+    job = json.loads(Path(job_path).read_text())
+    result: dict[str, Any] = {"pid": os.getpid(), "entered_at_ns": entered}
+    phase = _Phases()
+    try:
+        result.update(TASKS[job.get("task", "measure")](job, phase))
+        result["status"] = "ok"
+    except PhaseError as error:
+        traceback.print_exc()
+        result.update(status="failed", reason=str(error), phase=error.phase)
+    tmp = Path(result_path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, result_path)  # the parent never sees a half-written result
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
