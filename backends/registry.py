@@ -1,12 +1,15 @@
 """Name → backend class. Entries are import paths so that listing backends imports no runtime.
 
 Adding a backend: write ``backends/<name>.py`` with a :class:`backends.base.Backend` subclass and add one
-line here.
+line here. Backends that live outside this repository (a vendor's adapter, a test double of a crashing
+runtime) are registered with ``ACCELBENCH_BACKENDS="name=package.module:Class,..."``; worker processes inherit
+the variable, so they resolve the same names.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 
 from backends.base import Availability, Backend
 
@@ -17,13 +20,21 @@ BACKENDS: dict[str, str] = {
 }
 
 
+def _all() -> dict[str, str]:
+    extra = {}
+    for item in filter(None, os.environ.get("ACCELBENCH_BACKENDS", "").split(",")):
+        name, _, target = item.partition("=")
+        extra[name.strip()] = target.strip()
+    return {**BACKENDS, **extra}
+
+
 def backend_names() -> list[str]:
-    return list(BACKENDS)
+    return list(_all())
 
 
 def get_backend(name: str) -> type[Backend]:
     """The backend class for ``name``; raises KeyError for an unknown name."""
-    module_name, class_name = BACKENDS[name].split(":")
+    module_name, class_name = _all()[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
