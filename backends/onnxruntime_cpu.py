@@ -55,10 +55,11 @@ class OrtSession(Session):
 
     def reference_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
         session, clock = self._session, time.perf_counter_ns
+        feed_dict = dict(zip(self._input_names, feeds, strict=True))
         samples = []
         for _ in range(runs):
             start = clock()
-            session.run(None, dict(zip(self._input_names, feeds, strict=True)))
+            session.run(None, feed_dict)
             samples.append(clock() - start)
         return samples
 

@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from harness.console import make_console
+
 EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -24,7 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.scenario import ScenarioError, expand, load_scenario
     from harness.selection import SelectionError, select
 
-    out, err = Console(), Console(stderr=True)
+    out, err = make_console(), make_console(stderr=True)
     try:
         loaded = load_scenario(args.scenario)
         cases = select(expand(loaded), args.k, extra_names=(loaded.scenario.name, loaded.path.name))
@@ -82,7 +84,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for row in rows:
         table.add_row(row["name"], "[green]yes[/]" if row["available"] else "[red]no[/]", row["reason"],
                       row["artifact_format"] or "-")
-    Console().print(table)
+    make_console().print(table)
     return EXIT_OK
 
 
@@ -100,7 +102,7 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
     for row in rows:
         shape = "×".join(map(str, row["input_shape"])) + f" {row['input_dtype']}"
         table.add_row(row["name"], shape, row["source"], row["dataset"] or "-")
-    Console().print(table)
+    make_console().print(table)
     return EXIT_OK
 
 
@@ -122,7 +124,7 @@ def cmd_overhead(args: argparse.Namespace) -> int:
                               f"{row['ratio']:.4f}", str(row["samples_each"]))
             else:
                 table.add_row(name, "-", "-", row.get("skipped") or row.get("error"), "-")
-        Console().print(table)
+        make_console().print(table)
     return EXIT_OK if all("ratio" in row for row in results.values()) else EXIT_CASES_FAILED
 
 

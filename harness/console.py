@@ -48,9 +48,14 @@ def summary_table(records: list[dict[str, Any]], title: str = "accelbench result
     return table
 
 
+def make_console(stderr: bool = False) -> Console:
+    """A console that keeps the table readable when output is a pipe or a CI log (rich assumes 80 columns)."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 160)
+
+
 def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console | None = None) -> None:
-    # not a terminal (CI logs, pipes): rich would squeeze the table into 80 columns
-    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    console = console or make_console()
     console.print(summary_table(records))
     for record in records:
         if record["status"] != "passed" and record.get("reason"):
