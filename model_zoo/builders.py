@@ -1,0 +1,129 @@
+"""Code that turns a catalog entry into a Keras model.
+
+Every TensorFlow/Keras import sits inside a function: importing this module must stay free, only calling
+it pays. A change to any builder must bump that model's `recipe_version` in the catalog, otherwise the
+cache keeps serving artefacts of the old recipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from model_zoo.catalog import CATALOG
+from model_zoo.tf_env import import_tf
+
+if TYPE_CHECKING:
+    import keras
+
+VOCAB = 1000
+D_MODEL = 64
+HEADS = 4
+FFN = 128
+BLOCKS = 2
+DIGITS_EPOCHS = 15
+
+
+def build_keras_model(name: str, input_shape: tuple[int, ...]) -> keras.Model:
+    """Build (and for `digits_cnn` train) the model, seeded so that a rebuild gives the same weights."""
+    import_tf()
+    import keras
+
+    keras.utils.set_random_seed(CATALOG[name].seed)
+    return _BUILDERS[name](input_shape)
+
+
+def _digits_cnn(input_shape: tuple[int, ...]) -> keras.Model:
+    import keras
+
+    from model_zoo.datasets import load_dataset
+
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input(input_shape),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ],
+        name="digits_cnn",
+    )
+    data = load_dataset("digits")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with _op_determinism():
+        model.fit(data.x_train, data.y_train, epochs=DIGITS_EPOCHS, batch_size=32, verbose=0)
+    return model
+
+
+@contextlib.contextmanager
+def _op_determinism() -> Iterator[None]:
+    """Deterministic kernels while training, so a rebuild gives the same weights; then the caller's setting.
+
+    Restoring matters when the builder runs inside a longer-lived process (a test session): determinism
+    slows some ops and makes others raise. TensorFlow only exposes the switch-off privately; without it, the
+    setting simply stays on.
+    """
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.framework import config as private_config
+
+        restore = not private_config.is_op_determinism_enabled()
+    except (ImportError, AttributeError):
+        private_config, restore = None, False
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if restore:
+            private_config.disable_op_determinism()
+
+
+def _keras_application(cls: str) -> Callable[[tuple[int, ...]], keras.Model]:
+    def build(input_shape: tuple[int, ...]) -> keras.Model:
+        import keras
+
+        return getattr(keras.applications, cls)(weights=None, input_shape=input_shape)
+
+    return build
+
+
+def _tiny_transformer(input_shape: tuple[int, ...]) -> keras.Model:
+    import keras
+
+    layers = keras.layers
+
+    class PositionEmbedding(layers.Layer):
+        """A learned (seq_len, d_model) table added to the token embeddings: one ADD, no gather."""
+
+        def build(self, shape: tuple[int | None, ...]) -> None:
+            self.table = self.add_weight(shape=tuple(shape[1:]), initializer="uniform", name="table")
+
+        def call(self, x):
+            return x + self.table
+
+    tokens = keras.Input(input_shape, dtype="int32", name="tokens")
+    x = PositionEmbedding()(layers.Embedding(VOCAB, D_MODEL)(tokens))
+    for _ in range(BLOCKS):
+        attention = layers.MultiHeadAttention(num_heads=HEADS, key_dim=D_MODEL // HEADS)(x, x)
+        x = layers.LayerNormalization(epsilon=1e-6)(x + attention)
+        # relu, not Keras' default exact gelu: tf2onnx lowers that to Erfc, which ONNX has no op for.
+        ffn = layers.Dense(D_MODEL)(layers.Dense(FFN, activation="relu")(x))
+        x = layers.LayerNormalization(epsilon=1e-6)(x + ffn)
+    x = layers.GlobalAveragePooling1D()(x)
+    outputs = layers.Dense(10, activation="softmax")(x)
+    return keras.Model(tokens, outputs, name="tiny_transformer")
+
+
+_BUILDERS: dict[str, Callable[[tuple[int, ...]], keras.Model]] = {
+    "digits_cnn": _digits_cnn,
+    "mobilenet_v2": _keras_application("MobileNetV2"),
+    "resnet50": _keras_application("ResNet50"),
+    "efficientnet_b0": _keras_application("EfficientNetB0"),
+    "tiny_transformer": _tiny_transformer,
+}
