@@ -29,9 +29,11 @@ class ModelSpec:
         return cls(zoo=entry.name, path=path, input_shape=shape)
 
     def to_ref(self) -> Any:
+        """The zoo's reference. A user file's input_shape only fills dynamic dimensions at run time; it is not
+        part of the artefact's identity."""
         from model_zoo.artifacts import ModelRef
 
-        return ModelRef(zoo=self.zoo, path=self.path, input_shape=self.input_shape)
+        return ModelRef(zoo=self.zoo, path=self.path, input_shape=self.input_shape if self.zoo else None)
 
     def input_hints(self) -> dict[str, Any]:
         """Shape, dtype and value range the zoo declares for the model's input (empty for user files)."""

@@ -246,6 +246,13 @@ def _registry_problems(data: dict[str, Any], lines: _LineMap) -> list[tuple[int,
             loc: Loc = ("models", index) if isinstance(model, str) else ("models", index, "name")
             problems.append((lines.line(loc), f"{_format_loc(loc)}: unknown zoo model {name!r}"
                              f"{did_you_mean(name, list(CATALOG))}"))
+        elif isinstance(name, str) and isinstance(model, dict) and isinstance(model.get("input_shape"), list):
+            shape = model["input_shape"]
+            if all(isinstance(d, int) and d > 0 for d in shape):
+                problem = CATALOG[name].shape_problem(tuple(shape))
+                if problem:
+                    loc = ("models", index, "input_shape")
+                    problems.append((lines.line(loc), f"{_format_loc(loc)}: {problem}"))
     backends = data.get("backends")
     for index, backend in enumerate(backends if isinstance(backends, list) else []):
         entry = {"name": backend} if isinstance(backend, str) else backend
