@@ -67,11 +67,35 @@ class WorkerOutcome:
     log: Path
 
 
+def _watch(process: subprocess.Popen, deadline: float, timeout_s: float, memory_limit_mb: int | None) -> str | None:
+    """Wait for the worker; the reason it had to be killed (timeout, memory), or None if it ended by itself."""
+    import psutil
+
+    try:
+        watched = psutil.Process(process.pid)
+    except psutil.Error:  # already gone: wait() below collects its status
+        watched = None
+    while True:
+        try:
+            process.wait(timeout=0.1)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        if time.perf_counter() > deadline:
+            return f"timed out after {timeout_s:g} s (measure.timeout_s) and was killed"
+        if memory_limit_mb is not None and watched is not None:
+            try:
+                rss_mb = watched.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            if rss_mb > memory_limit_mb:
+                return (f"ran out of memory: RSS {rss_mb:.0f} MB passed measure.memory_limit_mb "
+                        f"({memory_limit_mb} MB) and was killed")
+
+
 def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
                memory_limit_mb: int | None = None) -> WorkerOutcome:
     """Run one job in a fresh interpreter; every way it can end becomes a result or a one-line reason."""
-    import psutil
-
     work_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path, log_path = (work_dir / f"{name}.job.json", work_dir / f"{name}.result.json",
                                        work_dir / f"{name}.log")
@@ -83,29 +107,12 @@ def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
         process = subprocess.Popen([sys.executable, "-m", "harness.worker", str(job_path), str(result_path)],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=worker_env(), start_new_session=True)
-        watched = psutil.Process(process.pid)
-        killed_for: str | None = None
-        deadline = start + timeout_s
-        while True:
-            try:
-                process.wait(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if time.perf_counter() > deadline:
-                killed_for = f"timed out after {timeout_s:g} s (measure.timeout_s) and was killed"
-            elif memory_limit_mb is not None:
-                try:
-                    rss_mb = watched.memory_info().rss / 2**20
-                except psutil.Error:
-                    rss_mb = 0.0
-                if rss_mb > memory_limit_mb:
-                    killed_for = (f"ran out of memory: RSS {rss_mb:.0f} MB passed measure.memory_limit_mb "
-                                  f"({memory_limit_mb} MB) and the worker was killed")
-            if killed_for:
+        try:
+            killed_for = _watch(process, start + timeout_s, timeout_s, memory_limit_mb)
+        finally:  # Ctrl-C in the parent must not leave an orphaned worker measuring on
+            if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-                break
     wall_ms = (time.perf_counter() - start) * 1e3
     outcome = WorkerOutcome(None, None, wall_ms, spawned, process.returncode, log_path)
     if killed_for:
