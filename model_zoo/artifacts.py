@@ -9,6 +9,13 @@ recipe version, library versions) or a user file's bytes. A TFLite or ONNX file'
 the SavedModel it was converted from, plus format, precision, converter versions and options; so a user
 SavedModel byte-identical to a cached one shares its conversions, and a changed converter never serves an
 old file.
+
+Precisions and compression extend the same scheme. fp16 / int8 ONNX files derive from the fp32 ONNX (a
+user's .onnx file included) and hash its bytes; TFLite files at every precision derive from the SavedModel.
+A pruned model is a SavedModel of its own (`model_zoo.prune`), keyed by the dense SavedModel's bytes (zoo) or
+the .keras file's bytes plus the pruning recipe, and the source of that model's TFLite / ONNX files. An int8
+key also covers the calibration settings and the calibration data's content. Fields at their defaults are
+left out of keys and JSON, so fp32 artefacts keep the keys they had before precisions existed.
 """
 
 from __future__ import annotations
@@ -19,16 +26,19 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# convert is cheap to import: it defers TensorFlow, tf2onnx and onnx to the functions that need them.
-from model_zoo import cache, convert
+# convert, calibration and prune are cheap to import: they defer TensorFlow, tf2onnx, onnx, tfmot and
+# onnxruntime.quantization to the functions that need them.
+from model_zoo import cache, convert, prune
 from model_zoo.cache import cache_dir
+from model_zoo.calibration import batches, calibration_data, calibration_identity, source_problem
 from model_zoo.catalog import CATALOG
+from model_zoo.errors import ArtifactError
 from model_zoo.tf_env import import_tf
 
 __all__ = [
@@ -37,8 +47,10 @@ __all__ = [
     "PRECISIONS",
     "ArtifactError",
     "ArtifactRequest",
+    "Calibration",
     "ModelRef",
     "artifact_key",
+    "artifact_meta",
     "build",
     "cache_dir",
     "lookup",
@@ -50,16 +62,12 @@ __all__ = [
 log = logging.getLogger("accelbench.zoo")
 
 FORMATS = ("savedmodel", "tflite", "onnx")
-PRECISIONS = ("fp32",)  # fp16 / int8 slot in here and in model_zoo.convert
+PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8")
 MODEL_FILES = {"savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
 _SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".keras": "keras", ".h5": "keras"}
 _NAMES = {"onnx": "ONNX", "tflite": "TFLite", "keras": "Keras", "savedmodel": "a TensorFlow SavedModel"}
 _ARTICLES = {"onnx": "an", "tflite": "a", "keras": "a"}
 _MAX_MESSAGE = 3000
-
-
-class ArtifactError(Exception):
-    """A model or artefact problem worth showing to the user as is (names the model/file and the cause)."""
 
 
 @dataclass(frozen=True)
@@ -115,17 +123,51 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """Where full-integer (int8) quantization takes its activation ranges from; see `model_zoo.calibration`.
+
+    source: "dataset" (the model's training split; random for models without one), "random", or an absolute
+    path to a .npz file with one array per model input (by input name, or in input order).
+    """
+
+    samples: int = 200
+    source: str = "dataset"
+
+
+@dataclass(frozen=True)
 class ArtifactRequest:
+    """Model M as format F at precision P, optionally pruned.
+
+    format: "savedmodel" | "tflite" | "onnx". precision: "fp32" | "fp16" | "int8_dynamic" | "int8".
+    compression: "none" | "prune:F" (zero a fraction F of the prunable weights, 0 < F < 1) | "prune:2:4".
+    calibration matters for precision "int8" only, and is reset to its default for any other precision, so
+    that requests for the same artefact compare (and serialise) equal. A fraction is written canonically
+    ("prune:.5" becomes "prune:0.5") for the same reason.
+    """
+
     model: ModelRef
     format: str
     precision: str = "fp32"
+    compression: str = "none"
+    calibration: Calibration = field(default_factory=Calibration)
+
+    def __post_init__(self) -> None:
+        if self.precision != "int8" and self.calibration != Calibration():
+            object.__setattr__(self, "calibration", Calibration())
+        try:
+            parsed = prune.parse_compression(self.compression)
+        except ValueError:  # unsupported_reason explains it
+            return
+        if parsed is not None:
+            object.__setattr__(self, "compression", parsed.canonical)
 
 
 def unsupported_reason(req: ArtifactRequest) -> str | None:
     """Why the request can never be produced, or None. Cheap: no TensorFlow, no big reads.
 
-    A file type accelbench cannot read is such a reason. A missing or corrupt file is not: that is an
-    error `build` raises, so the case fails rather than being skipped.
+    A file type accelbench cannot read is such a reason, and so is a combination no converter makes. A
+    missing or corrupt file is not (a missing calibration .npz included): that is an error `build` raises,
+    so the case fails rather than being skipped.
     """
     try:
         source = req.model.source_format()
@@ -133,13 +175,36 @@ def unsupported_reason(req: ArtifactRequest) -> str | None:
         return str(exc)
     if req.format not in FORMATS:
         return f"unknown artefact format {req.format!r}; expected one of {', '.join(FORMATS)}"
+    if req.precision not in PRECISIONS:
+        return f"unknown precision {req.precision!r}; expected one of {', '.join(PRECISIONS)}"
+    try:
+        compression = prune.parse_compression(req.compression)
+    except ValueError as exc:
+        return str(exc)
     if source in ("onnx", "tflite") and req.format != source:
         return (
             f"{req.model.path} is {_ARTICLES[source]} {_NAMES[source]} file; "
             f"accelbench cannot convert {_NAMES[source]} to {_NAMES[req.format]}"
         )
-    if req.precision not in PRECISIONS:
-        return f"precision {req.precision} is not supported yet"
+    if req.format == "savedmodel" and req.precision != "fp32":
+        return (
+            f"the tensorflow backend runs the fp32 SavedModel only; {req.precision} is made as a TFLite or ONNX file"
+        )
+    if source == "tflite" and req.precision != "fp32":
+        return (
+            f"{req.model.path}: cannot re-quantize a TFLite file; give the SavedModel, .keras or .onnx source "
+            f"for {req.precision}"
+        )
+    if compression is not None and source not in ("zoo", "keras"):
+        return (
+            f"{req.model.path}: {req.compression} needs the Keras model, because pruning works on Keras layers; "
+            f"give a zoo model or a .keras file, not {_ARTICLES.get(source, 'a')} {_NAMES[source]}"
+            + ("" if source == "savedmodel" else " file")
+        )
+    if req.precision == "int8":
+        problem = source_problem(req.calibration)
+        if problem is not None:
+            return problem
     if source == "zoo":
         return CATALOG[req.model.zoo].shape_problem(req.model.shape)
     return None
@@ -160,19 +225,31 @@ def lookup(req: ArtifactRequest) -> Path | None:
 
 
 def artifact_key(req: ArtifactRequest) -> str | None:
-    """The cache key, or None while it cannot be known (the SavedModel it derives from is not built yet)."""
+    """The cache key, or None while it cannot be known (the file it derives from is not built yet).
+
+    Raises ArtifactError when a file the key hashes cannot be read (a user model, a calibration .npz).
+    """
     input_hash = _input_hash(req)
     if input_hash is None:
         return None
-    return _digest(
-        {
-            "input": input_hash,
-            "format": req.format,
-            "precision": req.precision,
-            "versions": _versions(req.format),
-            "options": _options(req.format),
-        }
-    )
+    return _digest(_key_parts(req, input_hash))
+
+
+def artifact_meta(path: str | Path) -> dict[str, Any] | None:
+    """The meta.json of a cached artefact (sparsity reached, calibration used, versions…), or None for a
+    file that is not a cache entry, such as a user's model used in place."""
+    path = Path(path)
+    try:
+        entry = path.resolve().parent
+        root = (cache_dir() / "artifacts").resolve()
+    except OSError:
+        return None
+    if entry.parent != root:
+        return None
+    meta = cache.read_meta(entry.name)
+    if meta is None or meta.get("file") != path.name:
+        return None
+    return meta
 
 
 def build(req: ArtifactRequest) -> Path:
@@ -188,39 +265,47 @@ def build(req: ArtifactRequest) -> Path:
         _check_user_file(ref)
     if _is_passthrough(req):
         return Path(ref.path)
+    if req.precision == "int8":  # a missing calibration file fails now, before any dependency is built
+        calibration_identity(ref, req.calibration)
     found = lookup(req)
     if found is not None:
         return found
 
     convert_to = _converter(req)
     key = artifact_key(req)
-    assert key is not None  # the SavedModel it derives from exists by now
+    assert key is not None  # what it derives from exists by now
+    what = f"{req.format} {req.precision}" + ("" if req.compression == "none" else f" {req.compression}")
 
     def produce(out: Path) -> dict[str, Any]:
-        import_tf()  # outside the timing: build_seconds should measure the conversion, not the import
-        log.info("building %s %s of %s", req.format, req.precision, ref.describe())
+        if _needs_tensorflow(req):
+            import_tf()  # outside the timing: build_seconds should measure the conversion, not the import
+        log.info("building %s of %s", what, ref.describe())
         started = time.perf_counter()
         try:
-            convert_to(out)
+            extra = convert_to(out) or {}
+        except ArtifactError:
+            raise
         except Exception as exc:
-            what = f"{ref.describe()}: building {req.format} {req.precision} failed"
-            message = f"{what}: {type(exc).__name__}: {exc}"
+            message = f"{ref.describe()}: building {what} failed: {type(exc).__name__}: {exc}"
             raise ArtifactError(_shorten(message)) from exc
         seconds = time.perf_counter() - started
-        log.info("built %s %s of %s in %.1f s", req.format, req.precision, ref.describe(), seconds)
+        log.info("built %s of %s in %.1f s", what, ref.describe(), seconds)
         return {
             "request": request_to_json(req),
             "source_key": _input_hash(req),
-            "versions": _versions(req.format),
-            "options": _options(req.format),
+            "versions": _request_versions(req),
+            "options": _request_options(req),
             "build_seconds": round(seconds, 3),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **_pruning_meta(req),
+            **extra,
         }
 
     return cache.store(key, MODEL_FILES[req.format], produce)
 
 
 def request_to_json(req: ArtifactRequest) -> dict[str, Any]:
+    """JSON for the build subprocess and for meta.json; fields at their defaults are left out."""
     model: dict[str, Any] = {}
     if req.model.zoo is not None:
         model["zoo"] = req.model.zoo
@@ -228,7 +313,18 @@ def request_to_json(req: ArtifactRequest) -> dict[str, Any]:
         model["path"] = req.model.path
     if req.model.input_shape is not None:
         model["input_shape"] = list(req.model.input_shape)
-    return {"model": model, "format": req.format, "precision": req.precision}
+    data: dict[str, Any] = {"model": model, "format": req.format, "precision": req.precision}
+    if req.compression != "none":
+        data["compression"] = req.compression
+    default = Calibration()
+    calibration = {
+        name: getattr(req.calibration, name)
+        for name in ("samples", "source")
+        if getattr(req.calibration, name) != getattr(default, name)
+    }
+    if calibration:
+        data["calibration"] = calibration
+    return data
 
 
 def request_from_json(data: Any) -> ArtifactRequest:
@@ -240,7 +336,18 @@ def request_from_json(data: Any) -> ArtifactRequest:
             zoo=model.get("zoo"), path=model.get("path"), input_shape=None if shape is None else tuple(shape)
         )
         precision = str(data.get("precision", "fp32"))
-        return ArtifactRequest(model=ref, format=str(data["format"]), precision=precision)
+        compression = str(data.get("compression", "none"))
+        settings = data.get("calibration") or {}
+        unknown = set(settings) - {"samples", "source"}
+        if unknown:
+            raise ValueError(f"unknown calibration field(s) {', '.join(sorted(unknown))}")
+        calibration = Calibration(
+            samples=int(settings.get("samples", Calibration.samples)),
+            source=str(settings.get("source", Calibration.source)),
+        )
+        return ArtifactRequest(
+            model=ref, format=str(data["format"]), precision=precision, compression=compression, calibration=calibration
+        )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ArtifactError(f"malformed artefact request {data!r}: {type(exc).__name__}: {exc}") from exc
 
@@ -251,22 +358,93 @@ def request_from_json(data: Any) -> ArtifactRequest:
 def _is_passthrough(req: ArtifactRequest) -> bool:
     """A user file already in the requested form is used in place: copying it would only cost disk."""
     source = req.model.source_format()
-    return source == req.format and source in FORMATS and req.precision == "fp32"
+    return source == req.format and source in FORMATS and req.precision == "fp32" and req.compression == "none"
 
 
 def _input_hash(req: ArtifactRequest) -> str | None:
-    """Hash of what the artefact is made from: recipe or user bytes for a SavedModel, else its SavedModel."""
+    """Hash of what the artefact is made from.
+
+    SavedModel: the zoo recipe, the user's bytes, or (pruned zoo model) the dense SavedModel's bytes.
+    fp16 / int8 ONNX: the fp32 ONNX's bytes. Anything else: the bytes of its SavedModel.
+    """
     ref = req.model
     source = ref.source_format()
     if req.format == "savedmodel" and source == "zoo":
-        return _recipe_hash(ref)
+        if req.compression == "none":
+            return _recipe_hash(ref)
+        return _built_hash(ArtifactRequest(ref, "savedmodel"))
+    if req.format == "onnx" and req.precision != "fp32" and source != "onnx":
+        return _built_hash(ArtifactRequest(ref, "onnx", compression=req.compression))
     if req.format != "savedmodel" and source in ("zoo", "keras"):
-        meta = cache.read_meta(artifact_key(ArtifactRequest(ref, "savedmodel")))
-        return None if meta is None else meta["content_sha256"]
+        return _built_hash(ArtifactRequest(ref, "savedmodel", compression=req.compression))
     try:
         return cache.content_hash(Path(ref.path))
     except OSError as exc:
         raise ArtifactError(f"{ref.path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _built_hash(req: ArtifactRequest) -> str | None:
+    """The content hash of a cached artefact, or None while it is not built."""
+    key = artifact_key(req)
+    meta = None if key is None else cache.read_meta(key)
+    return None if meta is None else meta["content_sha256"]
+
+
+def _key_parts(req: ArtifactRequest, input_hash: str) -> dict[str, Any]:
+    """What the key hashes. fp32 without compression: exactly the fields keys had before precisions."""
+    parts: dict[str, Any] = {
+        "input": input_hash,
+        "format": req.format,
+        "precision": req.precision,
+        "versions": _request_versions(req),
+        "options": _request_options(req),
+    }
+    compression = prune.parse_compression(req.compression) if req.compression != "none" else None
+    if compression is not None:
+        parts["compression"] = compression.recipe()
+    if req.precision == "int8":
+        parts["calibration"] = calibration_identity(req.model, req.calibration)
+    return parts
+
+
+def _request_versions(req: ArtifactRequest) -> dict[str, str]:
+    """Versions of the libraries that write this artefact (those of the file it derives from are in its hash)."""
+    if req.format == "onnx" and req.precision != "fp32":
+        versions = {"onnx": _version("onnx"), "onnxruntime": _version("onnxruntime", "onnxruntime-gpu")}
+        if req.precision == "fp16":
+            versions["onnxconverter-common"] = _version("onnxconverter-common")
+        return versions
+    versions = _versions(req.format)
+    if req.format == "savedmodel" and req.compression != "none":
+        versions["tensorflow-model-optimization"] = _version("tensorflow-model-optimization")
+        versions["tf-keras"] = _version("tf-keras", "tf_keras")
+    return versions
+
+
+# Bump when a precision's conversion changes in a way its options below do not show.
+QUANTIZATION_RECIPE = 1
+
+
+def _request_options(req: ArtifactRequest) -> dict[str, Any]:
+    if req.precision == "fp32":
+        return _options(req.format)
+    if req.format == "tflite":
+        options: dict[str, Any] = {"ops": "TFLITE_BUILTINS", "optimizations": ["DEFAULT"]}
+        if req.precision == "fp16":
+            options["supported_types"] = ["float16"]
+        if req.precision == "int8":
+            options.update(ops="TFLITE_BUILTINS_INT8", representative_dataset=True, io="float32")
+    elif req.precision == "fp16":
+        options = {"converter": "onnxconverter_common.float16", "keep_io_types": True, "fp32_casts_kept": True}
+    elif req.precision == "int8_dynamic":
+        options = {"quantize_dynamic": {"weight_type": "QInt8"}}
+    else:
+        options = {
+            "quantize_static": convert.ONNX_INT8_OPTIONS,
+            "pre_process": "quant_pre_process(skip_symbolic_shape=True)",
+            "calibration_batch": convert.ONNX_CALIBRATION_BATCH,
+        }
+    return {**options, "recipe": QUANTIZATION_RECIPE}
 
 
 def _recipe_hash(ref: ModelRef) -> str:
@@ -338,15 +516,91 @@ def _check_user_file(ref: ModelRef) -> None:
             raise ArtifactError(_shorten(f"{ref.path}: not a valid ONNX model: {exc}")) from exc
 
 
-def _converter(req: ArtifactRequest) -> Callable[[Path], None]:
-    """The function that writes the artefact; a derived format first makes sure its SavedModel exists."""
-    ref = req.model
+def _needs_tensorflow(req: ArtifactRequest) -> bool:
+    """Quantizing an ONNX file and pruning (a subprocess of its own) need no TensorFlow in this process."""
     if req.format == "savedmodel":
-        return lambda out: convert.export_savedmodel(_keras_model(ref), out)
-    from_user = ref.source_format() == "savedmodel"
-    savedmodel = Path(ref.path) if from_user else build(ArtifactRequest(ref, "savedmodel"))
-    to_format = {"tflite": convert.savedmodel_to_tflite, "onnx": convert.savedmodel_to_onnx}[req.format]
-    return lambda out: to_format(savedmodel, out, req.precision)
+        return req.compression == "none"
+    return req.format == "tflite" or req.precision == "fp32"
+
+
+def _converter(req: ArtifactRequest) -> Callable[[Path], dict[str, Any] | None]:
+    """The function that writes the artefact (returning extra meta); it first builds what it derives from."""
+    ref = req.model
+    source = ref.source_format()
+    if req.format == "savedmodel":
+        if req.compression == "none":
+            return lambda out: convert.export_savedmodel(_keras_model(ref), out)
+        return _pruner(req)
+    if req.format == "onnx" and req.precision != "fp32":
+        fp32 = Path(ref.path) if source == "onnx" else build(ArtifactRequest(ref, "onnx", compression=req.compression))
+        return lambda out: _quantize_onnx(req, fp32, out)
+    if source == "savedmodel":
+        savedmodel = Path(ref.path)
+    else:
+        savedmodel = build(ArtifactRequest(ref, "savedmodel", compression=req.compression))
+    if req.format == "onnx":
+        return lambda out: convert.savedmodel_to_onnx(savedmodel, out, req.precision)
+    return lambda out: _to_tflite(req, savedmodel, out)
+
+
+def _to_tflite(req: ArtifactRequest, savedmodel: Path, out: Path) -> dict[str, Any] | None:
+    if req.precision != "int8":
+        convert.savedmodel_to_tflite(savedmodel, out, req.precision)
+        return None
+    specs = convert.savedmodel_input_specs(savedmodel)
+    data = calibration_data(req.model, req.calibration, specs)
+    # One sample per calibration step, as the TFLite converter expects, unless the model fixes its batch.
+    fixed = bool(specs) and all(spec.batch is not None for spec in specs)
+    size = specs[0].batch if fixed else 1
+    chunks = batches(data.arrays, size, fixed, what=req.model.describe())
+    representative = [{spec.name: chunk[i] for i, spec in enumerate(specs)} for chunk in chunks]
+    convert.savedmodel_to_tflite(savedmodel, out, "int8", representative)
+    return _calibration_meta(data)
+
+
+def _quantize_onnx(req: ArtifactRequest, fp32: Path, out: Path) -> dict[str, Any]:
+    if req.precision == "fp16":
+        return {"quantization": convert.onnx_to_fp16(fp32, out)}
+    if req.precision == "int8_dynamic":
+        return {"quantization": convert.onnx_to_int8_dynamic(fp32, out)}
+    data = calibration_data(req.model, req.calibration, convert.onnx_input_specs(fp32))
+    return {"quantization": convert.onnx_to_int8(fp32, out, data.arrays), **_calibration_meta(data)}
+
+
+def _calibration_meta(data: Any) -> dict[str, Any]:
+    return {
+        "calibration_source": data.description,
+        "calibration_samples": data.samples,
+        "calibration_sha256": data.sha256,
+    }
+
+
+def _pruner(req: ArtifactRequest) -> Callable[[Path], dict[str, Any]]:
+    """Prune in a subprocess (tfmot needs legacy Keras), from the dense SavedModel's weights for a zoo model."""
+    ref = req.model
+    compression = prune.parse_compression(req.compression)
+    assert compression is not None
+    if ref.zoo is not None:
+        dense = build(ArtifactRequest(ref, "savedmodel"))
+        spec: dict[str, Any] = {"zoo": ref.zoo, "input_shape": list(ref.shape), "dense_savedmodel": str(dense)}
+    else:
+        spec = {"keras_file": str(Path(ref.path).resolve())}
+    spec["compression"] = compression.canonical
+
+    def produce(out: Path) -> dict[str, Any]:
+        report = prune.prune_in_subprocess(spec, out)
+        return {"sparsity": report.pop("sparsity"), "fine_tuned": report.pop("fine_tuned"), "pruning": report}
+
+    return produce
+
+
+def _pruning_meta(req: ArtifactRequest) -> dict[str, Any]:
+    """A pruned model's TFLite / ONNX files carry its sparsity in their own meta.json, for the results."""
+    if req.compression == "none" or req.format == "savedmodel":
+        return {}
+    key = artifact_key(ArtifactRequest(req.model, "savedmodel", compression=req.compression))
+    meta = (cache.read_meta(key) if key else None) or {}
+    return {name: meta[name] for name in ("sparsity", "fine_tuned", "pruning") if name in meta}
 
 
 def _keras_model(ref: ModelRef) -> Any:

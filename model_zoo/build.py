@@ -1,7 +1,9 @@
 """`python -m model_zoo.build`: build artefacts in a process of their own.
 
 The harness keeps TensorFlow out of its own process by sending the requests here on stdin (a JSON list of
-`request_to_json` objects) and reading the answer from the LAST line of stdout: a JSON list, in request
+`request_to_json` objects: model, format, precision, and where not at their defaults, compression such as
+"prune:0.75" or "prune:2:4" and, for int8, calibration {"samples": N, "source": "dataset" | "random" | an
+absolute .npz path}) and reading the answer from the LAST line of stdout: a JSON list, in request
 order, of `{"path": ...}` or `{"error": ...}`. One process serves the whole list, so TensorFlow is imported
 once and a SavedModel built for one format is reused by the next. Logs go to stderr; so does anything
 TensorFlow writes to stdout while building, which would otherwise corrupt the answer.

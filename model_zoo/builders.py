@@ -3,13 +3,19 @@
 Every TensorFlow/Keras import sits inside a function: importing this module must stay free, only calling
 it pays. A change to any builder must bump that model's `recipe_version` in the catalog, otherwise the
 cache keeps serving artefacts of the old recipe.
+
+The architectures take the Keras module as an argument: Keras 3 (`keras`) builds the zoo model, and the
+pruning subprocess (`model_zoo.prune`) builds the very same architecture with legacy Keras (`tf_keras`),
+which is the only Keras that tensorflow-model-optimization can prune, then loads the zoo model's weights
+into it. One definition for both keeps the twin identical by construction.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from model_zoo.catalog import CATALOG
 from model_zoo.tf_env import import_tf
@@ -31,16 +37,25 @@ def build_keras_model(name: str, input_shape: tuple[int, ...]) -> keras.Model:
     import keras
 
     keras.utils.set_random_seed(CATALOG[name].seed)
-    return _BUILDERS[name](input_shape)
+    model = _ARCHITECTURES[name](input_shape, keras)
+    if name in _TRAINERS:
+        _TRAINERS[name](model)
+    return model
 
 
-def _digits_cnn(input_shape: tuple[int, ...]) -> keras.Model:
-    import keras
+def build_architecture(name: str, input_shape: tuple[int, ...], keras_module: ModuleType) -> Any:
+    """The untrained architecture of a zoo model, in the given Keras (`keras` or `tf_keras`).
 
-    from model_zoo.datasets import load_dataset
+    For a twin whose weights are then loaded from the zoo model: the seed is set anyway so that a twin is
+    reproducible, but its initial weights do not matter.
+    """
+    keras_module.utils.set_random_seed(CATALOG[name].seed)
+    return _ARCHITECTURES[name](input_shape, keras_module)
 
+
+def _digits_cnn(input_shape: tuple[int, ...], keras: ModuleType) -> Any:
     layers = keras.layers
-    model = keras.Sequential(
+    return keras.Sequential(
         [
             keras.Input(input_shape),
             layers.Conv2D(16, 3, padding="same", activation="relu"),
@@ -53,11 +68,15 @@ def _digits_cnn(input_shape: tuple[int, ...]) -> keras.Model:
         ],
         name="digits_cnn",
     )
+
+
+def _train_digits_cnn(model: keras.Model) -> None:
+    from model_zoo.datasets import load_dataset
+
     data = load_dataset("digits")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     with _op_determinism():
         model.fit(data.x_train, data.y_train, epochs=DIGITS_EPOCHS, batch_size=32, verbose=0)
-    return model
 
 
 @contextlib.contextmanager
@@ -84,18 +103,14 @@ def _op_determinism() -> Iterator[None]:
             private_config.disable_op_determinism()
 
 
-def _keras_application(cls: str) -> Callable[[tuple[int, ...]], keras.Model]:
-    def build(input_shape: tuple[int, ...]) -> keras.Model:
-        import keras
-
+def _keras_application(cls: str) -> Callable[[tuple[int, ...], ModuleType], Any]:
+    def build(input_shape: tuple[int, ...], keras: ModuleType) -> Any:
         return getattr(keras.applications, cls)(weights=None, input_shape=input_shape)
 
     return build
 
 
-def _tiny_transformer(input_shape: tuple[int, ...]) -> keras.Model:
-    import keras
-
+def _tiny_transformer(input_shape: tuple[int, ...], keras: ModuleType) -> Any:
     layers = keras.layers
 
     class PositionEmbedding(layers.Layer):
@@ -120,10 +135,13 @@ def _tiny_transformer(input_shape: tuple[int, ...]) -> keras.Model:
     return keras.Model(tokens, outputs, name="tiny_transformer")
 
 
-_BUILDERS: dict[str, Callable[[tuple[int, ...]], keras.Model]] = {
+_ARCHITECTURES: dict[str, Callable[[tuple[int, ...], ModuleType], Any]] = {
     "digits_cnn": _digits_cnn,
     "mobilenet_v2": _keras_application("MobileNetV2"),
     "resnet50": _keras_application("ResNet50"),
     "efficientnet_b0": _keras_application("EfficientNetB0"),
     "tiny_transformer": _tiny_transformer,
 }
+
+# Models trained after construction (in Keras 3 only: the pruning twin receives the trained weights).
+_TRAINERS: dict[str, Callable[[keras.Model], None]] = {"digits_cnn": _train_digits_cnn}

@@ -1,9 +1,11 @@
-"""Format conversions: Keras → SavedModel → TFLite / ONNX. Heavy imports happen inside the functions.
+"""Format conversions: Keras → SavedModel → TFLite / ONNX, and fp32 ONNX → fp16 / int8 ONNX.
 
 Everything converts from the SavedModel, not from the in-memory Keras model, so a user's SavedModel and a
 zoo model take the same road, and the TFLite and ONNX files derive from exactly the bytes the TensorFlow
-reference backend loads. Errors are raised as plain exceptions with readable text; `model_zoo.artifacts`
-adds which model and file they concern.
+reference backend loads. TFLite precisions come from the TFLite converter itself (it sees the TensorFlow
+graph); ONNX precisions are made from the fp32 ONNX, so a user's .onnx file gets them too. Heavy imports
+(TensorFlow, tf2onnx, onnx, onnxruntime.quantization) happen inside the functions. Errors are raised as
+plain exceptions with readable text; `model_zoo.artifacts` adds which model and file they concern.
 """
 
 from __future__ import annotations
@@ -11,17 +13,35 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from model_zoo.calibration import InputSpec
 from model_zoo.tf_env import import_tf
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
 ONNX_OPSET = 17
 SERVING_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
+# Calibration batches for ONNX Runtime's calibrator: it keeps every intermediate tensor of a batch, so whole
+# data sets at once would cost gigabytes on the large zoo models; one sample at a time would be slow.
+ONNX_CALIBRATION_BATCH = 16
+# Symmetric int8 QDQ with per-channel weights: the form TensorRT's explicit quantization consumes, and ONNX
+# Runtime's CPU provider runs it too, so one file serves every backend.
+ONNX_INT8_OPTIONS: dict[str, Any] = {
+    "quant_format": "QDQ",
+    "per_channel": True,
+    "activation_type": "QInt8",
+    "weight_type": "QInt8",
+    "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True},
+    "calibrate_method": "MinMax",
+}
 
 
 def load_keras_file(path: Path) -> keras.Model:
@@ -55,8 +75,34 @@ def serving_signature(savedmodel_dir: Path) -> str:
     )
 
 
-def savedmodel_to_tflite(savedmodel_dir: Path, out_file: Path, precision: str = "fp32") -> None:
-    _require_fp32(precision)
+def savedmodel_input_specs(savedmodel_dir: Path) -> list[InputSpec]:
+    """The serving signature's inputs, in TensorFlow's own order for them (sorted by name)."""
+    tf = import_tf()
+    loaded = tf.saved_model.load(str(savedmodel_dir))
+    function = loaded.signatures[serving_signature(savedmodel_dir)]
+    args, kwargs = function.structured_input_signature
+    specs = [(spec.name or f"input_{i}", spec) for i, spec in enumerate(args)] + sorted(kwargs.items())
+    result = []
+    for name, spec in specs:
+        dims = spec.shape.as_list() if spec.shape.rank is not None else [None]
+        batch = dims[0] if dims else None
+        result.append(InputSpec(name=name, shape=tuple(dims[1:]), dtype=spec.dtype.name, batch=batch))
+    return result
+
+
+def savedmodel_to_tflite(
+    savedmodel_dir: Path,
+    out_file: Path,
+    precision: str = "fp32",
+    representative: Sequence[dict[str, np.ndarray]] | None = None,
+) -> None:
+    """Convert with the TFLite converter at one of the four precisions.
+
+    fp16 stores weights as float16 (dequantized on load by CPU kernels, run as fp16 by GPU delegates);
+    int8_dynamic stores int8 weights and quantizes activations on the fly; int8 is full integer, calibrated on
+    `representative` (batches keyed by signature input name), with float32 model inputs and outputs kept so
+    the harness can feed the same data to every precision.
+    """
     tf = import_tf()
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(savedmodel_dir), signature_keys=[serving_signature(savedmodel_dir)]
@@ -64,7 +110,29 @@ def savedmodel_to_tflite(savedmodel_dir: Path, out_file: Path, precision: str = 
     # Builtin ops only: a model needing SELECT_TF_OPS would not run on the plain LiteRT runtime anyway,
     # so failing here, with the converter's list of offending ops, is the honest outcome.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    out_file.write_bytes(converter.convert())
+    if precision != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        if not representative:
+            raise ValueError("full-integer quantization needs calibration data")
+        batches = list(representative)
+
+        def samples() -> Iterator[dict[str, np.ndarray]]:
+            yield from batches
+
+        converter.representative_dataset = samples
+        # Every op in int8 or the conversion fails, naming the op: a half-float model is not "int8".
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.float32
+        converter.inference_output_type = tf.float32
+    elif precision not in ("fp32", "int8_dynamic"):
+        raise ValueError(f"unknown precision {precision}")
+    with warnings.catch_warnings():
+        # The calibrator runs TensorFlow's own (deprecated) tf.lite.Interpreter; nothing for a user to act on.
+        warnings.filterwarnings("ignore", r"\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
+        out_file.write_bytes(converter.convert())
 
 
 def savedmodel_to_onnx(
@@ -100,6 +168,143 @@ def savedmodel_to_onnx(
         raise RuntimeError(f"tf2onnx produced an invalid ONNX model: {exc}\n{detail}".strip()) from exc
 
 
+def onnx_input_specs(onnx_file: Path) -> list[InputSpec]:
+    """The graph's real inputs (initializers that old exporters also list as inputs are left out)."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    graph = onnx.load(str(onnx_file), load_external_data=False).graph
+    constants = {init.name for init in graph.initializer}
+    specs = []
+    for value in graph.input:
+        if value.name in constants:
+            continue
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        batch = dims[0] if dims else None
+        dtype = tensor_dtype_to_np_dtype(tensor.elem_type).name
+        specs.append(InputSpec(name=value.name, shape=tuple(dims[1:]), dtype=dtype, batch=batch))
+    return specs
+
+
+def onnx_to_fp16(src: Path, out_file: Path) -> dict[str, Any]:
+    """float32 → float16 weights and activations, float32 model inputs and outputs kept.
+
+    onnxconverter-common retypes a Cast-to-float32's output to float16 without changing the Cast itself
+    (tf2onnx emits such Casts, e.g. token ids → float for the embedding's range check), which ONNX Runtime
+    then refuses to load. Those Casts are kept in float32 (the converter inserts a Cast to float16 after
+    them), which leaves the arithmetic in float16.
+    """
+    import onnx
+    from onnx import TensorProto
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(src))
+    for i, node in enumerate(model.graph.node):
+        if not node.name:  # blocking works by node name
+            node.name = f"accelbench_node_{i}"
+    blocked = [
+        node.name
+        for node in model.graph.node
+        if node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT for a in node.attribute)
+    ]
+    with warnings.catch_warnings():
+        # One warning per weight below float16's smallest normal value, each clamped: the expected fp16 loss.
+        warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
+        converted = float16.convert_float_to_float16(
+            model,
+            keep_io_types=True,
+            op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST),
+            node_block_list=blocked,
+        )
+    onnx.save(converted, str(out_file))
+    check_onnx(out_file, src)
+    return {"fp32_casts_kept": len(blocked)}
+
+
+def onnx_to_int8_dynamic(src: Path, out_file: Path) -> dict[str, Any]:
+    """int8 weights, activations quantized at run time by ONNX Runtime (ConvInteger / MatMulInteger)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(out_file), weight_type=QuantType.QInt8)
+    check_onnx(out_file, src)
+    return {}
+
+
+def onnx_to_int8(src: Path, out_file: Path, arrays: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Static symmetric int8 QDQ, calibrated on `arrays` (one per input, sample axis first).
+
+    `quant_pre_process` runs first: ONNX shape inference plus ONNX Runtime's basic (standard-op) graph
+    optimisations, e.g. MatMul+Add → Gemm so that the bias is quantized with its matmul; the quantizer warns
+    when it is skipped. Symbolic shape inference is skipped: it needs sympy, which accelbench does not
+    install, and plain ONNX shape inference covers the zoo's graphs. Should pre-processing fail on a user's
+    graph, the original is quantized and meta.json says why.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from model_zoo.calibration import batches
+
+    specs = onnx_input_specs(src)
+    fixed = all(spec.batch is not None for spec in specs)
+    size = specs[0].batch if fixed and specs else ONNX_CALIBRATION_BATCH
+    chunks = batches(arrays, size, fixed, what=str(src))
+    feeds = [{spec.name: chunk[i] for i, spec in enumerate(specs)} for chunk in chunks]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    info: dict[str, Any] = {"calibration_batches": len(feeds)}
+    with tempfile.TemporaryDirectory(prefix="accelbench-quant-") as tmp:
+        source = Path(tmp) / "preprocessed.onnx"
+        try:
+            quant_pre_process(str(src), str(source), skip_symbolic_shape=True)
+            info["pre_process"] = "quant_pre_process(skip_symbolic_shape=True)"
+        except Exception as exc:
+            source = src
+            info["pre_process"] = f"skipped: {type(exc).__name__}: {str(exc)[:300]}"
+        quantize_static(
+            str(source),
+            str(out_file),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=ONNX_INT8_OPTIONS["per_channel"],
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options=dict(ONNX_INT8_OPTIONS["extra_options"]),
+        )
+    check_onnx(out_file, src)
+    return info
+
+
+def check_onnx(out_file: Path, src: Path) -> None:
+    """The converted file must pass the ONNX checker, load in ONNX Runtime CPU, and keep every input
+    dimension the source left dynamic dynamic (a batch size frozen by a converter would be a silent loss)."""
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(str(out_file))
+    before = {s.name: s for s in onnx_input_specs(src)}
+    for spec in onnx_input_specs(out_file):
+        old = before.get(spec.name)
+        if old is None:
+            raise RuntimeError(f"the converted model has an input {spec.name!r} the source does not have")
+        if old.batch is None and spec.batch is not None:
+            raise RuntimeError(f"the converted model fixed the batch dimension of input {spec.name!r} at {spec.batch}")
+    ort.InferenceSession(str(out_file), providers=["CPUExecutionProvider"])
+
+
 def _require_fp32(precision: str) -> None:
     if precision != "fp32":
-        raise NotImplementedError(f"precision {precision} is not supported yet")
+        raise ValueError(f"tf2onnx converts at fp32 only; {precision} ONNX is made from the fp32 ONNX")
