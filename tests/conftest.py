@@ -1,0 +1,133 @@
+"""Shared fixtures of the harness tests: scenario files in tmp folders, the digits_cnn artefacts, test backends.
+
+Everything runs for real: the model zoo builds digits_cnn once into its cache ($ACCELBENCH_CACHE_DIR, by
+default ~/.cache/accelbench), workers are real processes, backends are the real adapters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small measurement settings: enough to exercise every phase, fast enough for a 2-core CI machine.
+FAST_MEASURE = "{warmup_runs: 2, warmup_seconds: 0, min_runs: 20, min_seconds: 0.05, max_seconds: 10, timeout_s: 60}"
+
+RECORD_FIELDS = (
+    "case_id", "model", "backend", "precision", "batch_size", "mode", "status", "reason", "latency_ms",
+    "throughput_ips", "init_ms", "first_inference_ms", "peak_rss_mb", "model_size_bytes", "model_size_gzip_bytes",
+    "samples_ns", "accuracy", "backend_info", "artifact", "env_id",
+)
+LATENCY_FIELDS = ("p50", "p90", "p95", "p99", "mean", "std", "min", "max")
+
+
+def write_scenario(folder: Path, text: str, name: str = "scenario.yaml") -> Path:
+    """Write a scenario (dedented) and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def expand_file(path: Path) -> list[Any]:
+    from harness.scenario import expand, load_scenario
+
+    return expand(load_scenario(path))
+
+
+def run_cases(run_dir: Path, cases: list[Any]) -> list[dict[str, Any]]:
+    """Run cases through the engine the front doors use; returns the records read back from results.jsonl."""
+    from harness.engine import Engine
+
+    engine = Engine(run_dir, {"scenarios": sorted({c.scenario for c in cases}), "front_door": "tests"})
+    engine.prepare_artifacts(cases)
+    for case in cases:
+        engine.run_case(case)
+    return engine.finish()
+
+
+def by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {record["case_id"]: record for record in records}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``accelbench ARGS`` in a fresh process, as a user types it."""
+    script = Path(sys.executable).with_name("accelbench")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "harness.cli"]
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env or cli_env())
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def zoo_cache_dir() -> Iterator[Path]:
+    """The zoo cache this session uses, pinned: pytester points HOME at a tmp folder, which would otherwise move
+    the default cache (~/.cache/accelbench) and make an in-process pytest run rebuild every model."""
+    from model_zoo.cache import cache_dir
+
+    path = cache_dir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACCELBENCH_CACHE_DIR", str(path))
+        yield path
+
+
+@pytest.fixture
+def scenario_file(tmp_path: Path) -> Callable[..., Path]:
+    """``scenario_file(text, name=..., folder=...)`` writes a scenario under tmp_path."""
+
+    def make(text: str, name: str = "scenario.yaml", folder: Path | None = None) -> Path:
+        return write_scenario(folder or tmp_path, text, name)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def digits_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """digits_cnn as .tflite, .onnx and SavedModel, built (once, in a subprocess) into the zoo's cache."""
+    from harness.cases import Case, ModelSpec
+    from harness.engine import Engine
+
+    engine = Engine(tmp_path_factory.mktemp("artifacts-run"), {"scenarios": ["fixture"], "front_door": "tests"})
+    paths = {}
+    for backend in ("tflite_cpu", "onnxruntime_cpu", "tensorflow"):
+        case = Case(case_id=f"digits-{backend}", scenario="fixture", model=ModelSpec(zoo="digits_cnn"),
+                    model_label="digits_cnn", backend=backend, backend_label=backend, backend_options={},
+                    precision="fp32", batch_size=1, mode="latency", measure={})
+        path, error = engine.artifact_for(case)
+        assert error is None, f"building digits_cnn for {backend} failed: {error}"
+        paths[backend] = Path(path)
+    return paths
+
+
+@pytest.fixture
+def test_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Registers the test doubles of tests/fault_backend.py for this process and every worker it spawns."""
+    from harness.skips import cached_availability
+    from tests.fault_backend import REGISTRATION
+
+    monkeypatch.setenv("ACCELBENCH_BACKENDS", REGISTRATION)
+    cached_availability.cache_clear()
+    yield
+    cached_availability.cache_clear()

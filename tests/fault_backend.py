@@ -1,0 +1,124 @@
+"""Test doubles of misbehaving runtimes, registered with ``ACCELBENCH_BACKENDS`` (see backends/registry.py).
+
+They subclass the real ONNX Runtime adapter, so everything but the injected fault is the real code path.
+Worker processes import this module as ``tests.fault_backend`` (the repo root is on their PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from backends.base import Availability, Backend, BackendOptions, Session
+from backends.onnxruntime_cpu import OnnxRuntimeCpu
+
+CHUNK_BYTES = 50 * 2**20
+ALLOCATION_CAP_BYTES = 4 * 2**30  # never more than this, even if the harness fails to kill the worker
+
+UNAVAILABLE_REASON = "the frobnicator driver is not loaded (test backend)"
+
+# name=module:Class entries for ACCELBENCH_BACKENDS
+REGISTRATION = ",".join([
+    "fault_ort=tests.fault_backend:FaultyOnnxRuntime",
+    "probe_ort=tests.fault_backend:ProbeOnnxRuntime",
+    "never_here=tests.fault_backend:UnavailableBackend",
+])
+
+
+def inject(fault: str) -> None:
+    """Misbehave as a broken native runtime would."""
+    if fault == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif fault == "hang":
+        while True:
+            time.sleep(3600)
+    elif fault == "oom":
+        hoard = []
+        while len(hoard) * CHUNK_BYTES < ALLOCATION_CAP_BYTES:
+            hoard.append(b"\x01" * CHUNK_BYTES)  # bytes multiplication writes every page
+            time.sleep(0.01)
+        while True:
+            time.sleep(3600)
+    elif fault == "raise":
+        raise RuntimeError("injected failure")
+    else:
+        raise ValueError(f"unknown fault {fault!r}")
+
+
+class _FaultySession(Session):
+    def __init__(self, inner: Session, fault: str) -> None:
+        self._inner, self._fault = inner, fault
+        self.inputs, self.outputs = inner.inputs, inner.outputs
+
+    def bind(self, feeds: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        call = self._inner.bind(feeds)
+
+        def run() -> list[np.ndarray]:
+            inject(self._fault)
+            return call()
+
+        return run
+
+    def info(self) -> dict[str, Any]:
+        return self._inner.info()
+
+
+class FaultyOnnxRuntime(OnnxRuntimeCpu):
+    """``fault: segv|hang|oom|raise`` injected at ``fault_at: prepare|run``."""
+
+    name = "fault_ort"
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return (*super().option_names(), "fault", "fault_at")
+
+    def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
+                sample_shape: tuple[int, ...] | None = None) -> Session:
+        fault, where = options.extra.get("fault"), options.extra.get("fault_at", "prepare")
+        if fault and where == "prepare":
+            inject(fault)
+        session = super().prepare(artifact, options, batch_size, sample_shape)
+        return _FaultySession(session, fault) if fault and where == "run" else session
+
+
+class _ProbeSession(Session):
+    def __init__(self, inner: Session) -> None:
+        self._inner = inner
+        self.inputs, self.outputs = inner.inputs, inner.outputs
+
+    def bind(self, feeds: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        return self._inner.bind(feeds)
+
+    def info(self) -> dict[str, Any]:
+        # info() is called after the steady state, so this sees every import the whole case made.
+        return {**self._inner.info(), "tensorflow_imported": "tensorflow" in sys.modules,
+                "probe_pid": os.getpid()}
+
+
+class ProbeOnnxRuntime(OnnxRuntimeCpu):
+    """The real ONNX Runtime adapter, reporting whether TensorFlow was imported in its process."""
+
+    name = "probe_ort"
+
+    def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
+                sample_shape: tuple[int, ...] | None = None) -> Session:
+        return _ProbeSession(super().prepare(artifact, options, batch_size, sample_shape))
+
+
+class UnavailableBackend(Backend):
+    name = "never_here"
+    artifact_format = "onnx"
+
+    @classmethod
+    def available(cls) -> Availability:
+        return Availability(False, UNAVAILABLE_REASON)
+
+    def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
+                sample_shape: tuple[int, ...] | None = None) -> Session:
+        raise AssertionError("an unavailable backend must never be prepared")
