@@ -100,6 +100,12 @@ class Backend(abc.ABC):
         return ()
 
     @classmethod
+    def option_problem(cls, name: str, value: Any) -> str | None:
+        """What is wrong with an option's value, or ``None``. Checked when the scenario loads, so a typo in a
+        value is an error at its line, not a run of skipped cases."""
+        return None
+
+    @classmethod
     def unsupported_reason(cls, precision: str, options: BackendOptions) -> str | None:
         """Why this backend cannot serve a combination, or ``None`` when it can."""
         if precision not in cls.precisions:

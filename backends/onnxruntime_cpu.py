@@ -98,11 +98,10 @@ class OnnxRuntimeCpu(Backend):
         return ("graph_optimization",)
 
     @classmethod
-    def unsupported_reason(cls, precision: str, options: BackendOptions) -> str | None:
-        level = options.extra.get("graph_optimization", "all")
-        if level not in _OPT_LEVELS:
-            return f"unknown graph_optimization {level!r} (expected one of {', '.join(_OPT_LEVELS)})"
-        return super().unsupported_reason(precision, options)
+    def option_problem(cls, name: str, value: Any) -> str | None:
+        if name == "graph_optimization" and value not in _OPT_LEVELS:
+            return f"unknown graph_optimization {value!r} (expected one of {', '.join(_OPT_LEVELS)})"
+        return None
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
                 sample_shape: tuple[int, ...] | None = None) -> Session:

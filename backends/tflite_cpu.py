@@ -100,6 +100,12 @@ class TfliteCpu(Backend):
     def option_names(cls) -> tuple[str, ...]:
         return ("xnnpack",)
 
+    @classmethod
+    def option_problem(cls, name: str, value: Any) -> str | None:
+        if name == "xnnpack" and not isinstance(value, bool):
+            return f"xnnpack takes true or false, not {value!r}"
+        return None
+
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
                 sample_shape: tuple[int, ...] | None = None) -> Session:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType

@@ -29,11 +29,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     out, err = make_console(), make_console(stderr=True)
     try:
         loaded = load_scenario(args.scenario)
-        cases = select(expand(loaded), args.k, extra_names=(loaded.scenario.name, loaded.path.name))
+        # pytest's -k also matches the file's and its folder's names: keep both front doors selecting alike
+        names = (loaded.scenario.name, loaded.path.name, loaded.path.resolve().parent.name)
+        cases = select(expand(loaded), args.k, extra_names=names)
     except (ScenarioError, SelectionError) as error:
         _err(err, str(error))
         return EXIT_USAGE
-    if not cases:
+    if not cases:  # only -k can empty it: a valid scenario has at least one model and one backend
         _err(err, f"no case of {args.scenario} matches -k {args.k!r}")
         return EXIT_USAGE
     run_dir = Path(args.out) if args.out else new_run_dir(Path(args.reports_root), loaded.scenario.name)

@@ -62,6 +62,8 @@ class ScenarioFile(pytest.File):
             item = CaseItem.from_parent(self, name=case.case_id, case=case)
             for marker in (case.backend, case.precision, case.mode):
                 item.add_marker(marker)
+            # -k matches what `accelbench run -k` matches: the model, the scenario's own name too
+            item.extra_keyword_matches.update({*case.keywords, case.scenario})
             items.append(item)
         return items
 
@@ -90,6 +92,15 @@ class CaseItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.case.case_id}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A skip raised inside the engine would be reported at a line of this plugin; point it at the scenario."""
+    report = yield
+    if isinstance(item, CaseItem) and report.skipped and isinstance(report.longrepr, tuple):
+        report.longrepr = (str(item.path), None, report.longrepr[2])
+    return report
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -120,8 +120,14 @@ class Scenario(BaseModel):
     backends: list[BackendEntry] = Field(min_length=1)
     precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    mode: Mode | list[Mode] = "latency"
+    mode: list[Mode] = Field(default_factory=lambda: ["latency"], min_length=1)
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _one_mode(cls, value: Any) -> Any:
+        """`mode: latency` is the common spelling of a one-element list."""
+        return [value] if isinstance(value, str) else value
 
     @field_validator("batch_sizes")
     @classmethod
@@ -132,7 +138,13 @@ class Scenario(BaseModel):
 
     @property
     def modes(self) -> list[Mode]:
-        return [self.mode] if isinstance(self.mode, str) else list(self.mode)
+        return list(self.mode)
+
+    def measure_for(self, model: ModelEntry) -> MeasureSpec:
+        """The scenario's settings with the model's overrides, validated as a whole (e.g. max ≥ min)."""
+        if model.measure is None:
+            return self.measure
+        return MeasureSpec.model_validate({**self.measure.model_dump(), **model.measure.model_dump(exclude_none=True)})
 
 
 _KEYS_AT = {
@@ -264,13 +276,31 @@ def _registry_problems(data: dict[str, Any], lines: _LineMap) -> list[tuple[int,
             problems.append((lines.line(loc), f"{_format_loc(loc)}: unknown backend {name!r}"
                              f"{did_you_mean(name, backend_names())}"))
             continue
-        allowed = get_backend(name).option_names()
-        for key in entry:
+        backend_class = get_backend(name)
+        allowed = backend_class.option_names()
+        for key, value in entry.items():
+            loc = ("backends", index, key)
             if key not in (*allowed, *BackendEntry.model_fields):
-                loc = ("backends", index, key)
                 choices = [*allowed, *BackendEntry.model_fields]
                 problems.append((lines.line(loc), f"{_format_loc(loc)}: unknown option {key!r} for backend "
                                  f"{name}{did_you_mean(str(key), choices)}"))
+            elif key in allowed and (problem := backend_class.option_problem(key, value)):
+                problems.append((lines.line(loc), f"{_format_loc(loc)}: {problem}"))
+    return problems
+
+
+def _override_problems(scenario: Scenario, lines: _LineMap) -> list[tuple[int, str]]:
+    """Per-model measure overrides are complete only once merged with the scenario's settings, so the
+    cross-field checks (max_seconds ≥ min_seconds) run on the merge, reported at the override's line."""
+    problems = []
+    for index, model in enumerate(scenario.models):
+        try:
+            scenario.measure_for(model)
+        except ValidationError as error:
+            loc: Loc = ("models", index, "measure")
+            for e in error.errors():
+                message = e["msg"].removeprefix("Value error, ")
+                problems.append((lines.line(loc + tuple(e["loc"])), f"{_format_loc(loc + tuple(e['loc']))}: {message}"))
     return problems
 
 
@@ -291,7 +321,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         problem = getattr(error, "problem", None) or str(error)
         raise ScenarioError(path, [(mark.line + 1 if mark else None, f"invalid YAML: {problem}")]) from None
     if root is None:
-        raise ScenarioError(path, [(None, "the file is empty; a scenario needs at least name, models and backends")])
+        raise ScenarioError(path, [(1, "the file is empty; a scenario needs at least name, models and backends")])
     if not isinstance(data, dict):
         raise ScenarioError(path, [(1, "a scenario is a mapping (name:, models:, backends:, ...) at the top level")])
     lines = _LineMap(root)
@@ -301,6 +331,8 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         scenario = Scenario.model_validate(data)
     except ValidationError as error:
         problems += [_pydantic_problem(e, lines) for e in error.errors()]
+    if scenario is not None:
+        problems += _override_problems(scenario, lines)
     if problems or scenario is None:
         raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
     return LoadedScenario(scenario, path)
@@ -346,8 +378,7 @@ def expand(loaded: LoadedScenario) -> list[Case]:
     backend_labels = _backend_labels(scenario.backends)
     for model, model_label in zip(scenario.models, model_labels, strict=True):
         spec = ModelSpec.from_entry(model, loaded.base_dir)
-        measure = scenario.measure.model_copy(update=model.measure.model_dump(exclude_none=True)
-                                              if model.measure else {})
+        measure = scenario.measure_for(model)
         for backend, backend_label in zip(scenario.backends, backend_labels, strict=True):
             options = {"threads": backend.threads, **backend.options}
             for precision in model.precisions or scenario.precisions:

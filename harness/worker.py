@@ -27,8 +27,10 @@ import numpy as np
 class PhaseError(Exception):
     """An error in a named phase of the case; its message becomes the case's reason."""
 
-    def __init__(self, phase: str, error: BaseException) -> None:
+    def __init__(self, phase: str, error: BaseException, subject: str | None = None) -> None:
         detail = str(error).strip() or type(error).__name__
+        if subject and subject not in detail:
+            detail = f"{subject}: {detail}"
         super().__init__(f"{phase} failed: {detail}")
         self.phase = phase
 
@@ -38,9 +40,11 @@ class _Phases:
 
     def __init__(self) -> None:
         self.current = "start"
+        self.subject: str | None = None
 
-    def __call__(self, name: str) -> _Phases:
-        self.current = name
+    def __call__(self, name: str, subject: str | None = None) -> _Phases:
+        """Enter phase ``name``; ``subject`` (a file, say) is named in its error unless the error names it."""
+        self.current, self.subject = name, subject
         return self
 
     def __enter__(self) -> None:
@@ -48,7 +52,7 @@ class _Phases:
 
     def __exit__(self, kind: type | None, error: BaseException | None, tb: Any) -> bool:
         if error is not None and not isinstance(error, PhaseError) and isinstance(error, Exception):
-            raise PhaseError(self.current, error) from error
+            raise PhaseError(self.current, error, self.subject) from error
         return False
 
 
@@ -102,7 +106,7 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
         options = backend_options(case)
     imported = time.time_ns()
     rss_before = _rss()
-    with phase("load model"):
+    with phase("load model", subject=job["artifact"]):  # a corrupt file is named in the reason
         start = time.perf_counter_ns()
         session = backend.prepare(job["artifact"], options, case.batch_size, sample_shape)
         init_ns = time.perf_counter_ns() - start

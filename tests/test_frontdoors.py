@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from harness.scenario import expand, load_scenario
+from harness.selection import select
 from tests.conftest import FAST_MEASURE, cli_env, read_jsonl, run_cli, write_scenario
 from tests.fault_backend import REGISTRATION, UNAVAILABLE_REASON
 
@@ -65,6 +66,14 @@ def test_one_item_per_case_with_the_stable_id(pytester, doors):
 def test_markers_per_backend_precision_and_mode(pytester, doors, marker, expected):
     result = pytester.runpytest("--collect-only", "-q", *QUIET, "--strict-markers", str(doors), "-m", marker)
     assert set(collected_ids(result)) == expected
+
+
+def test_k_matches_the_model_and_scenario_name_like_the_cli(pytester, doors):
+    result = pytester.runpytest("--collect-only", "-q", *QUIET, str(doors), "-k", "doors and digits_cnn and fp16")
+    assert set(collected_ids(result)) == {"digits_cnn-fp16-b1-tflite_cpu", "digits_cnn-fp16-b1-onnxruntime_cpu"}
+    cli = {case.case_id for case in select(expand(load_scenario(doors)), "doors and digits_cnn and fp16",
+                                           extra_names=("doors", doors.name, doors.parent.name))}
+    assert cli == set(collected_ids(result))
 
 
 @pytest.mark.e2e
@@ -141,6 +150,7 @@ def test_pytest_output_skips_failures_and_summary(both_doors):
     assert any("corrupt.onnx is an ONNX file; accelbench cannot convert ONNX to TFLite" in line
                for line in skip_lines), skip_lines
     assert any("does not run fp16 models" in line for line in skip_lines), skip_lines
+    assert all("doors.yaml: " in line and "pytest_plugin" not in line for line in skip_lines), skip_lines
     # the failure is one readable line: the case, its status and the reason; no Python traceback
     failure = [line for line in lines if line.startswith("corrupt-fp32-b1-onnxruntime_cpu: FAILED: ")]
     assert len(failure) == 1, output[-4000:]

@@ -127,6 +127,10 @@ BAD_FILES = [
     ("impossible-zoo-shape-too-small", "name: bad\nmodels:\n  - {name: mobilenet_v2, input_shape: [16, 16, 3]}\n"
      "backends: [tflite_cpu]\n", 3, ["models[0].input_shape", "no smaller than (32, 32, 1)"]),
     ("duplicate-key", HEADER + "name: again\n", 4, ["duplicate key 'name'"]),
+    ("bad-option-value", "name: bad\nmodels: [digits_cnn]\nbackends:\n  - name: onnxruntime_cpu\n"
+     "    graph_optimization: turbo\n", 5, ["backends[0].graph_optimization", "'turbo'", "extended"]),
+    ("xnnpack-not-a-bool", "name: bad\nmodels: [digits_cnn]\nbackends:\n  - {name: tflite_cpu, xnnpack: maybe}\n",
+     4, ["backends[0].xnnpack", "true or false"]),
     ("empty-file", "", 1, ["empty"]),
     ("top-level-not-a-mapping", "- digits_cnn\n- tflite_cpu\n", 1, ["mapping"]),
     ("missing-models", "name: bad\nbackends: [tflite_cpu]\n", 1, ["models", "required field is missing"]),
