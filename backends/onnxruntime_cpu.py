@@ -78,6 +78,7 @@ class OrtSession(Session):
 class OnnxRuntimeCpu(Backend):
     name = "onnxruntime_cpu"
     artifact_format = "onnx"
+    precisions = ("fp32", "fp16", "int8_dynamic", "int8")  # the zoo makes each as a file of this format
     description = "ONNX Runtime, CPU execution provider (graph_optimization: disable|basic|extended|all)"
 
     @classmethod

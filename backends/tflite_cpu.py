@@ -83,6 +83,7 @@ class TfliteCpuSession(Session):
 class TfliteCpu(Backend):
     name = "tflite_cpu"
     artifact_format = "tflite"
+    precisions = ("fp32", "fp16", "int8_dynamic", "int8")  # the zoo makes each as a file of this format
     description = "LiteRT Interpreter on the CPU (XNNPACK by default; xnnpack: false for the builtin kernels)"
 
     @classmethod

@@ -61,6 +61,9 @@ class Case:
     measure: dict[str, Any]
     skip_reason: str | None = None
     tags: list[str] = field(default_factory=list)
+    compression: str = "none"  # canonical: "none", "prune:0.5", "prune:2:4"
+    calibration: dict[str, Any] = field(default_factory=dict)  # {"samples": N, "source": ...} for int8
+    accuracy_budget: dict[str, Any] = field(default_factory=dict)  # AccuracyBudget fields that are set
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,8 +76,29 @@ class Case:
                          input_shape=tuple(shape) if shape else None)
         return cls(**{**data, "model": spec})
 
+    def artifact_request(self, artifact_format: str | None = None) -> Any:
+        """What the zoo must produce for this case: its backend's format (unless given) at its precision."""
+        from model_zoo.artifacts import ArtifactRequest, Calibration
+
+        if artifact_format is None:
+            from backends.registry import get_backend
+
+            artifact_format = get_backend(self.backend).artifact_format
+        calibration = Calibration(**self.calibration) if self.calibration else Calibration()
+        return ArtifactRequest(self.model.to_ref(), artifact_format, self.precision, self.compression, calibration)
+
     @property
     def keywords(self) -> set[str]:
         """Names ``-k`` matches against, besides the id: backend, precision, mode and model."""
         return {self.backend, self.backend_label, self.precision, self.mode, self.model_label,
-                f"b{self.batch_size}"}
+                f"b{self.batch_size}", compression_label(self.compression)}
+
+
+def compression_label(compression: str) -> str:
+    """The id fragment of a compression: "prune:0.75" → "prune75", "prune:2:4" → "prune2of4", "none" → "dense"."""
+    if compression == "none":
+        return "dense"
+    parts = compression.split(":")[1:]
+    if len(parts) == 2:
+        return f"prune{parts[0]}of{parts[1]}"
+    return f"prune{float(parts[0]) * 100:g}"

@@ -48,6 +48,51 @@ def summary_table(records: list[dict[str, Any]], title: str = "accelbench result
     return table
 
 
+def _baseline_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (record["model"], record["backend_label"], record["batch_size"], record["mode"])
+
+
+def tradeoff_table(records: list[dict[str, Any]]) -> Table | None:
+    """Speed, size and accuracy side by side: what a precision or pruning buys and what it costs.
+
+    The speed-up is against the fp32 dense case of the same model, backend, batch size and mode in this run,
+    so both numbers come from one sitting; "-" where that case was not measured.
+    """
+    measured = [r for r in records if r.get("latency_ms")]
+    if not any((r.get("accuracy") or {}).get("outputs") or (r.get("accuracy") or {}).get("error") for r in measured):
+        return None
+    baselines = {_baseline_key(r): r["latency_ms"]["p50"] for r in measured
+                 if r["precision"] == "fp32" and r.get("compression", "none") == "none"}
+    table = Table(title="speed / size / accuracy", header_style="bold", pad_edge=False)
+    for column in ("case", "p50 ms", "× fp32", "size MB", "gzip MB", "sparsity", "top-1", "Δ top-1", "cosine",
+                   "top-1 agree", "max |err|"):
+        table.add_column(column, justify="left" if column == "case" else "right", no_wrap=column == "case")
+    for record in measured:
+        accuracy = record.get("accuracy") or {}
+        base = baselines.get(_baseline_key(record))
+        p50 = record["latency_ms"]["p50"]
+        size, gzip_size = record.get("model_size_bytes"), record.get("model_size_gzip_bytes")
+        sparsity = (record.get("artifact_meta") or {}).get("sparsity")
+        if isinstance(sparsity, dict):  # the zoo reports the pruned kernels' sparsity and all weights'
+            sparsity = sparsity.get("pruned_kernels")
+        drop = accuracy.get("top1_drop")
+        table.add_row(
+            record["case_id"],
+            _fmt(p50),
+            f"{base / p50:.2f}×" if base and p50 else "-",
+            _fmt(size / 1e6 if size else None),
+            _fmt(gzip_size / 1e6 if gzip_size else None),
+            f"{sparsity:.0%}" if isinstance(sparsity, int | float) else "-",
+            f"{accuracy['top1']:.4f}" if accuracy.get("top1") is not None else "-",
+            f"{-drop + 0.0:+.4f}" if drop is not None else "-",  # + 0.0: no "-0.0000"
+            f"{accuracy['cosine_min']:.6f}" if accuracy.get("cosine_min") is not None else
+            ("[red]error[/]" if accuracy.get("error") else "-"),
+            f"{accuracy['top1_agreement']:.3f}" if accuracy.get("top1_agreement") is not None else "-",
+            f"{accuracy['max_abs_err']:.3g}" if accuracy.get("max_abs_err") is not None else "-",
+        )
+    return table
+
+
 def make_console(stderr: bool = False) -> Console:
     """A console that keeps the table readable when output is a pipe or a CI log (rich assumes 80 columns)."""
     stream = sys.stderr if stderr else sys.stdout
@@ -57,6 +102,9 @@ def make_console(stderr: bool = False) -> Console:
 def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console | None = None) -> None:
     console = console or make_console()
     console.print(summary_table(records))
+    tradeoffs = tradeoff_table(records)
+    if tradeoffs is not None:
+        console.print(tradeoffs)
     for record in records:
         if record["status"] != "passed" and record.get("reason"):
             style = STATUS_STYLE.get(record["status"], "")

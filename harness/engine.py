@@ -20,7 +20,10 @@ from typing import Any
 
 from harness.cases import Case
 from harness.envinfo import REPO_ROOT, collect_env
+from harness.evaluation import is_reference, load_arrays, match_order, reference_case
+from harness.fidelity import AccuracyBudget, budget_violations, output_fidelity, top1_accuracy
 from harness.results import RunStore
+from harness.skips import skip_reason
 from harness.stats import latency_summary_ms, median_ci_ms
 
 BUILD_TIMEOUT_S = float(os.environ.get("ACCELBENCH_BUILD_TIMEOUT", 3600))
@@ -32,13 +35,6 @@ def worker_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     return env
-
-
-def artifact_request(case: Case) -> Any:
-    from backends.registry import get_backend
-    from model_zoo.artifacts import ArtifactRequest
-
-    return ArtifactRequest(case.model.to_ref(), get_backend(case.backend).artifact_format, case.precision)
 
 
 def _tail(path: Path, lines: int = 6) -> str:
@@ -138,6 +134,21 @@ def file_sizes(path: str) -> tuple[int, int]:
     return raw, compressed
 
 
+# What a record keeps of an artefact's meta.json: how it was made, not the whole build log.
+ARTIFACT_FACTS = ("sparsity", "fine_tuned", "calibration_source", "calibration_samples", "build_seconds",
+                  "fp32_casts_kept")
+
+
+def _artifact_facts(artifact: str | None) -> dict[str, Any] | None:
+    """Sparsity reached, calibration used and the like, from the zoo's meta.json (None for a user file)."""
+    if not artifact:
+        return None
+    from model_zoo.artifacts import artifact_meta
+
+    meta = artifact_meta(artifact)
+    return None if meta is None else {name: meta[name] for name in ARTIFACT_FACTS if name in meta}
+
+
 class Engine:
     """Runs cases one at a time into one run folder."""
 
@@ -148,6 +159,7 @@ class Engine:
         self.artifacts: dict[str, str] = {}
         self.artifact_errors: dict[str, str] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
+        self._references: dict[str, dict[str, Any]] = {}
 
     @property
     def run_dir(self) -> Path:
@@ -159,10 +171,12 @@ class Engine:
         from model_zoo.artifacts import lookup, request_to_json
 
         missing: dict[str, Any] = {}
-        for case in cases:
-            if case.skip_reason:
-                continue
-            request = artifact_request(case)
+        wanted = [c for c in cases if not c.skip_reason]
+        references = {json.dumps(reference_case(c).to_dict(), sort_keys=True, default=str): reference_case(c)
+                      for c in wanted}
+        wanted += [r for r in references.values() if skip_reason(r) is None]  # built in the same subprocess
+        for case in wanted:
+            request = case.artifact_request()
             key = json.dumps(request_to_json(request), sort_keys=True)
             if key in self.artifacts or key in self.artifact_errors or key in missing:
                 continue
@@ -202,7 +216,7 @@ class Engine:
     def artifact_for(self, case: Case) -> tuple[str | None, str | None]:
         from model_zoo.artifacts import request_to_json
 
-        key = json.dumps(request_to_json(artifact_request(case)), sort_keys=True)
+        key = json.dumps(request_to_json(case.artifact_request()), sort_keys=True)
         if key not in self.artifacts and key not in self.artifact_errors:
             self.prepare_artifacts([case])
         return self.artifacts.get(key), self.artifact_errors.get(key)
@@ -224,8 +238,13 @@ class Engine:
         return record
 
     def _measure(self, case: Case, artifact: str) -> dict[str, Any]:
-        job = {"task": "measure", "case": case.to_dict(), "artifact": artifact,
-               "hints": case.model.input_hints()}
+        job: dict[str, Any] = {"task": "measure", "case": case.to_dict(), "artifact": artifact,
+                               "hints": case.model.input_hints()}
+        reference = self.reference_for(case)
+        outputs_path = self.run_dir / "evaluation" / case.model_label / f"{case.case_id}.npz"
+        if reference["status"] == "ok":
+            outputs_path.unlink(missing_ok=True)
+            job["evaluation"] = {"inputs": reference["inputs"], "outputs": str(outputs_path)}
         outcome = run_worker(job, self.store.logs_dir, case.case_id, case.measure["timeout_s"],
                              case.measure.get("memory_limit_mb"))
         record = self._record(case, "failed", outcome.reason, artifact=artifact)
@@ -242,14 +261,88 @@ class Engine:
         worker["import_ms"] = (raw["imported_at_ns"] - raw["entered_at_ns"]) / 1e6
         worker["fixed_cost_ms"] = (raw["imported_at_ns"] - outcome.spawned_at_ns + raw["init_ns"]) / 1e6
         record.update(self._metrics(case, raw))
+        error = raw.get("evaluation_error") or (reference["reason"] if reference["status"] != "ok" else None)
+        record["accuracy"] = ({"error": error} if error else
+                              self._accuracy(case, reference, load_arrays(outputs_path)[:2]))
         problems = self._validity_problems(case, raw)
+        misses = record["accuracy"].get("violations", [])
+        if error and case.accuracy_budget:
+            misses = [f"the accuracy budget could not be checked: {error}"]
         if not raw["outputs_finite"]:
             record.update(status="failed", reason="the model produced NaN or infinite outputs")
+        elif misses:
+            record.update(status="failed", reason="accuracy budget not met: " + "; ".join(misses))
         elif problems:
             record.update(status="invalid", reason="; ".join(problems))
         else:
             record.update(status="passed", reason=None)
         return record
+
+    # -- accuracy ----------------------------------------------------------------------------------------
+    def reference_for(self, case: Case) -> dict[str, Any]:
+        """The model's evaluation inputs and reference outputs, made once per model and run by a worker.
+
+        ``{"status": "ok", "inputs": path, "outputs": path, ...}`` or ``{"status": "failed", "reason": ...}``.
+        """
+        ref_case = reference_case(case)
+        key = json.dumps(ref_case.to_dict(), sort_keys=True, default=str)
+        if key in self._references:
+            return self._references[key]
+        folder = self.run_dir / "evaluation" / case.model_label
+        reference: dict[str, Any] = {"status": "failed", "backend": ref_case.backend, "precision": "fp32"}
+        why_not = skip_reason(ref_case)
+        artifact, error = (None, None) if why_not else self.artifact_for(ref_case)
+        if why_not or error or artifact is None:
+            reference["reason"] = f"no fp32 reference on {ref_case.backend}: {why_not or error or 'no artefact'}"
+        else:
+            job = {"task": "reference", "case": ref_case.to_dict(), "artifact": artifact,
+                   "hints": case.model.input_hints(), "inputs": str(folder / "inputs.npz"),
+                   "outputs": str(folder / "reference.npz")}
+            outcome = run_worker(job, self.store.logs_dir, ref_case.case_id, case.measure["timeout_s"],
+                                 case.measure.get("memory_limit_mb"))
+            raw = outcome.result or {}
+            reference["artifact"] = artifact
+            if raw.get("status") != "ok":
+                reason = raw.get("reason") or outcome.reason
+                reference["reason"] = f"the fp32 reference on {ref_case.backend} failed: {reason}"
+            else:
+                reference.update(status="ok", inputs=job["inputs"], outputs=job["outputs"], samples=raw["samples"],
+                                 backend_info=raw["backend_info"])
+                _, ref_outputs, _ = load_arrays(Path(job["outputs"]))
+                labels = load_arrays(Path(job["inputs"]))[2].get("labels")
+                reference["labels"] = labels
+                reference["top1"] = None if labels is None else top1_accuracy(ref_outputs[0], labels)
+        self._references[key] = reference
+        return reference
+
+    @staticmethod
+    def _accuracy(case: Case, reference: dict[str, Any], named_outputs: tuple[list[str], list[Any]]) -> dict[str, Any]:
+        """Fidelity to the reference on the same inputs, task accuracy where there are labels, and the budget."""
+        names, outputs = named_outputs
+        ref_names, ref_outputs, _ = load_arrays(Path(reference["outputs"]))
+        order = match_order(names, ref_names, "output")
+        budget = AccuracyBudget.from_dict(case.accuracy_budget)
+        per_output = [{"name": name, "reference_name": ref_names[j],
+                       **output_fidelity(out, ref_outputs[j], budget.atol, budget.rtol)}
+                      for name, out, j in zip(names, outputs, order, strict=True)]
+        accuracy: dict[str, Any] = {
+            "reference": {"backend": reference["backend"], "precision": "fp32", "artifact": reference["artifact"],
+                          "top1": reference["top1"]},
+            "is_reference": is_reference(case),
+            "samples": reference["samples"],
+            "outputs": per_output,
+            "cosine_min": min(o["cosine"] for o in per_output) if per_output else None,
+            "max_abs_err": max(o["max_abs_err"] for o in per_output) if per_output else None,
+            "top1_agreement": per_output[0]["top1_agreement"] if per_output else None,
+            "top1": None,
+            "top1_drop": None,
+        }
+        if reference.get("labels") is not None:
+            accuracy["top1"] = top1_accuracy(outputs[0], reference["labels"])
+            accuracy["top1_drop"] = reference["top1"] - accuracy["top1"]
+        accuracy["budget"] = case.accuracy_budget
+        accuracy["violations"] = budget_violations(accuracy, budget)
+        return accuracy
 
     @staticmethod
     def _validity_problems(case: Case, raw: dict[str, Any]) -> list[str]:
@@ -301,6 +394,8 @@ class Engine:
             "backend_label": case.backend_label,
             "backend_options": case.backend_options,
             "precision": case.precision,
+            "compression": case.compression,
+            "calibration": case.calibration or None,
             "batch_size": case.batch_size,
             "mode": case.mode,
             "status": status,
@@ -319,6 +414,7 @@ class Engine:
             "accuracy": {},
             "backend_info": {},
             "artifact": artifact,
+            "artifact_meta": _artifact_facts(artifact),
             "env_id": self.env["env_id"],
         }
 

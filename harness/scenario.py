@@ -8,18 +8,66 @@ can be reported as ``file:line: field: message`` with a "did you mean" for near-
 from __future__ import annotations
 
 import difflib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.cases import Case, ModelSpec
+from harness.cases import Case, ModelSpec, compression_label
 
 Precision = Literal["fp32", "fp16", "int8_dynamic", "int8"]
 Mode = Literal["latency", "throughput", "concurrent"]
 Loc = tuple[str | int, ...]
+
+
+def _canonical_compression(value: Any) -> str:
+    """`none`, `{prune: 0.75}` or `{prune: "2:4"}` → the zoo's canonical text ("none", "prune:0.75", "prune:2:4")."""
+    from model_zoo.prune import parse_compression
+
+    if isinstance(value, dict):
+        if set(value) != {"prune"}:
+            raise ValueError(f"a compression is 'none' or {{prune: F}} / {{prune: \"2:4\"}}, not {value!r}")
+        target = value["prune"]
+        if isinstance(target, bool) or not isinstance(target, int | float | str):
+            raise ValueError(f"prune takes a fraction 0 < F < 1 or a pattern like \"2:4\", not {target!r}")
+        value = f"prune:{target}"
+    if not isinstance(value, str):
+        raise ValueError(f"a compression is 'none' or {{prune: F}} / {{prune: \"2:4\"}}, not {value!r}")
+    parsed = parse_compression(value)  # ValueError with the expected forms
+    return "none" if parsed is None else parsed.canonical
+
+
+Compression = Annotated[str, BeforeValidator(_canonical_compression)]
+
+
+class CalibrationSpec(BaseModel):
+    """Where int8 (full integer) quantization takes its activation ranges from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples: int = Field(200, ge=1)
+    source: str = Field("dataset", description="dataset | random | a .npz file (relative to the scenario)")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value not in ("dataset", "random") and not value.endswith(".npz"):
+            raise ValueError(f"source is 'dataset', 'random' or a path to a .npz file, not {value!r}")
+        return value
+
+
+class AccuracySpec(BaseModel):
+    """Accuracy budgets; a case that misses one fails, with the numbers. Unset budgets are reported only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_top1_drop: float | None = Field(None, ge=0, le=1, description="reference top-1 minus this case's")
+    min_cosine: float | None = Field(None, ge=-1, le=1)
+    atol: float | None = Field(None, ge=0)
+    rtol: float | None = Field(None, ge=0)
 
 
 class MeasureSpec(BaseModel):
@@ -71,6 +119,9 @@ class ModelEntry(BaseModel):
     label: str | None = None
     precisions: list[Precision] | None = None
     batch_sizes: list[int] | None = None
+    compression: list[Compression] | None = Field(None, min_length=1)
+    calibration: CalibrationSpec | None = None
+    accuracy: AccuracySpec | None = Field(None, description="replaces the scenario's budgets key by key")
     measure: MeasureOverride | None = None
 
     @model_validator(mode="before")
@@ -121,6 +172,9 @@ class Scenario(BaseModel):
     precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
     mode: list[Mode] = Field(default_factory=lambda: ["latency"], min_length=1)
+    compression: list[Compression] = Field(default_factory=lambda: ["none"], min_length=1)
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    accuracy: AccuracySpec = Field(default_factory=AccuracySpec)
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
 
     @field_validator("mode", mode="before")
@@ -152,6 +206,10 @@ _KEYS_AT = {
     ("models",): set(ModelEntry.model_fields),
     ("measure",): set(MeasureSpec.model_fields),
     ("models", "measure"): set(MeasureSpec.model_fields),
+    ("calibration",): set(CalibrationSpec.model_fields),
+    ("models", "calibration"): set(CalibrationSpec.model_fields),
+    ("accuracy",): set(AccuracySpec.model_fields),
+    ("models", "accuracy"): set(AccuracySpec.model_fields),
 }
 
 
@@ -304,6 +362,20 @@ def _override_problems(scenario: Scenario, lines: _LineMap) -> list[tuple[int, s
     return problems
 
 
+def _calibration_problems(scenario: Scenario, lines: _LineMap, base_dir: Path) -> list[tuple[int, str]]:
+    """A calibration file that is not there is the scenario's mistake: say so at its line, before any build."""
+    where: list[tuple[Loc, CalibrationSpec]] = [(("calibration", "source"), scenario.calibration)]
+    where += [(("models", i, "calibration", "source"), m.calibration) for i, m in enumerate(scenario.models)
+              if m.calibration is not None]
+    problems = []
+    for loc, spec in where:
+        if spec.source.endswith(".npz"):
+            file = _calibration(spec, base_dir)["source"]
+            if not Path(file).is_file():
+                problems.append((lines.line(loc), f"{_format_loc(loc)}: no such calibration file {file}"))
+    return problems
+
+
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Parse and validate a scenario file; raises :class:`ScenarioError` with every problem found."""
     path = Path(path)
@@ -332,7 +404,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     except ValidationError as error:
         problems += [_pydantic_problem(e, lines) for e in error.errors()]
     if scenario is not None:
-        problems += _override_problems(scenario, lines)
+        problems += _override_problems(scenario, lines) + _calibration_problems(scenario, lines, path.parent)
     if problems or scenario is None:
         raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
     return LoadedScenario(scenario, path)
@@ -378,21 +450,35 @@ def expand(loaded: LoadedScenario) -> list[Case]:
     backend_labels = _backend_labels(scenario.backends)
     for model, model_label in zip(scenario.models, model_labels, strict=True):
         spec = ModelSpec.from_entry(model, loaded.base_dir)
-        measure = scenario.measure_for(model)
+        measure = scenario.measure_for(model).model_dump()
+        calibration = _calibration(model.calibration or scenario.calibration, loaded.base_dir)
+        budget = {**scenario.accuracy.model_dump(exclude_none=True),
+                  **(model.accuracy.model_dump(exclude_none=True) if model.accuracy else {})}
         for backend, backend_label in zip(scenario.backends, backend_labels, strict=True):
             options = {"threads": backend.threads, **backend.options}
-            for precision in model.precisions or scenario.precisions:
-                for batch_size in model.batch_sizes or scenario.batch_sizes:
-                    for mode in scenario.modes:
-                        case_id = f"{model_label}-{precision}-b{batch_size}-{backend_label}"
-                        if mode != "latency":
-                            case_id += f"-{mode}"
-                        case = Case(
-                            case_id=case_id, scenario=scenario.name, model=spec, model_label=model_label,
-                            backend=backend.name, backend_label=backend_label, backend_options=options,
-                            precision=precision, batch_size=batch_size, mode=mode,
-                            measure=measure.model_dump(),
-                        )
-                        case.skip_reason = skip_reason(case)
-                        cases.append(case)
+            combinations = itertools.product(model.precisions or scenario.precisions, model.compression or
+                                             scenario.compression, model.batch_sizes or scenario.batch_sizes,
+                                             scenario.modes)
+            for precision, compression, batch_size, mode in combinations:
+                pruned = "" if compression == "none" else f"-{compression_label(compression)}"
+                case_id = f"{model_label}-{precision}{pruned}-b{batch_size}-{backend_label}"
+                if mode != "latency":
+                    case_id += f"-{mode}"
+                case = Case(
+                    case_id=case_id, scenario=scenario.name, model=spec, model_label=model_label,
+                    backend=backend.name, backend_label=backend_label, backend_options=options,
+                    precision=precision, batch_size=batch_size, mode=mode, measure=measure,
+                    compression=compression, calibration=calibration if precision == "int8" else {},
+                    accuracy_budget=budget,
+                )
+                case.skip_reason = skip_reason(case)
+                cases.append(case)
     return cases
+
+
+def _calibration(spec: CalibrationSpec, base_dir: Path) -> dict[str, Any]:
+    """A .npz source is relative to the scenario file, like model paths."""
+    source = spec.source
+    if source.endswith(".npz"):
+        source = str((base_dir / Path(source).expanduser()).resolve())
+    return {"samples": spec.samples, "source": source}

@@ -21,7 +21,7 @@ def backend_options(case: Case) -> BackendOptions:
 
 
 def skip_reason(case: Case) -> str | None:
-    from model_zoo.artifacts import ArtifactRequest, unsupported_reason
+    from model_zoo.artifacts import unsupported_reason
 
     state = cached_availability(case.backend)
     if not state.ok:
@@ -30,4 +30,4 @@ def skip_reason(case: Case) -> str | None:
     reason = backend.unsupported_reason(case.precision, backend_options(case))
     if reason:
         return reason
-    return unsupported_reason(ArtifactRequest(case.model.to_ref(), backend.artifact_format, case.precision))
+    return unsupported_reason(case.artifact_request(backend.artifact_format))

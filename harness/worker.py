@@ -138,6 +138,18 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     info = session.info()
     if case.mode == "concurrent":
         info = {**info, "streams": settings.streams, "sessions": settings.streams}
+    peak_rss = _peak_rss_bytes()  # before the evaluation pass, which holds a whole data set in memory
+    evaluation = job.get("evaluation")
+    evaluation_seconds = evaluation_error = None
+    if evaluation:  # a failure here costs the accuracy figures, never the timings already taken
+        started = time.perf_counter()
+        try:
+            _evaluate(session, case.batch_size, Path(evaluation["inputs"]), Path(evaluation["outputs"]))
+            evaluation_seconds = time.perf_counter() - started
+        except Exception as error:
+            traceback.print_exc()
+            detail = str(error).strip() or type(error).__name__
+            evaluation_error = f"evaluation on the reference inputs failed: {detail}"
     return {
         "imported_at_ns": imported,
         "init_ns": init_ns,
@@ -150,7 +162,9 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
         "per_stream_runs": loop.per_stream_runs,
         "rss_before_prepare": rss_before,
         "rss_after_prepare": rss_after_prepare,
-        "peak_rss_bytes": _peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss,
+        "evaluation_seconds": evaluation_seconds,
+        "evaluation_error": evaluation_error,
         "outputs_finite": bool(finite),
         "inputs": [{"name": s.name, "shape": list(f.shape), "dtype": str(f.dtype)}
                    for s, f in zip(session.inputs, feeds, strict=True)],
@@ -158,6 +172,44 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
                     for s, o in zip(session.outputs, outputs, strict=True)],
         "backend_info": info,
     }
+
+
+def _evaluate(session: Any, batch_size: int, inputs_path: Path, outputs_path: Path) -> None:
+    """Run the reference's evaluation inputs through this session, batched by the case's batch size."""
+    from harness.evaluation import load_arrays, match_order, run_batched, save_arrays
+
+    names, arrays, _ = load_arrays(inputs_path)
+    order = match_order([s.name for s in session.inputs], names, "input")
+    feeds = [arrays[i].astype(np.dtype(spec.dtype), copy=False) for i, spec in zip(order, session.inputs, strict=True)]
+    outputs = run_batched(session.run, feeds, batch_size)
+    save_arrays(outputs_path, [s.name for s in session.outputs], outputs)
+
+
+def reference(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
+    """Make the model's evaluation set and the reference outputs on it (see harness.evaluation)."""
+    from backends.registry import get_backend
+    from harness.cases import Case
+    from harness.evaluation import make_evaluation_set, run_batched, save_arrays
+    from harness.skips import backend_options
+
+    case = Case.from_dict(job["case"])
+    hints = job.get("hints", {})
+    sample_shape = tuple(hints["input_shape"]) if hints.get("input_shape") else None
+    with phase("import backend"):
+        backend = get_backend(case.backend)()
+        options = backend_options(case)
+    with phase("load model", subject=job["artifact"]):
+        session = backend.prepare(job["artifact"], options, 1, sample_shape)
+        fixed_batch = session.inputs[0].shape[0] if session.inputs and session.inputs[0].shape else None
+        if fixed_batch not in (None, 1):  # a model exported for one batch size only runs at that size
+            session = backend.prepare(job["artifact"], options, fixed_batch, sample_shape)
+    with phase("make the evaluation set"):
+        arrays, labels = make_evaluation_set(session.inputs, hints, case.measure.get("seed", 0), make_feeds)
+        save_arrays(Path(job["inputs"]), [s.name for s in session.inputs], arrays, labels=labels)
+    with phase("run the reference"):
+        outputs = run_batched(session.run, arrays, fixed_batch or 1)
+        save_arrays(Path(job["outputs"]), [s.name for s in session.outputs], outputs)
+    return {"samples": len(arrays[0]), "labelled": labels is not None, "backend_info": session.info()}
 
 
 def overhead(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
@@ -189,7 +241,7 @@ def overhead(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
             "backend_info": session.info()}
 
 
-TASKS = {"measure": measure, "overhead": overhead}
+TASKS = {"measure": measure, "overhead": overhead, "reference": reference}
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,107 @@
+"""How far a case's outputs are from the fp32 reference's, and whether that is within the scenario's budget.
+
+The metrics follow the tools engineers already trust: Polygraphy's comparison (max / mean absolute error,
+max relative error, and an atol/rtol check that fails an element only where BOTH tolerances are exceeded)
+and TFLite's inference_diff (per-output error statistics). Cosine similarity and top-1 agreement add the two
+numbers people actually quote for quantized classifiers. Pure NumPy: the parent process computes these from
+the outputs the workers saved, so nothing here touches a runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Relative error is |a - r| / |r|; where the reference is (almost) zero the ratio explodes without meaning.
+REL_ERR_FLOOR = 1e-12
+
+
+@dataclass(frozen=True)
+class AccuracyBudget:
+    """Limits a case must meet; ``None`` means "report, do not judge"."""
+
+    max_top1_drop: float | None = None
+    min_cosine: float | None = None
+    atol: float | None = None
+    rtol: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> AccuracyBudget:
+        return cls(**(data or {}))
+
+    @property
+    def judges_tolerance(self) -> bool:
+        return self.atol is not None or self.rtol is not None
+
+
+def output_fidelity(actual: np.ndarray, reference: np.ndarray, atol: float | None = None,
+                    rtol: float | None = None) -> dict[str, Any]:
+    """Error statistics of one output against the reference, on the same inputs (sample axis first).
+
+    Cosine similarity is computed per sample over the flattened output, then averaged (``cosine``) and its
+    worst sample kept (``cosine_min``): one whole-tensor cosine would let a few ruined samples hide among
+    hundreds of good ones. ``top1_agreement`` is given for classifier-shaped outputs (N, C) with C > 1.
+    """
+    if actual.shape != reference.shape:
+        raise ValueError(f"output shape {actual.shape} differs from the reference's {reference.shape}")
+    a = actual.astype(np.float64).reshape(len(actual), -1)
+    r = reference.astype(np.float64).reshape(len(reference), -1)
+    abs_err = np.abs(a - r)
+    rel_err = abs_err / np.maximum(np.abs(r), REL_ERR_FLOOR)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(r, axis=1)
+    dots = np.sum(a * r, axis=1)
+    # Two all-zero vectors agree perfectly; one zero vector against a non-zero one does not agree at all.
+    cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(abs_err.max(axis=1) == 0, 1.0, 0.0))
+    result: dict[str, Any] = {
+        "max_abs_err": float(abs_err.max()) if abs_err.size else 0.0,
+        "mean_abs_err": float(abs_err.mean()) if abs_err.size else 0.0,
+        "max_rel_err": float(rel_err.max()) if rel_err.size else 0.0,
+        "cosine": float(cosines.mean()),
+        "cosine_min": float(cosines.min()),
+        "top1_agreement": None,
+    }
+    if actual.ndim == 2 and actual.shape[1] > 1:
+        result["top1_agreement"] = float(np.mean(actual.argmax(axis=1) == reference.argmax(axis=1)))
+    if atol is not None or rtol is not None:
+        # An element fails only where it exceeds both tolerances (Polygraphy's rule): a large relative error
+        # on a near-zero value, or a large absolute error on a huge value, is not a failure by itself.
+        failing = (abs_err > (atol or 0.0)) & (rel_err > (rtol or 0.0))
+        result.update(atol=atol, rtol=rtol, out_of_tolerance=int(failing.sum()),
+                      within_tolerance=bool(not failing.any()))
+    return result
+
+
+def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of samples whose highest score is the label."""
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} predictions for {len(labels)} labels")
+    return float(np.mean(scores.reshape(len(scores), -1).argmax(axis=1) == labels))
+
+
+def budget_violations(accuracy: dict[str, Any], budget: AccuracyBudget) -> list[str]:
+    """Every budget the case misses, each with the measured number beside the limit."""
+    problems = []
+    outputs = accuracy.get("outputs") or []
+    if budget.min_cosine is not None:
+        for out in outputs:
+            if out["cosine"] < budget.min_cosine:
+                problems.append(
+                    f"output {out['name']!r}: cosine {out['cosine']:.6f} < min_cosine {budget.min_cosine:g}"
+                )
+    if budget.judges_tolerance:
+        for out in outputs:
+            if not out.get("within_tolerance", True):
+                problems.append(
+                    f"output {out['name']!r}: {out['out_of_tolerance']} element(s) exceed both atol {budget.atol} "
+                    f"and rtol {budget.rtol} (max abs err {out['max_abs_err']:.3g}, max rel err "
+                    f"{out['max_rel_err']:.3g})"
+                )
+    drop = accuracy.get("top1_drop")
+    if budget.max_top1_drop is not None and drop is not None and drop > budget.max_top1_drop:
+        problems.append(
+            f"top-1 drop {drop:.4f} > max_top1_drop {budget.max_top1_drop:g} "
+            f"(reference {accuracy['reference']['top1']:.4f}, this case {accuracy['top1']:.4f})"
+        )
+    return problems
