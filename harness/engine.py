@@ -136,7 +136,7 @@ def file_sizes(path: str) -> tuple[int, int]:
 
 # What a record keeps of an artefact's meta.json: how it was made, not the whole build log.
 ARTIFACT_FACTS = ("sparsity", "fine_tuned", "calibration_source", "calibration_samples", "build_seconds",
-                  "fp32_casts_kept")
+                  "fp32_casts_kept", "quantization")
 
 
 def _artifact_facts(artifact: str | None) -> dict[str, Any] | None:

@@ -88,7 +88,7 @@ def budget_violations(accuracy: dict[str, Any], budget: AccuracyBudget) -> list[
         for out in outputs:
             if out["cosine"] < budget.min_cosine:
                 problems.append(
-                    f"output {out['name']!r}: cosine {out['cosine']:.6f} < min_cosine {budget.min_cosine:g}"
+                    f"output {out['name']!r}: cosine {out['cosine']:.8f} < min_cosine {budget.min_cosine}"
                 )
     if budget.judges_tolerance:
         for out in outputs:
@@ -101,7 +101,7 @@ def budget_violations(accuracy: dict[str, Any], budget: AccuracyBudget) -> list[
     drop = accuracy.get("top1_drop")
     if budget.max_top1_drop is not None and drop is not None and drop > budget.max_top1_drop:
         problems.append(
-            f"top-1 drop {drop:.4f} > max_top1_drop {budget.max_top1_drop:g} "
+            f"top-1 drop {drop:.4f} > max_top1_drop {budget.max_top1_drop} "
             f"(reference {accuracy['reference']['top1']:.4f}, this case {accuracy['top1']:.4f})"
         )
     return problems

@@ -440,7 +440,7 @@ def _request_options(req: ArtifactRequest) -> dict[str, Any]:
         options = {"quantize_dynamic": {"weight_type": "QInt8"}}
     else:
         options = {
-            "quantize_static": convert.ONNX_INT8_OPTIONS,
+            "quantize_static": convert.onnx_int8_options(),
             "pre_process": "quant_pre_process(skip_symbolic_shape=True)",
             "calibration_batch": convert.ONNX_CALIBRATION_BATCH,
         }

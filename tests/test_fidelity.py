@@ -1,0 +1,107 @@
+"""Fidelity metrics against hand-computed values, budgets, and the evaluation helpers both processes share."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.evaluation import load_arrays, match_order, normalised, run_batched, save_arrays
+from harness.fidelity import AccuracyBudget, budget_violations, output_fidelity, top1_accuracy
+
+
+def test_metrics_match_hand_computed_values():
+    reference = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    actual = np.array([[0.5, 0.5, 0.0], [0.0, 2.0, 0.1]])
+    result = output_fidelity(actual, reference)
+    # errors: [0.5, 0.5, 0, 0, 0, 0.1]
+    assert result["max_abs_err"] == pytest.approx(0.5)
+    assert result["mean_abs_err"] == pytest.approx(1.1 / 6)
+    # relative: 0.5/1 on the first element; 0.5/0 and 0.1/0 are measured against the floor, so they dominate
+    assert result["max_rel_err"] == pytest.approx(0.5 / 1e-12)
+    cos0 = 0.5 / (1.0 * math.sqrt(0.5))  # [1,0,0]·[.5,.5,0] / (|r| |a|)
+    cos1 = 4.0 / (2.0 * math.sqrt(4.01))
+    assert result["cosine"] == pytest.approx((cos0 + cos1) / 2)
+    assert result["cosine_min"] == pytest.approx(cos0)
+    # argmax: sample 0 is a tie [0.5, 0.5] → index 0 (numpy takes the first), sample 1 → 1: both agree
+    assert result["top1_agreement"] == 1.0
+    assert "within_tolerance" not in result  # no tolerance asked, no verdict
+
+
+def test_identical_outputs_are_perfect_and_zero_vectors_are_handled():
+    reference = np.array([[0.0, 0.0], [3.0, -4.0]], dtype=np.float32)
+    perfect = output_fidelity(reference.copy(), reference)
+    assert perfect["max_abs_err"] == 0 and perfect["cosine"] == 1.0 and perfect["cosine_min"] == 1.0
+    against_zero = output_fidelity(np.array([[1.0, 0.0], [3.0, -4.0]]), reference)
+    assert against_zero["cosine_min"] == 0.0  # a non-zero answer where the reference is all zeros
+
+
+def test_tolerance_fails_only_where_both_atol_and_rtol_are_exceeded():
+    reference = np.array([[100.0, 1e-6, 1.0]])
+    # element 0: abs 0.5 > atol, rel 0.005 < rtol → passes; element 1: abs 1e-6 < atol → passes however large
+    # its relative error (1.0); element 2: abs 0.2 > atol and rel 0.2 > rtol → fails
+    actual = np.array([[100.5, 2e-6, 1.2]])
+    result = output_fidelity(actual, reference, atol=1e-3, rtol=1e-2)
+    assert result["out_of_tolerance"] == 1 and result["within_tolerance"] is False
+    loose = output_fidelity(actual, reference, atol=1e-3, rtol=0.5)
+    assert loose["out_of_tolerance"] == 0 and loose["within_tolerance"] is True
+
+
+def test_top1_accuracy_and_shape_mismatch():
+    scores = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    assert top1_accuracy(scores, np.array([1, 0, 0, 0])) == 0.75
+    with pytest.raises(ValueError, match="3 labels"):
+        top1_accuracy(scores, np.array([1, 0, 0]))
+    with pytest.raises(ValueError, match="differs from the reference"):
+        output_fidelity(scores, scores[:2])
+
+
+def test_budget_violations_show_the_numbers_beside_the_limits():
+    accuracy = {
+        "outputs": [{"name": "probs", "cosine": 0.98, "max_abs_err": 0.3, "max_rel_err": 2.0,
+                     "out_of_tolerance": 7, "within_tolerance": False}],
+        "top1": 0.95, "top1_drop": 0.0233, "reference": {"top1": 0.9733},
+    }
+    budget = AccuracyBudget(max_top1_drop=0.01, min_cosine=0.999, atol=1e-3, rtol=1e-3)
+    problems = budget_violations(accuracy, budget)
+    assert len(problems) == 3
+    text = " | ".join(problems)
+    for fragment in ("cosine 0.98000000 < min_cosine 0.999", "7 element(s) exceed both atol 0.001 and rtol 0.001",
+                     "top-1 drop 0.0233 > max_top1_drop 0.01", "reference 0.9733, this case 0.9500"):
+        assert fragment in text, text
+    assert budget_violations(accuracy, AccuracyBudget()) == []  # no budget: report only
+    assert budget_violations(accuracy, AccuracyBudget(max_top1_drop=0.05, min_cosine=0.9)) == []
+
+
+def test_run_batched_pads_the_last_batch_and_drops_the_padding():
+    seen: list[int] = []
+
+    def run(feeds: list[np.ndarray]) -> list[np.ndarray]:
+        seen.append(len(feeds[0]))
+        assert len(feeds[0]) == 4  # a session prepared for batch 4 only ever sees 4
+        return [feeds[0] * 2, feeds[1].sum(axis=1)]
+
+    x = np.arange(10, dtype=np.float32).reshape(10, 1)
+    y = np.ones((10, 3), dtype=np.int32)
+    doubled, sums = run_batched(run, [x, y], 4)
+    assert seen == [4, 4, 4]
+    np.testing.assert_array_equal(doubled, x * 2)
+    np.testing.assert_array_equal(sums, np.full(10, 3))
+
+
+def test_inputs_match_by_name_across_formats_else_by_position():
+    assert normalised("serving_default_tokens:0") == "tokens"
+    assert match_order(["serving_default_b:0", "serving_default_a:0"], ["a", "b"], "input") == [1, 0]
+    assert match_order(["x"], ["y"], "input") == [0]
+    assert match_order(["p", "q"], ["a", "b"], "output") == [0, 1]
+    with pytest.raises(ValueError, match="2 input"):
+        match_order(["a", "b"], ["a"], "input")
+
+
+def test_arrays_round_trip_with_names_and_labels(tmp_path):
+    path = tmp_path / "set.npz"
+    save_arrays(path, ["ids:0", "mask"], [np.arange(6).reshape(2, 3), np.ones((2, 3), bool)], labels=np.array([1, 0]))
+    names, arrays, extra = load_arrays(path)
+    assert names == ["ids:0", "mask"] and arrays[1].dtype == bool
+    np.testing.assert_array_equal(extra["labels"], [1, 0])
