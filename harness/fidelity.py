@@ -80,6 +80,12 @@ def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(scores.reshape(len(scores), -1).argmax(axis=1) == labels))
 
 
+def _output_name(out: dict[str, Any]) -> str:
+    """The reference's name for an output: backends rename outputs (TFLite's ``StatefulPartitionedCall:0``),
+    and the same model's failures should read the same on every backend."""
+    return out.get("reference_name") or out["name"]
+
+
 def budget_violations(accuracy: dict[str, Any], budget: AccuracyBudget) -> list[str]:
     """Every budget the case misses, each with the measured number beside the limit."""
     problems = []
@@ -88,13 +94,13 @@ def budget_violations(accuracy: dict[str, Any], budget: AccuracyBudget) -> list[
         for out in outputs:
             if out["cosine"] < budget.min_cosine:
                 problems.append(
-                    f"output {out['name']!r}: cosine {out['cosine']:.8f} < min_cosine {budget.min_cosine}"
+                    f"output {_output_name(out)!r}: cosine {out['cosine']:.8f} < min_cosine {budget.min_cosine}"
                 )
     if budget.judges_tolerance:
         for out in outputs:
             if not out.get("within_tolerance", True):
                 problems.append(
-                    f"output {out['name']!r}: {out['out_of_tolerance']} element(s) exceed both atol {budget.atol} "
+                    f"output {_output_name(out)!r}: {out['out_of_tolerance']} element(s) exceed both atol {budget.atol} "
                     f"and rtol {budget.rtol} (max abs err {out['max_abs_err']:.3g}, max rel err "
                     f"{out['max_rel_err']:.3g})"
                 )

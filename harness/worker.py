@@ -59,21 +59,22 @@ class _Phases:
 def make_feeds(specs: list[Any], batch_size: int, hints: dict[str, Any], seed: int) -> list[np.ndarray]:
     """Deterministic inputs that respect each input's dtype and the zoo's declared value range."""
     from backends.base import concrete_shape
+    from model_zoo.calibration import value_range
 
     rng = np.random.default_rng(seed)
     sample_shape = tuple(hints["input_shape"]) if hints.get("input_shape") else None
-    value_range = hints.get("input_range")
+    known_range = hints.get("input_range")
     feeds = []
     for spec in specs:
         shape = concrete_shape(spec, batch_size, sample_shape)
         dtype = np.dtype(spec.dtype)
         if dtype.kind in "iu":
-            low, high = value_range or (0, 100)
+            low, high = value_range(dtype, known_range)
             feeds.append(rng.integers(int(low), int(high), size=shape).astype(dtype))
         elif dtype.kind == "b":
             feeds.append(rng.random(shape) > 0.5)
         elif dtype.kind == "f":
-            low, high = value_range or (0.0, 1.0)
+            low, high = value_range(dtype, known_range)
             feeds.append(rng.uniform(low, high, size=shape).astype(dtype))
         else:
             raise TypeError(f"input {spec.name!r} has dtype {spec.dtype}, which accelbench cannot generate")

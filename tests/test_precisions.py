@@ -83,6 +83,27 @@ def test_bad_precision_settings_are_file_line_errors(scenario_file, block, line,
         assert fragment in message, message
 
 
+def test_timing_and_evaluation_inputs_stay_inside_the_calibrated_range():
+    """A user's int64 input of unknown meaning is calibrated on {0, 1}; feeding it other values at timing or
+    evaluation time would judge the int8 model on activations it was never calibrated for."""
+    from backends.base import TensorSpec
+    from harness.worker import make_feeds
+    from model_zoo.calibration import InputSpec, random_arrays, value_range
+
+    specs = [TensorSpec("x", (None, 16), "float32"), TensorSpec("ids", (None, 1), "int64")]
+    feeds = make_feeds(specs, 64, {}, seed=5)
+    calibration = random_arrays([InputSpec("x", (16,), "float32"), InputSpec("ids", (1,), "int64")], 64,
+                                [value_range("float32"), value_range("int64")], what="test")
+    for fed, calibrated in zip(feeds, calibration, strict=True):
+        low, high = value_range(fed.dtype)
+        assert fed.dtype == calibrated.dtype
+        assert low <= fed.min() and fed.max() < high and low <= calibrated.min() and calibrated.max() < high
+    assert set(np.unique(feeds[1])) == set(np.unique(calibration[1])) == {0, 1}
+    # a zoo model's declared range wins over the user default, for both
+    tokens = make_feeds([TensorSpec("tokens", (None, 8), "int32")], 32, {"input_range": [0, 1000]}, seed=5)[0]
+    assert tokens.max() > 1 and tokens.max() < 1000 and value_range("int32", (0, 1000)) == (0, 1000)
+
+
 # --- real runs --------------------------------------------------------------------------------------------------
 
 
@@ -148,6 +169,10 @@ def test_user_onnx_with_dynamic_batch_runs_at_every_precision_with_fidelity(scen
             assert out["max_abs_err"] < limit, (model, precision, out)
             assert out["cosine"] > (0.999 if precision != "int8" else 0.95), (model, precision, out)
     assert records["mlp-int8-b3-onnxruntime_cpu"]["status"] == "passed"
+    from harness.evaluation import load_arrays
+
+    names, inputs, _ = load_arrays(tmp_path / "run" / "evaluation" / "two_inputs" / "inputs.npz")
+    assert names == ["x", "scale"] and set(np.unique(inputs[1])) <= {0, 1}  # the calibrated range
 
 
 @pytest.mark.e2e

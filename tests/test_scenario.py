@@ -279,21 +279,27 @@ def test_unrunnable_cases_are_kept_with_their_reasons(scenario_file):
         models:
           - digits_cnn
           - path: user_model.onnx
+          - path: other_model.tflite
         backends: [tflite_cpu, onnxruntime_cpu]
         precisions: [fp32, fp16]
+        compression: [none, {prune: 0.5}]
     """)
     cases = {case.case_id: case for case in expand(load_scenario(path))}
-    assert len(cases) == 2 * 2 * 2  # nothing is dropped
+    assert len(cases) == 3 * 2 * 2 * 2  # nothing is dropped
     # a user's ONNX file cannot become a TFLite model
     onnx_on_tflite = cases["user_model-fp32-b1-tflite_cpu"].skip_reason
     assert onnx_on_tflite and "ONNX" in onnx_on_tflite and "TFLite" in onnx_on_tflite
     assert "user_model.onnx" in onnx_on_tflite
-    # fp16 is not produced yet: a reason, not a silent drop
-    for case_id in ("digits_cnn-fp16-b1-tflite_cpu", "digits_cnn-fp16-b1-onnxruntime_cpu"):
-        assert "fp16" in (cases[case_id].skip_reason or "")
+    # pruning needs Keras layers: a user's .onnx cannot be pruned, and says so
+    pruned_onnx = cases["user_model-fp32-prune50-b1-onnxruntime_cpu"].skip_reason
+    assert pruned_onnx and "prune:0.5" in pruned_onnx and "Keras" in pruned_onnx and "user_model.onnx" in pruned_onnx
+    # a TFLite file cannot be re-quantized
+    tflite_fp16 = cases["other_model-fp16-b1-tflite_cpu"].skip_reason
+    assert tflite_fp16 and "re-quantize" in tflite_fp16 and "fp16" in tflite_fp16
     # the runnable ones are not skipped (a missing user file fails at run time, it is not a skip)
-    assert cases["digits_cnn-fp32-b1-onnxruntime_cpu"].skip_reason is None
-    assert cases["user_model-fp32-b1-onnxruntime_cpu"].skip_reason is None
+    for case_id in ("digits_cnn-fp32-b1-onnxruntime_cpu", "digits_cnn-fp16-b1-tflite_cpu",
+                    "digits_cnn-fp16-prune50-b1-onnxruntime_cpu", "user_model-fp16-b1-onnxruntime_cpu"):
+        assert cases[case_id].skip_reason is None, (case_id, cases[case_id].skip_reason)
 
 
 def test_unavailable_registered_backend_skips_with_its_exact_reason(scenario_file, test_backends):
