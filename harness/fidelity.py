@@ -100,8 +100,8 @@ def budget_violations(accuracy: dict[str, Any], budget: AccuracyBudget) -> list[
         for out in outputs:
             if not out.get("within_tolerance", True):
                 problems.append(
-                    f"output {_output_name(out)!r}: {out['out_of_tolerance']} element(s) exceed both atol {budget.atol} "
-                    f"and rtol {budget.rtol} (max abs err {out['max_abs_err']:.3g}, max rel err "
+                    f"output {_output_name(out)!r}: {out['out_of_tolerance']} element(s) exceed both "
+                    f"atol {budget.atol} and rtol {budget.rtol} (max abs err {out['max_abs_err']:.3g}, max rel err "
                     f"{out['max_rel_err']:.3g})"
                 )
     drop = accuracy.get("top1_drop")
