@@ -160,3 +160,21 @@ def module_version(distribution: str) -> str | None:
         return version(distribution)
     except PackageNotFoundError:
         return None
+
+
+def installed_and_importable(distributions: tuple[str, ...], module: str) -> tuple[str | None, Availability | None]:
+    """(version, None) when one of `distributions` is installed and `module` imports; else (version, why not).
+
+    Both failures are common and have different fixes: a package that is absent, and one that is installed but
+    fails to import for native reasons (a missing shared library, a CUDA mismatch). The exact error is kept.
+    """
+    import importlib
+
+    version = next((v for v in map(module_version, distributions) if v is not None), None)
+    if version is None:
+        return None, Availability(False, f"{distributions[0]} is not installed (pip install {distributions[0]})")
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # native import failures raise all kinds of errors; the reason is what matters
+        return version, Availability(False, f"{distributions[0]} {version} is installed but does not import: {error}")
+    return version, None

@@ -15,6 +15,7 @@ from backends.base import (
     Session,
     TensorSpec,
     concrete_shape,
+    installed_and_importable,
     module_version,
 )
 
@@ -83,13 +84,11 @@ class OnnxRuntimeCpu(Backend):
 
     @classmethod
     def available(cls) -> Availability:
-        version = module_version("onnxruntime") or module_version("onnxruntime-gpu")
-        if version is None:
-            return Availability(False, "onnxruntime is not installed (pip install onnxruntime)")
-        try:
-            import onnxruntime
-        except Exception as error:
-            return Availability(False, f"onnxruntime {version} is installed but does not import: {error}")
+        version, problem = installed_and_importable(("onnxruntime", "onnxruntime-gpu"), "onnxruntime")
+        if problem:
+            return problem
+        import onnxruntime
+
         if "CPUExecutionProvider" not in onnxruntime.get_available_providers():
             return Availability(False, f"onnxruntime {version} has no CPUExecutionProvider")
         return Availability(True, f"onnxruntime {version}, CPUExecutionProvider")

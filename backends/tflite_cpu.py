@@ -15,6 +15,7 @@ from backends.base import (
     Session,
     TensorSpec,
     concrete_shape,
+    installed_and_importable,
     module_version,
 )
 
@@ -88,13 +89,9 @@ class TfliteCpu(Backend):
 
     @classmethod
     def available(cls) -> Availability:
-        version = module_version("ai-edge-litert")
-        if version is None:
-            return Availability(False, "ai-edge-litert is not installed (pip install ai-edge-litert)")
-        try:
-            from ai_edge_litert.interpreter import Interpreter  # noqa: F401
-        except Exception as error:  # an import can fail for native reasons (missing shared libraries)
-            return Availability(False, f"ai-edge-litert {version} is installed but does not import: {error}")
+        version, problem = installed_and_importable(("ai-edge-litert",), "ai_edge_litert.interpreter")
+        if problem:
+            return problem
         return Availability(True, f"ai-edge-litert {version}")
 
     @classmethod

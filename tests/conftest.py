@@ -46,6 +46,18 @@ def expand_file(path: Path) -> list[Any]:
     return expand(load_scenario(path))
 
 
+def assert_scenario_error(path: Path, line: int, fragments: list[str]) -> None:
+    """Loading `path` fails with one message that starts at `path:line` and says every fragment."""
+    from harness.scenario import ScenarioError, load_scenario
+
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{line}: "), message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
 def run_cases(run_dir: Path, cases: list[Any]) -> list[dict[str, Any]]:
     """Run cases through the engine the front doors use; returns the records read back from results.jsonl."""
     from harness.engine import Engine

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
@@ -34,6 +33,7 @@ from model_zoo.artifacts import (
 )
 from model_zoo.catalog import CATALOG
 from model_zoo.datasets import _digits, load_dataset
+from tests.model_runners import run_onnx, run_savedmodel, run_tflite
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = ModelRef(zoo="digits_cnn")
@@ -41,28 +41,6 @@ FORMATS = ("savedmodel", "tflite", "onnx")
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
-
-
-def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
-    interpreter = Interpreter(model_path=str(path))
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-
-
-def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
-
-
-def run_savedmodel(path: Path, x: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(path))  # keep `loaded` alive: its functions reference its variables
-    return loaded.serve(tf.constant(x)).numpy()
 
 
 def assert_dynamic_batch(tflite: Path, onnx_file: Path) -> None:

@@ -37,6 +37,7 @@ from model_zoo.artifacts import (
     unsupported_reason,
 )
 from model_zoo.datasets import load_dataset
+from tests.model_runners import run_onnx, run_savedmodel, run_tflite
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = ModelRef(zoo="digits_cnn")
@@ -45,28 +46,6 @@ PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8")
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
-
-
-def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
-    interpreter = Interpreter(model_path=str(path))
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-
-
-def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
-
-
-def run_savedmodel(path: Path, x: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(path))  # keep `loaded` alive: its functions reference its variables
-    return loaded.serve(tf.constant(x)).numpy()
 
 
 RUNNERS = {"tflite": run_tflite, "onnx": run_onnx}

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.scenario import ScenarioError, expand, load_scenario
-from tests.conftest import FAST_MEASURE, by_id, run_cases
+from harness.scenario import expand, load_scenario
+from tests.conftest import FAST_MEASURE, assert_scenario_error, by_id, run_cases
 
 QUIET = ("-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
 
@@ -75,12 +75,7 @@ def test_unsupported_combinations_are_skips_with_reasons(scenario_file, tmp_path
 ], ids=["fraction", "unknown-method", "empty", "source", "missing-file", "typo", "cosine", "budget-typo"])
 def test_bad_precision_settings_are_file_line_errors(scenario_file, block, line, fragments):
     path = scenario_file(f"name: bad\nmodels: [digits_cnn]\nbackends: [tflite_cpu]\n{block}\n", name="bad.yaml")
-    with pytest.raises(ScenarioError) as caught:
-        load_scenario(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}:{line}: "), message
-    for fragment in fragments:
-        assert fragment in message, message
+    assert_scenario_error(path, line, fragments)
 
 
 def test_timing_and_evaluation_inputs_stay_inside_the_calibrated_range():

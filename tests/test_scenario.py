@@ -9,7 +9,7 @@ import pytest
 
 from harness.scenario import MeasureSpec, ScenarioError, expand, load_scenario
 from harness.selection import SelectionError, select
-from tests.conftest import REPO, run_cli, write_scenario
+from tests.conftest import REPO, assert_scenario_error, run_cli, write_scenario
 from tests.fault_backend import UNAVAILABLE_REASON
 
 # --- loading valid files ---------------------------------------------------------------------------------
@@ -146,12 +146,7 @@ BAD_FILES = [
                          ids=[case[0] for case in BAD_FILES])
 def test_error_names_file_line_and_field(tmp_path, text, line, fragments):
     path = write_scenario(tmp_path, text, "bad.yaml")
-    with pytest.raises(ScenarioError) as caught:
-        load_scenario(path)
-    message = str(caught.value)
-    assert message.startswith(f"{path}:{line}: "), message
-    for fragment in fragments:
-        assert fragment in message, message
+    assert_scenario_error(path, line, fragments)
 
 
 def test_all_problems_of_a_file_are_reported_together(scenario_file):
