@@ -143,6 +143,26 @@ def test_modes(cpu_run):
             assert record["per_stream_runs"] is None
 
 
+def test_peak_rss_is_the_workers_own_not_its_parents(tmp_path, digits_artifacts):
+    """Linux carries ru_maxrss across fork and exec: a big parent must not inflate a small worker's peak."""
+    import psutil
+
+    path = write_scenario(tmp_path, f"""
+        name: rss
+        models: [digits_cnn]
+        backends: [tflite_cpu]
+        measure: {FAST_MEASURE}
+    """)
+    ballast = np.ones(1536 * 2**20 // 8)  # 1.5 GiB, touched, held by this (the parent) process
+    parent_rss_mb = psutil.Process().memory_info().rss / 2**20
+    (record,) = run_cases(tmp_path / "run", expand_file(path))
+    del ballast
+    assert record["status"] == "passed", record["reason"]
+    assert parent_rss_mb > 1536
+    # a LiteRT worker with a 60 kB model: numpy, LiteRT and the evaluation module, far below its parent
+    assert 10 < record["peak_rss_mb"] < 600, (record["peak_rss_mb"], parent_rss_mb)
+
+
 def test_case_that_cannot_reach_min_runs_is_invalid_not_hidden(tmp_path, digits_artifacts):
     path = write_scenario(tmp_path, """
         name: short
