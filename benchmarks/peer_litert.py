@@ -13,6 +13,7 @@ import json
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from _common import make_case, make_engine, run_passed
 
 
 def litert_benchmark_median_ms(model: str, threads: int, runs: int) -> float:
-    exe = shutil.which("litert-benchmark")
+    # the venv's bin folder is on PATH only when it is activated; the tool is installed beside this Python
+    exe = shutil.which("litert-benchmark") or shutil.which("litert-benchmark", path=str(Path(sys.executable).parent))
     if exe is None:
         raise SystemExit("litert-benchmark is not on PATH (it ships with ai-edge-litert)")
     with tempfile.TemporaryDirectory() as tmp:

@@ -77,8 +77,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             fmt, description = None, ""
         rows.append({"name": name, "available": state.ok, "reason": state.reason, "artifact_format": fmt,
                      "description": description})
+    from harness.stability import cpu_speed_probe, describe
+
+    probe = cpu_speed_probe()
     if args.json:
-        print(json.dumps({"backends": rows}, indent=2))
+        print(json.dumps({"backends": rows, "cpu_stability": probe}, indent=2))
         return EXIT_OK
     table = Table(title="accelbench doctor", header_style="bold")
     for column in ("backend", "available", "reason", "loads"):
@@ -86,7 +89,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for row in rows:
         table.add_row(row["name"], "[green]yes[/]" if row["available"] else "[red]no[/]", row["reason"],
                       row["artifact_format"] or "-")
-    make_console().print(table)
+    console = make_console()
+    console.print(table)
+    console.print(describe(probe), style=None if probe["steady"] else "yellow", markup=False)
     return EXIT_OK
 
 

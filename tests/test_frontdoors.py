@@ -207,6 +207,9 @@ def test_doctor_json_lists_every_backend_with_a_reason():
         assert rows[name]["available"] is True
         assert rows[name]["reason"].startswith(reason_start)
         assert rows[name]["artifact_format"] == fmt
+    probe = json.loads(done.stdout)["cpu_stability"]
+    assert probe["windows"] >= 4 and len(probe["window_medians_us"]) == probe["windows"]
+    assert probe["slowest_over_fastest"] >= 1 and probe["steady"] == (probe["cv"] <= 0.03)
 
 
 def test_doctor_reports_unavailable_and_broken_registered_backends():
@@ -226,6 +229,7 @@ def test_doctor_table(tmp_path):
     assert done.returncode == 0
     for name in ("tflite_cpu", "onnxruntime_cpu", "tensorflow"):
         assert name in done.stdout
+    assert "CPU speed steady (CV" in done.stdout or "CPU speed unsteady (CV" in done.stdout
 
 
 def test_zoo_list_json_lists_the_five_models_with_shapes():
