@@ -110,6 +110,13 @@ def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console 
             style = STATUS_STYLE.get(record["status"], "")
             console.print(f"[{style}]{record['status']}[/] {record['case_id']}: {record['reason']}",
                           highlight=False, soft_wrap=True)
+    warned = {}  # one line per model: every case of a model shares its reference
+    for record in records:
+        warning = (record.get("accuracy") or {}).get("warning")
+        if warning:
+            warned.setdefault(warning, []).append(record["model"])
+    for warning, models in warned.items():
+        console.print(f"[yellow]note[/] {', '.join(dict.fromkeys(models))}: {warning}", highlight=False, soft_wrap=True)
     counts = {status: sum(r["status"] == status for r in records) for status in STATUS_STYLE}
     console.print(", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no cases", highlight=False)
     console.print(f"results: {run_dir}", highlight=False, soft_wrap=True)

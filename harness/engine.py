@@ -21,7 +21,13 @@ from typing import Any
 from harness.cases import Case
 from harness.envinfo import REPO_ROOT, collect_env
 from harness.evaluation import is_reference, load_arrays, match_order, reference_case
-from harness.fidelity import AccuracyBudget, budget_violations, output_fidelity, top1_accuracy
+from harness.fidelity import (
+    AccuracyBudget,
+    budget_violations,
+    output_fidelity,
+    top1_accuracy,
+    uninformative_reference,
+)
 from harness.results import RunStore
 from harness.skips import skip_reason
 from harness.stats import latency_summary_ms, median_ci_ms
@@ -336,6 +342,7 @@ class Engine:
             "top1_agreement": per_output[0]["top1_agreement"] if per_output else None,
             "top1": None,
             "top1_drop": None,
+            "warning": uninformative_reference(ref_outputs),
         }
         if reference.get("labels") is not None:
             accuracy["top1"] = top1_accuracy(outputs[0], reference["labels"])

@@ -80,6 +80,21 @@ def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(scores.reshape(len(scores), -1).argmax(axis=1) == labels))
 
 
+def uninformative_reference(reference_outputs: list[np.ndarray]) -> str | None:
+    """Why the reference cannot judge a conversion, or None.
+
+    A model that answers the same for every input (an untrained network whose signal dies, a constant head)
+    is reproduced perfectly by any conversion, broken or not: cosine 1.0 and top-1 agreement 1.0 then mean
+    nothing, and the record must say so rather than let them pass for evidence.
+    """
+    varying = [out for out in reference_outputs if out.shape[0] > 1 and np.ptp(out.reshape(out.shape[0], -1), 0).max()
+               > 1e-6 * max(float(np.abs(out).max()), 1e-30)]
+    if varying or not any(out.shape[0] > 1 for out in reference_outputs):
+        return None
+    return ("the fp32 reference gives the same outputs for every evaluation input, so these fidelity figures cannot "
+            "tell a faithful conversion from a broken one")
+
+
 def _output_name(out: dict[str, Any]) -> str:
     """The reference's name for an output: backends rename outputs (TFLite's ``StatefulPartitionedCall:0``),
     and the same model's failures should read the same on every backend."""

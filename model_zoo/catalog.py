@@ -51,11 +51,12 @@ def _keras_app(name: str, cls: str, description: str) -> ZooModel:
         input_shape=_IMAGE,
         input_dtype="float32",
         input_range=None,
-        source=f"keras.applications.{cls}(weights=None), seed 0",
+        source=f"keras.applications.{cls}(weights=None), seed 0, BatchNorm statistics from 16 random images",
         dataset=None,
         task="classification",
         description=description,
         min_input_shape=_IMAGE_MIN,
+        recipe_version=2,  # 2: BatchNorm statistics re-estimated (recipe 1 answered a constant)
     )
 
 

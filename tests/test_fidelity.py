@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from harness.evaluation import load_arrays, match_order, normalised, run_batched, save_arrays
-from harness.fidelity import AccuracyBudget, budget_violations, output_fidelity, top1_accuracy
+from harness.fidelity import (
+    AccuracyBudget,
+    budget_violations,
+    output_fidelity,
+    top1_accuracy,
+    uninformative_reference,
+)
 
 
 def test_metrics_match_hand_computed_values():
@@ -72,6 +78,18 @@ def test_budget_violations_show_the_numbers_beside_the_limits():
         assert fragment in text, text
     assert budget_violations(accuracy, AccuracyBudget()) == []  # no budget: report only
     assert budget_violations(accuracy, AccuracyBudget(max_top1_drop=0.05, min_cosine=0.9)) == []
+
+
+def test_a_reference_that_answers_a_constant_is_flagged():
+    constant = np.full((16, 1000), 1e-3, np.float32)  # an untrained net whose signal died: 1/1000 everywhere
+    assert "same outputs for every evaluation input" in uninformative_reference([constant])
+    varying = constant.copy()
+    varying[3, 7] += 1e-4
+    assert uninformative_reference([varying]) is None
+    # one varying output is enough; a single sample cannot show variation, so it is not flagged
+    assert uninformative_reference([constant, np.arange(32, dtype=np.float32).reshape(16, 2)]) is None
+    assert uninformative_reference([constant[:1]]) is None
+    assert "same outputs" in uninformative_reference([np.zeros((4, 3), np.float32)])
 
 
 def test_run_batched_pads_the_last_batch_and_drops_the_padding():

@@ -219,6 +219,10 @@ def test_zoo_input_shape_option(zoo_cache: Path) -> None:
     assert unsupported_reason(small) is None
     interpreter = Interpreter(model_path=str(build(small)))
     assert list(interpreter.get_input_details()[0]["shape_signature"]) == [-1, 32, 32, 3]
+    # an untrained application answers differently for different inputs (its BatchNorm statistics are its own)
+    images = np.random.default_rng(4).random((8, 32, 32, 3), dtype=np.float32)
+    probabilities = run_tflite(build(small), images)
+    assert np.ptp(probabilities, axis=0).max() > 1e-5 and len(set(probabilities.argmax(axis=1))) > 1
     assert "no smaller than" in unsupported_reason(
         ArtifactRequest(ModelRef(zoo="resnet50", input_shape=(16, 16, 3)), "onnx")
     )
