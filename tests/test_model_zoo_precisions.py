@@ -336,7 +336,9 @@ def test_mobilenet_prunes_in_place_without_touching_other_weights() -> None:
     dense = build(ArtifactRequest(ref, "savedmodel"))
     pruned = build(ArtifactRequest(ref, "savedmodel", compression="prune:0.5"))
     meta = artifact_meta(pruned)
-    assert meta["pruning"]["twin_max_abs_error"] == 0.0 and meta["pruning"]["kept_weights_unchanged"] is True
+    # the two Kerases order float32 arithmetic differently: equal to rounding, not bit for bit (an exact 0 was
+    # only ever seen while the untrained application answered a constant)
+    assert meta["pruning"]["twin_max_abs_error"] <= 1e-4 and meta["pruning"]["kept_weights_unchanged"] is True
     assert meta["sparsity"]["pruned_kernels"] == pytest.approx(0.5, abs=0.01)
 
     def by_name(path: Path) -> dict[str, np.ndarray]:
