@@ -38,6 +38,10 @@ class BackendOptions:
 
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The case's precision. Most backends need not look (the artefact is already fp16 or int8), but some
+    # runtimes pick their arithmetic at load time: LiteRT's GPU accelerator computes fp32 models in fp16
+    # unless told otherwise.
+    precision: str = "fp32"
 
 
 class Session(abc.ABC):

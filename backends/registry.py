@@ -15,6 +15,7 @@ from backends.base import Availability, Backend
 
 BACKENDS: dict[str, str] = {
     "tflite_cpu": "backends.tflite_cpu:TfliteCpu",
+    "tflite_gpu": "backends.tflite_gpu:TfliteGpu",
     "onnxruntime_cpu": "backends.onnxruntime_cpu:OnnxRuntimeCpu",
     "tensorflow": "backends.tensorflow_ref:TensorflowReference",
 }

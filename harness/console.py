@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 STATUS_STYLE = {"passed": "green", "failed": "red", "invalid": "yellow", "skipped": "dim"}
@@ -33,7 +34,7 @@ def summary_table(records: list[dict[str, Any]], title: str = "accelbench result
         status = record["status"]
         software = (record.get("backend_info") or {}).get("software_device")
         table.add_row(
-            record["case_id"] + (" [software device]" if software else ""),
+            escape(record["case_id"]) + (" \\[software GPU]" if software else ""),
             f"[{STATUS_STYLE.get(status, '')}]{status.upper() if status == 'invalid' else status}[/]",
             _fmt(latency.get("p50")),
             f"{_fmt(ci.get('low'))}–{_fmt(ci.get('high'))}" if ci else "-",
@@ -115,6 +116,14 @@ def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console 
         warning = (record.get("accuracy") or {}).get("warning")
         if warning:
             warned.setdefault(warning, []).append(record["model"])
+    software = {}  # the adapter behind each backend whose "GPU" numbers came from the CPU
+    for record in records:
+        info = record.get("backend_info") or {}
+        if record["status"] == "passed" and info.get("software_device"):
+            software.setdefault(record["backend"], info.get("adapter") or "a software adapter")
+    for backend, adapter in software.items():
+        console.print(f"[yellow]note[/] {backend} ran on {adapter}, a SOFTWARE GPU adapter on the CPU: its numbers "
+                      "are not GPU numbers", highlight=False, soft_wrap=True)
     for warning, models in warned.items():
         console.print(f"[yellow]note[/] {', '.join(dict.fromkeys(models))}: {warning}", highlight=False, soft_wrap=True)
     counts = {status: sum(r["status"] == status for r in records) for status in STATUS_STYLE}
