@@ -200,7 +200,10 @@ def test_doctor_json_lists_every_backend_with_a_reason():
     done = run_cli("doctor", "--json", env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = {row["name"]: row for row in json.loads(done.stdout)["backends"]}
-    assert list(rows) == ["tflite_cpu", "onnxruntime_cpu", "tensorflow"]
+    assert list(rows) == ["tflite_cpu", "tflite_gpu", "onnxruntime_cpu", "tensorflow"]
+    gpu = rows.pop("tflite_gpu")  # depends on the machine's Vulkan driver: either way, the reason says what it found
+    assert gpu["reason"].startswith("ai-edge-litert ") and gpu["artifact_format"] == "tflite"
+    assert ("GPU accelerator on " in gpu["reason"]) is gpu["available"]
     expected = {"tflite_cpu": ("ai-edge-litert ", "tflite"), "onnxruntime_cpu": ("onnxruntime ", "onnx"),
                 "tensorflow": ("tensorflow ", "savedmodel")}
     for name, (reason_start, fmt) in expected.items():
