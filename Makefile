@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup bench smoke test lint clean
+.PHONY: setup setup-gpu bench smoke test lint clean
 
 setup: $(STAMP)
 
@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
+
+# NVIDIA machines: the gpu extra, and onnxruntime-gpu in place of onnxruntime (same module: never both).
+setup-gpu: setup
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,gpu]"
+	$(BIN)/python -m pip uninstall --quiet -y onnxruntime
+	$(BIN)/python -m pip install --quiet onnxruntime-gpu
 
 bench: setup
 	$(BIN)/accelbench run scenarios/default.yaml

@@ -17,6 +17,8 @@ BACKENDS: dict[str, str] = {
     "tflite_cpu": "backends.tflite_cpu:TfliteCpu",
     "tflite_gpu": "backends.tflite_gpu:TfliteGpu",
     "onnxruntime_cpu": "backends.onnxruntime_cpu:OnnxRuntimeCpu",
+    "onnxruntime_cuda": "backends.onnxruntime_gpu:OnnxRuntimeCuda",
+    "onnxruntime_trt": "backends.onnxruntime_gpu:OnnxRuntimeTensorrt",
     "tensorflow": "backends.tensorflow_ref:TensorflowReference",
 }
 

@@ -378,6 +378,7 @@ class Engine:
             "peak_rss_mb": raw["peak_rss_bytes"] / 2**20,
             "prepare_rss_delta_mb": (raw["rss_after_prepare"] - raw["rss_before_prepare"]) / 2**20,
             "cpu_percent": 100.0 * raw["cpu_ns"] / raw["wall_ns"] if raw["wall_ns"] else None,
+            "gpu_telemetry": raw.get("gpu_telemetry"),
             "samples_ns": samples,
             "per_stream_runs": raw["per_stream_runs"] or None,
             "inputs": raw["inputs"],

@@ -19,6 +19,18 @@ LIBRARIES = ("accelbench", "numpy", "ai-edge-litert", "onnxruntime", "onnxruntim
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _gpus() -> dict[str, Any] | None:
+    """NVIDIA GPUs with driver and CUDA versions (part of the fingerprint: numbers from another GPU or driver
+    are not comparable); None where NVML is not there to ask."""
+    from harness.gpu_telemetry import gpu_environment
+
+    env = gpu_environment()
+    if not env["devices"]:
+        return None
+    return {"driver_version": env["driver_version"], "cuda_driver_version": env["cuda_driver_version"],
+            "devices": [{"name": d["name"], "memory_mb": d["memory_mb"]} for d in env["devices"]]}
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -67,7 +79,7 @@ def collect_env() -> dict[str, Any]:
         "os": platform.platform(),
         "arch": platform.machine(),
         "python": platform.python_version(),
-        "gpu": None,
+        "gpu": _gpus(),
     }
     libraries = library_versions()
     fingerprint = json.dumps({"machine": {k: v for k, v in machine.items() if k != "cpu_affinity"},

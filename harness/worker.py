@@ -143,7 +143,9 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
             warmup_runs, warmup_seconds = warm.runs, warm.wall_ns / 1e9
         else:
             warmup_runs, warmup_seconds = warm_up(call, settings.warmup_runs, settings.warmup_seconds)
-    with phase("measure"):
+    from harness.gpu_telemetry import GpuSampler
+
+    with phase("measure"), GpuSampler() as gpu:  # NVML on a thread; a no-op without NVIDIA's driver
         if case.mode == "concurrent":
             loop = concurrent_loop(calls, settings.min_runs, settings.min_seconds, settings.max_seconds)
         else:
@@ -173,6 +175,7 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
         "wall_ns": loop.wall_ns,
         "cpu_ns": loop.cpu_ns,
         "per_stream_runs": loop.per_stream_runs,
+        "gpu_telemetry": gpu.result(),
         "rss_before_prepare": rss_before,
         "rss_after_prepare": rss_after_prepare,
         "peak_rss_bytes": peak_rss,

@@ -200,7 +200,12 @@ def test_doctor_json_lists_every_backend_with_a_reason():
     done = run_cli("doctor", "--json", env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = {row["name"]: row for row in json.loads(done.stdout)["backends"]}
-    assert list(rows) == ["tflite_cpu", "tflite_gpu", "onnxruntime_cpu", "tensorflow"]
+    assert list(rows) == ["tflite_cpu", "tflite_gpu", "onnxruntime_cpu", "onnxruntime_cuda", "onnxruntime_trt",
+                          "tensorflow"]
+    for name in ("onnxruntime_cuda", "onnxruntime_trt"):  # available only where ONNX Runtime really takes them
+        row = rows.pop(name)
+        assert row["reason"].startswith("onnxruntime ") and row["artifact_format"] == "onnx"
+        assert ("takes models here" in row["reason"]) is row["available"]
     gpu = rows.pop("tflite_gpu")  # depends on the machine's Vulkan driver: either way, the reason says what it found
     assert gpu["reason"].startswith("ai-edge-litert ") and gpu["artifact_format"] == "tflite"
     assert ("GPU accelerator on " in gpu["reason"]) is gpu["available"]
