@@ -42,6 +42,8 @@ class BackendOptions:
     # runtimes pick their arithmetic at load time: LiteRT's GPU accelerator computes fp32 models in fp16
     # unless told otherwise.
     precision: str = "fp32"
+    # The case's compression ("none", "prune:0.75", "prune:2:4"): TensorRT enables its sparse kernels for 2:4.
+    compression: str = "none"
 
 
 class Session(abc.ABC):

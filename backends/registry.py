@@ -19,6 +19,7 @@ BACKENDS: dict[str, str] = {
     "onnxruntime_cpu": "backends.onnxruntime_cpu:OnnxRuntimeCpu",
     "onnxruntime_cuda": "backends.onnxruntime_gpu:OnnxRuntimeCuda",
     "onnxruntime_trt": "backends.onnxruntime_gpu:OnnxRuntimeTensorrt",
+    "tensorrt": "backends.tensorrt:Tensorrt",
     "tensorflow": "backends.tensorflow_ref:TensorflowReference",
 }
 

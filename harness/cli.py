@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.console import make_console
@@ -17,7 +18,7 @@ EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _err(console: Console, message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -87,7 +88,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for column in ("backend", "available", "reason", "loads"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], "[green]yes[/]" if row["available"] else "[red]no[/]", row["reason"],
+        table.add_row(row["name"], "[green]yes[/]" if row["available"] else "[red]no[/]", escape(row["reason"]),
                       row["artifact_format"] or "-")
     console = make_console()
     console.print(table)

@@ -109,7 +109,7 @@ def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console 
     for record in records:
         if record["status"] != "passed" and record.get("reason"):
             style = STATUS_STYLE.get(record["status"], "")
-            console.print(f"[{style}]{record['status']}[/] {record['case_id']}: {record['reason']}",
+            console.print(f"[{style}]{record['status']}[/] {escape(record['case_id'])}: {escape(record['reason'])}",
                           highlight=False, soft_wrap=True)
     warned = {}  # one line per model: every case of a model shares its reference
     for record in records:
@@ -122,10 +122,11 @@ def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console 
         if record["status"] == "passed" and info.get("software_device"):
             software.setdefault(record["backend"], info.get("adapter") or "a software adapter")
     for backend, adapter in software.items():
-        console.print(f"[yellow]note[/] {backend} ran on {adapter}, a SOFTWARE GPU adapter on the CPU: its numbers "
-                      "are not GPU numbers", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note[/] {backend} ran on {escape(adapter)}, a SOFTWARE GPU adapter on the CPU: its "
+                      "numbers are not GPU numbers", highlight=False, soft_wrap=True)
     for warning, models in warned.items():
-        console.print(f"[yellow]note[/] {', '.join(dict.fromkeys(models))}: {warning}", highlight=False, soft_wrap=True)
+        names = escape(", ".join(dict.fromkeys(models)))
+        console.print(f"[yellow]note[/] {names}: {escape(warning)}", highlight=False, soft_wrap=True)
     counts = {status: sum(r["status"] == status for r in records) for status in STATUS_STYLE}
     console.print(", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no cases", highlight=False)
-    console.print(f"results: {run_dir}", highlight=False, soft_wrap=True)
+    console.print(f"results: {escape(str(run_dir))}", highlight=False, soft_wrap=True)

@@ -17,7 +17,8 @@ def cached_availability(backend: str) -> Availability:
 
 def backend_options(case: Case) -> BackendOptions:
     options = dict(case.backend_options)
-    return BackendOptions(threads=options.pop("threads", None), extra=options, precision=case.precision)
+    return BackendOptions(threads=options.pop("threads", None), extra=options, precision=case.precision,
+                          compression=case.compression)
 
 
 def skip_reason(case: Case) -> str | None:

@@ -201,7 +201,10 @@ def test_doctor_json_lists_every_backend_with_a_reason():
     assert done.returncode == 0, done.stderr
     rows = {row["name"]: row for row in json.loads(done.stdout)["backends"]}
     assert list(rows) == ["tflite_cpu", "tflite_gpu", "onnxruntime_cpu", "onnxruntime_cuda", "onnxruntime_trt",
-                          "tensorflow"]
+                          "tensorrt", "tensorflow"]
+    trt = rows.pop("tensorrt")
+    assert (trt["reason"].startswith("tensorrt ") and ("tensorrt " in trt["reason"] and " on " in trt["reason"]) \
+        is trt["available"]) or not trt["available"]
     for name in ("onnxruntime_cuda", "onnxruntime_trt"):  # available only where ONNX Runtime really takes them
         row = rows.pop(name)
         assert row["reason"].startswith("onnxruntime ") and row["artifact_format"] == "onnx"
@@ -237,6 +240,7 @@ def test_doctor_table(tmp_path):
     assert done.returncode == 0
     for name in ("tflite_cpu", "onnxruntime_cpu", "tensorflow"):
         assert name in done.stdout
+    assert "accelbench[gpu]" in done.stdout or "tensorrt " in done.stdout  # brackets survive rich's markup
     assert "CPU speed steady (CV" in done.stdout or "CPU speed unsteady (CV" in done.stdout
 
 

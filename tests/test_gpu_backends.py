@@ -64,3 +64,50 @@ def test_telemetry_without_nvml_is_a_reason_not_an_error():
     assert set(result) == {"unavailable"} and result["unavailable"]
     if lib is None:
         assert why_not == result["unavailable"]
+
+
+# --- tensorrt: what can be checked without TensorRT ---------------------------------------------------------
+
+from backends.tensorrt import Tensorrt, build_recipe, engine_key  # noqa: E402
+
+TRT10_FLAGS = {"FP16", "INT8", "SPARSE_WEIGHTS", "TF32", "REFIT"}  # names TensorRT 10's BuilderFlag has
+TRT11_FLAGS = {"SPARSE_WEIGHTS", "TF32", "REFIT"}  # 11 removed FP16 / INT8
+CREATION = {"STRONGLY_TYPED"}
+
+
+@pytest.mark.parametrize(("version", "flags", "precision", "compression", "expected"), [
+    ("10.13.0", TRT10_FLAGS, "fp32", "none", {"strongly_typed": False, "flags": []}),
+    ("10.13.0", TRT10_FLAGS, "fp16", "none", {"strongly_typed": False, "flags": ["FP16"]}),
+    ("10.13.0", TRT10_FLAGS, "int8", "none", {"strongly_typed": False, "flags": ["INT8", "FP16"]}),
+    ("10.13.0", TRT10_FLAGS, "fp16", "prune:2:4", {"strongly_typed": False, "flags": ["SPARSE_WEIGHTS", "FP16"]}),
+    ("11.4.0", TRT11_FLAGS, "fp16", "none", {"strongly_typed": True, "flags": []}),
+    ("11.4.0", TRT11_FLAGS, "int8", "prune:2:4", {"strongly_typed": True, "flags": ["SPARSE_WEIGHTS"]}),
+])
+def test_tensorrt_precision_follows_the_version(version, flags, precision, compression, expected):
+    assert build_recipe(version, precision, compression, flags, CREATION) == expected
+
+
+def test_tensorrt_recipe_reasons():
+    assert "older than 10" in build_recipe("8.6.1", "fp16", "none", {"FP16", "INT8"}, CREATION)["error"]
+    assert "SPARSE_WEIGHTS" in build_recipe("11.4.0", "fp32", "prune:2:4", {"TF32"}, CREATION)["error"]
+    assert "strongly typed" in build_recipe("11.4.0", "fp16", "none", set(), set())["error"]
+    assert "FP16" in build_recipe("10.1.0", "fp16", "none", {"INT8"}, CREATION)["error"]
+
+
+def test_tensorrt_engine_key_changes_with_everything_that_makes_another_engine():
+    base = dict(onnx_sha256="a" * 64, trt_version="10.13.0", gpu="NVIDIA H100 sm_90", precision="fp16",
+                compression="none", shapes={"x": (8, 224, 224, 3)}, recipe={"strongly_typed": False, "flags": ["FP16"]})
+    key = engine_key(**base)
+    assert key == engine_key(**base) and len(key) == 64
+    for field, other in (("onnx_sha256", "b" * 64), ("trt_version", "11.4.0"), ("gpu", "NVIDIA L4 sm_89"),
+                         ("precision", "int8"), ("compression", "prune:2:4"), ("shapes", {"x": (1, 224, 224, 3)}),
+                         ("recipe", {"strongly_typed": True, "flags": []})):
+        assert engine_key(**{**base, field: other}) != key, field
+
+
+def test_tensorrt_is_unavailable_here_with_the_reason():
+    state = Tensorrt.available()
+    if state.ok:
+        pytest.skip(f"TensorRT runs here: {state.reason}")
+    assert state.reason.startswith("tensorrt ") and state.reason != "tensorrt "
+    assert "int8_dynamic" in Tensorrt.unsupported_reason("int8_dynamic", BackendOptions())
