@@ -111,3 +111,24 @@ def test_tensorrt_is_unavailable_here_with_the_reason():
         pytest.skip(f"TensorRT runs here: {state.reason}")
     assert state.reason.startswith("tensorrt ") and state.reason != "tensorrt "
     assert "int8_dynamic" in Tensorrt.unsupported_reason("int8_dynamic", BackendOptions())
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="this machine has CUDA: the cases would run")
+def test_gpu_scenario_collects_every_case_and_skips_each_cuda_case_with_its_reason(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    selection = "tensorrt or onnxruntime_cuda or onnxruntime_trt"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                           str(REPO / "scenarios" / "gpu.yaml"), "-k", selection,
+                           "--accelbench-out", str(tmp_path / "run")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # 3 CUDA backends x 2 models x 3 precisions x 3 batch sizes x 2 modes, none dropped, none run on the CPU
+    assert "108 skipped" in done.stdout.splitlines()[-1], done.stdout[-2000:]
+    assert "error" not in done.stdout.splitlines()[-1] and "Traceback" not in done.stdout
+    for reason in ("tensorrt is not available: tensorrt", "onnxruntime_cuda is not available: onnxruntime ",
+                   "onnxruntime_trt is not available: onnxruntime "):
+        assert reason in done.stdout, reason
