@@ -16,6 +16,7 @@ from backends.base import Availability, Backend
 BACKENDS: dict[str, str] = {
     "tflite_cpu": "backends.tflite_cpu:TfliteCpu",
     "tflite_gpu": "backends.tflite_gpu:TfliteGpu",
+    "tflite_delegate": "backends.tflite_delegate:TfliteDelegate",
     "onnxruntime_cpu": "backends.onnxruntime_cpu:OnnxRuntimeCpu",
     "onnxruntime_cuda": "backends.onnxruntime_gpu:OnnxRuntimeCuda",
     "onnxruntime_trt": "backends.onnxruntime_gpu:OnnxRuntimeTensorrt",

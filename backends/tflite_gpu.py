@@ -13,7 +13,6 @@ works), and a failure there cannot hurt the calling process.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -22,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,13 @@ from backends.base import (
     installed_and_importable,
     module_version,
 )
+from backends.native_log import native_stderr_captured, static_shapes_reason
 
 PROBE_MODEL = Path(__file__).with_name("data") / "gpu_probe.tflite"
 PROBE_TIMEOUT_S = 120
 _ADAPTER_LINE = re.compile(r"Selected adapter: (?P<name>.*?), arch=(?P<arch>[^,]*), vendor=(?P<vendor>[^,]*), "
                            r"backend=(?P<backend>[^,]*), adapterType=(?P<type>.*)$", re.MULTILINE)
 # Lines of LiteRT's native log that explain a failed GPU start, most specific first.
-_STATIC_SHAPES = "only supports static-sized tensors"
 _FAILURE_HINTS = ("Found no drivers", "No adapters found", "VK_ERROR", "Failed to initialize WebGPU",
                   "Failed to get or create delegate", "not supported")
 
@@ -63,9 +62,9 @@ def parse_adapter(native_log: str) -> dict[str, Any] | None:
 def failure_reason(native_log: str, error: str) -> str:
     """One line that says why the GPU did not start: the most telling native log line, then the error."""
     lines = [line.strip() for line in native_log.splitlines() if line.strip()]
-    if any(_STATIC_SHAPES in line for line in lines):
-        return ("the GPU accelerator needs static tensor shapes, and this model computes a shape at run time "
-                "(typically a Flatten or Reshape on the dynamic batch dimension); export it with a fixed batch size")
+    static = static_shapes_reason(native_log, "the GPU accelerator")
+    if static:
+        return static
     for hint in _FAILURE_HINTS:
         hit = next((line for line in lines if hint in line), None)
         if hit:
@@ -79,25 +78,6 @@ def ensure_runtime_dir() -> None:
         folder = Path(tempfile.gettempdir()) / f"accelbench-xdg-{os.getuid()}"
         folder.mkdir(mode=0o700, exist_ok=True)
         os.environ["XDG_RUNTIME_DIR"] = str(folder)
-
-
-@contextlib.contextmanager
-def native_stderr_captured() -> Iterator[Callable[[], str]]:
-    """Capture what native code writes to file descriptor 2, then pass it on to the real stderr (worker logs
-    keep it). Python's sys.stderr is not enough: LiteRT's C++ logging writes to the descriptor directly."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        text = ""
-        try:
-            yield lambda: text
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = sink.read().decode(errors="replace")
-            os.write(2, text.encode())
 
 
 def _gpu_options(precision: str) -> Any:

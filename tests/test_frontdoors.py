@@ -200,8 +200,9 @@ def test_doctor_json_lists_every_backend_with_a_reason():
     done = run_cli("doctor", "--json", env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = {row["name"]: row for row in json.loads(done.stdout)["backends"]}
-    assert list(rows) == ["tflite_cpu", "tflite_gpu", "onnxruntime_cpu", "onnxruntime_cuda", "onnxruntime_trt",
-                          "tensorrt", "tensorflow"]
+    assert list(rows) == ["tflite_cpu", "tflite_gpu", "tflite_delegate", "onnxruntime_cpu", "onnxruntime_cuda",
+                          "onnxruntime_trt", "tensorrt", "tensorflow"]
+    assert rows.pop("tflite_delegate")["reason"].endswith("each scenario names its delegate library (library:)")
     trt = rows.pop("tensorrt")
     assert (trt["reason"].startswith("tensorrt ") and ("tensorrt " in trt["reason"] and " on " in trt["reason"]) \
         is trt["available"]) or not trt["available"]
