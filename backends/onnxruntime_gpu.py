@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +37,7 @@ from backends.base import (
     module_version,
 )
 from backends.onnxruntime_cpu import _spec
+from backends.probe import run_probe
 
 PROBE_TIMEOUT_S = 300  # a first TensorRT engine build for even one node can take a while
 
@@ -91,21 +90,10 @@ def _last_error_line(stderr: str) -> str:
 @functools.cache
 def provider_probe(provider: str) -> dict[str, Any]:
     """Whether `provider` takes a model on this machine (once per process, in a subprocess)."""
-    try:
-        done = subprocess.run([sys.executable, "-m", "backends.onnxruntime_gpu", "--probe", provider],
-                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
-                              cwd=Path(__file__).resolve().parents[1])
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"the {provider} probe did not finish in {PROBE_TIMEOUT_S} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        return {"ok": False, "error": f"the {provider} probe died (exit code {done.returncode}): "
-                                      f"{_last_error_line(done.stderr)}"}
-    result = json.loads(lines[-1])
-    if not result["ok"]:
-        detail = _last_error_line(done.stderr)
-        if detail and detail not in result["error"]:
-            result["error"] += f" ({detail})"
+    result, stderr = run_probe("backends.onnxruntime_gpu", [provider], PROBE_TIMEOUT_S, f"the {provider} probe")
+    detail = _last_error_line(stderr)
+    if not result["ok"] and detail and detail not in result["error"]:
+        result["error"] += f" ({detail})"
     return result
 
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from backends.base import Availability, Backend, BackendOptions, Session, concrete_shape, installed_and_importable
 from backends.native_log import native_stderr_captured, static_shapes_reason
+from backends.probe import run_probe
 from backends.tflite_cpu import TfliteCpuSession, _spec
 
 PROBE_TIMEOUT_S = 120
@@ -45,18 +45,9 @@ def delegate_probe(library: str, options_json: str) -> dict[str, Any]:
     path = Path(library)
     if not path.is_file():
         return {"ok": False, "error": f"the delegate library {library} does not exist"}
-    try:
-        done = subprocess.run([sys.executable, "-m", "backends.tflite_delegate", "--probe", library, options_json],
-                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
-                              cwd=Path(__file__).resolve().parents[1])
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"loading the delegate library {library} did not finish in {PROBE_TIMEOUT_S} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        code = done.returncode
-        how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        return {"ok": False, "error": f"loading the delegate library {library} killed the process ({how})"}
-    return json.loads(lines[-1])
+    result, _ = run_probe("backends.tflite_delegate", [library, options_json], PROBE_TIMEOUT_S,
+                          f"loading the delegate library {library}")
+    return result
 
 
 def _options(options: BackendOptions) -> dict[str, str]:

@@ -17,7 +17,6 @@ import functools
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from backends.base import (
     module_version,
 )
 from backends.native_log import native_stderr_captured, static_shapes_reason
+from backends.probe import run_probe
 
 PROBE_MODEL = Path(__file__).with_name("data") / "gpu_probe.tflite"
 PROBE_TIMEOUT_S = 120
@@ -124,16 +124,10 @@ def _probe() -> dict[str, Any]:
 @functools.cache
 def gpu_probe() -> dict[str, Any]:
     """Whether the GPU accelerator starts here, and on which adapter (once per process, in a subprocess)."""
-    try:
-        done = subprocess.run([sys.executable, "-m", "backends.tflite_gpu", "--probe"], capture_output=True,
-                              text=True, timeout=PROBE_TIMEOUT_S, cwd=Path(__file__).resolve().parents[1])
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"the GPU probe did not finish in {PROBE_TIMEOUT_S} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        died = f"exit code {done.returncode}" if done.returncode >= 0 else f"signal {-done.returncode}"
-        return {"ok": False, "error": f"the GPU probe died ({died}): {failure_reason(done.stderr, '')}"}
-    return json.loads(lines[-1])
+    result, stderr = run_probe("backends.tflite_gpu", [], PROBE_TIMEOUT_S, "the GPU probe")
+    if not result["ok"] and "died" in result["error"]:
+        result["error"] += f": {failure_reason(stderr, '')}"
+    return result
 
 
 def describe_adapter(adapter: dict[str, Any] | None) -> str:

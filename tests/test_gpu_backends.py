@@ -132,3 +132,18 @@ def test_gpu_scenario_collects_every_case_and_skips_each_cuda_case_with_its_reas
     for reason in ("tensorrt is not available: tensorrt", "onnxruntime_cuda is not available: onnxruntime ",
                    "onnxruntime_trt is not available: onnxruntime "):
         assert reason in done.stdout, reason
+
+
+@pytest.mark.parametrize(("action", "expected"), [
+    ("ok", {"ok": True, "said": "ok"}),
+    ("no", {"ok": False, "said": "no"}),
+    ("segfault", {"ok": False, "error": "the test probe died (signal 11)"}),
+    ("hang", {"ok": False, "error": "the test probe did not finish in 2 s"}),
+])
+def test_probe_children_answer_crash_or_hang_without_hurting_the_caller(action, expected):
+    from backends.probe import run_probe
+
+    answer, stderr = run_probe("tests.probe_faults", [action], 2, "the test probe")
+    assert answer == expected
+    if action == "segfault":
+        assert "about to crash" in stderr
