@@ -29,6 +29,16 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
     )
 
 
+def shape_for_batch(interpreter: Any, batch_size: int, sample_shape: tuple[int, ...] | None) -> None:
+    """Resize every input to the case's shape (dynamic batch, and dynamic dims from `input_shape`), then
+    allocate: the interpreter is ready to run at that shape."""
+    for detail in interpreter.get_input_details():
+        shape = concrete_shape(_spec(detail), batch_size, sample_shape)
+        if tuple(detail["shape"]) != shape:
+            interpreter.resize_tensor_input(detail["index"], list(shape), strict=False)
+    interpreter.allocate_tensors()
+
+
 class TfliteCpuSession(Session):
     def __init__(self, interpreter: Any, options: BackendOptions, xnnpack: bool) -> None:
         self._interpreter = interpreter
@@ -115,9 +125,5 @@ class TfliteCpu(Backend):
         interpreter = Interpreter(
             model_path=artifact, num_threads=options.threads, experimental_op_resolver_type=resolver
         )
-        for detail in interpreter.get_input_details():
-            shape = concrete_shape(_spec(detail), batch_size, sample_shape)
-            if tuple(detail["shape"]) != shape:
-                interpreter.resize_tensor_input(detail["index"], list(shape), strict=False)
-        interpreter.allocate_tensors()
+        shape_for_batch(interpreter, batch_size, sample_shape)
         return TfliteCpuSession(interpreter, options, xnnpack)

@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from backends.base import Availability, Backend, BackendOptions, Session, concrete_shape, installed_and_importable
+from backends.base import Availability, Backend, BackendOptions, Session, installed_and_importable
 from backends.native_log import native_stderr_captured, static_shapes_reason
 from backends.probe import run_probe
-from backends.tflite_cpu import TfliteCpuSession, _spec
+from backends.tflite_cpu import TfliteCpuSession, shape_for_batch
 
 PROBE_TIMEOUT_S = 120
 
@@ -129,11 +129,7 @@ class TfliteDelegate(Backend):
                 interpreter = Interpreter(model_path=artifact, num_threads=options.threads,
                                           experimental_delegates=[load_delegate(library, delegate_options)],
                                           experimental_op_resolver_type=resolver)
-                for detail in interpreter.get_input_details():
-                    shape = concrete_shape(_spec(detail), batch_size, sample_shape)
-                    if tuple(detail["shape"]) != shape:
-                        interpreter.resize_tensor_input(detail["index"], list(shape), strict=False)
-                interpreter.allocate_tensors()
+                shape_for_batch(interpreter, batch_size, sample_shape)
                 error = None
             except RuntimeError as exc:  # the binding's message is often empty; the why is in the native log
                 error = exc
