@@ -94,6 +94,8 @@ class Backend(abc.ABC):
     artifact_format: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     description: ClassVar[str] = ""
+    # True: the backend needs the batch size baked into its artefact (GPU accelerators compile static shapes).
+    static_batch: ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod

@@ -205,6 +205,7 @@ class TfliteGpu(Backend):
     name = "tflite_gpu"
     artifact_format = "tflite"
     precisions = ("fp32", "fp16")
+    static_batch = True  # the accelerator compiles static shapes: the zoo bakes the case's batch into the file
     description = "LiteRT CompiledModel on the GPU accelerator (WebGPU over Vulkan/Metal/D3D); fp32 enforced for fp32"
 
     @classmethod

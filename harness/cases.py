@@ -78,14 +78,17 @@ class Case:
 
     def artifact_request(self, artifact_format: str | None = None) -> Any:
         """What the zoo must produce for this case: its backend's format (unless given) at its precision."""
+        from backends.registry import get_backend
         from model_zoo.artifacts import ArtifactRequest, Calibration
 
-        if artifact_format is None:
-            from backends.registry import get_backend
-
-            artifact_format = get_backend(self.backend).artifact_format
+        backend = get_backend(self.backend)
+        own_format = artifact_format is None or artifact_format == backend.artifact_format
+        artifact_format = artifact_format or backend.artifact_format
         calibration = Calibration(**self.calibration) if self.calibration else Calibration()
-        return ArtifactRequest(self.model.to_ref(), artifact_format, self.precision, self.compression, calibration)
+        ref = self.model.to_ref()
+        # a user's .tflite is used as it is; everything accelbench converts can carry the case's batch size
+        batch = self.batch_size if backend.static_batch and own_format and _converted(ref) else None
+        return ArtifactRequest(ref, artifact_format, self.precision, self.compression, calibration, batch)
 
     @property
     def keywords(self) -> set[str]:
@@ -102,3 +105,13 @@ def compression_label(compression: str) -> str:
     if len(parts) == 2:
         return f"prune{parts[0]}of{parts[1]}"
     return f"prune{float(parts[0]) * 100:g}"
+
+
+def _converted(ref: Any) -> bool:
+    """Whether accelbench converts this model into its TFLite file (a user's .tflite is used as it is)."""
+    from model_zoo.errors import ArtifactError
+
+    try:
+        return ref.source_format() != "tflite"
+    except ArtifactError:  # an unreadable file type: unsupported_reason explains it
+        return False

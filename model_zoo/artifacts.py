@@ -150,6 +150,9 @@ class ArtifactRequest:
     precision: str = "fp32"
     compression: str = "none"
     calibration: Calibration = field(default_factory=Calibration)
+    # A .tflite with this batch size baked in (None: a dynamic batch). GPU accelerators and most delegates need
+    # static shapes, and a dynamic batch leaves computed shapes (Flatten) that they refuse.
+    batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.precision != "int8" and self.calibration != Calibration():
@@ -186,6 +189,9 @@ def unsupported_reason(req: ArtifactRequest) -> str | None:
             f"{req.model.path} is {_ARTICLES[source]} {_NAMES[source]} file; "
             f"accelbench cannot convert {_NAMES[source]} to {_NAMES[req.format]}"
         )
+    if req.batch is not None and (req.format != "tflite" or source == "tflite"):
+        return (f"a fixed batch size is made only for .tflite files converted by accelbench, not for "
+                f"{'a TFLite file given as is' if source == 'tflite' else req.format}")
     if req.format == "savedmodel" and req.precision != "fp32":
         return (
             f"the tensorflow backend runs the fp32 SavedModel only; {req.precision} is made as a TFLite or ONNX file"
@@ -316,6 +322,8 @@ def request_to_json(req: ArtifactRequest) -> dict[str, Any]:
     data: dict[str, Any] = {"model": model, "format": req.format, "precision": req.precision}
     if req.compression != "none":
         data["compression"] = req.compression
+    if req.batch is not None:
+        data["batch"] = req.batch
     default = Calibration()
     calibration = {
         name: getattr(req.calibration, name)
@@ -345,8 +353,10 @@ def request_from_json(data: Any) -> ArtifactRequest:
             samples=int(settings.get("samples", Calibration.samples)),
             source=str(settings.get("source", Calibration.source)),
         )
+        batch = data.get("batch")
         return ArtifactRequest(
-            model=ref, format=str(data["format"]), precision=precision, compression=compression, calibration=calibration
+            model=ref, format=str(data["format"]), precision=precision, compression=compression,
+            calibration=calibration, batch=None if batch is None else int(batch),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ArtifactError(f"malformed artefact request {data!r}: {type(exc).__name__}: {exc}") from exc
@@ -404,6 +414,8 @@ def _key_parts(req: ArtifactRequest, input_hash: str) -> dict[str, Any]:
         parts["compression"] = compression.recipe()
     if req.precision == "int8":
         parts["calibration"] = calibration_identity(req.model, req.calibration)
+    if req.batch is not None:
+        parts["batch"] = req.batch
     return parts
 
 
@@ -545,16 +557,18 @@ def _converter(req: ArtifactRequest) -> Callable[[Path], dict[str, Any] | None]:
 
 def _to_tflite(req: ArtifactRequest, savedmodel: Path, out: Path) -> dict[str, Any] | None:
     if req.precision != "int8":
-        convert.savedmodel_to_tflite(savedmodel, out, req.precision)
+        convert.savedmodel_to_tflite(savedmodel, out, req.precision, fixed_batch=req.batch)
         return None
     specs = convert.savedmodel_input_specs(savedmodel)
     data = calibration_data(req.model, req.calibration, specs)
     # One sample per calibration step, as the TFLite converter expects, unless the model fixes its batch.
     fixed = bool(specs) and all(spec.batch is not None for spec in specs)
     size = specs[0].batch if fixed else 1
+    if req.batch is not None:  # the file will take exactly req.batch samples per call, so does calibration
+        fixed, size = True, req.batch
     chunks = batches(data.arrays, size, fixed, what=req.model.describe())
     representative = [{spec.name: chunk[i] for i, spec in enumerate(specs)} for chunk in chunks]
-    convert.savedmodel_to_tflite(savedmodel, out, "int8", representative)
+    convert.savedmodel_to_tflite(savedmodel, out, "int8", representative, fixed_batch=req.batch)
     return _calibration_meta(data)
 
 

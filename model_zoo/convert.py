@@ -119,8 +119,12 @@ def savedmodel_to_tflite(
     out_file: Path,
     precision: str = "fp32",
     representative: Sequence[dict[str, np.ndarray]] | None = None,
+    fixed_batch: int | None = None,
 ) -> None:
     """Convert with the TFLite converter at one of the four precisions.
+
+    `fixed_batch` bakes a batch size into the file: the serving function is traced again with that batch, so
+    shapes computed from the batch (a Flatten's reshape) become constants. GPU accelerators need that.
 
     fp16 stores weights as float16 (dequantized on load by CPU kernels, run as fp16 by GPU delegates);
     int8_dynamic stores int8 weights and quantizes activations on the fly; int8 is full integer, calibrated on
@@ -128,9 +132,12 @@ def savedmodel_to_tflite(
     the harness can feed the same data to every precision.
     """
     tf = import_tf()
-    converter = tf.lite.TFLiteConverter.from_saved_model(
-        str(savedmodel_dir), signature_keys=[serving_signature(savedmodel_dir)]
-    )
+    if fixed_batch is None:
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(savedmodel_dir), signature_keys=[serving_signature(savedmodel_dir)]
+        )
+    else:
+        converter, _keep_alive = _fixed_batch_converter(tf, savedmodel_dir, fixed_batch)
     # Builtin ops only: a model needing SELECT_TF_OPS would not run on the plain LiteRT runtime anyway,
     # so failing here, with the converter's list of offending ops, is the honest outcome.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -157,6 +164,24 @@ def savedmodel_to_tflite(
         # The calibrator runs TensorFlow's own (deprecated) tf.lite.Interpreter; nothing for a user to act on.
         warnings.filterwarnings("ignore", r"\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
         out_file.write_bytes(converter.convert())
+
+
+def _fixed_batch_converter(tf: Any, savedmodel_dir: Path, batch: int) -> tuple[Any, Any]:
+    """A TFLite converter for the serving signature re-traced at a fixed batch (inputs keep their names).
+
+    Returns the loaded SavedModel too: the converter reads its variables, so it must outlive the conversion.
+    """
+    loaded = tf.saved_model.load(str(savedmodel_dir))
+    serving = loaded.signatures[serving_signature(savedmodel_dir)]
+    specs = serving.structured_input_signature[1]
+    names = list(specs)
+    fixed = [tf.TensorSpec([batch, *specs[n].shape[1:]], specs[n].dtype, name=n) for n in names]
+
+    @tf.function(input_signature=fixed)
+    def at_fixed_batch(*inputs: Any) -> Any:
+        return serving(**dict(zip(names, inputs, strict=True)))
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([at_fixed_batch.get_concrete_function()], loaded), loaded
 
 
 def savedmodel_to_onnx(

@@ -371,3 +371,22 @@ def test_build_cli_rejects_malformed_input(tmp_path: Path) -> None:
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "expected a JSON list" in json.loads(stdout.strip().splitlines()[-1])["error"]
+
+
+def test_fixed_batch_tflite_for_static_shape_accelerators(zoo_cache: Path) -> None:
+    """GPU accelerators need static shapes: the zoo can bake a batch size into a .tflite, as its own artefact."""
+    digits = ModelRef(zoo="digits_cnn")
+    dynamic, fixed = ArtifactRequest(digits, "tflite"), ArtifactRequest(digits, "tflite", batch=4)
+    build(dynamic)  # keys of converted files exist once the SavedModel they derive from is built
+    keys = {artifact_key(fixed), artifact_key(dynamic), artifact_key(ArtifactRequest(digits, "tflite", batch=2))}
+    assert len(keys) == 3 and None not in keys
+    assert request_from_json(request_to_json(fixed)) == fixed and "batch" not in request_to_json(dynamic)
+    assert "only for .tflite files" in unsupported_reason(ArtifactRequest(digits, "onnx", batch=4))
+    assert "given as is" in unsupported_reason(ArtifactRequest(ModelRef(path="m.tflite"), "tflite", batch=4))
+    interpreter = Interpreter(model_path=str(build(fixed)))
+    assert list(interpreter.get_input_details()[0]["shape_signature"]) == [4, 8, 8, 1]
+    interpreter.allocate_tensors()
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "SHAPE" not in ops and "RESHAPE" in ops  # the Flatten's shape is a constant now
+    x = np.random.default_rng(1).random((4, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(run_tflite(build(fixed), x), run_tflite(build(dynamic), x), rtol=0, atol=1e-6)
