@@ -194,7 +194,7 @@ class TfliteGpuSession(Session):
             "vendor": adapter.get("vendor"),
             "gpu_backend": adapter.get("backend"),
             "adapter_type": adapter.get("adapter_type"),
-            "software_device": bool(adapter.get("software", False)),
+            "software_device": adapter.get("software") if adapter else None,  # None: LiteRT did not say
             "adapter_known": bool(adapter),
             "fully_accelerated": bool(self._model.is_fully_accelerated()),
             "compute_precision": "fp32 (enforce_f32)" if self._precision == "fp32" else "fp16",
