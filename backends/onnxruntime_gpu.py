@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -219,5 +218,4 @@ class OnnxRuntimeTensorrt(_OrtGpu):
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--probe"]:
-    with tempfile.TemporaryDirectory():
-        print(json.dumps(_probe(sys.argv[2])))
+    print(json.dumps(_probe(sys.argv[2])))
