@@ -116,7 +116,7 @@ class _Logger:
                 self.messages: list[str] = []
 
             def log(self, severity: Any, msg: str) -> None:
-                if severity <= trt.ILogger.Severity.WARNING:
+                if int(severity) <= int(trt.ILogger.Severity.WARNING):
                     self.messages.append(f"{severity.name}: {msg}")
 
         self.logger = Logger()
@@ -150,7 +150,7 @@ def build_engine(trt: Any, onnx_path: Path, shapes: dict[str, tuple[int, ...]], 
 
 
 class TensorrtSession(Session):
-    def __init__(self, trt: Any, engine: Any, info: dict[str, Any]) -> None:
+    def __init__(self, trt: Any, engine: Any, shapes: dict[str, tuple[int, ...]], info: dict[str, Any]) -> None:
         self._cudart = cudart = _cudart()
         self._engine, self._info = engine, info
         self._context = engine.create_execution_context()
@@ -160,24 +160,24 @@ class TensorrtSession(Session):
         self._host: dict[str, np.ndarray] = {}
         self._device: dict[str, int] = {}
         self._phases: list[tuple[float, float, float]] = []
-        for index in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(index)
-            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+        names = [engine.get_tensor_name(index) for index in range(engine.num_io_tensors)]
+        inputs = [name for name in names if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT]
+        for name in inputs:  # the engine's own shapes may keep -1 for a dynamic batch: the context's are real
+            self._context.set_input_shape(name, shapes[name])
+        for name in names:
+            shape = tuple(int(d) for d in self._context.get_tensor_shape(name))
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-            spec = TensorSpec(name, shape, dtype.name)
-            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            (self.inputs if is_input else self.outputs).append(spec)
+            (self.inputs if name in inputs else self.outputs).append(TensorSpec(name, shape, dtype.name))
             nbytes = int(np.prod(shape)) * dtype.itemsize
             pinned = _check(cudart.cudaMallocHost(nbytes), "cudaMallocHost")  # page-locked: true async copies
             self._host[name] = np.ctypeslib.as_array((ctypes.c_byte * nbytes).from_address(pinned)).view(dtype) \
                 .reshape(shape)
             self._device[name] = _check(cudart.cudaMalloc(nbytes), "cudaMalloc")
-            if is_input:
-                self._context.set_input_shape(name, shape)
             self._context.set_tensor_address(name, self._device[name])
 
     def bind(self, feeds: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
         cudart, stream, context = self._cudart, self._stream, self._context
+        stream_handle = int(stream)  # TensorRT takes the raw cudaStream_t as an integer
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         for spec, array in zip(self.inputs, feeds, strict=True):
             np.copyto(self._host[spec.name], array)
@@ -189,16 +189,16 @@ class TensorrtSession(Session):
         outputs = [self._host[s.name] for s in self.outputs]
 
         def run() -> list[np.ndarray]:
-            cudart.cudaEventRecord(start, stream)
+            _check(cudart.cudaEventRecord(start, stream), "cudaEventRecord")
             for dst, src, n in copies_in:
-                cudart.cudaMemcpyAsync(dst, src, n, h2d, stream)
-            cudart.cudaEventRecord(after_h2d, stream)
-            if not context.execute_async_v3(stream):
+                _check(cudart.cudaMemcpyAsync(dst, src, n, h2d, stream), "cudaMemcpyAsync (H2D)")
+            _check(cudart.cudaEventRecord(after_h2d, stream), "cudaEventRecord")
+            if not context.execute_async_v3(stream_handle):
                 raise RuntimeError("TensorRT execute_async_v3 failed")
-            cudart.cudaEventRecord(after_compute, stream)
+            _check(cudart.cudaEventRecord(after_compute, stream), "cudaEventRecord")
             for dst, src, n in copies_out:
-                cudart.cudaMemcpyAsync(dst, src, n, d2h, stream)
-            cudart.cudaEventRecord(end, stream)
+                _check(cudart.cudaMemcpyAsync(dst, src, n, d2h, stream), "cudaMemcpyAsync (D2H)")
+            _check(cudart.cudaEventRecord(end, stream), "cudaEventRecord")
             _check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
             self._phases.append(tuple(  # type: ignore[arg-type]
                 _check(cudart.cudaEventElapsedTime(a, b), "cudaEventElapsedTime")
@@ -206,6 +206,16 @@ class TensorrtSession(Session):
             return [array.copy() for array in outputs]
 
         return run
+
+    def close(self) -> None:
+        cudart = self._cudart
+        for name, array in self._host.items():
+            cudart.cudaFreeHost(array.ctypes.data)
+            cudart.cudaFree(self._device[name])
+        for event in self._events:
+            cudart.cudaEventDestroy(event)
+        cudart.cudaStreamDestroy(self._stream)
+        self._host, self._device, self._events = {}, {}, []
 
     def reference_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
         call = self.bind(feeds)
@@ -295,6 +305,6 @@ class Tensorrt(Backend):
         info = {"runtime_version": trt.__version__, "engine_cache_hit": cached, "engine": str(engine_file),
                 "strongly_typed": recipe["strongly_typed"], "builder_flags": recipe["flags"],
                 "build_or_load_s": time.perf_counter() - started, "gpu_sm": gpu}
-        session = TensorrtSession(trt, engine, info)
+        session = TensorrtSession(trt, engine, shapes, info)
         session._runtime = runtime  # the runtime must outlive its engine
         return session
