@@ -156,7 +156,9 @@ class _OrtGpu(Backend):
             return problem
         probe = provider_probe(cls.provider)
         if not probe["ok"]:
-            return Availability(False, f"onnxruntime {version}: {probe['error']}")
+            from harness.gpu_telemetry import nvidia_driver_status
+
+            return Availability(False, f"onnxruntime {version}: {probe['error']}; {nvidia_driver_status()}")
         return Availability(True, f"onnxruntime {version}, {cls.provider} takes models here")
 
     def provider_options(self, precision: str) -> dict[str, Any]:

@@ -247,6 +247,14 @@ class Tensorrt(Backend):
 
     @classmethod
     def available(cls) -> Availability:
+        """Package, import, CUDA bindings, device, in that order; a reason also says what the driver looks like."""
+        from harness.gpu_telemetry import nvidia_driver_status
+
+        state = cls._available()
+        return state if state.ok else Availability(False, f"{state.reason}; {nvidia_driver_status()}")
+
+    @classmethod
+    def _available(cls) -> Availability:
         version = next((v for v in map(module_version, TRT_DISTRIBUTIONS) if v), None)
         if version is None:
             return Availability(False, "tensorrt is not installed (make setup-gpu, or pip install accelbench[gpu])")

@@ -31,6 +31,27 @@ def nvml() -> tuple[Any | None, str]:
     return pynvml, ""
 
 
+def nvidia_driver_status() -> str:
+    """One phrase on the NVIDIA driver, for reasons: found (with its version where NVML answers) or missing.
+
+    libcuda.so.1 is the driver's user-space library every CUDA runtime loads; its absence is the most common
+    reason a CUDA backend cannot run, and a different fix (install the driver) from a missing Python package.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        if ctypes.util.find_library("cuda") is None:
+            return "no NVIDIA driver here (libcuda.so.1 not found)"
+    env = gpu_environment()
+    if env["devices"]:
+        names = ", ".join(d["name"] for d in env["devices"])
+        return f"NVIDIA driver {env['driver_version']} (CUDA {env['cuda_driver_version']}) with {names}"
+    return f"NVIDIA driver library present; {env['nvml']}" if env["nvml"] != "ok" else "NVIDIA driver, no GPU"
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

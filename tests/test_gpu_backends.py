@@ -147,3 +147,22 @@ def test_probe_children_answer_crash_or_hang_without_hurting_the_caller(action, 
     assert answer == expected
     if action == "segfault":
         assert "about to crash" in stderr
+
+
+def test_cuda_reasons_say_what_the_driver_looks_like():
+    import ctypes
+
+    from harness.gpu_telemetry import nvidia_driver_status
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        has_driver = True
+    except OSError:
+        has_driver = False
+    status = nvidia_driver_status()
+    missing = "no NVIDIA driver here (libcuda.so.1 not found)"
+    assert status.startswith("NVIDIA driver") if has_driver else status == missing
+    for backend in (Tensorrt, OnnxRuntimeCuda, OnnxRuntimeTensorrt):
+        state = backend.available()
+        if not state.ok:
+            assert state.reason.endswith(f"; {status}"), (backend.name, state.reason)
