@@ -76,19 +76,17 @@ class Case:
                          input_shape=tuple(shape) if shape else None)
         return cls(**{**data, "model": spec})
 
-    def artifact_request(self, artifact_format: str | None = None) -> Any:
-        """What the zoo must produce for this case: its backend's format (unless given) at its precision."""
+    def artifact_request(self) -> Any:
+        """What the zoo must produce for this case: its backend's format, at its precision and compression."""
         from backends.registry import get_backend
         from model_zoo.artifacts import ArtifactRequest, Calibration
 
         backend = get_backend(self.backend)
-        own_format = artifact_format is None or artifact_format == backend.artifact_format
-        artifact_format = artifact_format or backend.artifact_format
         calibration = Calibration(**self.calibration) if self.calibration else Calibration()
         ref = self.model.to_ref()
         # a user's .tflite is used as it is; everything accelbench converts can carry the case's batch size
-        batch = self.batch_size if backend.static_batch and own_format and _converted(ref) else None
-        return ArtifactRequest(ref, artifact_format, self.precision, self.compression, calibration, batch)
+        batch = self.batch_size if backend.static_batch and _converted(ref) else None
+        return ArtifactRequest(ref, backend.artifact_format, self.precision, self.compression, calibration, batch)
 
     @property
     def keywords(self) -> set[str]:

@@ -31,4 +31,4 @@ def skip_reason(case: Case) -> str | None:
     reason = backend.unsupported_reason(case.precision, backend_options(case))
     if reason:
         return reason
-    return unsupported_reason(case.artifact_request(backend.artifact_format))
+    return unsupported_reason(case.artifact_request())
