@@ -232,27 +232,22 @@ class TfliteGpu(Backend):
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
                 sample_shape: tuple[int, ...] | None = None) -> Session:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from backends.tflite_cpu import _spec as interpreter_spec
+
         precision = options.precision
         model, adapter, _ = compile_on_gpu(artifact, precision)
         key = next(iter(model.get_signature_list()))
-        for index, (name, detail) in enumerate(model.get_input_tensor_details(key).items()):
-            declared = self._declared_shape(artifact, index, detail)
-            wanted = concrete_shape(TensorSpec(name, declared, np.dtype(detail["dtype"]).name), batch_size,
-                                    sample_shape)
+        # CompiledModel's details show today's shapes, not which dimensions are dynamic: the file's shape
+        # signatures say that, read once through the Interpreter (which only parses the flatbuffer here)
+        declared = [interpreter_spec(d) for d in Interpreter(model_path=artifact).get_input_details()]
+        for index, (detail, spec) in enumerate(zip(model.get_input_tensor_details(key).values(), declared,
+                                                   strict=True)):
+            wanted = concrete_shape(spec, batch_size, sample_shape)
             if tuple(detail["shape"]) != wanted:
                 model.resize_input_tensor(index, list(wanted))
         return TfliteGpuSession(model, adapter, precision)
-
-    @staticmethod
-    def _declared_shape(artifact: str, index: int, detail: dict[str, Any]) -> tuple[int | None, ...]:
-        """The input's shape signature (-1 = dynamic), which CompiledModel's details do not show: read it from
-        the file with the Interpreter, which only parses the flatbuffer here."""
-        from ai_edge_litert.interpreter import Interpreter
-
-        signature = Interpreter(model_path=artifact).get_input_details()[index].get("shape_signature")
-        if signature is None:
-            return tuple(int(d) for d in detail["shape"])
-        return tuple(None if int(d) < 0 else int(d) for d in signature)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--probe"]:
