@@ -23,7 +23,7 @@ from typing import Any
 from backends.base import Availability, Backend, BackendOptions, Session, installed_and_importable
 from backends.native_log import native_stderr_captured, static_shapes_reason
 from backends.probe import run_probe
-from backends.tflite_cpu import TfliteCpuSession, shape_for_batch
+from backends.tflite_cpu import TfliteCpu, TfliteCpuSession, shape_for_batch
 
 PROBE_TIMEOUT_S = 120
 
@@ -100,8 +100,8 @@ class TfliteDelegate(Backend):
     def option_problem(cls, name: str, value: Any) -> str | None:
         if name == "library" and not (isinstance(value, str) and value):
             return f"library takes the path of a delegate library (.so), not {value!r}"
-        if name == "xnnpack" and not isinstance(value, bool):
-            return f"xnnpack takes true or false, not {value!r}"
+        if name == "xnnpack":
+            return TfliteCpu.option_problem(name, value)
         if name == "options" and not (isinstance(value, dict) and all(
                 isinstance(v, str | int | float | bool) for v in value.values())):
             return f"options takes a mapping of names to plain values, not {value!r}"
