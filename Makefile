@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-gpu bench smoke test lint clean
+.PHONY: setup setup-gpu bench smoke test lint clean vendor-plotly
 
 setup: $(STAMP)
 
@@ -32,6 +32,14 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# The report inlines plotly.js's cartesian bundle, at the version the installed plotly (Python) was built for.
+vendor-plotly: setup
+	version=$$($(BIN)/python -c "import reporting.html as h; print(h.plotly_py_js_version())") && \
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent plotly.js-cartesian-dist-min@$$version >/dev/null && \
+	tar xzf plotly.js-cartesian-dist-min-$$version.tgz && \
+	cp package/plotly-cartesian.min.js $(CURDIR)/reporting/static/vendor/ && \
+	cp package/LICENSE $(CURDIR)/reporting/static/vendor/plotly-LICENSE && rm -rf $$tmp
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

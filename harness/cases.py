@@ -64,6 +64,8 @@ class Case:
     compression: str = "none"  # canonical: "none", "prune:0.5", "prune:2:4"
     calibration: dict[str, Any] = field(default_factory=dict)  # {"samples": N, "source": ...} for int8
     accuracy_budget: dict[str, Any] = field(default_factory=dict)  # AccuracyBudget fields that are set
+    # the report's speed-up reference for this case: {"backend": label or name, "precision": ...}
+    baseline: dict[str, Any] = field(default_factory=lambda: {"backend": "tflite_cpu", "precision": "fp32"})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

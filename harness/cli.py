@@ -59,10 +59,30 @@ def cmd_run(args: argparse.Namespace) -> int:
                       + (f"  p50 {p50:.4g} ms" if p50 is not None else ""), highlight=False)
     from harness.console import print_summary
 
-    records = engine.finish()
-    print_summary(records, engine.run_dir, out)
+    status_line = err.status("writing the HTML report")
+    with status_line:
+        records = engine.finish()
+    print_summary(records, engine.run_dir, out, engine.report_path, engine.report_error)
     bad = any(r["status"] in ("failed", "invalid") for r in records)
     return EXIT_CASES_FAILED if bad else EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reporting.html import write_report
+    from reporting.runs import RunFolderError
+
+    err = make_console(stderr=True)
+    try:
+        with err.status("writing the HTML report"):
+            path = write_report(args.run_dirs, args.output)
+    except RunFolderError as error:
+        _err(err, str(error))
+        return EXIT_USAGE
+    except OSError as error:
+        _err(err, f"cannot write the report: {error}")
+        return EXIT_USAGE
+    make_console().print(f"report: {escape(str(path))}", highlight=False, soft_wrap=True)
+    return EXIT_OK
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -146,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-k", metavar="EXPR", help="select cases like pytest -k, e.g. 'onnxruntime and b4'")
     run.add_argument("--reports-root", default="reports", help="where run folders go (default: reports)")
     run.set_defaults(func=cmd_run)
+
+    report = commands.add_parser("report", help="write the HTML report of one run, or of several merged")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (results.jsonl, env.json)")
+    report.add_argument("-o", "--output", metavar="FILE",
+                        help="the HTML file (default: RUN_DIR/report.html for one run, ./report.html for several)")
+    report.set_defaults(func=cmd_report)
 
     doctor = commands.add_parser("doctor", help="which backends can run here, and why not")
     doctor.add_argument("--json", action="store_true")

@@ -12,7 +12,8 @@ from rich.table import Table
 STATUS_STYLE = {"passed": "green", "failed": "red", "invalid": "yellow", "skipped": "dim"}
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
+def fmt_number(value: float | None, digits: int = 3) -> str:
+    """A number at about `digits` significant figures, thousands grouped; "-" for a missing one."""
     if value is None:
         return "-"
     if value >= 1000:
@@ -36,15 +37,15 @@ def summary_table(records: list[dict[str, Any]], title: str = "accelbench result
         table.add_row(
             escape(record["case_id"]) + (" \\[software GPU]" if software else ""),
             f"[{STATUS_STYLE.get(status, '')}]{status.upper() if status == 'invalid' else status}[/]",
-            _fmt(latency.get("p50")),
-            f"{_fmt(ci.get('low'))}–{_fmt(ci.get('high'))}" if ci else "-",
-            _fmt(latency.get("p99")),
-            _fmt(record.get("throughput_ips")),
-            _fmt(record.get("init_ms")),
-            _fmt(record.get("first_inference_ms")),
-            _fmt(record.get("peak_rss_mb")),
-            _fmt(record.get("cpu_percent")),
-            _fmt(size / 1e6 if size else None),
+            fmt_number(latency.get("p50")),
+            f"{fmt_number(ci.get('low'))}–{fmt_number(ci.get('high'))}" if ci else "-",
+            fmt_number(latency.get("p99")),
+            fmt_number(record.get("throughput_ips")),
+            fmt_number(record.get("init_ms")),
+            fmt_number(record.get("first_inference_ms")),
+            fmt_number(record.get("peak_rss_mb")),
+            fmt_number(record.get("cpu_percent")),
+            fmt_number(size / 1e6 if size else None),
         )
     return table
 
@@ -79,10 +80,10 @@ def tradeoff_table(records: list[dict[str, Any]]) -> Table | None:
         drop = accuracy.get("top1_drop")
         table.add_row(
             record["case_id"],
-            _fmt(p50),
+            fmt_number(p50),
             f"{base / p50:.2f}×" if base and p50 else "-",
-            _fmt(size / 1e6 if size else None),
-            _fmt(gzip_size / 1e6 if gzip_size else None),
+            fmt_number(size / 1e6 if size else None),
+            fmt_number(gzip_size / 1e6 if gzip_size else None),
             f"{sparsity:.0%}" if isinstance(sparsity, int | float) else "-",
             f"{accuracy['top1']:.4f}" if accuracy.get("top1") is not None else "-",
             f"{-drop + 0.0:+.4f}" if drop is not None else "-",  # + 0.0: no "-0.0000"
@@ -100,7 +101,8 @@ def make_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=None if stream.isatty() else 160)
 
 
-def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console | None = None) -> None:
+def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console | None = None,
+                  report: Any = None, report_error: str | None = None) -> None:
     console = console or make_console()
     console.print(summary_table(records))
     tradeoffs = tradeoff_table(records)
@@ -130,3 +132,7 @@ def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console 
     counts = {status: sum(r["status"] == status for r in records) for status in STATUS_STYLE}
     console.print(", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no cases", highlight=False)
     console.print(f"results: {escape(str(run_dir))}", highlight=False, soft_wrap=True)
+    if report is not None:
+        console.print(f"report: {escape(str(report))}", highlight=False, soft_wrap=True)
+    if report_error:
+        console.print(f"[red]error[/] {escape(report_error)}", highlight=False, soft_wrap=True)

@@ -28,7 +28,7 @@ from harness.fidelity import (
     top1_accuracy,
     uninformative_reference,
 )
-from harness.results import RunStore
+from harness.results import RunStore, safe_file_name
 from harness.skips import skip_reason
 from harness.stats import latency_summary_ms, median_ci_ms
 
@@ -99,6 +99,7 @@ def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
                memory_limit_mb: int | None = None) -> WorkerOutcome:
     """Run one job in a fresh interpreter; every way it can end becomes a result or a one-line reason."""
     work_dir.mkdir(parents=True, exist_ok=True)
+    name = safe_file_name(name)
     job_path, result_path, log_path = (work_dir / f"{name}.job.json", work_dir / f"{name}.result.json",
                                        work_dir / f"{name}.log")
     result_path.unlink(missing_ok=True)
@@ -166,6 +167,8 @@ class Engine:
         self.artifact_errors: dict[str, str] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
         self._references: dict[str, dict[str, Any]] = {}
+        self.report_path: Path | None = None
+        self.report_error: str | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -247,7 +250,8 @@ class Engine:
         job: dict[str, Any] = {"task": "measure", "case": case.to_dict(), "artifact": artifact,
                                "hints": case.model.input_hints()}
         reference = self.reference_for(case)
-        outputs_path = self.run_dir / "evaluation" / case.model_label / f"{case.case_id}.npz"
+        evaluation_dir = self.run_dir / "evaluation" / safe_file_name(case.model_label)
+        outputs_path = evaluation_dir / f"{safe_file_name(case.case_id)}.npz"
         if reference["status"] == "ok":
             outputs_path.unlink(missing_ok=True)
             job["evaluation"] = {"inputs": reference["inputs"], "outputs": str(outputs_path)}
@@ -294,7 +298,7 @@ class Engine:
         key = json.dumps(ref_case.to_dict(), sort_keys=True, default=str)
         if key in self._references:
             return self._references[key]
-        folder = self.run_dir / "evaluation" / case.model_label
+        folder = self.run_dir / "evaluation" / safe_file_name(case.model_label)
         reference: dict[str, Any] = {"status": "failed", "backend": ref_case.backend, "precision": "fp32"}
         why_not = skip_reason(ref_case)
         artifact, error = (None, None) if why_not else self.artifact_for(ref_case)
@@ -423,10 +427,21 @@ class Engine:
             "backend_info": {},
             "artifact": artifact,
             "artifact_meta": _artifact_facts(artifact),
+            "baseline": case.baseline,
             "env_id": self.env["env_id"],
         }
 
-    def finish(self) -> list[dict[str, Any]]:
-        """Write benchmark.json and return every record of the run."""
+    def finish(self, report: bool = True) -> list[dict[str, Any]]:
+        """Write benchmark.json and the HTML report; return every record of the run.
+
+        The report is written last and its failure is reported, never raised: by then every record is on disk.
+        """
         self.store.write_benchmark_json(self.env)
+        if report:
+            from reporting.html import write_report
+
+            try:
+                self.report_path = write_report([self.run_dir])
+            except Exception as error:  # a bug in the report must not cost the run its results
+                self.report_error = f"the HTML report could not be written: {type(error).__name__}: {error}"
         return self.store.records()

@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,16 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
+MACHINE_KEYS = ("cpu_model", "cpu_logical", "cpu_physical", "memory_gb", "arch", "gpu")
+
+
+def machine_id(machine: dict[str, Any]) -> str:
+    """The hardware part of the fingerprint (CPU, cores, memory, GPUs and their driver), without host name or
+    software: two CI runners of one type are one machine, and a library upgrade on it is still that machine."""
+    hardware = {key: machine.get(key) for key in MACHINE_KEYS}
+    return hashlib.sha256(json.dumps(hardware, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def collect_env() -> dict[str, Any]:
     memory = psutil.virtual_memory()
     machine = {
@@ -86,6 +97,8 @@ def collect_env() -> dict[str, Any]:
                               "libraries": libraries}, sort_keys=True)
     return {
         "env_id": hashlib.sha256(fingerprint.encode()).hexdigest()[:12],
+        "machine_id": machine_id(machine),
+        "collected_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "hostname": platform.node(),
         "machine": machine,
         "libraries": libraries,

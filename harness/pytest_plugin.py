@@ -135,6 +135,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=terminalreporter.hasmarkup,
                       width=max(terminalreporter._tw.fullwidth, 160))
-    print_summary(records, engine.run_dir, console)
+    print_summary(records, engine.run_dir, console, engine.report_path, engine.report_error)
     terminalreporter.section("accelbench")
     terminalreporter.write(buffer.getvalue())

@@ -6,8 +6,10 @@ partially written last line instead of failing on it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,25 @@ from harness import __version__
 STATUSES = ("passed", "failed", "skipped", "invalid")
 
 
+def safe_file_name(text: str, limit: int = 150) -> str:
+    """`text` as one file-name component: labels and case ids come from scenarios and file names and may hold
+    "/" (which would nest folders), spaces or markup. A name that had to change, or was too long, ends with a
+    hash of the original, so two labels that differ only in such characters never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", text).strip(".") or "_"
+    if safe != text or len(safe) > limit:
+        safe = f"{safe[:limit]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return safe
+
+
 def new_run_dir(root: Path, scenario_name: str) -> Path:
+    """A fresh folder under root, named after the scenario and the time."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    candidate = root / f"{scenario_name}-{stamp}"
+    safe_name = safe_file_name(scenario_name)
+    candidate = root / f"{safe_name}-{stamp}"
     suffix = 1
     while candidate.exists():
         suffix += 1
-        candidate = root / f"{scenario_name}-{stamp}-{suffix}"
+        candidate = root / f"{safe_name}-{stamp}-{suffix}"
     return candidate
 
 

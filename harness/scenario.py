@@ -162,6 +162,16 @@ class BackendEntry(BaseModel):
         return dict(self.model_extra or {})
 
 
+class BaselineSpec(BaseModel):
+    """The case the report compares every other case with (same model, batch size and mode, same run):
+    a speed-up only means something against one named configuration measured in the same sitting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = Field("tflite_cpu", description="a backend of this scenario, by label or name")
+    precision: Precision = "fp32"
+
+
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -176,6 +186,7 @@ class Scenario(BaseModel):
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     accuracy: AccuracySpec = Field(default_factory=AccuracySpec)
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
+    baseline: BaselineSpec = Field(default_factory=BaselineSpec)
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -210,6 +221,7 @@ _KEYS_AT = {
     ("models", "calibration"): set(CalibrationSpec.model_fields),
     ("accuracy",): set(AccuracySpec.model_fields),
     ("models", "accuracy"): set(AccuracySpec.model_fields),
+    ("baseline",): set(BaselineSpec.model_fields),
 }
 
 
@@ -376,6 +388,20 @@ def _calibration_problems(scenario: Scenario, lines: _LineMap, base_dir: Path) -
     return problems
 
 
+def _baseline_problems(scenario: Scenario, data: dict[str, Any], lines: _LineMap) -> list[tuple[int, str]]:
+    """A baseline the scenario names must be one of its backends; the default (tflite_cpu) may be absent, and
+    the report then says that no speed-up could be computed."""
+    if "baseline" not in data or not isinstance(data["baseline"], dict) or "backend" not in data["baseline"]:
+        return []
+    wanted = scenario.baseline.backend
+    known = [*_backend_labels(scenario.backends), *(b.name for b in scenario.backends)]
+    if wanted in known:
+        return []
+    loc: Loc = ("baseline", "backend")
+    return [(lines.line(loc), f"{_format_loc(loc)}: {wanted!r} is not a backend of this scenario "
+             f"(its backends: {', '.join(dict.fromkeys(known))})")]
+
+
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Parse and validate a scenario file; raises :class:`ScenarioError` with every problem found."""
     path = Path(path)
@@ -405,6 +431,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         problems += [_pydantic_problem(e, lines) for e in error.errors()]
     if scenario is not None:
         problems += _override_problems(scenario, lines) + _calibration_problems(scenario, lines, path.parent)
+        problems += _baseline_problems(scenario, data, lines)
     if problems or scenario is None:
         raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
     return LoadedScenario(scenario, path)
@@ -469,7 +496,7 @@ def expand(loaded: LoadedScenario) -> list[Case]:
                     backend=backend.name, backend_label=backend_label, backend_options=options,
                     precision=precision, batch_size=batch_size, mode=mode, measure=measure,
                     compression=compression, calibration=calibration if precision == "int8" else {},
-                    accuracy_budget=budget,
+                    accuracy_budget=budget, baseline=scenario.baseline.model_dump(),
                 )
                 case.skip_reason = skip_reason(case)
                 cases.append(case)

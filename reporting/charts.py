@@ -1,0 +1,188 @@
+"""The report's charts, one plotly figure per question, for the cases of one model on one machine.
+
+Every string that reaches a chart (model, backend, case names come from scenarios and file names) is
+HTML-escaped first: plotly renders labels as a small subset of HTML, so `<b>` in a file name would otherwise
+be markup. Numbers come from the records as measured; nothing is smoothed or simulated.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from reporting.frame import config_order, latency_sketch, pareto_front
+
+MEASURED = ("passed", "invalid")
+FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
+
+
+def text(value: Any) -> str:
+    """A label safe for plotly's HTML-subset renderer: shows as typed, is never markup."""
+    return html.escape(str(value), quote=False)
+
+
+def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
+    fig.update_layout(title={"text": text(title), "x": 0, "xanchor": "left", "font": {"size": 14}},
+                      height=height, margin={"l": 10, "r": 10, "t": 40, "b": 40}, template="plotly_white",
+                      font={"family": FONT, "size": 11}, legend={"font": {"size": 10}})
+    fig.update_yaxes(automargin=True)
+    fig.update_xaxes(automargin=True)
+    return fig
+
+
+def _case_label(row: Any, several_runs: bool) -> str:
+    label = f"{row.config} · b{row.batch_size}"
+    return f"{label} [{row.run}]" if several_runs else label
+
+
+def _spread_is_wide(values: list[float]) -> bool:
+    positive = [v for v in values if v and v > 0]
+    return bool(positive) and max(positive) / min(positive) > 20
+
+
+def _value_axis(update: Any, values: list[float], title: str) -> None:
+    """Log scale (labels at 1, 2, 5) when values span more than 20×, so a 10 µs and a 30 ms case both read."""
+    wide = _spread_is_wide(values)
+    update(title_text=title + (", log scale" if wide else ""), type="log" if wide else "linear",
+           dtick="D2" if wide else None)
+
+
+def latency_figure(cases: pd.DataFrame, samples: dict[str, list[int]]) -> go.Figure | None:
+    """A violin per case from its raw samples, with p50/p90/p99 marked (computed on all samples)."""
+    measured = cases[cases["status"].isin(MEASURED) & cases["p50_ms"].notna()]
+    if measured.empty:
+        return None
+    several_runs = measured["run"].nunique() > 1
+    order = config_order(measured)
+    measured = measured.assign(_o=measured["config"].map(order.index)).sort_values(["_o", "batch_size", "run"])
+    fig = go.Figure()
+    labels, values = [], []
+    for row in measured.itertuples(index=False):
+        label = text(_case_label(row, several_runs))
+        sketch = latency_sketch(samples.get(row.key, []))
+        labels.append(label)
+        values += sketch
+        fig.add_trace(go.Violin(x=sketch, y=[label] * len(sketch), name=label, orientation="h", side="positive",
+                                width=1.6, points=False, box_visible=True, spanmode="hard", meanline_visible=False,
+                                showlegend=False, hoverinfo="x", line={"width": 1}))
+    for marker, column, symbol in (("p50", "p50_ms", "line-ns-open"), ("p90", "p90_ms", "triangle-right"),
+                                   ("p99", "p99_ms", "x-thin-open")):
+        fig.add_trace(go.Scatter(x=measured[column].tolist(), y=labels, mode="markers", name=marker,
+                                 marker={"symbol": symbol, "size": 11, "color": "#222", "line": {"width": 2}},
+                                 hovertemplate=f"{marker} %{{x:.4g}} ms<extra>%{{y}}</extra>"))
+    _value_axis(fig.update_xaxes, values, "latency per batch (ms), all raw samples")
+    fig.update_yaxes(autorange="reversed", type="category")
+    return _layout(fig, "Latency distribution per case (violin: measured samples; markers: p50, p90, p99)",
+                   140 + 38 * len(labels))
+
+
+def throughput_figure(cases: pd.DataFrame) -> go.Figure | None:
+    """Items per second against batch size, one line per configuration (and run, when runs are merged)."""
+    measured = cases[cases["status"].isin(MEASURED) & cases["throughput_ips"].notna()]
+    if measured.empty:
+        return None
+    several_runs = measured["run"].nunique() > 1
+    fig = go.Figure()
+    for config in config_order(measured):
+        for run, rows in measured[measured["config"] == config].groupby("run", sort=False):
+            rows = rows.sort_values("batch_size")
+            name = f"{config} [{run}]" if several_runs else config
+            fig.add_trace(go.Scatter(x=rows["batch_size"].astype(str).tolist(), y=rows["throughput_ips"].tolist(),
+                                     mode="lines+markers", name=text(name),
+                                     hovertemplate="batch %{x}: %{y:,.4g} items/s<extra>%{fullData.name}</extra>"))
+    fig.update_xaxes(title_text="batch size", type="category")
+    fig.update_yaxes(title_text="throughput (items/s)", rangemode="tozero")
+    return _layout(fig, "Throughput against batch size", 380)
+
+
+def accuracy_figure(cases: pd.DataFrame, metric: str) -> go.Figure | None:
+    """Every measured case by latency per item and accuracy, with the Pareto front: the cases nothing else
+    beats on both. metric: "cosine" (fidelity to the fp32 reference) or "top1" (task accuracy)."""
+    measured = cases[cases["status"].isin(MEASURED) & cases[metric].notna() & cases["p50_ms"].notna()]
+    if measured.empty:
+        return None
+    several_runs = measured["run"].nunique() > 1
+    per_item = (measured["p50_ms"] / measured["batch_size"]).tolist()
+    accuracy = measured[metric].tolist()
+    names = [text(_case_label(row, several_runs)) for row in measured.itertuples(index=False)]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=per_item, y=accuracy, mode="markers", name="case", text=names,
+                             marker={"size": 9, "color": "#4c78a8", "opacity": 0.8},
+                             hovertemplate="%{text}<br>%{x:.4g} ms/item, " + metric + " %{y:.6g}<extra></extra>"))
+    # cosines of fp32 cases differ in the 14th digit by float noise alone: compare at 9 digits
+    front = pareto_front([(x, round(y, 9)) for x, y in zip(per_item, accuracy, strict=True)])
+    fig.add_trace(go.Scatter(x=[per_item[i] for i in front], y=[accuracy[i] for i in front], mode="lines+markers",
+                             name="Pareto front", line={"shape": "hv", "color": "#e45756", "width": 2},
+                             marker={"size": 11, "symbol": "circle-open", "color": "#e45756"},
+                             text=[names[i] for i in front], hovertemplate="%{text}<extra>Pareto front</extra>"))
+    title = {"cosine": "Fidelity to the fp32 reference (min cosine) against latency",
+             "top1": "Task accuracy (top-1 on the held-out set) against latency"}[metric]
+    _value_axis(fig.update_xaxes, per_item, "p50 latency per item (ms) = p50 / batch size")
+    low, high = min(accuracy), max(accuracy)
+    pad = max((high - low) * 0.08, 0.002 if metric == "cosine" else 0.01)
+    fig.update_yaxes(title_text={"cosine": "min cosine similarity", "top1": "top-1 accuracy"}[metric],
+                     range=[low - pad, min(high + pad, 1.0 + pad / 2)],
+                     tickformat=".4f" if metric == "cosine" else ".3f")
+    return _layout(fig, title, 380)
+
+
+def resources_figure(cases: pd.DataFrame) -> go.Figure | None:
+    """Peak memory, model size (raw and gzip: pruning shows only compressed) and utilisation, per case."""
+    measured = cases[cases["status"].isin(MEASURED)]
+    if measured.empty:
+        return None
+    several_runs = measured["run"].nunique() > 1
+    order = config_order(measured)
+    measured = measured.assign(_o=measured["config"].map(order.index)).sort_values(["_o", "batch_size", "run"])
+    labels = [text(_case_label(row, several_runs)) for row in measured.itertuples(index=False)]
+    has_gpu = measured["gpu_memory_mb"].notna().any() or measured["gpu_util_pct"].notna().any()
+    titles = ["peak RSS (MB)", "model file (MB)", "CPU % (100 = one core)"] + (
+        ["GPU memory (MB)", "GPU utilisation %"] if has_gpu else [])
+    fig = make_subplots(rows=1, cols=len(titles), shared_yaxes=True, subplot_titles=titles,
+                        horizontal_spacing=0.02)
+
+    def bars(column: str, col: int, name: str, color: str) -> None:
+        values = [None if pd.isna(v) else float(v) for v in measured[column]]
+        fig.add_trace(go.Bar(x=values, y=labels, orientation="h", name=name, marker_color=color,
+                             hovertemplate=f"{name} %{{x:.4g}}<extra>%{{y}}</extra>"), row=1, col=col)
+
+    bars("peak_rss_mb", 1, "peak RSS MB", "#4c78a8")
+    bars("size_mb", 2, "raw MB", "#72b7b2")
+    bars("gzip_mb", 2, "gzip MB", "#54a24b")
+    bars("cpu_percent", 3, "CPU %", "#f58518")
+    if has_gpu:
+        bars("gpu_memory_mb", 4, "GPU memory MB", "#b279a2")
+        bars("gpu_util_pct", 5, "GPU util %", "#9d755d")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(barmode="group", bargap=0.25)
+    for annotation in fig.layout.annotations:
+        annotation.font = {"size": 11}
+    return _layout(fig, "Memory, model size and utilisation", 160 + 34 * len(labels) * 1.4)
+
+
+def figures_for_model(cases: pd.DataFrame, samples: dict[str, list[int]]) -> list[tuple[str, go.Figure]]:
+    """The charts of one model on one machine, each with a short kind name, omitting charts without data."""
+    candidates = [
+        ("latency", latency_figure(cases, samples)),
+        ("throughput", throughput_figure(cases)),
+        ("fidelity", accuracy_figure(cases, "cosine")),
+        ("task-accuracy", accuracy_figure(cases, "top1")),
+        ("resources", resources_figure(cases)),
+    ]
+    return [(kind, fig) for kind, fig in candidates if fig is not None]
+
+
+def speedup_colour(speedup: float | None) -> str:
+    """Cell background: green when faster than the baseline, red when slower, saturating at 4× either way."""
+    if speedup is None or not np.isfinite(speedup) or speedup <= 0:
+        return "transparent"
+    strength = min(abs(np.log2(speedup)) / 2.0, 1.0)
+    if strength < 0.03:
+        return "transparent"
+    rgb = "46, 160, 67" if speedup > 1 else "214, 39, 40"
+    return f"rgba({rgb}, {0.12 + 0.45 * strength:.2f})"

@@ -1,0 +1,249 @@
+"""The self-contained HTML comparison report of one or several runs.
+
+One file, no network: plotly's JavaScript is inlined once, every figure travels as JSON in the page, styles
+and the table script are inlined. Jinja2 escapes every string from a scenario, a file name or a record;
+JSON embedded in <script> tags has `<`, `>` and `&` written as \\u escapes, so no value can close the tag.
+Runs are grouped by machine, and a speed-up is only ever computed inside one run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+import plotly.io
+
+from harness.console import fmt_number
+from reporting.charts import figures_for_model, speedup_colour
+from reporting.frame import COLUMNS, config_order, records_frame
+from reporting.runs import Run, load_run, machine_label
+
+REPORT_NAME = "report.html"
+STATUS_ORDER = ("failed", "invalid", "skipped", "passed")
+STATIC = files("reporting") / "static"
+PLOTLY_BUNDLE = STATIC / "vendor" / "plotly-cartesian.min.js"
+# the trace types of plotly.js's cartesian bundle: a chart of another type would silently draw nothing
+BUNDLE_TRACE_TYPES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d",
+                                "histogram2dcontour", "image", "pie", "scatter", "scatterternary", "violin"})
+_JS_VERSION = re.compile(r"plotly\.js (?:\([^)]*\) )?v(\d+\.\d+\.\d+)")
+
+
+def js_version(bundle_head: str) -> str | None:
+    """The plotly.js version in a bundle's licence header."""
+    found = _JS_VERSION.search(bundle_head)
+    return found.group(1) if found else None
+
+
+def plotly_py_js_version() -> str | None:
+    """The plotly.js version the installed plotly (Python) writes figure JSON for."""
+    from plotly.offline import get_plotlyjs
+
+    return js_version(get_plotlyjs()[:400])
+
+
+def _figure_json(figure: Any) -> str:
+    unsupported = {trace.type for trace in figure.data} - BUNDLE_TRACE_TYPES
+    if unsupported:  # a bug in charts.py, not a user error
+        raise ValueError(f"trace types {sorted(unsupported)} are not in the vendored plotly.js bundle")
+    return script_json(plotly.io.to_json(figure, validate=False))
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside a <script> element whatever strings it holds."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def number(value: Any, digits: int = 4) -> str:
+    return "-" if _missing(value) else fmt_number(float(value), digits)
+
+
+def _cell(rows: pd.DataFrame, several_runs: bool) -> list[dict[str, Any]]:
+    """A matrix cell: one entry per run that measured this configuration at this batch size."""
+    entries = []
+    for row in rows.itertuples(index=False):
+        speedup = None if _missing(row.speedup) else float(row.speedup)
+        is_baseline = (row.status == "passed" and row.compression == "none"
+                       and row.precision == row.baseline_precision
+                       and row.baseline_backend in (row.backend_label, row.backend))
+        entries.append({
+            "status": row.status, "reason": row.reason or "", "run": row.run if several_runs else "",
+            "p50": number(row.p50_ms), "throughput": number(row.throughput_ips, 3),
+            "speedup": f"{speedup:.2f}×" if speedup is not None else "",
+            "is_baseline": is_baseline and speedup is not None and abs(speedup - 1) < 1e-12,
+            "colour": speedup_colour(speedup) if row.status == "passed" else "transparent",
+            "software": bool(row.software_gpu), "case_id": row.case_id,
+        })
+    return entries
+
+
+def _matrix(cases: pd.DataFrame) -> dict[str, Any]:
+    batches = sorted(cases["batch_size"].unique().tolist())
+    several_runs = cases["run"].nunique() > 1
+    rows = []
+    for config in config_order(cases):
+        of_config = cases[cases["config"] == config]
+        rows.append({"config": config, "cells": [_cell(of_config[of_config["batch_size"] == b], several_runs)
+                                                 for b in batches]})
+    return {"batches": batches, "rows": rows}
+
+
+def _baseline_note(cases: pd.DataFrame) -> str:
+    names = sorted(set(cases["baseline"]))
+    spec = " / ".join(names)
+    if cases["speedup"].notna().any():
+        return (f"Speed-up = p50 of the baseline ({spec}, dense, same batch size and mode, same run) ÷ p50 of the "
+                "case; green is faster, red slower.")
+    return (f"No speed-up: the baseline ({spec}) was not measured in this run for this model (name another with "
+            "`baseline: {backend: …, precision: …}` in the scenario).")
+
+
+def _model_source(runs: list[Run], model: str) -> str:
+    """Where a model came from: the zoo's name and shape, or the user's file."""
+    for run in runs:
+        for record in run.records:
+            if record.get("model") == model and record.get("model_source"):
+                source = record["model_source"]
+                shape = source.get("input_shape")
+                where = f"file {source['path']}" if source.get("path") else f"zoo model {source.get('zoo')}"
+                return where + (f", input {'×'.join(map(str, shape))}" if shape else "")
+    return ""
+
+
+def _badges(runs: list[Run], frame: pd.DataFrame) -> list[dict[str, str]]:
+    badges = []
+    software = frame[(frame["software_gpu"]) & frame["status"].isin(["passed", "invalid"])]
+    for backend, rows in software.groupby("backend_label", sort=False):
+        device = next((d for d in rows["device"] if d), "a software adapter")
+        badges.append({"kind": "warn", "text": f"software GPU: {backend}",
+                       "title": f"{backend} ran on {device}, a software adapter on the CPU: not GPU numbers"})
+    for status, kind in (("invalid", "warn"), ("failed", "bad"), ("skipped", "muted")):
+        count = int((frame["status"] == status).sum())
+        if count:
+            badges.append({"kind": kind, "text": f"{count} {status.upper() if status == 'invalid' else status}",
+                           "title": "see Failures and skips below"})
+    if any((run.env.get("git") or {}).get("dirty") for run in runs):
+        badges.append({"kind": "warn", "text": "uncommitted changes", "title": "a run was made from a dirty tree"})
+    if frame["machine_id"].nunique() > 1:
+        badges.append({"kind": "info", "text": f"{frame['machine_id'].nunique()} machines",
+                       "title": "grouped by machine; speed-ups never cross runs"})
+    return badges
+
+
+def _run_summary(run: Run) -> dict[str, Any]:
+    machine = run.machine
+    return {
+        "name": run.name, "path": str(run.path), "scenarios": ", ".join(run.scenarios), "started": run.started or "-",
+        "commit": run.commit or "-", "front_door": run.info.get("front_door", "-"),
+        "selection": run.info.get("selection") or "", "cases": len(run.records),
+        "host": run.env.get("hostname", "-"), "os": machine.get("os", "-"), "python": machine.get("python", "-"),
+        "libraries": ", ".join(f"{k} {v}" for k, v in (run.env.get("libraries") or {}).items()),
+    }
+
+
+def _fingerprint(machine: dict[str, Any]) -> list[tuple[str, str]]:
+    gpu = machine.get("gpu") or {}
+    devices = ", ".join(f"{d.get('name')} ({number(d.get('memory_mb'), 6)} MB)" for d in gpu.get("devices", []))
+    return [("CPU", str(machine.get("cpu_model", "-"))),
+            ("cores", f"{machine.get('cpu_logical', '-')} logical, {machine.get('cpu_physical', '-')} physical, "
+                      f"{machine.get('cpu_affinity', '-')} usable"),
+            ("memory", f"{machine.get('memory_gb', '-')} GB"), ("architecture", str(machine.get("arch", "-"))),
+            ("GPU", devices or "none (no NVIDIA GPU seen by NVML)"),
+            ("GPU driver / CUDA", f"{gpu.get('driver_version')} / {gpu.get('cuda_driver_version')}" if gpu else "-")]
+
+
+RECORD_TABLE = (  # column title, frame column, digits (None: text)
+    ("run", "run", None), ("case", "case_id", None), ("status", "status", None), ("p50 ms", "p50_ms", 4),
+    ("p90 ms", "p90_ms", 4), ("p99 ms", "p99_ms", 4), ("items/s", "throughput_ips", 4), ("speed-up", "speedup", 3),
+    ("init ms", "init_ms", 4), ("1st inference ms", "first_inference_ms", 4), ("peak RSS MB", "peak_rss_mb", 4),
+    ("GPU MB", "gpu_memory_mb", 4), ("CPU %", "cpu_percent", 3), ("GPU %", "gpu_util_pct", 3),
+    ("size MB", "size_mb", 3), ("gzip MB", "gzip_mb", 3), ("cosine", "cosine", 7), ("top-1", "top1", 4),
+    ("device", "device", None),
+)
+
+
+def _records_table(frame: pd.DataFrame) -> dict[str, Any]:
+    columns = [c for c in RECORD_TABLE if c[1] != "run" or frame["run"].nunique() > 1]
+    rows = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for _, column, digits in columns:
+            value = getattr(row, column)
+            if digits is None:
+                cells.append({"text": "" if _missing(value) else str(value), "sort": None})
+            else:
+                cells.append({"text": number(value, digits), "sort": None if _missing(value) else float(value)})
+        rows.append({"status": row.status, "cells": cells, "software": bool(row.software_gpu)})
+    return {"headers": [c[0] for c in columns], "rows": rows}
+
+
+def build_page(runs: list[Run]) -> str:
+    """The report's HTML for these runs."""
+    labels = {run.machine_id: machine_label(run.machine) for run in runs}
+    frame = records_frame(runs, labels)
+    samples = {f"{run.name}/{r['case_id']}": r.get("samples_ns") or [] for run in runs for r in run.records}
+    figures: list[dict[str, str]] = []
+    machines = []
+    for machine_id in dict.fromkeys(run.machine_id for run in runs):
+        machine_runs = [run for run in runs if run.machine_id == machine_id]
+        of_machine = frame[frame["machine_id"] == machine_id]
+        models = []
+        for model in dict.fromkeys(of_machine["model"]):
+            cases = of_machine[of_machine["model"] == model]
+            charts = []
+            for kind, figure in figures_for_model(cases, samples):
+                chart_id = f"chart-{len(figures)}"
+                figures.append({"id": chart_id, "json": _figure_json(figure)})
+                charts.append({"id": chart_id, "kind": kind})
+            models.append({"name": model, "source": _model_source(runs, model),
+                           "anchor": f"m{len(machines)}-{len(models)}", "matrix": _matrix(cases),
+                           "baseline_note": _baseline_note(cases), "charts": charts})
+        machines.append({"id": machine_id, "label": labels[machine_id], "anchor": f"machine-{len(machines)}",
+                         "fingerprint": _fingerprint(machine_runs[0].machine),
+                         "runs": [_run_summary(run) for run in machine_runs], "models": models})
+    problems = frame[frame["status"] != "passed"].assign(
+        _s=lambda f: f["status"].map(STATUS_ORDER.index)).sort_values("_s", kind="stable")
+    scenarios = list(dict.fromkeys(name for run in runs for name in run.scenarios))
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("reporting", "templates"), autoescape=True,
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return environment.get_template("report.html.j2").render(
+        title=f"accelbench report: {', '.join(scenarios)}",
+        generated=datetime.now(UTC).isoformat(timespec="seconds"),
+        runs=[_run_summary(run) for run in runs],
+        badges=_badges(runs, frame),
+        machines=machines,
+        figures=figures,
+        problems=[{"run": r.run, "case": r.case_id, "status": r.status, "reason": r.reason or ""}
+                  for r in problems.itertuples(index=False)],
+        several_runs=len(runs) > 1,
+        records=_records_table(frame),
+        csv_json=script_json(frame[list(COLUMNS)].to_csv(index=False)),
+        plotly_js=PLOTLY_BUNDLE.read_text(encoding="utf-8"),
+        css=(STATIC / "report.css").read_text(encoding="utf-8"),
+        js=(STATIC / "report.js").read_text(encoding="utf-8"),
+    )
+
+
+def write_report(run_dirs: list[str | Path], out: str | Path | None = None) -> Path:
+    """Render the runs into one file: `out`, else report.html in the run folder (a single run) or in the
+    current folder (several). Raises RunFolderError naming a folder that is not a readable run."""
+    runs = [load_run(path) for path in run_dirs]
+    target = Path(out) if out else (runs[0].path / REPORT_NAME if len(runs) == 1 else Path(REPORT_NAME))
+    page = build_page(runs)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(target)
+    return target

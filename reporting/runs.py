@@ -1,0 +1,102 @@
+"""Run folders as a report reads them: the records, the machine they were measured on, and when.
+
+Runs written by older versions lack `machine_id` and `collected_at` in env.json; both are derived the same way
+here, so any run folder can be reported and merged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.envinfo import machine_id
+from harness.results import read_records
+
+
+class RunFolderError(Exception):
+    """A folder given to the report that is not a readable accelbench run; the message names it."""
+
+
+@dataclass
+class Run:
+    path: Path
+    env: dict[str, Any]
+    info: dict[str, Any]  # scenario.json: scenarios, front door, selection
+    records: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def machine(self) -> dict[str, Any]:
+        return self.env.get("machine") or {}
+
+    @property
+    def machine_id(self) -> str:
+        return self.env.get("machine_id") or machine_id(self.machine)
+
+    @property
+    def started(self) -> str | None:
+        """ISO time the run began: env.json's, else the first record's start."""
+        if self.env.get("collected_at"):
+            return str(self.env["collected_at"])
+        starts = [r["started_at"] for r in self.records if isinstance(r.get("started_at"), int | float)]
+        return datetime.fromtimestamp(min(starts), UTC).isoformat(timespec="seconds") if starts else None
+
+    @property
+    def commit(self) -> str | None:
+        git = self.env.get("git") or {}
+        if not git.get("id"):
+            return None
+        return git["id"][:10] + (" (uncommitted changes)" if git.get("dirty") else "")
+
+    @property
+    def scenarios(self) -> list[str]:
+        names = self.info.get("scenarios") or sorted({r.get("scenario", "?") for r in self.records})
+        return [str(name) for name in names]
+
+
+def machine_label(machine: dict[str, Any]) -> str:
+    """One line a reader recognises a machine by: CPU, cores, memory, GPUs and driver."""
+    parts = [str(machine.get("cpu_model") or "unknown CPU")]
+    if machine.get("cpu_logical"):
+        parts.append(f"{machine['cpu_logical']} logical cores")
+    if machine.get("memory_gb"):
+        parts.append(f"{machine['memory_gb']} GB")
+    gpu = machine.get("gpu") or {}
+    names = [d.get("name", "?") for d in gpu.get("devices", [])]
+    if names:
+        parts.append(", ".join(names) + f" (driver {gpu.get('driver_version')}, CUDA {gpu.get('cuda_driver_version')})")
+    else:
+        parts.append("no NVIDIA GPU")
+    return " · ".join(parts)
+
+
+def _read_json(path: Path, required: bool) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if required:
+            raise RunFolderError(f"{path}: missing; is {path.parent} an accelbench run folder?") from None
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunFolderError(f"{path}: unreadable ({error})") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path}: expected a JSON object")
+    return data
+
+
+def load_run(path: str | Path) -> Run:
+    """A run folder; a torn last record (a run killed mid-write) is skipped by the results reader."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise RunFolderError(f"{folder}: no such run folder")
+    if not (folder / "results.jsonl").is_file() and not (folder / "env.json").is_file():
+        raise RunFolderError(f"{folder}: not an accelbench run folder (no results.jsonl, no env.json)")
+    env = _read_json(folder / "env.json", required=True)
+    info = _read_json(folder / "scenario.json", required=False)
+    return Run(folder.resolve(), env, info, read_records(folder / "results.jsonl"))
