@@ -23,7 +23,7 @@ import plotly.io
 from harness.console import fmt_number
 from reporting.charts import figures_for_model, speedup_colour
 from reporting.frame import COLUMNS, config_order, records_frame
-from reporting.runs import Run, load_run, machine_label
+from reporting.runs import Run, load_runs, machine_label
 
 REPORT_NAME = "report.html"
 STATUS_ORDER = ("failed", "invalid", "skipped", "passed")
@@ -52,13 +52,18 @@ def _figure_json(figure: Any) -> str:
     unsupported = {trace.type for trace in figure.data} - BUNDLE_TRACE_TYPES
     if unsupported:  # a bug in charts.py, not a user error
         raise ValueError(f"trace types {sorted(unsupported)} are not in the vendored plotly.js bundle")
-    return script_json(plotly.io.to_json(figure, validate=False))
+    return script_safe(plotly.io.to_json(figure, validate=False))
 
 
 def script_json(value: Any) -> str:
-    """JSON that is safe inside a <script> element whatever strings it holds."""
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), allow_nan=False)
-    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    """`value` as JSON that is safe inside a <script> element whatever strings it holds."""
+    return script_safe(json.dumps(value, separators=(",", ":"), allow_nan=False))
+
+
+def script_safe(json_text: str) -> str:
+    """Serialised JSON made safe inside a <script> element: `<`, `>`, `&` only occur in JSON strings, where
+    their \\u escapes mean the same."""
+    return (json_text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
@@ -239,7 +244,7 @@ def build_page(runs: list[Run]) -> str:
 def write_report(run_dirs: list[str | Path], out: str | Path | None = None) -> Path:
     """Render the runs into one file: `out`, else report.html in the run folder (a single run) or in the
     current folder (several). Raises RunFolderError naming a folder that is not a readable run."""
-    runs = [load_run(path) for path in run_dirs]
+    runs = load_runs(list(run_dirs))
     target = Path(out) if out else (runs[0].path / REPORT_NAME if len(runs) == 1 else Path(REPORT_NAME))
     page = build_page(runs)
     target.parent.mkdir(parents=True, exist_ok=True)

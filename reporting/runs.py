@@ -26,10 +26,10 @@ class Run:
     env: dict[str, Any]
     info: dict[str, Any]  # scenario.json: scenarios, front door, selection
     records: list[dict[str, Any]]
+    name: str = ""  # how the report calls it: the folder's name, made unique among the runs of one report
 
-    @property
-    def name(self) -> str:
-        return self.path.name
+    def __post_init__(self) -> None:
+        self.name = self.name or self.path.name
 
     @property
     def machine(self) -> dict[str, Any]:
@@ -100,3 +100,24 @@ def load_run(path: str | Path) -> Run:
     env = _read_json(folder / "env.json", required=True)
     info = _read_json(folder / "scenario.json", required=False)
     return Run(folder.resolve(), env, info, read_records(folder / "results.jsonl"))
+
+
+def load_runs(paths: list[str | Path]) -> list[Run]:
+    """Several run folders for one report. Runs are told apart by name in tables and keys, so two folders with
+    the same name (a/run, b/run) are named by as much of their path as it takes to differ."""
+    runs = [load_run(path) for path in paths]
+    seen: dict[Path, Path] = {}
+    for path, run in zip(paths, runs, strict=True):
+        if run.path in seen:
+            raise RunFolderError(f"{path}: the same run folder as {seen[run.path]}, given twice")
+        seen[run.path] = Path(path)
+    depth = 1
+    while len({_tail(run.path, depth) for run in runs}) < len(runs):
+        depth += 1
+    for run in runs:
+        run.name = _tail(run.path, depth)
+    return runs
+
+
+def _tail(path: Path, parts: int) -> str:
+    return "/".join(path.parts[-parts:])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -103,6 +104,45 @@ def zoo_cache_dir() -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ACCELBENCH_CACHE_DIR", str(path))
         yield path
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`pytest scenarios/smoke.yaml` exactly as a user types it, once per test session: its run folder and its
+    output (the smoke test checks the run, the report tests its report.html)."""
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "scenarios/smoke.yaml", "-p", "no:cacheprovider", "--accelbench-out",
+         str(out), "-q"],
+        cwd=REPO, capture_output=True, text=True, timeout=1800,
+    )
+    return out, done
+
+
+XSS_MODEL = "<script>alert(1)</script>.onnx"  # a file "script>.onnx" in a folder "<script>alert(1)<"
+XSS_BACKEND = "<img src=x onerror=alert(3)>"
+
+
+@pytest.fixture(scope="session")
+def escaping_run(tmp_path_factory: pytest.TempPathFactory, digits_artifacts: dict[str, Path]) -> Path:
+    """A real run through `accelbench run` of a user .onnx whose path, label and scenario are all markup."""
+    folder = tmp_path_factory.mktemp("escaping")
+    model = folder / XSS_MODEL
+    model.parent.mkdir(parents=True)
+    shutil.copy(digits_artifacts["onnxruntime_cpu"], model)
+    scenario = write_scenario(folder, f"""
+        name: 'xss</script><script>alert(4)</script>'
+        description: '<script>alert(2)</script>'
+        models:
+          - {{path: '{XSS_MODEL}', label: '{XSS_MODEL}'}}
+        backends: [{{name: onnxruntime_cpu, threads: 1, label: '{XSS_BACKEND}'}}, tflite_cpu]
+        measure: {FAST_MEASURE}
+    """)
+    out = folder / "run"
+    done = run_cli("run", str(scenario), "--out", str(out))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"report: {out / 'report.html'}" in done.stdout.replace("\n", "")
+    return out
 
 
 @pytest.fixture

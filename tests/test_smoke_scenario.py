@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 @pytest.mark.e2e
-def test_smoke_scenario_passes_every_case(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "scenarios/smoke.yaml", "-p", "no:cacheprovider", "--accelbench-out",
-         str(out), "-q"],
-        cwd=REPO, capture_output=True, text=True, timeout=1800,
-    )
+def test_smoke_scenario_passes_every_case(smoke_run) -> None:
+    out, done = smoke_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "8 passed" in done.stdout
     assert "accelbench results" in done.stdout  # the summary table closes the pytest output
+    assert f"report: {out / 'report.html'}" in done.stdout.replace("\n", "")  # the run ends with its report
+    assert (out / "report.html").stat().st_size > 0
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert {r["model"] for r in records} == {"digits_cnn", "mobilenet_v2"}
     assert {r["backend"] for r in records} == {"tflite_cpu", "onnxruntime_cpu"}

@@ -1,0 +1,187 @@
+"""The HTML report without a browser: its numbers (speed-ups, Pareto fronts, sketches), its escaping, merging
+runs, and `accelbench report` as a user types it. The browser side is in test_report_browser.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.envinfo import machine_id
+from reporting.frame import latency_sketch, pareto_front, records_frame
+from reporting.html import (
+    PLOTLY_BUNDLE,
+    build_page,
+    js_version,
+    plotly_py_js_version,
+    script_json,
+)
+from reporting.runs import Run, RunFolderError, load_run, load_runs
+from tests.conftest import run_cli
+
+MACHINE_A = {"cpu_model": "CPU A", "cpu_logical": 2, "memory_gb": 24, "arch": "x86_64", "gpu": None}
+MACHINE_B = {"cpu_model": "CPU B", "cpu_logical": 16, "memory_gb": 128, "arch": "x86_64",
+             "gpu": {"driver_version": "580.1", "cuda_driver_version": "13.0",
+                     "devices": [{"name": "NVIDIA H100", "memory_mb": 81559}]}}
+
+
+def record(case_id: str, backend: str, p50: float | None, *, precision: str = "fp32", batch: int = 1,
+           label: str | None = None, compression: str = "none", status: str = "passed",
+           baseline: str = "tflite_cpu") -> dict[str, Any]:
+    """A record as the engine writes it, reduced to what the report reads."""
+    return {"case_id": case_id, "scenario": "s", "model": "m", "backend": backend, "backend_label": label or backend,
+            "precision": precision, "compression": compression, "batch_size": batch, "mode": "latency",
+            "status": status, "reason": None if status == "passed" else f"why {case_id}",
+            "latency_ms": None if p50 is None else {"p50": p50, "p90": p50, "p99": p50},
+            "throughput_ips": None if p50 is None else batch * 1000 / p50,
+            "baseline": {"backend": baseline, "precision": "fp32"}, "samples_ns": []}
+
+
+def run_of(name: str, machine: dict[str, Any], records: list[dict[str, Any]]) -> Run:
+    return Run(Path("/runs") / name, {"machine": machine}, {"scenarios": ["s"]}, records)
+
+
+def speedups(runs: list[Run]) -> dict[tuple[str, str], float]:
+    frame = records_frame(runs, {run.machine_id: run.name for run in runs})
+    return {(row.run, row.case_id): row.speedup for row in frame.itertuples(index=False)}
+
+
+def test_speedup_is_the_baseline_p50_over_the_case_p50_within_one_run_only() -> None:
+    cpu_run = run_of("cpu", MACHINE_A, [
+        record("tfl", "tflite_cpu", 2.0), record("ort", "onnxruntime_cpu", 1.0),
+        record("tfl-int8", "tflite_cpu", 0.5, precision="int8"),
+        record("tfl-pruned", "tflite_cpu", 1.0, compression="prune:0.75"),
+        record("tfl-b4", "tflite_cpu", 6.0, batch=4), record("ort-b4", "onnxruntime_cpu", 3.0, batch=4),
+        record("skipped", "tensorrt", None, status="skipped"),
+    ])
+    gpu_run = run_of("gpu", MACHINE_B, [record("ort", "onnxruntime_cpu", 0.25)])  # no tflite_cpu here
+    same_machine_again = run_of("cpu-again", MACHINE_A, [record("tfl", "tflite_cpu", 4.0),
+                                                         record("ort", "onnxruntime_cpu", 1.0)])
+    got = speedups([cpu_run, gpu_run, same_machine_again])
+    assert got[("cpu", "tfl")] == 1.0
+    assert got[("cpu", "ort")] == 2.0
+    assert got[("cpu", "tfl-int8")] == 4.0
+    assert got[("cpu", "tfl-pruned")] == 2.0  # against the dense baseline
+    assert got[("cpu", "ort-b4")] == 2.0  # against the baseline at its own batch size
+    assert math.isnan(got[("cpu", "skipped")])
+    assert math.isnan(got[("gpu", "ort")])  # the other machine's tflite_cpu is never its baseline
+    assert got[("cpu-again", "ort")] == 4.0  # its own run's baseline, not the first run's
+
+
+def test_baseline_by_label_and_ambiguous_backend_names() -> None:
+    records = [record("t1", "tflite_cpu", 2.0, label="one_thread", baseline="two_threads"),
+               record("t2", "tflite_cpu", 1.0, label="two_threads", baseline="two_threads"),
+               record("ort", "onnxruntime_cpu", 0.5, baseline="two_threads"),
+               record("ort-by-name", "onnxruntime_cpu", 0.5, batch=2, baseline="tflite_cpu"),
+               record("t1-b2", "tflite_cpu", 2.0, batch=2, label="one_thread"),
+               record("t2-b2", "tflite_cpu", 1.0, batch=2, label="two_threads")]
+    got = speedups([run_of("r", MACHINE_A, records)])
+    assert got[("r", "t1")] == 0.5 and got[("r", "ort")] == 2.0
+    assert math.isnan(got[("r", "ort-by-name")])  # "tflite_cpu" names two cases: no guess
+
+
+def test_machine_id_ignores_host_and_software_but_not_hardware() -> None:
+    same = {**MACHINE_A, "os": "another kernel", "python": "3.12", "cpu_affinity": 1}
+    assert machine_id(MACHINE_A) == machine_id(same)
+    assert machine_id(MACHINE_A) != machine_id({**MACHINE_A, "cpu_logical": 4})
+    assert machine_id(MACHINE_B) != machine_id({**MACHINE_B, "gpu": {**MACHINE_B["gpu"], "driver_version": "581"}})
+
+
+def test_pareto_front_keeps_only_cases_nothing_beats_on_both_axes() -> None:
+    points = [(1.0, 0.9), (2.0, 0.95), (3.0, 0.94), (0.5, 0.5), (2.0, 0.99), (4.0, 0.99)]
+    assert pareto_front(points) == [3, 0, 4]
+    assert pareto_front([]) == []
+
+
+def test_latency_sketch_is_made_of_measured_samples_with_the_extremes() -> None:
+    rng = np.random.default_rng(0)
+    samples = (rng.lognormal(13, 0.3, 50_000)).astype(np.int64)
+    sketch = latency_sketch(samples.tolist(), points=200)
+    assert len(sketch) == 200 and sketch == sorted(sketch)
+    assert sketch[0] == float(f"{samples.min() / 1e6:.4g}") and sketch[-1] == float(f"{samples.max() / 1e6:.4g}")
+    measured = {float(f"{v / 1e6:.4g}") for v in samples}
+    assert set(sketch) <= measured
+    assert latency_sketch([1_000_000, 3_000_000]) == [1.0, 3.0]  # few samples: all of them
+
+
+def test_script_json_cannot_close_its_script_tag() -> None:
+    value = {"name": "</script><script>alert(1)</script>&<!--", "line": "a\u2028b"}
+    text = script_json(value)
+    assert not set(text) & {"<", ">", "&", "\u2028"}
+    assert json.loads(text) == value
+
+
+def test_vendored_plotly_bundle_matches_the_plotly_that_writes_the_figures() -> None:
+    vendored = js_version(PLOTLY_BUNDLE.read_text(encoding="utf-8")[:400])
+    assert vendored is not None and vendored == plotly_py_js_version(), (
+        f"reporting/static/vendor has plotly.js {vendored}, plotly (Python) writes for {plotly_py_js_version()}: "
+        "run `make vendor-plotly`")
+
+
+# -- real runs -------------------------------------------------------------------------------------------------
+
+@pytest.mark.e2e
+def test_markup_from_scenarios_and_file_names_is_text_in_the_report(escaping_run: Path) -> None:
+    records = load_run(escaping_run).records
+    assert [r["status"] for r in records] == ["passed", "skipped"]  # an .onnx file on tflite_cpu is a skip
+    page = (escaping_run / "report.html").read_text(encoding="utf-8")
+    for raw in ("<script>alert", "<img src=x", "</script><script>"):
+        assert raw not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;.onnx" in page  # shown, escaped, in the HTML
+    assert "\\u003cimg src=x onerror=alert(3)\\u003e" in page  # and in the chart JSON
+
+
+@pytest.mark.e2e
+def test_report_cli_rerenders_and_merges(escaping_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(escaping_run, copy)
+    (copy / "report.html").unlink()
+    done = run_cli("report", str(copy))
+    assert done.returncode == 0, done.stderr
+    assert (copy / "report.html").is_file() and f"report: {copy / 'report.html'}" in done.stdout.replace("\n", "")
+    merged = tmp_path / "out" / "both.html"
+    done = run_cli("report", str(escaping_run), str(copy), "-o", str(merged))
+    assert done.returncode == 0, done.stderr
+    page = merged.read_text(encoding="utf-8")
+    assert page.count('class="run-tag"') == 4  # two runs of one machine: each cell says which run it is
+    assert f"{escaping_run.name}</td>" in page and "copy</td>" in page
+
+
+@pytest.mark.e2e
+def test_report_of_a_run_killed_mid_write_skips_the_torn_record(escaping_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "killed"
+    shutil.copytree(escaping_run, copy)
+    with open(copy / "results.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"case_id": "half-written", "latency_ms": {"p5')
+    page = build_page([load_run(copy)])
+    assert "half-written" not in page and "Every record (2)" in page
+
+
+def test_runs_in_folders_of_the_same_name_are_told_apart(tmp_path: Path) -> None:
+    for parent in ("monday", "tuesday"):
+        (tmp_path / parent / "run").mkdir(parents=True)
+        (tmp_path / parent / "run" / "env.json").write_text(json.dumps({"machine": MACHINE_A}))
+    runs = load_runs([tmp_path / "monday" / "run", tmp_path / "tuesday" / "run"])
+    assert [run.name for run in runs] == ["monday/run", "tuesday/run"]
+    with pytest.raises(RunFolderError, match="given twice"):
+        load_runs([tmp_path / "monday" / "run", tmp_path / "monday" / ".." / "monday" / "run"])
+
+
+@pytest.mark.parametrize(("setup", "fragment"), [
+    (lambda folder: None, "no such run folder"),
+    (lambda folder: folder.mkdir(), "not an accelbench run folder"),
+    (lambda folder: (folder.mkdir(), (folder / "results.jsonl").write_text("")), "env.json: missing"),
+    (lambda folder: (folder.mkdir(), (folder / "env.json").write_text("{not json")), "env.json: unreadable"),
+])
+def test_report_cli_names_a_folder_that_is_not_a_run(tmp_path: Path, setup: Any, fragment: str) -> None:
+    folder = tmp_path / "not-a-run"
+    setup(folder)
+    done = run_cli("report", str(folder))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert str(folder) in done.stderr.replace("\n", "") and fragment in done.stderr
