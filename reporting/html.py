@@ -128,7 +128,9 @@ def _model_source(runs: list[Run], model: str) -> str:
 
 
 def _badges(runs: list[Run], frame: pd.DataFrame) -> list[dict[str, str]]:
-    badges = []
+    """Everything that qualifies the numbers, first thing on the page."""
+    passed = int((frame["status"] == "passed").sum())
+    badges = [{"kind": "ok", "text": f"{passed} passed", "title": "cases measured and within their rules"}]
     software = frame[(frame["software_gpu"]) & frame["status"].isin(["passed", "invalid"])]
     for backend, rows in software.groupby("backend_label", sort=False):
         device = next((d for d in rows["device"] if d), "a software adapter")
@@ -154,6 +156,7 @@ def _run_summary(run: Run) -> dict[str, Any]:
         "commit": run.commit or "-", "front_door": run.info.get("front_door", "-"),
         "selection": run.info.get("selection") or "", "cases": len(run.records),
         "host": run.env.get("hostname", "-"), "os": machine.get("os", "-"), "python": machine.get("python", "-"),
+        "machine": machine_label(machine),
         "libraries": ", ".join(f"{k} {v}" for k, v in (run.env.get("libraries") or {}).items()),
     }
 

@@ -85,6 +85,22 @@ def test_baseline_by_label_and_ambiguous_backend_names() -> None:
     assert math.isnan(got[("r", "ort-by-name")])  # "tflite_cpu" names two cases: no guess
 
 
+def test_numbers_that_need_a_qualifier_carry_it_on_the_page() -> None:
+    software = record("gpu", "tflite_gpu", 3.0)
+    software["backend_info"] = {"software_device": True, "adapter": "llvmpipe (LLVM 19.1.7, 256 bits)"}
+    invalid = record("short", "onnxruntime_cpu", 1.0, status="invalid")
+    failed = record("crash", "onnxruntime_cpu", None, status="failed", batch=2)
+    page = build_page([run_of("r", MACHINE_A, [record("tfl", "tflite_cpu", 2.0), software, invalid, failed])])
+    badges = page[page.index('<p class="badges">'):page.index("</p>", page.index('<p class="badges">'))]
+    for text in ("2 passed", "software GPU: tflite_gpu", "llvmpipe (LLVM 19.1.7, 256 bits)", "1 INVALID", "1 failed"):
+        assert text in badges, text
+    matrix = page[page.index('<table class="matrix">'):page.index("</table>", page.index('<table class="matrix">'))]
+    assert matrix.count('<span class="flag warn">software GPU</span>') == 1
+    assert matrix.count('<span class="flag warn">INVALID</span>') == 1
+    assert "0.67×" in matrix and "2.00×" in matrix  # tflite_gpu 2/3, the INVALID case 2/1: shown, and flagged
+    assert "why crash" in page  # the failure's reason, in the matrix cell's title and the problems table
+
+
 def test_machine_id_ignores_host_and_software_but_not_hardware() -> None:
     same = {**MACHINE_A, "os": "another kernel", "python": "3.12", "cpu_affinity": 1}
     assert machine_id(MACHINE_A) == machine_id(same)

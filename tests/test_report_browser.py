@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,11 @@ def test_smoke_report_loads_offline_with_every_chart_drawn(smoke_run, chromium) 
         rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
         assert len(rows) == 8 and list(rows[0]) == list(COLUMNS)
         assert {row["status"] for row in rows} == {"passed"}
+
+        page.emulate_media(media="print")  # printable: the print stylesheet lays it out, Chromium prints it
+        pdf = page.pdf(path=str(out / "report.pdf"), format="A4", landscape=True)
+        pages = re.search(rb"/Type\s*/Pages\b.*?/Count (\d+)", pdf, re.S)
+        assert pdf.startswith(b"%PDF") and pages and int(pages.group(1)) >= 3  # the charts and tables, paged
     print(f"\nsmoke report: {size_mb:.2f} MB, all {check.rendered_charts} charts drawn {check.render_ms:.0f} ms "
           f"after navigation; screenshot {out / 'report.png'}")
 
