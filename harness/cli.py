@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -21,32 +22,94 @@ def _err(console: Console, message: str) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def _resume_plan(args: argparse.Namespace) -> tuple[str, str | None, dict[str, Any]]:
+    """Scenario file and -k of the run to resume, from its scenario.json unless given again; the file must be
+    the one the run started with, or the two halves would measure different cases."""
+    info_path = Path(args.resume) / "scenario.json"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ResumeError(f"{info_path}: cannot resume from it ({error})") from None
+    scenario = args.scenario or info.get("file")
+    if not scenario:
+        raise ResumeError(f"{info_path} names no scenario file (a pytest run?): give it, accelbench run FILE --resume")
+    started_with = info.get("file_sha256")
+    if started_with and Path(scenario).is_file() and file_sha256(Path(scenario)) != started_with:
+        raise ResumeError(f"{scenario} changed since the run in {args.resume} started: start a new run")
+    return scenario, args.k if args.k is not None else info.get("selection"), info
+
+
+class ResumeError(Exception):
+    pass
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.engine import Engine
-    from harness.results import new_run_dir
+    from harness.results import RunFolderProblem, new_run_dir
     from harness.scenario import ScenarioError, expand, load_scenario
     from harness.selection import SelectionError, select
 
     out, err = make_console(), make_console(stderr=True)
+    if args.scenario is None and args.resume is None:
+        _err(err, "give a scenario file (or --resume RUN_DIR)")
+        return EXIT_USAGE
+    if args.resume and args.out:
+        _err(err, "--resume RUN_DIR writes into RUN_DIR: drop --out")
+        return EXIT_USAGE
     try:
-        loaded = load_scenario(args.scenario)
+        scenario_file, selection, _ = _resume_plan(args) if args.resume else (args.scenario, args.k, {})
+        loaded = load_scenario(scenario_file)
         # pytest's -k also matches the file's and its folder's names: keep both front doors selecting alike
         names = (loaded.scenario.name, loaded.path.name, loaded.path.resolve().parent.name)
-        cases = select(expand(loaded), args.k, extra_names=names)
-    except (ScenarioError, SelectionError) as error:
+        cases = select(expand(loaded), selection, extra_names=names)
+    except (ScenarioError, SelectionError, ResumeError) as error:
         _err(err, str(error))
         return EXIT_USAGE
     if not cases:  # only -k can empty it: a valid scenario has at least one model and one backend
-        _err(err, f"no case of {args.scenario} matches -k {args.k!r}")
+        _err(err, f"no case of {scenario_file} matches -k {selection!r}")
         return EXIT_USAGE
-    run_dir = Path(args.out) if args.out else new_run_dir(Path(args.reports_root), loaded.scenario.name)
+    if args.resume:
+        run_dir = Path(args.resume)
+    else:
+        run_dir = Path(args.out) if args.out else new_run_dir(Path(args.reports_root), loaded.scenario.name)
     try:
         engine = Engine(run_dir, {"scenarios": [loaded.scenario.name], "front_door": "cli",
-                                  "file": str(loaded.path), "selection": args.k,
-                                  "definition": loaded.scenario.model_dump(mode="json")})
-    except OSError as error:
-        _err(err, f"cannot write results to {run_dir}: {error}")
+                                  "file": str(loaded.path.resolve()), "file_sha256": file_sha256(loaded.path),
+                                  "selection": selection, "definition": loaded.scenario.model_dump(mode="json")},
+                        resume=bool(args.resume))
+    except RunFolderProblem as error:
+        _err(err, str(error))
         return EXIT_USAGE
+    except OSError as error:
+        _err(err, f"cannot write results to {run_dir}: {error.strerror or error}")
+        return EXIT_USAGE
+    if args.resume:
+        recorded = engine.recorded_case_ids()
+        todo = [case for case in cases if case.case_id not in recorded]
+        torn = f"; cut a partly written record ({engine.torn_bytes} bytes)" if engine.torn_bytes else ""
+        err.print(f"resuming {run_dir}: {len(cases) - len(todo)} of {len(cases)} cases recorded, "
+                  f"{len(todo)} to run{torn}", highlight=False, soft_wrap=True)
+        cases = todo
+    try:
+        _run_cases(engine, cases, err)
+    except OSError as error:  # the disk filled up mid-run: what is recorded stays, resume goes on
+        _err(err, f"cannot write results to {engine.run_dir}: {error}; the cases recorded so far are kept "
+                  f"(accelbench run --resume {engine.run_dir} runs the rest)")
+        return EXIT_USAGE
+    from harness.console import print_summary
+
+    with err.status("writing the HTML report"):
+        records = engine.finish()
+    print_summary(records, engine.run_dir, out, engine.report_path, engine.report_error)
+    bad = any(r["status"] in ("failed", "invalid") for r in records)
+    return EXIT_CASES_FAILED if bad else EXIT_OK
+
+
+def _run_cases(engine: Any, cases: list[Any], err: Console) -> None:
     with err.status("") as status:
         status.update("looking up model artefacts")
         engine.prepare_artifacts(cases, progress=lambda text: status.update(text))
@@ -57,14 +120,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             p50 = (record.get("latency_ms") or {}).get("p50")
             err.print(f"[{index}/{len(cases)}] {case.case_id} [{colour}]{record['status']}[/]"
                       + (f"  p50 {p50:.4g} ms" if p50 is not None else ""), highlight=False)
-    from harness.console import print_summary
-
-    status_line = err.status("writing the HTML report")
-    with status_line:
-        records = engine.finish()
-    print_summary(records, engine.run_dir, out, engine.report_path, engine.report_error)
-    bad = any(r["status"] in ("failed", "invalid") for r in records)
-    return EXIT_CASES_FAILED if bad else EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -161,8 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a scenario file and write a results folder")
-    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument("scenario", nargs="?", help="scenario YAML file (with --resume: the run's own by default)")
     run.add_argument("--out", help="results folder (default: REPORTS_ROOT/<scenario>-<date>-<time>)")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="complete an interrupted run: run only the cases RUN_DIR has no record of")
     run.add_argument("-k", metavar="EXPR", help="select cases like pytest -k, e.g. 'onnxruntime and b4'")
     run.add_argument("--reports-root", default="reports", help="where run folders go (default: reports)")
     run.set_defaults(func=cmd_run)

@@ -7,6 +7,8 @@ record to the run's store before the next case starts.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import gzip
 import json
 import os
@@ -32,6 +34,7 @@ from harness.results import RunStore, safe_file_name
 from harness.skips import skip_reason
 from harness.stats import latency_summary_ms, median_ci_ms
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 BUILD_TIMEOUT_S = float(os.environ.get("ACCELBENCH_BUILD_TIMEOUT", 3600))
 
 
@@ -95,6 +98,20 @@ def _watch(process: subprocess.Popen, deadline: float, timeout_s: float, memory_
                         f"({memory_limit_mb} MB) and was killed")
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """For Popen's preexec_fn (Linux): the child gets SIGKILL when the harness dies, even by SIGKILL. An orphaned
+    worker would go on measuring, and loading the CPU under the cases of a resumed run."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the harness died before prctl took effect
+        os._exit(1)
+
+
+def _child_options() -> dict[str, Any]:
+    if not sys.platform.startswith("linux"):
+        return {}
+    return {"preexec_fn": functools.partial(die_with_parent, os.getpid())}
+
+
 def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
                memory_limit_mb: int | None = None) -> WorkerOutcome:
     """Run one job in a fresh interpreter; every way it can end becomes a result or a one-line reason."""
@@ -109,7 +126,7 @@ def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "harness.worker", str(job_path), str(result_path)],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=worker_env(), start_new_session=True)
+                                   env=worker_env(), start_new_session=True, **_child_options())
         try:
             killed_for = _watch(process, start + timeout_s, timeout_s, memory_limit_mb)
         finally:  # Ctrl-C in the parent must not leave an orphaned worker measuring on
@@ -159,10 +176,14 @@ def _artifact_facts(artifact: str | None) -> dict[str, Any] | None:
 class Engine:
     """Runs cases one at a time into one run folder."""
 
-    def __init__(self, run_dir: Path, scenario_info: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, scenario_info: dict[str, Any], resume: bool = False) -> None:
+        """A new run folder, or (resume) an interrupted one to complete; either way a folder that cannot take
+        the run raises RunFolderProblem (or another OSError) here, before any case runs."""
         self.store = RunStore(run_dir)
         self.env = collect_env()
-        self.store.open(self.env, scenario_info)
+        self.torn_bytes = self.store.reopen(self.env) if resume else 0
+        if not resume:
+            self.store.open(self.env, scenario_info)
         self.artifacts: dict[str, str] = {}
         self.artifact_errors: dict[str, str] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
@@ -173,6 +194,10 @@ class Engine:
     @property
     def run_dir(self) -> Path:
         return self.store.run_dir
+
+    def recorded_case_ids(self) -> set[str]:
+        """Cases this folder already has a complete record of, whatever their status."""
+        return {record["case_id"] for record in self.store.records()}
 
     # -- artefacts ---------------------------------------------------------------------------------------
     def prepare_artifacts(self, cases: list[Case], progress: Any = None) -> None:
@@ -204,7 +229,7 @@ class Engine:
             try:
                 done = subprocess.run([sys.executable, "-m", "model_zoo.build"], input=payload.encode(),
                                       stdout=subprocess.PIPE, stderr=log, env=worker_env(),
-                                      timeout=BUILD_TIMEOUT_S)
+                                      timeout=BUILD_TIMEOUT_S, **_child_options())
                 lines = done.stdout.decode(errors="replace").strip().splitlines()
                 answers = json.loads(lines[-1]) if lines else None
             except subprocess.TimeoutExpired:
@@ -243,6 +268,8 @@ class Engine:
                 record = self._measure(case, artifact)
         record["started_at"] = started
         record["finished_at"] = time.time()
+        if record["status"] == "failed":
+            self.store.raise_if_disk_full(record["reason"])
         self.store.append(record)
         return record
 

@@ -6,10 +6,12 @@ partially written last line instead of failing on it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,11 @@ from typing import Any
 from harness import __version__
 
 STATUSES = ("passed", "failed", "skipped", "invalid")
+MIN_FREE_MB = 64  # a smoke run writes a few MB; a long scenario's raw samples, tens
+
+
+class RunFolderProblem(OSError):
+    """The results folder cannot take a run (full, unwritable, another machine's): one line that names it."""
 
 
 def safe_file_name(text: str, limit: int = 150) -> str:
@@ -50,10 +57,40 @@ class RunStore:
         self.logs_dir = self.run_dir / "logs"
 
     def open(self, env: dict[str, Any], scenario: dict[str, Any]) -> None:
-        """Create the folder and write env.json; fails early and clearly if the folder is not writable."""
+        """Create the folder and write env.json; fails early and clearly if the folder is not writable or its
+        file system is nearly full (RunFolderProblem), before any case runs."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.check_free_space()
         self._write_json("env.json", env)
         self._write_json("scenario.json", scenario)
+
+    def reopen(self, env: dict[str, Any]) -> int:
+        """Go on with an interrupted run: same machine and software only, since a resumed run's numbers sit
+        beside the first part's. A record torn by a kill mid-write is cut off (its case runs again), so the next
+        record starts on a line of its own. Returns the bytes cut."""
+        try:
+            previous = json.loads((self.run_dir / "env.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise RunFolderProblem(f"{self.run_dir}: not a run folder to resume ({error})") from None
+        if previous.get("env_id") != env["env_id"]:
+            raise RunFolderProblem(
+                f"{self.run_dir} was measured on another machine or software (fingerprint {previous.get('env_id')}, "
+                f"here {env['env_id']}): start a new run instead of mixing the two")
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.check_free_space()
+        return repair_torn_tail(self.results_path)
+
+    def raise_if_disk_full(self, failure: str | None) -> None:
+        """A case that failed while the results' disk was full failed because of the disk, not of itself: stop
+        the run instead of recording it, so that --resume measures it again."""
+        if "No space left on device" in (failure or "") or shutil.disk_usage(self.run_dir).free < 2**20:
+            raise OSError(errno.ENOSPC, f"No space left on device (a case failed with: {failure})")
+
+    def check_free_space(self) -> None:
+        free_mb = shutil.disk_usage(self.run_dir).free / 2**20
+        if free_mb < MIN_FREE_MB:
+            raise RunFolderProblem(f"only {free_mb:.1f} MB free for the results in {self.run_dir}; a run needs at "
+                                   f"least {MIN_FREE_MB} MB (records keep every raw sample, workers write logs)")
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
@@ -74,6 +111,22 @@ class RunStore:
 
     def write_benchmark_json(self, env: dict[str, Any]) -> Path:
         return self._write_json("benchmark.json", benchmark_json(self.records(), env))
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a last line that was never finished (no newline: the writer was killed mid-record)."""
+    try:
+        with open(path, "rb+") as handle:
+            data = handle.read()
+            if not data or data.endswith(b"\n"):
+                return 0
+            keep = data.rfind(b"\n") + 1
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+            return len(data) - keep
+    except FileNotFoundError:
+        return 0
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
