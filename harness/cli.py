@@ -16,6 +16,7 @@ from rich.table import Table
 from harness.console import make_console
 
 EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE = 0, 1, 2
+HISTORY_HELP = "history folder (default: $ACCELBENCH_HISTORY, else ./history)"
 
 
 def _err(console: Console, message: str) -> None:
@@ -105,6 +106,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     with err.status("writing the HTML report"):
         records = engine.finish()
     print_summary(records, engine.run_dir, out, engine.report_path, engine.report_error)
+    if args.history:
+        from harness.history import HistoryError, add_run
+
+        try:
+            identifier, _ = add_run(Path(args.history), engine.run_dir)
+            out.print(f"history: {identifier} → {escape(args.history)}", highlight=False, soft_wrap=True)
+        except HistoryError as error:
+            _err(err, str(error))
+            return EXIT_USAGE
     bad = any(r["status"] in ("failed", "invalid") for r in records)
     return EXIT_CASES_FAILED if bad else EXIT_OK
 
@@ -137,6 +147,131 @@ def cmd_report(args: argparse.Namespace) -> int:
         _err(err, f"cannot write the report: {error}")
         return EXIT_USAGE
     make_console().print(f"report: {escape(str(path))}", highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def parse_share(text: str) -> float:
+    """ "5%", "0.05" and "5" all mean five percent (a bare number above 1 is read as percent)."""
+    value = float(text.strip().removesuffix("%"))
+    share = value / 100 if text.strip().endswith("%") or value > 1 else value
+    if not 0 < share < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 100 %")
+    return share
+
+
+def _compare_side(spec: str, history: Path, new_run: Any = None) -> tuple[dict, dict, str]:
+    """A run folder, or @latest / @RUN_ID of the history: (records by case id, env, how to name it). @latest is
+    the newest run of the history on new_run's machine that started before it."""
+    from harness.history import load_history_run, run_id
+    from reporting.runs import load_run
+
+    if spec.startswith("@"):
+        machine, exclude, before = ((new_run.machine_id, run_id(new_run), new_run.started) if new_run is not None
+                                    else (None, None, None))
+        records, env, identifier = load_history_run(history, spec[1:], machine, exclude, before)
+        return records, env, f"{identifier} (history)"
+    run = load_run(spec)
+    return {r["case_id"]: r for r in run.records}, {**run.env, "machine_id": run.machine_id}, str(run.path)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import DEFAULT_ALPHA, compare_runs
+    from harness.history import HistoryError, history_dir
+    from reporting.runs import RunFolderError, load_run
+
+    out, err = make_console(), make_console(stderr=True)
+    history = history_dir(args.history)
+    try:
+        new, new_env, new_name = _compare_side(args.new, history)
+        new_run = None if args.new.startswith("@") else load_run(args.new)
+        try:
+            base, base_env, base_name = _compare_side(args.base, history, new_run)
+        except HistoryError as error:
+            if args.base == "@latest":  # the first night of a history: nothing to compare with yet
+                out.print(f"nothing to compare {escape(new_name)} with: {escape(str(error))}", highlight=False)
+                if args.regressions_out:
+                    Path(args.regressions_out).write_text("")
+                return EXIT_OK
+            raise
+    except (RunFolderError, HistoryError) as error:
+        _err(err, str(error))
+        return EXIT_USAGE
+    results = compare_runs(base, new, base_env, new_env, threshold=args.threshold, alpha=args.alpha or DEFAULT_ALPHA,
+                           any_machine=args.any_machine, any_software=args.any_software)
+    regressed = [r for r in results if r.verdict == "slower"
+                 or any(change["verdict"] == "worse" for change in r.accuracy.values())]
+    if args.regressions_out:
+        Path(args.regressions_out).write_text("".join(f"{r.case_id}\n" for r in regressed))
+    if args.json:
+        print(json.dumps({"base": base_name, "new": new_name, "threshold": args.threshold,
+                          "cases": [r.to_dict() for r in results]}, indent=2, default=str))
+    else:
+        from harness.console import compare_table
+
+        out.print(compare_table(results, base_name, new_name, args.threshold))
+        counts = {v: sum(r.verdict == v for r in results) for v in ("slower", "faster", "unchanged", "not comparable")}
+        out.print(", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n), highlight=False)
+        for result in results:
+            if result.verdict == "not comparable":
+                out.print(f"[dim]not comparable[/] {escape(result.case_id)}: {escape(result.reason)}",
+                          highlight=False, soft_wrap=True)
+        if regressed:
+            names = escape(", ".join(r.case_id for r in regressed))
+            out.print(f"[bold red]{len(regressed)} regression(s):[/] {names}", highlight=False, soft_wrap=True)
+    return EXIT_CASES_FAILED if args.fail_on_regression and regressed else EXIT_OK
+
+
+def cmd_history_add(args: argparse.Namespace) -> int:
+    from harness.history import HistoryError, add_run, history_dir
+    from reporting.runs import RunFolderError
+
+    history = history_dir(args.history)
+    try:
+        identifier, new = add_run(history, args.run_dir)
+    except (RunFolderError, HistoryError) as error:
+        _err(make_console(stderr=True), str(error))
+        return EXIT_USAGE
+    make_console().print(f"{'added' if new else 'already in the history:'} {identifier} → {escape(str(history))}",
+                         highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def cmd_history_list(args: argparse.Namespace) -> int:
+    from harness.history import history_dir, runs_table
+
+    history = history_dir(args.history)
+    table, problems = runs_table(history)
+    console = make_console()
+    for problem in problems:
+        console.print(f"[yellow]warning[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    if table.empty:
+        console.print(f"no runs in {escape(str(history))}", highlight=False)
+        return EXIT_OK
+    view = Table(title=f"accelbench history: {history}", header_style="bold")
+    for column in ("run", "started", "commit", "machine", "cases"):
+        view.add_column(column)
+    for row in table.itertuples(index=False):
+        view.add_row(escape(row.run_id), escape(str(row.started)), escape(str(row.commit or "-"))[:10],
+                     escape(str(row.machine)), str(row.cases))
+    console.print(view)
+    return EXIT_OK
+
+
+def cmd_trend(args: argparse.Namespace) -> int:
+    from harness.history import history_dir
+    from reporting.trend import write_trend
+
+    history = history_dir(args.history)
+    err = make_console(stderr=True)
+    try:
+        with err.status("writing the trend page"):
+            path, problems = write_trend(history, args.output)
+    except OSError as error:
+        _err(err, f"cannot write the trend page: {error}")
+        return EXIT_USAGE
+    for problem in problems:
+        err.print(f"[yellow]warning[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    make_console().print(f"trend: {escape(str(path))}", highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
@@ -218,11 +353,42 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a scenario file and write a results folder")
     run.add_argument("scenario", nargs="?", help="scenario YAML file (with --resume: the run's own by default)")
     run.add_argument("--out", help="results folder (default: REPORTS_ROOT/<scenario>-<date>-<time>)")
+    run.add_argument("--history", metavar="PATH", help="append the finished run to this history folder")
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="complete an interrupted run: run only the cases RUN_DIR has no record of")
     run.add_argument("-k", metavar="EXPR", help="select cases like pytest -k, e.g. 'onnxruntime and b4'")
     run.add_argument("--reports-root", default="reports", help="where run folders go (default: reports)")
     run.set_defaults(func=cmd_run)
+
+    compare = commands.add_parser("compare", help="is NEW slower than BASE? per case, with statistics")
+    compare.add_argument("base", metavar="BASE", help="run folder, or @latest / @RUN_ID of the history")
+    compare.add_argument("new", metavar="NEW", help="run folder, or @RUN_ID of the history")
+    compare.add_argument("--threshold", type=parse_share, default=0.05, metavar="PCT",
+                         help="the change that matters (default 5%%); smaller changes are 'unchanged'")
+    compare.add_argument("--alpha", type=float, default=None, help="significance level of the test (default 0.01)")
+    compare.add_argument("--fail-on-regression", action="store_true",
+                         help="exit 1 when a case got slower or less accurate")
+    compare.add_argument("--regressions-out", metavar="FILE", help="write the regressed case ids, one per line")
+    compare.add_argument("--any-machine", action="store_true", help="compare runs from different machines too")
+    compare.add_argument("--any-software", action="store_true", help="compare runs with other library versions too")
+    compare.add_argument("--history", metavar="PATH", help=HISTORY_HELP)
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(func=cmd_compare)
+
+    history = commands.add_parser("history", help="the results history (a folder of Parquet files)")
+    history_commands = history.add_subparsers(dest="history_command", required=True)
+    history_add = history_commands.add_parser("add", help="append a run folder to the history")
+    history_add.add_argument("run_dir", metavar="RUN_DIR")
+    history_add.add_argument("--history", metavar="PATH", help=HISTORY_HELP)
+    history_add.set_defaults(func=cmd_history_add)
+    history_list = history_commands.add_parser("list", help="the runs in the history")
+    history_list.add_argument("--history", metavar="PATH", help=HISTORY_HELP)
+    history_list.set_defaults(func=cmd_history_list)
+
+    trend = commands.add_parser("trend", help="HTML page of every case's median over the history, change points")
+    trend.add_argument("--history", metavar="PATH", help=HISTORY_HELP)
+    trend.add_argument("-o", "--output", metavar="FILE", help="the HTML file (default: HISTORY/trend.html)")
+    trend.set_defaults(func=cmd_trend)
 
     report = commands.add_parser("report", help="write the HTML report of one run, or of several merged")
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (results.jsonl, env.json)")

@@ -136,3 +136,31 @@ def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console 
         console.print(f"report: {escape(str(report))}", highlight=False, soft_wrap=True)
     if report_error:
         console.print(f"[red]error[/] {escape(report_error)}", highlight=False, soft_wrap=True)
+
+
+VERDICT_STYLE = {"slower": "bold red", "faster": "green", "unchanged": "", "not comparable": "dim"}
+
+
+def compare_table(results: list[Any], base: str, new: str, threshold: float) -> Table:
+    """`accelbench compare`: per case the medians, the change with its CI, the test and the verdict."""
+    table = Table(title=f"{escape(new)} against {escape(base)} (threshold {threshold:.1%})", header_style="bold",
+                  pad_edge=False)
+    for column in ("case", "base p50 ms", "new p50 ms", "change", "95% CI", "p", "Cliff's δ", "verdict",
+                   "accuracy"):
+        table.add_column(column, justify="left" if column in ("case", "verdict", "accuracy") else "right",
+                         no_wrap=column == "case")
+    for result in results:
+        timing = result.timing
+        accuracy = ", ".join(f"{metric} {change['change']:+.4g} ({change['verdict']})"
+                             for metric, change in result.accuracy.items() if change["verdict"] != "same")
+        style = VERDICT_STYLE.get(result.verdict, "")
+        table.add_row(
+            escape(result.case_id), fmt_number(result.base_p50_ms, 4), fmt_number(result.new_p50_ms, 4),
+            f"{timing.ratio - 1:+.2%}" if timing else "-",
+            f"{timing.ci_low - 1:+.1%} … {timing.ci_high - 1:+.1%}" if timing else "-",
+            f"{timing.p_value:.2g}" if timing else "-",
+            f"{timing.cliffs_delta:+.2f}" if timing else "-",
+            f"[{style}]{result.verdict}[/]" if style else result.verdict,
+            escape(accuracy) or "-",
+        )
+    return table

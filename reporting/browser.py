@@ -82,8 +82,6 @@ def screenshot_page(page: Any, path: Path) -> None:
         if height == page.viewport_size["height"]:
             break
         page.set_viewport_size({"width": width, "height": height})
-        page.evaluate("Promise.all(Array.from(document.querySelectorAll('.js-plotly-plot'), "
-                      "d => Plotly.Plots.resize(d)))")
         page.wait_for_timeout(300)
     page.screenshot(path=str(path))
 

@@ -48,7 +48,8 @@ def plotly_py_js_version() -> str | None:
     return js_version(get_plotlyjs()[:400])
 
 
-def _figure_json(figure: Any) -> str:
+def figure_json(figure: Any) -> str:
+    """A plotly figure as script-safe JSON, refusing trace types the inlined bundle cannot draw."""
     unsupported = {trace.type for trace in figure.data} - BUNDLE_TRACE_TYPES
     if unsupported:  # a bug in charts.py, not a user error
         raise ValueError(f"trace types {sorted(unsupported)} are not in the vendored plotly.js bundle")
@@ -213,7 +214,7 @@ def build_page(runs: list[Run]) -> str:
             charts = []
             for kind, figure in figures_for_model(cases, samples):
                 chart_id = f"chart-{len(figures)}"
-                figures.append({"id": chart_id, "json": _figure_json(figure)})
+                figures.append({"id": chart_id, "json": figure_json(figure)})
                 charts.append({"id": chart_id, "kind": kind})
             models.append({"name": model, "source": _model_source(runs, model),
                            "anchor": f"m{len(machines)}-{len(models)}", "matrix": _matrix(cases),
@@ -224,9 +225,8 @@ def build_page(runs: list[Run]) -> str:
     problems = frame[frame["status"] != "passed"].assign(
         _s=lambda f: f["status"].map(STATUS_ORDER.index)).sort_values("_s", kind="stable")
     scenarios = list(dict.fromkeys(name for run in runs for name in run.scenarios))
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("reporting", "templates"), autoescape=True,
-                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return environment.get_template("report.html.j2").render(
+    return render_page(
+        "report.html.j2",
         title=f"accelbench report: {', '.join(scenarios)}",
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
         runs=[_run_summary(run) for run in runs],
@@ -238,10 +238,29 @@ def build_page(runs: list[Run]) -> str:
         several_runs=len(runs) > 1,
         records=_records_table(frame),
         csv_json=script_json(frame[list(COLUMNS)].to_csv(index=False)),
+    )
+
+
+def render_page(template: str, **context: Any) -> str:
+    """A page of the report's family: its template with the shared styles, table script and plotly inlined.
+    Autoescaping is on: every value is text unless a template marks it safe (only our own JSON and assets)."""
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("reporting", "templates"), autoescape=True,
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return environment.get_template(template).render(
         plotly_js=PLOTLY_BUNDLE.read_text(encoding="utf-8"),
         css=(STATIC / "report.css").read_text(encoding="utf-8"),
         js=(STATIC / "report.js").read_text(encoding="utf-8"),
+        **context,
     )
+
+
+def write_page(target: Path, page: str) -> Path:
+    """Write atomically: a reader (or a browser refresh) never sees half a page."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(target)
+    return target
 
 
 def write_report(run_dirs: list[str | Path], out: str | Path | None = None) -> Path:
@@ -249,9 +268,4 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None) -> P
     current folder (several). Raises RunFolderError naming a folder that is not a readable run."""
     runs = load_runs(list(run_dirs))
     target = Path(out) if out else (runs[0].path / REPORT_NAME if len(runs) == 1 else Path(REPORT_NAME))
-    page = build_page(runs)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_page(target, build_page(runs))

@@ -17,6 +17,7 @@ import numpy as np
 
 from backends.base import Availability, Backend, BackendOptions, Session
 from backends.onnxruntime_cpu import OnnxRuntimeCpu
+from backends.tflite_cpu import TfliteCpu
 
 CHUNK_BYTES = 50 * 2**20
 ALLOCATION_CAP_BYTES = 4 * 2**30  # never more than this, even if the harness fails to kill the worker
@@ -28,6 +29,7 @@ REGISTRATION = ",".join([
     "fault_ort=tests.fault_backend:FaultyOnnxRuntime",
     "probe_ort=tests.fault_backend:ProbeOnnxRuntime",
     "never_here=tests.fault_backend:UnavailableBackend",
+    "slowed_tflite=tests.fault_backend:SlowedTfliteCpu",
 ])
 
 
@@ -122,3 +124,48 @@ class UnavailableBackend(Backend):
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
                 sample_shape: tuple[int, ...] | None = None) -> Session:
         raise AssertionError("an unavailable backend must never be prepared")
+
+
+class _SlowedSession(Session):
+    def __init__(self, inner: Session, slowdown: float) -> None:
+        self._inner, self._slowdown = inner, slowdown
+        self.inputs, self.outputs = inner.inputs, inner.outputs
+
+    def bind(self, feeds: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        call, share, clock = self._inner.bind(feeds), self._slowdown, time.perf_counter_ns
+
+        def run() -> list[np.ndarray]:
+            start = clock()
+            outputs = call()
+            until = start + (clock() - start) * (1.0 + share)
+            while clock() < until:  # busy, not asleep: the CPU stays as occupied as during inference
+                pass
+            return outputs
+
+        return run
+
+    def info(self) -> dict[str, Any]:
+        return {**self._inner.info(), "injected_slowdown": self._slowdown}
+
+
+class SlowedTfliteCpu(TfliteCpu):
+    """The real TFLite CPU adapter with ``slowdown: 0.05`` added to every inference as a busy-wait of 5 % of that
+    inference's own time: a slowdown of exactly that share whatever the machine's speed at the moment (the
+    injected regression of benchmarks/regression_detection.py). With ``slowdown: 0`` the call path is the same."""
+
+    name = "slowed_tflite"
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return (*super().option_names(), "slowdown")
+
+    @classmethod
+    def option_problem(cls, name: str, value: Any) -> str | None:
+        if name == "slowdown":
+            return None if isinstance(value, int | float) and value >= 0 else "slowdown is a share, 0 or more"
+        return super().option_problem(name, value)
+
+    def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
+                sample_shape: tuple[int, ...] | None = None) -> Session:
+        session = super().prepare(artifact, options, batch_size, sample_shape)
+        return _SlowedSession(session, float(options.extra.get("slowdown", 0.0)))

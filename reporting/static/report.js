@@ -8,6 +8,9 @@
     var charts = Array.prototype.slice.call(document.querySelectorAll(".chart[data-figure]"));
     return Promise.all(charts.map(function (div) {
       var figure = JSON.parse(document.getElementById(div.dataset.figure).textContent);
+      // the container keeps the figure's height: plotly's responsive mode only follows the width, and on a
+      // window resize it would otherwise shrink the box to its CSS minimum and let charts overlap
+      if (figure.layout && figure.layout.height) { div.style.height = figure.layout.height + "px"; }
       return Plotly.newPlot(div, figure.data, figure.layout, config);
     }));
   }

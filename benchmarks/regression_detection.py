@@ -1,0 +1,102 @@
+"""Regression detection, simulated with real measurements: false alarms in A/A pairs, detection of an injected
+slowdown in A/B pairs, both through `harness.compare` as `accelbench compare` uses it.
+
+Each round runs the same case five times in fresh workers, back to back: A1 (the base), A2 and B (the new
+runs), then A3 and B2 (their confirmations, as the nightly workflow re-runs what got slower). B carries a
+busy-wait (tests/fault_backend.py's slowed_tflite) of `--slowdown` (5 %) of each inference's own time, so the
+injected slowdown is exactly that share whatever the machine's speed; A runs the same code with 0. Each pair is
+compared as two runs would be. Reported: the share of A/A pairs called "slower" (goal <= 1 %) and of A/B pairs
+called "slower" (goal >= 95 %), for one comparison and for a confirmed one (the new run and its confirmation both
+called slower against the base).
+
+    python benchmarks/regression_detection.py [--pairs 100] [--model mobilenet_v2 --size 96] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.fault_backend import REGISTRATION
+
+os.environ["ACCELBENCH_BACKENDS"] = REGISTRATION  # workers inherit it
+
+from _common import make_engine, run_passed
+
+from harness.cases import Case, ModelSpec
+from harness.compare import compare_runs
+from harness.scenario import MeasureSpec
+from harness.stability import cpu_speed_probe
+
+
+def make_case(args: argparse.Namespace, slowdown: float) -> Case:
+    shape = (args.size, args.size, 3) if args.size else None
+    return Case(case_id=f"{args.model}-fp32-b1-tflite", scenario="regression-detection",
+                model=ModelSpec(zoo=args.model, input_shape=shape), model_label=args.model,
+                backend="slowed_tflite", backend_label="tflite", backend_options={"threads": args.threads,
+                                                                                 "slowdown": slowdown},
+                precision="fp32", batch_size=1, mode="latency",
+                measure=MeasureSpec(warmup_runs=10, warmup_seconds=args.warmup, min_runs=50,
+                                    min_seconds=args.seconds, max_seconds=60, timeout_s=300).model_dump())
+
+
+def verdict(base: dict, new: dict, env: dict, threshold: float) -> tuple[str, float]:
+    same = {**new, "backend_options": base["backend_options"]}  # B is "the same case", slowed
+    result = compare_runs({"c": base}, {"c": same}, env, env, threshold=threshold)[0]
+    return result.verdict, result.timing.ratio if result.timing else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--model", default="mobilenet_v2")
+    parser.add_argument("--size", type=int, default=96, help="input height and width (0: the zoo's)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=1.0, help="steady-state seconds per run")
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--slowdown", type=float, default=0.05)
+    parser.add_argument("--threshold", type=float, default=0.05)
+    args = parser.parse_args()
+
+    engine = make_engine("regression-detection")
+    env = engine.env
+    verdicts: dict[str, list[str]] = {"A/A": [], "A/B": [], "A/A confirmed": [], "A/B confirmed": []}
+    ratios: dict[str, list[float]] = {"A/A": [], "A/B": []}
+    probes = []
+    for index in range(args.pairs):
+        a1, a2, b, a3, b2 = (run_passed(engine, make_case(args, share))
+                             for share in (0, 0, args.slowdown, 0, args.slowdown))
+        for name, new, confirm in (("A/A", a2, a3), ("A/B", b, b2)):
+            first, ratio = verdict(a1, new, env, args.threshold)
+            second, _ = verdict(a1, confirm, env, args.threshold)
+            verdicts[name].append(first)
+            verdicts[f"{name} confirmed"].append("slower" if first == second == "slower" else "not confirmed")
+            ratios[name].append(ratio)
+        probes.append(statistics.median(cpu_speed_probe(seconds=0.25)["window_medians_us"]))
+        print(f"[{index + 1}/{args.pairs}] A/A {verdicts['A/A'][-1]} ({ratios['A/A'][-1]:.4f})  "
+              f"A/B {verdicts['A/B'][-1]} ({ratios['A/B'][-1]:.4f})", flush=True)
+    rates = {name: found.count("slower") / len(found) for name, found in verdicts.items()}
+    summary = {
+        "pairs": args.pairs, "case": make_case(args, 0).case_id, "threads": args.threads,
+        "steady_seconds": args.seconds, "threshold": args.threshold, "injected_slowdown": args.slowdown,
+        "slower_rates": rates,
+        "verdicts": {name: {v: found.count(v) for v in sorted(set(found))} for name, found in verdicts.items()},
+        "aa_ratio_sd": statistics.stdev(ratios["A/A"]) if len(ratios["A/A"]) > 1 else None,
+        "ab_ratio_median": statistics.median(ratios["A/B"]),
+        "cpu_probe_slowest_over_fastest": max(probes) / min(probes),
+        "results": str(engine.run_dir),
+    }
+    print(json.dumps(summary, indent=2))
+    for suffix in ("", " confirmed"):
+        print(f"{'confirmed: ' if suffix else 'one comparison: '}A/A called slower {rates['A/A' + suffix]:.1%} "
+              f"(goal <= 1 %), A/B (+{args.slowdown:.0%}, measured median ratio {summary['ab_ratio_median']:.4f}) "
+              f"called slower {rates['A/B' + suffix]:.1%} (goal >= 95 %)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Is a new run slower than a base run? Per case: the change of the median with a confidence interval, a rank
+test with an effect size, and a verdict; accuracy changes too.
+
+Why blocks and not raw samples: consecutive samples of one run are not independent. A machine's speed drifts
+and toggles (harness.stability measures this VM's: ~1.8x every few seconds), so a run's 10^5 samples behave like
+a handful of independent observations, and a Mann-Whitney U test on them calls every 0.1 % difference
+"significant". The unit of replication is a time block: each run's samples are cut into `BLOCKS` contiguous
+blocks, each block's median is one observation, and both the test (Mann-Whitney U on block medians, with Cliff's
+delta as effect size) and the interval (bootstrap resampling blocks) are computed on those.
+
+The verdict needs both evidence and size, as asv's does: "slower" when the test rejects "no change" at `alpha`
+and the estimated change is at least `min_effect` (by default half the threshold: a slowdown of the threshold's
+size must be caught even when noise makes it look a little smaller). Cases measured on another machine or with
+other library versions are "not comparable" unless asked otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+BLOCKS = 20
+BOOTSTRAP_RESAMPLES = 2000
+DEFAULT_ALPHA = 0.01
+CI_CONFIDENCE = 0.95
+TOP1_TOLERANCE = 0.0  # same inputs, same labels: any change of top-1 is real
+COSINE_TOLERANCE = 1e-5  # thread-order float noise moves the 7th digit; a real change moves more
+
+
+def block_medians(samples_ns: list[int] | np.ndarray, blocks: int = BLOCKS) -> np.ndarray:
+    """Medians of `blocks` contiguous, equal slices of the samples in measurement order (fewer when short)."""
+    samples = np.asarray(samples_ns, dtype=np.float64)
+    count = min(blocks, samples.size)
+    return np.array([np.median(part) for part in np.array_split(samples, count)]) if count else samples
+
+
+@dataclass
+class TimingChange:
+    ratio: float  # new median / base median: 1.05 is 5 % slower
+    ci_low: float
+    ci_high: float
+    p_value: float
+    cliffs_delta: float  # P(new block > base block) - P(new block < base block), in [-1, 1]
+    base_blocks: int
+    new_blocks: int
+
+
+def timing_change(base_ns: list[int], new_ns: list[int], blocks: int = BLOCKS,
+                  rng: np.random.Generator | None = None) -> TimingChange:
+    """The ratio of medians (all samples), its bootstrap CI over blocks, and the block-level rank test."""
+    rng = rng or np.random.default_rng(0)
+    base, new = block_medians(base_ns, blocks), block_medians(new_ns, blocks)
+    ratio = float(np.median(np.asarray(new_ns, dtype=np.float64)) / np.median(np.asarray(base_ns, dtype=np.float64)))
+    base_boot = np.median(rng.choice(base, size=(BOOTSTRAP_RESAMPLES, base.size), replace=True), axis=1)
+    new_boot = np.median(rng.choice(new, size=(BOOTSTRAP_RESAMPLES, new.size), replace=True), axis=1)
+    tail = (1 - CI_CONFIDENCE) / 2
+    low, high = np.quantile(new_boot / base_boot, (tail, 1 - tail))
+    test = mannwhitneyu(new, base, alternative="two-sided")
+    delta = 2.0 * float(test.statistic) / (new.size * base.size) - 1.0
+    return TimingChange(ratio, float(low), float(high), float(test.pvalue), delta, int(base.size), int(new.size))
+
+
+@dataclass
+class CaseComparison:
+    case_id: str
+    verdict: str  # faster | slower | unchanged | not comparable
+    reason: str = ""
+    base_p50_ms: float | None = None
+    new_p50_ms: float | None = None
+    timing: TimingChange | None = None
+    accuracy: dict[str, Any] = field(default_factory=dict)  # {metric: {"base", "new", "change", "verdict"}}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def timing_verdict(change: TimingChange, min_effect: float, alpha: float) -> str:
+    if change.p_value >= alpha:
+        return "unchanged"
+    if change.ratio >= 1 + min_effect and change.ci_low > 1:
+        return "slower"
+    if change.ratio <= 1 / (1 + min_effect) and change.ci_high < 1:
+        return "faster"
+    return "unchanged"
+
+
+def accuracy_changes(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Top-1 and fidelity of the two records, where both have them; "worse" on any top-1 loss."""
+    changes = {}
+    for metric, tolerance in (("top1", TOP1_TOLERANCE), ("cosine_min", COSINE_TOLERANCE)):
+        before, after = (base.get("accuracy") or {}).get(metric), (new.get("accuracy") or {}).get(metric)
+        if before is None or after is None:
+            continue
+        delta = after - before
+        verdict = "worse" if delta < -tolerance else "better" if delta > tolerance else "same"
+        changes[metric] = {"base": before, "new": after, "change": delta, "verdict": verdict}
+    return changes
+
+
+def _machine_id(env: dict[str, Any]) -> str:
+    from harness.envinfo import machine_id
+
+    return env.get("machine_id") or machine_id(env.get("machine") or {})
+
+
+def not_comparable_reason(base: dict[str, Any], new: dict[str, Any], base_env: dict[str, Any],
+                          new_env: dict[str, Any], any_machine: bool, any_software: bool) -> str | None:
+    for record, which in ((base, "base"), (new, "new")):
+        if record.get("status") not in ("passed", "invalid") or not record.get("samples_ns"):
+            return f"{which} {record.get('status')}: {record.get('reason') or 'no samples'}"
+    for key in ("backend", "backend_options", "precision", "compression", "batch_size", "mode"):
+        if base.get(key) != new.get(key):
+            return f"{key} differs: {base.get(key)!r} vs {new.get(key)!r}"
+    if not any_machine and _machine_id(base_env) != _machine_id(new_env):
+        return "measured on different machines (--any-machine compares them anyway)"
+    if not any_software and base_env.get("libraries") != new_env.get("libraries"):
+        changed = sorted(k for k in {**base_env.get("libraries", {}), **new_env.get("libraries", {})}
+                         if base_env.get("libraries", {}).get(k) != new_env.get("libraries", {}).get(k))
+        return f"library versions differ ({', '.join(changed)}; --any-software compares them anyway)"
+    return None
+
+
+def compare_runs(base: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], base_env: dict[str, Any],
+                 new_env: dict[str, Any], threshold: float = 0.05, min_effect: float | None = None,
+                 alpha: float = DEFAULT_ALPHA, any_machine: bool = False,
+                 any_software: bool = False) -> list[CaseComparison]:
+    """Every case of either run, in the new run's order (then cases only the base has)."""
+    min_effect = threshold / 2 if min_effect is None else min_effect
+    results = []
+    for case_id in [*new, *(c for c in base if c not in new)]:
+        if case_id not in base or case_id not in new:
+            where = "base" if case_id not in base else "new"
+            results.append(CaseComparison(case_id, "not comparable", f"not in the {where} run"))
+            continue
+        before, after = base[case_id], new[case_id]
+        comparison = CaseComparison(case_id, "not comparable",
+                                    base_p50_ms=(before.get("latency_ms") or {}).get("p50"),
+                                    new_p50_ms=(after.get("latency_ms") or {}).get("p50"),
+                                    accuracy=accuracy_changes(before, after))
+        why = not_comparable_reason(before, after, base_env, new_env, any_machine, any_software)
+        if why:
+            comparison.reason = why
+        else:
+            comparison.timing = timing_change(before["samples_ns"], after["samples_ns"])
+            comparison.verdict = timing_verdict(comparison.timing, min_effect, alpha)
+        results.append(comparison)
+    return results

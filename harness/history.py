@@ -1,0 +1,157 @@
+"""The results history: an append-only folder of Parquet files, one per run, keyed by case id, machine and commit.
+
+Why a folder of Parquet files rather than one database file: a run is written once, to a temporary name that is
+renamed into place, so a writer killed mid-way leaves no half-written run and readers never see one; appending
+never rewrites what is already there (a DuckDB or SQLite file is rewritten in place, and one torn write can cost
+the whole history); a CI cache or artifact carries a folder as it is; and pyarrow reads every run, column by
+column, in one call. Each row keeps the whole record and its raw samples (zstd-compressed), so `accelbench
+compare @latest NEW` runs the same statistics as between two run folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HISTORY_ENV = "ACCELBENCH_HISTORY"
+DEFAULT_HISTORY = "history"
+
+SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("run_name", pa.string()), ("started", pa.string()), ("commit", pa.string()),
+    ("commit_time", pa.string()), ("branch", pa.string()), ("dirty", pa.bool_()), ("machine_id", pa.string()),
+    ("machine", pa.string()), ("env_id", pa.string()), ("env_json", pa.string()), ("scenario", pa.string()),
+    ("case_id", pa.string()), ("model", pa.string()), ("backend_label", pa.string()), ("precision", pa.string()),
+    ("compression", pa.string()), ("batch_size", pa.int64()), ("mode", pa.string()), ("status", pa.string()),
+    ("p50_ms", pa.float64()), ("q1_ms", pa.float64()), ("q3_ms", pa.float64()), ("p99_ms", pa.float64()),
+    ("ci_low_ms", pa.float64()), ("ci_high_ms", pa.float64()), ("throughput_ips", pa.float64()),
+    ("cosine", pa.float64()), ("top1", pa.float64()), ("record_json", pa.string()),
+    ("samples_ns", pa.list_(pa.int64())),
+])
+
+
+class HistoryError(Exception):
+    """A history that cannot be read or written as asked; the message names the folder or the run."""
+
+
+def history_dir(path: str | Path | None) -> Path:
+    return Path(path or os.environ.get(HISTORY_ENV) or DEFAULT_HISTORY)
+
+
+def run_id(run: Any) -> str:
+    """Stable for a run folder: its start time, machine and a hash of its name, so adding it twice is a no-op."""
+    started = run.started or "unknown"
+    digest = hashlib.sha256(f"{run.path.name}|{started}|{run.env.get('env_id')}".encode()).hexdigest()[:8]
+    stamp = "".join(ch for ch in started[:19] if ch.isdigit())
+    return f"{stamp}-{run.machine_id[:8]}-{digest}"
+
+
+def _rows(run: Any, identifier: str) -> list[dict[str, Any]]:
+    from reporting.runs import machine_label
+
+    git = run.env.get("git") or {}
+    rows = []
+    for record in run.records:
+        latency = record.get("latency_ms") or {}
+        ci = record.get("median_ci_ms") or {}
+        accuracy = record.get("accuracy") or {}
+        kept = {k: v for k, v in record.items() if k != "samples_ns"}
+        rows.append({
+            "run_id": identifier, "run_name": run.name, "started": run.started, "commit": git.get("id"),
+            "commit_time": git.get("time"), "branch": git.get("branch"), "dirty": bool(git.get("dirty")),
+            "machine_id": run.machine_id, "machine": machine_label(run.machine), "env_id": run.env.get("env_id"),
+            "env_json": json.dumps(run.env, default=str), "scenario": record.get("scenario"),
+            "case_id": record["case_id"], "model": record.get("model"),
+            "backend_label": record.get("backend_label") or record.get("backend"),
+            "precision": record.get("precision"), "compression": record.get("compression") or "none",
+            "batch_size": record.get("batch_size"), "mode": record.get("mode"), "status": record.get("status"),
+            "p50_ms": latency.get("p50"), "q1_ms": latency.get("q1"), "q3_ms": latency.get("q3"),
+            "p99_ms": latency.get("p99"), "ci_low_ms": ci.get("low"), "ci_high_ms": ci.get("high"),
+            "throughput_ips": record.get("throughput_ips"), "cosine": accuracy.get("cosine_min"),
+            "top1": accuracy.get("top1"), "record_json": json.dumps(kept, default=str),
+            "samples_ns": [int(v) for v in record.get("samples_ns") or []],
+        })
+    return rows
+
+
+def add_run(history: Path, run_dir: str | Path) -> tuple[str, bool]:
+    """Append a run folder; returns its id and whether it was new (adding a run twice changes nothing)."""
+    from reporting.runs import load_run
+
+    run = load_run(run_dir)
+    identifier = run_id(run)
+    target = history / f"{identifier}.parquet"
+    if target.exists():
+        return identifier, False
+    try:
+        history.mkdir(parents=True, exist_ok=True)
+        tmp = history / f".{identifier}.parquet.tmp"
+        pq.write_table(pa.Table.from_pylist(_rows(run, identifier), schema=SCHEMA), tmp, compression="zstd")
+        os.replace(tmp, target)
+    except OSError as error:
+        raise HistoryError(f"cannot write the history in {history}: {error.strerror or error}") from None
+    return identifier, True
+
+
+def read_history(history: Path, columns: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Every run of the history, oldest first, and a note per file that could not be read (skipped, never
+    fatal: one damaged file must not hide the rest of the history)."""
+    frames, problems = [], []
+    for path in sorted(history.glob("*.parquet")) if history.is_dir() else []:
+        try:
+            frames.append(pq.read_table(path, columns=columns).to_pandas())
+        except (OSError, pa.ArrowException) as error:
+            problems.append(f"{path}: unreadable, skipped ({error})")
+    if not frames:
+        return pd.DataFrame(columns=columns or SCHEMA.names), problems
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values(["started", "run_id"], kind="stable", ignore_index=True), problems
+
+
+def runs_table(history: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per run: id, start, commit, machine, number of cases."""
+    frame, problems = read_history(history, ["run_id", "run_name", "started", "commit", "machine", "case_id"])
+    if frame.empty:
+        return frame, problems
+    table = frame.groupby("run_id", sort=False).agg(
+        run_name=("run_name", "first"), started=("started", "first"), commit=("commit", "first"),
+        machine=("machine", "first"), cases=("case_id", "count")).reset_index()
+    return table, problems
+
+
+def load_history_run(history: Path, reference: str, machine_id: str | None = None, exclude: str | None = None,
+                     before: str | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str]:
+    """A run of the history as (records by case id, env, run id). reference: "latest" (the newest run on
+    machine_id that started before `before`, other than `exclude`) or a run id."""
+    frame, _ = read_history(history, ["run_id", "started", "machine_id"])
+    if frame.empty:
+        raise HistoryError(f"the history in {history} has no runs")
+    runs = frame.drop_duplicates("run_id")
+    if reference == "latest":
+        if machine_id is not None:
+            runs = runs[runs["machine_id"] == machine_id]
+        if exclude is not None:
+            runs = runs[runs["run_id"] != exclude]
+        if before is not None:
+            runs = runs[runs["started"] < before]
+        if runs.empty:
+            raise HistoryError(f"the history in {history} has no earlier run on this machine")
+        chosen = runs.iloc[-1]["run_id"]
+    elif reference in set(runs["run_id"]):
+        chosen = reference
+    else:
+        raise HistoryError(f"no run {reference!r} in the history in {history} (accelbench history list)")
+    table = pq.read_table(history / f"{chosen}.parquet", columns=["record_json", "samples_ns", "env_json"])
+    rows = table.to_pylist()
+    records = {}
+    for row in rows:
+        record = json.loads(row["record_json"])
+        record["samples_ns"] = row["samples_ns"] or []
+        records[record["case_id"]] = record
+    return records, json.loads(rows[0]["env_json"]) if rows else {}, chosen
