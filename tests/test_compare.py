@@ -1,0 +1,113 @@
+"""`accelbench compare`'s statistics and verdicts, and change-point detection, on data whose truth is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import mannwhitneyu
+
+from harness.changepoints import change_points
+from harness.compare import (
+    TimingChange,
+    accuracy_changes,
+    block_medians,
+    compare_runs,
+    timing_change,
+    timing_verdict,
+)
+
+MACHINE = {"cpu_model": "CPU A", "cpu_logical": 2, "memory_gb": 24, "arch": "x86_64", "gpu": None}
+ENV = {"machine": MACHINE, "libraries": {"onnxruntime": "1.32.0"}}
+
+
+def samples(median_ms: float, n: int = 5000, seed: int = 0, spread: float = 0.05) -> list[int]:
+    rng = np.random.default_rng(seed)
+    return (median_ms * 1e6 * np.exp(rng.normal(0, spread, n))).astype(np.int64).tolist()
+
+
+def record(case_id: str, median_ms: float | None, seed: int = 0, **extra) -> dict:
+    measured = median_ms is not None
+    return {"case_id": case_id, "backend": "tflite_cpu", "backend_options": {"threads": 2}, "precision": "fp32",
+            "compression": "none", "batch_size": 1, "mode": "latency",
+            "status": "passed" if measured else "skipped", "reason": None if measured else "not here",
+            "latency_ms": {"p50": median_ms} if measured else None,
+            "samples_ns": samples(median_ms, seed=seed) if measured else [], **extra}
+
+
+def test_block_medians_cut_the_run_in_order() -> None:
+    assert block_medians(list(range(100)), blocks=4).tolist() == [12.0, 37.0, 62.0, 87.0]
+    assert block_medians([5, 1, 3], blocks=20).tolist() == [5.0, 1.0, 3.0]  # fewer samples than blocks
+
+
+def test_a_real_slowdown_is_slower_and_noise_is_unchanged() -> None:
+    same = timing_change(samples(2.0, seed=1), samples(2.0, seed=2))
+    assert 0.99 < same.ratio < 1.01 and same.ci_low < 1 < same.ci_high and same.p_value > 0.01
+    assert timing_verdict(same, min_effect=0.025, alpha=0.01) == "unchanged"
+    slower = timing_change(samples(2.0, seed=1), samples(2.1, seed=2))
+    assert slower.ratio == pytest.approx(1.05, abs=0.01) and slower.ci_low > 1.0 and slower.p_value < 1e-6
+    assert slower.cliffs_delta == 1.0  # every block of the new run is slower than every block of the base
+    assert timing_verdict(slower, min_effect=0.025, alpha=0.01) == "slower"
+    faster = timing_change(samples(2.1, seed=1), samples(2.0, seed=2))
+    assert timing_verdict(faster, min_effect=0.025, alpha=0.01) == "faster"
+
+
+def test_the_test_counts_blocks_not_samples() -> None:
+    """A 0.3 % shift over 10^5 samples: a rank test on raw samples calls it significant; the block test does not
+    count 10^5 autocorrelated samples as 10^5 observations."""
+    base, new = samples(2.0, n=100_000, seed=1), samples(2.006, n=100_000, seed=2)
+    assert mannwhitneyu(new, base).pvalue < 1e-6
+    change = timing_change(base, new)
+    assert change.base_blocks == change.new_blocks == 20
+    assert timing_verdict(change, min_effect=0.025, alpha=0.01) == "unchanged"
+
+
+@pytest.mark.parametrize(("ratio", "p", "low", "high", "expected"), [
+    (1.10, 0.001, 1.05, 1.15, "slower"),
+    (1.10, 0.2, 0.95, 1.20, "unchanged"),  # large but not significant
+    (1.01, 0.001, 1.005, 1.015, "unchanged"),  # significant but under the minimum effect
+    (0.90, 0.001, 0.85, 0.95, "faster"),
+])
+def test_verdict_needs_evidence_and_size(ratio, p, low, high, expected) -> None:
+    change = TimingChange(ratio, low, high, p, 0.0, 20, 20)
+    assert timing_verdict(change, min_effect=0.025, alpha=0.01) == expected
+
+
+def test_cases_that_cannot_be_compared_say_why() -> None:
+    base = {"a": record("a", 2.0), "b": record("b", 2.0), "c": record("c", None), "gone": record("gone", 1.0)}
+    new = {"a": record("a", 2.0, seed=3), "b": {**record("b", 2.0), "batch_size": 4}, "c": record("c", 2.0),
+           "added": record("added", 1.0)}
+    results = {r.case_id: r for r in compare_runs(base, new, ENV, ENV)}
+    assert results["a"].verdict == "unchanged"
+    assert "batch_size differs" in results["b"].reason
+    assert results["c"].reason == "base skipped: not here"
+    assert results["gone"].reason == "not in the new run" and results["added"].reason == "not in the base run"
+    other_machine = {**ENV, "machine": {**MACHINE, "cpu_logical": 16}}
+    assert "different machines" in compare_runs(base, new, ENV, other_machine)[0].reason
+    assert compare_runs(base, new, ENV, other_machine, any_machine=True)[0].verdict == "unchanged"
+    upgraded = {**ENV, "libraries": {"onnxruntime": "1.33.0"}}
+    assert "library versions differ (onnxruntime" in compare_runs(base, new, ENV, upgraded)[0].reason
+
+
+def test_accuracy_changes_any_top1_loss_is_worse() -> None:
+    before = {"accuracy": {"top1": 0.9733, "cosine_min": 0.999990}}
+    after = {"accuracy": {"top1": 0.9689, "cosine_min": 0.999991}}
+    changes = accuracy_changes(before, after)
+    assert changes["top1"]["verdict"] == "worse" and changes["top1"]["change"] == pytest.approx(-0.0044)
+    assert changes["cosine_min"]["verdict"] == "same"  # float noise in the 6th digit
+
+
+def test_a_five_percent_step_is_found_at_its_run() -> None:
+    rng = np.random.default_rng(7)
+    series = 2.0 * np.exp(rng.normal(0, 0.01, 30))
+    series[17:] *= 1.05
+    found = change_points(series)
+    assert [point.index for point in found] == [17]
+    assert found[0].ratio == pytest.approx(1.05, abs=0.015)
+
+
+def test_noise_alone_has_no_change_point_and_tiny_steps_are_ignored() -> None:
+    flagged = sum(bool(change_points(2.0 * np.exp(np.random.default_rng(seed).normal(0, 0.01, 30))))
+                  for seed in range(20))
+    assert flagged <= 1  # at most one false step in twenty noisy series (the 200-series rate was 1/200)
+    tiny = np.r_[np.full(15, 2.0), np.full(15, 2.02)]  # a clean 1 % step: real, but under min_step
+    assert change_points(tiny) == []
