@@ -29,7 +29,8 @@ os.environ["ACCELBENCH_BACKENDS"] = REGISTRATION  # workers inherit it
 from _common import make_engine, run_passed
 
 from harness.cases import Case, ModelSpec
-from harness.compare import compare_runs
+from harness.compare import compare_runs, run_to_run_sigma
+from harness.results import read_records
 from harness.scenario import MeasureSpec
 from harness.stability import cpu_speed_probe
 
@@ -45,10 +46,39 @@ def make_case(args: argparse.Namespace, slowdown: float) -> Case:
                                     min_seconds=args.seconds, max_seconds=60, timeout_s=300).model_dump())
 
 
-def verdict(base: dict, new: dict, env: dict, threshold: float) -> tuple[str, float]:
+def verdict(base: dict, new: dict, env: dict, threshold: float, sigma: float | None) -> tuple[str, float]:
     same = {**new, "backend_options": base["backend_options"]}  # B is "the same case", slowed
-    result = compare_runs({"c": base}, {"c": same}, env, env, threshold=threshold)[0]
+    result = compare_runs({"c": base}, {"c": same}, env, env, threshold=threshold, noise={"c": sigma})[0]
     return result.verdict, result.timing.ratio if result.timing else float("nan")
+
+
+def analyse(records: list[dict], env: dict, threshold: float) -> dict:
+    """Verdicts of every round's pairs (records come in rounds of five: A1, A2, B, A3, B2)."""
+    rounds = [records[i:i + 5] for i in range(0, len(records) - len(records) % 5, 5)]
+    verdicts: dict[str, dict[str, list[str]]] = {mode: {"A/A": [], "A/B": [], "A/A confirmed": [],
+                                                         "A/B confirmed": []} for mode in ("run", "noise floor")}
+    ratios: dict[str, list[float]] = {"A/A": [], "A/B": []}
+    earlier: list[float] = []  # the A1 medians of the rounds before: this simulation's history
+    for a1, a2, b, a3, b2 in rounds:
+        sigma = run_to_run_sigma(earlier)
+        for mode, noise in (("run", None), ("noise floor", sigma)):
+            if mode == "noise floor" and sigma is None:
+                continue
+            for name, new, confirm in (("A/A", a2, a3), ("A/B", b, b2)):
+                first, ratio = verdict(a1, new, env, threshold, noise)
+                second, _ = verdict(a1, confirm, env, threshold, noise)
+                verdicts[mode][name].append(first)
+                verdicts[mode][f"{name} confirmed"].append("slower" if first == second == "slower" else "no")
+                if mode == "run":
+                    ratios[name].append(ratio)
+        earlier.append(a1["latency_ms"]["p50"])
+    rates = {mode: {name: found.count("slower") / len(found) for name, found in by_name.items() if found}
+             for mode, by_name in verdicts.items()}
+    return {"rounds": len(rounds), "slower_rates": rates,
+            "pairs_with_noise_floor": len(verdicts["noise floor"]["A/A"]),
+            "noise_floor_sigma_at_end": run_to_run_sigma(earlier),
+            "aa_ratio_sd": statistics.stdev(ratios["A/A"]) if len(ratios["A/A"]) > 1 else None,
+            "ab_ratio_median": statistics.median(ratios["A/B"]) if ratios["A/B"] else None}
 
 
 def main() -> None:
@@ -61,41 +91,33 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--slowdown", type=float, default=0.05)
     parser.add_argument("--threshold", type=float, default=0.05)
+    parser.add_argument("--from-results", metavar="RUN_DIR", help="analyse a finished simulation, measure nothing")
     args = parser.parse_args()
 
-    engine = make_engine("regression-detection")
-    env = engine.env
-    verdicts: dict[str, list[str]] = {"A/A": [], "A/B": [], "A/A confirmed": [], "A/B confirmed": []}
-    ratios: dict[str, list[float]] = {"A/A": [], "A/B": []}
-    probes = []
-    for index in range(args.pairs):
-        a1, a2, b, a3, b2 = (run_passed(engine, make_case(args, share))
-                             for share in (0, 0, args.slowdown, 0, args.slowdown))
-        for name, new, confirm in (("A/A", a2, a3), ("A/B", b, b2)):
-            first, ratio = verdict(a1, new, env, args.threshold)
-            second, _ = verdict(a1, confirm, env, args.threshold)
-            verdicts[name].append(first)
-            verdicts[f"{name} confirmed"].append("slower" if first == second == "slower" else "not confirmed")
-            ratios[name].append(ratio)
-        probes.append(statistics.median(cpu_speed_probe(seconds=0.25)["window_medians_us"]))
-        print(f"[{index + 1}/{args.pairs}] A/A {verdicts['A/A'][-1]} ({ratios['A/A'][-1]:.4f})  "
-              f"A/B {verdicts['A/B'][-1]} ({ratios['A/B'][-1]:.4f})", flush=True)
-    rates = {name: found.count("slower") / len(found) for name, found in verdicts.items()}
-    summary = {
-        "pairs": args.pairs, "case": make_case(args, 0).case_id, "threads": args.threads,
-        "steady_seconds": args.seconds, "threshold": args.threshold, "injected_slowdown": args.slowdown,
-        "slower_rates": rates,
-        "verdicts": {name: {v: found.count(v) for v in sorted(set(found))} for name, found in verdicts.items()},
-        "aa_ratio_sd": statistics.stdev(ratios["A/A"]) if len(ratios["A/A"]) > 1 else None,
-        "ab_ratio_median": statistics.median(ratios["A/B"]),
-        "cpu_probe_slowest_over_fastest": max(probes) / min(probes),
-        "results": str(engine.run_dir),
-    }
+    if args.from_results:
+        folder = Path(args.from_results)
+        records, env = read_records(folder / "results.jsonl"), json.loads((folder / "env.json").read_text())
+        probes: list[float] = []
+    else:
+        engine = make_engine("regression-detection")
+        env, probes, folder = engine.env, [], engine.run_dir
+        for index in range(args.pairs):
+            for share in (0, 0, args.slowdown, 0, args.slowdown):  # A1, A2, B, A3 (confirms A2), B2 (confirms B)
+                run_passed(engine, make_case(args, share))
+            probes.append(statistics.median(cpu_speed_probe(seconds=0.25)["window_medians_us"]))
+            print(f"[{index + 1}/{args.pairs}]", flush=True)
+        records = engine.store.records()
+    summary = {"case": records[0]["case_id"], "threads": records[0]["backend_options"]["threads"],
+               "steady_seconds": records[0]["measure"]["min_seconds"], "threshold": args.threshold,
+               "injected_slowdown": records[2]["backend_options"].get("slowdown"),
+               **analyse(records, env, args.threshold),
+               "cpu_probe_slowest_over_fastest": max(probes) / min(probes) if probes else None,
+               "results": str(folder)}
     print(json.dumps(summary, indent=2))
-    for suffix in ("", " confirmed"):
-        print(f"{'confirmed: ' if suffix else 'one comparison: '}A/A called slower {rates['A/A' + suffix]:.1%} "
-              f"(goal <= 1 %), A/B (+{args.slowdown:.0%}, measured median ratio {summary['ab_ratio_median']:.4f}) "
-              f"called slower {rates['A/B' + suffix]:.1%} (goal >= 95 %)")
+    for mode, rates in summary["slower_rates"].items():
+        for suffix in ("", " confirmed"):
+            print(f"{mode}{suffix}: A/A called slower {rates['A/A' + suffix]:.1%} (goal <= 1 %), A/B called slower "
+                  f"{rates['A/B' + suffix]:.1%} (goal >= 95 %)")
 
 
 if __name__ == "__main__":

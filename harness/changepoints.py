@@ -32,8 +32,9 @@ def noise_sigma(log_values: np.ndarray) -> float:
     """The noise of a series around its steps: MAD of successive differences, scaled to a Gaussian σ."""
     if log_values.size < 3:
         return 0.0
-    differences = np.diff(log_values)
-    return float(1.4826 * np.median(np.abs(differences - np.median(differences))) / np.sqrt(2))
+    # not centred on the differences' median: a step moves one difference, and alternating noise would centre
+    # every difference on itself and read as none
+    return float(1.4826 * np.median(np.abs(np.diff(log_values))) / np.sqrt(2))
 
 
 def change_points(values: list[float] | np.ndarray, min_step: float = 0.02, min_size: int = 2) -> list[ChangePoint]:

@@ -175,8 +175,8 @@ def _compare_side(spec: str, history: Path, new_run: Any = None) -> tuple[dict, 
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import DEFAULT_ALPHA, compare_runs
-    from harness.history import HistoryError, history_dir
+    from harness.compare import DEFAULT_ALPHA, compare_runs, run_to_run_sigma
+    from harness.history import HistoryError, case_medians, history_dir
     from reporting.runs import RunFolderError, load_run
 
     out, err = make_console(), make_console(stderr=True)
@@ -196,8 +196,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except (RunFolderError, HistoryError) as error:
         _err(err, str(error))
         return EXIT_USAGE
+    noise = None
+    if not args.no_noise_floor and new_run is not None and history.is_dir():
+        medians = case_medians(history, new_run.machine_id, new_run.started)
+        noise = {case: run_to_run_sigma(values) for case, values in medians.items()}
     results = compare_runs(base, new, base_env, new_env, threshold=args.threshold, alpha=args.alpha or DEFAULT_ALPHA,
-                           any_machine=args.any_machine, any_software=args.any_software)
+                           any_machine=args.any_machine, any_software=args.any_software, noise=noise)
     regressed = [r for r in results if r.verdict == "slower"
                  or any(change["verdict"] == "worse" for change in r.accuracy.values())]
     if args.regressions_out:
@@ -372,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--any-machine", action="store_true", help="compare runs from different machines too")
     compare.add_argument("--any-software", action="store_true", help="compare runs with other library versions too")
     compare.add_argument("--history", metavar="PATH", help=HISTORY_HELP)
+    compare.add_argument("--no-noise-floor", action="store_true",
+                         help="ignore the history's run-to-run noise (by default a change must exceed it)")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=cmd_compare)
 

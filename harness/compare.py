@@ -10,8 +10,11 @@ delta as effect size) and the interval (bootstrap resampling blocks) are compute
 
 The verdict needs both evidence and size, as asv's does: "slower" when the test rejects "no change" at `alpha`
 and the estimated change is at least `min_effect` (by default half the threshold: a slowdown of the threshold's
-size must be caught even when noise makes it look a little smaller). Cases measured on another machine or with
-other library versions are "not comparable" unless asked otherwise.
+size must be caught even when noise makes it look a little smaller). Blocks capture the noise inside a run, not
+the offset between two runs (a machine whose speed changes for seconds at a time moves a whole run); where the
+history holds earlier runs of a case on the same machine, their run-to-run spread σ sets a noise floor: the
+change must also exceed Z·√2·σ (one-sided 1 %), so that run-to-run noise alone rarely passes for a regression.
+Cases measured on another machine or with other library versions are "not comparable" unless asked otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ DEFAULT_ALPHA = 0.01
 CI_CONFIDENCE = 0.95
 TOP1_TOLERANCE = 0.0  # same inputs, same labels: any change of top-1 is real
 COSINE_TOLERANCE = 1e-5  # thread-order float noise moves the 7th digit; a real change moves more
+NOISE_FLOOR_Z = 2.326  # one-sided 1 %: how far beyond run-to-run noise a change must be
+MIN_NOISE_RUNS = 5  # fewer earlier runs than this say too little about a case's noise
 
 
 def block_medians(samples_ns: list[int] | np.ndarray, blocks: int = BLOCKS) -> np.ndarray:
@@ -71,10 +76,27 @@ class CaseComparison:
     base_p50_ms: float | None = None
     new_p50_ms: float | None = None
     timing: TimingChange | None = None
+    required_change: float | None = None  # the smallest change this case could be called slower for
     accuracy: dict[str, Any] = field(default_factory=dict)  # {metric: {"base", "new", "change", "verdict"}}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def required_change(min_effect: float, run_sigma: float | None) -> float:
+    """The change a case must show: the minimum effect, or more where its runs are noisier than that."""
+    if run_sigma is None:
+        return min_effect
+    return max(min_effect, float(np.expm1(NOISE_FLOOR_Z * np.sqrt(2) * run_sigma)))
+
+
+def run_to_run_sigma(medians: list[float]) -> float | None:
+    """σ of log median across earlier runs of a case (oldest first), robust to a step: MAD of successive
+    differences, as the change-point detector estimates noise. None with fewer than MIN_NOISE_RUNS runs."""
+    from harness.changepoints import noise_sigma
+
+    values = np.asarray([m for m in medians if m and m > 0], dtype=np.float64)
+    return noise_sigma(np.log(values)) if values.size >= MIN_NOISE_RUNS else None
 
 
 def timing_verdict(change: TimingChange, min_effect: float, alpha: float) -> str:
@@ -125,9 +147,10 @@ def not_comparable_reason(base: dict[str, Any], new: dict[str, Any], base_env: d
 
 def compare_runs(base: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], base_env: dict[str, Any],
                  new_env: dict[str, Any], threshold: float = 0.05, min_effect: float | None = None,
-                 alpha: float = DEFAULT_ALPHA, any_machine: bool = False,
-                 any_software: bool = False) -> list[CaseComparison]:
-    """Every case of either run, in the new run's order (then cases only the base has)."""
+                 alpha: float = DEFAULT_ALPHA, any_machine: bool = False, any_software: bool = False,
+                 noise: dict[str, float | None] | None = None) -> list[CaseComparison]:
+    """Every case of either run, in the new run's order (then cases only the base has). noise: run-to-run σ
+    of log median per case id, from the history (see run_to_run_sigma); without it only min_effect applies."""
     min_effect = threshold / 2 if min_effect is None else min_effect
     results = []
     for case_id in [*new, *(c for c in base if c not in new)]:
@@ -145,6 +168,7 @@ def compare_runs(base: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
             comparison.reason = why
         else:
             comparison.timing = timing_change(before["samples_ns"], after["samples_ns"])
-            comparison.verdict = timing_verdict(comparison.timing, min_effect, alpha)
+            comparison.required_change = required_change(min_effect, (noise or {}).get(case_id))
+            comparison.verdict = timing_verdict(comparison.timing, comparison.required_change, alpha)
         results.append(comparison)
     return results

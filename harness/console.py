@@ -145,7 +145,7 @@ def compare_table(results: list[Any], base: str, new: str, threshold: float) -> 
     """`accelbench compare`: per case the medians, the change with its CI, the test and the verdict."""
     table = Table(title=f"{escape(new)} against {escape(base)} (threshold {threshold:.1%})", header_style="bold",
                   pad_edge=False)
-    for column in ("case", "base p50 ms", "new p50 ms", "change", "95% CI", "p", "Cliff's δ", "verdict",
+    for column in ("case", "base p50 ms", "new p50 ms", "change", "95% CI", "p", "Cliff's δ", "needs", "verdict",
                    "accuracy"):
         table.add_column(column, justify="left" if column in ("case", "verdict", "accuracy") else "right",
                          no_wrap=column == "case")
@@ -160,6 +160,7 @@ def compare_table(results: list[Any], base: str, new: str, threshold: float) -> 
             f"{timing.ci_low - 1:+.1%} … {timing.ci_high - 1:+.1%}" if timing else "-",
             f"{timing.p_value:.2g}" if timing else "-",
             f"{timing.cliffs_delta:+.2f}" if timing else "-",
+            f"±{result.required_change:.1%}" if result.required_change is not None else "-",
             f"[{style}]{result.verdict}[/]" if style else result.verdict,
             escape(accuracy) or "-",
         )

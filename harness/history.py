@@ -155,3 +155,15 @@ def load_history_run(history: Path, reference: str, machine_id: str | None = Non
         record["samples_ns"] = row["samples_ns"] or []
         records[record["case_id"]] = record
     return records, json.loads(rows[0]["env_json"]) if rows else {}, chosen
+
+
+def case_medians(history: Path, machine_id: str, before: str | None = None, last: int = 30) -> dict[str, list[float]]:
+    """Per case id, the p50 of its last `last` measured runs on this machine that started before `before`,
+    oldest first: what compare's noise floor is estimated from."""
+    frame, _ = read_history(history, ["started", "machine_id", "case_id", "status", "p50_ms"])
+    if frame.empty:
+        return {}
+    keep = (frame["machine_id"] == machine_id) & frame["status"].isin(["passed", "invalid"]) & frame["p50_ms"].notna()
+    if before is not None:
+        keep &= frame["started"] < before
+    return {case: group["p50_ms"].tolist()[-last:] for case, group in frame[keep].groupby("case_id", sort=False)}

@@ -111,3 +111,17 @@ def test_noise_alone_has_no_change_point_and_tiny_steps_are_ignored() -> None:
     assert flagged <= 1  # at most one false step in twenty noisy series (the 200-series rate was 1/200)
     tiny = np.r_[np.full(15, 2.0), np.full(15, 2.02)]  # a clean 1 % step: real, but under min_step
     assert change_points(tiny) == []
+
+
+def test_a_noisy_case_needs_a_change_beyond_its_run_to_run_noise() -> None:
+    from harness.compare import required_change, run_to_run_sigma
+
+    steady = [2.0 * (1 + 0.002 * (-1) ** i) for i in range(10)]  # ±0.2 % between runs
+    noisy = [2.0 * (1 + 0.03 * (-1) ** i) for i in range(10)]  # ±3 %
+    assert run_to_run_sigma(steady[:4]) is None  # too few runs to say
+    assert required_change(0.025, run_to_run_sigma(steady)) == 0.025  # the minimum effect rules
+    assert required_change(0.025, run_to_run_sigma(noisy)) > 0.10
+    base, new = {"a": record("a", 2.0, seed=1)}, {"a": record("a", 2.1, seed=2)}  # +5 %
+    assert compare_runs(base, new, ENV, ENV, noise={"a": run_to_run_sigma(steady)})[0].verdict == "slower"
+    result = compare_runs(base, new, ENV, ENV, noise={"a": run_to_run_sigma(noisy)})[0]
+    assert result.verdict == "unchanged" and result.required_change > 0.10
