@@ -99,7 +99,7 @@ class OnnxRuntimeCpu(Backend):
 
     @classmethod
     def option_problem(cls, name: str, value: Any) -> str | None:
-        if name == "graph_optimization" and value not in _OPT_LEVELS:
+        if name == "graph_optimization" and (not isinstance(value, str) or value not in _OPT_LEVELS):
             return f"unknown graph_optimization {value!r} (expected one of {', '.join(_OPT_LEVELS)})"
         return None
 

@@ -42,8 +42,11 @@ def _probe(library: str, options: dict[str, str]) -> dict[str, Any]:
 @functools.cache
 def delegate_probe(library: str, options_json: str) -> dict[str, Any]:
     """Does `library` load as a TFLite delegate with these options? Once per (library, options) per process."""
-    path = Path(library)
-    if not path.is_file():
+    try:
+        found = Path(library).is_file()
+    except (OSError, ValueError) as error:  # a name too long for the file system, a NUL byte
+        return {"ok": False, "error": f"the delegate library path is unusable: {error}"}
+    if not found:
         return {"ok": False, "error": f"the delegate library {library} does not exist"}
     result, _ = run_probe("backends.tflite_delegate", [library, options_json], PROBE_TIMEOUT_S,
                           f"loading the delegate library {library}")

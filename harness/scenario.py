@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.reader import ReaderError
 
 from harness.cases import Case, ModelSpec, compression_label
+
+if TYPE_CHECKING:
+    from backends.base import Backend
 
 Precision = Literal["fp32", "fp16", "int8_dynamic", "int8"]
 Mode = Literal["latency", "throughput", "concurrent"]
@@ -225,6 +232,11 @@ _KEYS_AT = {
 }
 
 
+# Every character str.splitlines() breaks a line at, escaped: a name or path quoted from the file into a message
+# (a label "a\nb", a key with a U+2028) must not start a line of its own, one that names no file and line.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 class ScenarioError(Exception):
     """A scenario the user must fix. ``str()`` is the whole user-facing message, one line per problem."""
 
@@ -232,7 +244,7 @@ class ScenarioError(Exception):
         self.path = str(path)
         self.problems = problems
         lines = [f"{self.path}:{line}: {text}" if line else f"{self.path}: {text}" for line, text in problems]
-        super().__init__("\n".join(lines))
+        super().__init__("\n".join(line.translate(_LINE_BREAKS) for line in lines))
 
 
 @dataclass
@@ -255,6 +267,80 @@ def _format_loc(loc: Loc) -> str:
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+_MAX_DEPTH = 50  # levels of nesting; a scenario needs 5 (backends → entry → options → mapping → value)
+_YAML_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # what YAML counts as a line break
+
+
+def _line_at(text: str, index: int) -> int:
+    """The line (from 1) of ``text[index]``, counted as YAML counts lines in its error marks."""
+    return len(_YAML_BREAK.findall(text, 0, index)) + 1
+
+
+def _excerpt(text: str) -> str:
+    """A value quoted into a message, cut short: a 5000-digit number must not fill the user's terminal."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reports, as YAML errors at their line, the inputs that SafeLoader lets escape as tracebacks.
+
+    A hand-edited file reaches corners of PyYAML that raise plain Python errors: scalars that do not fit their
+    tag (``!!int abc``, ``!!float ''``, ``!!bool maybe``, a date like 2023-02-30), an alias inside its own anchor
+    (``&a [*a]``, a structure that contains itself, on which every later pass recurses until the stack runs out)
+    and nesting deep enough to exhaust the stack by itself. Integers are limited to 64 bits: past that no
+    setting makes sense, and past 4300 digits Python cannot even print one into a message or a case id.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open: list[str | None] = []  # anchors of the nodes being composed, outermost first
+        self._heights: dict[yaml.Node, int] = {}  # levels of nesting at and below a node, through aliases
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        depth = len(self._open)
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise ComposerError(None, None, f"the alias *{event.anchor} is inside its own anchor &{event.anchor}",
+                                    event.start_mark)
+            node = super().compose_node(parent, index)
+        else:
+            if depth >= _MAX_DEPTH:
+                raise ComposerError(None, None, f"nested more than {_MAX_DEPTH} levels deep", event.start_mark)
+            self._open.append(event.anchor)
+            try:
+                node = super().compose_node(parent, index)
+            finally:
+                self._open.pop()
+            children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
+                node.value if isinstance(node, yaml.SequenceNode) else [])
+            self._heights[node] = 1 + max((self._heights[child] for child in children), default=0)
+        if depth + self._heights[node] > _MAX_DEPTH:  # an alias brings its anchor's nesting along
+            raise ComposerError(None, None, f"nested more than {_MAX_DEPTH} levels deep", event.start_mark)
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, KeyError, AttributeError, IndexError):  # what SafeConstructor's scalar parsers raise
+            text = _excerpt(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
+            raise ConstructorError(None, None, f"{text} is not a valid {node.tag.rpartition(':')[2]} (quote it if it "
+                                   "is meant as text)", node.start_mark) from None
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            value = super().construct_yaml_int(node)
+        except ValueError:  # "!!int abc", or more than 4300 digits: Python refuses to convert those
+            value = None
+        if value is None or abs(value) >= 2**63:
+            raise ConstructorError(None, None, f"{_excerpt(node.value)} is not an integer of at most 64 bits",
+                                   node.start_mark)
+        return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 class _LineMap:
@@ -354,9 +440,18 @@ def _registry_problems(data: dict[str, Any], lines: _LineMap) -> list[tuple[int,
                 choices = [*allowed, *BackendEntry.model_fields]
                 problems.append((lines.line(loc), f"{_format_loc(loc)}: unknown option {key!r} for backend "
                                  f"{name}{did_you_mean(str(key), choices)}"))
-            elif key in allowed and (problem := backend_class.option_problem(key, value)):
+            elif key in allowed and (problem := _option_problem(backend_class, key, value)):
                 problems.append((lines.line(loc), f"{_format_loc(loc)}: {problem}"))
     return problems
+
+
+def _option_problem(backend_class: type[Backend], key: str, value: Any) -> str | None:
+    """The adapter's own check of an option value; a check that trips over a type it did not expect (onnxruntime_cpu
+    looks a list up in a dict) still means the value is wrong, and must not become the user's traceback."""
+    try:
+        return backend_class.option_problem(key, value)
+    except Exception:
+        return f"{key} cannot be {value!r}"
 
 
 def _override_problems(scenario: Scenario, lines: _LineMap) -> list[tuple[int, str]]:
@@ -382,10 +477,35 @@ def _calibration_problems(scenario: Scenario, lines: _LineMap, base_dir: Path) -
     problems = []
     for loc, spec in where:
         if spec.source.endswith(".npz"):
+            if problem := _path_problem(spec.source, base_dir):
+                problems.append((lines.line(loc), f"{_format_loc(loc)}: {problem}"))
+                continue
             file = _calibration(spec, base_dir)["source"]
             if not Path(file).is_file():
                 problems.append((lines.line(loc), f"{_format_loc(loc)}: no such calibration file {file}"))
     return problems
+
+
+def _model_path_problems(scenario: Scenario, lines: _LineMap, base_dir: Path) -> list[tuple[int, str]]:
+    """A model file may not exist yet (it fails at run time), but its path must be one the system accepts."""
+    problems = []
+    for index, model in enumerate(scenario.models):
+        if model.path is not None and (problem := _path_problem(model.path, base_dir)):
+            loc: Loc = ("models", index, "path")
+            problems.append((lines.line(loc), f"{_format_loc(loc)}: {problem}"))
+    return problems
+
+
+def _path_problem(text: str, base_dir: Path) -> str | None:
+    """Why the system refuses a path outright (a NUL byte, a name too long, an unknown ~user), or None.
+
+    Expansion resolves these paths and the zoo looks at them, where such a path raises; so it is the scenario's
+    mistake, reported at its line when the file loads."""
+    try:
+        (base_dir / Path(text).expanduser()).resolve().is_dir()
+    except (OSError, ValueError, RuntimeError) as error:
+        return f"unusable path {_excerpt(text)}: {getattr(error, 'strerror', None) or error}"
+    return None
 
 
 def _baseline_problems(scenario: Scenario, data: dict[str, Any], lines: _LineMap) -> list[tuple[int, str]]:
@@ -406,14 +526,23 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     """Parse and validate a scenario file; raises :class:`ScenarioError` with every problem found."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        content = path.read_bytes()
     except FileNotFoundError:
         raise ScenarioError(path, [(None, "no such scenario file")]) from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise ScenarioError(path, [(None, f"cannot read the file: {error}")]) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:  # the user's editor can go to the line, once it is named
+        before = content[:error.start].decode("utf-8", "replace")
+        problem = f"not UTF-8 text: byte {content[error.start]:#04x} ({error.reason})"
+        raise ScenarioError(path, [(_line_at(before, len(before)), problem)]) from None
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
+    except ReaderError as error:  # a character YAML refuses: no mark, only its position
+        problem = f"invalid YAML: unacceptable character #x{error.character:04x}: {error.reason}"
+        raise ScenarioError(path, [(_line_at(text, error.position), problem)]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         problem = getattr(error, "problem", None) or str(error)
@@ -431,6 +560,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         problems += [_pydantic_problem(e, lines) for e in error.errors()]
     if scenario is not None:
         problems += _override_problems(scenario, lines) + _calibration_problems(scenario, lines, path.parent)
+        problems += _model_path_problems(scenario, lines, path.parent)
         problems += _baseline_problems(scenario, data, lines)
     if problems or scenario is None:
         raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
@@ -498,7 +628,10 @@ def expand(loaded: LoadedScenario) -> list[Case]:
                     compression=compression, calibration=calibration if precision == "int8" else {},
                     accuracy_budget=budget, baseline=scenario.baseline.model_dump(),
                 )
-                case.skip_reason = skip_reason(case)
+                try:
+                    case.skip_reason = skip_reason(case)
+                except Exception as error:  # an adapter's check that crashes on these settings: say so, run nothing
+                    case.skip_reason = f"cannot tell whether {backend.name} can run this case: {error!r}"
                 cases.append(case)
     return cases
 
