@@ -2,9 +2,9 @@
 
 PELT (ruptures) on log(median) with a least-squares cost, i.e. a piecewise-constant (step) model like asv's
 Potts-model step detection; log so that a step is a ratio whatever the case's scale. The penalty is BIC-like,
-3·σ²·ln(n) per change, with σ the noise estimated robustly from successive differences (MAD), so the detector
-adapts to each case's own noise. A detected step smaller than `min_step` is dropped: a real but tiny shift is
-not a regression anyone acts on.
+3·σ²·ln(n) per change, with σ the noise estimated robustly from the median absolute successive difference, so
+the detector adapts to each case's own noise. A detected step smaller than `min_step` is dropped: a real but
+tiny shift is not a regression anyone acts on.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ class ChangePoint:
 
 
 def noise_sigma(log_values: np.ndarray) -> float:
-    """The noise of a series around its steps: MAD of successive differences, scaled to a Gaussian σ."""
+    """The noise of a series around its steps: the median absolute successive difference, scaled to a
+    Gaussian σ (a step moves one difference only, so it barely moves the median)."""
     if log_values.size < 3:
         return 0.0
     # not centred on the differences' median: a step moves one difference, and alternating noise would centre

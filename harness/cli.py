@@ -50,7 +50,7 @@ def file_sha256(path: Path) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.engine import Engine
-    from harness.results import RunFolderProblem, new_run_dir
+    from harness.results import DiskFull, RunFolderProblem, new_run_dir
     from harness.scenario import ScenarioError, expand, load_scenario
     from harness.selection import SelectionError, select
 
@@ -97,14 +97,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         cases = todo
     try:
         _run_cases(engine, cases, err)
-    except OSError as error:  # the disk filled up mid-run: what is recorded stays, resume goes on
-        _err(err, f"cannot write results to {engine.run_dir}: {error}; the cases recorded so far are kept "
-                  f"(accelbench run --resume {engine.run_dir} runs the rest)")
+        with err.status("writing the HTML report"):
+            records = engine.finish()
+    except DiskFull as error:  # what is recorded stays, resume goes on
+        _err(err, f"{error}: the cases recorded so far are kept (accelbench run --resume {engine.run_dir} runs "
+                  "the rest)")
         return EXIT_USAGE
     from harness.console import print_summary
 
-    with err.status("writing the HTML report"):
-        records = engine.finish()
     print_summary(records, engine.run_dir, out, engine.report_path, engine.report_error)
     if args.history:
         from harness.history import HistoryError, add_run
@@ -151,41 +151,44 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def parse_share(text: str) -> float:
-    """ "5%", "0.05" and "5" all mean five percent (a bare number above 1 is read as percent)."""
-    value = float(text.strip().removesuffix("%"))
-    share = value / 100 if text.strip().endswith("%") or value > 1 else value
+    """ "5%", "5" and "0.05" all mean five percent: a bare number of 1 or more is read as percent."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage like 5%") from None
+    share = value / 100 if text.strip().endswith("%") or value >= 1 else value
     if not 0 < share < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 100 %")
     return share
 
 
-def _compare_side(spec: str, history: Path, new_run: Any = None) -> tuple[dict, dict, str]:
-    """A run folder, or @latest / @RUN_ID of the history: (records by case id, env, how to name it). @latest is
-    the newest run of the history on new_run's machine that started before it."""
-    from harness.history import load_history_run, run_id
+def _compare_side(spec: str, history: Path, new: dict[str, Any] | None = None) -> tuple[dict, dict, str, dict]:
+    """A run folder, or @latest / @RUN_ID of the history: (records by case id, env, its name, facts). @latest is
+    the newest run of the history on the new run's machine that started before it; facts are the machine, start
+    and history id that the base is then chosen against."""
+    from harness.history import history_run_facts, load_history_run, run_id
     from reporting.runs import load_run
 
     if spec.startswith("@"):
-        machine, exclude, before = ((new_run.machine_id, run_id(new_run), new_run.started) if new_run is not None
-                                    else (None, None, None))
+        machine, exclude, before = (new["machine_id"], new["run_id"], new["started"]) if new else (None, None, None)
         records, env, identifier = load_history_run(history, spec[1:], machine, exclude, before)
-        return records, env, f"{identifier} (history)"
+        return records, env, f"{identifier} (history)", history_run_facts(history, identifier)
     run = load_run(spec)
-    return {r["case_id"]: r for r in run.records}, {**run.env, "machine_id": run.machine_id}, str(run.path)
+    facts = {"machine_id": run.machine_id, "started": run.started, "run_id": run_id(run)}
+    return {r["case_id"]: r for r in run.records}, {**run.env, "machine_id": run.machine_id}, str(run.path), facts
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.compare import DEFAULT_ALPHA, compare_runs, run_to_run_sigma
     from harness.history import HistoryError, case_medians, history_dir
-    from reporting.runs import RunFolderError, load_run
+    from reporting.runs import RunFolderError
 
     out, err = make_console(), make_console(stderr=True)
     history = history_dir(args.history)
     try:
-        new, new_env, new_name = _compare_side(args.new, history)
-        new_run = None if args.new.startswith("@") else load_run(args.new)
+        new, new_env, new_name, facts = _compare_side(args.new, history)
         try:
-            base, base_env, base_name = _compare_side(args.base, history, new_run)
+            base, base_env, base_name, base_facts = _compare_side(args.base, history, facts)
         except HistoryError as error:
             if args.base == "@latest":  # the first night of a history: nothing to compare with yet
                 out.print(f"nothing to compare {escape(new_name)} with: {escape(str(error))}", highlight=False)
@@ -193,17 +196,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     Path(args.regressions_out).write_text("")
                 return EXIT_OK
             raise
+        if base_facts["run_id"] == facts["run_id"]:
+            raise HistoryError(f"{args.base} and {args.new} are the same run ({facts['run_id']})")
     except (RunFolderError, HistoryError) as error:
         _err(err, str(error))
         return EXIT_USAGE
     noise = None
-    if not args.no_noise_floor and new_run is not None and history.is_dir():
-        medians = case_medians(history, new_run.machine_id, new_run.started)
+    if not args.no_noise_floor and history.is_dir():
+        medians = case_medians(history, facts["machine_id"], facts["started"])
         noise = {case: run_to_run_sigma(values) for case, values in medians.items()}
     results = compare_runs(base, new, base_env, new_env, threshold=args.threshold, alpha=args.alpha or DEFAULT_ALPHA,
                            any_machine=args.any_machine, any_software=args.any_software, noise=noise)
-    regressed = [r for r in results if r.verdict == "slower"
-                 or any(change["verdict"] == "worse" for change in r.accuracy.values())]
+    regressed = [r for r in results if r.regressed]
     if args.regressions_out:
         Path(args.regressions_out).write_text("".join(f"{r.case_id}\n" for r in regressed))
     if args.json:
@@ -213,11 +217,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from harness.console import compare_table
 
         out.print(compare_table(results, base_name, new_name, args.threshold))
-        counts = {v: sum(r.verdict == v for r in results) for v in ("slower", "faster", "unchanged", "not comparable")}
+        verdicts = ("broken", "slower", "faster", "unchanged", "missing", "not comparable")
+        counts = {v: sum(r.verdict == v for r in results) for v in verdicts}
         out.print(", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n), highlight=False)
         for result in results:
-            if result.verdict == "not comparable":
-                out.print(f"[dim]not comparable[/] {escape(result.case_id)}: {escape(result.reason)}",
+            if result.reason:
+                out.print(f"[dim]{result.verdict}[/] {escape(result.case_id)}: {escape(result.reason)}",
                           highlight=False, soft_wrap=True)
         if regressed:
             names = escape(", ".join(r.case_id for r in regressed))
@@ -267,6 +272,9 @@ def cmd_trend(args: argparse.Namespace) -> int:
 
     history = history_dir(args.history)
     err = make_console(stderr=True)
+    if not any(history.glob("*.parquet")):
+        _err(err, f"no runs in the history {history} (accelbench history add RUN_DIR --history {history})")
+        return EXIT_USAGE
     try:
         with err.status("writing the trend page"):
             path, problems = write_trend(history, args.output)

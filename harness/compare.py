@@ -33,6 +33,8 @@ TOP1_TOLERANCE = 0.0  # same inputs, same labels: any change of top-1 is real
 COSINE_TOLERANCE = 1e-5  # thread-order float noise moves the 7th digit; a real change moves more
 NOISE_FLOOR_Z = 2.326  # one-sided 1 %: how far beyond run-to-run noise a change must be
 MIN_NOISE_RUNS = 5  # fewer earlier runs than this say too little about a case's noise
+MIN_BLOCKS = 5  # with 5 blocks a side the exact two-sided U test can reach p = 0.008; with 4, never below 0.029
+MEASURED = ("passed", "invalid")
 
 
 def block_medians(samples_ns: list[int] | np.ndarray, blocks: int = BLOCKS) -> np.ndarray:
@@ -71,7 +73,7 @@ def timing_change(base_ns: list[int], new_ns: list[int], blocks: int = BLOCKS,
 @dataclass
 class CaseComparison:
     case_id: str
-    verdict: str  # faster | slower | unchanged | not comparable
+    verdict: str  # slower | faster | unchanged | broken | missing | not comparable
     reason: str = ""
     base_p50_ms: float | None = None
     new_p50_ms: float | None = None
@@ -79,8 +81,16 @@ class CaseComparison:
     required_change: float | None = None  # the smallest change this case could be called slower for
     accuracy: dict[str, Any] = field(default_factory=dict)  # {metric: {"base", "new", "change", "verdict"}}
 
+    @property
+    def regressed(self) -> bool:
+        """Slower, broken (measured before, not now), or less accurate where the two are comparable."""
+        if self.verdict in ("slower", "broken"):
+            return True
+        comparable = self.verdict not in ("not comparable", "missing")
+        return comparable and any(change["verdict"] == "worse" for change in self.accuracy.values())
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "regressed": self.regressed}
 
 
 def required_change(min_effect: float, run_sigma: float | None) -> float:
@@ -91,8 +101,8 @@ def required_change(min_effect: float, run_sigma: float | None) -> float:
 
 
 def run_to_run_sigma(medians: list[float]) -> float | None:
-    """σ of log median across earlier runs of a case (oldest first), robust to a step: MAD of successive
-    differences, as the change-point detector estimates noise. None with fewer than MIN_NOISE_RUNS runs."""
+    """σ of log median across earlier runs of a case (oldest first), robust to a step: from the median absolute
+    successive difference, as the change-point detector estimates noise. None with fewer than MIN_NOISE_RUNS."""
     from harness.changepoints import noise_sigma
 
     values = np.asarray([m for m in medians if m and m > 0], dtype=np.float64)
@@ -130,10 +140,13 @@ def _machine_id(env: dict[str, Any]) -> str:
 
 def not_comparable_reason(base: dict[str, Any], new: dict[str, Any], base_env: dict[str, Any],
                           new_env: dict[str, Any], any_machine: bool, any_software: bool) -> str | None:
+    """Why two records of one case id cannot be compared: not both measured, or not measured alike (the case id
+    stays the same when a scenario changes its input shape, measurement or calibration)."""
     for record, which in ((base, "base"), (new, "new")):
-        if record.get("status") not in ("passed", "invalid") or not record.get("samples_ns"):
+        if record.get("status") not in MEASURED or not record.get("samples_ns"):
             return f"{which} {record.get('status')}: {record.get('reason') or 'no samples'}"
-    for key in ("backend", "backend_options", "precision", "compression", "batch_size", "mode"):
+    for key in ("backend", "backend_options", "precision", "compression", "batch_size", "mode", "model_source",
+                "calibration", "measure"):
         if base.get(key) != new.get(key):
             return f"{key} differs: {base.get(key)!r} vs {new.get(key)!r}"
     if not any_machine and _machine_id(base_env) != _machine_id(new_env):
@@ -142,6 +155,9 @@ def not_comparable_reason(base: dict[str, Any], new: dict[str, Any], base_env: d
         changed = sorted(k for k in {**base_env.get("libraries", {}), **new_env.get("libraries", {})}
                          if base_env.get("libraries", {}).get(k) != new_env.get("libraries", {}).get(k))
         return f"library versions differ ({', '.join(changed)}; --any-software compares them anyway)"
+    blocks = min(len(base["samples_ns"]), len(new["samples_ns"]), BLOCKS)
+    if blocks < MIN_BLOCKS:
+        return f"too few samples for the test ({blocks} blocks; at least {MIN_BLOCKS})"
     return None
 
 
@@ -154,11 +170,18 @@ def compare_runs(base: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
     min_effect = threshold / 2 if min_effect is None else min_effect
     results = []
     for case_id in [*new, *(c for c in base if c not in new)]:
-        if case_id not in base or case_id not in new:
-            where = "base" if case_id not in base else "new"
-            results.append(CaseComparison(case_id, "not comparable", f"not in the {where} run"))
+        if case_id not in new:  # dropped from the scenario, or lost: either way worth a line
+            results.append(CaseComparison(case_id, "missing", "in the base run, not in the new one"))
+            continue
+        if case_id not in base:
+            results.append(CaseComparison(case_id, "not comparable", "not in the base run"))
             continue
         before, after = base[case_id], new[case_id]
+        if before.get("status") in MEASURED and after.get("status") not in MEASURED:
+            why = f"measured before, now {after.get('status')}: {after.get('reason')}"
+            results.append(CaseComparison(case_id, "broken", why,
+                                          base_p50_ms=(before.get("latency_ms") or {}).get("p50")))
+            continue
         comparison = CaseComparison(case_id, "not comparable",
                                     base_p50_ms=(before.get("latency_ms") or {}).get("p50"),
                                     new_p50_ms=(after.get("latency_ms") or {}).get("p50"),

@@ -79,7 +79,7 @@ def tradeoff_table(records: list[dict[str, Any]]) -> Table | None:
             sparsity = sparsity.get("pruned_kernels")
         drop = accuracy.get("top1_drop")
         table.add_row(
-            record["case_id"],
+            escape(record["case_id"]),
             fmt_number(p50),
             f"{base / p50:.2f}×" if base and p50 else "-",
             fmt_number(size / 1e6 if size else None),
@@ -138,7 +138,8 @@ def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console 
         console.print(f"[red]error[/] {escape(report_error)}", highlight=False, soft_wrap=True)
 
 
-VERDICT_STYLE = {"slower": "bold red", "faster": "green", "unchanged": "", "not comparable": "dim"}
+VERDICT_STYLE = {"slower": "bold red", "broken": "bold red", "missing": "yellow", "faster": "green", "unchanged": "",
+                 "not comparable": "dim"}
 
 
 def compare_table(results: list[Any], base: str, new: str, threshold: float) -> Table:

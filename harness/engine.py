@@ -7,8 +7,7 @@ record to the run's store before the next case starts.
 
 from __future__ import annotations
 
-import ctypes
-import functools
+import errno
 import gzip
 import json
 import os
@@ -30,11 +29,11 @@ from harness.fidelity import (
     top1_accuracy,
     uninformative_reference,
 )
-from harness.results import RunStore, safe_file_name
+from harness.lifeline import child_env
+from harness.results import DiskFull, RunStore, safe_file_name
 from harness.skips import skip_reason
 from harness.stats import latency_summary_ms, median_ci_ms
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 BUILD_TIMEOUT_S = float(os.environ.get("ACCELBENCH_BUILD_TIMEOUT", 3600))
 
 
@@ -98,20 +97,6 @@ def _watch(process: subprocess.Popen, deadline: float, timeout_s: float, memory_
                         f"({memory_limit_mb} MB) and was killed")
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """For Popen's preexec_fn (Linux): the child gets SIGKILL when the harness dies, even by SIGKILL. An orphaned
-    worker would go on measuring, and loading the CPU under the cases of a resumed run."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the harness died before prctl took effect
-        os._exit(1)
-
-
-def _child_options() -> dict[str, Any]:
-    if not sys.platform.startswith("linux"):
-        return {}
-    return {"preexec_fn": functools.partial(die_with_parent, os.getpid())}
-
-
 def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
                memory_limit_mb: int | None = None) -> WorkerOutcome:
     """Run one job in a fresh interpreter; every way it can end becomes a result or a one-line reason."""
@@ -126,7 +111,7 @@ def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "harness.worker", str(job_path), str(result_path)],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=worker_env(), start_new_session=True, **_child_options())
+                                   env=child_env(worker_env()), start_new_session=True)
         try:
             killed_for = _watch(process, start + timeout_s, timeout_s, memory_limit_mb)
         finally:  # Ctrl-C in the parent must not leave an orphaned worker measuring on
@@ -228,8 +213,8 @@ class Engine:
         with open(log_path, "ab") as log:
             try:
                 done = subprocess.run([sys.executable, "-m", "model_zoo.build"], input=payload.encode(),
-                                      stdout=subprocess.PIPE, stderr=log, env=worker_env(),
-                                      timeout=BUILD_TIMEOUT_S, **_child_options())
+                                      stdout=subprocess.PIPE, stderr=log, env=child_env(worker_env()),
+                                      timeout=BUILD_TIMEOUT_S)
                 lines = done.stdout.decode(errors="replace").strip().splitlines()
                 answers = json.loads(lines[-1]) if lines else None
             except subprocess.TimeoutExpired:
@@ -463,7 +448,12 @@ class Engine:
 
         The report is written last and its failure is reported, never raised: by then every record is on disk.
         """
-        self.store.write_benchmark_json(self.env)
+        try:
+            self.store.write_benchmark_json(self.env)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"the disk of {self.run_dir} is full ({error.strerror})") from None
+            raise
         if report:
             from reporting.html import write_report
 

@@ -85,24 +85,38 @@ def add_run(history: Path, run_dir: str | Path) -> tuple[str, bool]:
     from reporting.runs import load_run
 
     run = load_run(run_dir)
+    if not run.records:
+        raise HistoryError(f"{run.path} has no records: nothing to add to the history")
     identifier = run_id(run)
     target = history / f"{identifier}.parquet"
-    if target.exists():
+    if target.exists() and _stored_rows(target) == len(run.records):
         return identifier, False
+    # new, or stored before a --resume completed it, or damaged: (re)write it whole
     try:
         history.mkdir(parents=True, exist_ok=True)
         tmp = history / f".{identifier}.parquet.tmp"
         pq.write_table(pa.Table.from_pylist(_rows(run, identifier), schema=SCHEMA), tmp, compression="zstd")
+        with open(tmp, "rb+") as handle:  # on disk before it takes the final name: a crash leaves no torn file
+            os.fsync(handle.fileno())
         os.replace(tmp, target)
     except OSError as error:
         raise HistoryError(f"cannot write the history in {history}: {error.strerror or error}") from None
     return identifier, True
 
 
+def _stored_rows(path: Path) -> int | None:
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException):
+        return None
+
+
 def read_history(history: Path, columns: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Every run of the history, oldest first, and a note per file that could not be read (skipped, never
     fatal: one damaged file must not hide the rest of the history)."""
     frames, problems = [], []
+    if columns is not None:  # the sort keys come along whatever the caller asked for
+        columns = list(dict.fromkeys([*columns, "started", "run_id"]))
     for path in sorted(history.glob("*.parquet")) if history.is_dir() else []:
         try:
             frames.append(pq.read_table(path, columns=columns).to_pandas())
@@ -167,3 +181,12 @@ def case_medians(history: Path, machine_id: str, before: str | None = None, last
     if before is not None:
         keep &= frame["started"] < before
     return {case: group["p50_ms"].tolist()[-last:] for case, group in frame[keep].groupby("case_id", sort=False)}
+
+
+def history_run_facts(history: Path, identifier: str) -> dict[str, Any]:
+    """machine_id and start of a run of the history: what @latest is chosen against when NEW is @RUN_ID."""
+    frame, _ = read_history(history, ["machine_id"])
+    rows = frame[frame["run_id"] == identifier]
+    if rows.empty:
+        raise HistoryError(f"no run {identifier!r} in the history in {history} (accelbench history list)")
+    return {"machine_id": rows["machine_id"].iloc[0], "started": rows["started"].iloc[0], "run_id": identifier}

@@ -78,8 +78,13 @@ class CaseItem(pytest.Item):
         self.case = case
 
     def runtest(self) -> None:
+        from harness.results import RunFolderProblem
+
         engine = _engine(self.config)
-        record = engine.run_case(self.case)
+        try:
+            record = engine.run_case(self.case)
+        except RunFolderProblem as error:  # the disk filled up: stop here, keep what is recorded
+            pytest.exit(f"accelbench: {error}; the cases recorded so far are kept", returncode=2)
         if record["status"] == "skipped":
             pytest.skip(record["reason"])
         if record["status"] != "passed":
@@ -117,7 +122,11 @@ def _engine(config: pytest.Config) -> Any:
         scenarios = sorted({case.scenario for case in cases}) or ["pytest"]
         out = config.getoption("--accelbench-out")
         run_dir = Path(out) if out else new_run_dir(config.rootpath / "reports", "+".join(scenarios))
-        engine = Engine(run_dir, {"scenarios": scenarios, "front_door": "pytest", "args": list(config.args)})
+        try:
+            engine = Engine(run_dir, {"scenarios": scenarios, "front_door": "pytest", "args": list(config.args)})
+        except OSError as error:  # full, read-only or not a folder: one line, before any case runs
+            message = str(error) if str(run_dir) in str(error) else f"cannot write results to {run_dir}: {error}"
+            pytest.exit(f"accelbench: {message}", returncode=2)
         config.stash[_ENGINE] = engine
         engine.prepare_artifacts(cases)
     return config.stash[_ENGINE]
@@ -131,7 +140,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     from harness.console import print_summary
 
-    records = engine.finish()
+    try:
+        records = engine.finish()
+    except OSError as error:
+        terminalreporter.write_line(f"accelbench: cannot finish the run in {engine.run_dir}: {error}", red=True)
+        return
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=terminalreporter.hasmarkup,
                       width=max(terminalreporter._tw.fullwidth, 160))

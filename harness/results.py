@@ -26,6 +26,10 @@ class RunFolderProblem(OSError):
     """The results folder cannot take a run (full, unwritable, another machine's): one line that names it."""
 
 
+class DiskFull(RunFolderProblem):
+    """The results folder's disk filled up during the run: what is recorded stays, --resume runs the rest."""
+
+
 def safe_file_name(text: str, limit: int = 150) -> str:
     """`text` as one file-name component: labels and case ids come from scenarios and file names and may hold
     "/" (which would nest folders), spaces or markup. A name that had to change, or was too long, ends with a
@@ -81,10 +85,12 @@ class RunStore:
         return repair_torn_tail(self.results_path)
 
     def raise_if_disk_full(self, failure: str | None) -> None:
-        """A case that failed while the results' disk was full failed because of the disk, not of itself: stop
-        the run instead of recording it, so that --resume measures it again."""
-        if "No space left on device" in (failure or "") or shutil.disk_usage(self.run_dir).free < 2**20:
-            raise OSError(errno.ENOSPC, f"No space left on device (a case failed with: {failure})")
+        """A case that failed while the results' disk was full failed because of the disk, not of itself (its
+        worker writes its result and outputs there): stop the run instead of recording it, so that --resume
+        measures it again."""
+        if shutil.disk_usage(self.run_dir).free < 2**20:
+            raise DiskFull(f"the disk of {self.run_dir} is full (No space left on device; the case failed with: "
+                           f"{failure})")
 
     def check_free_space(self) -> None:
         free_mb = shutil.disk_usage(self.run_dir).free / 2**20
@@ -94,10 +100,16 @@ class RunStore:
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
-        with open(self.results_path, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(self.results_path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                repair_torn_tail(self.results_path)  # the next record must not be glued to half of this one
+                raise DiskFull(f"the disk of {self.run_dir} is full ({error.strerror})") from None
+            raise
 
     def records(self) -> list[dict[str, Any]]:
         return read_records(self.results_path)

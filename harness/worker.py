@@ -262,6 +262,9 @@ TASKS = {"measure": measure, "overhead": overhead, "reference": reference}
 
 def main(argv: list[str]) -> int:
     entered = time.time_ns()
+    from harness.lifeline import die_with_parent
+
+    die_with_parent()
     job_path, result_path = argv
     job = json.loads(Path(job_path).read_text())
     result: dict[str, Any] = {"pid": os.getpid(), "entered_at_ns": entered}

@@ -80,12 +80,26 @@ def test_cases_that_cannot_be_compared_say_why() -> None:
     assert results["a"].verdict == "unchanged"
     assert "batch_size differs" in results["b"].reason
     assert results["c"].reason == "base skipped: not here"
-    assert results["gone"].reason == "not in the new run" and results["added"].reason == "not in the base run"
+    assert results["gone"].verdict == "missing" and results["added"].reason == "not in the base run"
+    assert not results["gone"].regressed and not results["c"].regressed
     other_machine = {**ENV, "machine": {**MACHINE, "cpu_logical": 16}}
     assert "different machines" in compare_runs(base, new, ENV, other_machine)[0].reason
     assert compare_runs(base, new, ENV, other_machine, any_machine=True)[0].verdict == "unchanged"
     upgraded = {**ENV, "libraries": {"onnxruntime": "1.33.0"}}
     assert "library versions differ (onnxruntime" in compare_runs(base, new, ENV, upgraded)[0].reason
+
+
+def test_a_case_that_no_longer_runs_is_a_regression() -> None:
+    crashed = {**record("a", None), "status": "failed", "reason": "worker crashed with SIGSEGV"}
+    result = compare_runs({"a": record("a", 2.0)}, {"a": crashed}, ENV, ENV)[0]
+    assert result.verdict == "broken" and result.regressed and "SIGSEGV" in result.reason
+
+
+def test_too_few_samples_for_the_test_are_not_called_unchanged() -> None:
+    base = {**record("a", 1.0), "samples_ns": [1_000_000] * 4}
+    new = {**record("a", 2.0), "samples_ns": [2_000_000] * 4}  # twice as slow, but 4 blocks cannot reach p < 0.01
+    result = compare_runs({"a": base}, {"a": new}, ENV, ENV)[0]
+    assert result.verdict == "not comparable" and "too few samples" in result.reason
 
 
 def test_accuracy_changes_any_top1_loss_is_worse() -> None:
