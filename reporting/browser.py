@@ -38,6 +38,7 @@ class PageCheck:
     chart_containers: int = 0
     rendered_charts: int = 0
     render_ms: float | None = None  # navigation start → every chart drawn
+    first_screen_ms: float | None = None  # navigation start → the charts of the first screen drawn
     text: str = ""
 
 
@@ -64,6 +65,7 @@ def open_report(report: Path, timeout_s: float = 60.0, width: int = 1400) -> Ite
             page.goto(url, wait_until="load", timeout=timeout_s * 1000)
             page.wait_for_function("document.body.dataset.rendered === 'true'", timeout=timeout_s * 1000)
             check.render_ms = page.evaluate("window.accelbenchRenderedAt")
+            check.first_screen_ms = page.evaluate("window.accelbenchFirstScreenAt")
             check.chart_containers = page.locator(".chart").count()
             check.rendered_charts = page.locator(".chart.js-plotly-plot:has(svg.main-svg)").count()
             check.text = page.inner_text("body")

@@ -3,16 +3,30 @@
 (function () {
   "use strict";
 
+  function drawChart(div, config) {
+    var figure = JSON.parse(document.getElementById(div.dataset.figure).textContent);
+    // the container keeps the figure's height: plotly's responsive mode only follows the width, and on a
+    // window resize it would otherwise shrink the box to its CSS minimum and let charts overlap
+    if (figure.layout && figure.layout.height) { div.style.height = figure.layout.height + "px"; }
+    return Plotly.newPlot(div, figure.data, figure.layout, config);
+  }
+
   function renderCharts() {
+    // One chart at a time, those on the first screen first, yielding to the browser in between: the reader
+    // sees the top of the page drawn while the rest is still being laid out.
     var config = {displaylogo: false, responsive: true, toImageButtonOptions: {format: "svg"}};
     var charts = Array.prototype.slice.call(document.querySelectorAll(".chart[data-figure]"));
-    return Promise.all(charts.map(function (div) {
-      var figure = JSON.parse(document.getElementById(div.dataset.figure).textContent);
-      // the container keeps the figure's height: plotly's responsive mode only follows the width, and on a
-      // window resize it would otherwise shrink the box to its CSS minimum and let charts overlap
-      if (figure.layout && figure.layout.height) { div.style.height = figure.layout.height + "px"; }
-      return Plotly.newPlot(div, figure.data, figure.layout, config);
-    }));
+    var firstScreen = charts.filter(function (div) { return div.getBoundingClientRect().top < window.innerHeight; });
+    var rest = charts.filter(function (div) { return firstScreen.indexOf(div) < 0; });
+    var chain = Promise.resolve();
+    if (!firstScreen.length) { window.accelbenchFirstScreenAt = performance.now(); }
+    firstScreen.concat(rest).forEach(function (div) {
+      chain = chain.then(function () { return drawChart(div, config); }).then(function () {
+        if (div === firstScreen[firstScreen.length - 1]) { window.accelbenchFirstScreenAt = performance.now(); }
+        return new Promise(function (resolve) { setTimeout(resolve, 0); });
+      });
+    });
+    return chain;
   }
 
   function cellKey(row, column) {
