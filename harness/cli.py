@@ -62,7 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(err, "--resume RUN_DIR writes into RUN_DIR: drop --out")
         return EXIT_USAGE
     try:
-        scenario_file, selection, _ = _resume_plan(args) if args.resume else (args.scenario, args.k, {})
+        scenario_file, selection, started_with = _resume_plan(args) if args.resume else (args.scenario, args.k, {})
+        args.history = args.history or started_with.get("history")  # a resumed run goes where the first part went
         loaded = load_scenario(scenario_file)
         # pytest's -k also matches the file's and its folder's names: keep both front doors selecting alike
         names = (loaded.scenario.name, loaded.path.name, loaded.path.resolve().parent.name)
@@ -80,7 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         engine = Engine(run_dir, {"scenarios": [loaded.scenario.name], "front_door": "cli",
                                   "file": str(loaded.path.resolve()), "file_sha256": file_sha256(loaded.path),
-                                  "selection": selection, "definition": loaded.scenario.model_dump(mode="json")},
+                                  "selection": selection, "history": args.history,
+                                  "definition": loaded.scenario.model_dump(mode="json")},
                         resume=bool(args.resume))
     except RunFolderProblem as error:
         _err(err, str(error))
@@ -170,11 +172,13 @@ def _compare_side(spec: str, history: Path, new: dict[str, Any] | None = None) -
     from reporting.runs import load_run
 
     if spec.startswith("@"):
-        machine, exclude, before = (new["machine_id"], new["run_id"], new["started"]) if new else (None, None, None)
-        records, env, identifier = load_history_run(history, spec[1:], machine, exclude, before)
+        machine, exclude, before, scenarios = ((new["machine_id"], new["run_id"], new["started"], new["scenarios"])
+                                               if new else (None, None, None, None))
+        records, env, identifier = load_history_run(history, spec[1:], machine, exclude, before, scenarios)
         return records, env, f"{identifier} (history)", history_run_facts(history, identifier)
     run = load_run(spec)
-    facts = {"machine_id": run.machine_id, "started": run.started, "run_id": run_id(run)}
+    facts = {"machine_id": run.machine_id, "started": run.started, "run_id": run_id(run),
+             "scenarios": {r.get("scenario") or "" for r in run.records}}
     return {r["case_id"]: r for r in run.records}, {**run.env, "machine_id": run.machine_id}, str(run.path), facts
 
 
@@ -203,7 +207,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     noise = None
     if not args.no_noise_floor and history.is_dir():
-        medians = case_medians(history, facts["machine_id"], facts["started"])
+        medians = case_medians(history, facts["machine_id"], facts["started"], scenarios=facts["scenarios"])
         noise = {case: run_to_run_sigma(values) for case, values in medians.items()}
     results = compare_runs(base, new, base_env, new_env, threshold=args.threshold, alpha=args.alpha or DEFAULT_ALPHA,
                            any_machine=args.any_machine, any_software=args.any_software, noise=noise)

@@ -66,7 +66,7 @@ def _rows(run: Any, identifier: str) -> list[dict[str, Any]]:
             "run_id": identifier, "run_name": run.name, "started": run.started, "commit": git.get("id"),
             "commit_time": git.get("time"), "branch": git.get("branch"), "dirty": bool(git.get("dirty")),
             "machine_id": run.machine_id, "machine": machine_label(run.machine), "env_id": run.env.get("env_id"),
-            "env_json": json.dumps(run.env, default=str), "scenario": record.get("scenario"),
+            "env_json": json.dumps(run.env, default=str), "scenario": record.get("scenario") or "",
             "case_id": record["case_id"], "model": record.get("model"),
             "backend_label": record.get("backend_label") or record.get("backend"),
             "precision": record.get("precision"), "compression": record.get("compression") or "none",
@@ -140,12 +140,16 @@ def runs_table(history: Path) -> tuple[pd.DataFrame, list[str]]:
 
 
 def load_history_run(history: Path, reference: str, machine_id: str | None = None, exclude: str | None = None,
-                     before: str | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str]:
+                     before: str | None = None,
+                     scenarios: set[str] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str]:
     """A run of the history as (records by case id, env, run id). reference: "latest" (the newest run on
-    machine_id that started before `before`, other than `exclude`) or a run id."""
-    frame, _ = read_history(history, ["run_id", "started", "machine_id"])
+    machine_id that started before `before`, other than `exclude`, of one of `scenarios`: a manual run of
+    another scenario between two nightlies is not the nightly's base) or a run id."""
+    frame, _ = read_history(history, ["run_id", "started", "machine_id", "scenario"])
     if frame.empty:
         raise HistoryError(f"the history in {history} has no runs")
+    if reference == "latest" and scenarios:
+        frame = frame[frame["scenario"].fillna("").isin(scenarios)]
     runs = frame.drop_duplicates("run_id")
     if reference == "latest":
         if machine_id is not None:
@@ -155,7 +159,8 @@ def load_history_run(history: Path, reference: str, machine_id: str | None = Non
         if before is not None:
             runs = runs[runs["started"] < before]
         if runs.empty:
-            raise HistoryError(f"the history in {history} has no earlier run on this machine")
+            of = f" of {', '.join(sorted(scenarios))}" if scenarios else ""
+            raise HistoryError(f"the history in {history} has no earlier run{of} on this machine")
         chosen = runs.iloc[-1]["run_id"]
     elif reference in set(runs["run_id"]):
         chosen = reference
@@ -171,15 +176,19 @@ def load_history_run(history: Path, reference: str, machine_id: str | None = Non
     return records, json.loads(rows[0]["env_json"]) if rows else {}, chosen
 
 
-def case_medians(history: Path, machine_id: str, before: str | None = None, last: int = 30) -> dict[str, list[float]]:
-    """Per case id, the p50 of its last `last` measured runs on this machine that started before `before`,
-    oldest first: what compare's noise floor is estimated from."""
-    frame, _ = read_history(history, ["started", "machine_id", "case_id", "status", "p50_ms"])
+def case_medians(history: Path, machine_id: str, before: str | None = None, last: int = 30,
+                 scenarios: set[str] | None = None) -> dict[str, list[float]]:
+    """Per case id, the p50 of its last `last` measured runs on this machine that started before `before` (in
+    one of `scenarios`: another scenario may measure a case of the same id differently), oldest first: what
+    compare's noise floor is estimated from."""
+    frame, _ = read_history(history, ["started", "machine_id", "case_id", "status", "p50_ms", "scenario"])
     if frame.empty:
         return {}
     keep = (frame["machine_id"] == machine_id) & frame["status"].isin(["passed", "invalid"]) & frame["p50_ms"].notna()
     if before is not None:
         keep &= frame["started"] < before
+    if scenarios:
+        keep &= frame["scenario"].fillna("").isin(scenarios)
     return {case: group["p50_ms"].tolist()[-last:] for case, group in frame[keep].groupby("case_id", sort=False)}
 
 
@@ -189,4 +198,10 @@ def history_run_facts(history: Path, identifier: str) -> dict[str, Any]:
     rows = frame[frame["run_id"] == identifier]
     if rows.empty:
         raise HistoryError(f"no run {identifier!r} in the history in {history} (accelbench history list)")
-    return {"machine_id": rows["machine_id"].iloc[0], "started": rows["started"].iloc[0], "run_id": identifier}
+    return {"machine_id": rows["machine_id"].iloc[0], "started": rows["started"].iloc[0], "run_id": identifier,
+            "scenarios": set(history_scenarios(history, identifier))}
+
+
+def history_scenarios(history: Path, identifier: str) -> list[str]:
+    frame, _ = read_history(history, ["scenario"])
+    return sorted(set(frame.loc[frame["run_id"] == identifier, "scenario"].fillna("")))

@@ -17,8 +17,8 @@ from reporting.charts import text
 from reporting.html import figure_json, render_page, write_page
 
 TREND_NAME = "trend.html"
-COLUMNS = ["run_id", "started", "commit", "dirty", "machine_id", "machine", "case_id", "model", "status", "p50_ms",
-           "q1_ms", "q3_ms"]
+COLUMNS = ["run_id", "started", "commit", "dirty", "machine_id", "machine", "scenario", "case_id", "model", "status",
+           "p50_ms", "q1_ms", "q3_ms"]
 
 
 def _run_label(index: int, row: Any) -> str:
@@ -60,15 +60,19 @@ def case_figure(series: pd.DataFrame, case_id: str) -> tuple[go.Figure, list[dic
 
 def build_trend(history: Path) -> tuple[str, list[str]]:
     frame, problems = read_history(history, COLUMNS)
+    frame["scenario"] = frame["scenario"].fillna("")  # records written before records named their scenario
     measured = frame[frame["status"].isin(["passed", "invalid"]) & frame["p50_ms"].notna()] if not frame.empty \
         else frame
     figures, machines, all_steps = [], [], []
     for machine_id in dict.fromkeys(measured["machine_id"]):
         of_machine = measured[measured["machine_id"] == machine_id]
         cases = []
-        for case_id in dict.fromkeys(of_machine["case_id"]):
-            series = of_machine[of_machine["case_id"] == case_id].reset_index(drop=True)
-            figure, steps = case_figure(series, case_id)
+        several = of_machine["scenario"].nunique() > 1
+        for scenario, case_id in dict.fromkeys(zip(of_machine["scenario"], of_machine["case_id"], strict=True)):
+            # one series per scenario and case: another scenario may measure a case of that id differently
+            series = of_machine[(of_machine["scenario"] == scenario) & (of_machine["case_id"] == case_id)]
+            series = series.reset_index(drop=True)
+            figure, steps = case_figure(series, f"{scenario} / {case_id}" if several else case_id)
             chart_id = f"chart-{len(figures)}"
             figures.append({"id": chart_id, "json": figure_json(figure)})
             cases.append({"id": chart_id, "case": case_id, "runs": len(series), "steps": len(steps)})

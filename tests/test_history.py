@@ -115,6 +115,23 @@ def test_history_add_list_and_compare_with_the_latest_run_of_this_machine(nightl
     assert done.returncode == 2 and "no runs in the history" in done.stderr
 
 
+def test_latest_is_the_last_run_of_the_same_scenario(nightly, tmp_path) -> None:
+    run, _ = nightly
+    other = edited_copy(run, tmp_path / "other-scenario", scale=2.0)  # a manual run of another scenario, later
+    lines = [json.loads(line) for line in (other / "results.jsonl").read_text().splitlines()]
+    (other / "results.jsonl").write_text("".join(json.dumps({**r, "scenario": "adhoc"}) + "\n" for r in lines))
+    env = json.loads((other / "env.json").read_text())
+    (other / "env.json").write_text(json.dumps({**env, "collected_at": "2099-01-01T00:00:00+00:00"}))
+    mine = tmp_path / "history"  # the nightly, then the adhoc run (the module's history grows in other tests)
+    add_run(mine, run)
+    assert run_cli("history", "add", str(other), "--history", str(mine)).returncode == 0
+    tonight = edited_copy(run, tmp_path / "tonight")
+    env = json.loads((tonight / "env.json").read_text())
+    (tonight / "env.json").write_text(json.dumps({**env, "collected_at": "2099-02-01T00:00:00+00:00"}))
+    done = run_cli("compare", "@latest", str(tonight), "--history", str(mine))
+    assert done.returncode == 0 and "2 unchanged" in done.stdout  # against the nightly, not the 2x adhoc run
+
+
 def synthetic_history(root: Path, runs: int = 30, step_at: int = 17) -> Path:
     """Run folders of one case whose median steps up 5 % at run `step_at` (commit c17), 1 % noise."""
     rng = np.random.default_rng(3)

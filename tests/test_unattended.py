@@ -59,7 +59,7 @@ def workers_of(run_dir: Path) -> list[psutil.Process]:
 def test_sigkill_loses_no_finished_case_and_resume_runs_only_the_rest(tmp_path: Path, digits_artifacts) -> None:
     scenario = write_scenario(tmp_path, SCENARIO)
     run_dir = tmp_path / "run"
-    runner = start_cli("run", str(scenario), "--out", str(run_dir))
+    runner = start_cli("run", str(scenario), "--out", str(run_dir), "--history", str(tmp_path / "history"))
     wait_for_records(run_dir / "results.jsonl", 2, runner)
     os.kill(runner.pid, signal.SIGKILL)
     runner.wait(timeout=30)
@@ -78,6 +78,7 @@ def test_sigkill_loses_no_finished_case_and_resume_runs_only_the_rest(tmp_path: 
     done = run_cli("run", "--resume", str(run_dir))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert f"{len(finished)} of 6 cases recorded, {6 - len(finished)} to run" in done.stderr
+    assert "history: " in done.stdout and (tmp_path / "history").is_dir()  # --history of the first part
     assert "cut a partly written record" in done.stderr
     after = (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
     assert after[:len(finished)] == lines[:len(finished)]  # what was recorded stays, byte for byte
