@@ -7,7 +7,6 @@ record to the run's store before the next case starts.
 
 from __future__ import annotations
 
-import errno
 import gzip
 import json
 import os
@@ -30,7 +29,7 @@ from harness.fidelity import (
     uninformative_reference,
 )
 from harness.lifeline import child_env
-from harness.results import DiskFull, RunStore, safe_file_name
+from harness.results import RunStore, safe_file_name
 from harness.skips import skip_reason
 from harness.stats import latency_summary_ms, median_ci_ms
 
@@ -448,12 +447,7 @@ class Engine:
 
         The report is written last and its failure is reported, never raised: by then every record is on disk.
         """
-        try:
-            self.store.write_benchmark_json(self.env)
-        except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"the disk of {self.run_dir} is full ({error.strerror})") from None
-            raise
+        self.store.write_benchmark_json(self.env)  # a full disk raises DiskFull from the store
         if report:
             from reporting.html import write_report
 

@@ -193,15 +193,14 @@ def case_medians(history: Path, machine_id: str, before: str | None = None, last
 
 
 def history_run_facts(history: Path, identifier: str) -> dict[str, Any]:
-    """machine_id and start of a run of the history: what @latest is chosen against when NEW is @RUN_ID."""
-    frame, _ = read_history(history, ["machine_id"])
-    rows = frame[frame["run_id"] == identifier]
-    if rows.empty:
+    """Machine, start and scenarios of a run of the history: what @latest is chosen against when NEW is @RUN_ID.
+    Read from that run's own file, not the whole history."""
+    path = history / f"{identifier}.parquet"
+    try:
+        rows = pq.read_table(path, columns=["machine_id", "started", "scenario"]).to_pylist()
+    except (OSError, pa.ArrowException):
+        rows = []
+    if not rows:
         raise HistoryError(f"no run {identifier!r} in the history in {history} (accelbench history list)")
-    return {"machine_id": rows["machine_id"].iloc[0], "started": rows["started"].iloc[0], "run_id": identifier,
-            "scenarios": set(history_scenarios(history, identifier))}
-
-
-def history_scenarios(history: Path, identifier: str) -> list[str]:
-    frame, _ = read_history(history, ["scenario"])
-    return sorted(set(frame.loc[frame["run_id"] == identifier, "scenario"].fillna("")))
+    return {"machine_id": rows[0]["machine_id"], "started": rows[0]["started"], "run_id": identifier,
+            "scenarios": {row["scenario"] or "" for row in rows}}

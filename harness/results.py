@@ -19,6 +19,7 @@ from typing import Any
 from harness import __version__
 
 STATUSES = ("passed", "failed", "skipped", "invalid")
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 MIN_FREE_MB = 64  # a smoke run writes a few MB; a long scenario's raw samples, tens
 
 
@@ -106,10 +107,9 @@ class RunStore:
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            if error.errno in DISK_FULL_ERRNOS:
                 repair_torn_tail(self.results_path)  # the next record must not be glued to half of this one
-                raise DiskFull(f"the disk of {self.run_dir} is full ({error.strerror})") from None
-            raise
+            raise self._disk_full(error) from None
 
     def records(self) -> list[dict[str, Any]]:
         return read_records(self.results_path)
@@ -117,9 +117,18 @@ class RunStore:
     def _write_json(self, name: str, data: Any) -> Path:
         path = self.run_dir / name
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str))
+        try:
+            tmp.write_text(json.dumps(data, indent=2, default=str))
+        except OSError as error:
+            raise self._disk_full(error) from None
         os.replace(tmp, path)
         return path
+
+    def _disk_full(self, error: OSError) -> OSError:
+        """ENOSPC/EDQUOT as the run-level DiskFull (what the front doors stop on); any other error as it is."""
+        if error.errno in DISK_FULL_ERRNOS:
+            return DiskFull(f"the disk of {self.run_dir} is full ({error.strerror})")
+        return error
 
     def write_benchmark_json(self, env: dict[str, Any]) -> Path:
         return self._write_json("benchmark.json", benchmark_json(self.records(), env))

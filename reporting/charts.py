@@ -52,14 +52,19 @@ def _value_axis(update: Any, values: list[float], title: str) -> None:
            dtick="D2" if wide else None)
 
 
+def in_config_order(cases: pd.DataFrame) -> pd.DataFrame:
+    """Cases as the matrix lists them (configuration, then batch size, then run): one row order for every chart."""
+    order = config_order(cases)
+    return cases.assign(_o=cases["config"].map(order.index)).sort_values(["_o", "batch_size", "run"])
+
+
 def latency_figure(cases: pd.DataFrame, samples: dict[str, list[int]]) -> go.Figure | None:
     """A violin per case from its raw samples, with p50/p90/p99 marked (computed on all samples)."""
     measured = cases[cases["status"].isin(MEASURED) & cases["p50_ms"].notna()]
     if measured.empty:
         return None
     several_runs = measured["run"].nunique() > 1
-    order = config_order(measured)
-    measured = measured.assign(_o=measured["config"].map(order.index)).sort_values(["_o", "batch_size", "run"])
+    measured = in_config_order(measured)
     fig = go.Figure()
     labels, values = [], []
     for row in measured.itertuples(index=False):
@@ -138,8 +143,7 @@ def resources_figure(cases: pd.DataFrame) -> go.Figure | None:
     if measured.empty:
         return None
     several_runs = measured["run"].nunique() > 1
-    order = config_order(measured)
-    measured = measured.assign(_o=measured["config"].map(order.index)).sort_values(["_o", "batch_size", "run"])
+    measured = in_config_order(measured)
     labels = [text(_case_label(row, several_runs)) for row in measured.itertuples(index=False)]
     has_gpu = measured["gpu_memory_mb"].notna().any() or measured["gpu_util_pct"].notna().any()
     titles = ["peak RSS (MB)", "model file (MB)", "CPU % (100 = one core)"] + (
