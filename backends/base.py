@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from model_zoo.inputs import InputError, InputLayout
+
 
 @dataclass(frozen=True)
 class Availability:
@@ -30,6 +32,9 @@ class TensorSpec:
     name: str
     shape: tuple[int | None, ...]
     dtype: str
+    # ONNX's symbolic dim names ("batch", "p2o.DynamicDimension.0"), None where unnamed: the same name on two
+    # inputs is the same dimension, which is how a recurrent state's batch axis is found without being told.
+    dim_names: tuple[str | None, ...] | None = None
 
 
 @dataclass
@@ -122,11 +127,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
-                sample_shape: tuple[int, ...] | None = None) -> Session:
+                layout: InputLayout | None = None) -> Session:
         """Load ``artifact`` and make it ready for ``batch_size`` inputs.
 
-        ``sample_shape`` (per-sample, without batch) fills dynamic dimensions other than the batch one; see
-        :func:`concrete_shape`.
+        ``layout`` (the scenario's description of the model's inputs) says where each input's batch axis is and
+        fills dynamic dimensions; see :func:`input_shapes`.
         """
 
 
@@ -134,30 +139,14 @@ class ShapeError(ValueError):
     """An input shape the artefact cannot take; the message is shown to the user as the case's reason."""
 
 
-def concrete_shape(spec: TensorSpec, batch_size: int, sample_shape: tuple[int, ...] | None) -> tuple[int, ...]:
-    """The shape to feed ``spec`` at ``batch_size``.
-
-    The first dimension is the batch. A fixed batch dimension other than the requested one is an error rather
-    than a silent benchmark of a different batch size.
-    """
-    if not spec.shape:
-        raise ShapeError(f"input {spec.name!r} is a scalar; accelbench needs a batch dimension")
-    declared_batch, *rest = spec.shape
-    if declared_batch is not None and declared_batch != batch_size:
-        raise ShapeError(
-            f"input {spec.name!r} has a fixed batch dimension of {declared_batch}; "
-            f"batch size {batch_size} needs a model exported with a dynamic batch dimension"
-        )
-    if sample_shape is not None and len(sample_shape) == len(rest):
-        for declared, wanted in zip(rest, sample_shape, strict=True):
-            if declared is not None and declared != wanted:
-                raise ShapeError(f"input {spec.name!r} has shape {spec.shape}; input_shape {sample_shape} does not fit")
-        return (batch_size, *sample_shape)
-    if any(dim is None for dim in rest):
-        raise ShapeError(
-            f"input {spec.name!r} has dynamic dimensions {spec.shape}; give the model an input_shape in the scenario"
-        )
-    return (batch_size, *rest)  # type: ignore[return-value]
+def input_shapes(specs: list[TensorSpec], batch_size: int, layout: InputLayout | None) -> list[tuple[int, ...]]:
+    """The shape to feed every input at ``batch_size``, as the scenario describes them (model.inputs) or, where it
+    says nothing, as the model declares them. A fixed batch dimension other than the requested one is an error
+    rather than a silent benchmark of a different batch size."""
+    try:
+        return (layout or InputLayout()).shapes(specs, batch_size)
+    except InputError as error:
+        raise ShapeError(str(error)) from None
 
 
 def module_version(distribution: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,10 +14,13 @@ from backends.base import (
     BackendOptions,
     Session,
     TensorSpec,
-    concrete_shape,
+    input_shapes,
     installed_and_importable,
     module_version,
 )
+
+if TYPE_CHECKING:
+    from model_zoo.inputs import InputLayout
 
 # ONNX type strings as onnxruntime reports them → numpy dtype names.
 _ONNX_TYPES = {
@@ -37,8 +40,13 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
 
 
 def _spec(node: Any) -> TensorSpec:
-    shape = tuple(dim if isinstance(dim, int) else None for dim in node.shape)
-    return TensorSpec(node.name, shape, _ONNX_TYPES.get(node.type, node.type))
+    """ONNX Runtime gives a dim as an int (fixed; PaddlePaddle's -1 means dynamic), a str (a named dynamic dim)
+    or None."""
+    from model_zoo.inputs import meaningful_dim_name
+
+    shape = tuple(dim if isinstance(dim, int) and dim > 0 else None for dim in node.shape)
+    names = tuple(dim if isinstance(dim, str) and meaningful_dim_name(dim) else None for dim in node.shape)
+    return TensorSpec(node.name, shape, _ONNX_TYPES.get(node.type, node.type), names)
 
 
 class OrtSession(Session):
@@ -104,7 +112,7 @@ class OnnxRuntimeCpu(Backend):
         return None
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
-                sample_shape: tuple[int, ...] | None = None) -> Session:
+                layout: InputLayout | None = None) -> Session:
         import onnxruntime as ort
 
         level = options.extra.get("graph_optimization", "all")
@@ -116,6 +124,5 @@ class OnnxRuntimeCpu(Backend):
         session = ort.InferenceSession(artifact, sess_options=session_options,
                                        providers=["CPUExecutionProvider"])
         wrapped = OrtSession(session, options, level)
-        for spec in wrapped.inputs:  # fail early, with a readable reason, on shapes the model cannot take
-            concrete_shape(spec, batch_size, sample_shape)
+        input_shapes(wrapped.inputs, batch_size, layout)  # fail early, with a readable reason, on shapes it cannot take
         return wrapped

@@ -31,12 +31,13 @@ from backends.base import (
     Backend,
     BackendOptions,
     Session,
-    concrete_shape,
+    input_shapes,
     installed_and_importable,
     module_version,
 )
 from backends.onnxruntime_cpu import _spec
 from backends.probe import run_probe
+from model_zoo.inputs import InputLayout
 
 PROBE_TIMEOUT_S = 300  # a first TensorRT engine build for even one node can take a while
 
@@ -165,7 +166,7 @@ class _OrtGpu(Backend):
         return {}
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
-                sample_shape: tuple[int, ...] | None = None) -> Session:
+                layout: InputLayout | None = None) -> Session:
         import onnxruntime as ort
 
         provider_options = self.provider_options(options.precision)
@@ -176,8 +177,7 @@ class _OrtGpu(Backend):
             raise RuntimeError(f"ONNX Runtime fell back to {used[0]} instead of {self.provider} for {artifact}; "
                                "this case would have measured the CPU")
         wrapped = OrtGpuSession(session, self.provider, provider_options)
-        for spec in wrapped.inputs:
-            concrete_shape(spec, batch_size, sample_shape)
+        input_shapes(wrapped.inputs, batch_size, layout)
         return wrapped
 
 

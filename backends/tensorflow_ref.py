@@ -16,6 +16,7 @@ from backends.base import (
     TensorSpec,
     module_version,
 )
+from model_zoo.inputs import InputLayout
 
 
 def _tf_spec(name: str, spec: Any) -> TensorSpec:
@@ -70,7 +71,7 @@ class TensorflowReference(Backend):
         return Availability(True, f"tensorflow {version}")
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
-                sample_shape: tuple[int, ...] | None = None) -> Session:
+                layout: InputLayout | None = None) -> Session:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import tensorflow as tf
 

@@ -37,9 +37,10 @@ from backends.base import (
     BackendOptions,
     Session,
     TensorSpec,
-    concrete_shape,
+    input_shapes,
     module_version,
 )
+from model_zoo.inputs import InputLayout
 
 TRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11")
 WORKSPACE_BYTES = 4 << 30
@@ -280,7 +281,7 @@ class Tensorrt(Backend):
         return super().unsupported_reason(precision, options)
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
-                sample_shape: tuple[int, ...] | None = None) -> Session:
+                layout: InputLayout | None = None) -> Session:
         import onnxruntime as ort  # only to read the ONNX file's input specs, exactly as onnxruntime_cpu does
         import tensorrt as trt
 
@@ -288,7 +289,7 @@ class Tensorrt(Backend):
         from model_zoo.cache import cache_dir, content_hash
 
         specs = [_spec(n) for n in ort.InferenceSession(artifact, providers=["CPUExecutionProvider"]).get_inputs()]
-        shapes = {spec.name: concrete_shape(spec, batch_size, sample_shape) for spec in specs}
+        shapes = {spec.name: shape for spec, shape in zip(specs, input_shapes(specs, batch_size, layout), strict=True)}
         recipe = build_recipe(trt.__version__, options.precision, options.compression,
                               set(trt.BuilderFlag.__members__), set(trt.NetworkDefinitionCreationFlag.__members__))
         if "error" in recipe:

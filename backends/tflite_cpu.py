@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,10 +14,13 @@ from backends.base import (
     BackendOptions,
     Session,
     TensorSpec,
-    concrete_shape,
+    input_shapes,
     installed_and_importable,
     module_version,
 )
+
+if TYPE_CHECKING:
+    from model_zoo.inputs import InputLayout
 
 
 def _spec(detail: dict[str, Any]) -> TensorSpec:
@@ -29,11 +32,11 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
     )
 
 
-def shape_for_batch(interpreter: Any, batch_size: int, sample_shape: tuple[int, ...] | None) -> None:
-    """Resize every input to the case's shape (dynamic batch, and dynamic dims from `input_shape`), then
+def shape_for_batch(interpreter: Any, batch_size: int, layout: InputLayout | None) -> None:
+    """Resize every input to the case's shape (dynamic batch, and dynamic dims the scenario describes), then
     allocate: the interpreter is ready to run at that shape."""
-    for detail in interpreter.get_input_details():
-        shape = concrete_shape(_spec(detail), batch_size, sample_shape)
+    details = interpreter.get_input_details()
+    for detail, shape in zip(details, input_shapes([_spec(d) for d in details], batch_size, layout), strict=True):
         if tuple(detail["shape"]) != shape:
             interpreter.resize_tensor_input(detail["index"], list(shape), strict=False)
     interpreter.allocate_tensors()
@@ -115,7 +118,7 @@ class TfliteCpu(Backend):
         return None
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
-                sample_shape: tuple[int, ...] | None = None) -> Session:
+                layout: InputLayout | None = None) -> Session:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         xnnpack = bool(options.extra.get("xnnpack", True))
@@ -125,5 +128,5 @@ class TfliteCpu(Backend):
         interpreter = Interpreter(
             model_path=artifact, num_threads=options.threads, experimental_op_resolver_type=resolver
         )
-        shape_for_batch(interpreter, batch_size, sample_shape)
+        shape_for_batch(interpreter, batch_size, layout)
         return TfliteCpuSession(interpreter, options, xnnpack)

@@ -24,6 +24,7 @@ from backends.base import Availability, Backend, BackendOptions, Session, instal
 from backends.native_log import native_stderr_captured, static_shapes_reason
 from backends.probe import run_probe
 from backends.tflite_cpu import TfliteCpu, TfliteCpuSession, shape_for_batch
+from model_zoo.inputs import InputLayout
 
 PROBE_TIMEOUT_S = 120
 
@@ -121,7 +122,7 @@ class TfliteDelegate(Backend):
         return super().unsupported_reason(precision, options)
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
-                sample_shape: tuple[int, ...] | None = None) -> Session:
+                layout: InputLayout | None = None) -> Session:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
 
         library, delegate_options = str(options.extra["library"]), _options(options)
@@ -132,7 +133,7 @@ class TfliteDelegate(Backend):
                 interpreter = Interpreter(model_path=artifact, num_threads=options.threads,
                                           experimental_delegates=[load_delegate(library, delegate_options)],
                                           experimental_op_resolver_type=resolver)
-                shape_for_batch(interpreter, batch_size, sample_shape)
+                shape_for_batch(interpreter, batch_size, layout)
                 error = None
             except RuntimeError as exc:  # the binding's message is often empty; the why is in the native log
                 error = exc

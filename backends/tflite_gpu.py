@@ -32,12 +32,13 @@ from backends.base import (
     BackendOptions,
     Session,
     TensorSpec,
-    concrete_shape,
+    input_shapes,
     installed_and_importable,
     module_version,
 )
 from backends.native_log import native_stderr_captured, static_shapes_reason
 from backends.probe import run_probe
+from model_zoo.inputs import InputLayout
 
 PROBE_MODEL = Path(__file__).with_name("data") / "gpu_probe.tflite"
 PROBE_TIMEOUT_S = 120
@@ -231,7 +232,7 @@ class TfliteGpu(Backend):
         return super().unsupported_reason(precision, options)
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
-                sample_shape: tuple[int, ...] | None = None) -> Session:
+                layout: InputLayout | None = None) -> Session:
         from ai_edge_litert.interpreter import Interpreter
 
         from backends.tflite_cpu import _spec as interpreter_spec
@@ -242,9 +243,9 @@ class TfliteGpu(Backend):
         # CompiledModel's details show today's shapes, not which dimensions are dynamic: the file's shape
         # signatures say that, read once through the Interpreter (which only parses the flatbuffer here)
         declared = [interpreter_spec(d) for d in Interpreter(model_path=artifact).get_input_details()]
-        for index, (detail, spec) in enumerate(zip(model.get_input_tensor_details(key).values(), declared,
-                                                   strict=True)):
-            wanted = concrete_shape(spec, batch_size, sample_shape)
+        wanted_shapes = input_shapes(declared, batch_size, layout)
+        for index, (detail, wanted) in enumerate(zip(model.get_input_tensor_details(key).values(), wanted_shapes,
+                                                     strict=True)):
             if tuple(detail["shape"]) != wanted:
                 model.resize_input_tensor(index, list(wanted))
         return TfliteGpuSession(model, adapter, precision)

@@ -6,6 +6,7 @@ TensorFlow there).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ class ModelSpec:
     zoo: str | None = None
     path: str | None = None
     input_shape: tuple[int, ...] | None = None
+    # a user file's inputs by name, as model_zoo.inputs.InputDescription JSON; canonical (sorted) text, so that
+    # the spec stays hashable and two equal descriptions compare equal
+    inputs: str | None = None
 
     @classmethod
     def from_entry(cls, entry: Any, base_dir: Path) -> ModelSpec:
@@ -26,7 +30,10 @@ class ModelSpec:
         if entry.path is not None:
             path = str((base_dir / Path(entry.path).expanduser()).resolve())
         shape = tuple(entry.input_shape) if entry.input_shape else None
-        return cls(zoo=entry.name, path=path, input_shape=shape)
+        inputs = None
+        if getattr(entry, "inputs", None):
+            inputs = json.dumps({name: d.to_description() for name, d in entry.inputs.items()}, sort_keys=True)
+        return cls(zoo=entry.name, path=path, input_shape=shape, inputs=inputs)
 
     def to_ref(self) -> Any:
         """The zoo's reference. A user file's input_shape only fills dynamic dimensions at run time; it is not
@@ -36,9 +43,10 @@ class ModelSpec:
         return ModelRef(zoo=self.zoo, path=self.path, input_shape=self.input_shape if self.zoo else None)
 
     def input_hints(self) -> dict[str, Any]:
-        """Shape, dtype and value range the zoo declares for the model's input (empty for user files)."""
+        """What makes the model's data (a model_zoo.inputs.InputLayout's JSON): the zoo's declared shape, dtype,
+        value range and dataset, or a user file's input descriptions."""
         if self.zoo is None:
-            return {"input_shape": self.input_shape}
+            return {"input_shape": self.input_shape, "inputs": json.loads(self.inputs) if self.inputs else None}
         from model_zoo.catalog import CATALOG
 
         entry = CATALOG[self.zoo]
@@ -64,8 +72,9 @@ class Case:
     compression: str = "none"  # canonical: "none", "prune:0.5", "prune:2:4"
     calibration: dict[str, Any] = field(default_factory=dict)  # {"samples": N, "source": ...} for int8
     accuracy_budget: dict[str, Any] = field(default_factory=dict)  # AccuracyBudget fields that are set
-    # the report's speed-up reference for this case: {"backend": label or name, "precision": ...}
-    baseline: dict[str, Any] = field(default_factory=lambda: {"backend": "tflite_cpu", "precision": "fp32"})
+    # the report's speed-up reference for this case: {"backend": label or name, "precision": ...}, or None: the
+    # model's first fp32 case that ran (the report finds and names it)
+    baseline: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +84,7 @@ class Case:
         model = data["model"]
         shape = model.get("input_shape")
         spec = ModelSpec(zoo=model.get("zoo"), path=model.get("path"),
-                         input_shape=tuple(shape) if shape else None)
+                         input_shape=tuple(shape) if shape else None, inputs=model.get("inputs"))
         return cls(**{**data, "model": spec})
 
     def artifact_request(self) -> Any:
@@ -88,7 +97,15 @@ class Case:
         ref = self.model.to_ref()
         # a user's .tflite is used as it is; everything accelbench converts can carry the case's batch size
         batch = self.batch_size if backend.static_batch and _converted(ref) else None
-        return ArtifactRequest(ref, backend.artifact_format, self.precision, self.compression, calibration, batch)
+        # what a user model's converted files were made with: int8 calibration data and fp16 / int8 check data
+        # follow the input descriptions, so they are part of those artefacts' identity
+        layout = ""
+        if self.model.zoo is None and self.precision != "fp32":
+            from model_zoo.inputs import InputLayout
+
+            layout = InputLayout.from_json(self.model.input_hints()).identity()
+        return ArtifactRequest(ref, backend.artifact_format, self.precision, self.compression, calibration, batch,
+                               layout)
 
     @property
     def keywords(self) -> set[str]:

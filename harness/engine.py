@@ -14,16 +14,17 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness.cases import Case
 from harness.envinfo import REPO_ROOT, collect_env
-from harness.evaluation import is_reference, load_arrays, match_order, reference_case
+from harness.evaluation import describe_reference, is_reference, load_arrays, match_order, reference_case
 from harness.fidelity import (
     AccuracyBudget,
     budget_violations,
+    default_min_cosine,
     output_fidelity,
     top1_accuracy,
     uninformative_reference,
@@ -265,7 +266,8 @@ class Engine:
         outputs_path = evaluation_dir / f"{safe_file_name(case.case_id)}.npz"
         if reference["status"] == "ok":
             outputs_path.unlink(missing_ok=True)
-            job["evaluation"] = {"inputs": reference["inputs"], "outputs": str(outputs_path)}
+            job["evaluation"] = {"inputs": reference["inputs"], "outputs": str(outputs_path),
+                                 **{k: reference[k] for k in ("reference_batch", "output_names", "unit_shapes")}}
         outcome = run_worker(job, self.store.logs_dir, case.case_id, case.measure["timeout_s"],
                              case.measure.get("memory_limit_mb"))
         record = self._record(case, "failed", outcome.reason, artifact=artifact)
@@ -287,12 +289,14 @@ class Engine:
                               self._accuracy(case, reference, load_arrays(outputs_path)[:2]))
         problems = self._validity_problems(case, raw)
         misses = record["accuracy"].get("violations", [])
-        if error and case.accuracy_budget:
-            misses = [f"the accuracy budget could not be checked: {error}"]
+        what = "accuracy budget not met" if case.accuracy_budget else "fidelity guard not met"
+        if error and (case.accuracy_budget or case.precision != "fp32" or case.compression != "none"):
+            # a converted or pruned model whose outputs nobody could check is not a result to choose
+            what, misses = "fidelity could not be checked", [error]
         if not raw["outputs_finite"]:
             record.update(status="failed", reason="the model produced NaN or infinite outputs")
         elif misses:
-            record.update(status="failed", reason="accuracy budget not met: " + "; ".join(misses))
+            record.update(status="failed", reason=f"{what}: " + "; ".join(misses))
         elif problems:
             record.update(status="invalid", reason="; ".join(problems))
         else:
@@ -328,7 +332,8 @@ class Engine:
                 reference["reason"] = f"the fp32 reference on {ref_case.backend} failed: {reason}"
             else:
                 reference.update(status="ok", inputs=job["inputs"], outputs=job["outputs"], samples=raw["samples"],
-                                 backend_info=raw["backend_info"])
+                                 backend_info=raw["backend_info"], reference_batch=raw["batch"],
+                                 output_names=raw["output_names"], unit_shapes=raw["unit_shapes"])
                 _, ref_outputs, _ = load_arrays(Path(job["outputs"]))
                 labels = load_arrays(Path(job["inputs"]))[2].get("labels")
                 reference["labels"] = labels
@@ -343,13 +348,20 @@ class Engine:
         ref_names, ref_outputs, _ = load_arrays(Path(reference["outputs"]))
         order = match_order(names, ref_names, "output")
         budget = AccuracyBudget.from_dict(case.accuracy_budget)
+        reference_itself = is_reference(case)
+        guard: dict[str, Any] = {"min_cosine": budget.min_cosine, "source": "scenario"}
+        if budget.min_cosine is None and not reference_itself:
+            guard = {"min_cosine": default_min_cosine(case.precision, case.compression), "source": "default"}
+            budget = replace(budget, min_cosine=guard["min_cosine"])
         per_output = [{"name": name, "reference_name": ref_names[j],
                        **output_fidelity(out, ref_outputs[j], budget.atol, budget.rtol)}
                       for name, out, j in zip(names, outputs, order, strict=True)]
         accuracy: dict[str, Any] = {
             "reference": {"backend": reference["backend"], "precision": "fp32", "artifact": reference["artifact"],
-                          "top1": reference["top1"]},
-            "is_reference": is_reference(case),
+                          "top1": reference["top1"], "description": describe_reference(case),
+                          "options": {k: v for k, v in reference_case(case).backend_options.items() if v is not None}},
+            "is_reference": reference_itself,
+            "guard": None if reference_itself else guard,
             "samples": reference["samples"],
             "outputs": per_output,
             "cosine_min": min(o["cosine"] for o in per_output) if per_output else None,

@@ -5,9 +5,10 @@ and run, the REFERENCE worker, makes the evaluation set (the model's held-out la
 else seeded random samples shaped by the reference model's own inputs), saves it with its outputs, and every
 case worker then runs exactly those arrays, batched by its own batch size, after its measurement is done.
 
-The reference is the TensorFlow fp32 model for zoo models, .keras files and SavedModels; a user's .onnx or
-.tflite file is its own reference, run at fp32 on its CPU backend. Pruned variants are scored against the
-dense reference: the point is to see what pruning costs.
+The reference must be independent of the cases it judges: the TensorFlow fp32 model for zoo models, .keras files
+and SavedModels; a user's .onnx file on ONNX Runtime with every graph optimisation off (so that the fp32 case on
+the optimised session is judged by something other than itself); a user's .tflite on LiteRT's builtin kernels
+without XNNPACK. Pruned variants are scored against the dense reference: the point is to see what pruning costs.
 """
 
 from __future__ import annotations
@@ -22,44 +23,55 @@ from typing import Any
 import numpy as np
 
 from harness.cases import Case
+from model_zoo.inputs import InputPlan, assemble, make_samples, sample_count, split_samples
 
 RANDOM_SAMPLES = 16  # models without a dataset: enough to see errors, cheap even for resnet50
-REFERENCE_BATCH = 16
-_REFERENCE_BACKEND = {"zoo": "tensorflow", "keras": "tensorflow", "savedmodel": "tensorflow",
-                      "onnx": "onnxruntime_cpu", "tflite": "tflite_cpu"}
+# source format → (backend, its options): the plainest way to run the model that is not a case's own session
+_REFERENCE = {"zoo": ("tensorflow", {}), "keras": ("tensorflow", {}), "savedmodel": ("tensorflow", {}),
+              "onnx": ("onnxruntime_cpu", {"graph_optimization": "disable"}),
+              "tflite": ("tflite_cpu", {"xnnpack": False})}
 
 
 def reference_case(case: Case) -> Case:
-    """The case whose outputs ``case`` is compared with: same model, reference backend, fp32, dense."""
+    """The case whose outputs ``case`` is compared with: same model, reference backend and options, fp32, dense."""
     source = case.model.to_ref().source_format()
-    backend = _REFERENCE_BACKEND.get(source, "tensorflow")
+    backend, options = _REFERENCE.get(source, ("tensorflow", {}))
     return replace(case, case_id=f"{case.model_label}-reference", backend=backend, backend_label=backend,
-                   backend_options={"threads": None}, precision="fp32", compression="none", batch_size=1,
+                   backend_options={"threads": None, **options}, precision="fp32", compression="none", batch_size=1,
                    mode="latency", skip_reason=None)
 
 
-def is_reference(case: Case) -> bool:
+def describe_reference(case: Case) -> str:
+    """The reference in words, for the record: what a fidelity figure was measured against."""
     ref = reference_case(case)
-    return (case.backend, case.precision, case.compression) == (ref.backend, ref.precision, ref.compression)
+    options = ", ".join(f"{k}: {v}" for k, v in ref.backend_options.items() if v is not None and k != "threads")
+    return f"{ref.backend} fp32" + (f" ({options})" if options else "")
+
+
+def is_reference(case: Case) -> bool:
+    """Whether ``case`` runs exactly what the reference runs (then its fidelity is 1 by construction)."""
+    ref = reference_case(case)
+    options = {k: v for k, v in case.backend_options.items() if v is not None and k != "threads"}
+    wanted = {k: v for k, v in ref.backend_options.items() if v is not None and k != "threads"}
+    return ((case.backend, case.precision, case.compression, options)
+            == (ref.backend, ref.precision, ref.compression, wanted))
 
 
 # -- worker side ------------------------------------------------------------------------------------------------
 
 
-def make_evaluation_set(specs: Sequence[Any], hints: dict[str, Any], seed: int,
-                        make_feeds: Callable[..., list[np.ndarray]]) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Inputs (one array per model input, sample axis first) and labels, or None where there are none."""
-    dataset = hints.get("dataset")
+def make_evaluation_set(plans: Sequence[InputPlan], dataset: str | None,
+                        seed: int) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Inputs in :func:`model_zoo.inputs.make_samples` form (per batched input, samples stacked on a new leading
+    axis, each keeping its batch axis of size 1; an unbatched input once) and labels, or None where there are none."""
     if dataset:
         from model_zoo.datasets import load_dataset
 
         split = load_dataset(dataset)
-        if len(specs) != 1:
-            raise ValueError(f"dataset {dataset} has one input; the model has {len(specs)}")
-        return [np.asarray(split.x_test, dtype=np.dtype(specs[0].dtype))], np.asarray(split.y_test)
-    # the sample count is ours to choose, whatever batch size the model was exported with
-    unbatched = [replace(spec, shape=(None, *spec.shape[1:])) if spec.shape else spec for spec in specs]
-    return make_feeds(unbatched, RANDOM_SAMPLES, hints, seed), None
+        if len(plans) != 1 or plans[0].batch_axis != 0:
+            raise ValueError(f"dataset {dataset} has one input batched on axis 0; the model has {len(plans)}")
+        return [np.expand_dims(np.asarray(split.x_test, dtype=np.dtype(plans[0].dtype)), 1)], np.asarray(split.y_test)
+    return make_samples(plans, RANDOM_SAMPLES, seed), None
 
 
 def save_arrays(path: Path, names: Sequence[str], arrays: Sequence[np.ndarray], **extra: Any) -> None:
@@ -68,6 +80,12 @@ def save_arrays(path: Path, names: Sequence[str], arrays: Sequence[np.ndarray], 
     payload = {f"a{i}": np.asarray(a) for i, a in enumerate(arrays)}
     payload.update({k: v for k, v in extra.items() if v is not None})
     np.savez(path, names=np.array(json.dumps(list(names))), **payload)
+
+
+def stored_plans(extra: dict[str, np.ndarray], dtypes: Sequence[str]) -> list[InputPlan]:
+    """How the saved evaluation inputs are laid out (each input's batch axis), as plans for :func:`run_batched`."""
+    axes = json.loads(str(extra["batch_axes"])) if "batch_axes" in extra else [0] * len(dtypes)
+    return [InputPlan(f"a{i}", dtype, axis, (), 0, 1) for i, (axis, dtype) in enumerate(zip(axes, dtypes, strict=True))]
 
 
 def load_arrays(path: Path) -> tuple[list[str], list[np.ndarray], dict[str, np.ndarray]]:
@@ -96,16 +114,27 @@ def match_order(wanted: Sequence[str], available: Sequence[str], what: str) -> l
     return list(range(len(wanted)))
 
 
-def run_batched(run: Callable[[list[np.ndarray]], list[np.ndarray]], arrays: Sequence[np.ndarray],
-                batch_size: int) -> list[np.ndarray]:
-    """Every sample through ``run`` in batches of ``batch_size``; the last batch is padded by repeating its
-    final sample (a session prepared for batch B takes only B) and the padding's outputs are dropped."""
-    count = len(arrays[0])
+def run_batched(run: Callable[[list[np.ndarray]], list[np.ndarray]], plans: Sequence[InputPlan],
+                arrays: Sequence[np.ndarray], batch_size: int, reference_batch: int | None = None,
+                unit_shapes: Sequence[Sequence[int]] = (), output_names: Sequence[str] = ()) -> list[np.ndarray]:
+    """Every sample of an evaluation set through ``run`` in calls of ``batch_size``; per output, the results
+    stacked on a new leading axis, one entry per unit that fidelity compares (a sample, or a whole call).
+
+    The reference runs at batch 1 (or at its model's fixed batch): each of its calls is one unit. A case at the
+    reference's batch size (``reference_batch`` None or equal) keeps the same units; a case at another batch size
+    cuts its outputs into samples along each output's batch axis, found against the reference's per-sample
+    ``unit_shapes`` (see :func:`model_zoo.inputs.split_samples`), and drops the outputs of the padding that fills
+    its last call (a session prepared for batch B takes only B: the final sample is repeated).
+    """
+    count = sample_count(plans, arrays)
     pieces: list[list[np.ndarray]] = []
     for start in range(0, count, batch_size):
-        chunk = [a[start:start + batch_size] for a in arrays]
-        real = len(chunk[0])
-        if real < batch_size:
-            chunk = [np.concatenate([c, np.repeat(c[-1:], batch_size - real, axis=0)]) for c in chunk]
-        pieces.append([np.array(o[:real]) for o in run([np.ascontiguousarray(c) for c in chunk])])
+        real = min(batch_size, count - start)
+        outputs = run(assemble(plans, arrays, start, batch_size))
+        if reference_batch is None or reference_batch == batch_size:
+            pieces.append([np.array(o)[None] for o in outputs])
+            continue
+        names = list(output_names) or [str(i) for i in range(len(outputs))]
+        pieces.append([split_samples(np.asarray(o), shape, batch_size, name)[:real]
+                       for o, shape, name in zip(outputs, unit_shapes, names, strict=True)])
     return [np.concatenate([p[i] for p in pieces]) for i in range(len(pieces[0]))]

@@ -17,6 +17,23 @@ import numpy as np
 # Relative error is |a - r| / |r|; where the reference is (almost) zero the ratio explodes without meaning.
 REL_ERR_FLOOR = 1e-12
 
+# The default fidelity guard: what every case that is not the reference must meet when the scenario sets no
+# min_cosine of its own. Mean per-sample cosine per output, by precision; pruned variants at most the int8 bar.
+# fp32 is held too: a converter (tf2onnx, the TFLite converter) or a runtime's graph rewrite can break a model
+# at fp32 just as a quantizer can.
+DEFAULT_MIN_COSINE = {"fp32": 0.999, "fp16": 0.99, "int8_dynamic": 0.98, "int8": 0.98}
+PRUNED_MIN_COSINE = 0.98
+# Outputs with fewer values than this per sample (a score, a probability) make a per-sample cosine meaningless
+# (two one-element vectors agree whenever their signs do): they are judged by the relative L2 error of the whole
+# output over all samples, held to the error a cosine c allows between equal-norm vectors, sqrt(2 (1 - c)).
+MIN_VALUES_FOR_COSINE = 4
+
+
+def default_min_cosine(precision: str, compression: str) -> float:
+    """The guard's bar for a case that sets no min_cosine."""
+    bar = DEFAULT_MIN_COSINE.get(precision, PRUNED_MIN_COSINE)
+    return bar if compression == "none" else min(bar, PRUNED_MIN_COSINE)
+
 
 @dataclass(frozen=True)
 class AccuracyBudget:
@@ -54,7 +71,12 @@ def output_fidelity(actual: np.ndarray, reference: np.ndarray, atol: float | Non
     dots = np.sum(a * r, axis=1)
     # Two all-zero vectors agree perfectly; one zero vector against a non-zero one does not agree at all.
     cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(abs_err.max(axis=1) == 0, 1.0, 0.0))
+    ref_norm = float(np.linalg.norm(r))
+    whole_err = float(np.linalg.norm(a - r))
     result: dict[str, Any] = {
+        "values_per_sample": int(r.shape[1]) if r.ndim == 2 else 0,
+        "rel_l2_err": whole_err / ref_norm if ref_norm > 0 else (0.0 if whole_err == 0 else float("inf")),
+        "exact_match": float(np.mean(a == r)) if actual.dtype.kind in "iub" and a.size else None,
         "max_abs_err": float(abs_err.max()) if abs_err.size else 0.0,
         "mean_abs_err": float(abs_err.mean()) if abs_err.size else 0.0,
         "max_rel_err": float(rel_err.max()) if rel_err.size else 0.0,
@@ -62,8 +84,9 @@ def output_fidelity(actual: np.ndarray, reference: np.ndarray, atol: float | Non
         "cosine_min": float(cosines.min()),
         "top1_agreement": None,
     }
-    if actual.ndim == 2 and actual.shape[1] > 1:
-        result["top1_agreement"] = float(np.mean(actual.argmax(axis=1) == reference.argmax(axis=1)))
+    classes = [d for d in actual.shape[1:] if d != 1]  # a sample of class scores, batch axis of 1 kept or not
+    if len(classes) == 1 and classes[0] > 1 and actual.dtype.kind == "f":
+        result["top1_agreement"] = float(np.mean(a.argmax(axis=1) == r.argmax(axis=1)))
     if atol is not None or rtol is not None:
         # An element fails only where it exceeds both tolerances (Polygraphy's rule): a large relative error
         # on a near-zero value, or a large absolute error on a huge value, is not a failure by itself.
@@ -101,16 +124,31 @@ def _output_name(out: dict[str, Any]) -> str:
     return out.get("reference_name") or out["name"]
 
 
+def cosine_violation(out: dict[str, Any], min_cosine: float) -> str | None:
+    """Why one output misses a cosine bar, by the rule that suits its kind (see MIN_VALUES_FOR_COSINE), or None."""
+    name = _output_name(out)
+    if out.get("exact_match") is not None:  # integer / boolean outputs: class ids, indices, masks
+        if out["exact_match"] < min_cosine:
+            return (f"output {name!r}: {out['exact_match']:.4f} of its values equal the reference's "
+                    f"(< {min_cosine}, the bar min_cosine sets for integer outputs)")
+        return None
+    if out.get("values_per_sample", MIN_VALUES_FOR_COSINE) < MIN_VALUES_FOR_COSINE:
+        allowed = float(np.sqrt(2.0 * (1.0 - min_cosine)))
+        if not out["rel_l2_err"] <= allowed:
+            return (f"output {name!r}: relative L2 error {out['rel_l2_err']:.4g} over all samples > {allowed:.4g} "
+                    f"(what min_cosine {min_cosine} allows an output of {out['values_per_sample']} value(s) per sample)")
+        return None
+    if not out["cosine"] >= min_cosine:
+        return f"output {name!r}: cosine {out['cosine']:.8f} < min_cosine {min_cosine}"
+    return None
+
+
 def budget_violations(accuracy: dict[str, Any], budget: AccuracyBudget) -> list[str]:
     """Every budget the case misses, each with the measured number beside the limit."""
     problems = []
     outputs = accuracy.get("outputs") or []
     if budget.min_cosine is not None:
-        for out in outputs:
-            if out["cosine"] < budget.min_cosine:
-                problems.append(
-                    f"output {_output_name(out)!r}: cosine {out['cosine']:.8f} < min_cosine {budget.min_cosine}"
-                )
+        problems += [p for out in outputs if (p := cosine_violation(out, budget.min_cosine))]
     if budget.judges_tolerance:
         for out in outputs:
             if not out.get("within_tolerance", True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,69 @@ class MeasureOverride(BaseModel):
     seed: int | None = None
 
 
+class InputEntry(BaseModel):
+    """One input of a user's model, described by name (see model_zoo.inputs): every key optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: list[int] | None = Field(None, description="per-sample shape, without the batch axis")
+    batch_axis: int | Literal["auto"] | None = Field("auto", description="where the batch axis is; none: not batched")
+    dtype: str | None = None
+    range: tuple[float, float] | None = Field(None, description="[low, high) of generated values")
+    value: Any = Field(None, description="a fixed value (a number or nested list), never batched")
+
+    @field_validator("batch_axis", mode="before")
+    @classmethod
+    def _none_spelled_out(cls, value: Any) -> Any:
+        """`batch_axis: none` reads as the word in YAML; it means YAML's null here."""
+        return None if isinstance(value, str) and value.lower() == "none" else value
+
+    @field_validator("shape")
+    @classmethod
+    def _non_negative(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(d < 1 for d in value):
+            raise ValueError("a shape is a list of positive integers ([] for a scalar)")
+        return value
+
+    @field_validator("batch_axis")
+    @classmethod
+    def _axis(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("batch_axis counts from 0 (or is none for an input that is not batched)")
+        return value
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, value: str | None) -> str | None:
+        import numpy as np
+
+        if value is not None:
+            try:
+                return np.dtype(value).name
+            except TypeError:
+                raise ValueError(f"unknown dtype {value!r} (e.g. float32, int64)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _value_alone(self) -> InputEntry:
+        if self.value is not None:
+            import numpy as np
+
+            if self.range is not None or self.shape is not None or self.batch_axis not in ("auto", None):
+                raise ValueError("a fixed value takes no shape, range or batch_axis (it is used as is, not batched)")
+            try:
+                np.asarray(self.value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"value must be a number or a nested list of numbers, not {self.value!r}") from None
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError(f"range [{self.range[0]}, {self.range[1]}) is empty")
+        return self
+
+    def to_description(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None or k == "batch_axis"
+                if not (k == "batch_axis" and v == "auto")}
+
+
 class ModelEntry(BaseModel):
     """A zoo model by ``name`` (with options) or a user's file by ``path``, plus per-model overrides."""
 
@@ -123,6 +187,7 @@ class ModelEntry(BaseModel):
     name: str | None = None
     path: str | None = None
     input_shape: list[int] | None = None
+    inputs: dict[str, InputEntry] | None = Field(None, description="a user's model: its inputs by name")
     label: str | None = None
     precisions: list[Precision] | None = None
     batch_sizes: list[int] | None = None
@@ -140,6 +205,8 @@ class ModelEntry(BaseModel):
     def _name_or_path(self) -> ModelEntry:
         if (self.name is None) == (self.path is None):
             raise ValueError("give exactly one of 'name' (a zoo model) or 'path' (your model file)")
+        if self.inputs is not None and self.name is not None:
+            raise ValueError("inputs describes a model file's inputs; a zoo model takes input_shape")
         return self
 
     @field_validator("input_shape", "batch_sizes")
@@ -175,7 +242,7 @@ class BaselineSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: str = Field("tflite_cpu", description="a backend of this scenario, by label or name")
+    backend: str = Field(description="a backend of this scenario, by label or name")
     precision: Precision = "fp32"
 
 
@@ -193,7 +260,7 @@ class Scenario(BaseModel):
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     accuracy: AccuracySpec = Field(default_factory=AccuracySpec)
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
-    baseline: BaselineSpec = Field(default_factory=BaselineSpec)
+    baseline: BaselineSpec | None = None
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -228,6 +295,7 @@ _KEYS_AT = {
     ("models", "calibration"): set(CalibrationSpec.model_fields),
     ("accuracy",): set(AccuracySpec.model_fields),
     ("models", "accuracy"): set(AccuracySpec.model_fields),
+    ("models", "inputs"): set(InputEntry.model_fields),
     ("baseline",): set(BaselineSpec.model_fields),
 }
 
@@ -486,14 +554,84 @@ def _calibration_problems(scenario: Scenario, lines: _LineMap, base_dir: Path) -
     return problems
 
 
+_MODEL_SUFFIXES = (".onnx", ".tflite", ".keras", ".h5")
+
+
 def _model_path_problems(scenario: Scenario, lines: _LineMap, base_dir: Path) -> list[tuple[int, str]]:
-    """A model file may not exist yet (it fails at run time), but its path must be one the system accepts."""
+    """A model file must exist, be readable and be of a kind accelbench reads, and the scenario's description of
+    its inputs must fit it: all said at the path's line before anything runs, not as a failed case later."""
     problems = []
     for index, model in enumerate(scenario.models):
-        if model.path is not None and (problem := _path_problem(model.path, base_dir)):
-            loc: Loc = ("models", index, "path")
+        if model.path is None:
+            continue
+        loc: Loc = ("models", index, "path")
+        problem = _path_problem(model.path, base_dir) or _model_file_problem(base_dir / Path(model.path).expanduser())
+        if problem is None:
+            problem = _inputs_problem(model, base_dir)
+            loc = ("models", index, "inputs") if problem and model.inputs is not None else loc
+        if problem:
             problems.append((lines.line(loc), f"{_format_loc(loc)}: {problem}"))
     return problems
+
+
+def _model_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a model, looking only at the file system (never opening a FIFO or a device)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"no such model file or folder: {path}"
+    except OSError as error:
+        return f"cannot read {path}: {error.strerror or error}"
+    if stat.S_ISDIR(mode):
+        saved_model = path / "saved_model.pb"
+        if not saved_model.is_file():
+            return f"{path} is a folder but not a TensorFlow SavedModel (no saved_model.pb inside)"
+        path, mode = saved_model, saved_model.stat().st_mode
+    elif path.suffix.lower() not in _MODEL_SUFFIXES:
+        return (f"{path}: accelbench cannot read this kind of file; expected a .onnx, .tflite or .keras file or a "
+                "SavedModel folder")
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file"
+    if not os.access(path, os.R_OK):
+        return f"cannot read {path}: permission denied"
+    return None
+
+
+def _inputs_problem(model: ModelEntry, base_dir: Path) -> str | None:
+    """The input description checked against the inputs an ONNX or TFLite file declares; the file's own errors
+    (a corrupt file) are left to the build, which names them."""
+    from model_zoo.inputs import InputError, InputLayout
+
+    path = (base_dir / Path(model.path or "").expanduser()).resolve()
+    try:
+        declared = _declared_inputs(path)
+    except Exception:
+        return None
+    if declared is None:
+        return None
+    layout = InputLayout.from_json({"inputs": {name: entry.to_description() for name, entry in
+                                               (model.inputs or {}).items()}, "input_shape": model.input_shape})
+    try:
+        layout.plan(declared, what=path.name)
+    except InputError as error:
+        return str(error)
+    return None
+
+
+def _declared_inputs(path: Path) -> list[Any] | None:
+    if path.suffix.lower() == ".onnx":
+        from model_zoo.inputs import onnx_declared
+
+        return onnx_declared(str(path))
+    if path.suffix.lower() == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        from backends.tflite_cpu import _spec
+
+        return [_spec(d) for d in Interpreter(model_path=str(path)).get_input_details()]
+    return None
 
 
 def _path_problem(text: str, base_dir: Path) -> str | None:
@@ -509,9 +647,9 @@ def _path_problem(text: str, base_dir: Path) -> str | None:
 
 
 def _baseline_problems(scenario: Scenario, data: dict[str, Any], lines: _LineMap) -> list[tuple[int, str]]:
-    """A baseline the scenario names must be one of its backends; the default (tflite_cpu) may be absent, and
-    the report then says that no speed-up could be computed."""
-    if "baseline" not in data or not isinstance(data["baseline"], dict) or "backend" not in data["baseline"]:
+    """A baseline the scenario names must be one of its backends (unnamed, it is each model's first fp32 case that
+    ran, which the report names)."""
+    if scenario.baseline is None or not isinstance(data.get("baseline"), dict):
         return []
     wanted = scenario.baseline.backend
     known = [*_backend_labels(scenario.backends), *(b.name for b in scenario.backends)]
@@ -626,7 +764,8 @@ def expand(loaded: LoadedScenario) -> list[Case]:
                     backend=backend.name, backend_label=backend_label, backend_options=options,
                     precision=precision, batch_size=batch_size, mode=mode, measure=measure,
                     compression=compression, calibration=calibration if precision == "int8" else {},
-                    accuracy_budget=budget, baseline=scenario.baseline.model_dump(),
+                    accuracy_budget=budget,
+                    baseline=None if scenario.baseline is None else scenario.baseline.model_dump(),
                 )
                 try:
                     case.skip_reason = skip_reason(case)

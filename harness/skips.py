@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 from backends.base import Availability, BackendOptions
@@ -15,10 +16,21 @@ def cached_availability(backend: str) -> Availability:
     return availability(backend)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or taskset's limit, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity API (macOS)
+        return os.cpu_count() or 1
+
+
 def backend_options(case: Case) -> BackendOptions:
+    """The options a backend is prepared with. An unset ``threads`` is every usable core, for every backend:
+    left to themselves LiteRT's Python Interpreter and ONNX Runtime pick differently (one thread against all
+    physical cores), and an unset scenario would compare a single thread with the whole machine."""
     options = dict(case.backend_options)
-    return BackendOptions(threads=options.pop("threads", None), extra=options, precision=case.precision,
-                          compression=case.compression)
+    threads = options.pop("threads", None) or usable_cores()
+    return BackendOptions(threads=threads, extra=options, precision=case.precision, compression=case.compression)
 
 
 def skip_reason(case: Case) -> str | None:

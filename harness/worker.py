@@ -57,28 +57,12 @@ class _Phases:
 
 
 def make_feeds(specs: list[Any], batch_size: int, hints: dict[str, Any], seed: int) -> list[np.ndarray]:
-    """Deterministic inputs that respect each input's dtype and the zoo's declared value range."""
-    from backends.base import concrete_shape
-    from model_zoo.calibration import value_range
+    """Deterministic inputs for one call at ``batch_size``, made as the scenario describes each input (shape,
+    batch axis, dtype, value range or fixed value) and, where it says nothing, as the model declares it."""
+    from model_zoo.inputs import InputLayout
+    from model_zoo.inputs import make_feeds as feeds_for
 
-    rng = np.random.default_rng(seed)
-    sample_shape = tuple(hints["input_shape"]) if hints.get("input_shape") else None
-    known_range = hints.get("input_range")
-    feeds = []
-    for spec in specs:
-        shape = concrete_shape(spec, batch_size, sample_shape)
-        dtype = np.dtype(spec.dtype)
-        if dtype.kind in "iu":
-            low, high = value_range(dtype, known_range)
-            feeds.append(rng.integers(int(low), int(high), size=shape).astype(dtype))
-        elif dtype.kind == "b":
-            feeds.append(rng.random(shape) > 0.5)
-        elif dtype.kind == "f":
-            low, high = value_range(dtype, known_range)
-            feeds.append(rng.uniform(low, high, size=shape).astype(dtype))
-        else:
-            raise TypeError(f"input {spec.name!r} has dtype {spec.dtype}, which accelbench cannot generate")
-    return feeds
+    return feeds_for(InputLayout.from_json(hints).plan(specs), batch_size, seed)
 
 
 def _rss() -> int:
@@ -109,11 +93,12 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     from harness.cases import Case
     from harness.measure import MeasureSettings, concurrent_loop, timed_loop, warm_up
     from harness.skips import backend_options
+    from model_zoo.inputs import InputLayout
 
     case = Case.from_dict(job["case"])
     hints = job.get("hints", {})
     settings = MeasureSettings.from_dict(case.measure)
-    sample_shape = tuple(hints["input_shape"]) if hints.get("input_shape") else None
+    layout = InputLayout.from_json(hints)
     with phase("import backend"):
         backend = get_backend(case.backend)()
         options = backend_options(case)
@@ -121,7 +106,7 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     rss_before = _rss()
     with phase("load model", subject=job["artifact"]):  # a corrupt file is named in the reason
         start = time.perf_counter_ns()
-        session = backend.prepare(job["artifact"], options, case.batch_size, sample_shape)
+        session = backend.prepare(job["artifact"], options, case.batch_size, layout)
         init_ns = time.perf_counter_ns() - start
     rss_after_prepare = _rss()
     with phase("make inputs"):
@@ -135,7 +120,7 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
                  if np.asarray(o).dtype.kind in "fc")
     with phase("warm-up"):
         if case.mode == "concurrent":
-            sessions = [session] + [backend.prepare(job["artifact"], options, case.batch_size, sample_shape)
+            sessions = [session] + [backend.prepare(job["artifact"], options, case.batch_size, layout)
                                     for _ in range(settings.streams - 1)]
             calls = [call] + [s.bind(feeds) for s in sessions[1:]]
             warm = concurrent_loop(calls, settings.warmup_runs, settings.warmup_seconds,
@@ -159,7 +144,7 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     if evaluation:  # a failure here costs the accuracy figures, never the timings already taken
         started = time.perf_counter()
         try:
-            _evaluate(session, case.batch_size, Path(evaluation["inputs"]), Path(evaluation["outputs"]))
+            _evaluate(session, case.batch_size, evaluation)
             evaluation_seconds = time.perf_counter() - started
         except Exception as error:
             traceback.print_exc()
@@ -190,15 +175,21 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     }
 
 
-def _evaluate(session: Any, batch_size: int, inputs_path: Path, outputs_path: Path) -> None:
-    """Run the reference's evaluation inputs through this session, batched by the case's batch size."""
-    from harness.evaluation import load_arrays, match_order, run_batched, save_arrays
+def _evaluate(session: Any, batch_size: int, evaluation: dict[str, Any]) -> None:
+    """Run the reference's evaluation inputs through this session, batched by the case's batch size, and save the
+    outputs cut into the reference's units (samples), so that the parent compares like with like."""
+    from harness.evaluation import load_arrays, match_order, run_batched, save_arrays, stored_plans
 
-    names, arrays, _ = load_arrays(inputs_path)
+    names, arrays, extra = load_arrays(Path(evaluation["inputs"]))
     order = match_order([s.name for s in session.inputs], names, "input")
+    plans = stored_plans(extra, [session.inputs[order.index(i)].dtype for i in range(len(names))])
     feeds = [arrays[i].astype(np.dtype(spec.dtype), copy=False) for i, spec in zip(order, session.inputs, strict=True)]
-    outputs = run_batched(session.run, feeds, batch_size)
-    save_arrays(outputs_path, [s.name for s in session.outputs], outputs)
+    ordered_plans = [plans[i] for i in order]
+    output_order = match_order([s.name for s in session.outputs], evaluation["output_names"], "output")
+    unit_shapes = [evaluation["unit_shapes"][j] for j in output_order]
+    outputs = run_batched(session.run, ordered_plans, feeds, batch_size, evaluation["reference_batch"], unit_shapes,
+                          [s.name for s in session.outputs])
+    save_arrays(Path(evaluation["outputs"]), [s.name for s in session.outputs], outputs)
 
 
 def reference(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
@@ -207,25 +198,35 @@ def reference(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     from harness.cases import Case
     from harness.evaluation import make_evaluation_set, run_batched, save_arrays
     from harness.skips import backend_options
+    from model_zoo.inputs import InputLayout, sample_count
 
     case = Case.from_dict(job["case"])
     hints = job.get("hints", {})
-    sample_shape = tuple(hints["input_shape"]) if hints.get("input_shape") else None
+    layout = InputLayout.from_json(hints)
     with phase("import backend"):
         backend = get_backend(case.backend)()
         options = backend_options(case)
     with phase("load model", subject=job["artifact"]):
-        session = backend.prepare(job["artifact"], options, 1, sample_shape)
-        fixed_batch = session.inputs[0].shape[0] if session.inputs and session.inputs[0].shape else None
-        if fixed_batch not in (None, 1):  # a model exported for one batch size only runs at that size
-            session = backend.prepare(job["artifact"], options, fixed_batch, sample_shape)
+        session = backend.prepare(job["artifact"], options, 1, layout)
+    with phase("describe the inputs"):
+        plans = layout.plan(session.inputs)
+        fixed = {spec.shape[p.batch_axis] for spec, p in zip(session.inputs, plans, strict=True)
+                 if p.batch_axis is not None and p.batch_axis < len(spec.shape)} - {None, 1}
+    # a model exported for one batch size only runs at that size
+    batch = fixed.pop() if len(fixed) == 1 else 1
+    if batch != 1:
+        with phase("load model", subject=job["artifact"]):
+            session = backend.prepare(job["artifact"], options, batch, layout)
     with phase("make the evaluation set"):
-        arrays, labels = make_evaluation_set(session.inputs, hints, case.measure.get("seed", 0), make_feeds)
-        save_arrays(Path(job["inputs"]), [s.name for s in session.inputs], arrays, labels=labels)
+        arrays, labels = make_evaluation_set(plans, hints.get("dataset"), case.measure.get("seed", 0))
+        save_arrays(Path(job["inputs"]), [s.name for s in session.inputs], arrays, labels=labels,
+                    batch_axes=np.array(json.dumps([p.batch_axis for p in plans])))
     with phase("run the reference"):
-        outputs = run_batched(session.run, arrays, fixed_batch or 1)
+        outputs = run_batched(session.run, plans, arrays, batch)
         save_arrays(Path(job["outputs"]), [s.name for s in session.outputs], outputs)
-    return {"samples": len(arrays[0]), "labelled": labels is not None, "backend_info": session.info()}
+    return {"samples": sample_count(plans, arrays), "labelled": labels is not None,
+            "backend_info": session.info(), "batch": batch, "output_names": [s.name for s in session.outputs],
+            "unit_shapes": [list(o.shape[1:]) for o in outputs]}
 
 
 def overhead(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
@@ -234,14 +235,14 @@ def overhead(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     from harness.cases import Case
     from harness.measure import timed_loop, warm_up
     from harness.skips import backend_options
+    from model_zoo.inputs import InputLayout
 
     case = Case.from_dict(job["case"])
     hints = job.get("hints", {})
     rounds, runs = int(job.get("rounds", 20)), int(job.get("runs_per_round", 500))
-    sample_shape = tuple(hints["input_shape"]) if hints.get("input_shape") else None
     with phase("load model"):
         session = get_backend(case.backend)().prepare(job["artifact"], backend_options(case), case.batch_size,
-                                                      sample_shape)
+                                                      InputLayout.from_json(hints))
         feeds = make_feeds(session.inputs, case.batch_size, hints, 0)
         call = session.bind(feeds)
     with phase("warm-up"):

@@ -36,9 +36,10 @@ from typing import Any
 # onnxruntime.quantization to the functions that need them.
 from model_zoo import cache, convert, prune
 from model_zoo.cache import cache_dir
-from model_zoo.calibration import batches, calibration_data, calibration_identity, source_problem
+from model_zoo.calibration import calibration_data, calibration_identity, check_feeds, source_problem
 from model_zoo.catalog import CATALOG
 from model_zoo.errors import ArtifactError
+from model_zoo.inputs import Declared, InputError, InputLayout, onnx_declared
 from model_zoo.tf_env import import_tf
 
 __all__ = [
@@ -153,6 +154,9 @@ class ArtifactRequest:
     # A .tflite with this batch size baked in (None: a dynamic batch). GPU accelerators and most delegates need
     # static shapes, and a dynamic batch leaves computed shapes (Flatten) that they refuse.
     batch: int | None = None
+    # A user model's input descriptions (model_zoo.inputs.InputLayout.identity()): calibration and the converters'
+    # own fidelity checks make data from them, so they belong to fp16 / int8 artefacts' identity. "" for none.
+    inputs: str = ""
 
     def __post_init__(self) -> None:
         if self.precision != "int8" and self.calibration != Calibration():
@@ -324,6 +328,8 @@ def request_to_json(req: ArtifactRequest) -> dict[str, Any]:
         data["compression"] = req.compression
     if req.batch is not None:
         data["batch"] = req.batch
+    if req.inputs:
+        data["inputs"] = req.inputs
     default = Calibration()
     calibration = {
         name: getattr(req.calibration, name)
@@ -356,7 +362,7 @@ def request_from_json(data: Any) -> ArtifactRequest:
         batch = data.get("batch")
         return ArtifactRequest(
             model=ref, format=str(data["format"]), precision=precision, compression=compression,
-            calibration=calibration, batch=None if batch is None else int(batch),
+            calibration=calibration, batch=None if batch is None else int(batch), inputs=str(data.get("inputs", "")),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ArtifactError(f"malformed artefact request {data!r}: {type(exc).__name__}: {exc}") from exc
@@ -416,6 +422,8 @@ def _key_parts(req: ArtifactRequest, input_hash: str) -> dict[str, Any]:
         parts["calibration"] = calibration_identity(req.model, req.calibration)
     if req.batch is not None:
         parts["batch"] = req.batch
+    if req.inputs:
+        parts["inputs"] = req.inputs
     return parts
 
 
@@ -434,7 +442,7 @@ def _request_versions(req: ArtifactRequest) -> dict[str, str]:
 
 
 # Bump when a precision's conversion changes in a way its options below do not show.
-QUANTIZATION_RECIPE = 1
+QUANTIZATION_RECIPE = 2
 
 
 def _request_options(req: ArtifactRequest) -> dict[str, Any]:
@@ -555,30 +563,40 @@ def _converter(req: ArtifactRequest) -> Callable[[Path], dict[str, Any] | None]:
     return lambda out: _to_tflite(req, savedmodel, out)
 
 
+def input_layout(req: ArtifactRequest) -> InputLayout:
+    """How to make data for the request's model: the scenario's descriptions of a user model's inputs, or the
+    zoo's declared shape and value range."""
+    if req.inputs:
+        return InputLayout.from_json(json.loads(req.inputs))
+    if req.model.zoo is not None:
+        return InputLayout(sample_shape=req.model.shape, value_range=CATALOG[req.model.zoo].input_range)
+    return InputLayout()
+
+
 def _to_tflite(req: ArtifactRequest, savedmodel: Path, out: Path) -> dict[str, Any] | None:
     if req.precision != "int8":
         convert.savedmodel_to_tflite(savedmodel, out, req.precision, fixed_batch=req.batch)
         return None
-    specs = convert.savedmodel_input_specs(savedmodel)
-    data = calibration_data(req.model, req.calibration, specs)
-    # One sample per calibration step, as the TFLite converter expects, unless the model fixes its batch.
-    fixed = bool(specs) and all(spec.batch is not None for spec in specs)
-    size = specs[0].batch if fixed else 1
-    if req.batch is not None:  # the file will take exactly req.batch samples per call, so does calibration
-        fixed, size = True, req.batch
-    chunks = batches(data.arrays, size, fixed, what=req.model.describe())
-    representative = [{spec.name: chunk[i] for i, spec in enumerate(specs)} for chunk in chunks]
-    convert.savedmodel_to_tflite(savedmodel, out, "int8", representative, fixed_batch=req.batch)
+    declared = [Declared(s.name, (req.batch or s.batch, *s.shape), s.dtype)
+                for s in convert.savedmodel_input_specs(savedmodel)]
+    # One sample per calibration step, as the TFLite converter expects, unless the file fixes its batch.
+    data = calibration_data(req.model, req.calibration, declared, input_layout(req), call_batch=1)
+    convert.savedmodel_to_tflite(savedmodel, out, "int8", data.feeds, fixed_batch=req.batch)
     return _calibration_meta(data)
 
 
 def _quantize_onnx(req: ArtifactRequest, fp32: Path, out: Path) -> dict[str, Any]:
+    declared, layout = onnx_declared(str(fp32)), input_layout(req)
+    try:
+        checks = check_feeds(req.model, declared, layout)
+    except InputError as error:
+        raise ArtifactError(f"{req.model.describe()}: {error}") from None
     if req.precision == "fp16":
-        return {"quantization": convert.onnx_to_fp16(fp32, out)}
+        return {"quantization": convert.onnx_to_fp16(fp32, out, checks)}
     if req.precision == "int8_dynamic":
-        return {"quantization": convert.onnx_to_int8_dynamic(fp32, out)}
-    data = calibration_data(req.model, req.calibration, convert.onnx_input_specs(fp32))
-    return {"quantization": convert.onnx_to_int8(fp32, out, data.arrays), **_calibration_meta(data)}
+        return {"quantization": convert.onnx_to_int8_dynamic(fp32, out, checks)}
+    data = calibration_data(req.model, req.calibration, declared, layout, call_batch=convert.ONNX_CALIBRATION_BATCH)
+    return {"quantization": convert.onnx_to_int8(fp32, out, data.feeds, checks), **_calibration_meta(data)}
 
 
 def _calibration_meta(data: Any) -> dict[str, Any]:

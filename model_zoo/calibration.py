@@ -5,11 +5,13 @@ Three sources, chosen by `Calibration.source`:
 - "dataset": the model's TRAINING split (digits_cnn: `x_train`), never the held-out split that task accuracy
   is scored on, since calibrating on the test data would flatter the int8 result. A model without a dataset
   (most of the zoo, every user model) falls back to "random" and says so in the artefact's meta.json.
-- "random": seeded uniform data shaped like each model input. Zoo models use their catalog value range
-  (token ids below the vocabulary size, pixels in [0, 1)); user models get floats in [0, 1) and integers in
-  {0, 1}, the only integer values that are safe for any index-like input whose range is unknown.
+- "random": seeded data made as the scenario describes each input (model_zoo.inputs: shape, batch axis, value
+  range, fixed values). Zoo models use their catalog value range (token ids below the vocabulary size, pixels
+  in [0, 1)); undescribed user inputs get floats in [0, 1) and integers in {0, 1}, the only integer values that
+  are safe for any index-like input whose range is unknown.
 - an absolute path to a .npz file: one array per model input, matched by input name when the archive's names
-  are the model's, otherwise in input order; checked for count, per-sample shape and dtype.
+  are the model's, otherwise in input order, laid out as the model takes it with the samples along the input's
+  batch axis (an unbatched input: its one value); checked for count, shape and dtype.
 
 Light on purpose (NumPy only): `model_zoo.artifacts` calls `calibration_identity` while computing cache keys
 in processes that must not import TensorFlow.
@@ -30,6 +32,17 @@ import numpy as np
 from model_zoo import cache
 from model_zoo.catalog import CATALOG
 from model_zoo.errors import ArtifactError
+from model_zoo.inputs import (
+    USER_FLOAT_RANGE,
+    USER_INT_RANGE,
+    DeclaredInput,
+    InputError,
+    InputLayout,
+    InputPlan,
+    assemble,
+    make_samples,
+    sample_count,
+)
 
 if TYPE_CHECKING:
     from model_zoo.artifacts import Calibration, ModelRef
@@ -38,8 +51,7 @@ SOURCES = ("dataset", "random")
 RANDOM_SEED = 0
 # Part of the cache key of int8 artefacts calibrated on random data: bump it when the generator changes.
 RANDOM_RECIPE = 1
-USER_FLOAT_RANGE = (0.0, 1.0)
-USER_INT_RANGE = (0, 2)  # exclusive upper bound: {0, 1}
+CHECK_SAMPLES = 8  # single-sample calls a converter's own fidelity check runs (fp16, int8)
 
 
 @dataclass(frozen=True)
@@ -54,13 +66,10 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class CalibrationData:
-    arrays: list[np.ndarray]  # one per input, in input order, with the sample axis first
+    feeds: list[dict[str, np.ndarray]]  # one dict per converter call: input name → array, shaped for the model
     description: str  # what was used, for meta.json: "dataset digits (training split)", "random (…)", a path
-    sha256: str  # of the arrays actually fed, so two artefacts can be compared for identical calibration
-
-    @property
-    def samples(self) -> int:
-        return len(self.arrays[0]) if self.arrays else 0
+    sha256: str  # of the samples actually fed, so two artefacts can be compared for identical calibration
+    samples: int
 
 
 def source_problem(calibration: Calibration) -> str | None:
@@ -94,34 +103,69 @@ def calibration_identity(model: ModelRef, calibration: Calibration) -> dict[str,
     return {"samples": samples, "source": "npz", "data": _npz_hash(Path(source))}
 
 
-def calibration_data(model: ModelRef, calibration: Calibration, input_specs: Sequence[InputSpec]) -> CalibrationData:
-    """The arrays to calibrate `model` with, checked against its inputs (ArtifactError names the mismatch)."""
+def calibration_data(model: ModelRef, calibration: Calibration, declared: Sequence[DeclaredInput],
+                     layout: InputLayout, call_batch: int) -> CalibrationData:
+    """The calls to calibrate ``model`` with: feed dicts (input name → array) of ``call_batch`` samples each (the
+    model's own batch where it fixes one), made as the scenario describes every input, so a recurrent state is
+    batched on its own axis and a sample rate keeps its value. ArtifactError names what does not fit."""
     samples, source = calibration.samples, calibration.source
+    what = model.describe()
+    try:
+        plans = layout.plan(declared, what)
+    except InputError as error:
+        raise ArtifactError(f"{what}: {error}") from None
     if source in SOURCES:
         dataset = _dataset_of(model)
         if source == "dataset" and dataset is not None:
             from model_zoo.datasets import load_dataset
 
-            arrays = [np.ascontiguousarray(load_dataset(dataset).x_train[:samples])]
-            where = f"dataset {dataset} of {model.label}"
-            _check(arrays, [None], input_specs, where)
+            arrays = [np.expand_dims(np.ascontiguousarray(load_dataset(dataset).x_train[:samples]), 1)]
             description = f"dataset {dataset} (training split)"
         else:
-            arrays = random_arrays(input_specs, samples, _ranges(model, input_specs), what=model.describe())
+            arrays = make_samples(plans, samples, RANDOM_SEED)
             if source == "random":
                 description = "random"
             else:
                 owner = "zoo model" if model.zoo is not None else "user model"
                 description = f"random ({owner} has no dataset)"
     else:
-        arrays = _npz_arrays(Path(source), samples, input_specs)
+        arrays = _npz_samples(Path(source), samples, plans, declared)
         description = source
-    return CalibrationData(arrays=arrays, description=description, sha256=arrays_hash(arrays))
+    fixed = _fixed_batch(plans, declared)
+    size = fixed or call_batch
+    count = sample_count(plans, arrays)
+    starts = range(0, count - size + 1 if fixed else count, size)
+    if not starts:
+        raise ArtifactError(f"{what}: the model's batch size is fixed at {size}; calibration has only {count} samples")
+    feeds = [dict(zip((p.name for p in plans), assemble(plans, arrays, start, min(size, count - start)), strict=True))
+             for start in starts]
+    return CalibrationData(feeds=feeds, description=description, sha256=arrays_hash(arrays), samples=count)
 
 
-def calibration_arrays(model: ModelRef, calibration: Calibration, input_specs: Sequence[InputSpec]) -> list[np.ndarray]:
-    """Just the arrays of `calibration_data`: one per input, sample axis first, in input order."""
-    return calibration_data(model, calibration, input_specs).arrays
+def check_feeds(model: ModelRef, declared: Sequence[DeclaredInput], layout: InputLayout,
+                samples: int = CHECK_SAMPLES) -> list[dict[str, np.ndarray]]:
+    """A few single-sample calls for a converter's own fidelity check (fp16, int8): the model's held-out data
+    where it has a dataset, else seeded random data as the scenario describes the inputs."""
+    plans = layout.plan(declared, model.describe())
+    dataset = _dataset_of(model)
+    if dataset is not None:
+        from model_zoo.datasets import load_dataset
+
+        arrays = [np.expand_dims(np.ascontiguousarray(load_dataset(dataset).x_test[:samples]), 1)]
+    else:
+        arrays = make_samples(plans, samples, RANDOM_SEED + 1)
+    size = _fixed_batch(plans, declared) or 1
+    count = sample_count(plans, arrays)
+    return [dict(zip((p.name for p in plans), assemble(plans, arrays, start, size), strict=True))
+            for start in range(0, max(count - size + 1, 1), size)]
+
+
+def _fixed_batch(plans: Sequence[InputPlan], declared: Sequence[DeclaredInput]) -> int | None:
+    """The batch size the model file fixes (a dim given on a batched input's batch axis), or None when dynamic."""
+    for plan, spec in zip(plans, declared, strict=True):
+        if plan.batch_axis is not None and plan.batch_axis < len(spec.shape) and spec.shape[plan.batch_axis]:
+            return int(spec.shape[plan.batch_axis])  # type: ignore[arg-type]
+    return None
 
 
 def random_arrays(
@@ -208,13 +252,13 @@ def value_range(dtype: Any, known: Sequence[float] | None = None) -> tuple[float
     return USER_FLOAT_RANGE if np.dtype(dtype).kind == "f" else USER_INT_RANGE
 
 
-def _ranges(model: ModelRef, input_specs: Sequence[InputSpec]) -> list[tuple[float, float]]:
-    zoo = CATALOG[model.zoo] if model.zoo is not None else None
-    known = zoo.input_range if zoo is not None else None
-    return [value_range(spec.dtype, known) for spec in input_specs]
+def _npz_samples(path: Path, samples: int, plans: Sequence[InputPlan],
+                 declared: Sequence[DeclaredInput]) -> list[np.ndarray]:
+    """A user's calibration archive as per-sample arrays (see model_zoo.inputs.make_samples).
 
-
-def _npz_arrays(path: Path, samples: int, input_specs: Sequence[InputSpec]) -> list[np.ndarray]:
+    One array per model input, by input name or else in input order, each laid out as the model takes it with the
+    samples along the input's batch axis (whatever the model's declared batch size: a dynamic batch is fine); an
+    input that is not batched (a state shared by the batch, a sample rate) is its one value."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             named = {name: archive[name] for name in archive.files}
@@ -222,41 +266,42 @@ def _npz_arrays(path: Path, samples: int, input_specs: Sequence[InputSpec]) -> l
         raise ArtifactError(f"calibration file {path}: no such file") from exc
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ArtifactError(f"calibration file {path}: not a readable .npz archive: {exc}") from exc
-    names = [spec.name for spec in input_specs]
-    if len(named) != len(input_specs):
+    names = [plan.name for plan in plans]
+    if len(named) != len(plans):
         raise ArtifactError(
             f"calibration file {path}: holds {len(named)} array(s) ({', '.join(named) or 'none'}), "
-            f"the model has {len(input_specs)} input(s) ({', '.join(names)})"
+            f"the model has {len(plans)} input(s) ({', '.join(names)})"
         )
-    if set(named) == set(names):  # by name
-        arrays = [named[name] for name in names]
-        labels = names
-    else:  # in the archive's order
-        arrays, labels = list(named.values()), list(named)
-    lengths = {len(a) if a.ndim else 0 for a in arrays}
-    if len(lengths) != 1 or 0 in lengths:
-        raise ArtifactError(
-            f"calibration file {path}: its arrays must share a non-empty first (sample) axis; "
-            f"lengths {[len(a) if a.ndim else 0 for a in arrays]}"
-        )
-    _check(arrays, labels, input_specs, f"calibration file {path}")
-    return [np.ascontiguousarray(a[:samples]) for a in arrays]
+    pairs = [(name, named[name]) for name in names] if set(named) == set(names) else list(named.items())
+    result = []
+    for (label, array), plan, spec in zip(pairs, plans, declared, strict=True):
+        where = f"calibration file {path}: " + (f"array {label!r} for input {plan.name!r}" if label != plan.name
+                                                else f"input {plan.name!r}")
+        if array.dtype != np.dtype(plan.dtype):
+            raise ArtifactError(f"{where}: dtype {array.dtype} does not match the model's {plan.dtype}")
+        axis = plan.batch_axis
+        if axis is None:
+            if not _fits(array.shape, spec.shape):
+                raise ArtifactError(f"{where}: shape {_show(array.shape)} does not fit the model's {_show(spec.shape)}")
+            result.append(array)
+            continue
+        if array.ndim != len(spec.shape) or array.shape[axis] == 0:
+            raise ArtifactError(f"{where}: shape {_show(array.shape)} does not fit the model's {_show(spec.shape)} "
+                                f"with the samples along axis {axis}")
+        rest = array.shape[:axis] + array.shape[axis + 1:]
+        if not _fits(rest, spec.shape[:axis] + spec.shape[axis + 1:]):
+            raise ArtifactError(f"{where}: per-sample shape {_show(rest)} does not fit the model's "
+                                f"{_show(spec.shape)} (batch axis {axis})")
+        kept = np.take(array, np.arange(min(samples, array.shape[axis])), axis=axis)
+        result.append(np.expand_dims(np.moveaxis(kept, axis, 0), axis + 1))
+    counts = {len(a) for a, p in zip(result, plans, strict=True) if p.batch_axis is not None}
+    if len(counts) > 1:
+        raise ArtifactError(f"calibration file {path}: the batched inputs hold different numbers of samples")
+    return result
 
 
-def _check(arrays: Sequence[np.ndarray], labels: Sequence[str | None], specs: Sequence[InputSpec], where: str) -> None:
-    """Refuse data the converter would choke on later, with a message naming the input and the mismatch."""
-    for array, label, spec in zip(arrays, labels, specs, strict=True):
-        name = f"array {label!r} for input {spec.name!r}" if label and label != spec.name else f"input {spec.name!r}"
-        sample = array.shape[1:]
-        fits = len(sample) == len(spec.shape) and all(
-            d is None or d == s for d, s in zip(spec.shape, sample, strict=True)
-        )
-        if not fits:
-            raise ArtifactError(
-                f"{where}: {name}: per-sample shape {_show(sample)} does not match the model's {_show(spec.shape)}"
-            )
-        if array.dtype != np.dtype(spec.dtype):
-            raise ArtifactError(f"{where}: {name}: dtype {array.dtype} does not match the model's {spec.dtype}")
+def _fits(shape: Sequence[int], declared: Sequence[int | None]) -> bool:
+    return len(shape) == len(declared) and all(d is None or d == s for s, d in zip(shape, declared, strict=True))
 
 
 def _show(shape: Sequence[int | None]) -> str:

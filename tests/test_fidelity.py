@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from harness.evaluation import load_arrays, match_order, normalised, run_batched, save_arrays
+from model_zoo.inputs import InputError, InputPlan, make_samples
 from harness.fidelity import (
     AccuracyBudget,
     budget_violations,
@@ -98,14 +99,38 @@ def test_run_batched_pads_the_last_batch_and_drops_the_padding():
     def run(feeds: list[np.ndarray]) -> list[np.ndarray]:
         seen.append(len(feeds[0]))
         assert len(feeds[0]) == 4  # a session prepared for batch 4 only ever sees 4
-        return [feeds[0] * 2, feeds[1].sum(axis=1)]
+        return [feeds[0] * 2, feeds[1].sum(axis=1, keepdims=True)]
 
-    x = np.arange(10, dtype=np.float32).reshape(10, 1)
-    y = np.ones((10, 3), dtype=np.int32)
-    doubled, sums = run_batched(run, [x, y], 4)
+    plans = [InputPlan("x", "float32", 0, (1,), 0, 1), InputPlan("y", "int32", 0, (3,), 0, 2)]
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1)  # 10 samples, each keeping its batch axis of 1
+    y = np.ones((10, 1, 3), dtype=np.int32)
+    doubled, sums = run_batched(run, plans, [x, y], 4, reference_batch=1, unit_shapes=[(1, 1), (1, 1)])
     assert seen == [4, 4, 4]
     np.testing.assert_array_equal(doubled, x * 2)
-    np.testing.assert_array_equal(sums, np.full(10, 3))
+    np.testing.assert_array_equal(sums, np.full((10, 1, 1), 3))
+
+
+def test_a_recurrent_state_is_batched_on_its_own_axis_and_compared_per_sample():
+    """A VAD-like model: audio batched on axis 0, a state [2, B, 4] batched on axis 1, a scalar sample rate. A case at
+    batch 3 must give, sample by sample, what the reference gave at batch 1."""
+    plans = [InputPlan("audio", "float32", 0, (5,), -1, 1), InputPlan("state", "float32", 1, (2, 4), 0, 1),
+             InputPlan("sr", "int64", None, (), 0, 0, np.asarray(16000, np.int64))]
+    arrays = make_samples(plans, 7, seed=3)
+    assert [a.shape for a in arrays] == [(7, 1, 5), (7, 2, 1, 4), ()]
+
+    def model(feeds: list[np.ndarray]) -> list[np.ndarray]:
+        audio, state, sr = feeds
+        assert sr == 16000 and state.shape[1] == audio.shape[0]
+        new_state = state * 0.5 + audio.sum(axis=1)[None, :, None]
+        return [audio.mean(axis=1, keepdims=True), new_state]
+
+    reference = run_batched(model, plans, arrays, 1)
+    assert [r.shape for r in reference] == [(7, 1, 1), (7, 2, 1, 4)]
+    at_three = run_batched(model, plans, arrays, 3, reference_batch=1, unit_shapes=[r.shape[1:] for r in reference])
+    for got, want in zip(at_three, reference, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(InputError, match="no single batch axis"):  # an output pooled over the batch
+        run_batched(lambda f: [f[0].sum(keepdims=True)], plans, arrays, 3, 1, [(1, 1)])
 
 
 def test_inputs_match_by_name_across_formats_else_by_position():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -279,6 +280,8 @@ def test_unrunnable_cases_are_kept_with_their_reasons(scenario_file):
         precisions: [fp32, fp16]
         compression: [none, {prune: 0.5}]
     """)
+    for name in ("user_model.onnx", "other_model.tflite"):  # present (their content is the build's to judge)
+        (path.parent / name).write_bytes(b"")
     cases = {case.case_id: case for case in expand(load_scenario(path))}
     assert len(cases) == 3 * 2 * 2 * 2  # nothing is dropped
     # a user's ONNX file cannot become a TFLite model
@@ -291,7 +294,7 @@ def test_unrunnable_cases_are_kept_with_their_reasons(scenario_file):
     # a TFLite file cannot be re-quantized
     tflite_fp16 = cases["other_model-fp16-b1-tflite_cpu"].skip_reason
     assert tflite_fp16 and "re-quantize" in tflite_fp16 and "fp16" in tflite_fp16
-    # the runnable ones are not skipped (a missing user file fails at run time, it is not a skip)
+    # the runnable ones are not skipped (a corrupt user file fails at build time, it is not a skip)
     for case_id in ("digits_cnn-fp32-b1-onnxruntime_cpu", "digits_cnn-fp16-b1-tflite_cpu",
                     "digits_cnn-fp16-prune50-b1-onnxruntime_cpu", "user_model-fp16-b1-onnxruntime_cpu"):
         assert cases[case_id].skip_reason is None, (case_id, cases[case_id].skip_reason)
@@ -319,6 +322,9 @@ def test_relative_model_paths_resolve_against_the_scenario_folder(tmp_path, monk
           - path: local.onnx
         backends: [onnxruntime_cpu]
     """)
+    (tmp_path / "project" / "models").mkdir()
+    for model in (tmp_path / "project" / "models" / "net.onnx", folder / "local.onnx"):
+        model.write_bytes(b"")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -337,6 +343,7 @@ def test_user_model_with_input_shape_expands(scenario_file):
           - {path: dynamic.onnx, input_shape: [16]}
         backends: [onnxruntime_cpu]
     """)
+    (path.parent / "dynamic.onnx").write_bytes(b"")
     cases = expand(load_scenario(path))
     assert [case.model.input_shape for case in cases] == [(16,)]
     assert cases[0].model.input_hints()["input_shape"] == (16,)
@@ -422,13 +429,39 @@ def test_select_matches_names_case_insensitively_as_substrings(selection_cases):
     assert _selected(loaded, cases, "sel.yaml") == {c.case_id for c in cases}  # extra names count
 
 
-def test_expansion_does_not_touch_model_files(tmp_path: Path):
-    """Expansion is cheap and side-effect free: it neither builds nor checks for model files."""
+def test_model_paths_that_cannot_be_models_stop_the_load_at_their_line(tmp_path: Path):
+    """A missing file, an unknown kind of file, a folder that is no SavedModel and a FIFO (never opened: reading one
+    would hang) are the scenario's mistakes, each reported at its line before anything runs."""
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe.onnx")
     path = write_scenario(tmp_path, """
-        name: lazy
-        models: [{path: not_there_yet.onnx}]
+        name: paths
+        models:
+          - {path: not_there.onnx}
+          - {path: weights.bin}
+          - {path: folder}
+          - {path: pipe.onnx}
         backends: [onnxruntime_cpu]
     """)
+    with pytest.raises(ScenarioError) as error:
+        load_scenario(path)
+    lines = str(error.value).splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith(f"{path}:3: models[0].path: no such model file") and "not_there.onnx" in lines[0]
+    assert lines[1].startswith(f"{path}:4: models[1].path: ") and "cannot read this kind of file" in lines[1]
+    assert lines[2].startswith(f"{path}:5: models[2].path: ") and "no saved_model.pb" in lines[2]
+    assert lines[3].startswith(f"{path}:6: models[3].path: ") and "not a regular file" in lines[3]
+
+
+def test_expansion_does_not_touch_model_files(tmp_path: Path):
+    """Expansion is cheap and side-effect free: it neither builds nor writes anything beside the model."""
+    path = write_scenario(tmp_path, """
+        name: lazy
+        models: [{path: model.onnx}]
+        backends: [onnxruntime_cpu]
+    """)
+    (tmp_path / "model.onnx").write_bytes(b"")
     cases = expand(load_scenario(path))
     assert cases[0].skip_reason is None
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scenario.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "scenario.yaml"]

@@ -1,0 +1,356 @@
+"""Every model input described by name: its shape, where its batch axis is (or none), its dtype and its values.
+
+Users' models are not single-image classifiers. A voice-activity model takes audio batched on axis 0, a recurrent
+state ``[2, N, 128]`` batched on axis 1, and a scalar sample rate that is not batched at all; an OCR detector
+leaves H and W dynamic. One description per input, written in the scenario (``models[i].inputs``), drives all
+three places that make data for a model, so they can never disagree: the timing inputs (worker), the fidelity
+evaluation set (reference worker) and the int8 calibration / fp16 check data (zoo build). Whatever the model
+itself says (fixed dims, dim names shared with other inputs, declared dtypes, rank-0 scalars) is the default, so
+the common case needs no description at all.
+
+NumPy only: workers and the build process import this, and neither may pay for TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+# Values for inputs whose range nobody declared: floats in [0, 1), integers in {0, 1} (the only integers that are
+# safe for an index-like input of unknown range).
+USER_FLOAT_RANGE = (0.0, 1.0)
+USER_INT_RANGE = (0, 2)  # exclusive upper bound
+AUTO = "auto"  # batch_axis not given: inferred from the model
+
+
+class InputError(ValueError):
+    """A model input that cannot be fed as described; the message names the input and what to write instead."""
+
+
+class DeclaredInput(Protocol):
+    """An input as a loaded model declares it: ``shape`` with None for dynamic dims, ``dtype`` a NumPy name, and
+    optionally ``dim_names`` (ONNX's symbolic dims: "batch", "p2o.DynamicDimension.0"), None where unnamed."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A plain :class:`DeclaredInput`, for the build process (read from the model file, no runtime loaded)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    dim_names: tuple[str | None, ...] | None = None
+
+
+@dataclass(frozen=True)
+class InputDescription:
+    """What the scenario says about one input; every field optional.
+
+    ``shape`` is per sample (the full shape without the batch axis). ``batch_axis`` is where the batch goes in
+    the full shape, None for an input that is not batched, AUTO to infer it. ``value`` fixes the input's value
+    (a sample rate), which makes it unbatched.
+    """
+
+    shape: tuple[int, ...] | None = None
+    batch_axis: int | str | None = AUTO
+    dtype: str | None = None
+    range: tuple[float, float] | None = None
+    value: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.shape is not None:
+            data["shape"] = list(self.shape)
+        if self.batch_axis != AUTO:
+            data["batch_axis"] = self.batch_axis
+        if self.dtype is not None:
+            data["dtype"] = self.dtype
+        if self.range is not None:
+            data["range"] = list(self.range)
+        if self.value is not None:
+            data["value"] = self.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InputDescription:
+        shape, low_high = data.get("shape"), data.get("range")
+        return cls(shape=None if shape is None else tuple(int(d) for d in shape),
+                   batch_axis=data.get("batch_axis", AUTO), dtype=data.get("dtype"),
+                   range=None if low_high is None else (float(low_high[0]), float(low_high[1])),
+                   value=data.get("value"))
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """One input, resolved: how to make its data at any batch size."""
+
+    name: str
+    dtype: str
+    batch_axis: int | None  # None: not batched (the same array whatever the batch size)
+    sample_shape: tuple[int, ...]  # the full shape with the batch axis taken out
+    low: float
+    high: float
+    value: np.ndarray | None = field(default=None, compare=False)
+
+    @property
+    def batched(self) -> bool:
+        return self.batch_axis is not None
+
+    def shape(self, batch: int) -> tuple[int, ...]:
+        if self.batch_axis is None:
+            return self.sample_shape
+        dims = list(self.sample_shape)
+        dims.insert(self.batch_axis, batch)
+        return tuple(dims)
+
+    def generate(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """Seeded data for one call at ``batch``: the fixed value if there is one, else uniform in [low, high)."""
+        if self.value is not None:
+            return self.value.copy()
+        shape, dtype = self.shape(batch), np.dtype(self.dtype)
+        if dtype.kind == "f":
+            return rng.uniform(self.low, self.high, size=shape).astype(dtype)
+        if dtype.kind in "iu":
+            return rng.integers(int(self.low), int(self.high), size=shape).astype(dtype)
+        if dtype.kind == "b":
+            return rng.random(shape) > 0.5
+        raise InputError(f"input {self.name!r} has dtype {self.dtype}, which accelbench cannot generate")
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """What a scenario says about all inputs of one model; travels as JSON to workers and to the build process.
+
+    ``sample_shape`` is the older model-level ``input_shape``: the per-sample shape of every batched input whose
+    rank fits it. ``value_range`` is the zoo catalog's declared range (token ids below the vocabulary size).
+    """
+
+    inputs: tuple[tuple[str, InputDescription], ...] = ()
+    sample_shape: tuple[int, ...] | None = None
+    value_range: tuple[float, float] | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> InputLayout:
+        data = data or {}
+        shape, low_high = data.get("input_shape"), data.get("input_range")
+        described = data.get("inputs") or {}
+        return cls(inputs=tuple((name, InputDescription.from_json(d)) for name, d in described.items()),
+                   sample_shape=None if shape is None else tuple(int(d) for d in shape),
+                   value_range=None if low_high is None else (float(low_high[0]), float(low_high[1])))
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.inputs:
+            data["inputs"] = {name: d.to_json() for name, d in self.inputs}
+        if self.sample_shape is not None:
+            data["input_shape"] = list(self.sample_shape)
+        if self.value_range is not None:
+            data["input_range"] = list(self.value_range)
+        return data
+
+    def identity(self) -> str:
+        """Canonical text of the layout, for cache keys: calibration data depends on every field."""
+        return json.dumps(self.to_json(), sort_keys=True)
+
+    @property
+    def described(self) -> dict[str, InputDescription]:
+        return dict(self.inputs)
+
+    def plan(self, declared: Sequence[DeclaredInput], what: str = "the model") -> list[InputPlan]:
+        """One plan per declared input, in the model's order; InputError names the first input that cannot be
+        planned and the description that would fix it."""
+        described = self.described
+        unknown = sorted(set(described) - {d.name for d in declared})
+        if unknown:
+            names = ", ".join(repr(d.name) for d in declared)
+            raise InputError(f"{what} has no input named {unknown[0]!r} (its inputs: {names})")
+        batch_name = _batch_dim_name(declared)
+        return [self._plan_one(spec, described.get(spec.name, InputDescription()), batch_name) for spec in declared]
+
+    def shapes(self, declared: Sequence[DeclaredInput], batch: int, what: str = "the model") -> list[tuple[int, ...]]:
+        """The shape of every input at ``batch``; what a runtime must be resized to before it allocates."""
+        plans = self.plan(declared, what)
+        for plan, spec in zip(plans, declared, strict=True):
+            _check_fixed_batch(plan, spec, batch)
+        return [plan.shape(batch) for plan in plans]
+
+    def _plan_one(self, spec: DeclaredInput, desc: InputDescription, batch_name: str | None) -> InputPlan:
+        declared = tuple(spec.shape)
+        value = None
+        dtype = np.dtype(spec.dtype)
+        if desc.dtype is not None and np.dtype(desc.dtype) != dtype:
+            raise InputError(f"input {spec.name!r}: the model declares dtype {dtype.name}, not {desc.dtype}")
+        if desc.value is not None:
+            try:
+                value = np.asarray(desc.value, dtype=dtype)
+            except (TypeError, ValueError) as error:
+                raise InputError(f"input {spec.name!r}: value {desc.value!r} is not a {dtype.name}: {error}") from None
+            if not _fits(value.shape, declared):
+                raise InputError(f"input {spec.name!r}: value of shape {list(value.shape)} does not fit the model's "
+                                 f"{_show(declared)}")
+            return InputPlan(spec.name, dtype.name, None, tuple(value.shape), 0, 0, value)
+        batch_axis = self._batch_axis(spec, desc, batch_name)
+        rest = declared if batch_axis is None else declared[:batch_axis] + declared[batch_axis + 1:]
+        sample = desc.shape
+        if sample is None and self.sample_shape is not None and batch_axis is not None \
+                and len(self.sample_shape) == len(rest) and _fits(self.sample_shape, rest):
+            sample = self.sample_shape
+        if sample is None:
+            if any(d is None for d in rest):
+                example = "[" + ", ".join("N" if d is None else str(d) for d in rest) + "]"
+                raise InputError(
+                    f"input {spec.name!r} has dynamic dimensions {_show(declared)}; describe it in the scenario, "
+                    f"e.g. inputs: {{{spec.name}: {{shape: {example}}}}} (the shape without the batch axis, "
+                    "N replaced by a size)")
+            sample = tuple(int(d) for d in rest)  # type: ignore[arg-type]
+        if not _fits(sample, rest):
+            raise InputError(f"input {spec.name!r}: shape {list(sample)} does not fit the model's {_show(declared)}"
+                             + ("" if batch_axis is None else f" without its batch axis {batch_axis}"))
+        low, high = desc.range or self.value_range or (USER_FLOAT_RANGE if dtype.kind == "f" else USER_INT_RANGE)
+        if not low < high:
+            raise InputError(f"input {spec.name!r}: range [{low}, {high}) is empty")
+        return InputPlan(spec.name, dtype.name, batch_axis, tuple(sample), low, high)
+
+    @staticmethod
+    def _batch_axis(spec: DeclaredInput, desc: InputDescription, batch_name: str | None) -> int | None:
+        rank = len(spec.shape)
+        if desc.batch_axis is None:
+            return None
+        if desc.batch_axis != AUTO:
+            axis = int(desc.batch_axis)
+            if not 0 <= axis < max(rank, 1) or rank == 0:
+                raise InputError(f"input {spec.name!r}: batch_axis {axis} is outside its rank-{rank} shape "
+                                 f"{_show(spec.shape)}")
+            return axis
+        if rank == 0:
+            return None  # a scalar is never batched
+        names = getattr(spec, "dim_names", None) or ()
+        if batch_name is not None and names.count(batch_name) == 1:
+            return list(names).index(batch_name)
+        return 0
+
+
+def _batch_dim_name(declared: Sequence[DeclaredInput]) -> str | None:
+    """The symbolic name the model gives its batch dimension, if it names one: the most common name on axis 0.
+    Exporters reuse it on every batched input ("batch" on the state's axis 1 of a recurrent model)."""
+    first = Counter(names[0] for spec in declared
+                    if (names := getattr(spec, "dim_names", None)) and meaningful_dim_name(names[0]))
+    return first.most_common(1)[0][0] if first else None
+
+
+def meaningful_dim_name(name: str | None) -> bool:
+    """Exporters write "?" or "" for a dimension they know nothing about; such a name ties no two axes together."""
+    return bool(name) and name not in ("?", "unk__", "-1")
+
+
+def onnx_declared(path: str) -> list[Declared]:
+    """The graph inputs of an ONNX file (initializers that old exporters also list as inputs left out), with
+    their dim names; a dim_value of 0 or below (PaddlePaddle's exporter writes -1) is dynamic."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    graph = onnx.load(path, load_external_data=False).graph
+    constants = {init.name for init in graph.initializer}
+    declared = []
+    for value in graph.input:
+        if value.name in constants:
+            continue
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim]
+        names = [d.dim_param if d.HasField("dim_param") and meaningful_dim_name(d.dim_param) else None
+                 for d in tensor.shape.dim]
+        declared.append(Declared(value.name, tuple(dims), tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                                 tuple(names)))
+    return declared
+
+
+def _check_fixed_batch(plan: InputPlan, spec: DeclaredInput, batch: int) -> None:
+    if plan.batch_axis is None:
+        return
+    declared = spec.shape[plan.batch_axis] if plan.batch_axis < len(spec.shape) else None
+    if declared is not None and declared != batch:
+        raise InputError(
+            f"input {spec.name!r} has a fixed batch dimension of {declared} (axis {plan.batch_axis} of "
+            f"{_show(spec.shape)}); batch size {batch} needs a model exported with a dynamic batch, or, if that axis "
+            f"is not the batch, describe the input: inputs: {{{spec.name}: {{batch_axis: K or none}}}}")
+
+
+def _fits(shape: Sequence[int], declared: Sequence[int | None]) -> bool:
+    return len(shape) == len(declared) and all(d is None or d == s for s, d in zip(shape, declared, strict=True))
+
+
+def _show(shape: Sequence[int | None]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+# -- data for many calls --------------------------------------------------------------------------------------
+
+
+def make_feeds(plans: Sequence[InputPlan], batch: int, seed: int) -> list[np.ndarray]:
+    """One call's inputs at ``batch``, seeded: what the timing loop feeds."""
+    rng = np.random.default_rng(seed)
+    return [plan.generate(rng, batch) for plan in plans]
+
+
+def make_samples(plans: Sequence[InputPlan], samples: int, seed: int) -> list[np.ndarray]:
+    """``samples`` independent samples per batched input, stacked on a new leading axis, each sample keeping its
+    own batch axis of size 1 (so any batch size is a concatenation along that axis); an unbatched input is one
+    array shared by every sample, since a call can only take one value for it."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for plan in plans:
+        if plan.batched:
+            arrays.append(np.stack([plan.generate(rng, 1) for _ in range(samples)]))
+        else:
+            arrays.append(plan.generate(rng, 1))
+    return arrays
+
+
+def assemble(plans: Sequence[InputPlan], arrays: Sequence[np.ndarray], start: int, batch: int) -> list[np.ndarray]:
+    """One call's inputs from :func:`make_samples` arrays: samples ``start .. start+batch`` joined on each input's
+    batch axis (a short final batch is padded by repeating its last sample)."""
+    feeds = []
+    for plan, array in zip(plans, arrays, strict=True):
+        if not plan.batched:
+            feeds.append(np.ascontiguousarray(array))
+            continue
+        chosen = [min(i, len(array) - 1) for i in range(start, start + batch)]
+        feeds.append(np.ascontiguousarray(np.concatenate([array[i] for i in chosen], axis=plan.batch_axis)))
+    return feeds
+
+
+def sample_count(plans: Sequence[InputPlan], arrays: Sequence[np.ndarray]) -> int:
+    counts = {len(a) for p, a in zip(plans, arrays, strict=True) if p.batched}
+    if len(counts) > 1:
+        raise InputError(f"the batched inputs hold different numbers of samples: {sorted(counts)}")
+    return counts.pop() if counts else 1
+
+
+def split_samples(output: np.ndarray, reference_sample_shape: Sequence[int], batch: int, name: str) -> np.ndarray:
+    """A batch's output cut into per-sample pieces stacked on a new leading axis, like the reference's.
+
+    Outputs carry their batch on an axis of their own (a recurrent model returns its new state ``[2, B, 128]``),
+    which no model file names reliably; it is the one axis where this output at ``batch`` differs from the
+    reference's output for one sample. An output without such an axis is not per sample and cannot be compared
+    sample by sample."""
+    if batch == 1:
+        return output[None]
+    if output.ndim != len(reference_sample_shape):
+        raise InputError(f"output {name!r} has rank {output.ndim} at batch {batch}, {len(reference_sample_shape)} "
+                         "for one sample")
+    differing = [axis for axis, (a, r) in enumerate(zip(output.shape, reference_sample_shape, strict=True)) if a != r]
+    if len(differing) != 1 or output.shape[differing[0]] != batch * reference_sample_shape[differing[0]] \
+            or reference_sample_shape[differing[0]] != 1:
+        raise InputError(f"output {name!r} of shape {list(output.shape)} at batch {batch} has no single batch axis "
+                         f"against its one-sample shape {list(reference_sample_shape)}: it cannot be compared per "
+                         "sample")
+    return np.stack(np.split(output, batch, axis=differing[0]))
