@@ -1,4 +1,9 @@
-"""The terminal summary of a run, shared by the CLI and the pytest plugin."""
+"""The terminal summary of a run, shared by the CLI and the pytest plugin.
+
+Failed cases that were timed (a conversion that ran but missed its fidelity guard) print as red rows with their
+numbers, so a fast wrong answer never reads as a win; the "best" lines count passed cases only, against the same
+baseline the HTML report names (reporting/baseline.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from reporting.baseline import best_per_group, failure_label, resolve_baselines, speedup
 
 STATUS_STYLE = {"passed": "green", "failed": "red", "invalid": "yellow", "skipped": "dim"}
 
@@ -34,9 +41,10 @@ def summary_table(records: list[dict[str, Any]], title: str = "accelbench result
         size = record.get("model_size_bytes")
         status = record["status"]
         software = (record.get("backend_info") or {}).get("software_device")
+        label = failure_label(status, record.get("reason"))
         table.add_row(
             escape(record["case_id"]) + (" \\[software GPU]" if software else ""),
-            f"[{STATUS_STYLE.get(status, '')}]{status.upper() if status == 'invalid' else status}[/]",
+            f"[{STATUS_STYLE.get(status, '')}]{escape(label)}[/]",
             fmt_number(latency.get("p50")),
             f"{fmt_number(ci.get('low'))}–{fmt_number(ci.get('high'))}" if ci else "-",
             fmt_number(latency.get("p99")),
@@ -46,6 +54,43 @@ def summary_table(records: list[dict[str, Any]], title: str = "accelbench result
             fmt_number(record.get("peak_rss_mb")),
             fmt_number(record.get("cpu_percent")),
             fmt_number(size / 1e6 if size else None),
+            style="red" if status == "failed" else None,  # a failed case that was timed has numbers, not a result
+        )
+    return table
+
+
+def best_table(records: list[dict[str, Any]]) -> Table | None:
+    """Per model and batch size (and mode where several): the fastest case that PASSED, its p50, speed-up against
+    the baseline and fidelity; "no case passed" where none did. INVALID, failed and skipped cases never count."""
+    if not records:
+        return None
+    baselines = resolve_baselines(records)
+    several_modes = len({r.get("mode") for r in records}) > 1
+    table = Table(title="fastest passing configuration", header_style="bold", pad_edge=False)
+    for column in ("model", "batch", *(("mode",) if several_modes else ()), "best", "p50 ms", "items/s",
+                   "speed-up", "fidelity"):
+        table.add_column(column, justify="right" if column in ("batch", "p50 ms", "items/s") else "left",
+                         no_wrap=column in ("model", "best"))
+    models = list(dict.fromkeys(r.get("model") for r in records))
+    groups = sorted(best_per_group(records).items(),  # model by model whatever order the cases ran in
+                    key=lambda item: (models.index(item[0][1]), item[0][2] or 0, str(item[0][3])))
+    for (_, model, batch, mode), index in groups:
+        head = [escape(str(model)), str(batch), *((escape(str(mode)),) if several_modes else ())]
+        if index is None:
+            table.add_row(*head, "[red]no case passed[/]", "-", "-", "-", "-")
+            continue
+        best, base = records[index], baselines[index]
+        ratio = speedup(best, base)
+        accuracy = best.get("accuracy") or {}
+        fidelity = [f"cos {accuracy['cosine_min']:.6f}" if accuracy.get("cosine_min") is not None else "",
+                    f"top-1 {accuracy['top1']:.4f}" if accuracy.get("top1") is not None else ""]
+        table.add_row(
+            *head, escape(f"{best.get('backend_label') or best.get('backend')} {best.get('precision')}"
+                          + ("" if (best.get("compression") or "none") == "none" else f" {best['compression']}")),
+            fmt_number(best["latency_ms"]["p50"]), fmt_number(best.get("throughput_ips")),
+            "-" if ratio is None or base is None else
+            ("baseline" if base.index == index else escape(f"{ratio:.2f}× vs {base.name}")),
+            ", ".join(f for f in fidelity if f) or "-",
         )
     return table
 
@@ -58,13 +103,14 @@ def tradeoff_table(records: list[dict[str, Any]]) -> Table | None:
     """Speed, size and accuracy side by side: what a precision or pruning buys and what it costs.
 
     The speed-up is against the fp32 dense case of the same model, backend, batch size and mode in this run,
-    so both numbers come from one sitting; "-" where that case was not measured.
+    so both numbers come from one sitting; "-" where that case was not measured, and for a failed case (one that
+    was timed but misses its fidelity guard buys nothing): its row is red.
     """
     measured = [r for r in records if r.get("latency_ms")]
     if not any((r.get("accuracy") or {}).get("outputs") or (r.get("accuracy") or {}).get("error") for r in measured):
         return None
-    baselines = {_baseline_key(r): r["latency_ms"]["p50"] for r in measured
-                 if r["precision"] == "fp32" and r.get("compression", "none") == "none"}
+    baselines = {_baseline_key(r): r["latency_ms"]["p50"] for r in measured  # a failed fp32 case is no yardstick
+                 if r["precision"] == "fp32" and r.get("compression", "none") == "none" and r["status"] != "failed"}
     table = Table(title="speed / size / accuracy", header_style="bold", pad_edge=False)
     for column in ("case", "p50 ms", "× fp32", "size MB", "gzip MB", "sparsity", "top-1", "Δ top-1", "cosine",
                    "top-1 agree", "max |err|"):
@@ -81,7 +127,7 @@ def tradeoff_table(records: list[dict[str, Any]]) -> Table | None:
         table.add_row(
             escape(record["case_id"]),
             fmt_number(p50),
-            f"{base / p50:.2f}×" if base and p50 else "-",
+            f"{base / p50:.2f}×" if base and p50 and record["status"] != "failed" else "-",  # wrong answers: none
             fmt_number(size / 1e6 if size else None),
             fmt_number(gzip_size / 1e6 if gzip_size else None),
             f"{sparsity:.0%}" if isinstance(sparsity, int | float) else "-",
@@ -91,6 +137,7 @@ def tradeoff_table(records: list[dict[str, Any]]) -> Table | None:
             ("[red]error[/]" if accuracy.get("error") else "-"),
             f"{accuracy['top1_agreement']:.3f}" if accuracy.get("top1_agreement") is not None else "-",
             f"{accuracy['max_abs_err']:.3g}" if accuracy.get("max_abs_err") is not None else "-",
+            style="red" if record.get("status") == "failed" else None,  # its speed buys nothing: the answer is wrong
         )
     return table
 
@@ -105,6 +152,9 @@ def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console 
                   report: Any = None, report_error: str | None = None) -> None:
     console = console or make_console()
     console.print(summary_table(records))
+    best = best_table(records)
+    if best is not None:
+        console.print(best)
     tradeoffs = tradeoff_table(records)
     if tradeoffs is not None:
         console.print(tradeoffs)

@@ -107,29 +107,49 @@ def throughput_figure(cases: pd.DataFrame) -> go.Figure | None:
 
 
 def accuracy_figure(cases: pd.DataFrame, metric: str) -> go.Figure | None:
-    """Every measured case by latency per item and accuracy, with the Pareto front: the cases nothing else
-    beats on both. metric: "cosine" (fidelity to the fp32 reference) or "top1" (task accuracy)."""
-    measured = cases[cases["status"].isin(MEASURED) & cases[metric].notna() & cases["p50_ms"].notna()]
-    if measured.empty:
+    """Every timed case by latency per item and accuracy, with the Pareto front: the passed cases nothing else
+    that passed beats on both. metric: "cosine" (fidelity to the fp32 reference) or "top1" (task accuracy).
+
+    INVALID cases (untrustworthy timings) and failed ones that were timed (a conversion that misses its fidelity
+    guard) are drawn grey and crossed so the cost of a broken conversion stays visible, but the front never runs
+    through them: a fast wrong answer is not a trade-off anyone can pick.
+    """
+    timed = cases[cases[metric].notna() & cases["p50_ms"].notna()]
+    if timed.empty:
         return None
-    several_runs = measured["run"].nunique() > 1
-    per_item = (measured["p50_ms"] / measured["batch_size"]).tolist()
-    accuracy = measured[metric].tolist()
-    names = [text(_case_label(row, several_runs)) for row in measured.itertuples(index=False)]
+    several_runs = timed["run"].nunique() > 1
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=per_item, y=accuracy, mode="markers", name="case", text=names,
-                             marker={"size": 9, "color": "#4c78a8", "opacity": 0.8},
-                             hovertemplate="%{text}<br>%{x:.4g} ms/item, " + metric + " %{y:.6g}<extra></extra>"))
+    hover = "%{text}<br>%{x:.4g} ms/item, " + metric + " %{y:.6g}<extra></extra>"
+    passed = timed[timed["status"] == "passed"]
+    others = timed[timed["status"] != "passed"]
+    per_item = (passed["p50_ms"] / passed["batch_size"]).tolist()
+    accuracy = passed[metric].tolist()
+    names = [text(_case_label(row, several_runs)) for row in passed.itertuples(index=False)]
+    if names:
+        fig.add_trace(go.Scatter(x=per_item, y=accuracy, mode="markers", name="passed case", text=names,
+                                 marker={"size": 9, "color": "#4c78a8", "opacity": 0.8}, hovertemplate=hover))
+    if not others.empty:
+        fig.add_trace(go.Scatter(
+            x=(others["p50_ms"] / others["batch_size"]).tolist(), y=others[metric].tolist(), mode="markers",
+            name="INVALID or failed (not on the front)",
+            text=[text(f"{_case_label(row, several_runs)} ({row.status_label})")
+                  for row in others.itertuples(index=False)],
+            marker={"size": 10, "symbol": "x-thin-open", "color": "#9aa0a6", "line": {"width": 2}},
+            hovertemplate=hover))
     # cosines of fp32 cases differ in the 14th digit by float noise alone: compare at 9 digits
     front = pareto_front([(x, round(y, 9)) for x, y in zip(per_item, accuracy, strict=True)])
-    fig.add_trace(go.Scatter(x=[per_item[i] for i in front], y=[accuracy[i] for i in front], mode="lines+markers",
-                             name="Pareto front", line={"shape": "hv", "color": "#e45756", "width": 2},
-                             marker={"size": 11, "symbol": "circle-open", "color": "#e45756"},
-                             text=[names[i] for i in front], hovertemplate="%{text}<extra>Pareto front</extra>"))
+    if front:
+        fig.add_trace(go.Scatter(x=[per_item[i] for i in front], y=[accuracy[i] for i in front],
+                                 mode="lines+markers", name="Pareto front (passed cases)",
+                                 line={"shape": "hv", "color": "#e45756", "width": 2},
+                                 marker={"size": 11, "symbol": "circle-open", "color": "#e45756"},
+                                 text=[names[i] for i in front], hovertemplate="%{text}<extra>Pareto front</extra>"))
+    per_item_all = (timed["p50_ms"] / timed["batch_size"]).tolist()
+    accuracy_all = timed[metric].tolist()
     title = {"cosine": "Fidelity to the fp32 reference (min cosine) against latency",
              "top1": "Task accuracy (top-1 on the held-out set) against latency"}[metric]
-    _value_axis(fig.update_xaxes, per_item, "p50 latency per item (ms) = p50 / batch size")
-    low, high = min(accuracy), max(accuracy)
+    _value_axis(fig.update_xaxes, per_item_all, "p50 latency per item (ms) = p50 / batch size")
+    low, high = min(accuracy_all), max(accuracy_all)
     pad = max((high - low) * 0.08, 0.002 if metric == "cosine" else 0.01)
     fig.update_yaxes(title_text={"cosine": "min cosine similarity", "top1": "top-1 accuracy"}[metric],
                      range=[low - pad, min(high + pad, 1.0 + pad / 2)],

@@ -1,7 +1,8 @@
 """Records as one pandas table: a row per case, flat columns, and each case's speed-up against its baseline.
 
 The speed-up compares two cases of the same run (one machine, one sitting) and nothing else: merging runs from
-several machines never divides one machine's number by another's.
+several machines never divides one machine's number by another's. Which case is the baseline (the one the
+scenario named, else the first fp32 case that ran) is decided in reporting/baseline.py, shared with the console.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reporting.baseline import Baseline, failure_label, named_baseline, resolve_baselines, speedup
 from reporting.runs import Run
 
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8_dynamic": 2, "int8": 3}
-SPEEDUP_KEYS = ("run", "scenario", "model", "batch_size", "mode")
 
 # what the CSV download and the records table carry, in order (raw samples stay in results.jsonl)
 COLUMNS = (
@@ -25,8 +26,9 @@ COLUMNS = (
     "top1_agreement", "top1", "top1_drop", "software_gpu", "device", "env_id",
 )
 
-# used by the page, not exported: the baseline a case names, and its key into the raw samples
-INTERNAL_COLUMNS = ("baseline_backend", "baseline_precision", "key")
+# used by the page, not exported: the baseline case (its label, precision, whether the scenario left it unnamed,
+# its key), the case's short status label ("failed: fidelity") and its key into the raw samples
+INTERNAL_COLUMNS = ("baseline_backend", "baseline_precision", "baseline_auto", "baseline_key", "status_label", "key")
 
 
 def _device(info: dict[str, Any]) -> str | None:
@@ -38,14 +40,20 @@ def _device(info: dict[str, Any]) -> str | None:
     return None
 
 
-def flat_record(run: Run, record: dict[str, Any], machine: str) -> dict[str, Any]:
+def flat_record(run: Run, record: dict[str, Any], machine: str, baseline: Baseline | None = None) -> dict[str, Any]:
+    """One record as one row; `baseline` is its resolved baseline case in `run` (resolve_baselines), if any."""
     latency = record.get("latency_ms") or {}
     ci = record.get("median_ci_ms") or {}
     accuracy = record.get("accuracy") or {}
     gpu = record.get("gpu_telemetry") or {}
     info = record.get("backend_info") or {}
-    baseline = record.get("baseline") or {"backend": "tflite_cpu", "precision": "fp32"}
+    named = named_baseline(record)
+    if baseline is not None:
+        base_backend, base_precision = baseline.label, baseline.precision
+    else:  # not measured: the name the scenario gave, or nothing when it left the choice to the report
+        base_backend, base_precision = (named["backend"], named["precision"]) if named else (None, None)
     size, gzip_size = record.get("model_size_bytes"), record.get("model_size_gzip_bytes")
+    ratio = speedup(record, baseline)
     return {
         "run": run.name, "machine_id": run.machine_id, "machine": machine,
         "scenario": record.get("scenario"), "case_id": record["case_id"], "model": record.get("model"),
@@ -56,8 +64,8 @@ def flat_record(run: Run, record: dict[str, Any], machine: str) -> dict[str, Any
         "p50_ms": latency.get("p50"), "p90_ms": latency.get("p90"), "p95_ms": latency.get("p95"),
         "p99_ms": latency.get("p99"), "mean_ms": latency.get("mean"),
         "ci_low_ms": ci.get("low"), "ci_high_ms": ci.get("high"), "runs": record.get("runs"),
-        "throughput_ips": record.get("throughput_ips"), "speedup": None,
-        "baseline": f"{baseline.get('backend')} {baseline.get('precision')}",
+        "throughput_ips": record.get("throughput_ips"), "speedup": np.nan if ratio is None else ratio,
+        "baseline": f"{base_backend} {base_precision}" if base_backend else None,
         "init_ms": record.get("init_ms"), "first_inference_ms": record.get("first_inference_ms"),
         "peak_rss_mb": record.get("peak_rss_mb"), "gpu_memory_mb": gpu.get("gpu_memory_peak_mb"),
         "cpu_percent": record.get("cpu_percent"), "gpu_util_pct": gpu.get("gpu_util_mean_pct"),
@@ -66,44 +74,24 @@ def flat_record(run: Run, record: dict[str, Any], machine: str) -> dict[str, Any
         "top1_agreement": accuracy.get("top1_agreement"), "top1": accuracy.get("top1"),
         "top1_drop": accuracy.get("top1_drop"), "software_gpu": bool(info.get("software_device")),
         "device": _device(info), "env_id": record.get("env_id"),
-        "baseline_backend": baseline.get("backend"), "baseline_precision": baseline.get("precision"),
+        "baseline_backend": base_backend, "baseline_precision": base_precision, "baseline_auto": named is None,
+        "baseline_key": f"{run.name}/{run.records[baseline.index]['case_id']}" if baseline is not None else None,
+        "status_label": failure_label(record.get("status"), record.get("reason")),
         "key": f"{run.name}/{record['case_id']}",
     }
 
 
 def records_frame(runs: list[Run], machine_labels: dict[str, str]) -> pd.DataFrame:
     """Every record of every run, flat, with `speedup` filled in; ordered as the runs wrote them."""
-    rows = [flat_record(run, record, machine_labels[run.machine_id]) for run in runs for record in run.records]
+    rows = []
+    for run in runs:  # baselines are resolved per run: a speed-up never divides one run's number by another's
+        for record, baseline in zip(run.records, resolve_baselines(run.records), strict=True):
+            rows.append(flat_record(run, record, machine_labels[run.machine_id], baseline))
     frame = pd.DataFrame(rows, columns=[*COLUMNS, *INTERNAL_COLUMNS])
-    frame["speedup"] = baseline_speedups(frame)
+    frame["speedup"] = frame["speedup"].astype("float64")
     modes = frame["mode"].nunique()
     frame["config"] = [config_label(row, modes) for row in frame.itertuples(index=False)]
     return frame
-
-
-def baseline_speedups(frame: pd.DataFrame) -> pd.Series:
-    """p50 of the baseline case / p50 of the case, for cases whose baseline was measured in the same run.
-
-    The baseline is the dense case at the baseline precision on the backend the scenario names, matched by label
-    first (a scenario may list one backend twice under two labels), then by backend name if that is unique.
-    """
-    dense = frame[(frame["status"] == "passed") & (frame["compression"] == "none") & frame["p50_ms"].notna()]
-    by_label: dict[tuple[Any, ...], float] = {}
-    by_name: dict[tuple[Any, ...], list[float]] = {}
-    for row in dense.itertuples(index=False):
-        key = (*(getattr(row, k) for k in SPEEDUP_KEYS), row.precision)
-        by_label[(*key, row.backend_label)] = row.p50_ms
-        by_name.setdefault((*key, row.backend), []).append(row.p50_ms)
-    speedups = []
-    for row in frame.itertuples(index=False):
-        key = (*(getattr(row, k) for k in SPEEDUP_KEYS), row.baseline_precision)
-        base = by_label.get((*key, row.baseline_backend))
-        if base is None:
-            named = by_name.get((*key, row.baseline_backend), [])
-            base = named[0] if len(named) == 1 else None
-        usable = base is not None and row.status in ("passed", "invalid") and row.p50_ms and row.p50_ms > 0
-        speedups.append(base / row.p50_ms if usable else np.nan)
-    return pd.Series(speedups, index=frame.index, dtype="float64")
 
 
 def config_label(row: Any, modes: int) -> str:

@@ -76,21 +76,29 @@ def number(value: Any, digits: int = 4) -> str:
     return "-" if _missing(value) else fmt_number(float(value), digits)
 
 
+FAILED_BACKGROUND = "#fbd5d1"  # a failed case that was timed: red whatever its speed, never the "faster" green
+
+
 def _cell(rows: pd.DataFrame, several_runs: bool) -> list[dict[str, Any]]:
-    """A matrix cell: one entry per run that measured this configuration at this batch size."""
+    """A matrix cell: one entry per run that measured this configuration at this batch size.
+
+    A failed case that was timed (its conversion ran but missed the fidelity guard) shows its p50, on red, flagged
+    "failed: fidelity" with the reason in the tooltip, and gets no speed-up: it must not read as a win.
+    """
     entries = []
     for row in rows.itertuples(index=False):
         speedup = None if _missing(row.speedup) else float(row.speedup)
-        is_baseline = (row.status == "passed" and row.compression == "none"
-                       and row.precision == row.baseline_precision
-                       and row.baseline_backend in (row.backend_label, row.backend))
+        is_baseline = not _missing(row.baseline_key) and row.key == row.baseline_key
+        if row.status == "passed":
+            colour = "transparent" if is_baseline else speedup_colour(speedup)
+        else:
+            colour = FAILED_BACKGROUND if row.status == "failed" and not _missing(row.p50_ms) else "transparent"
         entries.append({
-            "status": row.status, "reason": row.reason or "", "run": row.run if several_runs else "",
+            "status": row.status, "label": row.status_label, "reason": row.reason or "",
+            "run": row.run if several_runs else "", "timed": not _missing(row.p50_ms),
             "p50": number(row.p50_ms), "throughput": number(row.throughput_ips, 3),
-            "speedup": f"{speedup:.2f}×" if speedup is not None else "",
-            "is_baseline": is_baseline and speedup is not None and abs(speedup - 1) < 1e-12,
-            "colour": speedup_colour(speedup) if row.status == "passed" else "transparent",
-            "software": bool(row.software_gpu), "case_id": row.case_id,
+            "speedup": f"{speedup:.2f}×" if speedup is not None else "", "is_baseline": is_baseline,
+            "colour": colour, "software": bool(row.software_gpu), "case_id": row.case_id,
         })
     return entries
 
@@ -106,14 +114,90 @@ def _matrix(cases: pd.DataFrame) -> dict[str, Any]:
     return {"batches": batches, "rows": rows}
 
 
+NAME_A_BASELINE = "name another with `baseline: {backend: …, precision: …}` in the scenario"
+
+
+def _batches(values: Any) -> str:
+    return ", ".join(str(b) for b in sorted(set(values)))
+
+
 def _baseline_note(cases: pd.DataFrame) -> str:
-    names = sorted(set(cases["baseline"]))
-    spec = " / ".join(names)
-    if cases["speedup"].notna().any():
+    """Which case the speed-ups of one model divide by, said where the reader looks at them.
+
+    The scenario may have named it, or left it to the report (the first fp32 case that ran): either way the note
+    names the case, per batch size where it differs, and the batch sizes where nothing could be compared.
+    """
+    resolved = cases[cases["baseline_key"].notna()]
+    baselines: dict[tuple[str, bool], list[Any]] = {}
+    for row in resolved.itertuples(index=False):
+        baselines.setdefault((row.baseline, bool(row.baseline_auto)), []).append(row.batch_size)
+    if not cases["speedup"].notna().any():
+        named = sorted({b for b, auto in zip(cases["baseline"], cases["baseline_auto"], strict=True)
+                        if b and not auto})
+        if named:
+            return (f"No speed-up: the baseline ({' / '.join(named)}) was not measured in this run for this model "
+                    "(name another with `baseline: {backend: …, precision: …}` in the scenario).")
+        return ("No speed-up: no dense fp32 case of this model passed in this run, so there is nothing to compare "
+                f"against ({NAME_A_BASELINE}).")
+    spec = " / ".join(name + (f" at batch {_batches(batches)}" if len(baselines) > 1 else "")
+                      for (name, _), batches in baselines.items())
+    missing = sorted(set(cases["batch_size"]) - set(resolved["batch_size"]))
+    tail = f" No baseline was measured at batch {_batches(missing)}." if missing else ""
+    autos = {auto for _, auto in baselines}
+    if autos == {True}:
+        return (f"Speed-up against {spec} (the model's first fp32 case that ran; {NAME_A_BASELINE}) = p50 of the "
+                "baseline ÷ p50 of the case, same batch size, mode and run; green is faster, red slower. Failed "
+                "cases get no speed-up." + tail)
+    if autos == {False}:
         return (f"Speed-up = p50 of the baseline ({spec}, dense, same batch size and mode, same run) ÷ p50 of the "
-                "case; green is faster, red slower.")
-    return (f"No speed-up: the baseline ({spec}) was not measured in this run for this model (name another with "
-            "`baseline: {backend: …, precision: …}` in the scenario).")
+                "case; green is faster, red slower." + tail)
+    return (f"Speed-up = p50 of the baseline ({spec}: the one the scenario named, else the model's first fp32 case "
+            "that ran; same batch size, mode and run) ÷ p50 of the case; green is faster, red slower." + tail)
+
+
+def _fidelity(row: Any) -> str:
+    """How faithful a case is: min cosine to the fp32 reference, and top-1 where the model has labels."""
+    parts = []
+    if not _missing(row.cosine):
+        parts.append(f"min cosine {float(row.cosine):.6f}")
+    if not _missing(row.top1):
+        parts.append(f"top-1 {float(row.top1):.4f}")
+    return ", ".join(parts) or "not measured"
+
+
+def _answers(cases: pd.DataFrame, machine: str, model: str, anchor: str, several_runs: bool,
+             several_modes: bool) -> list[dict[str, Any]]:
+    """"Which configuration should I use?" for one model on one machine: per batch size (and mode), the fastest
+    case that PASSED. INVALID timings are untrustworthy and failed cases give wrong answers or none, so neither
+    can be the answer; faster ones that were left out are named, so a reader sees what was excluded and why."""
+    answers = []
+    for (batch, mode), group in cases.groupby(["batch_size", "mode"], sort=True, dropna=False):
+        base = {"machine": machine, "model": model, "anchor": anchor, "batch": batch,
+                "mode": mode if several_modes else ""}
+        passed = group[(group["status"] == "passed") & group["p50_ms"].notna()]
+        if passed.empty:
+            counts = group["status_label"].value_counts(sort=False)
+            answers.append({**base, "best": None,
+                            "none": "no case passed (" + ", ".join(f"{n} {label}" for label, n in counts.items())
+                                    + ")"})
+            continue
+        best = passed.loc[passed["p50_ms"].astype(float).idxmin()]
+        faster = group[(group["status"] != "passed") & group["p50_ms"].notna()
+                       & (group["p50_ms"].astype(float) < float(best["p50_ms"]))]
+        if _missing(best["speedup"]):
+            versus = "- (no baseline measured)"
+        elif best["key"] == best["baseline_key"]:
+            versus = f"1.00× (it is the baseline, {best['baseline']})"
+        else:
+            versus = f"{float(best['speedup']):.2f}× vs {best['baseline']}"
+        answers.append({**base, "best": {
+            "config": best["config"], "run": best["run"] if several_runs else "", "case_id": best["case_id"],
+            "p50": number(best["p50_ms"]), "throughput": number(best["throughput_ips"]), "speedup": versus,
+            "fidelity": _fidelity(best), "software": bool(best["software_gpu"]),
+            "excluded": "; ".join(f"{row.config} ({row.status_label}, {number(row.p50_ms)} ms)"
+                                  for row in faster.itertuples(index=False)),
+        }})
+    return answers
 
 
 def _model_source(runs: list[Run], model: str) -> str:
@@ -205,6 +289,8 @@ def build_page(runs: list[Run]) -> str:
     samples = {f"{run.name}/{r['case_id']}": r.get("samples_ns") or [] for run in runs for r in run.records}
     figures: list[dict[str, str]] = []
     machines = []
+    answers: list[dict[str, Any]] = []
+    several_modes = frame["mode"].nunique() > 1
     for machine_id in dict.fromkeys(run.machine_id for run in runs):
         machine_runs = [run for run in runs if run.machine_id == machine_id]
         of_machine = frame[frame["machine_id"] == machine_id]
@@ -216,9 +302,10 @@ def build_page(runs: list[Run]) -> str:
                 chart_id = f"chart-{len(figures)}"
                 figures.append({"id": chart_id, "json": figure_json(figure)})
                 charts.append({"id": chart_id, "kind": kind})
-            models.append({"name": model, "source": _model_source(runs, model),
-                           "anchor": f"m{len(machines)}-{len(models)}", "matrix": _matrix(cases),
-                           "baseline_note": _baseline_note(cases), "charts": charts})
+            anchor = f"m{len(machines)}-{len(models)}"
+            models.append({"name": model, "source": _model_source(runs, model), "anchor": anchor,
+                           "matrix": _matrix(cases), "baseline_note": _baseline_note(cases), "charts": charts})
+            answers += _answers(cases, labels[machine_id], model, anchor, len(machine_runs) > 1, several_modes)
         machines.append({"id": machine_id, "label": labels[machine_id], "anchor": f"machine-{len(machines)}",
                          "fingerprint": _fingerprint(machine_runs[0].machine),
                          "runs": [_run_summary(run) for run in machine_runs], "models": models})
@@ -232,6 +319,9 @@ def build_page(runs: list[Run]) -> str:
         runs=[_run_summary(run) for run in runs],
         badges=_badges(runs, frame),
         machines=machines,
+        answers=answers,
+        several_machines=len(machines) > 1,
+        several_modes=several_modes,
         figures=figures,
         problems=[{"run": r.run, "case": r.case_id, "status": r.status, "reason": r.reason or ""}
                   for r in problems.itertuples(index=False)],

@@ -11,10 +11,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from rich.console import Console
 
+from harness.console import best_table, print_summary, summary_table
 from harness.envinfo import machine_id
+from reporting.charts import accuracy_figure
 from reporting.frame import latency_sketch, pareto_front, records_frame
 from reporting.html import (
+    FAILED_BACKGROUND,
     PLOTLY_BUNDLE,
     build_page,
     js_version,
@@ -32,14 +36,31 @@ MACHINE_B = {"cpu_model": "CPU B", "cpu_logical": 16, "memory_gb": 128, "arch": 
 
 def record(case_id: str, backend: str, p50: float | None, *, precision: str = "fp32", batch: int = 1,
            label: str | None = None, compression: str = "none", status: str = "passed",
-           baseline: str = "tflite_cpu") -> dict[str, Any]:
-    """A record as the engine writes it, reduced to what the report reads."""
+           baseline: str | None = "tflite_cpu", cosine: float | None = None,
+           reason: str | None = None) -> dict[str, Any]:
+    """A record as the engine writes it, reduced to what the report reads. baseline=None: the scenario named none."""
     return {"case_id": case_id, "scenario": "s", "model": "m", "backend": backend, "backend_label": label or backend,
             "precision": precision, "compression": compression, "batch_size": batch, "mode": "latency",
-            "status": status, "reason": None if status == "passed" else f"why {case_id}",
+            "status": status, "reason": reason or (None if status == "passed" else f"why {case_id}"),
             "latency_ms": None if p50 is None else {"p50": p50, "p90": p50, "p99": p50},
             "throughput_ips": None if p50 is None else batch * 1000 / p50,
-            "baseline": {"backend": baseline, "precision": "fp32"}, "samples_ns": []}
+            "baseline": None if baseline is None else {"backend": baseline, "precision": "fp32"}, "samples_ns": [],
+            "accuracy": {} if cosine is None else {"cosine_min": cosine, "outputs": [{"cosine": cosine}],
+                                                   "violations": []}}
+
+
+def fidelity_failure(case_id: str, backend: str, p50: float, cosine: float, **kwargs: Any) -> dict[str, Any]:
+    """A conversion that ran and was timed but whose outputs miss the fidelity guard: failed, numbers kept."""
+    reason = f"fidelity: output 'logits': cosine {cosine} < min_cosine 0.99"
+    failed = record(case_id, backend, p50, status="failed", cosine=cosine, reason=reason, **kwargs)
+    failed["accuracy"]["violations"] = [reason.removeprefix("fidelity: ")]
+    return failed
+
+
+def section(page: str, start: str, end: str) -> str:
+    """The page from `start` to the next `end` after it."""
+    begin = page.index(start)
+    return page[begin:page.index(end, begin)]
 
 
 def run_of(name: str, machine: dict[str, Any], records: list[dict[str, Any]]) -> Run:
@@ -99,6 +120,93 @@ def test_numbers_that_need_a_qualifier_carry_it_on_the_page() -> None:
     assert matrix.count('<span class="flag warn">INVALID</span>') == 1
     assert "0.67×" in matrix and "2.00×" in matrix  # tflite_gpu 2/3, the INVALID case 2/1: shown, and flagged
     assert "why crash" in page  # the failure's reason, in the matrix cell's title and the problems table
+
+
+def test_unnamed_baseline_is_the_first_fp32_case_that_ran_and_the_report_names_it() -> None:
+    """A scenario of a user's .onnx on ONNX Runtime only: no tflite_cpu can ever run, yet speed-ups are shown."""
+    records = [record("ort-fp32", "onnxruntime_cpu", 2.0, baseline=None),
+               record("ort4-fp32", "onnxruntime_cpu", 1.0, label="ort_4_threads", baseline=None),
+               record("ort-fp16", "onnxruntime_cpu", 0.5, precision="fp16", baseline=None),
+               record("ort-fp32-b4", "onnxruntime_cpu", None, batch=4, status="failed", baseline=None),
+               record("ort4-fp32-b4", "onnxruntime_cpu", 3.0, batch=4, label="ort_4_threads", baseline=None),
+               record("ort-int8-b4", "onnxruntime_cpu", 1.5, batch=4, precision="int8", baseline=None)]
+    records[1]["baseline"] = {"auto": True}  # the other spelling of "not named"
+    del records[2]["baseline"]  # and a record that never had the key
+    run = run_of("onnx-only", MACHINE_A, records)
+    frame = records_frame([run], {run.machine_id: "A"}).set_index("case_id")
+    assert frame.loc["ort-fp32", "speedup"] == 1.0 and frame.loc["ort4-fp32", "speedup"] == 2.0
+    assert frame.loc["ort-fp16", "speedup"] == 4.0
+    assert frame.loc["ort-int8-b4", "speedup"] == 2.0  # b4's first fp32 case failed: the next one that ran
+    assert math.isnan(frame.loc["ort-fp32-b4", "speedup"])
+    assert frame.loc["ort-fp16", "baseline"] == "onnxruntime_cpu fp32"  # the CSV names the case
+    assert frame.loc["ort-int8-b4", "baseline"] == "ort_4_threads fp32"
+    page = build_page([run])
+    assert ("Speed-up against onnxruntime_cpu fp32 at batch 1 / ort_4_threads fp32 at batch 4 (the model&#39;s first "
+            "fp32 case that ran; name another with `baseline:") in page
+    matrix = section(page, '<table class="matrix">', "</table>")
+    assert matrix.count('<span class="su">baseline</span>') == 2 and "4.00×" in matrix
+    assert "rgba(46, 160, 67" in matrix  # coloured: faster than the baseline
+
+
+def test_unnamed_baseline_with_nothing_fp32_that_ran_says_so() -> None:
+    run = run_of("r", MACHINE_A, [record("fp16", "onnxruntime_cpu", 1.0, precision="fp16", baseline=None)])
+    page = build_page([run])
+    assert "No speed-up: no dense fp32 case of this model passed in this run" in page
+
+
+def test_a_failed_case_with_timings_shows_its_p50_in_red_and_is_never_a_speed_up() -> None:
+    broken = fidelity_failure("ort-fp16", "onnxruntime_cpu", 0.5, 0.04, precision="fp16", baseline=None)
+    run = run_of("r", MACHINE_A, [record("ort-fp32", "onnxruntime_cpu", 2.0, baseline=None, cosine=1.0), broken])
+    frame = records_frame([run], {run.machine_id: "A"}).set_index("case_id")
+    assert math.isnan(frame.loc["ort-fp16", "speedup"])
+    page = build_page([run])
+    matrix = section(page, '<table class="matrix">', "</table>")
+    cell = section(matrix, '<div class="cell failed"', "</div>")
+    assert f"background: {FAILED_BACKGROUND}" in cell and "rgba(46, 160, 67" not in cell
+    assert "0.5 ms" in cell and '<span class="flag failed">failed: fidelity</span>' in cell
+    assert "cosine 0.04 &lt; min_cosine 0.99" in cell  # the reason, in the tooltip
+    assert "×" not in cell
+
+    table = summary_table(run.records)
+    assert [row.style for row in table.rows] == [None, "red"]
+    console = Console(record=True, width=200)
+    print_summary(run.records, "/tmp/run", console)
+    text = console.export_text()
+    assert any("ort-fp16" in line and "failed: fidelity" in line and "0.5" in line for line in text.splitlines())
+
+
+def test_pareto_front_and_best_answer_only_count_passed_cases() -> None:
+    records = [record("fp32", "onnxruntime_cpu", 2.0, baseline=None, cosine=1.0),
+               record("int8", "onnxruntime_cpu", 1.0, precision="int8", baseline=None, cosine=0.999),
+               record("fp32-short", "tflite_cpu", 0.4, baseline=None, cosine=1.0, status="invalid"),
+               fidelity_failure("fp16", "onnxruntime_cpu", 0.2, 0.04, precision="fp16", baseline=None),
+               record("fp32-b8", "onnxruntime_cpu", None, batch=8, baseline=None, status="failed"),
+               fidelity_failure("fp16-b8", "onnxruntime_cpu", 3.0, 0.04, batch=8, precision="fp16", baseline=None)]
+    run = run_of("r", MACHINE_A, records)
+    cases = records_frame([run], {run.machine_id: "A"})
+    figure = accuracy_figure(cases, "cosine")
+    traces = {trace.name: trace for trace in figure.data}
+    front = traces["Pareto front (passed cases)"]
+    assert list(front.text) == ["onnxruntime_cpu · int8 · b1", "onnxruntime_cpu · fp32 · b1"]
+    excluded = " ".join(traces["INVALID or failed (not on the front)"].text)
+    assert "tflite_cpu · fp32 · b1 (INVALID)" in excluded
+    assert "onnxruntime_cpu · fp16 · b1 (failed: fidelity)" in excluded
+
+    page = build_page([run])
+    answer = section(page, '<section id="answer">', "</section>")
+    assert page.index('<section id="answer">') < page.index('<table class="matrix">')  # the question first
+    rows = answer.split("<tr")[2:]
+    assert "<strong>onnxruntime_cpu · int8</strong>" in rows[0] and "2.00× vs onnxruntime_cpu fp32" in rows[0]
+    assert "min cosine 0.999000" in rows[0]
+    assert ("faster but not counted: tflite_cpu · fp32 (INVALID, 0.4 ms); onnxruntime_cpu · fp16 (failed: fidelity, "
+            "0.2 ms)") in rows[0]
+    assert "no case passed (1 failed, 1 failed: fidelity)" in rows[1]
+
+    console = Console(record=True, width=200)
+    console.print(best_table(run.records))
+    lines = console.export_text().splitlines()
+    assert any("onnxruntime_cpu int8" in line and "2.00× vs onnxruntime_cpu fp32" in line for line in lines)
+    assert any(" 8 " in line and "no case passed" in line for line in lines)
 
 
 def test_machine_id_ignores_host_and_software_but_not_hardware() -> None:

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from reporting.baseline import named_baseline
 from reporting.browser import find_chromium, open_report, screenshot_page
 from reporting.frame import COLUMNS
 from reporting.html import write_report
+from reporting.runs import load_run
 from tests.conftest import FAST_MEASURE, XSS_BACKEND, XSS_MODEL, expand_file, run_cases, write_scenario
 
 pytestmark = pytest.mark.e2e
@@ -62,6 +64,11 @@ def test_smoke_report_loads_offline_with_every_chart_drawn(smoke_run, chromium) 
         assert check.chart_containers >= 8  # two models × (latency, throughput, fidelity, resources) at least
         assert page.locator("section.machine").count() == 1
         assert page.locator("table.matrix").count() == 2 and "baseline" in page.inner_text("table.matrix >> nth=0")
+        answers = visible_rows(page, "answer-table")  # model, batch, best, p50, items/s, speed-up, fidelity
+        assert [(row[0], row[1]) for row in answers] == [
+            ("digits_cnn", "1"), ("digits_cnn", "4"), ("mobilenet_v2", "1"), ("mobilenet_v2", "4")]
+        assert all(row[2] and float(row[3].replace(",", "")) > 0 and "min cosine" in row[6] for row in answers)
+        assert page.locator("#answer").bounding_box()["y"] < page.locator("table.matrix").first.bounding_box()["y"]
 
         headers = page.eval_on_selector_all("#records-table thead th", "ths => ths.map(t => t.textContent)")
         p50 = headers.index("p50 ms")
@@ -131,12 +138,21 @@ def test_runs_from_two_machines_are_grouped_by_machine_and_never_share_a_speedup
         first, second = machines.nth(0), machines.nth(1)
         assert "NVIDIA H100 80GB HBM3" in second.locator("h2").inner_text()
         assert "H100" not in first.locator("h2").inner_text()
-        # digits_cnn at b1 and b4 was measured on both; only the smoke run has the baseline (tflite_cpu)
+        # digits_cnn at b1 and b4 was measured on both; the smoke run's tflite_cpu is never the other's baseline
         assert "baseline" in first.locator("table.matrix").first.inner_text()
         second_matrix = second.locator("table.matrix").inner_text()
-        assert "×" not in second_matrix and "baseline" not in second_matrix
-        assert "No speed-up: the baseline (tflite_cpu fp32) was not measured" in second.inner_text()
+        if named_baseline(load_run(other_machine_run).records[0]) is None:
+            # the scenario named no baseline: its own first fp32 case that ran, in its own run
+            assert "Speed-up against onnxruntime_cpu fp32 (the model's first fp32 case" in second.inner_text()
+            assert second_matrix.count("baseline") == 2  # one per batch size, in the second run's own matrix
+        else:  # records of an engine that filled in the default baseline, tflite_cpu, absent from that run
+            assert "×" not in second_matrix and "baseline" not in second_matrix
+            assert "No speed-up: the baseline (tflite_cpu fp32) was not measured" in second.inner_text()
         assert "failed" in second_matrix and "skipped" in second_matrix
+        answers = visible_rows(page, "answer-table")  # machine, model, batch, best, p50, items/s, speed-up, fidelity
+        assert len(answers) == 6  # the smoke run's two models at b1 and b4, the other machine's digits_cnn at both
+        assert all(row[3] for row in answers) and not any("no case passed" in row[3] for row in answers)
+        assert all("crashes" not in row[3] for row in answers)  # the failed backend is never the answer
 
         headers = page.eval_on_selector_all("#records-table thead th", "ths => ths.map(t => t.textContent)")
         runs = {row[headers.index("run")] for row in visible_rows(page, "records-table")}

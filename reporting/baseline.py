@@ -1,0 +1,148 @@
+"""Which case a speed-up divides by, and which case answers "what is fastest?", from one run's records.
+
+Plain dictionaries, no pandas: the console summary (harness/console.py) and the HTML report (reporting/frame.py,
+reporting/html.py) must name the same baseline and the same best case, and the console must stay cheap to import.
+
+A record's `baseline` is either what the scenario named, `{"backend": LABEL_OR_NAME, "precision": P}`, or "not
+named" (`None`, a missing key, or `{"auto": true}`). Not named means: per (scenario, model, batch size, mode) the
+first record in the run's order (the scenario's configuration order) that is fp32, dense and passed. A default
+that names a fixed backend (tflite_cpu) cannot run a user's .onnx file, so a scenario of user models would get no
+speed-up at all; the first fp32 case that ran always exists when anything fp32 ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+GROUP_KEYS = ("scenario", "model", "batch_size", "mode")  # inside one run: a speed-up never crosses runs
+AUTO_PRECISION = "fp32"
+# reason prefixes of a case that ran and was timed but whose outputs are not faithful enough to count
+FIDELITY_PREFIXES = (("fidelity", "fidelity"), ("accuracy budget not met", "accuracy budget"))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The case a record's speed-up divides by: its index in the run's records and how to name it."""
+
+    index: int
+    label: str
+    precision: str
+    p50_ms: float
+    auto: bool
+
+    @property
+    def name(self) -> str:
+        """How the report and the CSV name the baseline case, e.g. "onnxruntime_cpu fp32"."""
+        return f"{self.label} {self.precision}"
+
+
+def named_baseline(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The baseline the scenario named for this record, or None when it named none (the first fp32 case then)."""
+    spec = record.get("baseline")
+    if not isinstance(spec, dict) or spec.get("auto") or not spec.get("backend"):
+        return None
+    return {"backend": spec["backend"], "precision": spec.get("precision") or AUTO_PRECISION}
+
+
+def p50_of(record: dict[str, Any]) -> float | None:
+    """The record's median latency, or None where it was not measured (a skip, a crash)."""
+    p50 = (record.get("latency_ms") or {}).get("p50")
+    return float(p50) if isinstance(p50, int | float) and p50 > 0 else None
+
+
+def label_of(record: dict[str, Any]) -> str:
+    return str(record.get("backend_label") or record.get("backend"))
+
+
+def _group(record: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(record.get(key) for key in GROUP_KEYS)
+
+
+def _can_be_baseline(record: dict[str, Any]) -> bool:
+    """Measured, valid and dense: a number others may be divided by."""
+    return (record.get("status") == "passed" and (record.get("compression") or "none") == "none"
+            and p50_of(record) is not None)
+
+
+def resolve_baselines(records: list[dict[str, Any]]) -> list[Baseline | None]:
+    """For each record of ONE run, its baseline case in that run, or None where none was measured.
+
+    A named baseline is matched by label first (a scenario may list one backend twice under two labels), then by
+    backend name where that is unique, as the report always did. An unnamed one is the group's first fp32 dense
+    passed record.
+    """
+    by_label: dict[tuple[Any, ...], int] = {}
+    by_name: dict[tuple[Any, ...], list[int]] = {}
+    first_fp32: dict[tuple[Any, ...], int] = {}
+    for index, record in enumerate(records):
+        if not _can_be_baseline(record):
+            continue
+        key = (*_group(record), record.get("precision"))
+        by_label[(*key, label_of(record))] = index  # the last wins: a resumed run's later record
+        by_name.setdefault((*key, record.get("backend")), []).append(index)
+        if record.get("precision") == AUTO_PRECISION:
+            first_fp32.setdefault(_group(record), index)
+    resolved: list[Baseline | None] = []
+    for record in records:
+        spec = named_baseline(record)
+        if spec is None:
+            found = first_fp32.get(_group(record))
+        else:
+            key = (*_group(record), spec["precision"])
+            found = by_label.get((*key, spec["backend"]))
+            if found is None:
+                named = by_name.get((*key, spec["backend"]), [])
+                found = named[0] if len(named) == 1 else None
+        if found is None:
+            resolved.append(None)
+            continue
+        base = records[found]
+        resolved.append(Baseline(index=found, label=label_of(base), precision=str(base.get("precision")),
+                                 p50_ms=p50_of(base) or float("nan"), auto=spec is None))
+    return resolved
+
+
+def speedup(record: dict[str, Any], baseline: Baseline | None) -> float | None:
+    """Baseline p50 ÷ this case's p50, for cases whose numbers stand (passed, or INVALID and flagged as such).
+
+    A failed case keeps its timings (a conversion that misses its fidelity guard still ran), but a speed-up of a
+    wrong answer is no speed-up: it gets none.
+    """
+    p50 = p50_of(record)
+    if baseline is None or p50 is None or record.get("status") not in ("passed", "invalid"):
+        return None
+    return baseline.p50_ms / p50
+
+
+def failure_label(status: str | None, reason: str | None) -> str:
+    """A failed case's short label: "failed: fidelity" for a conversion that ran but gives wrong outputs."""
+    if status != "failed":
+        return "INVALID" if status == "invalid" else str(status)
+    text = (reason or "").lower()
+    for prefix, kind in FIDELITY_PREFIXES:
+        if text.startswith(prefix):
+            return f"failed: {kind}"
+    return "failed"
+
+
+def fastest_passed(records: Iterable[tuple[int, dict[str, Any]]]) -> int | None:
+    """The index of the passed, measured record with the lowest p50 (the first of equals), or None.
+
+    Only passed counts: an INVALID case's numbers are not trustworthy, a failed one's answer is wrong.
+    """
+    best: tuple[float, int] | None = None
+    for index, record in records:
+        p50 = p50_of(record)
+        if record.get("status") == "passed" and p50 is not None and (best is None or p50 < best[0]):
+            best = (p50, index)
+    return None if best is None else best[1]
+
+
+def best_per_group(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], int | None]:
+    """Per (scenario, model, batch size, mode) of one run, in the run's order: the fastest passed record."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for index, record in enumerate(records):
+        groups.setdefault(_group(record), []).append(index)
+    return {group: fastest_passed((i, records[i]) for i in indices) for group, indices in groups.items()}
