@@ -13,14 +13,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_zoo.calibration import InputSpec
+from model_zoo.onnx_precision import check_onnx, onnx_to_fp16, onnx_to_int8, onnx_to_int8_dynamic
 from model_zoo.tf_env import import_tf
+
+# The ONNX precision conversions live in model_zoo.onnx_precision; these names stay importable from here.
+__all__ = ["check_onnx", "onnx_to_fp16", "onnx_to_int8", "onnx_to_int8_dynamic"]
 
 if TYPE_CHECKING:
     import keras
@@ -234,126 +237,6 @@ def onnx_input_specs(onnx_file: Path) -> list[InputSpec]:
         dtype = tensor_dtype_to_np_dtype(tensor.elem_type).name
         specs.append(InputSpec(name=value.name, shape=tuple(dims[1:]), dtype=dtype, batch=batch))
     return specs
-
-
-def onnx_to_fp16(src: Path, out_file: Path) -> dict[str, Any]:
-    """float32 → float16 weights and activations, float32 model inputs and outputs kept.
-
-    onnxconverter-common retypes a Cast-to-float32's output to float16 without changing the Cast itself
-    (tf2onnx emits such Casts, e.g. token ids → float for the embedding's range check), which ONNX Runtime
-    then refuses to load. Those Casts are kept in float32 (the converter inserts a Cast to float16 after
-    them), which leaves the arithmetic in float16.
-    """
-    import onnx
-    from onnx import TensorProto
-    from onnxconverter_common import float16
-
-    model = onnx.load(str(src))
-    for i, node in enumerate(model.graph.node):
-        if not node.name:  # blocking works by node name
-            node.name = f"accelbench_node_{i}"
-    blocked = [
-        node.name
-        for node in model.graph.node
-        if node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT for a in node.attribute)
-    ]
-    with warnings.catch_warnings():
-        # One warning per weight below float16's smallest normal value, each clamped: the expected fp16 loss.
-        warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
-        converted = float16.convert_float_to_float16(
-            model,
-            keep_io_types=True,
-            op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST),
-            node_block_list=blocked,
-        )
-    onnx.save(converted, str(out_file))
-    check_onnx(out_file, src)
-    return {"fp32_casts_kept": len(blocked)}
-
-
-def onnx_to_int8_dynamic(src: Path, out_file: Path) -> dict[str, Any]:
-    """int8 weights, activations quantized at run time by ONNX Runtime (ConvInteger / MatMulInteger)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(out_file), weight_type=QuantType.QInt8)
-    check_onnx(out_file, src)
-    return {}
-
-
-def onnx_to_int8(src: Path, out_file: Path, arrays: Sequence[np.ndarray]) -> dict[str, Any]:
-    """Static symmetric int8 QDQ, calibrated on `arrays` (one per input, sample axis first).
-
-    `quant_pre_process` runs first: ONNX shape inference plus ONNX Runtime's basic (standard-op) graph
-    optimisations, e.g. MatMul+Add → Gemm so that the bias is quantized with its matmul; the quantizer warns
-    when it is skipped. Symbolic shape inference is skipped: it needs sympy, which accelbench does not
-    install, and plain ONNX shape inference covers the zoo's graphs. Should pre-processing fail on a user's
-    graph, the original is quantized and meta.json says why.
-    """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from model_zoo.calibration import batches
-
-    specs = onnx_input_specs(src)
-    fixed = all(spec.batch is not None for spec in specs)
-    size = specs[0].batch if fixed and specs else ONNX_CALIBRATION_BATCH
-    chunks = batches(arrays, size, fixed, what=str(src))
-    feeds = [{spec.name: chunk[i] for i, spec in enumerate(specs)} for chunk in chunks]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._feeds = iter(feeds)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._feeds, None)
-
-    options = onnx_int8_options()
-    info: dict[str, Any] = {"calibration_batches": len(feeds), "reduce_range": options["reduce_range"]}
-    with tempfile.TemporaryDirectory(prefix="accelbench-quant-") as tmp:
-        source = Path(tmp) / "preprocessed.onnx"
-        try:
-            quant_pre_process(str(src), str(source), skip_symbolic_shape=True)
-            info["pre_process"] = "quant_pre_process(skip_symbolic_shape=True)"
-        except Exception as exc:
-            source = src
-            info["pre_process"] = f"skipped: {type(exc).__name__}: {str(exc)[:300]}"
-        quantize_static(
-            str(source),
-            str(out_file),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=options["per_channel"],
-            reduce_range=options["reduce_range"],
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options=dict(options["extra_options"]),
-        )
-    check_onnx(out_file, src)
-    return info
-
-
-def check_onnx(out_file: Path, src: Path) -> None:
-    """The converted file must pass the ONNX checker, load in ONNX Runtime CPU, and keep every input
-    dimension the source left dynamic dynamic (a batch size frozen by a converter would be a silent loss)."""
-    import onnx
-    import onnxruntime as ort
-
-    onnx.checker.check_model(str(out_file))
-    before = {s.name: s for s in onnx_input_specs(src)}
-    for spec in onnx_input_specs(out_file):
-        old = before.get(spec.name)
-        if old is None:
-            raise RuntimeError(f"the converted model has an input {spec.name!r} the source does not have")
-        if old.batch is None and spec.batch is not None:
-            raise RuntimeError(f"the converted model fixed the batch dimension of input {spec.name!r} at {spec.batch}")
-    ort.InferenceSession(str(out_file), providers=["CPUExecutionProvider"])
 
 
 def _require_fp32(precision: str) -> None:
