@@ -285,8 +285,13 @@ class Engine:
         worker["fixed_cost_ms"] = (raw["imported_at_ns"] - outcome.spawned_at_ns + raw["init_ns"]) / 1e6
         record.update(self._metrics(case, raw))
         error = raw.get("evaluation_error") or (reference["reason"] if reference["status"] != "ok" else None)
-        record["accuracy"] = ({"error": error} if error else
-                              self._accuracy(case, reference, load_arrays(outputs_path)[:2]))
+        if not error:
+            try:
+                record["accuracy"] = self._accuracy(case, reference, load_arrays(outputs_path)[:2])
+            except (ValueError, OSError, KeyError) as problem:  # outputs that cannot be set beside the reference's
+                error = f"the outputs cannot be compared with the reference's: {problem}"
+        if error:
+            record["accuracy"] = {"error": error}
         problems = self._validity_problems(case, raw)
         misses = record["accuracy"].get("violations", [])
         what = "accuracy budget not met" if case.accuracy_budget else "fidelity guard not met"

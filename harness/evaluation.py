@@ -108,9 +108,11 @@ def match_order(wanted: Sequence[str], available: Sequence[str], what: str) -> l
         raise ValueError(f"the model has {len(wanted)} {what}(s), the reference {len(available)}")
     if len(wanted) == 1:
         return [0]
-    index = {normalised(n): i for i, n in enumerate(available)}
-    if all(normalised(n) in index for n in wanted):
-        return [index[normalised(n)] for n in wanted]
+    for key in (str, normalised):  # exact names first: "out:0", "out:1" are one name once normalised
+        index = {key(n): i for i, n in enumerate(available)}
+        if len(index) == len(available) and all(key(n) in index for n in wanted) \
+                and len({key(n) for n in wanted}) == len(wanted):
+            return [index[key(n)] for n in wanted]
     return list(range(len(wanted)))
 
 

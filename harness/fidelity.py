@@ -27,6 +27,11 @@ PRUNED_MIN_COSINE = 0.98
 # (two one-element vectors agree whenever their signs do): they are judged by the relative L2 error of the whole
 # output over all samples, held to the error a cosine c allows between equal-norm vectors, sqrt(2 (1 - c)).
 MIN_VALUES_FOR_COSINE = 4
+# Differences this small are never a fidelity failure, whatever the cosine says. Where a model's outputs sit in
+# the tail of a sigmoid or softmax for every evaluation input (an OCR detector shown noise answers ~1e-7
+# everywhere), the fp32 reference itself moves by tens of per cent between ONNX Runtime's graph optimisation
+# levels (measured: cosine 0.79 with |error| <= 9e-8), and a cosine of such values judges rounding, not the model.
+ABS_ERR_FLOOR = 1e-4
 
 
 def default_min_cosine(precision: str, compression: str) -> float:
@@ -127,6 +132,8 @@ def _output_name(out: dict[str, Any]) -> str:
 def cosine_violation(out: dict[str, Any], min_cosine: float) -> str | None:
     """Why one output misses a cosine bar, by the rule that suits its kind (see MIN_VALUES_FOR_COSINE), or None."""
     name = _output_name(out)
+    if out.get("exact_match") is None and out["max_abs_err"] <= ABS_ERR_FLOOR:
+        return None
     if out.get("exact_match") is not None:  # integer / boolean outputs: class ids, indices, masks
         if out["exact_match"] < min_cosine:
             return (f"output {name!r}: {out['exact_match']:.4f} of its values equal the reference's "
@@ -136,7 +143,7 @@ def cosine_violation(out: dict[str, Any], min_cosine: float) -> str | None:
         allowed = float(np.sqrt(2.0 * (1.0 - min_cosine)))
         if not out["rel_l2_err"] <= allowed:
             return (f"output {name!r}: relative L2 error {out['rel_l2_err']:.4g} over all samples > {allowed:.4g} "
-                    f"(what min_cosine {min_cosine} allows an output of {out['values_per_sample']} value(s) per sample)")
+                    f"(what min_cosine {min_cosine} allows {out['values_per_sample']} value(s) per sample)")
         return None
     if not out["cosine"] >= min_cosine:
         return f"output {name!r}: cosine {out['cosine']:.8f} < min_cosine {min_cosine}"

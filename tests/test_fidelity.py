@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from harness.evaluation import load_arrays, match_order, normalised, run_batched, save_arrays
-from model_zoo.inputs import InputError, InputPlan, make_samples
 from harness.fidelity import (
     AccuracyBudget,
     budget_violations,
@@ -16,6 +15,7 @@ from harness.fidelity import (
     top1_accuracy,
     uninformative_reference,
 )
+from model_zoo.inputs import InputError, InputPlan, make_samples
 
 
 def test_metrics_match_hand_computed_values():
