@@ -34,7 +34,7 @@ from typing import Any
 
 # convert, calibration and prune are cheap to import: they defer TensorFlow, tf2onnx, onnx, tfmot and
 # onnxruntime.quantization to the functions that need them.
-from model_zoo import cache, convert, prune
+from model_zoo import cache, convert, onnx_precision, prune
 from model_zoo.cache import cache_dir
 from model_zoo.calibration import calibration_data, calibration_identity, check_feeds, source_problem
 from model_zoo.catalog import CATALOG
@@ -442,7 +442,7 @@ def _request_versions(req: ArtifactRequest) -> dict[str, str]:
 
 
 # Bump when a precision's conversion changes in a way its options below do not show.
-QUANTIZATION_RECIPE = 2
+QUANTIZATION_RECIPE = 3
 
 
 def _request_options(req: ArtifactRequest) -> dict[str, Any]:
@@ -455,13 +455,15 @@ def _request_options(req: ArtifactRequest) -> dict[str, Any]:
         if req.precision == "int8":
             options.update(ops="TFLITE_BUILTINS_INT8", representative_dataset=True, io="float32")
     elif req.precision == "fp16":
-        options = {"converter": "onnxconverter_common.float16", "keep_io_types": True, "fp32_casts_kept": True}
+        options = {"converter": "onnxconverter_common.float16", "keep_io_types": True, "fp32_casts_kept": True,
+                   "module": "model_zoo.onnx_precision", "min_cosine": onnx_precision.FP16_MIN_COSINE,
+                   "clamp": onnx_precision.FP16_MAX, "fragile_ops": sorted(onnx_precision.FP16_FRAGILE_OPS)}
     elif req.precision == "int8_dynamic":
-        options = {"quantize_dynamic": {"weight_type": "QInt8"}}
+        options = {"quantize_dynamic": {"weight_type": "QInt8"}, "module": "model_zoo.onnx_precision"}
     else:
         options = {
             "quantize_static": convert.onnx_int8_options(),
-            "pre_process": "quant_pre_process(skip_symbolic_shape=True)",
+            "module": "model_zoo.onnx_precision",
             "calibration_batch": convert.ONNX_CALIBRATION_BATCH,
         }
     return {**options, "recipe": QUANTIZATION_RECIPE}

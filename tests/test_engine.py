@@ -16,6 +16,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from harness.scenario import ScenarioError, load_scenario
 from harness.stats import latency_summary_ms
 from tests.conftest import (
     FAST_MEASURE,
@@ -318,7 +319,9 @@ def bad_files_run(tmp_path_factory, digits_artifacts):
         backends: [onnxruntime_cpu, tflite_cpu]
         measure: {FAST_MEASURE}
     """)
+    (folder / "models" / "missing.onnx").write_bytes(b"")  # there when the scenario loads (else: exit 2, its line)
     cases = expand_file(path)
+    (folder / "models" / "missing.onnx").unlink()  # and gone by the time it runs
     return folder, by_id(run_cases(folder / "run", cases))
 
 
@@ -384,7 +387,7 @@ def test_user_onnx_with_dynamic_dimensions_runs_with_input_shape(tmp_path):
         name: user
         models:
           - {{path: dynamic.onnx, input_shape: [16], label: with_shape}}
-          - {{path: dynamic.onnx, label: without_shape}}
+          - {{path: dynamic.onnx, inputs: {{x: {{shape: [8]}}}}, label: described}}
         backends: [onnxruntime_cpu]
         batch_sizes: [3]
         measure: {FAST_MEASURE}
@@ -394,9 +397,22 @@ def test_user_onnx_with_dynamic_dimensions_runs_with_input_shape(tmp_path):
     assert_measured(with_shape)
     assert with_shape["inputs"] == [{"name": "x", "shape": [3, 16], "dtype": "float32"}]
     assert Path(with_shape["artifact"]) == tmp_path / "dynamic.onnx"  # a user's file is used in place
-    without = records["without_shape-fp32-b3-onnxruntime_cpu"]
-    assert without["status"] == "failed"
-    assert "dynamic dimensions" in without["reason"] and "input_shape" in without["reason"]
+    described = records["described-fp32-b3-onnxruntime_cpu"]
+    assert_measured(described)
+    assert described["inputs"] == [{"name": "x", "shape": [3, 8], "dtype": "float32"}]
+    # fidelity against an independent reference: the same file, ONNX Runtime without graph optimisation
+    assert described["accuracy"]["reference"]["description"] == "onnxruntime_cpu fp32 (graph_optimization: disable)"
+    assert described["accuracy"]["is_reference"] is False and described["accuracy"]["guard"]["min_cosine"] == 0.999
+    assert described["backend_info"]["threads"] >= 1  # unset threads: the usable cores, stated
+    # without a shape for its dynamic dimension the scenario stops at load time, at the model's line
+    bad = write_scenario(tmp_path / "bad", """
+        name: user
+        models:
+          - {path: ../dynamic.onnx}
+        backends: [onnxruntime_cpu]
+    """)
+    with pytest.raises(ScenarioError, match=r"scenario.yaml:3: models\[0\].path: input 'x' has dynamic dimensions"):
+        load_scenario(bad)
 
 
 # --- the artefact cache ------------------------------------------------------------------------------------

@@ -243,8 +243,14 @@ def assert_every_problem_located(error: ScenarioError, path: Path, content: byte
 
 
 def fuzz_folder(folder: Path) -> Path:
-    """The fuzzed file's folder, with the calibration file that the seeds' ``.npz`` sources name."""
+    """The fuzzed file's folder, with the calibration file and the model files that the seeds name (model paths
+    are checked when the scenario loads; their content is the build's to judge, so empty files do)."""
     (folder / CALIBRATION_FILE).write_bytes(b"")
+    (folder / "models").mkdir(exist_ok=True)
+    for name in ("user_model.onnx", "models/net.onnx", "model.tflite", "model.keras"):
+        (folder / name).write_bytes(b"")
+    (folder / "saved_model").mkdir(exist_ok=True)
+    (folder / "saved_model" / "saved_model.pb").write_bytes(b"")
     return folder
 
 

