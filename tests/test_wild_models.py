@@ -106,7 +106,10 @@ def test_tflite_models_run_as_shipped(wild_run: list[dict[str, Any]]) -> None:
     assert len(tflite) == sum(1 for m in CORPUS.values() if m.format == "tflite")
     for record in tflite:
         assert record["status"] == "passed", (record["case_id"], record["reason"])
-        assert record["accuracy"]["reference"]["options"]["xnnpack"] is False
+        reference = record["accuracy"]["reference"]
+        # the builtin kernels without XNNPACK, or (MediaPipe's custom op is only in LiteRT's default resolver) the
+        # default settings, said so
+        assert reference["options"].get("xnnpack") is False or "could not run the model" in reference["description"]
 
 
 def test_the_scenario_names_each_file_by_path(tmp_path: Path) -> None:
