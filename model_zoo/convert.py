@@ -221,22 +221,12 @@ def savedmodel_to_onnx(
 
 
 def onnx_input_specs(onnx_file: Path) -> list[InputSpec]:
-    """The graph's real inputs (initializers that old exporters also list as inputs are left out)."""
-    import onnx
-    from onnx.helper import tensor_dtype_to_np_dtype
+    """The graph's real inputs, batch (axis 0) apart: `model_zoo.inputs.onnx_declared` read the way the converters
+    take them (initializers that old exporters also list as inputs left out; a dim of -1 is dynamic)."""
+    from model_zoo.inputs import onnx_declared
 
-    graph = onnx.load(str(onnx_file), load_external_data=False).graph
-    constants = {init.name for init in graph.initializer}
-    specs = []
-    for value in graph.input:
-        if value.name in constants:
-            continue
-        tensor = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-        batch = dims[0] if dims else None
-        dtype = tensor_dtype_to_np_dtype(tensor.elem_type).name
-        specs.append(InputSpec(name=value.name, shape=tuple(dims[1:]), dtype=dtype, batch=batch))
-    return specs
+    return [InputSpec(name=d.name, shape=tuple(d.shape[1:]), dtype=d.dtype, batch=d.shape[0] if d.shape else None)
+            for d in onnx_declared(str(onnx_file))]
 
 
 def _require_fp32(precision: str) -> None:
