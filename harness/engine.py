@@ -25,6 +25,7 @@ from harness.fidelity import (
     AccuracyBudget,
     budget_violations,
     default_min_cosine,
+    guard_next_step,
     output_fidelity,
     top1_accuracy,
     uninformative_reference,
@@ -301,7 +302,9 @@ class Engine:
         if not raw["outputs_finite"]:
             record.update(status="failed", reason="the model produced NaN or infinite outputs")
         elif misses:
-            record.update(status="failed", reason=f"{what}: " + "; ".join(misses))
+            step = "" if case.accuracy_budget or error else "; " + guard_next_step(
+                case.precision, case.compression, user_model=case.model.zoo is None)
+            record.update(status="failed", reason=f"{what}: " + "; ".join(misses) + step)
         elif problems:
             record.update(status="invalid", reason="; ".join(problems))
         else:

@@ -28,7 +28,7 @@ PRUNED_MIN_COSINE = 0.98
 # Outputs with fewer values than this per sample (a score, a probability) make a per-sample cosine meaningless
 # (two one-element vectors agree whenever their signs do): they are judged by the relative L2 error of the whole
 # output over all samples, held to the error a cosine c allows between equal-norm vectors, sqrt(2 (1 - c)).
-MIN_VALUES_FOR_COSINE = 4
+MIN_VALUES_FOR_COSINE = onnx_precision.MIN_VALUES_FOR_COSINE  # 4: the build-time check's rule too
 # Differences this small are never a fidelity failure, whatever the cosine says. Where a model's outputs sit in
 # the tail of a sigmoid or softmax for every evaluation input (an OCR detector shown noise answers ~1e-7
 # everywhere), the fp32 reference itself moves by tens of per cent between ONNX Runtime's graph optimisation
@@ -40,6 +40,20 @@ def default_min_cosine(precision: str, compression: str) -> float:
     """The guard's bar for a case that sets no min_cosine."""
     bar = DEFAULT_MIN_COSINE.get(precision, PRUNED_MIN_COSINE)
     return bar if compression == "none" else min(bar, PRUNED_MIN_COSINE)
+
+
+def guard_next_step(precision: str, compression: str, user_model: bool) -> str:
+    """What a user can do about a case that misses the default guard: the failure line ends with it."""
+    if compression != "none":
+        return "next: prune less (a lower sparsity) or fine-tune longer, or set min_cosine if this error is acceptable"
+    data = "real inputs (calibration: {source: inputs.npz})" if user_model else "more samples (calibration.samples)"
+    if precision == "int8":
+        return f"next: calibrate on {data}, try int8_dynamic or fp16, or set min_cosine if this error is acceptable"
+    if precision == "int8_dynamic":
+        return f"next: try int8 (static, calibrated on {data}) or fp16, or set min_cosine if this error is acceptable"
+    if precision == "fp16":
+        return "next: keep this model in fp32, or set min_cosine if this error is acceptable"
+    return "next: check the converter's log for this model, or set min_cosine if this error is acceptable"
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,40 @@ def tiny_weight_matmul_model(tmp_path: Path) -> Path:
     return _save(tmp_path, "tiny_weight_matmul", graph, 13)
 
 
+def outlier_feature_model(tmp_path: Path) -> Path:
+    """A MatMul whose input has one feature 1e5 times the others while only the small ones reach the output
+    (its weight row is zero): int8 activations on one per-tensor grid round the signal to nothing, so the
+    fully quantized file answers noise. Keeping that one MatMul in fp32 is the fix; the head stays int8."""
+    rng = np.random.default_rng(3)
+    w = rng.normal(0, 1, (8, 16)).astype(np.float32)
+    w[0] = 0.0
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["m"], name="mixed_scale_matmul"),
+        helper.make_node("Relu", ["m"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "w2"], ["y"], name="head"),
+    ]
+    head = rng.normal(0, 1, (16, 6)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(head, "w2")]
+    graph = helper.make_graph(
+        nodes,
+        "outlier_feature",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])],
+        initializer=inits,
+    )
+    return _save(tmp_path, "outlier_feature", graph, 13)
+
+
+def outlier_feeds(n: int, seed: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(n):
+        x = rng.uniform(-0.01, 0.01, (1, 8)).astype(np.float32)
+        x[0, 0] = rng.choice([-1000.0, 1000.0])
+        feeds.append({"x": x})
+    return feeds
+
+
 def if_model(tmp_path: Path) -> Path:
     """Silero VAD's shape: a scalar int64 `sr` picks one of two branches, each a MatMul network that reads the
     outer-scope input and a weight shared by both branches from the main graph."""
@@ -187,13 +221,28 @@ def all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
 
 
 def test_output_cosines_per_output_mean_over_feeds() -> None:
-    a = np.array([[1.0, 0.0]], np.float32)
-    ref = [[a, np.zeros(3)], [a, np.zeros(3)]]
-    cand = [[a, np.zeros(3)], [np.array([[0.0, 1.0]]), np.ones(3)]]
+    a = np.array([[1.0, 0.0, 0.0, 0.0]], np.float32)
+    ref = [[a, np.zeros(4)], [a, np.zeros(4)]]
+    cand = [[a, np.zeros(4)], [np.array([[0.0, 1.0, 0.0, 0.0]]), np.ones(4)]]
     assert output_cosines(ref, cand, ["p", "z"]) == {"p": 0.5, "z": 0.5}  # orthogonal = 0; zero vs zero = 1
-    assert output_cosines([[a]], [[np.array([[np.inf, 0.0]])]], ["p"]) == {"p": 0.0}  # overflow scores 0
+    assert output_cosines([[a]], [[np.array([[np.inf, 0.0, 0.0, 0.0]])]], ["p"]) == {"p": 0.0}  # overflow scores 0
     assert output_cosines([[a]], [[np.ones((1, 3))]], ["p"]) == {"p": 0.0}  # another shape scores 0
     assert output_cosines([[a]], [[a * 7]], ["p"])["p"] == pytest.approx(1.0)  # scale-free
+
+
+def test_output_cosines_judges_small_outputs_by_relative_error_like_the_guard() -> None:
+    """A one-value output (a probability) has cosine 1 whenever the sign holds; the check must see a 25 % error
+    as the harness's guard does: relative L2 e over all feeds, as the cosine 1 - e²/2 that allows it."""
+    from harness.fidelity import cosine_violation, output_fidelity
+
+    ref = [[np.array([0.01])], [np.array([0.02])]]
+    cand = [[np.array([0.0075])], [np.array([0.015])]]  # every value 25 % low
+    score = output_cosines(ref, cand, ["prob"])["prob"]
+    assert score == pytest.approx(1 - 0.25**2 / 2)
+    assert score < INT8_MIN_COSINE
+    stats = output_fidelity(np.array([[0.0075], [0.015]]), np.array([[0.01], [0.02]]))
+    assert cosine_violation({"name": "prob", **stats}, INT8_MIN_COSINE) is not None  # the guard agrees
+    assert output_cosines(ref, [[np.array([0.0101])], [np.array([0.0199])]], ["prob"])["prob"] == 1.0  # < 1e-4 off
 
 
 # --- int8 on an opset-11 graph with Constant-node weights --------------------------------------------------
@@ -306,6 +355,56 @@ def test_int8_dynamic_quantizes_if_branches(tmp_path: Path) -> None:
     info = onnx_to_int8_dynamic(src, tmp_path / "int8d.onnx", [feed])
     assert info["quantized_ops"].get("MatMulInteger", 0) >= 4  # two per branch
     assert info["fidelity"]["cosine"]["y"] > 0.98
+
+
+@pytest.mark.parametrize("precision", ["int8", "int8_dynamic"])
+def test_int8_search_keeps_the_node_that_breaks_the_check_in_fp32(tmp_path: Path, precision: str) -> None:
+    src = outlier_feature_model(tmp_path)
+    out = tmp_path / f"{precision}.onnx"
+    checks = outlier_feeds(6, 2)
+    if precision == "int8":
+        info = onnx_to_int8(src, out, outlier_feeds(16, 1), checks)
+    else:
+        info = onnx_to_int8_dynamic(src, out, checks)
+
+    first, last = info["attempts"][0], info["attempts"][-1]
+    assert first["kept_fp32"] == "none" and first["passed"] is False and first["cosine"]["y"] < 0.9
+    assert last["passed"] is True and last["kept_fp32"].startswith("search: 1 node(s)")
+    assert info["kept_fp32"]["node_names"] == ["mixed_scale_matmul"]
+    assert info["fidelity"]["passed"] is True
+    nodes = all_nodes(onnx.load(str(out)).graph)
+    assert any(n.op_type in ("DequantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul") for n in nodes)
+    assert "mixed_scale_matmul" in {n.name for n in nodes if n.op_type == "MatMul"}  # still the fp32 op
+    cosines = output_cosines([run(src, f) for f in checks], [run(out, f) for f in checks], ["y"])
+    assert cosines["y"] >= INT8_MIN_COSINE  # measured again here, not taken from meta.json
+
+
+def test_initializers_are_renamed_out_of_the_quantizers_way(tmp_path: Path) -> None:
+    """Basic Pitch's bias `...conv1d_25` became `...conv1d_252` once quantized: another node's output. After the
+    renaming no initializer shares a prefix with a node output, the If branches still find the outer weight,
+    and the model computes the same."""
+    from model_zoo.onnx_precision import _unique_initializer_names
+
+    src = if_model(tmp_path)
+    model = onnx.load(str(src))
+    _unique_initializer_names(model)
+    path = tmp_path / "renamed.onnx"
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path))
+    names = {i.name for g in _graphs(model.graph) for i in g.initializer}
+    assert names and all(name.startswith("accelbench_w") for name in names)
+    for sr in (8000, 16000):
+        feed = {"x": RNG.normal(0, 1, (2, 32)).astype(np.float32), "sr": np.array(sr, np.int64)}
+        np.testing.assert_allclose(run(path, feed)[0], run(src, feed)[0], rtol=1e-6)
+
+
+def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    found = [graph]
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                found += _graphs(attr.g)
+    return found
 
 
 def test_int8_without_calibration_data_says_what_to_do(tmp_path: Path) -> None:
