@@ -51,7 +51,7 @@ SOURCES = ("dataset", "random")
 RANDOM_SEED = 0
 # Part of the cache key of int8 artefacts calibrated on random data: bump it when the generator changes.
 RANDOM_RECIPE = 1
-CHECK_SAMPLES = 8  # single-sample calls a converter's own fidelity check runs (fp16, int8)
+CHECK_SAMPLES = 16  # single-sample calls a converter's own fidelity check runs (fp16, int8)
 
 
 @dataclass(frozen=True)

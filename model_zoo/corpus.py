@@ -174,9 +174,9 @@ _MODELS = (
     CorpusModel(
         "mp_selfie_seg", *_MEDIAPIPE, "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
         "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c", "tflite",
-        ("fp16_weights", "custom_op"),
+        ("fp16_weights", "custom_op", "fixed_batch_1"),
         {},
-        "Selfie segmentation, 256x256 NHWC, fp16 weights, custom op Convolution2DTransposeBias; batches fine.",
+        "Selfie segmentation, 256x256 NHWC, fp16 weights, custom op Convolution2DTransposeBias; input fixes batch 1.",
     ),
 )
 

@@ -76,12 +76,11 @@ def test_no_case_that_misses_the_fidelity_guard_is_passed(wild_run: list[dict[st
     assert not fp32["accuracy"]["is_reference"]
 
 
-# Measured on the 2-core AVX2 development VM (no VNNI: 7-bit weights), quick configuration: int8_dynamic passes on
-# 6 of 7 ONNX models (silero_vad's speech probability is off by 85x: really broken), static int8 on 5 of 7
-# (silero_vad's probability misses the guard by 0.204 > 0.2 relative L2 error on noise; basic_pitch_onnx cannot be
-# quantized by ONNX Runtime's quantizer: a TypeInferenceError in its Transpose). The goal is 80 % for both; the
-# int8 bar below is what holds today, so that a regression is caught, not the goal.
-MIN_PASSING = {"int8_dynamic": 0.8, "int8": 5 / 7}
+# The goal: int8 and int8_dynamic pass on at least 80 % of the real ONNX models. Measured on the 2-core
+# development VM (AVX-512 VNNI), quick and full configurations: int8_dynamic 7 of 7 (Silero VAD's encoder Convs
+# back in fp32 by the node search), static int8 6 of 7 (Silero VAD's speech probability on noise stays 0.20-0.25
+# relative L2 from fp32, over the guard's 0.2, and fails with that figure and the next step).
+MIN_PASSING = {"int8_dynamic": 0.8, "int8": 0.8}
 
 
 def test_int8_and_int8_dynamic_pass_on_most_real_onnx_models(wild_run: list[dict[str, Any]]) -> None:
