@@ -18,6 +18,7 @@ from backends.base import (
     installed_and_importable,
     module_version,
 )
+from model_zoo.requests import PRECISIONS
 
 if TYPE_CHECKING:
     from model_zoo.inputs import InputLayout
@@ -87,7 +88,7 @@ class OrtSession(Session):
 class OnnxRuntimeCpu(Backend):
     name = "onnxruntime_cpu"
     artifact_format = "onnx"
-    precisions = ("fp32", "fp16", "int8_dynamic", "int8")  # the zoo makes each as a file of this format
+    precisions = PRECISIONS  # the zoo makes each as a file of this format
     description = "ONNX Runtime, CPU execution provider (graph_optimization: disable|basic|extended|all)"
 
     @classmethod

@@ -36,8 +36,8 @@ from backends.base import (
     module_version,
 )
 from backends.onnxruntime_cpu import _spec
-from backends.probe import run_probe
 from model_zoo.inputs import InputLayout
+from sysinfo.probe import run_probe
 
 PROBE_TIMEOUT_S = 300  # a first TensorRT engine build for even one node can take a while
 
@@ -132,7 +132,7 @@ class OrtGpuSession(Session):
         return samples
 
     def info(self) -> dict[str, Any]:
-        from harness.gpu_telemetry import gpu_identity
+        from sysinfo.gpu_telemetry import gpu_identity
 
         return {
             "runtime": "onnxruntime-gpu",
@@ -157,7 +157,7 @@ class _OrtGpu(Backend):
             return problem
         probe = provider_probe(cls.provider)
         if not probe["ok"]:
-            from harness.gpu_telemetry import nvidia_driver_status
+            from sysinfo.gpu_telemetry import nvidia_driver_status
 
             return Availability(False, f"onnxruntime {version}: {probe['error']}; {nvidia_driver_status()}")
         return Availability(True, f"onnxruntime {version}, {cls.provider} takes models here")

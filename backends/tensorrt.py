@@ -228,7 +228,7 @@ class TensorrtSession(Session):
         return samples
 
     def info(self) -> dict[str, Any]:
-        from harness.gpu_telemetry import gpu_identity
+        from sysinfo.gpu_telemetry import gpu_identity
 
         phases = self._phases
         split = {}
@@ -249,7 +249,7 @@ class Tensorrt(Backend):
     @classmethod
     def available(cls) -> Availability:
         """Package, import, CUDA bindings, device, in that order; a reason also says what the driver looks like."""
-        from harness.gpu_telemetry import nvidia_driver_status
+        from sysinfo.gpu_telemetry import nvidia_driver_status
 
         state = cls._available()
         return state if state.ok else Availability(False, f"{state.reason}; {nvidia_driver_status()}")

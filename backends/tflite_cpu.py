@@ -18,6 +18,7 @@ from backends.base import (
     installed_and_importable,
     module_version,
 )
+from model_zoo.requests import PRECISIONS
 
 if TYPE_CHECKING:
     from model_zoo.inputs import InputLayout
@@ -97,7 +98,7 @@ class TfliteCpuSession(Session):
 class TfliteCpu(Backend):
     name = "tflite_cpu"
     artifact_format = "tflite"
-    precisions = ("fp32", "fp16", "int8_dynamic", "int8")  # the zoo makes each as a file of this format
+    precisions = PRECISIONS  # the zoo makes each as a file of this format
     description = "LiteRT Interpreter on the CPU (XNNPACK by default; xnnpack: false for the builtin kernels)"
 
     @classmethod

@@ -22,9 +22,10 @@ from typing import Any
 
 from backends.base import Availability, Backend, BackendOptions, Session, installed_and_importable
 from backends.native_log import native_stderr_captured, static_shapes_reason
-from backends.probe import run_probe
 from backends.tflite_cpu import TfliteCpu, TfliteCpuSession, shape_for_batch
 from model_zoo.inputs import InputLayout
+from model_zoo.requests import PRECISIONS
+from sysinfo.probe import run_probe
 
 PROBE_TIMEOUT_S = 120
 
@@ -86,7 +87,7 @@ class TfliteDelegateSession(TfliteCpuSession):
 class TfliteDelegate(Backend):
     name = "tflite_delegate"
     artifact_format = "tflite"
-    precisions = ("fp32", "fp16", "int8_dynamic", "int8")  # what a delegate accepts is its own business
+    precisions = PRECISIONS  # what a delegate accepts is its own business
     description = "LiteRT Interpreter with an external delegate library (library: PATH, options: {...})"
 
     @classmethod

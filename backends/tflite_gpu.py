@@ -37,8 +37,8 @@ from backends.base import (
     module_version,
 )
 from backends.native_log import native_stderr_captured, static_shapes_reason
-from backends.probe import run_probe
 from model_zoo.inputs import InputLayout
+from sysinfo.probe import run_probe
 
 PROBE_MODEL = Path(__file__).with_name("data") / "gpu_probe.tflite"
 PROBE_TIMEOUT_S = 120

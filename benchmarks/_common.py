@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.cases import Case, ModelSpec
 from harness.engine import Engine
-from harness.results import new_run_dir
-from harness.scenario import MeasureSpec
-from harness.skips import skip_reason
+from results.store import new_run_dir
+from scenario.cases import Case, ModelSpec
+from scenario.load import MeasureSpec
+from scenario.skips import skip_reason
 
 
 def make_case(model: str, backend: str, batch_size: int = 1, threads: int | None = 2,

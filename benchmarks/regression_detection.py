@@ -1,5 +1,5 @@
 """Regression detection, simulated with real measurements: false alarms in A/A pairs, detection of an injected
-slowdown in A/B pairs, both through `harness.compare` as `accelbench compare` uses it.
+slowdown in A/B pairs, both through `tracking.compare` as `accelbench compare` uses it.
 
 Each round runs the same case five times in fresh workers, back to back: A1 (the base), A2 and B (the new
 runs), then A3 and B2 (their confirmations, as the nightly workflow re-runs what got slower). B carries a
@@ -28,11 +28,11 @@ os.environ["ACCELBENCH_BACKENDS"] = REGISTRATION  # workers inherit it
 
 from _common import make_engine, run_passed
 
-from harness.cases import Case, ModelSpec
-from harness.compare import compare_runs, run_to_run_sigma
-from harness.results import read_records
-from harness.scenario import MeasureSpec
-from harness.stability import cpu_speed_probe
+from results.store import read_records
+from scenario.cases import Case, ModelSpec
+from scenario.load import MeasureSpec
+from sysinfo.stability import cpu_speed_probe
+from tracking.compare import compare_runs, run_to_run_sigma
 
 
 def make_case(args: argparse.Namespace, slowdown: float) -> Case:

@@ -1,6 +1,6 @@
 """Repeatability: the same case run N times (N fresh workers), coefficient of variation of the median.
 
-Goal: CV <= 3 %. After each repeat a 1 s probe times fixed pure-Python work (harness.stability): its CV is the
+Goal: CV <= 3 %. After each repeat a 1 s probe times fixed pure-Python work (sysinfo.stability): its CV is the
 machine's own noise in the same sitting, the floor under the harness's CV. Also prints the fixed cost of one
 isolated case (spawn + imports + model load) per backend, whose goal is <= 0.5 s for LiteRT and ONNX Runtime.
 
@@ -15,8 +15,8 @@ import statistics
 
 from _common import make_case, make_engine, run_passed
 
-from harness.stability import cpu_speed_probe
-from harness.stats import coefficient_of_variation
+from results.stats import coefficient_of_variation
+from sysinfo.stability import cpu_speed_probe
 
 
 def main() -> None:

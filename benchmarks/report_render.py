@@ -3,7 +3,7 @@
 Renders the report of a run folder (by default a fresh `accelbench run scenarios/smoke.yaml`), then loads it N
 times in fresh Chromium pages, each time from navigation start until every chart is drawn (and until the charts
 of the first screen are, which the page draws first). Between loads a
-0.5 s CPU-speed probe (harness.stability) shows how steady the machine was: on a machine whose speed toggles,
+0.5 s CPU-speed probe (sysinfo.stability) shows how steady the machine was: on a machine whose speed toggles,
 the spread of render times follows it.
 
     python benchmarks/report_render.py [RUN_DIR ...] [--loads 7]
@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.stability import cpu_speed_probe
 from reporting.browser import check_report
 from reporting.html import write_report
+from sysinfo.stability import cpu_speed_probe
 
 
 def main() -> None:

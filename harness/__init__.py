@@ -1,3 +1,3 @@
 """accelbench's engine: scenarios, isolated workers, measurement, statistics, results and front doors."""
 
-__version__ = "0.1.0"
+from sysinfo import ACCELBENCH_VERSION as __version__  # noqa: F401  (one version, in the leaf)

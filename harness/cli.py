@@ -50,9 +50,9 @@ def file_sha256(path: Path) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.engine import Engine
-    from harness.results import DiskFull, RunFolderProblem, new_run_dir
-    from harness.scenario import ScenarioError, expand, load_scenario
-    from harness.selection import SelectionError, select
+    from results.store import DiskFull, RunFolderProblem, new_run_dir
+    from scenario.load import ScenarioError, expand, load_scenario
+    from scenario.selection import SelectionError, select
 
     out, err = make_console(), make_console(stderr=True)
     if args.scenario is None and args.resume is None:
@@ -99,17 +99,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         cases = todo
     try:
         _run_cases(engine, cases, err)
+        records = engine.finish()
+        from reporting.html import write_report_safely
+
         with err.status("writing the HTML report"):
-            records = engine.finish()
+            report, report_error = write_report_safely(engine.run_dir)
     except DiskFull as error:  # what is recorded stays, resume goes on
         _err(err, f"{error}: the cases recorded so far are kept (accelbench run --resume {engine.run_dir} runs "
                   "the rest)")
         return EXIT_USAGE
     from harness.console import print_summary
 
-    print_summary(records, engine.run_dir, out, engine.report_path, engine.report_error)
+    print_summary(records, engine.run_dir, out, report, report_error)
     if args.history:
-        from harness.history import HistoryError, add_run
+        from results.history import HistoryError, add_run
 
         try:
             identifier, _ = add_run(Path(args.history), engine.run_dir)
@@ -136,7 +139,7 @@ def _run_cases(engine: Any, cases: list[Any], err: Console) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from reporting.html import write_report
-    from reporting.runs import RunFolderError
+    from results.runs import RunFolderError
 
     err = make_console(stderr=True)
     try:
@@ -168,8 +171,8 @@ def _compare_side(spec: str, history: Path, new: dict[str, Any] | None = None) -
     """A run folder, or @latest / @RUN_ID of the history: (records by case id, env, its name, facts). @latest is
     the newest run of the history on the new run's machine that started before it; facts are the machine, start
     and history id that the base is then chosen against."""
-    from harness.history import history_run_facts, load_history_run, run_id
-    from reporting.runs import load_run
+    from results.history import history_run_facts, load_history_run, run_id
+    from results.runs import load_run
 
     if spec.startswith("@"):
         machine, exclude, before, scenarios = ((new["machine_id"], new["run_id"], new["started"], new["scenarios"])
@@ -183,9 +186,9 @@ def _compare_side(spec: str, history: Path, new: dict[str, Any] | None = None) -
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import DEFAULT_ALPHA, compare_runs, run_to_run_sigma
-    from harness.history import HistoryError, case_medians, history_dir
-    from reporting.runs import RunFolderError
+    from results.history import HistoryError, case_medians, history_dir
+    from results.runs import RunFolderError
+    from tracking.compare import DEFAULT_ALPHA, compare_runs, run_to_run_sigma
 
     out, err = make_console(), make_console(stderr=True)
     history = history_dir(args.history)
@@ -235,8 +238,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_history_add(args: argparse.Namespace) -> int:
-    from harness.history import HistoryError, add_run, history_dir
-    from reporting.runs import RunFolderError
+    from results.history import HistoryError, add_run, history_dir
+    from results.runs import RunFolderError
 
     history = history_dir(args.history)
     try:
@@ -250,7 +253,7 @@ def cmd_history_add(args: argparse.Namespace) -> int:
 
 
 def cmd_history_list(args: argparse.Namespace) -> int:
-    from harness.history import history_dir, runs_table
+    from results.history import history_dir, runs_table
 
     history = history_dir(args.history)
     table, problems = runs_table(history)
@@ -271,8 +274,8 @@ def cmd_history_list(args: argparse.Namespace) -> int:
 
 
 def cmd_trend(args: argparse.Namespace) -> int:
-    from harness.history import history_dir
     from reporting.trend import write_trend
+    from results.history import history_dir
 
     history = history_dir(args.history)
     err = make_console(stderr=True)
@@ -304,7 +307,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             fmt, description = None, ""
         rows.append({"name": name, "available": state.ok, "reason": state.reason, "artifact_format": fmt,
                      "description": description})
-    from harness.stability import cpu_speed_probe, describe
+    from sysinfo.stability import cpu_speed_probe, describe
 
     probe = cpu_speed_probe()
     if args.json:

@@ -15,17 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from reporting.baseline import best_per_group, failure_label, resolve_baselines, speedup
+from reporting.numbers import fmt_number
 
 STATUS_STYLE = {"passed": "green", "failed": "red", "invalid": "yellow", "skipped": "dim"}
-
-
-def fmt_number(value: float | None, digits: int = 3) -> str:
-    """A number at about `digits` significant figures, thousands grouped; "-" for a missing one."""
-    if value is None:
-        return "-"
-    if value >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}" if value < 1 else f"{value:.{max(digits - len(str(int(value))), 0)}f}"
 
 
 def summary_table(records: list[dict[str, Any]], title: str = "accelbench results") -> Table:

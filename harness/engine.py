@@ -18,8 +18,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.cases import Case
-from harness.envinfo import REPO_ROOT, collect_env
 from harness.evaluation import describe_reference, is_reference, load_arrays, match_order, reference_case
 from harness.fidelity import (
     AccuracyBudget,
@@ -30,10 +28,12 @@ from harness.fidelity import (
     top1_accuracy,
     uninformative_reference,
 )
-from harness.lifeline import child_env
-from harness.results import RunStore, safe_file_name
-from harness.skips import skip_reason
-from harness.stats import latency_summary_ms, median_ci_ms
+from results.stats import latency_summary_ms, median_ci_ms
+from results.store import RunStore, safe_file_name
+from scenario.cases import Case
+from scenario.skips import skip_reason
+from sysinfo.envinfo import REPO_ROOT, collect_env
+from sysinfo.lifeline import child_env
 
 BUILD_TIMEOUT_S = float(os.environ.get("ACCELBENCH_BUILD_TIMEOUT", 3600))
 
@@ -174,8 +174,6 @@ class Engine:
         self.artifact_errors: dict[str, str] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
         self._references: dict[str, dict[str, Any]] = {}
-        self.report_path: Path | None = None
-        self.report_error: str | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -474,17 +472,8 @@ class Engine:
             "env_id": self.env["env_id"],
         }
 
-    def finish(self, report: bool = True) -> list[dict[str, Any]]:
-        """Write benchmark.json and the HTML report; return every record of the run.
-
-        The report is written last and its failure is reported, never raised: by then every record is on disk.
-        """
+    def finish(self) -> list[dict[str, Any]]:
+        """Write benchmark.json; return every record of the run. Pages are the front doors' business
+        (reporting.html.write_report_safely), so the engine knows nothing of them."""
         self.store.write_benchmark_json(self.env)  # a full disk raises DiskFull from the store
-        if report:
-            from reporting.html import write_report
-
-            try:
-                self.report_path = write_report([self.run_dir])
-            except Exception as error:  # a bug in the report must not cost the run its results
-                self.report_error = f"the HTML report could not be written: {type(error).__name__}: {error}"
         return self.store.records()

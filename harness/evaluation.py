@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.cases import Case
 from model_zoo.inputs import InputPlan, assemble, make_samples, sample_count, split_samples
+from scenario.cases import Case
 
 RANDOM_SAMPLES = 16  # models without a dataset: enough to see errors, cheap even for resnet50
 # source format → (backend, its options): the plainest way to run the model that is not a case's own session

@@ -13,22 +13,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from scenario.defaults import MEASURE_DEFAULTS
+
 Call = Callable[[], object]
 
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    warmup_runs: int = 5
-    warmup_seconds: float = 0.5
-    min_runs: int = 50
-    min_seconds: float = 1.0
-    max_seconds: float = 30.0
-    streams: int = 2
+    """The timing loop's share of a case's measure settings; what a case leaves out takes scenario.defaults'."""
+
+    warmup_runs: int
+    warmup_seconds: float
+    min_runs: int
+    min_seconds: float
+    max_seconds: float
+    streams: int
 
     @classmethod
     def from_dict(cls, values: dict) -> MeasureSettings:
         names = cls.__dataclass_fields__
-        return cls(**{key: value for key, value in values.items() if key in names})
+        merged = {**MEASURE_DEFAULTS, **values}
+        return cls(**{key: value for key, value in merged.items() if key in names})
 
 
 @dataclass
@@ -38,7 +43,6 @@ class LoopResult:
     samples_ns: list[int]
     wall_ns: int
     cpu_ns: int
-    items_per_run: int = 1
     per_stream_runs: list[int] = field(default_factory=list)
 
     @property

@@ -7,14 +7,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.cases import Case, ModelSpec
-from harness.skips import skip_reason
+from scenario.cases import Case, ModelSpec
+from scenario.skips import skip_reason
 
 DEFAULT_BACKENDS = ("tflite_cpu", "onnxruntime_cpu")
 
 
 def overhead_case(backend: str, model: str = "digits_cnn") -> Case:
-    from harness.scenario import MeasureSpec
+    from scenario.load import MeasureSpec
 
     case = Case(case_id=f"overhead-{model}-{backend}", scenario="overhead", model=ModelSpec(zoo=model),
                 model_label=model, backend=backend, backend_label=backend, backend_options={"threads": 1},

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from harness.cases import Case
+from model_zoo.requests import PRECISIONS
+from scenario.cases import Case
 
-PRECISION_MARKERS = ("fp32", "fp16", "int8_dynamic", "int8")
+PRECISION_MARKERS = PRECISIONS
 MODE_MARKERS = ("latency", "throughput", "concurrent")
 _ENGINE = pytest.StashKey[Any]()
 _CASES = pytest.StashKey[list[Case]]()
@@ -51,7 +52,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class ScenarioFile(pytest.File):
     def collect(self) -> list[pytest.Item]:
-        from harness.scenario import ScenarioError, expand, load_scenario
+        from scenario.load import ScenarioError, expand, load_scenario
 
         try:
             loaded = load_scenario(self.path)
@@ -78,7 +79,7 @@ class CaseItem(pytest.Item):
         self.case = case
 
     def runtest(self) -> None:
-        from harness.results import RunFolderProblem
+        from results.store import RunFolderProblem
 
         engine = _engine(self.config)
         try:
@@ -116,7 +117,7 @@ def _engine(config: pytest.Config) -> Any:
     """One engine (one run folder) per pytest session, created when the first case runs."""
     if _ENGINE not in config.stash:
         from harness.engine import Engine
-        from harness.results import new_run_dir
+        from results.store import new_run_dir
 
         cases = config.stash.get(_CASES, [])
         scenarios = sorted({case.scenario for case in cases}) or ["pytest"]
@@ -139,15 +140,17 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from rich.console import Console
 
     from harness.console import print_summary
+    from reporting.html import write_report_safely
 
     try:
         records = engine.finish()
+        report, report_error = write_report_safely(engine.run_dir)
     except OSError as error:
         terminalreporter.write_line(f"accelbench: cannot finish the run in {engine.run_dir}: {error}", red=True)
         return
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=terminalreporter.hasmarkup,
                       width=max(terminalreporter._tw.fullwidth, 160))
-    print_summary(records, engine.run_dir, console, engine.report_path, engine.report_error)
+    print_summary(records, engine.run_dir, console, report, report_error)
     terminalreporter.section("accelbench")
     terminalreporter.write(buffer.getvalue())

@@ -90,10 +90,10 @@ def _peak_rss_bytes() -> int:
 
 def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     from backends.registry import get_backend
-    from harness.cases import Case
     from harness.measure import MeasureSettings, concurrent_loop, timed_loop, warm_up
-    from harness.skips import backend_options
     from model_zoo.inputs import InputLayout
+    from scenario.cases import Case
+    from scenario.skips import backend_options
 
     case = Case.from_dict(job["case"])
     hints = job.get("hints", {})
@@ -128,7 +128,7 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
             warmup_runs, warmup_seconds = warm.runs, warm.wall_ns / 1e9
         else:
             warmup_runs, warmup_seconds = warm_up(call, settings.warmup_runs, settings.warmup_seconds)
-    from harness.gpu_telemetry import GpuSampler
+    from sysinfo.gpu_telemetry import GpuSampler
 
     with phase("measure"), GpuSampler() as gpu:  # NVML on a thread; a no-op without NVIDIA's driver
         if case.mode == "concurrent":
@@ -195,10 +195,10 @@ def _evaluate(session: Any, batch_size: int, evaluation: dict[str, Any]) -> None
 def reference(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     """Make the model's evaluation set and the reference outputs on it (see harness.evaluation)."""
     from backends.registry import get_backend
-    from harness.cases import Case
     from harness.evaluation import make_evaluation_set, run_batched, save_arrays
-    from harness.skips import backend_options
     from model_zoo.inputs import InputLayout, sample_count
+    from scenario.cases import Case
+    from scenario.skips import backend_options
 
     case = Case.from_dict(job["case"])
     hints = job.get("hints", {})
@@ -232,10 +232,10 @@ def reference(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
 def overhead(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     """Harness loop and bare loop over the same session, interleaved in rounds so drift hits both alike."""
     from backends.registry import get_backend
-    from harness.cases import Case
     from harness.measure import timed_loop, warm_up
-    from harness.skips import backend_options
     from model_zoo.inputs import InputLayout
+    from scenario.cases import Case
+    from scenario.skips import backend_options
 
     case = Case.from_dict(job["case"])
     hints = job.get("hints", {})
@@ -263,7 +263,7 @@ TASKS = {"measure": measure, "overhead": overhead, "reference": reference}
 
 def main(argv: list[str]) -> int:
     entered = time.time_ns()
-    from harness.lifeline import die_with_parent
+    from sysinfo.lifeline import die_with_parent
 
     die_with_parent()
     job_path, result_path = argv

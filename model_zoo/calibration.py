@@ -45,7 +45,7 @@ from model_zoo.inputs import (
 )
 
 if TYPE_CHECKING:
-    from model_zoo.artifacts import Calibration, ModelRef
+    from model_zoo.requests import Calibration, ModelRef
 
 SOURCES = ("dataset", "random")
 RANDOM_SEED = 0

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from results.record import MEASURED
+
 GROUP_KEYS = ("scenario", "model", "batch_size", "mode")  # inside one run: a speed-up never crosses runs
 AUTO_PRECISION = "fp32"
 # reason prefixes of a case that ran and was timed but whose outputs are not faithful enough to count
@@ -111,7 +113,7 @@ def speedup(record: dict[str, Any], baseline: Baseline | None) -> float | None:
     wrong answer is no speed-up: it gets none.
     """
     p50 = p50_of(record)
-    if baseline is None or p50 is None or record.get("status") not in ("passed", "invalid"):
+    if baseline is None or p50 is None or record.get("status") not in MEASURED:
         return None
     return baseline.p50_ms / p50
 

@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from reporting.frame import config_order, latency_sketch, pareto_front
+from results.record import MEASURED
 
-MEASURED = ("passed", "invalid")
 FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from reporting.baseline import Baseline, failure_label, named_baseline, resolve_baselines, speedup
-from reporting.runs import Run
+from results.runs import Run
 
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8_dynamic": 2, "int8": 3}
 

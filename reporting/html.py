@@ -20,10 +20,10 @@ import jinja2
 import pandas as pd
 import plotly.io
 
-from harness.console import fmt_number
 from reporting.charts import figures_for_model, speedup_colour
 from reporting.frame import COLUMNS, config_order, records_frame
-from reporting.runs import Run, load_runs, machine_label
+from reporting.numbers import fmt_number
+from results.runs import Run, load_runs, machine_label
 
 REPORT_NAME = "report.html"
 STATUS_ORDER = ("failed", "invalid", "skipped", "passed")
@@ -359,3 +359,12 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None) -> P
     runs = load_runs(list(run_dirs))
     target = Path(out) if out else (runs[0].path / REPORT_NAME if len(runs) == 1 else Path(REPORT_NAME))
     return write_page(target, build_page(runs))
+
+
+def write_report_safely(run_dir: str | Path) -> tuple[Path | None, str | None]:
+    """The run's report, or why it could not be written: called when every record is already on disk, so a bug
+    in the page must cost the run nothing (the front doors print the error and keep their exit code)."""
+    try:
+        return write_report([run_dir]), None
+    except Exception as error:  # a bug in the report must not cost the run its results
+        return None, f"the HTML report could not be written: {type(error).__name__}: {error}"

@@ -11,10 +11,10 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from harness.changepoints import change_points
-from harness.history import read_history
 from reporting.charts import text
 from reporting.html import figure_json, render_page, write_page
+from results.history import read_history
+from tracking.changepoints import change_points
 
 TREND_NAME = "trend.html"
 COLUMNS = ["run_id", "started", "commit", "dirty", "machine_id", "machine", "scenario", "case_id", "model", "status",

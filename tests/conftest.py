@@ -42,14 +42,14 @@ def write_scenario(folder: Path, text: str, name: str = "scenario.yaml") -> Path
 
 
 def expand_file(path: Path) -> list[Any]:
-    from harness.scenario import expand, load_scenario
+    from scenario.load import expand, load_scenario
 
     return expand(load_scenario(path))
 
 
 def assert_scenario_error(path: Path, line: int, fragments: list[str]) -> None:
     """Loading `path` fails with one message that starts at `path:line` and says every fragment."""
-    from harness.scenario import ScenarioError, load_scenario
+    from scenario.load import ScenarioError, load_scenario
 
     with pytest.raises(ScenarioError) as caught:
         load_scenario(path)
@@ -67,7 +67,7 @@ def run_cases(run_dir: Path, cases: list[Any]) -> list[dict[str, Any]]:
     engine.prepare_artifacts(cases)
     for case in cases:
         engine.run_case(case)
-    return engine.finish(report=False)  # the report has tests of its own; most tests only read records
+    return engine.finish()  # the report has tests of its own; most tests only read records
 
 
 def by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -158,8 +158,8 @@ def scenario_file(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def digits_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """digits_cnn as .tflite, .onnx and SavedModel, built (once, in a subprocess) into the zoo's cache."""
-    from harness.cases import Case, ModelSpec
     from harness.engine import Engine
+    from scenario.cases import Case, ModelSpec
 
     engine = Engine(tmp_path_factory.mktemp("artifacts-run"), {"scenarios": ["fixture"], "front_door": "tests"})
     paths = {}
@@ -176,7 +176,7 @@ def digits_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
 @pytest.fixture
 def test_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Registers the test doubles of tests/fault_backend.py for this process and every worker it spawns."""
-    from harness.skips import cached_availability
+    from scenario.skips import cached_availability
     from tests.fault_backend import REGISTRATION
 
     monkeypatch.setenv("ACCELBENCH_BACKENDS", REGISTRATION)

@@ -1,4 +1,4 @@
-"""A probe child that misbehaves on request, for tests of backends.probe.run_probe."""
+"""A probe child that misbehaves on request, for tests of sysinfo.probe.run_probe."""
 
 import json
 import os

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from harness.changepoints import change_points
-from harness.compare import (
+from tracking.changepoints import change_points
+from tracking.compare import (
     TimingChange,
     accuracy_changes,
     block_medians,
@@ -128,7 +128,7 @@ def test_noise_alone_has_no_change_point_and_tiny_steps_are_ignored() -> None:
 
 
 def test_a_noisy_case_needs_a_change_beyond_its_run_to_run_noise() -> None:
-    from harness.compare import required_change, run_to_run_sigma
+    from tracking.compare import required_change, run_to_run_sigma
 
     steady = [2.0 * (1 + 0.002 * (-1) ** i) for i in range(10)]  # ±0.2 % between runs
     noisy = [2.0 * (1 + 0.03 * (-1) ** i) for i in range(10)]  # ±3 %

@@ -16,8 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from harness.scenario import ScenarioError, load_scenario
-from harness.stats import latency_summary_ms
+from results.stats import latency_summary_ms
+from scenario.load import ScenarioError, load_scenario
 from tests.conftest import (
     FAST_MEASURE,
     LATENCY_FIELDS,
@@ -222,7 +222,7 @@ FAULTS_SCENARIO = f"""
 
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory, digits_artifacts):
-    from harness.skips import cached_availability
+    from scenario.skips import cached_availability
 
     folder = tmp_path_factory.mktemp("faults")
     with pytest.MonkeyPatch.context() as patch:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.scenario import expand, load_scenario
-from harness.selection import select
+from scenario.load import expand, load_scenario
+from scenario.selection import select
 from tests.conftest import FAST_MEASURE, cli_env, read_jsonl, run_cli, write_scenario
 from tests.fault_backend import REGISTRATION, UNAVAILABLE_REASON
 

@@ -10,7 +10,7 @@ import pytest
 
 from backends.base import BackendOptions
 from backends.onnxruntime_gpu import OnnxRuntimeCuda, OnnxRuntimeTensorrt, probe_model_bytes, provider_probe
-from harness.gpu_telemetry import GpuSampler, gpu_environment, gpu_identity, nvml
+from sysinfo.gpu_telemetry import GpuSampler, gpu_environment, gpu_identity, nvml
 
 NO_CUDA = "CUDAExecutionProvider" not in ort.get_available_providers()
 
@@ -141,7 +141,7 @@ def test_gpu_scenario_collects_every_case_and_skips_each_cuda_case_with_its_reas
     ("hang", {"ok": False, "error": "the test probe did not finish in 2 s"}),
 ])
 def test_probe_children_answer_crash_or_hang_without_hurting_the_caller(action, expected):
-    from backends.probe import run_probe
+    from sysinfo.probe import run_probe
 
     answer, stderr = run_probe("tests.probe_faults", [action], 2, "the test probe")
     assert answer == expected
@@ -152,7 +152,7 @@ def test_probe_children_answer_crash_or_hang_without_hurting_the_caller(action, 
 def test_cuda_reasons_say_what_the_driver_looks_like():
     import ctypes
 
-    from harness.gpu_telemetry import nvidia_driver_status
+    from sysinfo.gpu_telemetry import nvidia_driver_status
 
     try:
         ctypes.CDLL("libcuda.so.1")

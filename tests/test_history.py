@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.history import add_run, read_history
 from reporting.browser import find_chromium, open_report
 from reporting.trend import build_trend
+from results.history import add_run, read_history
 from tests.conftest import FAST_MEASURE, run_cli, write_scenario
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,6 @@ import pytest
 from rich.console import Console
 
 from harness.console import best_table, print_summary, summary_table
-from harness.envinfo import machine_id
 from reporting.charts import accuracy_figure
 from reporting.frame import latency_sketch, pareto_front, records_frame
 from reporting.html import (
@@ -25,7 +24,8 @@ from reporting.html import (
     plotly_py_js_version,
     script_json,
 )
-from reporting.runs import Run, RunFolderError, load_run, load_runs
+from results.runs import Run, RunFolderError, load_run, load_runs
+from sysinfo.envinfo import machine_id
 from tests.conftest import run_cli
 
 MACHINE_A = {"cpu_model": "CPU A", "cpu_logical": 2, "memory_gb": 24, "arch": "x86_64", "gpu": None}

@@ -19,7 +19,7 @@ from reporting.baseline import named_baseline
 from reporting.browser import find_chromium, open_report, screenshot_page
 from reporting.frame import COLUMNS
 from reporting.html import write_report
-from reporting.runs import load_run
+from results.runs import load_run
 from tests.conftest import FAST_MEASURE, XSS_BACKEND, XSS_MODEL, expand_file, run_cases, write_scenario
 
 pytestmark = pytest.mark.e2e
@@ -98,7 +98,7 @@ def test_smoke_report_loads_offline_with_every_chart_drawn(smoke_run, chromium) 
 def other_machine_run(tmp_path_factory: pytest.TempPathFactory, digits_artifacts) -> Path:
     """A real run with a failure and a skip, whose env.json then claims another machine (there is no second
     machine here; the machine identity is the only thing changed)."""
-    from harness.skips import cached_availability
+    from scenario.skips import cached_availability
     from tests.fault_backend import REGISTRATION
 
     folder = tmp_path_factory.mktemp("other-machine")

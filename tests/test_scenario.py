@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenario import MeasureSpec, ScenarioError, expand, load_scenario
-from harness.selection import SelectionError, select
+from scenario.load import MeasureSpec, ScenarioError, expand, load_scenario
+from scenario.selection import SelectionError, select
 from tests.conftest import REPO, assert_scenario_error, run_cli, write_scenario
 from tests.fault_backend import UNAVAILABLE_REASON
 

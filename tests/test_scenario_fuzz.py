@@ -31,9 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backends.registry import backend_names, get_backend
-from harness.cases import Case
-from harness.scenario import ScenarioError, expand, load_scenario
 from model_zoo.catalog import CATALOG
+from scenario.cases import Case
+from scenario.load import ScenarioError, expand, load_scenario
 from tests.conftest import REPO, assert_scenario_error, write_scenario
 
 MUTATED_EXAMPLES = 2000

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from harness.stability import STEADY_CV, cpu_speed_probe, describe
+from sysinfo.stability import STEADY_CV, cpu_speed_probe, describe
 
 
 def test_probe_statistics_are_those_of_its_windows():

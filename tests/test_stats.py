@@ -1,4 +1,4 @@
-"""harness.stats against hand-computed values and SciPy; harness.results' files; harness.measure's loops."""
+"""results.stats against hand-computed values and SciPy; results.store' files; harness.measure's loops."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 from scipy import stats as scipy_stats
 
 from harness.measure import MeasureSettings, concurrent_loop, timed_loop, warm_up
-from harness.results import RunStore, benchmark_json, new_run_dir, read_records
-from harness.stats import coefficient_of_variation, latency_summary_ms, median_ci_ms
+from results.stats import coefficient_of_variation, latency_summary_ms, median_ci_ms
+from results.store import RunStore, benchmark_json, new_run_dir, read_records
+from scenario.defaults import MEASURE_DEFAULTS
 
 MS = 1_000_000  # ns per ms
 
@@ -260,4 +261,4 @@ def test_concurrent_loop_is_capped_by_max_seconds():
 
 def test_measure_settings_from_dict_ignores_other_keys():
     settings = MeasureSettings.from_dict({"min_runs": 3, "timeout_s": 9, "memory_limit_mb": 100, "streams": 4})
-    assert (settings.min_runs, settings.streams, settings.min_seconds) == (3, 4, MeasureSettings().min_seconds)
+    assert (settings.min_runs, settings.streams, settings.min_seconds) == (3, 4, MEASURE_DEFAULTS["min_seconds"])

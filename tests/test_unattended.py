@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.results import MIN_FREE_MB, read_records
+from results.store import MIN_FREE_MB, read_records
 from tests.conftest import REPO, cli_env, run_cli, write_scenario
 
 pytestmark = pytest.mark.e2e

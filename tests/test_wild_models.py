@@ -114,7 +114,7 @@ def test_tflite_models_run_as_shipped(wild_run: list[dict[str, Any]]) -> None:
 def test_the_scenario_names_each_file_by_path(tmp_path: Path) -> None:
     """Offline: the scenario the test and the benchmark write is one a user could have written."""
     from benchmarks.wild_models import corpus_scenario
-    from harness.scenario import Scenario
+    from scenario.load import Scenario
 
     scenario = corpus_scenario({name: tmp_path / f"{name}.{m.format}" for name, m in CORPUS.items()}, quick=True)
     parsed = Scenario.model_validate(scenario)

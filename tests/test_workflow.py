@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from harness.cli import build_parser
-from harness.scenario import expand, load_scenario
-from harness.selection import select
+from scenario.load import expand, load_scenario
+from scenario.selection import select
 from tests.conftest import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"

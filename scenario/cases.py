@@ -68,7 +68,6 @@ class Case:
     mode: str
     measure: dict[str, Any]
     skip_reason: str | None = None
-    tags: list[str] = field(default_factory=list)
     compression: str = "none"  # canonical: "none", "prune:0.5", "prune:2:4"
     calibration: dict[str, Any] = field(default_factory=dict)  # {"samples": N, "source": ...} for int8
     accuracy_budget: dict[str, Any] = field(default_factory=dict)  # AccuracyBudget fields that are set

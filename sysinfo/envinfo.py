@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def _gpus() -> dict[str, Any] | None:
     """NVIDIA GPUs with driver and CUDA versions (part of the fingerprint: numbers from another GPU or driver
     are not comparable); None where NVML is not there to ask."""
-    from harness.gpu_telemetry import gpu_environment
+    from sysinfo.gpu_telemetry import gpu_environment
 
     env = gpu_environment()
     if not env["devices"]:

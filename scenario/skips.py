@@ -7,7 +7,7 @@ from functools import cache
 
 from backends.base import Availability, BackendOptions
 from backends.registry import availability, get_backend
-from harness.cases import Case
+from scenario.cases import Case
 
 
 @cache

@@ -53,7 +53,7 @@ def run_id(run: Any) -> str:
 
 
 def _rows(run: Any, identifier: str) -> list[dict[str, Any]]:
-    from reporting.runs import machine_label
+    from results.runs import machine_label
 
     git = run.env.get("git") or {}
     rows = []
@@ -82,7 +82,7 @@ def _rows(run: Any, identifier: str) -> list[dict[str, Any]]:
 
 def add_run(history: Path, run_dir: str | Path) -> tuple[str, bool]:
     """Append a run folder; returns its id and whether it was new (adding a run twice changes nothing)."""
-    from reporting.runs import load_run
+    from results.runs import load_run
 
     run = load_run(run_dir)
     if not run.records:

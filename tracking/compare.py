@@ -2,7 +2,7 @@
 test with an effect size, and a verdict; accuracy changes too.
 
 Why blocks and not raw samples: consecutive samples of one run are not independent. A machine's speed drifts
-and toggles (harness.stability measures this VM's: ~1.8x every few seconds), so a run's 10^5 samples behave like
+and toggles (sysinfo.stability measures this VM's: ~1.8x every few seconds), so a run's 10^5 samples behave like
 a handful of independent observations, and a Mann-Whitney U test on them calls every 0.1 % difference
 "significant". The unit of replication is a time block: each run's samples are cut into `BLOCKS` contiguous
 blocks, each block's median is one observation, and both the test (Mann-Whitney U on block medians, with Cliff's
@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from results.record import MEASURED
+
 BLOCKS = 20
 BOOTSTRAP_RESAMPLES = 2000
 DEFAULT_ALPHA = 0.01
@@ -34,7 +36,6 @@ COSINE_TOLERANCE = 1e-5  # thread-order float noise moves the 7th digit; a real 
 NOISE_FLOOR_Z = 2.326  # one-sided 1 %: how far beyond run-to-run noise a change must be
 MIN_NOISE_RUNS = 5  # fewer earlier runs than this say too little about a case's noise
 MIN_BLOCKS = 5  # with 5 blocks a side the exact two-sided U test can reach p = 0.008; with 4, never below 0.029
-MEASURED = ("passed", "invalid")
 
 
 def block_medians(samples_ns: list[int] | np.ndarray, blocks: int = BLOCKS) -> np.ndarray:
@@ -103,7 +104,7 @@ def required_change(min_effect: float, run_sigma: float | None) -> float:
 def run_to_run_sigma(medians: list[float]) -> float | None:
     """σ of log median across earlier runs of a case (oldest first), robust to a step: from the median absolute
     successive difference, as the change-point detector estimates noise. None with fewer than MIN_NOISE_RUNS."""
-    from harness.changepoints import noise_sigma
+    from tracking.changepoints import noise_sigma
 
     values = np.asarray([m for m in medians if m and m > 0], dtype=np.float64)
     return noise_sigma(np.log(values)) if values.size >= MIN_NOISE_RUNS else None
@@ -133,7 +134,7 @@ def accuracy_changes(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any
 
 
 def _machine_id(env: dict[str, Any]) -> str:
-    from harness.envinfo import machine_id
+    from sysinfo.envinfo import machine_id
 
     return env.get("machine_id") or machine_id(env.get("machine") or {})
 

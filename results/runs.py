@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.envinfo import machine_id
-from harness.results import read_records
+from results.store import read_records
+from sysinfo.envinfo import machine_id
 
 
 class RunFolderError(Exception):

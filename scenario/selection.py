@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from _pytest.mark.expression import Expression
 
-from harness.cases import Case
+from scenario.cases import Case
 
 
 class SelectionError(ValueError):

@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
+from sysinfo import ACCELBENCH_VERSION
 
-STATUSES = ("passed", "failed", "skipped", "invalid")
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 MIN_FREE_MB = 64  # a smoke run writes a few MB; a long scenario's raw samples, tens
 
@@ -228,5 +227,5 @@ def benchmark_json(records: list[dict[str, Any]], env: dict[str, Any]) -> dict[s
                         "dirty": git.get("dirty"), "project": "accelbench", "branch": git.get("branch")},
         "benchmarks": benchmarks,
         "datetime": datetime.now(UTC).isoformat(),
-        "version": f"accelbench {__version__}",
+        "version": f"accelbench {ACCELBENCH_VERSION}",
     }

@@ -1,0 +1,225 @@
+"""Second-pass checks of a scenario that parsed: names against the zoo and backend registries, option values
+against each adapter, model files and their declared inputs, calibration files, the baseline. Each problem is
+(line, message) so that the loader reports them all at once, as ``file:line: field: message``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from model_zoo.requests import SOURCE_SUFFIXES
+from scenario.expand import backend_labels, calibration_settings
+from scenario.schema import KEYS_AT, BackendEntry, CalibrationSpec, ModelEntry, Scenario
+from scenario.yaml_lines import LineMap, Loc, did_you_mean, excerpt, format_loc
+
+if TYPE_CHECKING:
+    from backends.base import Backend
+
+def pydantic_problem(error: dict[str, Any], lines: LineMap) -> tuple[int, str]:
+    loc: Loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        context = tuple(part for part in loc[:-1] if isinstance(part, str))
+        known = sorted(KEYS_AT.get(context, set()))
+        where = format_loc(loc[:-1])
+        return lines.line(loc), f"{where + ': ' if where else ''}unknown key {key!r}{did_you_mean(key, known)}"
+    if error["type"] == "missing":
+        return lines.line(loc[:-1]), f"{format_loc(loc)}: required field is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    return lines.line(loc), f"{format_loc(loc)}: {message}"
+
+
+def registry_problems(data: dict[str, Any], lines: LineMap) -> list[tuple[int, str]]:
+    """Names checked against the zoo and backend registries, on the raw data so that they are reported
+    together with any type errors in the same file."""
+    from backends.registry import backend_names, get_backend
+    from model_zoo.catalog import CATALOG
+
+    problems = []
+    models = data.get("models")
+    for index, model in enumerate(models if isinstance(models, list) else []):
+        name = model if isinstance(model, str) else model.get("name") if isinstance(model, dict) else None
+        if isinstance(name, str) and name not in CATALOG:
+            loc: Loc = ("models", index) if isinstance(model, str) else ("models", index, "name")
+            problems.append((lines.line(loc), f"{format_loc(loc)}: unknown zoo model {name!r}"
+                             f"{did_you_mean(name, list(CATALOG))}"))
+        elif isinstance(name, str) and isinstance(model, dict) and isinstance(model.get("input_shape"), list):
+            shape = model["input_shape"]
+            if all(isinstance(d, int) and d > 0 for d in shape):
+                problem = CATALOG[name].shape_problem(tuple(shape))
+                if problem:
+                    loc = ("models", index, "input_shape")
+                    problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
+    backends = data.get("backends")
+    for index, backend in enumerate(backends if isinstance(backends, list) else []):
+        entry = {"name": backend} if isinstance(backend, str) else backend
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            continue
+        name = entry["name"]
+        if name not in backend_names():
+            loc = ("backends", index) if isinstance(backend, str) else ("backends", index, "name")
+            problems.append((lines.line(loc), f"{format_loc(loc)}: unknown backend {name!r}"
+                             f"{did_you_mean(name, backend_names())}"))
+            continue
+        backend_class = get_backend(name)
+        allowed = backend_class.option_names()
+        for key, value in entry.items():
+            loc = ("backends", index, key)
+            if key not in (*allowed, *BackendEntry.model_fields):
+                choices = [*allowed, *BackendEntry.model_fields]
+                problems.append((lines.line(loc), f"{format_loc(loc)}: unknown option {key!r} for backend "
+                                 f"{name}{did_you_mean(str(key), choices)}"))
+            elif key in allowed and (problem := _option_problem(backend_class, key, value)):
+                problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
+    return problems
+
+
+def _option_problem(backend_class: type[Backend], key: str, value: Any) -> str | None:
+    """The adapter's own check of an option value; a check that trips over a type it did not expect (onnxruntime_cpu
+    looks a list up in a dict) still means the value is wrong, and must not become the user's traceback."""
+    try:
+        return backend_class.option_problem(key, value)
+    except Exception:
+        return f"{key} cannot be {value!r}"
+
+
+def override_problems(scenario: Scenario, lines: LineMap) -> list[tuple[int, str]]:
+    """Per-model measure overrides are complete only once merged with the scenario's settings, so the
+    cross-field checks (max_seconds ≥ min_seconds) run on the merge, reported at the override's line."""
+    problems = []
+    for index, model in enumerate(scenario.models):
+        try:
+            scenario.measure_for(model)
+        except ValidationError as error:
+            loc: Loc = ("models", index, "measure")
+            for e in error.errors():
+                message = e["msg"].removeprefix("Value error, ")
+                problems.append((lines.line(loc + tuple(e["loc"])), f"{format_loc(loc + tuple(e['loc']))}: {message}"))
+    return problems
+
+
+def calibration_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> list[tuple[int, str]]:
+    """A calibration file that is not there is the scenario's mistake: say so at its line, before any build."""
+    where: list[tuple[Loc, CalibrationSpec]] = [(("calibration", "source"), scenario.calibration)]
+    where += [(("models", i, "calibration", "source"), m.calibration) for i, m in enumerate(scenario.models)
+              if m.calibration is not None]
+    problems = []
+    for loc, spec in where:
+        if spec.source.endswith(".npz"):
+            if problem := _path_problem(spec.source, base_dir):
+                problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
+                continue
+            file = calibration_settings(spec, base_dir)["source"]
+            if not Path(file).is_file():
+                problems.append((lines.line(loc), f"{format_loc(loc)}: no such calibration file {file}"))
+    return problems
+
+
+
+
+def model_path_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> list[tuple[int, str]]:
+    """A model file must exist, be readable and be of a kind accelbench reads, and the scenario's description of
+    its inputs must fit it: all said at the path's line before anything runs, not as a failed case later."""
+    problems = []
+    for index, model in enumerate(scenario.models):
+        if model.path is None:
+            continue
+        loc: Loc = ("models", index, "path")
+        problem = _path_problem(model.path, base_dir) or _model_file_problem(base_dir / Path(model.path).expanduser())
+        if problem is None:
+            problem = _inputs_problem(model, base_dir)
+            loc = ("models", index, "inputs") if problem and model.inputs is not None else loc
+        if problem:
+            problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
+    return problems
+
+
+def _model_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a model, looking only at the file system (never opening a FIFO or a device)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"no such model file or folder: {path}"
+    except OSError as error:
+        return f"cannot read {path}: {error.strerror or error}"
+    if stat.S_ISDIR(mode):
+        saved_model = path / "saved_model.pb"
+        if not saved_model.is_file():
+            return f"{path} is a folder but not a TensorFlow SavedModel (no saved_model.pb inside)"
+        path, mode = saved_model, saved_model.stat().st_mode
+    elif path.suffix.lower() not in SOURCE_SUFFIXES:
+        return (f"{path}: accelbench cannot read this kind of file; expected a .onnx, .tflite or .keras file or a "
+                "SavedModel folder")
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file"
+    if not os.access(path, os.R_OK):
+        return f"cannot read {path}: permission denied"
+    return None
+
+
+def _inputs_problem(model: ModelEntry, base_dir: Path) -> str | None:
+    """The input description checked against the inputs an ONNX or TFLite file declares; the file's own errors
+    (a corrupt file) are left to the build, which names them."""
+    from model_zoo.inputs import InputError, InputLayout
+
+    path = (base_dir / Path(model.path or "").expanduser()).resolve()
+    try:
+        declared = _declared_inputs(path)
+    except Exception:
+        return None
+    if declared is None:
+        return None
+    layout = InputLayout.from_json({"inputs": {name: entry.to_description() for name, entry in
+                                               (model.inputs or {}).items()}, "input_shape": model.input_shape})
+    try:
+        layout.plan(declared, what=path.name)
+    except InputError as error:
+        return str(error)
+    return None
+
+
+def _declared_inputs(path: Path) -> list[Any] | None:
+    if path.suffix.lower() == ".onnx":
+        from model_zoo.inputs import onnx_declared
+
+        return onnx_declared(str(path))
+    if path.suffix.lower() == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        from backends.tflite_cpu import _spec
+
+        return [_spec(d) for d in Interpreter(model_path=str(path)).get_input_details()]
+    return None
+
+
+def _path_problem(text: str, base_dir: Path) -> str | None:
+    """Why the system refuses a path outright (a NUL byte, a name too long, an unknown ~user), or None.
+
+    Expansion resolves these paths and the zoo looks at them, where such a path raises; so it is the scenario's
+    mistake, reported at its line when the file loads."""
+    try:
+        (base_dir / Path(text).expanduser()).resolve().is_dir()
+    except (OSError, ValueError, RuntimeError) as error:
+        return f"unusable path {excerpt(text)}: {getattr(error, 'strerror', None) or error}"
+    return None
+
+
+def baseline_problems(scenario: Scenario, data: dict[str, Any], lines: LineMap) -> list[tuple[int, str]]:
+    """A baseline the scenario names must be one of its backends (unnamed, it is each model's first fp32 case that
+    ran, which the report names)."""
+    if scenario.baseline is None or not isinstance(data.get("baseline"), dict):
+        return []
+    wanted = scenario.baseline.backend
+    known = [*backend_labels(scenario.backends), *(b.name for b in scenario.backends)]
+    if wanted in known:
+        return []
+    loc: Loc = ("baseline", "backend")
+    return [(lines.line(loc), f"{format_loc(loc)}: {wanted!r} is not a backend of this scenario "
+             f"(its backends: {', '.join(dict.fromkeys(known))})")]
+
+

@@ -1,0 +1,92 @@
+"""A scenario as cases: every (model, backend, precision, compression, batch size, mode), labelled so that
+case ids stay unique and readable, each with the reason it cannot run here if it cannot."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scenario.cases import Case, ModelSpec, compression_label
+from scenario.schema import BackendEntry, CalibrationSpec, ModelEntry
+
+if TYPE_CHECKING:
+    from scenario.load import LoadedScenario
+
+
+def _unique_labels(wanted: list[str], alternatives: list[str]) -> list[str]:
+    """Keep each label unless it collides; colliding ones take their alternative, then an index."""
+    labels = [w if wanted.count(w) == 1 else alt for w, alt in zip(wanted, alternatives, strict=True)]
+    return [label if labels.count(label) == 1 else f"{label}_{i}" for i, label in enumerate(labels)]
+
+
+def model_labels(models: list[ModelEntry]) -> list[str]:
+    wanted, alternatives = [], []
+    for entry in models:
+        base = entry.label or entry.name or Path(entry.path or "model").stem
+        wanted.append(base)
+        shape = "x".join(map(str, entry.input_shape)) if entry.input_shape else "default"
+        alternatives.append(base if entry.label else f"{base}_{shape}")
+    return _unique_labels(wanted, alternatives)
+
+
+def backend_labels(backends: list[BackendEntry]) -> list[str]:
+    wanted, alternatives = [], []
+    for entry in backends:
+        wanted.append(entry.label or entry.name)
+        options = {"threads": entry.threads, **entry.options}
+        suffix = "_".join(f"{k}{v}" for k, v in options.items() if v is not None)
+        alternatives.append(entry.label or (f"{entry.name}_{suffix}" if suffix else entry.name))
+    return _unique_labels(wanted, alternatives)
+
+
+def expand(loaded: LoadedScenario) -> list[Case]:
+    """Every (model, backend, precision, batch size, mode) combination, in file order.
+
+    A combination that cannot run is kept as a case with its ``skip_reason``, never silently dropped: a
+    skipped case in the results says what was not measured and why.
+    """
+    from scenario.skips import skip_reason
+
+    scenario = loaded.scenario
+    cases = []
+    models_labelled = model_labels(scenario.models)
+    backends_labelled = backend_labels(scenario.backends)
+    for model, model_label in zip(scenario.models, models_labelled, strict=True):
+        spec = ModelSpec.from_entry(model, loaded.base_dir)
+        measure = scenario.measure_for(model).model_dump()
+        calibration = calibration_settings(model.calibration or scenario.calibration, loaded.base_dir)
+        budget = {**scenario.accuracy.model_dump(exclude_none=True),
+                  **(model.accuracy.model_dump(exclude_none=True) if model.accuracy else {})}
+        for backend, backend_label in zip(scenario.backends, backends_labelled, strict=True):
+            options = {"threads": backend.threads, **backend.options}
+            combinations = itertools.product(model.precisions or scenario.precisions, model.compression or
+                                             scenario.compression, model.batch_sizes or scenario.batch_sizes,
+                                             scenario.modes)
+            for precision, compression, batch_size, mode in combinations:
+                pruned = "" if compression == "none" else f"-{compression_label(compression)}"
+                case_id = f"{model_label}-{precision}{pruned}-b{batch_size}-{backend_label}"
+                if mode != "latency":
+                    case_id += f"-{mode}"
+                case = Case(
+                    case_id=case_id, scenario=scenario.name, model=spec, model_label=model_label,
+                    backend=backend.name, backend_label=backend_label, backend_options=options,
+                    precision=precision, batch_size=batch_size, mode=mode, measure=measure,
+                    compression=compression, calibration=calibration if precision == "int8" else {},
+                    accuracy_budget=budget,
+                    baseline=None if scenario.baseline is None else scenario.baseline.model_dump(),
+                )
+                try:
+                    case.skip_reason = skip_reason(case)
+                except Exception as error:  # an adapter's check that crashes on these settings: say so, run nothing
+                    case.skip_reason = f"cannot tell whether {backend.name} can run this case: {error!r}"
+                cases.append(case)
+    return cases
+
+
+def calibration_settings(spec: CalibrationSpec, base_dir: Path) -> dict[str, Any]:
+    """A .npz source is relative to the scenario file, like model paths."""
+    source = spec.source
+    if source.endswith(".npz"):
+        source = str((base_dir / Path(source).expanduser()).resolve())
+    return {"samples": spec.samples, "source": source}

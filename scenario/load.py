@@ -1,0 +1,88 @@
+"""Loading a scenario file: read, parse with line numbers, validate (schema, then registries), all problems at once.
+
+Validation happens in two passes. Pydantic checks structure and types (`scenario.schema`); a second pass checks
+names against the registries (`scenario.checks`), so every error carries a location in the YAML tree and can be
+reported as ``file:line: field: message`` with a "did you mean" for near-misses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+from yaml.reader import ReaderError
+
+from scenario import checks
+from scenario.expand import expand
+from scenario.schema import MeasureSpec, Scenario
+from scenario.yaml_lines import LINE_BREAKS, LineLoader, LineMap, duplicate_keys, line_at
+
+__all__ = ["LoadedScenario", "MeasureSpec", "Scenario", "ScenarioError", "expand", "load_scenario"]
+
+
+class ScenarioError(Exception):
+    """A scenario the user must fix. ``str()`` is the whole user-facing message, one line per problem."""
+
+    def __init__(self, path: str | Path, problems: list[tuple[int | None, str]]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}:{line}: {text}" if line else f"{self.path}: {text}" for line, text in problems]
+        super().__init__("\n".join(line.translate(LINE_BREAKS) for line in lines))
+
+
+@dataclass
+class LoadedScenario:
+    scenario: Scenario
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def load_scenario(path: str | Path) -> LoadedScenario:
+    """Parse and validate a scenario file; raises :class:`ScenarioError` with every problem found."""
+    path = Path(path)
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError(path, [(None, "no such scenario file")]) from None
+    except OSError as error:
+        raise ScenarioError(path, [(None, f"cannot read the file: {error}")]) from None
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:  # the user's editor can go to the line, once it is named
+        before = content[:error.start].decode("utf-8", "replace")
+        problem = f"not UTF-8 text: byte {content[error.start]:#04x} ({error.reason})"
+        raise ScenarioError(path, [(line_at(before, len(before)), problem)]) from None
+    try:
+        root = yaml.compose(text, Loader=LineLoader)
+        data = yaml.load(text, Loader=LineLoader)
+    except ReaderError as error:  # a character YAML refuses: no mark, only its position
+        problem = f"invalid YAML: unacceptable character #x{error.character:04x}: {error.reason}"
+        raise ScenarioError(path, [(line_at(text, error.position), problem)]) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ScenarioError(path, [(mark.line + 1 if mark else None, f"invalid YAML: {problem}")]) from None
+    if root is None:
+        raise ScenarioError(path, [(1, "the file is empty; a scenario needs at least name, models and backends")])
+    if not isinstance(data, dict):
+        raise ScenarioError(path, [(1, "a scenario is a mapping (name:, models:, backends:, ...) at the top level")])
+    lines = LineMap(root)
+    problems = duplicate_keys(root) + checks.registry_problems(data, lines)
+    scenario = None
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as error:
+        problems += [checks.pydantic_problem(e, lines) for e in error.errors()]
+    if scenario is not None:
+        problems += checks.override_problems(scenario, lines)
+        problems += checks.calibration_problems(scenario, lines, path.parent)
+        problems += checks.model_path_problems(scenario, lines, path.parent)
+        problems += checks.baseline_problems(scenario, data, lines)
+    if problems or scenario is None:
+        raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
+    return LoadedScenario(scenario, path)

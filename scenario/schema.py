@@ -1,0 +1,282 @@
+"""The scenario file's schema: what each key means and which values it takes (pydantic models).
+
+Structure and types only; names checked against the registries are `scenario.checks`' job, and turning a
+scenario into cases `scenario.expand`'s.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
+
+from model_zoo.requests import PRECISIONS
+from scenario.defaults import MEASURE_DEFAULTS
+
+Precision = Literal[PRECISIONS]  # type: ignore[valid-type]  # the zoo's list, the one source
+Mode = Literal["latency", "throughput", "concurrent"]
+
+
+def _canonical_compression(value: Any) -> str:
+    """`none`, `{prune: 0.75}` or `{prune: "2:4"}` → the zoo's canonical text ("none", "prune:0.75", "prune:2:4")."""
+    from model_zoo.prune import parse_compression
+
+    if isinstance(value, dict):
+        if set(value) != {"prune"}:
+            raise ValueError(f"a compression is 'none' or {{prune: F}} / {{prune: \"2:4\"}}, not {value!r}")
+        target = value["prune"]
+        if isinstance(target, bool) or not isinstance(target, int | float | str):
+            raise ValueError(f"prune takes a fraction 0 < F < 1 or a pattern like \"2:4\", not {target!r}")
+        value = f"prune:{target}"
+    if not isinstance(value, str):
+        raise ValueError(f"a compression is 'none' or {{prune: F}} / {{prune: \"2:4\"}}, not {value!r}")
+    parsed = parse_compression(value)  # ValueError with the expected forms
+    return "none" if parsed is None else parsed.canonical
+
+
+Compression = Annotated[str, BeforeValidator(_canonical_compression)]
+
+
+class CalibrationSpec(BaseModel):
+    """Where int8 (full integer) quantization takes its activation ranges from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples: int = Field(200, ge=1)
+    source: str = Field("dataset", description="dataset | random | a .npz file (relative to the scenario)")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value not in ("dataset", "random") and not value.endswith(".npz"):
+            raise ValueError(f"source is 'dataset', 'random' or a path to a .npz file, not {value!r}")
+        return value
+
+
+class AccuracySpec(BaseModel):
+    """Accuracy budgets; a case that misses one fails, with the numbers. Unset budgets are reported only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_top1_drop: float | None = Field(None, ge=0, le=1, description="reference top-1 minus this case's")
+    min_cosine: float | None = Field(None, ge=-1, le=1)
+    atol: float | None = Field(None, ge=0)
+    rtol: float | None = Field(None, ge=0)
+
+
+class MeasureSpec(BaseModel):
+    """How a case is measured; defaults in scenario.defaults (benchmark_model's: 50 runs, 1 s of steady state)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    warmup_runs: int = Field(MEASURE_DEFAULTS["warmup_runs"], ge=0)
+    warmup_seconds: float = Field(MEASURE_DEFAULTS["warmup_seconds"], ge=0)
+    min_runs: int = Field(MEASURE_DEFAULTS["min_runs"], ge=1)
+    min_seconds: float = Field(MEASURE_DEFAULTS["min_seconds"], ge=0)
+    max_seconds: float = Field(MEASURE_DEFAULTS["max_seconds"], gt=0)
+    timeout_s: float = Field(MEASURE_DEFAULTS["timeout_s"], gt=0,
+                             description="wall-clock limit of the whole worker (load + measure)")
+    memory_limit_mb: int | None = Field(None, gt=0, description="kill the worker when its RSS passes this")
+    streams: int = Field(MEASURE_DEFAULTS["streams"], ge=1, description="parallel streams in concurrent mode")
+    seed: int = MEASURE_DEFAULTS["seed"]  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _max_covers_min(self) -> MeasureSpec:
+        if self.max_seconds < self.min_seconds:
+            raise ValueError(f"max_seconds ({self.max_seconds}) is below min_seconds ({self.min_seconds})")
+        return self
+
+
+# A partial MeasureSpec for per-model overrides: the same fields, each optional. Their bounds are checked once
+# merged with the scenario's settings (`Scenario.measure_for`), where cross-field checks can run too.
+MeasureOverride = create_model(
+    "MeasureOverride",
+    __config__=ConfigDict(extra="forbid"),
+    **{name: (info.annotation | None, None) for name, info in MeasureSpec.model_fields.items()},  # type: ignore[call-overload]
+)
+
+
+class InputEntry(BaseModel):
+    """One input of a user's model, described by name (see model_zoo.inputs): every key optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: list[int] | None = Field(None, description="per-sample shape, without the batch axis")
+    batch_axis: int | Literal["auto"] | None = Field("auto", description="where the batch axis is; none: not batched")
+    dtype: str | None = None
+    range: tuple[float, float] | None = Field(None, description="[low, high) of generated values")
+    value: Any = Field(None, description="a fixed value (a number or nested list), never batched")
+
+    @field_validator("batch_axis", mode="before")
+    @classmethod
+    def _none_spelled_out(cls, value: Any) -> Any:
+        """`batch_axis: none` reads as the word in YAML; it means YAML's null here."""
+        return None if isinstance(value, str) and value.lower() == "none" else value
+
+    @field_validator("shape")
+    @classmethod
+    def _non_negative(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(d < 1 for d in value):
+            raise ValueError("a shape is a list of positive integers ([] for a scalar)")
+        return value
+
+    @field_validator("batch_axis")
+    @classmethod
+    def _axis(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("batch_axis counts from 0 (or is none for an input that is not batched)")
+        return value
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, value: str | None) -> str | None:
+        import numpy as np
+
+        if value is not None:
+            try:
+                return np.dtype(value).name
+            except TypeError:
+                raise ValueError(f"unknown dtype {value!r} (e.g. float32, int64)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _value_alone(self) -> InputEntry:
+        if self.value is not None:
+            import numpy as np
+
+            if self.range is not None or self.shape is not None or self.batch_axis not in ("auto", None):
+                raise ValueError("a fixed value takes no shape, range or batch_axis (it is used as is, not batched)")
+            try:
+                np.asarray(self.value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"value must be a number or a nested list of numbers, not {self.value!r}") from None
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError(f"range [{self.range[0]}, {self.range[1]}) is empty")
+        return self
+
+    def to_description(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None or k == "batch_axis"
+                if not (k == "batch_axis" and v == "auto")}
+
+
+class ModelEntry(BaseModel):
+    """A zoo model by ``name`` (with options) or a user's file by ``path``, plus per-model overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    path: str | None = None
+    input_shape: list[int] | None = None
+    inputs: dict[str, InputEntry] | None = Field(None, description="a user's model: its inputs by name")
+    label: str | None = None
+    precisions: list[Precision] | None = None
+    batch_sizes: list[int] | None = None
+    compression: list[Compression] | None = Field(None, min_length=1)
+    calibration: CalibrationSpec | None = None
+    accuracy: AccuracySpec | None = Field(None, description="replaces the scenario's budgets key by key")
+    measure: MeasureOverride | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _name_or_path(self) -> ModelEntry:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of 'name' (a zoo model) or 'path' (your model file)")
+        if self.inputs is not None and self.name is not None:
+            raise ValueError("inputs describes a model file's inputs; a zoo model takes input_shape")
+        return self
+
+    @field_validator("input_shape", "batch_sizes")
+    @classmethod
+    def _positive(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(v < 1 for v in value)):
+            raise ValueError("must be a non-empty list of positive integers")
+        return value
+
+
+class BackendEntry(BaseModel):
+    """A backend by name; ``threads`` and backend-specific options (checked against the backend) alongside."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    threads: int | None = Field(None, ge=1)
+    label: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class BaselineSpec(BaseModel):
+    """The case the report compares every other case with (same model, batch size and mode, same run):
+    a speed-up only means something against one named configuration measured in the same sitting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = Field(description="a backend of this scenario, by label or name")
+    precision: Precision = "fp32"
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    models: list[ModelEntry] = Field(min_length=1)
+    backends: list[BackendEntry] = Field(min_length=1)
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    mode: list[Mode] = Field(default_factory=lambda: ["latency"], min_length=1)
+    compression: list[Compression] = Field(default_factory=lambda: ["none"], min_length=1)
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    accuracy: AccuracySpec = Field(default_factory=AccuracySpec)
+    measure: MeasureSpec = Field(default_factory=MeasureSpec)
+    baseline: BaselineSpec | None = None
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _one_mode(cls, value: Any) -> Any:
+        """`mode: latency` is the common spelling of a one-element list."""
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError("batch sizes must be positive integers")
+        return value
+
+    @property
+    def modes(self) -> list[Mode]:
+        return list(self.mode)
+
+    def measure_for(self, model: ModelEntry) -> MeasureSpec:
+        """The scenario's settings with the model's overrides, validated as a whole (e.g. max ≥ min)."""
+        if model.measure is None:
+            return self.measure
+        return MeasureSpec.model_validate({**self.measure.model_dump(), **model.measure.model_dump(exclude_none=True)})
+
+
+KEYS_AT = {
+    (): set(Scenario.model_fields),
+    ("models",): set(ModelEntry.model_fields),
+    ("measure",): set(MeasureSpec.model_fields),
+    ("models", "measure"): set(MeasureSpec.model_fields),
+    ("calibration",): set(CalibrationSpec.model_fields),
+    ("models", "calibration"): set(CalibrationSpec.model_fields),
+    ("accuracy",): set(AccuracySpec.model_fields),
+    ("models", "accuracy"): set(AccuracySpec.model_fields),
+    ("models", "inputs"): set(InputEntry.model_fields),
+    ("baseline",): set(BaselineSpec.model_fields),
+}
+
+

@@ -1,0 +1,1 @@
+"""Results over time and between runs: run comparison, change points in nightly histories."""
