@@ -281,6 +281,7 @@ class Engine:
             record["reason"] = f"{raw['reason']} (log: {outcome.log})"
             return record
         worker["import_ms"] = (raw["imported_at_ns"] - raw["entered_at_ns"]) / 1e6
+        worker["os_threads"] = raw.get("os_threads")
         worker["fixed_cost_ms"] = (raw["imported_at_ns"] - outcome.spawned_at_ns + raw["init_ns"]) / 1e6
         record.update(self._metrics(case, raw))
         error = raw.get("evaluation_error") or (reference["reason"] if reference["status"] != "ok" else None)

@@ -71,6 +71,18 @@ def _rss() -> int:
     return psutil.Process().memory_info().rss
 
 
+def _os_threads() -> int | None:
+    """The worker process's OS threads right after the timed loop: the runtime's thread pools included, so a
+    backend that ignores its `threads` setting (or spins up more) shows it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None  # no procfs (macOS): not measured rather than guessed
+
+
 def _peak_rss_bytes() -> int:
     """This process's own high-water RSS since it exec'd the worker.
 
@@ -139,6 +151,7 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     if case.mode == "concurrent":
         info = {**info, "streams": settings.streams, "sessions": settings.streams}
     peak_rss = _peak_rss_bytes()  # before the evaluation pass, which holds a whole data set in memory
+    os_threads = _os_threads()  # the runtime's pools are up now: does `threads: N` give N workers?
     evaluation = job.get("evaluation")
     evaluation_seconds = evaluation_error = None
     if evaluation:  # a failure here costs the accuracy figures, never the timings already taken
@@ -164,6 +177,7 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
         "rss_before_prepare": rss_before,
         "rss_after_prepare": rss_after_prepare,
         "peak_rss_bytes": peak_rss,
+        "os_threads": os_threads,
         "evaluation_seconds": evaluation_seconds,
         "evaluation_error": evaluation_error,
         "outputs_finite": bool(finite),

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from reporting.baseline import Baseline, failure_label, named_baseline, resolve_baselines, speedup
+from results.record import Record
 from results.runs import Run
 
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8_dynamic": 2, "int8": 3}
@@ -23,7 +24,7 @@ COLUMNS = (
     "compression", "batch_size", "mode", "status", "reason", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms",
     "ci_low_ms", "ci_high_ms", "runs", "throughput_ips", "speedup", "baseline", "init_ms", "first_inference_ms",
     "peak_rss_mb", "gpu_memory_mb", "cpu_percent", "gpu_util_pct", "size_mb", "gzip_mb", "cosine", "max_abs_err",
-    "top1_agreement", "top1", "top1_drop", "software_gpu", "device", "env_id",
+    "top1_agreement", "top1", "top1_drop", "software_gpu", "device", "os_threads", "env_id",
 )
 
 # used by the page, not exported: the baseline case (its label, precision, whether the scenario left it unnamed,
@@ -31,49 +32,19 @@ COLUMNS = (
 INTERNAL_COLUMNS = ("baseline_backend", "baseline_precision", "baseline_auto", "baseline_key", "status_label", "key")
 
 
-def _device(info: dict[str, Any]) -> str | None:
-    """What really ran the case, as the backend reported it (a software adapter is named as such)."""
-    for key in ("adapter", "gpu", "providers", "device"):
-        value = info.get(key)
-        if value:
-            return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-    return None
-
-
 def flat_record(run: Run, record: dict[str, Any], machine: str, baseline: Baseline | None = None) -> dict[str, Any]:
     """One record as one row; `baseline` is its resolved baseline case in `run` (resolve_baselines), if any."""
-    latency = record.get("latency_ms") or {}
-    ci = record.get("median_ci_ms") or {}
-    accuracy = record.get("accuracy") or {}
-    gpu = record.get("gpu_telemetry") or {}
-    info = record.get("backend_info") or {}
     named = named_baseline(record)
     if baseline is not None:
         base_backend, base_precision = baseline.label, baseline.precision
     else:  # not measured: the name the scenario gave, or nothing when it left the choice to the report
         base_backend, base_precision = (named["backend"], named["precision"]) if named else (None, None)
-    size, gzip_size = record.get("model_size_bytes"), record.get("model_size_gzip_bytes")
     ratio = speedup(record, baseline)
+    row = Record.from_json(record).flat()
     return {
-        "run": run.name, "machine_id": run.machine_id, "machine": machine,
-        "scenario": record.get("scenario"), "case_id": record["case_id"], "model": record.get("model"),
-        "backend": record.get("backend"), "backend_label": record.get("backend_label") or record.get("backend"),
-        "precision": record.get("precision"), "compression": record.get("compression") or "none",
-        "batch_size": record.get("batch_size"), "mode": record.get("mode"), "status": record.get("status"),
-        "reason": record.get("reason"),
-        "p50_ms": latency.get("p50"), "p90_ms": latency.get("p90"), "p95_ms": latency.get("p95"),
-        "p99_ms": latency.get("p99"), "mean_ms": latency.get("mean"),
-        "ci_low_ms": ci.get("low"), "ci_high_ms": ci.get("high"), "runs": record.get("runs"),
-        "throughput_ips": record.get("throughput_ips"), "speedup": np.nan if ratio is None else ratio,
+        "run": run.name, "machine_id": run.machine_id, "machine": machine, **row,
+        "speedup": np.nan if ratio is None else ratio,
         "baseline": f"{base_backend} {base_precision}" if base_backend else None,
-        "init_ms": record.get("init_ms"), "first_inference_ms": record.get("first_inference_ms"),
-        "peak_rss_mb": record.get("peak_rss_mb"), "gpu_memory_mb": gpu.get("gpu_memory_peak_mb"),
-        "cpu_percent": record.get("cpu_percent"), "gpu_util_pct": gpu.get("gpu_util_mean_pct"),
-        "size_mb": size / 1e6 if size else None, "gzip_mb": gzip_size / 1e6 if gzip_size else None,
-        "cosine": accuracy.get("cosine_min"), "max_abs_err": accuracy.get("max_abs_err"),
-        "top1_agreement": accuracy.get("top1_agreement"), "top1": accuracy.get("top1"),
-        "top1_drop": accuracy.get("top1_drop"), "software_gpu": bool(info.get("software_device")),
-        "device": _device(info), "env_id": record.get("env_id"),
         "baseline_backend": base_backend, "baseline_precision": base_precision, "baseline_auto": named is None,
         "baseline_key": f"{run.name}/{run.records[baseline.index]['case_id']}" if baseline is not None else None,
         "status_label": failure_label(record.get("status"), record.get("reason")),

@@ -261,7 +261,8 @@ RECORD_TABLE = (  # column title, frame column, digits (None: text)
     ("run", "run", None), ("case", "case_id", None), ("status", "status", None), ("p50 ms", "p50_ms", 4),
     ("p90 ms", "p90_ms", 4), ("p99 ms", "p99_ms", 4), ("items/s", "throughput_ips", 4), ("speed-up", "speedup", 3),
     ("init ms", "init_ms", 4), ("1st inference ms", "first_inference_ms", 4), ("peak RSS MB", "peak_rss_mb", 4),
-    ("GPU MB", "gpu_memory_mb", 4), ("CPU %", "cpu_percent", 3), ("GPU %", "gpu_util_pct", 3),
+    ("GPU MB", "gpu_memory_mb", 4), ("CPU %", "cpu_percent", 3), ("OS threads", "os_threads", 1),
+    ("GPU %", "gpu_util_pct", 3),
     ("size MB", "size_mb", 3), ("gzip MB", "gzip_mb", 3), ("cosine", "cosine", 7), ("top-1", "top1", 4),
     ("device", "device", None),
 )

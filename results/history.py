@@ -20,6 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from results.record import Record
+
 HISTORY_ENV = "ACCELBENCH_HISTORY"
 DEFAULT_HISTORY = "history"
 
@@ -34,6 +36,11 @@ SCHEMA = pa.schema([
     ("cosine", pa.float64()), ("top1", pa.float64()), ("record_json", pa.string()),
     ("samples_ns", pa.list_(pa.int64())),
 ])
+
+
+# columns that describe the run, not the case; the rest are the record's flat fields (Record.flat) by name
+RUN_COLUMNS = ("run_id", "run_name", "started", "commit", "commit_time", "branch", "dirty", "machine_id", "machine",
+               "env_id", "env_json", "record_json", "samples_ns")
 
 
 class HistoryError(Exception):
@@ -57,25 +64,18 @@ def _rows(run: Any, identifier: str) -> list[dict[str, Any]]:
 
     git = run.env.get("git") or {}
     rows = []
+    columns = [name for name in SCHEMA.names if name not in RUN_COLUMNS]
     for record in run.records:
-        latency = record.get("latency_ms") or {}
-        ci = record.get("median_ci_ms") or {}
-        accuracy = record.get("accuracy") or {}
-        kept = {k: v for k, v in record.items() if k != "samples_ns"}
+        typed = Record.from_json(record)
+        flat = typed.flat()
+        kept = {k: v for k, v in typed.to_json().items() if k != "samples_ns"}
         rows.append({
             "run_id": identifier, "run_name": run.name, "started": run.started, "commit": git.get("id"),
             "commit_time": git.get("time"), "branch": git.get("branch"), "dirty": bool(git.get("dirty")),
             "machine_id": run.machine_id, "machine": machine_label(run.machine), "env_id": run.env.get("env_id"),
-            "env_json": json.dumps(run.env, default=str), "scenario": record.get("scenario") or "",
-            "case_id": record["case_id"], "model": record.get("model"),
-            "backend_label": record.get("backend_label") or record.get("backend"),
-            "precision": record.get("precision"), "compression": record.get("compression") or "none",
-            "batch_size": record.get("batch_size"), "mode": record.get("mode"), "status": record.get("status"),
-            "p50_ms": latency.get("p50"), "q1_ms": latency.get("q1"), "q3_ms": latency.get("q3"),
-            "p99_ms": latency.get("p99"), "ci_low_ms": ci.get("low"), "ci_high_ms": ci.get("high"),
-            "throughput_ips": record.get("throughput_ips"), "cosine": accuracy.get("cosine_min"),
-            "top1": accuracy.get("top1"), "record_json": json.dumps(kept, default=str),
-            "samples_ns": [int(v) for v in record.get("samples_ns") or []],
+            "env_json": json.dumps(run.env, default=str), **{name: flat[name] for name in columns},
+            "scenario": typed.scenario or "", "record_json": json.dumps(kept, default=str),
+            "samples_ns": [int(v) for v in typed.samples_ns],
         })
     return rows
 

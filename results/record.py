@@ -1,12 +1,242 @@
-"""The results record: one per case, the project's contract. Its statuses live here, once.
+"""The results record: one per case, the project's contract, typed.
 
-passed: measured, valid, within the fidelity guard and budgets. invalid: measured, but the measurement does not
-meet the scenario's protocol (too few runs, too short a steady state): its timings are shown, flagged. failed:
-did not run to the end, or ran and missed the guard (its timings kept). skipped: could not run here, with why.
+Every field a record may hold is declared here, once, with its unit in its name. Writing goes through `Record`
+(a misspelt key is an error, not a silent None), reading goes through `Record.from_json` (a record written by an
+earlier version reads as it was: `to_json` returns exactly the keys it was given), and the flat row that the
+console, the report's table and the history share comes from `Record.flat`.
+
+Statuses: passed (measured, valid, within the fidelity guard and budgets); invalid (measured, but the measurement
+misses the scenario's protocol: too few runs, too short a steady state; its timings are shown, flagged); failed
+(did not run to the end, or ran and missed the guard: timings kept); skipped (could not run here, with why).
 """
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
 STATUSES = ("passed", "failed", "skipped", "invalid")
 # statuses whose timings describe a complete measurement: drawn, compared, given speed-ups
 MEASURED = ("passed", "invalid")
+
+Status = Literal["passed", "failed", "skipped", "invalid"]
+
+
+class _Part(BaseModel):
+    """A part of the record whose keys are all known: an unknown one is a bug in the writer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Latency(_Part):
+    """Summary of the raw samples, in ms (results.stats.latency_summary_ms writes every field; p50 is the one
+    a record cannot do without)."""
+
+    p50: float
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    q1: float | None = None
+    q3: float | None = None
+    iqr: float | None = None
+
+
+class MedianInterval(_Part):
+    """Confidence interval of the median, in ms (results.stats.median_ci_ms)."""
+
+    low: float
+    high: float
+    confidence: float | None = None
+    method: str | None = None
+
+
+class ModelSource(_Part):
+    zoo: str | None = None
+    path: str | None = None
+    input_shape: list[int] | None = None
+
+
+class Warmup(_Part):
+    runs: int
+    seconds: float
+
+
+class WorkerInfo(_Part):
+    """The isolated worker process that ran the case: how long it lived, how it ended, what start-up cost."""
+
+    wall_ms: float | None = None
+    exit_code: int | None = None
+    log: str | None = None
+    pid: int | None = None
+    startup_ms: float | None = None
+    import_ms: float | None = None
+    fixed_cost_ms: float | None = None
+    os_threads: int | None = None  # the process's OS threads after the timed loop (runtime pools included)
+
+
+class TensorInfo(_Part):
+    name: str
+    shape: list[int | None] | None = None
+    dtype: str | None = None
+
+
+class OutputFidelity(_Part):
+    """One output against the fp32 reference's (harness.fidelity.output_fidelity)."""
+
+    name: str
+    reference_name: str | None = None
+    values_per_sample: int | None = None
+    rel_l2_err: float | None = None
+    exact_match: float | None = None
+    max_abs_err: float | None = None
+    mean_abs_err: float | None = None
+    max_rel_err: float | None = None
+    cosine: float | None = None
+    cosine_min: float | None = None
+    top1_agreement: float | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    out_of_tolerance: int | None = None
+    within_tolerance: bool | None = None
+
+
+class ReferenceInfo(_Part):
+    """What the fp32 reference was: an independent runtime or settings, named."""
+
+    backend: str | None = None
+    precision: str | None = None
+    artifact: str | None = None
+    top1: float | None = None
+    description: str | None = None
+    options: dict[str, Any] | None = None
+
+
+class Guard(_Part):
+    min_cosine: float | None = None
+    source: str | None = None  # "default" (the precision's bar) or "scenario"
+
+
+class Accuracy(_Part):
+    """Fidelity to the reference, task accuracy where there are labels, and what the case missed. Empty for a case
+    that produced no outputs; only `error` when its outputs could not be compared."""
+
+    reference: ReferenceInfo | None = None
+    is_reference: bool | None = None
+    guard: Guard | None = None
+    samples: int | None = None
+    outputs: list[OutputFidelity] | None = None
+    cosine_min: float | None = None
+    max_abs_err: float | None = None
+    top1_agreement: float | None = None
+    top1: float | None = None
+    top1_drop: float | None = None
+    warning: str | None = None
+    budget: dict[str, Any] | None = None
+    violations: list[str] | None = None
+    error: str | None = None
+
+
+class Record(_Part):
+    """One case's result. Free-form parts (backend_info, artifact_meta, gpu_telemetry) are the adapters' and the
+    zoo's own facts, passed through as they report them."""
+
+    case_id: str
+    scenario: str | None = None
+    model: str | None = None
+    model_source: ModelSource | None = None
+    backend: str
+    backend_label: str | None = None
+    backend_options: dict[str, Any] | None = None
+    precision: str
+    compression: str = "none"
+    calibration: dict[str, Any] | None = None
+    batch_size: int
+    mode: str = "latency"
+    status: Status
+    reason: str | None = None
+    measure: dict[str, Any] | None = None
+    latency_ms: Latency | None = None
+    median_ci_ms: MedianInterval | None = None
+    throughput_ips: float | None = None
+    init_ms: float | None = None
+    first_inference_ms: float | None = None
+    peak_rss_mb: float | None = None
+    prepare_rss_delta_mb: float | None = None
+    cpu_percent: float | None = None
+    model_size_bytes: int | None = None
+    model_size_gzip_bytes: int | None = None
+    samples_ns: list[int] = []
+    runs: int | None = None
+    measured_seconds: float | None = None
+    warmup: Warmup | None = None
+    per_stream_runs: list[int] | None = None
+    inputs: list[TensorInfo] | None = None
+    outputs: list[TensorInfo] | None = None
+    accuracy: Accuracy = Accuracy()
+    backend_info: dict[str, Any] = {}
+    gpu_telemetry: dict[str, Any] | None = None
+    artifact: str | None = None
+    artifact_meta: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+    env_id: str | None = None
+    worker: WorkerInfo | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        """A record as written to results.jsonl (by this version or an earlier one); pydantic's ValidationError
+        names the field that does not fit."""
+        return cls.model_validate(data)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object for results.jsonl: the keys that were set, so a record read back writes as it was."""
+        return self.model_dump(exclude_unset=True)  # python mode: a NaN interval stays NaN, as json.dumps writes it
+
+    @property
+    def measured(self) -> bool:
+        return self.status in MEASURED
+
+    @property
+    def p50_ms(self) -> float | None:
+        return self.latency_ms.p50 if self.latency_ms is not None else None
+
+    def flat(self) -> dict[str, Any]:
+        """The record as one row of named scalars: what tables (console, report, CSV, history) draw from."""
+        latency, interval, accuracy = self.latency_ms, self.median_ci_ms, self.accuracy
+        gpu = self.gpu_telemetry or {}
+        size, gzip_size = self.model_size_bytes, self.model_size_gzip_bytes
+        return {
+            "scenario": self.scenario, "case_id": self.case_id, "model": self.model, "backend": self.backend,
+            "backend_label": self.backend_label or self.backend, "precision": self.precision,
+            "compression": self.compression or "none", "batch_size": self.batch_size, "mode": self.mode,
+            "status": self.status, "reason": self.reason,
+            "p50_ms": latency.p50 if latency else None, "p90_ms": latency.p90 if latency else None,
+            "p95_ms": latency.p95 if latency else None, "p99_ms": latency.p99 if latency else None,
+            "mean_ms": latency.mean if latency else None, "q1_ms": latency.q1 if latency else None,
+            "q3_ms": latency.q3 if latency else None,
+            "ci_low_ms": interval.low if interval else None, "ci_high_ms": interval.high if interval else None,
+            "runs": self.runs, "throughput_ips": self.throughput_ips,
+            "init_ms": self.init_ms, "first_inference_ms": self.first_inference_ms, "peak_rss_mb": self.peak_rss_mb,
+            "gpu_memory_mb": gpu.get("gpu_memory_peak_mb"), "cpu_percent": self.cpu_percent,
+            "gpu_util_pct": gpu.get("gpu_util_mean_pct"),
+            "size_mb": size / 1e6 if size else None, "gzip_mb": gzip_size / 1e6 if gzip_size else None,
+            "cosine": accuracy.cosine_min, "max_abs_err": accuracy.max_abs_err,
+            "top1_agreement": accuracy.top1_agreement, "top1": accuracy.top1, "top1_drop": accuracy.top1_drop,
+            "software_gpu": bool(self.backend_info.get("software_device")), "device": self.device,
+            "env_id": self.env_id, "os_threads": self.worker.os_threads if self.worker else None,
+        }
+
+    @property
+    def device(self) -> str | None:
+        """What really ran the case, as the backend reported it (a software adapter is named as such)."""
+        for key in ("adapter", "gpu", "providers", "device"):
+            value = self.backend_info.get(key)
+            if value:
+                return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        return None

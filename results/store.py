@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from results.record import Record
 from sysinfo import ACCELBENCH_VERSION
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -98,8 +99,11 @@ class RunStore:
             raise RunFolderProblem(f"only {free_mb:.1f} MB free for the results in {self.run_dir}; a run needs at "
                                    f"least {MIN_FREE_MB} MB (records keep every raw sample, workers write logs)")
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+    def append(self, record: Record | dict[str, Any]) -> None:
+        """One record, checked against the contract (a misspelt or unknown field is a ValidationError here, not a
+        silent None in every reader), then fsync'd: a crash later loses nothing already measured."""
+        typed = record if isinstance(record, Record) else Record.from_json(record)
+        line = json.dumps(typed.to_json(), separators=(",", ":")) + "\n"
         try:
             with open(self.results_path, "a", encoding="utf-8") as handle:
                 handle.write(line)

@@ -45,8 +45,8 @@ def record(case_id: str, backend: str, p50: float | None, *, precision: str = "f
             "latency_ms": None if p50 is None else {"p50": p50, "p90": p50, "p99": p50},
             "throughput_ips": None if p50 is None else batch * 1000 / p50,
             "baseline": None if baseline is None else {"backend": baseline, "precision": "fp32"}, "samples_ns": [],
-            "accuracy": {} if cosine is None else {"cosine_min": cosine, "outputs": [{"cosine": cosine}],
-                                                   "violations": []}}
+            "accuracy": {} if cosine is None else {"cosine_min": cosine, "violations": [],
+                                                   "outputs": [{"name": "logits", "cosine": cosine}]}}
 
 
 def fidelity_failure(case_id: str, backend: str, p50: float, cosine: float, **kwargs: Any) -> dict[str, Any]:

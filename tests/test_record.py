@@ -1,0 +1,58 @@
+"""The typed results record: what is written is checked against it, what was written reads back unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from results.record import Record
+from results.store import RunStore
+
+FIXTURE = Path(__file__).parent / "data" / "run_0684769" / "results.jsonl"
+
+
+def fixture_records() -> list[dict]:
+    return [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+
+
+def test_records_written_before_read_back_unchanged() -> None:
+    for data in fixture_records():
+        assert Record.from_json(data).to_json() == data
+
+
+def test_flat_row_takes_each_figure_from_its_one_place() -> None:
+    data = fixture_records()[0]
+    row = Record.from_json(data).flat()
+    assert row["p50_ms"] == data["latency_ms"]["p50"] and row["ci_low_ms"] == data["median_ci_ms"]["low"]
+    assert row["cosine"] == data["accuracy"]["cosine_min"] and row["device"] == "cpu"
+    assert row["size_mb"] == data["model_size_bytes"] / 1e6
+    skipped = Record.from_json(fixture_records()[-1]).flat()
+    assert skipped["status"] == "skipped" and skipped["p50_ms"] is None and skipped["cosine"] is None
+
+
+@pytest.mark.parametrize("where", ["top", "latency", "worker"])
+def test_a_misspelt_field_is_refused_by_name(where: str, tmp_path: Path) -> None:
+    data = fixture_records()[0]
+    if where == "top":
+        data["trhoughput_ips"] = 1.0
+    elif where == "latency":
+        data["latency_ms"]["p5O"] = 1.0
+    else:
+        data["worker"]["startup_s"] = 1.0
+    with pytest.raises(ValidationError) as error:
+        Record.from_json(data)
+    assert {"trhoughput_ips", "p5O", "startup_s"} & set(str(error.value).replace(".", " ").split())
+    store = RunStore(tmp_path / "run")
+    with pytest.raises(ValidationError):
+        store.append(data)
+    assert not store.results_path.exists() or store.results_path.read_text() == ""  # nothing half-written
+
+
+def test_the_status_is_one_of_four() -> None:
+    data = fixture_records()[0]
+    data["status"] = "passsed"
+    with pytest.raises(ValidationError, match="status"):
+        Record.from_json(data)
