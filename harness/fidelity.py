@@ -23,7 +23,8 @@ REL_ERR_FLOOR = 1e-12
 # min_cosine of its own. Mean per-sample cosine per output, by precision; pruned variants at most the int8 bar.
 # fp32 is held too: a converter (tf2onnx, the TFLite converter) or a runtime's graph rewrite can break a model
 # at fp32 just as a quantizer can.
-DEFAULT_MIN_COSINE = {"fp32": 0.999, "fp16": 0.99, "int8_dynamic": 0.98, "int8": 0.98}
+DEFAULT_MIN_COSINE = {"fp32": 0.999, "fp16": onnx_precision.FP16_MIN_COSINE,  # the converters' own bars: 0.99
+                      "int8_dynamic": onnx_precision.INT8_MIN_COSINE, "int8": onnx_precision.INT8_MIN_COSINE}  # 0.98
 PRUNED_MIN_COSINE = 0.98
 # Outputs with fewer values than this per sample (a score, a probability) make a per-sample cosine meaningless
 # (two one-element vectors agree whenever their signs do): they are judged by the relative L2 error of the whole

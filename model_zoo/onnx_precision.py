@@ -9,8 +9,9 @@ here (1) pre-processes the graph the way ONNX Runtime recommends (shape inferenc
 graph optimisations, which fold Constant nodes into initializers and fuse BatchNormalization into Conv),
 (2) adapts to the graph (opset upgrade, per-tensor fallback, If branches quantized one by one, fp16-breaking
 nodes kept in fp32) and (3) measures the result against the fp32 source on the caller's feeds with ONNX
-Runtime CPU. fp16 must pass that check (FP16_MIN_COSINE) or the build fails with one line saying why; int8
-figures are only recorded (the harness judges every case later against its own guard).
+Runtime CPU. fp16 must pass that check (FP16_MIN_COSINE) or the build fails with one line saying why; an int8
+file that misses it gets nodes back in fp32 until it passes, and one that never does is kept for the harness's
+guard to fail with its figures.
 
 Every public function returns a JSON-ready dict of facts for the artefact's meta.json, and raises
 `ConversionError` (one line, the next step included) when a model truly cannot be converted.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -215,7 +217,7 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
                                  **kwargs)
                 return []
 
-            search = _Int8Search(source, out_file, work, reference, build)
+            search = _Int8Search(src, source, out_file, work, reference, build)
             info["search_threshold"] = INT8_SEARCH_MIN_COSINE
             info["attempts"] = search.run()
             info["kept_fp32"] = search.kept_fp32
@@ -295,7 +297,7 @@ def onnx_to_int8(
                 trial.quantize(source, path, calibration)
                 return trial.subgraphs
 
-            search = _Int8Search(source, out_file, work, reference, build)
+            search = _Int8Search(src, source, out_file, work, reference, build)
             info["search_threshold"] = INT8_SEARCH_MIN_COSINE
             info["attempts"] = search.run()
             info["kept_fp32"] = search.kept_fp32
@@ -331,7 +333,8 @@ def output_cosines(
     over feeds. Scale-free, so one number fits logits, probabilities and states alike; a candidate with
     NaN/inf or another shape scores 0, two all-zero outputs score 1.
 
-    An output with fewer than MIN_VALUES_FOR_COSINE values per feed (a speech probability, a score) is judged
+    Integer and boolean outputs (class ids, masks) score the fraction of values equal to the reference's, and an
+    output with fewer than MIN_VALUES_FOR_COSINE values per feed (a speech probability, a score) is judged
     as the harness's guard judges it: two one-element vectors have cosine 1 whenever their signs agree, so its
     relative L2 error e over all feeds is turned into the cosine that allows it between equal-norm vectors,
     1 - e²/2. One number per output, comparable with one threshold, and the same verdict as the guard's.
@@ -340,10 +343,13 @@ def output_cosines(
 
     result: dict[str, float] = {}
     for k, name in enumerate(names):
+        if len(reference) != len(candidate):
+            raise ValueError(f"{len(candidate)} candidate outputs for {len(reference)} reference outputs")
+        if reference and all(np.asarray(out[k]).dtype.kind in "iub" for out in reference):
+            result[name] = _exact_match(reference, candidate, k)  # class ids, indices, masks: as the guard does
+            continue
         refs = [np.asarray(out[k], dtype=np.float64).ravel() for out in reference]
         cands = [np.asarray(out[k], dtype=np.float64).ravel() for out in candidate]
-        if len(refs) != len(cands):
-            raise ValueError(f"{len(cands)} candidate outputs for {len(refs)} reference outputs")
         if refs and all(a.size < MIN_VALUES_FOR_COSINE for a in refs):
             result[name] = _small_output_cosine(refs, cands)
             continue
@@ -362,6 +368,20 @@ def output_cosines(
             values.append(float(np.clip(a @ b / (na * nb), -1.0, 1.0)))
         result[name] = float(np.mean(values)) if values else float("nan")
     return result
+
+
+def _exact_match(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]], k: int) -> float:
+    """The fraction of output k's values equal to the reference's over all feeds; 0 for another shape."""
+    import numpy as np
+
+    equal = total = 0
+    for ref_out, cand_out in zip(reference, candidate, strict=True):
+        a, b = np.asarray(ref_out[k]), np.asarray(cand_out[k])
+        if a.shape != b.shape:
+            return 0.0
+        equal += int(np.sum(a == b))
+        total += a.size
+    return equal / total if total else 1.0
 
 
 def _small_output_cosine(refs: Sequence[np.ndarray], cands: Sequence[np.ndarray]) -> float:
@@ -603,12 +623,11 @@ def _prefix_search(
                 lo, best = mid, result
             else:
                 hi = mid
-        if hi - lo > 1:  # out of time: keep the passing prefix, the rest stays fp32
+        if hi - lo > 1 or lo >= len(order):  # out of time (the passing prefix is kept), or nothing left to add
             break
         culprits.add(order[lo])
         lo += 1  # order[:lo] converted but order[lo-1] kept is the configuration `best` already had
         if time.monotonic() >= deadline:
-            best = trial(lo)
             break
     summary = best.summary(
         f"search: {len(culprits)} node(s) found breaking the check"
@@ -766,8 +785,13 @@ class _StaticQuantizer:
         cache: dict[str, str] = {}
         if self.ranges is not None:
             self.ranges.mkdir(parents=True, exist_ok=True)
-            digest = hashlib.sha256(source.read_bytes()).hexdigest()[:20]
-            cache["calibration_cache_path"] = str(self.ranges / f"{digest}.json")
+            import numpy as np
+
+            digest = hashlib.sha256(source.read_bytes())
+            for feed in feeds:  # the same graph calibrated on other data (two identical If branches) has other ranges
+                for name in sorted(feed):
+                    digest.update(name.encode() + np.ascontiguousarray(feed[name]).tobytes())
+            cache["calibration_cache_path"] = str(self.ranges / f"{digest.hexdigest()[:20]}.json")
         quantize_static(
             str(source),
             str(out_file),
@@ -814,8 +838,11 @@ class _Int8Search:
     Pitch's pitch posteriorgram, calibrated on 64 samples, scored cosine 0.887 fully quantized and 0.985 with
     9 of 246 nodes (its constant-Q front end) in fp32, found in 69 trials (119 s on 2 cores)."""
 
-    def __init__(self, source: Path, out_file: Path, work: Path, reference: _Reference, build: _Int8Build) -> None:
-        self.source, self.out_file, self.work, self.reference, self.build = source, out_file, work, reference, build
+    def __init__(self, src: Path, source: Path, out_file: Path, work: Path, reference: _Reference,
+                 build: _Int8Build) -> None:
+        self.src, self.source, self.out_file, self.work = src, source, out_file, work
+        self.reference, self.build = reference, build
+        self._passing: Path | None = None
         nodes = list(_all_nodes(_load(source).graph))
         self.order = [n.name for n in nodes if n.op_type not in _CONTROL_FLOW and n.op_type != "Constant"]
         self.op_types = {n.name: n.op_type for n in nodes}
@@ -824,15 +851,26 @@ class _Int8Search:
         self._trials = 0
 
     def attempt(self, kept: set[str]) -> _Int8Result:
+        """One configuration, checked like every converted file (the ONNX checker, dynamic dims kept) and scored.
+        Only the newest passing file is kept on disk (`_prefix_search` returns the newest passing result): 69
+        trials of a 100 MB model would otherwise fill the temporary folder."""
         self._trials += 1
         path = self.work / f"trial{self._trials}.onnx"
         try:
             subgraphs = self.build(kept, path)
             _toposort_file(path)
-            cosines = self.reference.cosines(path)
+            check_onnx(path, self.src)
+            result = _Int8Result(path, kept, self.reference.cosines(path), None, subgraphs)
         except Exception as exc:  # a configuration that does not build or load is a failed attempt
-            return _Int8Result(None, kept, {}, _first_line(exc), [])
-        return _Int8Result(path, kept, cosines, None, subgraphs)
+            result = _Int8Result(None, kept, {}, _first_line(exc), [])
+        shutil.rmtree(path.with_suffix(""), ignore_errors=True)  # branch models and calibration of this trial
+        if not result.ok:
+            path.unlink(missing_ok=True)
+        else:
+            if self._passing is not None:
+                self._passing.unlink(missing_ok=True)
+            self._passing = path
+        return result
 
     def run(self) -> list[dict[str, Any]]:
         """Attempts in meta.json form; the best file ends at `out_file`, what it keeps fp32 in `kept_fp32`."""
@@ -1086,28 +1124,37 @@ def _unique_initializer_names(model: onnx.ModelProto) -> None:
     Graph inputs and outputs keep their names; references in subgraphs follow.
     """
     counter = iter(range(1 << 62))
+    # a name some graph gives as its output keeps its name wherever it is an initializer: renaming it in the
+    # enclosing graph would leave the subgraph's output pointing at nothing
+    outputs = {o.name for g in _all_graphs(model.graph) for o in g.output}
 
     def rename(graph: onnx.GraphProto, scope: Mapping[str, str]) -> None:
-        local = dict(scope)
-        public = {i.name for i in graph.input} | {o.name for o in graph.output}
+        # what this graph defines itself shadows the enclosing graphs' names (ONNX allows a body's input or
+        # initializer to reuse an outer name): those references are local and keep their meaning
+        local = {old: new for old, new in scope.items() if old not in _defined_in(graph)}
         for tensor in graph.initializer:
-            if tensor.name not in public:
+            if tensor.name not in outputs and tensor.name not in {i.name for i in graph.input}:
                 new_name = f"accelbench_w{next(counter)}"
                 local[tensor.name] = new_name
                 tensor.name = new_name
-        renamed = {old: new for old, new in local.items() if old != new}
         for node in graph.node:
             for i, name in enumerate(node.input):
-                if name in renamed:
-                    node.input[i] = renamed[name]
+                if name in local:
+                    node.input[i] = local[name]
             for attr in node.attribute:
                 for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                    rename(sub, renamed)
+                    rename(sub, local)
         for info in graph.value_info:
-            if info.name in renamed:
-                info.name = renamed[info.name]
+            if info.name in local:
+                info.name = local[info.name]
 
     rename(model.graph, {})
+
+
+def _defined_in(graph: onnx.GraphProto) -> set[str]:
+    """Names a graph itself defines: its inputs, initializers and node outputs (not its subgraphs')."""
+    return ({i.name for i in graph.input} | {i.name for i in graph.initializer}
+            | {o for node in graph.node for o in node.output if o})
 
 
 def _name_nodes(model: onnx.ModelProto) -> None:

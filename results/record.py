@@ -1,9 +1,9 @@
 """The results record: one per case, the project's contract, typed.
 
 Every field a record may hold is declared here, once, with its unit in its name. Writing goes through `Record`
-(a misspelt key is an error, not a silent None), reading goes through `Record.from_json` (a record written by an
-earlier version reads as it was: `to_json` returns exactly the keys it was given), and the flat row that the
-console, the report's table and the history share comes from `Record.flat`.
+(a misspelt key is an error, not a silent None); reading a run folder goes through `Record.read` (a record written
+by an earlier version reads as it was: `to_json` returns exactly the keys it was given; fields a newer version
+added are dropped); and the flat row that the report's table and the history share comes from `Record.flat`.
 
 Statuses: passed (measured, valid, within the fidelity guard and budgets); invalid (measured, but the measurement
 misses the scenario's protocol: too few runs, too short a steady state; its timings are shown, flagged); failed
@@ -12,15 +12,20 @@ misses the scenario's protocol: too few runs, too short a steady state; its timi
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 STATUSES = ("passed", "failed", "skipped", "invalid")
 # statuses whose timings describe a complete measurement: drawn, compared, given speed-ups
 MEASURED = ("passed", "invalid")
 
 Status = Literal["passed", "failed", "skipped", "invalid"]
+
+
+class RecordError(ValueError):
+    """A record read from a run folder with a known field of the wrong kind; the message names the field."""
 
 
 class _Part(BaseModel):
@@ -194,6 +199,26 @@ class Record(_Part):
         names the field that does not fit."""
         return cls.model_validate(data)
 
+    @classmethod
+    def read(cls, data: dict[str, Any]) -> Record:
+        """A record from a run folder, leniently: fields this version does not know (a newer accelbench wrote
+        them) are dropped; a known field holding the wrong kind of value is a RecordError naming it."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            problems = [e for e in error.errors() if e["type"] != "extra_forbidden"]
+            if problems:
+                where = ".".join(map(str, problems[0]["loc"]))
+                raise RecordError(f"{where}: {problems[0]['msg']}") from None
+            cleaned = copy.deepcopy(data)
+            for extra in error.errors():
+                *parents, key = extra["loc"]
+                holder: Any = cleaned
+                for part in parents:
+                    holder = holder[part]
+                holder.pop(key, None)
+            return cls.model_validate(cleaned)
+
     def to_json(self) -> dict[str, Any]:
         """The JSON object for results.jsonl: the keys that were set, so a record read back writes as it was."""
         return self.model_dump(exclude_unset=True)  # python mode: a NaN interval stays NaN, as json.dumps writes it
@@ -207,7 +232,7 @@ class Record(_Part):
         return self.latency_ms.p50 if self.latency_ms is not None else None
 
     def flat(self) -> dict[str, Any]:
-        """The record as one row of named scalars: what tables (console, report, CSV, history) draw from."""
+        """The record as one row of named scalars: what the report's table, its CSV and the history draw from."""
         latency, interval, accuracy = self.latency_ms, self.median_ci_ms, self.accuracy
         gpu = self.gpu_telemetry or {}
         size, gzip_size = self.model_size_bytes, self.model_size_gzip_bytes

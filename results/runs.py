@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from results.record import Record, RecordError
 from results.store import read_records
 from sysinfo.envinfo import machine_id
 
@@ -99,7 +100,14 @@ def load_run(path: str | Path) -> Run:
         raise RunFolderError(f"{folder}: not an accelbench run folder (no results.jsonl, no env.json)")
     env = _read_json(folder / "env.json", required=True)
     info = _read_json(folder / "scenario.json", required=False)
-    return Run(folder.resolve(), env, info, read_records(folder / "results.jsonl"))
+    records = []
+    for data in read_records(folder / "results.jsonl"):
+        try:
+            records.append(Record.read(data).to_json())
+        except RecordError as error:
+            raise RunFolderError(f"{folder / 'results.jsonl'}: case {str(data.get('case_id'))[:200]!r}: "
+                                 f"{error}") from None
+    return Run(folder.resolve(), env, info, records)
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:

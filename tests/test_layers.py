@@ -34,10 +34,16 @@ def imports_of(path: Path, module: str) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found += [(node.lineno, node.module)]
-            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names
-                      if f"{node.module}.{alias.name}" in FRONT_DOORS]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolved against the importing module's package
+                parts = module.split(".")
+                # a package's __init__ is the package itself: one level less to climb
+                package = parts[: len(parts) - node.level + (path.name == "__init__.py")]
+                base = ".".join([*package, *([base] if base else [])])
+            found += [(node.lineno, base)] if base else []
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names
+                      if f"{base}.{alias.name}" in FRONT_DOORS or not node.module]
     return found
 
 
@@ -72,8 +78,8 @@ def test_no_module_imports_from_a_layer_above_its_own() -> None:
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     """The rule can fail: an upward import written into a file is reported with its line."""
     path = tmp_path / "probe.py"
-    path.write_text("import os\n\ndef f():\n    from harness.engine import Engine\n")
-    assert imports_of(path, "sysinfo.probe") == [(1, "os"), (4, "harness.engine")]
+    path.write_text("import os\n\ndef f():\n    from harness.engine import Engine\n    from ..harness import cli\n")
+    assert imports_of(path, "sysinfo.probe") == [(1, "os"), (4, "harness.engine"), (5, "harness"), (5, "harness.cli")]
     mine, theirs = layer_of("sysinfo.probe"), layer_of("harness.engine")
     assert mine == "sysinfo" and theirs == "harness" and RANK[theirs] < RANK[mine]
 

@@ -379,6 +379,65 @@ def test_int8_search_keeps_the_node_that_breaks_the_check_in_fp32(tmp_path: Path
     assert cosines["y"] >= INT8_MIN_COSINE  # measured again here, not taken from meta.json
 
 
+def test_output_cosines_scores_integer_outputs_by_exact_match() -> None:
+    ref = [[np.array([3, 1, 2, 2])], [np.array([0, 0, 1, 1])]]
+    cand = [[np.array([3, 1, 2, 0])], [np.array([0, 0, 1, 1])]]
+    assert output_cosines(ref, cand, ["ids"])["ids"] == 7 / 8
+
+
+def test_prefix_search_ends_when_every_node_is_a_culprit() -> None:
+    """The last node breaking the check must end the search, not index past the list."""
+    from model_zoo.onnx_precision import _prefix_search
+
+    class Result:
+        def __init__(self, ok: bool) -> None:
+            self.ok = ok
+
+        def summary(self, label: str) -> dict:
+            return {"label": label, "passed": self.ok}
+
+    order = ["a", "b", "c"]
+    attempts: list[dict] = []
+    best = _prefix_search(order, lambda kept: Result(kept >= set(order)), 60, attempts)
+    assert best.ok and attempts[-1]["nodes_kept_fp32"] == ["a", "b", "c"]
+
+
+def test_renaming_follows_outer_names_into_branches_and_leaves_shadowing_ones_alone() -> None:
+    """The then-branch defines its own `w` (shadowing the main graph's), the else-branch reads the outer one:
+    after renaming each still reads its own, and the model computes the same."""
+    from model_zoo.onnx_precision import _unique_initializer_names
+
+    w = numpy_helper.from_array(np.ones((2,), np.float32), "w")
+    own_w = numpy_helper.from_array(np.full((2,), 5.0, np.float32), "w")
+    then_branch = helper.make_graph([helper.make_node("Identity", ["w"], ["t"], name="id_t")], "then", [],
+                                    [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2])], initializer=[own_w])
+    else_branch = helper.make_graph(
+        [helper.make_node("Add", ["w2", "w"], ["e"], name="add_e")], "else", [],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, [2])],
+        initializer=[numpy_helper.from_array(np.full((2,), 2.0, np.float32), "w2")])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], name="pick", then_branch=then_branch, else_branch=else_branch),
+         helper.make_node("Add", ["y", "w"], ["z"], name="add_z")],
+        "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2])], initializer=[w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    model.ir_version = 8
+
+    def outputs(m: onnx.ModelProto) -> list[np.ndarray]:
+        session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return [session.run(None, {"c": np.array(v)})[0] for v in (True, False)]
+
+    before = outputs(model)
+    _unique_initializer_names(model)
+    names = {i.name for g in _graphs(model.graph) for i in g.initializer}
+    assert all(name.startswith("accelbench_w") for name in names) and len(names) == 3
+    after = outputs(model)
+    np.testing.assert_array_equal(before[0], [6.0, 6.0])  # then: its own w (5) + outer w (1)
+    np.testing.assert_array_equal(before[1], [4.0, 4.0])  # else: w2 (2) + outer w (1), + outer w (1)
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_initializers_are_renamed_out_of_the_quantizers_way(tmp_path: Path) -> None:
     """Basic Pitch's bias `...conv1d_25` became `...conv1d_252` once quantized: another node's output. After the
     renaming no initializer shares a prefix with a node output, the If branches still find the outer weight,
