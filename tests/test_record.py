@@ -58,18 +58,23 @@ def test_the_status_is_one_of_four() -> None:
         Record.from_json(data)
 
 
-def test_a_run_folder_from_a_newer_version_reads_without_its_new_fields(tmp_path: Path) -> None:
-    from results.runs import load_run
-
+def run_folder(tmp_path: Path, records: list[dict]) -> Path:
+    """The fixture's run folder with these records in it."""
     folder = tmp_path / "run"
     folder.mkdir()
     for name in ("env.json", "scenario.json"):
         (folder / name).write_text((FIXTURE.parent / name).read_text())
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def test_a_run_folder_from_a_newer_version_reads_without_its_new_fields(tmp_path: Path) -> None:
+    from results.runs import load_run
+
     records = fixture_records()
     records[0]["energy_j"] = 1.5  # a field this version does not know
     records[0]["worker"]["gpu_clock_mhz"] = 1400
-    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    run = load_run(folder)
+    run = load_run(run_folder(tmp_path, records))
     assert "energy_j" not in run.records[0] and "gpu_clock_mhz" not in run.records[0]["worker"]
     assert run.records[1] == records[1]
 
@@ -77,13 +82,9 @@ def test_a_run_folder_from_a_newer_version_reads_without_its_new_fields(tmp_path
 def test_a_known_field_of_the_wrong_kind_names_the_folder_the_case_and_the_field(tmp_path: Path) -> None:
     from results.runs import RunFolderError, load_run
 
-    folder = tmp_path / "run"
-    folder.mkdir()
-    for name in ("env.json", "scenario.json"):
-        (folder / name).write_text((FIXTURE.parent / name).read_text())
     records = fixture_records()
     records[2]["latency_ms"]["p50"] = "fast"
-    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    folder = run_folder(tmp_path, records)
     expected = r"results.jsonl: case 'digits_cnn-fp32-b1-onnxruntime_cpu': latency_ms.p50"
     with pytest.raises(RunFolderError, match=expected):
         load_run(folder)
