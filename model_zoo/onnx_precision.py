@@ -171,7 +171,6 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
     started = time.monotonic()
     feeds = _dict_feeds(check_feeds, "check_feeds")
     info: dict[str, Any] = {"weight_type": "QInt8"}
-    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="accelbench-int8d-") as tmp:
         work = Path(tmp)
         prepared, info["pre_process"] = _pre_process(src, work)
@@ -190,25 +189,18 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
                 {"extra_options": {"EnableSubgraph": True}, "op_types_to_quantize": list(_DYNAMIC_NO_CONV)},
             ),
         ]
-        for label, source, kwargs in plans:
-            try:
-                quantize_dynamic(str(source), str(out_file), weight_type=QuantType.QInt8, **kwargs)
-                _toposort_file(out_file)
-                check_onnx(out_file, src)
-                counts = _op_counts(_load(out_file))
-                quantized = {op: n for op, n in counts.items() if op in _DYNAMIC_OPS}
-                if not quantized:
-                    raise ConversionError("no node was quantized")
-            except Exception as exc:  # every library failure is one more fallback to try
-                failures.append(f"{label}: {_first_line(exc)}")
-                continue
-            info["variant"] = label
-            break
-        else:
+
+        def build_plan(plan: tuple[str, Path, dict[str, Any]]) -> None:
+            quantize_dynamic(str(plan[1]), str(out_file), weight_type=QuantType.QInt8, **plan[2])
+
+        chosen, failures = _first_plan_that_builds(plans, build_plan, out_file, src)
+        if chosen is None:
             raise ConversionError(
                 f"{src.name} cannot be quantized dynamically: {failures[0]}; try int8 (static, with "
                 "calibration data) or fp16"
             )
+        label, source, kwargs = chosen
+        info["variant"] = label
         reference = _Reference(src, feeds)
         if reference.feeds:
 
@@ -267,28 +259,23 @@ def onnx_to_int8(
         _prepare_for_quantizer(model, folded)
         plans = _int8_plans(prepared, folded, work, options, reference, info)
         ranges = work / "ranges"
-        failures: list[str] = []
-        for label, source, per_channel in plans:
-            try:
-                quantizer = _StaticQuantizer(options, per_channel, work / label.replace(" ", "_"), ranges=ranges)
-                quantizer.quantize(source, out_file, calibration)
-                _toposort_file(out_file)
-                check_onnx(out_file, src)
-                qdq = _op_counts(_load(out_file)).get("DequantizeLinear", 0)
-                if not qdq:
-                    raise ConversionError("no node was quantized")
-            except Exception as exc:  # every library failure is one more fallback to try
-                failures.append(f"{label}: {_first_line(exc)}")
-                continue
-            info["variant"] = label
-            info["per_channel"] = per_channel
-            info["subgraphs"] = quantizer.subgraphs
-            break
-        else:
+        branches: list[dict[str, Any]] = []
+
+        def build_plan(plan: tuple[str, Path, bool]) -> None:
+            quantizer = _StaticQuantizer(options, plan[2], work / plan[0].replace(" ", "_"), ranges=ranges)
+            quantizer.quantize(plan[1], out_file, calibration)
+            branches[:] = quantizer.subgraphs
+
+        chosen, failures = _first_plan_that_builds(plans, build_plan, out_file, src)
+        if chosen is None:
             raise ConversionError(
                 f"{src.name} cannot be quantized statically: {failures[-1] if failures else 'no plan'}; try "
                 "int8_dynamic or fp16, or give calibration data that exercises every input"
             )
+        label, source, per_channel = chosen
+        info["variant"] = label
+        info["per_channel"] = per_channel
+        info["subgraphs"] = branches
         info["fallbacks_tried"] = failures
         if reference.feeds:
 
@@ -306,6 +293,42 @@ def onnx_to_int8(
     info["fidelity"] = _fidelity_meta(reference.cosines(out_file), INT8_MIN_COSINE, len(checks))
     info["build_seconds"] = round(time.monotonic() - started, 2)
     return info
+
+
+_Plan = TypeVar("_Plan", bound=tuple)
+
+
+def _first_plan_that_builds(
+    plans: Sequence[_Plan], build: Callable[[_Plan], None], out_file: Path, src: Path
+) -> tuple[_Plan | None, list[str]]:
+    """The first plan (label first) whose `build` writes to `out_file` a file that `_finish_converted` accepts and
+    that has a quantized node, and a line per plan that failed before it: every library failure is one more
+    fallback to try, and the messages say which."""
+    failures: list[str] = []
+    for plan in plans:
+        try:
+            build(plan)
+            _finish_converted(out_file, src)
+            if not _quantized_nodes(out_file):
+                raise ConversionError("no node was quantized")
+        except Exception as exc:  # the next plan is the fallback
+            failures.append(f"{plan[0]}: {_first_line(exc)}")
+            continue
+        return plan, failures
+    return None, failures
+
+
+def _finish_converted(path: Path, src: Path) -> None:
+    """What every quantized file goes through: nodes in topological order (the quantizers append), then
+    `check_onnx` against its source."""
+    _toposort_file(path)
+    check_onnx(path, src)
+
+
+def _quantized_nodes(path: Path) -> int:
+    """Quantized nodes in the file, static (DequantizeLinear) or dynamic (ConvInteger, MatMulInteger, ...)."""
+    counts = _op_counts(_load(path))
+    return sum(counts.get(op, 0) for op in _DYNAMIC_OPS)
 
 
 def check_onnx(out_file: Path, src: Path) -> None:
@@ -858,8 +881,7 @@ class _Int8Search:
         path = self.work / f"trial{self._trials}.onnx"
         try:
             subgraphs = self.build(kept, path)
-            _toposort_file(path)
-            check_onnx(path, self.src)
+            _finish_converted(path, self.src)
             result = _Int8Result(path, kept, self.reference.cosines(path), None, subgraphs)
         except Exception as exc:  # a configuration that does not build or load is a failed attempt
             result = _Int8Result(None, kept, {}, _first_line(exc), [])
@@ -881,8 +903,7 @@ class _Int8Search:
         result = _prefix_search(self.order, self.attempt, INT8_SEARCH_SECONDS, attempts)
         if not result.ok:
             return attempts  # nothing found passes: the first file stays, the harness's guard fails it
-        counts = _op_counts(_load(result.path)) if result.path is not None else {}
-        if not any(counts.get(op) for op in _DYNAMIC_OPS):  # DequantizeLinear is among them
+        if result.path is None or not _quantized_nodes(result.path):
             attempts.append({"kept_fp32": "result", "passed": False, "error": "no node stays quantized"})
             return attempts
         result.path.replace(self.out_file)

@@ -50,6 +50,19 @@ def _save(tmp_path: Path, name: str, graph: onnx.GraphProto, opset: int) -> Path
     return path
 
 
+def _matrix_model(tmp_path: Path, name: str, nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto],
+                  features: tuple[int, int], opset: int) -> Path:
+    """One float input x [N, features[0]] through `nodes` to one output y [N, features[1]]."""
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", features[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", features[1]])],
+        initializer=inits,
+    )
+    return _save(tmp_path, name, graph, opset)
+
+
 def conv_constants_model(tmp_path: Path, opset: int = 11, initializers: bool = False) -> Path:
     """Conv → Relu → Conv → GlobalAveragePool at opset 11, dynamic N/H/W, every weight a Constant node (the
     paddle2onnx way), or an initializer."""
@@ -92,17 +105,11 @@ def tiny_scale_layernorm_model(tmp_path: Path) -> Path:
         numpy_helper.from_array(np.zeros(32, np.float32), "beta"),
         numpy_helper.from_array(np.array(1e6, np.float32), "up"),
     ]
-    graph = helper.make_graph(
-        [
-            helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["n"], name="ln", axis=-1),
-            helper.make_node("Mul", ["n", "up"], ["y"], name="up"),  # 1e6: kept fp32 from the start
-        ],
-        "tiny_scale_ln",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 32])],
-        initializer=inits,
-    )
-    return _save(tmp_path, "tiny_scale_ln", graph, 17)
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["n"], name="ln", axis=-1),
+        helper.make_node("Mul", ["n", "up"], ["y"], name="up"),  # 1e6: kept fp32 from the start
+    ]
+    return _matrix_model(tmp_path, "tiny_scale_ln", nodes, inits, (32, 32), 17)
 
 
 def tiny_weight_matmul_model(tmp_path: Path) -> Path:
@@ -120,14 +127,7 @@ def tiny_weight_matmul_model(tmp_path: Path) -> Path:
         numpy_helper.from_array(np.array(1e4, np.float32), "s"),
         numpy_helper.from_array(rng.normal(0, 1, (16, 8)).astype(np.float32), "w2"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny_weight_matmul",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
-        initializer=inits,
-    )
-    return _save(tmp_path, "tiny_weight_matmul", graph, 13)
+    return _matrix_model(tmp_path, "tiny_weight_matmul", nodes, inits, (64, 8), 13)
 
 
 def outlier_feature_model(tmp_path: Path) -> Path:
@@ -144,14 +144,7 @@ def outlier_feature_model(tmp_path: Path) -> Path:
     ]
     head = rng.normal(0, 1, (16, 6)).astype(np.float32)
     inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(head, "w2")]
-    graph = helper.make_graph(
-        nodes,
-        "outlier_feature",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])],
-        initializer=inits,
-    )
-    return _save(tmp_path, "outlier_feature", graph, 13)
+    return _matrix_model(tmp_path, "outlier_feature", nodes, inits, (8, 6), 13)
 
 
 def outlier_feeds(n: int, seed: int) -> list[dict[str, np.ndarray]]:
