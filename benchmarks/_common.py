@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.engine import Engine
+from results.record import Record
 from results.store import new_run_dir
 from scenario.cases import Case, ModelSpec
 from scenario.load import MeasureSpec
@@ -28,8 +29,8 @@ def make_engine(name: str) -> Engine:
     return Engine(new_run_dir(Path("reports"), name), {"scenarios": [name], "front_door": "benchmark"})
 
 
-def run_passed(engine: Engine, case: Case) -> dict[str, Any]:
+def run_passed(engine: Engine, case: Case) -> Record:
     record = engine.run_case(case)
-    if record["status"] != "passed":
-        raise SystemExit(f"{case.case_id} {record['status']}: {record['reason']}")
+    if record.status != "passed":
+        raise SystemExit(f"{case.case_id} {record.status}: {record.reason}")
     return record

@@ -44,12 +44,12 @@ def main() -> None:
     ours, peer = [], []
     for round_index in range(args.rounds):
         record = run_passed(engine, case)
-        ours.append(record["latency_ms"]["p50"])
-        peer.append(litert_benchmark_median_ms(record["artifact"], args.threads, record["runs"]))
-        print(f"round {round_index + 1}: accelbench p50 {ours[-1]:.4f} ms ({record['runs']} runs), "
+        ours.append(record.p50_ms)
+        peer.append(litert_benchmark_median_ms(record.artifact, args.threads, record.runs))
+        print(f"round {round_index + 1}: accelbench p50 {ours[-1]:.4f} ms ({record.runs} runs), "
               f"litert-benchmark median {peer[-1]:.4f} ms, ratio {ours[-1] / peer[-1]:.4f}")
     ratios = [a / b for a, b in zip(ours, peer, strict=True)]
-    print(json.dumps({"model": args.model, "threads": args.threads, "artifact": record["artifact"],
+    print(json.dumps({"model": args.model, "threads": args.threads, "artifact": record.artifact,
                       "accelbench_p50_ms": statistics.median(ours),
                       "litert_benchmark_median_ms": statistics.median(peer),
                       "ratio_of_medians": statistics.median(ours) / statistics.median(peer),

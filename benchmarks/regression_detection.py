@@ -28,6 +28,7 @@ os.environ["ACCELBENCH_BACKENDS"] = REGISTRATION  # workers inherit it
 
 from _common import make_engine, run_passed
 
+from results.record import Record
 from results.store import read_records
 from scenario.cases import Case, ModelSpec
 from scenario.load import MeasureSpec
@@ -46,13 +47,13 @@ def make_case(args: argparse.Namespace, slowdown: float) -> Case:
                                     min_seconds=args.seconds, max_seconds=60, timeout_s=300).model_dump())
 
 
-def verdict(base: dict, new: dict, env: dict, threshold: float, sigma: float | None) -> tuple[str, float]:
-    same = {**new, "backend_options": base["backend_options"]}  # B is "the same case", slowed
+def verdict(base: Record, new: Record, env: dict, threshold: float, sigma: float | None) -> tuple[str, float]:
+    same = new.model_copy(update={"backend_options": base.backend_options})  # B is "the same case", slowed
     result = compare_runs({"c": base}, {"c": same}, env, env, threshold=threshold, noise={"c": sigma})[0]
     return result.verdict, result.timing.ratio if result.timing else float("nan")
 
 
-def analyse(records: list[dict], env: dict, threshold: float) -> dict:
+def analyse(records: list[Record], env: dict, threshold: float) -> dict:
     """Verdicts of every round's pairs (records come in rounds of five: A1, A2, B, A3, B2)."""
     rounds = [records[i:i + 5] for i in range(0, len(records) - len(records) % 5, 5)]
     verdicts: dict[str, dict[str, list[str]]] = {mode: {"A/A": [], "A/B": [], "A/A confirmed": [],
@@ -71,7 +72,7 @@ def analyse(records: list[dict], env: dict, threshold: float) -> dict:
                 verdicts[mode][f"{name} confirmed"].append("slower" if first == second == "slower" else "no")
                 if mode == "run":
                     ratios[name].append(ratio)
-        earlier.append(a1["latency_ms"]["p50"])
+        earlier.append(a1.p50_ms)
     rates = {mode: {name: found.count("slower") / len(found) for name, found in by_name.items() if found}
              for mode, by_name in verdicts.items()}
     return {"rounds": len(rounds), "slower_rates": rates,
@@ -107,9 +108,10 @@ def main() -> None:
             probes.append(statistics.median(cpu_speed_probe(seconds=0.25)["window_medians_us"]))
             print(f"[{index + 1}/{args.pairs}]", flush=True)
         records = engine.store.records()
-    summary = {"case": records[0]["case_id"], "threads": records[0]["backend_options"]["threads"],
-               "steady_seconds": records[0]["measure"]["min_seconds"], "threshold": args.threshold,
-               "injected_slowdown": records[2]["backend_options"].get("slowdown"),
+    first, slowed = records[0], records[2]
+    summary = {"case": first.case_id, "threads": (first.backend_options or {}).get("threads"),
+               "steady_seconds": (first.measure or {}).get("min_seconds"), "threshold": args.threshold,
+               "injected_slowdown": (slowed.backend_options or {}).get("slowdown"),
                **analyse(records, env, args.threshold),
                "cpu_probe_slowest_over_fastest": max(probes) / min(probes) if probes else None,
                "results": str(folder)}

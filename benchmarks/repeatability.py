@@ -34,10 +34,9 @@ def main() -> None:
         for _ in range(args.repeats):  # a probe of the machine's own speed after each case, in the same sitting
             records.append(run_passed(engine, case))
             probes.append(statistics.median(cpu_speed_probe(seconds=1.0)["window_medians_us"]))
-        medians = [r["latency_ms"]["p50"] for r in records]
-        fixed = [r["worker"]["fixed_cost_ms"] for r in records]
-        wall = [r["worker"]["wall_ms"] - r["measured_seconds"] * 1e3 - r["warmup"]["seconds"] * 1e3
-                for r in records]
+        medians = [r.p50_ms for r in records]
+        fixed = [r.worker.fixed_cost_ms for r in records]
+        wall = [r.worker.wall_ms - r.measured_seconds * 1e3 - r.warmup.seconds * 1e3 for r in records]
         summary[backend] = {
             "medians_ms": medians,
             "cv_of_median": coefficient_of_variation(medians),

@@ -12,7 +12,6 @@ configuration (batch 1, plus batch 4 for the recurrent model; short measurements
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from model_zoo.corpus import CORPUS, fetch_all  # noqa: E402
+from results.record import Record  # noqa: E402
+from results.store import read_records  # noqa: E402
 
 ONNX_PRECISIONS = ["fp32", "fp16", "int8_dynamic", "int8"]
 QUICK_MEASURE = {"warmup_runs": 1, "warmup_seconds": 0.0, "min_runs": 5, "min_seconds": 0.05, "max_seconds": 5,
@@ -67,18 +68,17 @@ def write_scenario(folder: Path, names: list[str] | None, quick: bool) -> Path:
     return scenario
 
 
-def table(records: list[dict[str, Any]]) -> str:
+def table(records: list[Record]) -> str:
     """One line per case that could apply (format mismatches are skips by design and left out)."""
     lines = [f"{'case':<48} {'status':<8} {'p50 ms':>8} {'fidelity (per output: cosine, or rel. L2 err)':<46} reason"]
     for record in records:
-        if record["status"] == "skipped" and "cannot convert" in (record.get("reason") or ""):
+        reason = (record.reason or "").replace("\n", " ")
+        if record.status == "skipped" and "cannot convert" in reason:
             continue
-        p50 = (record.get("latency_ms") or {}).get("p50")
-        outputs = (record.get("accuracy") or {}).get("outputs") or []
-        fidelity = ", ".join(f"{o['cosine']:.5f}" if o.get("values_per_sample", 4) >= 4 else f"e{o['rel_l2_err']:.2g}"
-                             for o in outputs)
-        reason = (record.get("reason") or "").replace("\n", " ")
-        lines.append(f"{record['case_id']:<48} {record['status']:<8} {'-' if p50 is None else f'{p50:.3f}':>8} "
+        p50 = record.p50_ms
+        fidelity = ", ".join(f"{o.cosine:.5f}" if (o.values_per_sample or 4) >= 4 else f"e{o.rel_l2_err:.2g}"
+                             for o in record.accuracy.outputs or [])
+        lines.append(f"{record.case_id:<48} {record.status:<8} {'-' if p50 is None else f'{p50:.3f}':>8} "
                      f"{fidelity[:46]:<46} {reason[:160]}")
     return "\n".join(lines)
 
@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     results = args.out / "results.jsonl"
     if not results.exists():
         return done.returncode or 1
-    records = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    print(table(records))
+    print(table(read_records(results)))
     return 0
 
 

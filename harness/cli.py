@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except HistoryError as error:
             _err(err, str(error))
             return EXIT_USAGE
-    bad = any(r["status"] in ("failed", "invalid") for r in records)
+    bad = any(r.status in ("failed", "invalid") for r in records)
     return EXIT_CASES_FAILED if bad else EXIT_OK
 
 
@@ -131,9 +131,9 @@ def _run_cases(engine: Any, cases: list[Any], err: Console) -> None:
         for index, case in enumerate(cases, 1):
             status.update(f"[{index}/{len(cases)}] {case.case_id}")
             record = engine.run_case(case)
-            colour = {"passed": "green", "skipped": "dim", "invalid": "yellow"}.get(record["status"], "red")
-            p50 = (record.get("latency_ms") or {}).get("p50")
-            err.print(f"[{index}/{len(cases)}] {case.case_id} [{colour}]{record['status']}[/]"
+            colour = {"passed": "green", "skipped": "dim", "invalid": "yellow"}.get(record.status, "red")
+            p50 = record.p50_ms
+            err.print(f"[{index}/{len(cases)}] {case.case_id} [{colour}]{record.status}[/]"
                       + (f"  p50 {p50:.4g} ms" if p50 is not None else ""), highlight=False)
 
 
@@ -181,8 +181,8 @@ def _compare_side(spec: str, history: Path, new: dict[str, Any] | None = None) -
         return records, env, f"{identifier} (history)", history_run_facts(history, identifier)
     run = load_run(spec)
     facts = {"machine_id": run.machine_id, "started": run.started, "run_id": run_id(run),
-             "scenarios": {r.get("scenario") or "" for r in run.records}}
-    return {r["case_id"]: r for r in run.records}, {**run.env, "machine_id": run.machine_id}, str(run.path), facts
+             "scenarios": {r.scenario or "" for r in run.records}}
+    return {r.case_id: r for r in run.records}, {**run.env, "machine_id": run.machine_id}, str(run.path), facts
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

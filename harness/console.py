@@ -16,11 +16,16 @@ from rich.table import Table
 
 from reporting.baseline import best_per_group, failure_label, resolve_baselines, speedup
 from reporting.numbers import fmt_number
+from results.record import Record
 
 STATUS_STYLE = {"passed": "green", "failed": "red", "invalid": "yellow", "skipped": "dim"}
 
 
-def summary_table(records: list[dict[str, Any]], title: str = "accelbench results") -> Table:
+def _mb(size_bytes: int | None) -> float | None:
+    return size_bytes / 1e6 if size_bytes else None
+
+
+def summary_table(records: list[Record], title: str = "accelbench results") -> Table:
     table = Table(title=title, header_style="bold", show_lines=False, pad_edge=False)
     for column, justify in (("case", "left"), ("status", "left"), ("p50 ms", "right"), ("95% CI", "right"),
                             ("p99 ms", "right"), ("items/s", "right"), ("init ms", "right"),
@@ -28,42 +33,37 @@ def summary_table(records: list[dict[str, Any]], title: str = "accelbench result
                             ("size MB", "right")):
         table.add_column(column, justify=justify, no_wrap=column == "case")
     for record in records:
-        latency = record.get("latency_ms") or {}
-        ci = record.get("median_ci_ms") or {}
-        size = record.get("model_size_bytes")
-        status = record["status"]
-        software = (record.get("backend_info") or {}).get("software_device")
-        label = failure_label(status, record.get("reason"))
+        latency, ci, status = record.latency_ms, record.median_ci_ms, record.status
         table.add_row(
-            escape(record["case_id"]) + (" \\[software GPU]" if software else ""),
-            f"[{STATUS_STYLE.get(status, '')}]{escape(label)}[/]",
-            fmt_number(latency.get("p50")),
-            f"{fmt_number(ci.get('low'))}–{fmt_number(ci.get('high'))}" if ci else "-",
-            fmt_number(latency.get("p99")),
-            fmt_number(record.get("throughput_ips")),
-            fmt_number(record.get("init_ms")),
-            fmt_number(record.get("first_inference_ms")),
-            fmt_number(record.get("peak_rss_mb")),
-            fmt_number(record.get("cpu_percent")),
-            fmt_number(size / 1e6 if size else None),
+            escape(record.case_id) + (" \\[software GPU]" if record.software_gpu else ""),
+            f"[{STATUS_STYLE.get(status, '')}]{escape(failure_label(status, record.reason))}[/]",
+            fmt_number(record.p50_ms),
+            f"{fmt_number(ci.low)}–{fmt_number(ci.high)}" if ci else "-",
+            fmt_number(latency.p99 if latency else None),
+            fmt_number(record.throughput_ips),
+            fmt_number(record.init_ms),
+            fmt_number(record.first_inference_ms),
+            fmt_number(record.peak_rss_mb),
+            fmt_number(record.cpu_percent),
+            fmt_number(_mb(record.model_size_bytes)),
             style="red" if status == "failed" else None,  # a failed case that was timed has numbers, not a result
         )
     return table
 
 
-def best_table(records: list[dict[str, Any]]) -> Table | None:
+def best_table(records: list[Record]) -> Table | None:
     """Per model and batch size (and mode where several): the fastest case that PASSED, its p50, speed-up against
     the baseline and fidelity; "no case passed" where none did. INVALID, failed and skipped cases never count."""
     if not records:
         return None
     baselines = resolve_baselines(records)
-    several_modes = len({r.get("mode") for r in records}) > 1
+    several_modes = len({r.mode for r in records}) > 1
     table = Table(title="fastest passing configuration", header_style="bold", pad_edge=False)
     for column in ("model", "batch", *(("mode",) if several_modes else ()), "best", "p50 ms", "items/s",
                    "speed-up", "fidelity"):
         table.add_column(column, justify="right" if column in ("batch", "p50 ms", "items/s") else "left",
                          no_wrap=column in ("model", "best"))
-    models = list(dict.fromkeys(r.get("model") for r in records))
+    models = list(dict.fromkeys(r.model for r in records))
     groups = sorted(best_per_group(records).items(),  # model by model whatever order the cases ran in
                     key=lambda item: (models.index(item[0][1]), item[0][2] or 0, str(item[0][3])))
     for (_, model, batch, mode), index in groups:
@@ -73,13 +73,13 @@ def best_table(records: list[dict[str, Any]]) -> Table | None:
             continue
         best, base = records[index], baselines[index]
         ratio = speedup(best, base)
-        accuracy = best.get("accuracy") or {}
-        fidelity = [f"cos {accuracy['cosine_min']:.6f}" if accuracy.get("cosine_min") is not None else "",
-                    f"top-1 {accuracy['top1']:.4f}" if accuracy.get("top1") is not None else ""]
+        accuracy = best.accuracy
+        fidelity = [f"cos {accuracy.cosine_min:.6f}" if accuracy.cosine_min is not None else "",
+                    f"top-1 {accuracy.top1:.4f}" if accuracy.top1 is not None else ""]
         table.add_row(
-            *head, escape(f"{best.get('backend_label') or best.get('backend')} {best.get('precision')}"
-                          + ("" if (best.get("compression") or "none") == "none" else f" {best['compression']}")),
-            fmt_number(best["latency_ms"]["p50"]), fmt_number(best.get("throughput_ips")),
+            *head, escape(f"{best.label} {best.precision}"
+                          + ("" if best.compression == "none" else f" {best.compression}")),
+            fmt_number(best.p50_ms), fmt_number(best.throughput_ips),
             "-" if ratio is None or base is None else
             ("baseline" if base.index == index else escape(f"{ratio:.2f}× vs {base.name}")),
             ", ".join(f for f in fidelity if f) or "-",
@@ -87,49 +87,48 @@ def best_table(records: list[dict[str, Any]]) -> Table | None:
     return table
 
 
-def _baseline_key(record: dict[str, Any]) -> tuple[Any, ...]:
-    return (record["model"], record["backend_label"], record["batch_size"], record["mode"])
+def _baseline_key(record: Record) -> tuple[Any, ...]:
+    return (record.model, record.backend_label, record.batch_size, record.mode)
 
 
-def tradeoff_table(records: list[dict[str, Any]]) -> Table | None:
+def tradeoff_table(records: list[Record]) -> Table | None:
     """Speed, size and accuracy side by side: what a precision or pruning buys and what it costs.
 
     The speed-up is against the fp32 dense case of the same model, backend, batch size and mode in this run,
     so both numbers come from one sitting; "-" where that case was not measured, and for a failed case (one that
     was timed but misses its fidelity guard buys nothing): its row is red.
     """
-    measured = [r for r in records if r.get("latency_ms")]
-    if not any((r.get("accuracy") or {}).get("outputs") or (r.get("accuracy") or {}).get("error") for r in measured):
+    measured = [r for r in records if r.latency_ms]
+    if not any(r.accuracy.outputs or r.accuracy.error for r in measured):
         return None
-    baselines = {_baseline_key(r): r["latency_ms"]["p50"] for r in measured  # a failed fp32 case is no yardstick
-                 if r["precision"] == "fp32" and r.get("compression", "none") == "none" and r["status"] != "failed"}
+    baselines = {_baseline_key(r): r.p50_ms for r in measured  # a failed fp32 case is no yardstick
+                 if r.precision == "fp32" and r.compression == "none" and r.status != "failed"}
     table = Table(title="speed / size / accuracy", header_style="bold", pad_edge=False)
     for column in ("case", "p50 ms", "× fp32", "size MB", "gzip MB", "sparsity", "top-1", "Δ top-1", "cosine",
                    "top-1 agree", "max |err|"):
         table.add_column(column, justify="left" if column == "case" else "right", no_wrap=column == "case")
     for record in measured:
-        accuracy = record.get("accuracy") or {}
+        accuracy = record.accuracy
         base = baselines.get(_baseline_key(record))
-        p50 = record["latency_ms"]["p50"]
-        size, gzip_size = record.get("model_size_bytes"), record.get("model_size_gzip_bytes")
-        sparsity = (record.get("artifact_meta") or {}).get("sparsity")
+        p50 = record.p50_ms
+        sparsity = (record.artifact_meta or {}).get("sparsity")
         if isinstance(sparsity, dict):  # the zoo reports the pruned kernels' sparsity and all weights'
             sparsity = sparsity.get("pruned_kernels")
-        drop = accuracy.get("top1_drop")
+        drop = accuracy.top1_drop
         table.add_row(
-            escape(record["case_id"]),
+            escape(record.case_id),
             fmt_number(p50),
-            f"{base / p50:.2f}×" if base and p50 and record["status"] != "failed" else "-",  # wrong answers: none
-            fmt_number(size / 1e6 if size else None),
-            fmt_number(gzip_size / 1e6 if gzip_size else None),
+            f"{base / p50:.2f}×" if base and p50 and record.status != "failed" else "-",  # wrong answers: none
+            fmt_number(_mb(record.model_size_bytes)),
+            fmt_number(_mb(record.model_size_gzip_bytes)),
             f"{sparsity:.0%}" if isinstance(sparsity, int | float) else "-",
-            f"{accuracy['top1']:.4f}" if accuracy.get("top1") is not None else "-",
+            f"{accuracy.top1:.4f}" if accuracy.top1 is not None else "-",
             f"{-drop + 0.0:+.4f}" if drop is not None else "-",  # + 0.0: no "-0.0000"
-            f"{accuracy['cosine_min']:.6f}" if accuracy.get("cosine_min") is not None else
-            ("[red]error[/]" if accuracy.get("error") else "-"),
-            f"{accuracy['top1_agreement']:.3f}" if accuracy.get("top1_agreement") is not None else "-",
-            f"{accuracy['max_abs_err']:.3g}" if accuracy.get("max_abs_err") is not None else "-",
-            style="red" if record.get("status") == "failed" else None,  # its speed buys nothing: the answer is wrong
+            f"{accuracy.cosine_min:.6f}" if accuracy.cosine_min is not None else
+            ("[red]error[/]" if accuracy.error else "-"),
+            f"{accuracy.top1_agreement:.3f}" if accuracy.top1_agreement is not None else "-",
+            f"{accuracy.max_abs_err:.3g}" if accuracy.max_abs_err is not None else "-",
+            style="red" if record.status == "failed" else None,  # its speed buys nothing: the answer is wrong
         )
     return table
 
@@ -140,7 +139,7 @@ def make_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=None if stream.isatty() else 160)
 
 
-def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console | None = None,
+def print_summary(records: list[Record], run_dir: Any, console: Console | None = None,
                   report: Any = None, report_error: str | None = None) -> None:
     console = console or make_console()
     console.print(summary_table(records))
@@ -151,27 +150,25 @@ def print_summary(records: list[dict[str, Any]], run_dir: Any, console: Console 
     if tradeoffs is not None:
         console.print(tradeoffs)
     for record in records:
-        if record["status"] != "passed" and record.get("reason"):
-            style = STATUS_STYLE.get(record["status"], "")
-            console.print(f"[{style}]{record['status']}[/] {escape(record['case_id'])}: {escape(record['reason'])}",
+        if record.status != "passed" and record.reason:
+            style = STATUS_STYLE.get(record.status, "")
+            console.print(f"[{style}]{record.status}[/] {escape(record.case_id)}: {escape(record.reason)}",
                           highlight=False, soft_wrap=True)
-    warned = {}  # one line per model: every case of a model shares its reference
+    warned: dict[str, list[str | None]] = {}  # one line per model: every case of a model shares its reference
     for record in records:
-        warning = (record.get("accuracy") or {}).get("warning")
-        if warning:
-            warned.setdefault(warning, []).append(record["model"])
-    software = {}  # the adapter behind each backend whose "GPU" numbers came from the CPU
+        if record.accuracy.warning:
+            warned.setdefault(record.accuracy.warning, []).append(record.model)
+    software: dict[str, str] = {}  # the adapter behind each backend whose "GPU" numbers came from the CPU
     for record in records:
-        info = record.get("backend_info") or {}
-        if record["status"] == "passed" and info.get("software_device"):
-            software.setdefault(record["backend"], info.get("adapter") or "a software adapter")
+        if record.status == "passed" and record.software_gpu:
+            software.setdefault(record.backend, record.backend_info.get("adapter") or "a software adapter")
     for backend, adapter in software.items():
         console.print(f"[yellow]note[/] {backend} ran on {escape(adapter)}, a SOFTWARE GPU adapter on the CPU: its "
                       "numbers are not GPU numbers", highlight=False, soft_wrap=True)
     for warning, models in warned.items():
-        names = escape(", ".join(dict.fromkeys(models)))
+        names = escape(", ".join(dict.fromkeys(map(str, models))))
         console.print(f"[yellow]note[/] {names}: {escape(warning)}", highlight=False, soft_wrap=True)
-    counts = {status: sum(r["status"] == status for r in records) for status in STATUS_STYLE}
+    counts = {status: sum(r.status == status for r in records) for status in STATUS_STYLE}
     console.print(", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no cases", highlight=False)
     console.print(f"results: {escape(str(run_dir))}", highlight=False, soft_wrap=True)
     if report is not None:

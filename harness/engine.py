@@ -29,6 +29,7 @@ from harness.fidelity import (
     uninformative_reference,
 )
 from model_zoo import onnx_precision
+from results.record import Accuracy, Record, WorkerInfo
 from results.stats import latency_summary_ms, median_ci_ms
 from results.store import RunStore, safe_file_name
 from scenario.cases import Case
@@ -186,7 +187,7 @@ class Engine:
 
     def recorded_case_ids(self) -> set[str]:
         """Cases this folder already has a complete record of, whatever their status."""
-        return {record["case_id"] for record in self.store.records()}
+        return {record.case_id for record in self.store.records()}
 
     # -- artefacts ---------------------------------------------------------------------------------------
     def prepare_artifacts(self, cases: list[Case], progress: Any = None) -> None:
@@ -245,7 +246,7 @@ class Engine:
         return self.artifacts.get(key), self.artifact_errors.get(key)
 
     # -- cases -------------------------------------------------------------------------------------------
-    def run_case(self, case: Case) -> dict[str, Any]:
+    def run_case(self, case: Case) -> Record:
         started = time.time()
         if case.skip_reason:
             record = self._record(case, "skipped", case.skip_reason)
@@ -255,14 +256,13 @@ class Engine:
                 record = self._record(case, "failed", error or "no artefact")
             else:
                 record = self._measure(case, artifact)
-        record["started_at"] = started
-        record["finished_at"] = time.time()
-        if record["status"] == "failed":
-            self.store.raise_if_disk_full(record["reason"])
+        record.started_at, record.finished_at = started, time.time()
+        if record.status == "failed":
+            self.store.raise_if_disk_full(record.reason)
         self.store.append(record)
         return record
 
-    def _measure(self, case: Case, artifact: str) -> dict[str, Any]:
+    def _measure(self, case: Case, artifact: str) -> Record:
         job: dict[str, Any] = {"task": "measure", "case": case.to_dict(), "artifact": artifact,
                                "hints": case.model.input_hints()}
         reference = self.reference_for(case)
@@ -275,45 +275,45 @@ class Engine:
         outcome = run_worker(job, self.store.logs_dir, case.case_id, case.measure["timeout_s"],
                              case.measure.get("memory_limit_mb"))
         record = self._record(case, "failed", outcome.reason, artifact=artifact)
-        worker = {"wall_ms": outcome.wall_ms, "exit_code": outcome.exit_code, "log": str(outcome.log)}
-        record["worker"] = worker
+        worker = record.worker = WorkerInfo(wall_ms=outcome.wall_ms, exit_code=outcome.exit_code, log=str(outcome.log))
         raw = outcome.result
         if raw is None:
             return record
-        worker["pid"] = raw.get("pid")
-        worker["startup_ms"] = (raw["entered_at_ns"] - outcome.spawned_at_ns) / 1e6
+        worker.pid = raw.get("pid")
+        worker.startup_ms = (raw["entered_at_ns"] - outcome.spawned_at_ns) / 1e6
         if raw["status"] != "ok":
-            record["reason"] = f"{raw['reason']} (log: {outcome.log})"
+            record.reason = f"{raw['reason']} (log: {outcome.log})"
             return record
-        worker["import_ms"] = (raw["imported_at_ns"] - raw["entered_at_ns"]) / 1e6
-        worker["os_threads"] = raw.get("os_threads")
-        worker["fixed_cost_ms"] = (raw["imported_at_ns"] - outcome.spawned_at_ns + raw["init_ns"]) / 1e6
-        record.update(self._metrics(case, raw))
+        worker.import_ms = (raw["imported_at_ns"] - raw["entered_at_ns"]) / 1e6
+        worker.os_threads = raw.get("os_threads")
+        worker.fixed_cost_ms = (raw["imported_at_ns"] - outcome.spawned_at_ns + raw["init_ns"]) / 1e6
+        for name, value in self._metrics(case, raw).items():
+            setattr(record, name, value)  # each checked against the record's field as it is set
         error = raw.get("evaluation_error") or (reference["reason"] if reference["status"] != "ok" else None)
         if not error:
             try:
-                record["accuracy"] = self._accuracy(case, reference, load_arrays(outputs_path)[:2])
+                record.accuracy = self._accuracy(case, reference, load_arrays(outputs_path)[:2])
             except (ValueError, OSError, KeyError) as problem:  # outputs that cannot be set beside the reference's
                 error = f"the outputs cannot be compared with the reference's: {problem}"
         if error:
-            record["accuracy"] = {"error": error}
+            record.accuracy = Accuracy(error=error)
         problems = self._validity_problems(case, raw)
-        misses = record["accuracy"].get("violations", [])
+        misses = record.accuracy.violations or []
         what = "accuracy budget not met" if case.accuracy_budget else "fidelity guard not met"
         if error and (case.accuracy_budget or case.precision != "fp32" or case.compression != "none"):
             # a converted or pruned model whose outputs nobody could check is not a result to choose
             what, misses = "fidelity could not be checked", [error]
         if not raw["outputs_finite"]:
-            record.update(status="failed", reason="the model produced NaN or infinite outputs")
+            record.status, record.reason = "failed", "the model produced NaN or infinite outputs"
         elif misses:
             guarded = case.accuracy_budget.get("min_cosine") is None  # the default guard set the bar
             step = "" if error or not guarded else "; " + guard_next_step(
                 case.precision, case.compression, user_model=case.model.zoo is None)
-            record.update(status="failed", reason=f"{what}: " + "; ".join(misses) + step)
+            record.status, record.reason = "failed", f"{what}: " + "; ".join(misses) + step
         elif problems:
-            record.update(status="invalid", reason="; ".join(problems))
+            record.status, record.reason = "invalid", "; ".join(problems)
         else:
-            record.update(status="passed", reason=None)
+            record.status, record.reason = "passed", None
         return record
 
     # -- accuracy ----------------------------------------------------------------------------------------
@@ -367,7 +367,7 @@ class Engine:
         return reference
 
     @staticmethod
-    def _accuracy(case: Case, reference: dict[str, Any], named_outputs: tuple[list[str], list[Any]]) -> dict[str, Any]:
+    def _accuracy(case: Case, reference: dict[str, Any], named_outputs: tuple[list[str], list[Any]]) -> Accuracy:
         """Fidelity to the reference on the same inputs, task accuracy where there are labels, and the budget."""
         names, outputs = named_outputs
         ref_names, ref_outputs, _ = load_arrays(Path(reference["outputs"]))
@@ -401,7 +401,7 @@ class Engine:
             accuracy["top1_drop"] = reference["top1"] - accuracy["top1"]
         accuracy["budget"] = case.accuracy_budget
         accuracy["violations"] = budget_violations(accuracy, budget)
-        return accuracy
+        return Accuracy.model_validate(accuracy)
 
     @staticmethod
     def _validity_problems(case: Case, raw: dict[str, Any]) -> list[str]:
@@ -438,48 +438,28 @@ class Engine:
             "backend_info": raw["backend_info"],
         }
 
-    def _record(self, case: Case, status: str, reason: str | None, artifact: str | None = None) -> dict[str, Any]:
+    def _record(self, case: Case, status: str, reason: str | None, artifact: str | None = None) -> Record:
+        """The case's record before it is measured: what the case is, and what a skip or failure leaves. The
+        measured fields are set (to None) here, so that every record on disk has the same keys."""
         size = gzip_size = None
         if artifact:
             if artifact not in self._sizes:
                 self._sizes[artifact] = file_sizes(artifact)
             size, gzip_size = self._sizes[artifact]
-        return {
-            "case_id": case.case_id,
-            "scenario": case.scenario,
-            "model": case.model_label,
-            "model_source": {"zoo": case.model.zoo, "path": case.model.path,
-                             "input_shape": list(case.model.input_shape) if case.model.input_shape else None},
-            "backend": case.backend,
-            "backend_label": case.backend_label,
-            "backend_options": case.backend_options,
-            "precision": case.precision,
-            "compression": case.compression,
-            "calibration": case.calibration or None,
-            "batch_size": case.batch_size,
-            "mode": case.mode,
-            "status": status,
-            "reason": reason,
-            "measure": case.measure,
-            "latency_ms": None,
-            "median_ci_ms": None,
-            "throughput_ips": None,
-            "init_ms": None,
-            "first_inference_ms": None,
-            "peak_rss_mb": None,
-            "cpu_percent": None,
-            "model_size_bytes": size,
-            "model_size_gzip_bytes": gzip_size,
-            "samples_ns": [],
-            "accuracy": {},
-            "backend_info": {},
-            "artifact": artifact,
-            "artifact_meta": _artifact_facts(artifact),
-            "baseline": case.baseline,
-            "env_id": self.env["env_id"],
-        }
+        return Record(
+            case_id=case.case_id, scenario=case.scenario, model=case.model_label,
+            model_source={"zoo": case.model.zoo, "path": case.model.path,
+                          "input_shape": list(case.model.input_shape) if case.model.input_shape else None},
+            backend=case.backend, backend_label=case.backend_label, backend_options=case.backend_options,
+            precision=case.precision, compression=case.compression, calibration=case.calibration or None,
+            batch_size=case.batch_size, mode=case.mode, status=status, reason=reason, measure=case.measure,
+            latency_ms=None, median_ci_ms=None, throughput_ips=None, init_ms=None, first_inference_ms=None,
+            peak_rss_mb=None, cpu_percent=None, model_size_bytes=size, model_size_gzip_bytes=gzip_size,
+            samples_ns=[], accuracy=Accuracy(), backend_info={}, artifact=artifact,
+            artifact_meta=_artifact_facts(artifact), baseline=case.baseline, env_id=self.env["env_id"],
+        )
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self) -> list[Record]:
         """Write benchmark.json; return every record of the run. Pages are the front doors' business
         (reporting.html.write_report_safely), so the engine knows nothing of them."""
         self.store.write_benchmark_json(self.env)  # a full disk raises DiskFull from the store

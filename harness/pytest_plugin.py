@@ -86,10 +86,10 @@ class CaseItem(pytest.Item):
             record = engine.run_case(self.case)
         except RunFolderProblem as error:  # the disk filled up: stop here, keep what is recorded
             pytest.exit(f"accelbench: {error}; the cases recorded so far are kept", returncode=2)
-        if record["status"] == "skipped":
-            pytest.skip(record["reason"])
-        if record["status"] != "passed":
-            raise CaseFailure(f"{record['status'].upper()}: {record['reason']}")
+        if record.status == "skipped":
+            pytest.skip(record.reason or "skipped")
+        if record.status != "passed":
+            raise CaseFailure(f"{record.status.upper()}: {record.reason}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CaseFailure):

@@ -1,6 +1,6 @@
 """Which case a speed-up divides by, and which case answers "what is fastest?", from one run's records.
 
-Plain dictionaries, no pandas: the console summary (harness/console.py) and the HTML report (reporting/frame.py,
+Plain records, no pandas: the console summary (harness/console.py) and the HTML report (reporting/frame.py,
 reporting/html.py) must name the same baseline and the same best case, and the console must stay cheap to import.
 
 A record's `baseline` is either what the scenario named, `{"backend": LABEL_OR_NAME, "precision": P}`, or "not
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from results.record import MEASURED
+from results.record import Record
 
 GROUP_KEYS = ("scenario", "model", "batch_size", "mode")  # inside one run: a speed-up never crosses runs
 AUTO_PRECISION = "fp32"
@@ -40,35 +40,30 @@ class Baseline:
         return f"{self.label} {self.precision}"
 
 
-def named_baseline(record: dict[str, Any]) -> dict[str, Any] | None:
+def named_baseline(record: Record) -> dict[str, Any] | None:
     """The baseline the scenario named for this record, or None when it named none (the first fp32 case then)."""
-    spec = record.get("baseline")
+    spec = record.baseline
     if not isinstance(spec, dict) or spec.get("auto") or not spec.get("backend"):
         return None
     return {"backend": spec["backend"], "precision": spec.get("precision") or AUTO_PRECISION}
 
 
-def p50_of(record: dict[str, Any]) -> float | None:
+def p50_of(record: Record) -> float | None:
     """The record's median latency, or None where it was not measured (a skip, a crash)."""
-    p50 = (record.get("latency_ms") or {}).get("p50")
-    return float(p50) if isinstance(p50, int | float) and p50 > 0 else None
+    p50 = record.p50_ms
+    return p50 if p50 is not None and p50 > 0 else None
 
 
-def label_of(record: dict[str, Any]) -> str:
-    return str(record.get("backend_label") or record.get("backend"))
+def _group(record: Record) -> tuple[Any, ...]:
+    return tuple(getattr(record, key) for key in GROUP_KEYS)
 
 
-def _group(record: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(record.get(key) for key in GROUP_KEYS)
-
-
-def _can_be_baseline(record: dict[str, Any]) -> bool:
+def _can_be_baseline(record: Record) -> bool:
     """Measured, valid and dense: a number others may be divided by."""
-    return (record.get("status") == "passed" and (record.get("compression") or "none") == "none"
-            and p50_of(record) is not None)
+    return record.status == "passed" and record.compression == "none" and p50_of(record) is not None
 
 
-def resolve_baselines(records: list[dict[str, Any]]) -> list[Baseline | None]:
+def resolve_baselines(records: list[Record]) -> list[Baseline | None]:
     """For each record of ONE run, its baseline case in that run, or None where none was measured.
 
     A named baseline is matched by label first (a scenario may list one backend twice under two labels), then by
@@ -81,10 +76,10 @@ def resolve_baselines(records: list[dict[str, Any]]) -> list[Baseline | None]:
     for index, record in enumerate(records):
         if not _can_be_baseline(record):
             continue
-        key = (*_group(record), record.get("precision"))
-        by_label[(*key, label_of(record))] = index  # the last wins: a resumed run's later record
-        by_name.setdefault((*key, record.get("backend")), []).append(index)
-        if record.get("precision") == AUTO_PRECISION:
+        key = (*_group(record), record.precision)
+        by_label[(*key, record.label)] = index  # the last wins: a resumed run's later record
+        by_name.setdefault((*key, record.backend), []).append(index)
+        if record.precision == AUTO_PRECISION:
             first_fp32.setdefault(_group(record), index)
     resolved: list[Baseline | None] = []
     for record in records:
@@ -101,19 +96,19 @@ def resolve_baselines(records: list[dict[str, Any]]) -> list[Baseline | None]:
             resolved.append(None)
             continue
         base = records[found]
-        resolved.append(Baseline(index=found, label=label_of(base), precision=str(base.get("precision")),
+        resolved.append(Baseline(index=found, label=base.label, precision=base.precision,
                                  p50_ms=p50_of(base) or float("nan"), auto=spec is None))
     return resolved
 
 
-def speedup(record: dict[str, Any], baseline: Baseline | None) -> float | None:
+def speedup(record: Record, baseline: Baseline | None) -> float | None:
     """Baseline p50 ÷ this case's p50, for cases whose numbers stand (passed, or INVALID and flagged as such).
 
     A failed case keeps its timings (a conversion that misses its fidelity guard still ran), but a speed-up of a
     wrong answer is no speed-up: it gets none.
     """
     p50 = p50_of(record)
-    if baseline is None or p50 is None or record.get("status") not in MEASURED:
+    if baseline is None or p50 is None or not record.measured:
         return None
     return baseline.p50_ms / p50
 
@@ -129,7 +124,7 @@ def failure_label(status: str | None, reason: str | None) -> str:
     return "failed"
 
 
-def fastest_passed(records: Iterable[tuple[int, dict[str, Any]]]) -> int | None:
+def fastest_passed(records: Iterable[tuple[int, Record]]) -> int | None:
     """The index of the passed, measured record with the lowest p50 (the first of equals), or None.
 
     Only passed counts: an INVALID case's numbers are not trustworthy, a failed one's answer is wrong.
@@ -137,12 +132,12 @@ def fastest_passed(records: Iterable[tuple[int, dict[str, Any]]]) -> int | None:
     best: tuple[float, int] | None = None
     for index, record in records:
         p50 = p50_of(record)
-        if record.get("status") == "passed" and p50 is not None and (best is None or p50 < best[0]):
+        if record.status == "passed" and p50 is not None and (best is None or p50 < best[0]):
             best = (p50, index)
     return None if best is None else best[1]
 
 
-def best_per_group(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], int | None]:
+def best_per_group(records: list[Record]) -> dict[tuple[Any, ...], int | None]:
     """Per (scenario, model, batch size, mode) of one run, in the run's order: the fastest passed record."""
     groups: dict[tuple[Any, ...], list[int]] = {}
     for index, record in enumerate(records):

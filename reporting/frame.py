@@ -32,7 +32,7 @@ COLUMNS = (
 INTERNAL_COLUMNS = ("baseline_backend", "baseline_precision", "baseline_auto", "baseline_key", "status_label", "key")
 
 
-def flat_record(run: Run, record: dict[str, Any], machine: str, baseline: Baseline | None = None) -> dict[str, Any]:
+def flat_record(run: Run, record: Record, machine: str, baseline: Baseline | None = None) -> dict[str, Any]:
     """One record as one row; `baseline` is its resolved baseline case in `run` (resolve_baselines), if any."""
     named = named_baseline(record)
     if baseline is not None:
@@ -40,15 +40,14 @@ def flat_record(run: Run, record: dict[str, Any], machine: str, baseline: Baseli
     else:  # not measured: the name the scenario gave, or nothing when it left the choice to the report
         base_backend, base_precision = (named["backend"], named["precision"]) if named else (None, None)
     ratio = speedup(record, baseline)
-    row = Record.from_json(record).flat()
     return {
-        "run": run.name, "machine_id": run.machine_id, "machine": machine, **row,
+        "run": run.name, "machine_id": run.machine_id, "machine": machine, **record.flat(),
         "speedup": np.nan if ratio is None else ratio,
         "baseline": f"{base_backend} {base_precision}" if base_backend else None,
         "baseline_backend": base_backend, "baseline_precision": base_precision, "baseline_auto": named is None,
-        "baseline_key": f"{run.name}/{run.records[baseline.index]['case_id']}" if baseline is not None else None,
-        "status_label": failure_label(record.get("status"), record.get("reason")),
-        "key": f"{run.name}/{record['case_id']}",
+        "baseline_key": f"{run.name}/{run.records[baseline.index].case_id}" if baseline is not None else None,
+        "status_label": failure_label(record.status, record.reason),
+        "key": f"{run.name}/{record.case_id}",
     }
 
 

@@ -23,6 +23,7 @@ import plotly.io
 from reporting.charts import figures_for_model, speedup_colour
 from reporting.frame import COLUMNS, config_order, records_frame
 from reporting.numbers import fmt_number
+from results.record import MEASURED
 from results.runs import Run, load_runs, machine_label
 
 REPORT_NAME = "report.html"
@@ -204,10 +205,10 @@ def _model_source(runs: list[Run], model: str) -> str:
     """Where a model came from: the zoo's name and shape, or the user's file."""
     for run in runs:
         for record in run.records:
-            if record.get("model") == model and record.get("model_source"):
-                source = record["model_source"]
-                shape = source.get("input_shape")
-                where = f"file {source['path']}" if source.get("path") else f"zoo model {source.get('zoo')}"
+            source = record.model_source
+            if record.model == model and source and (source.path or source.zoo):
+                where = f"file {source.path}" if source.path else f"zoo model {source.zoo}"
+                shape = source.input_shape
                 return where + (f", input {'×'.join(map(str, shape))}" if shape else "")
     return ""
 
@@ -216,7 +217,7 @@ def _badges(runs: list[Run], frame: pd.DataFrame) -> list[dict[str, str]]:
     """Everything that qualifies the numbers, first thing on the page."""
     passed = int((frame["status"] == "passed").sum())
     badges = [{"kind": "ok", "text": f"{passed} passed", "title": "cases measured and within their rules"}]
-    software = frame[(frame["software_gpu"]) & frame["status"].isin(["passed", "invalid"])]
+    software = frame[(frame["software_gpu"]) & frame["status"].isin(MEASURED)]
     for backend, rows in software.groupby("backend_label", sort=False):
         device = next((d for d in rows["device"] if d), "a software adapter")
         badges.append({"kind": "warn", "text": f"software GPU: {backend}",
@@ -287,7 +288,7 @@ def build_page(runs: list[Run]) -> str:
     """The report's HTML for these runs."""
     labels = {run.machine_id: machine_label(run.machine) for run in runs}
     frame = records_frame(runs, labels)
-    samples = {f"{run.name}/{r['case_id']}": r.get("samples_ns") or [] for run in runs for r in run.records}
+    samples = {f"{run.name}/{r.case_id}": r.samples_ns for run in runs for r in run.records}
     figures: list[dict[str, str]] = []
     machines = []
     answers: list[dict[str, Any]] = []

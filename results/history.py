@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from results.record import Record
+from results.record import MEASURED, Record, RecordError
 
 HISTORY_ENV = "ACCELBENCH_HISTORY"
 DEFAULT_HISTORY = "history"
@@ -66,16 +66,15 @@ def _rows(run: Any, identifier: str) -> list[dict[str, Any]]:
     rows = []
     columns = [name for name in SCHEMA.names if name not in RUN_COLUMNS]
     for record in run.records:
-        typed = Record.from_json(record)
-        flat = typed.flat()
-        kept = {k: v for k, v in typed.to_json().items() if k != "samples_ns"}
+        flat = record.flat()
+        kept = {k: v for k, v in record.to_json().items() if k != "samples_ns"}
         rows.append({
             "run_id": identifier, "run_name": run.name, "started": run.started, "commit": git.get("id"),
             "commit_time": git.get("time"), "branch": git.get("branch"), "dirty": bool(git.get("dirty")),
             "machine_id": run.machine_id, "machine": machine_label(run.machine), "env_id": run.env.get("env_id"),
             "env_json": json.dumps(run.env, default=str), **{name: flat[name] for name in columns},
-            "scenario": typed.scenario or "", "record_json": json.dumps(kept, default=str),
-            "samples_ns": [int(v) for v in typed.samples_ns],
+            "scenario": record.scenario or "", "record_json": json.dumps(kept, default=str),
+            "samples_ns": [int(v) for v in record.samples_ns],
         })
     return rows
 
@@ -141,7 +140,7 @@ def runs_table(history: Path) -> tuple[pd.DataFrame, list[str]]:
 
 def load_history_run(history: Path, reference: str, machine_id: str | None = None, exclude: str | None = None,
                      before: str | None = None,
-                     scenarios: set[str] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str]:
+                     scenarios: set[str] | None = None) -> tuple[dict[str, Record], dict[str, Any], str]:
     """A run of the history as (records by case id, env, run id). reference: "latest" (the newest run on
     machine_id that started before `before`, other than `exclude`, of one of `scenarios`: a manual run of
     another scenario between two nightlies is not the nightly's base) or a run id."""
@@ -166,13 +165,16 @@ def load_history_run(history: Path, reference: str, machine_id: str | None = Non
         chosen = reference
     else:
         raise HistoryError(f"no run {reference!r} in the history in {history} (accelbench history list)")
-    table = pq.read_table(history / f"{chosen}.parquet", columns=["record_json", "samples_ns", "env_json"])
-    rows = table.to_pylist()
+    path = history / f"{chosen}.parquet"
+    rows = pq.read_table(path, columns=["record_json", "samples_ns", "env_json"]).to_pylist()
     records = {}
     for row in rows:
-        record = json.loads(row["record_json"])
-        record["samples_ns"] = row["samples_ns"] or []
-        records[record["case_id"]] = record
+        data = json.loads(row["record_json"])
+        try:
+            record = Record.read({**data, "samples_ns": row["samples_ns"] or []})
+        except RecordError as error:
+            raise HistoryError(f"{path}: case {str(data.get('case_id'))[:200]!r}: {error}") from None
+        records[record.case_id] = record
     return records, json.loads(rows[0]["env_json"]) if rows else {}, chosen
 
 
@@ -184,7 +186,7 @@ def case_medians(history: Path, machine_id: str, before: str | None = None, last
     frame, _ = read_history(history, ["started", "machine_id", "case_id", "status", "p50_ms", "scenario"])
     if frame.empty:
         return {}
-    keep = (frame["machine_id"] == machine_id) & frame["status"].isin(["passed", "invalid"]) & frame["p50_ms"].notna()
+    keep = (frame["machine_id"] == machine_id) & frame["status"].isin(MEASURED) & frame["p50_ms"].notna()
     if before is not None:
         keep &= frame["started"] < before
     if scenarios:

@@ -31,7 +31,7 @@ class RecordError(ValueError):
 class _Part(BaseModel):
     """A part of the record whose keys are all known: an unknown one is a bug in the writer."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)  # a value set later is checked too
 
 
 class Latency(_Part):
@@ -231,6 +231,16 @@ class Record(_Part):
     def p50_ms(self) -> float | None:
         return self.latency_ms.p50 if self.latency_ms is not None else None
 
+    @property
+    def label(self) -> str:
+        """The backend as the scenario labelled it (one backend may appear twice under two labels)."""
+        return self.backend_label or self.backend
+
+    @property
+    def software_gpu(self) -> bool:
+        """A "GPU" case whose adapter was a software rasteriser on the CPU: its numbers are not GPU numbers."""
+        return bool(self.backend_info.get("software_device"))
+
     def flat(self) -> dict[str, Any]:
         """The record as one row of named scalars: what the report's table, its CSV and the history draw from."""
         latency, interval, accuracy = self.latency_ms, self.median_ci_ms, self.accuracy
@@ -238,7 +248,7 @@ class Record(_Part):
         size, gzip_size = self.model_size_bytes, self.model_size_gzip_bytes
         return {
             "scenario": self.scenario, "case_id": self.case_id, "model": self.model, "backend": self.backend,
-            "backend_label": self.backend_label or self.backend, "precision": self.precision,
+            "backend_label": self.label, "precision": self.precision,
             "compression": self.compression or "none", "batch_size": self.batch_size, "mode": self.mode,
             "status": self.status, "reason": self.reason,
             "p50_ms": latency.p50 if latency else None, "p90_ms": latency.p90 if latency else None,
@@ -253,7 +263,7 @@ class Record(_Part):
             "size_mb": size / 1e6 if size else None, "gzip_mb": gzip_size / 1e6 if gzip_size else None,
             "cosine": accuracy.cosine_min, "max_abs_err": accuracy.max_abs_err,
             "top1_agreement": accuracy.top1_agreement, "top1": accuracy.top1, "top1_drop": accuracy.top1_drop,
-            "software_gpu": bool(self.backend_info.get("software_device")), "device": self.device,
+            "software_gpu": self.software_gpu, "device": self.device,
             "env_id": self.env_id, "os_threads": self.worker.os_threads if self.worker else None,
         }
 

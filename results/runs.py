@@ -26,7 +26,7 @@ class Run:
     path: Path
     env: dict[str, Any]
     info: dict[str, Any]  # scenario.json: scenarios, front door, selection
-    records: list[dict[str, Any]]
+    records: list[Record]
     name: str = ""  # how the report calls it: the folder's name, made unique among the runs of one report
 
     def __post_init__(self) -> None:
@@ -45,7 +45,7 @@ class Run:
         """ISO time the run began: env.json's, else the first record's start."""
         if self.env.get("collected_at"):
             return str(self.env["collected_at"])
-        starts = [r["started_at"] for r in self.records if isinstance(r.get("started_at"), int | float)]
+        starts = [r.started_at for r in self.records if r.started_at is not None]
         return datetime.fromtimestamp(min(starts), UTC).isoformat(timespec="seconds") if starts else None
 
     @property
@@ -57,7 +57,7 @@ class Run:
 
     @property
     def scenarios(self) -> list[str]:
-        names = self.info.get("scenarios") or sorted({r.get("scenario", "?") for r in self.records})
+        names = self.info.get("scenarios") or sorted({r.scenario or "?" for r in self.records})
         return [str(name) for name in names]
 
 
@@ -100,13 +100,10 @@ def load_run(path: str | Path) -> Run:
         raise RunFolderError(f"{folder}: not an accelbench run folder (no results.jsonl, no env.json)")
     env = _read_json(folder / "env.json", required=True)
     info = _read_json(folder / "scenario.json", required=False)
-    records = []
-    for data in read_records(folder / "results.jsonl"):
-        try:
-            records.append(Record.read(data).to_json())
-        except RecordError as error:
-            raise RunFolderError(f"{folder / 'results.jsonl'}: case {str(data.get('case_id'))[:200]!r}: "
-                                 f"{error}") from None
+    try:
+        records = read_records(folder / "results.jsonl")
+    except RecordError as error:
+        raise RunFolderError(str(error)) from None
     return Run(folder.resolve(), env, info, records)
 
 

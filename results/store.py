@@ -10,13 +10,16 @@ import errno
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from results.record import Record
+import numpy as np
+
+from results.record import Record, RecordError
 from sysinfo import ACCELBENCH_VERSION
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -99,11 +102,10 @@ class RunStore:
             raise RunFolderProblem(f"only {free_mb:.1f} MB free for the results in {self.run_dir}; a run needs at "
                                    f"least {MIN_FREE_MB} MB (records keep every raw sample, workers write logs)")
 
-    def append(self, record: Record | dict[str, Any]) -> None:
-        """One record, checked against the contract (a misspelt or unknown field is a ValidationError here, not a
-        silent None in every reader), then fsync'd: a crash later loses nothing already measured."""
-        typed = record if isinstance(record, Record) else Record.from_json(record)
-        line = json.dumps(typed.to_json(), separators=(",", ":")) + "\n"
+    def append(self, record: Record) -> None:
+        """One record, fsync'd: a crash later loses nothing already measured. (The record checked its fields as
+        they were set: a misspelt or unknown one never gets this far.)"""
+        line = json.dumps(record.to_json(), separators=(",", ":")) + "\n"
         try:
             with open(self.results_path, "a", encoding="utf-8") as handle:
                 handle.write(line)
@@ -114,7 +116,7 @@ class RunStore:
                 repair_torn_tail(self.results_path)  # the next record must not be glued to half of this one
             raise self._disk_full(error) from None
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[Record]:
         return read_records(self.results_path)
 
     def _write_json(self, name: str, data: Any) -> Path:
@@ -153,8 +155,10 @@ def repair_torn_tail(path: Path) -> int:
         return 0
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """All complete records; a torn last line (a run killed mid-write) is skipped."""
+def read_records(path: Path) -> list[Record]:
+    """All complete records, typed; a torn last line (a run killed mid-write) is skipped. Leniently (Record.read):
+    fields a newer accelbench added are dropped; a known field of the wrong kind is a RecordError naming the file,
+    the case and the field."""
     records = []
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -162,19 +166,20 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         return records
     for line in text.splitlines():
         try:
-            record = json.loads(line)
+            data = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict) and "case_id" in record:
-            records.append(record)
+        if isinstance(data, dict) and "case_id" in data:
+            try:
+                records.append(Record.read(data))
+            except RecordError as error:
+                raise RecordError(f"{path}: case {str(data.get('case_id'))[:200]!r}: {error}") from None
     return records
 
 
-def _stats_seconds(record: dict[str, Any]) -> dict[str, Any]:
+def _stats_seconds(record: Record) -> dict[str, Any]:
     """pytest-benchmark's stats block, from our raw samples (its unit is seconds)."""
-    import numpy as np
-
-    samples = np.asarray(record["samples_ns"], dtype=np.float64) / 1e9
+    samples = np.asarray(record.samples_ns, dtype=np.float64) / 1e9
     q1, median, q3 = np.percentile(samples, (25, 50, 75))
     iqr = q3 - q1
     mean = float(samples.mean())
@@ -194,28 +199,26 @@ def _stats_seconds(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def benchmark_json(records: list[dict[str, Any]], env: dict[str, Any]) -> dict[str, Any]:
+def benchmark_json(records: list[Record], env: dict[str, Any]) -> dict[str, Any]:
     """The run in pytest-benchmark's JSON schema, so `pytest-benchmark compare` and
     github-action-benchmark read it. Only measured cases appear: those tools have no notion of a skip."""
-    import platform
-
     machine = env.get("machine", {})
     git = env.get("git", {})
     benchmarks = []
     for record in records:
-        if not record.get("samples_ns"):
+        if not record.samples_ns:
             continue
         benchmarks.append({
-            "group": record["model"],
-            "name": record["case_id"],
-            "fullname": f"{record['scenario']}::{record['case_id']}",
-            "params": {"backend": record["backend"], "precision": record["precision"],
-                       "batch_size": record["batch_size"], "mode": record["mode"]},
-            "param": record["case_id"],
-            "extra_info": {"status": record["status"], "throughput_ips": record.get("throughput_ips"),
-                           "p99_ms": (record.get("latency_ms") or {}).get("p99"),
-                           "init_ms": record.get("init_ms"), "peak_rss_mb": record.get("peak_rss_mb"),
-                           "env_id": record.get("env_id")},
+            "group": record.model,
+            "name": record.case_id,
+            "fullname": f"{record.scenario}::{record.case_id}",
+            "params": {"backend": record.backend, "precision": record.precision,
+                       "batch_size": record.batch_size, "mode": record.mode},
+            "param": record.case_id,
+            "extra_info": {"status": record.status, "throughput_ips": record.throughput_ips,
+                           "p99_ms": record.latency_ms.p99 if record.latency_ms else None,
+                           "init_ms": record.init_ms, "peak_rss_mb": record.peak_rss_mb,
+                           "env_id": record.env_id},
             "options": {"disable_gc": False, "timer": "perf_counter_ns", "min_rounds": None,
                         "max_time": None, "min_time": None, "warmup": True},
             "stats": _stats_seconds(record),

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
+from results.record import Record
+from tests.records import make_record
 from tracking.changepoints import change_points
 from tracking.compare import (
     TimingChange,
@@ -25,13 +27,10 @@ def samples(median_ms: float, n: int = 5000, seed: int = 0, spread: float = 0.05
     return (median_ms * 1e6 * np.exp(rng.normal(0, spread, n))).astype(np.int64).tolist()
 
 
-def record(case_id: str, median_ms: float | None, seed: int = 0, **extra) -> dict:
-    measured = median_ms is not None
-    return {"case_id": case_id, "backend": "tflite_cpu", "backend_options": {"threads": 2}, "precision": "fp32",
-            "compression": "none", "batch_size": 1, "mode": "latency",
-            "status": "passed" if measured else "skipped", "reason": None if measured else "not here",
-            "latency_ms": {"p50": median_ms} if measured else None,
-            "samples_ns": samples(median_ms, seed=seed) if measured else [], **extra}
+def record(case_id: str, median_ms: float | None, seed: int = 0, **extra) -> Record:
+    """A case measured around `median_ms` (None: skipped)."""
+    measured = samples(median_ms, seed=seed) if median_ms is not None else None
+    return make_record(case_id, samples_ns=measured, backend_options={"threads": 2}, **extra)
 
 
 def test_block_medians_cut_the_run_in_order() -> None:
@@ -74,12 +73,12 @@ def test_verdict_needs_evidence_and_size(ratio, p, low, high, expected) -> None:
 
 def test_cases_that_cannot_be_compared_say_why() -> None:
     base = {"a": record("a", 2.0), "b": record("b", 2.0), "c": record("c", None), "gone": record("gone", 1.0)}
-    new = {"a": record("a", 2.0, seed=3), "b": {**record("b", 2.0), "batch_size": 4}, "c": record("c", 2.0),
+    new = {"a": record("a", 2.0, seed=3), "b": record("b", 2.0, batch_size=4), "c": record("c", 2.0),
            "added": record("added", 1.0)}
     results = {r.case_id: r for r in compare_runs(base, new, ENV, ENV)}
     assert results["a"].verdict == "unchanged"
     assert "batch_size differs" in results["b"].reason
-    assert results["c"].reason == "base skipped: not here"
+    assert results["c"].reason == "base skipped: why c"
     assert results["gone"].verdict == "missing" and results["added"].reason == "not in the base run"
     assert not results["gone"].regressed and not results["c"].regressed
     other_machine = {**ENV, "machine": {**MACHINE, "cpu_logical": 16}}
@@ -90,21 +89,22 @@ def test_cases_that_cannot_be_compared_say_why() -> None:
 
 
 def test_a_case_that_no_longer_runs_is_a_regression() -> None:
-    crashed = {**record("a", None), "status": "failed", "reason": "worker crashed with SIGSEGV"}
+    crashed = record("a", None, status="failed", reason="worker crashed with SIGSEGV")
     result = compare_runs({"a": record("a", 2.0)}, {"a": crashed}, ENV, ENV)[0]
     assert result.verdict == "broken" and result.regressed and "SIGSEGV" in result.reason
 
 
 def test_too_few_samples_for_the_test_are_not_called_unchanged() -> None:
-    base = {**record("a", 1.0), "samples_ns": [1_000_000] * 4}
-    new = {**record("a", 2.0), "samples_ns": [2_000_000] * 4}  # twice as slow, but 4 blocks cannot reach p < 0.01
+    base = make_record("a", samples_ns=[1_000_000] * 4, backend_options={"threads": 2})
+    # twice as slow, but 4 blocks cannot reach p < 0.01
+    new = make_record("a", samples_ns=[2_000_000] * 4, backend_options={"threads": 2})
     result = compare_runs({"a": base}, {"a": new}, ENV, ENV)[0]
     assert result.verdict == "not comparable" and "too few samples" in result.reason
 
 
 def test_accuracy_changes_any_top1_loss_is_worse() -> None:
-    before = {"accuracy": {"top1": 0.9733, "cosine_min": 0.999990}}
-    after = {"accuracy": {"top1": 0.9689, "cosine_min": 0.999991}}
+    before = make_record(accuracy={"top1": 0.9733, "cosine_min": 0.999990})
+    after = make_record(accuracy={"top1": 0.9689, "cosine_min": 0.999991})
     changes = accuracy_changes(before, after)
     assert changes["top1"]["verdict"] == "worse" and changes["top1"]["change"] == pytest.approx(-0.0044)
     assert changes["cosine_min"]["verdict"] == "same"  # float noise in the 6th digit

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scenario.load import expand, load_scenario
-from tests.conftest import FAST_MEASURE, assert_scenario_error, by_id, run_cases
+from tests.conftest import FAST_MEASURE, assert_scenario_error, by_id, run_cases, written_records
 
 QUIET = ("-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
 
@@ -190,9 +190,7 @@ measure: {FAST_MEASURE}
                    if line.startswith(f"digits_cnn-int8_dynamic-b1-{backend}: FAILED: accuracy budget not met")]
         assert len(failure) == 1, text[-3000:]
         assert "< min_cosine 0.9999999" in failure[0] and "output 'output_0': cosine 0.99" in failure[0]
-    from results.store import read_records
-
-    records = by_id(read_records(out / "results.jsonl"))
+    records = by_id(written_records(out / "results.jsonl"))
     for case_id, record in records.items():
         accuracy = record["accuracy"]
         assert accuracy["top1"] is not None and accuracy["reference"]["backend"] == "tensorflow"

@@ -4,14 +4,13 @@ same fields (new ones allowed) holding values of the same kind. Timings differ r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from results.runs import load_runs
-from tests.conftest import run_cli
+from tests.conftest import by_id, run_cli, written_records
 
 FIXTURE = Path(__file__).parent / "data" / "run_0684769"
 # the record's fields whose values are free text or differ by machine and moment, compared by presence only
@@ -48,17 +47,17 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]
     out = tmp_path_factory.mktemp("compat") / "run"
     result = run_cli("run", str(FIXTURE / "fixture.yaml"), "--out", str(out), timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return {r["case_id"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    return by_id(written_records(out / "results.jsonl"))
 
 
 def test_todays_code_reads_a_run_folder_written_before() -> None:
     (run,) = load_runs([FIXTURE])
-    assert [r["status"] for r in run.records] == ["passed", "passed", "passed", "passed", "skipped", "skipped"]
-    assert run.records[0]["latency_ms"]["p50"] > 0
+    assert [r.status for r in run.records] == ["passed", "passed", "passed", "passed", "skipped", "skipped"]
+    assert run.records[0].p50_ms > 0
 
 
 def test_a_fresh_run_writes_the_same_fields_with_values_of_the_same_kind(fresh: dict[str, dict[str, Any]]) -> None:
-    before = {r["case_id"]: r for r in map(json.loads, (FIXTURE / "results.jsonl").read_text().splitlines())}
+    before = by_id(written_records(FIXTURE / "results.jsonl"))
     assert set(fresh) == set(before)
     problems = []
     for case_id, old in before.items():

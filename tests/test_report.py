@@ -24,9 +24,11 @@ from reporting.html import (
     plotly_py_js_version,
     script_json,
 )
+from results.record import Record
 from results.runs import Run, RunFolderError, load_run, load_runs
 from sysinfo.envinfo import machine_id
 from tests.conftest import run_cli
+from tests.records import make_record
 
 MACHINE_A = {"cpu_model": "CPU A", "cpu_logical": 2, "memory_gb": 24, "arch": "x86_64", "gpu": None}
 MACHINE_B = {"cpu_model": "CPU B", "cpu_logical": 16, "memory_gb": 128, "arch": "x86_64",
@@ -37,23 +39,22 @@ MACHINE_B = {"cpu_model": "CPU B", "cpu_logical": 16, "memory_gb": 128, "arch": 
 def record(case_id: str, backend: str, p50: float | None, *, precision: str = "fp32", batch: int = 1,
            label: str | None = None, compression: str = "none", status: str = "passed",
            baseline: str | None = "tflite_cpu", cosine: float | None = None,
-           reason: str | None = None) -> dict[str, Any]:
-    """A record as the engine writes it, reduced to what the report reads. baseline=None: the scenario named none."""
-    return {"case_id": case_id, "scenario": "s", "model": "m", "backend": backend, "backend_label": label or backend,
-            "precision": precision, "compression": compression, "batch_size": batch, "mode": "latency",
-            "status": status, "reason": reason or (None if status == "passed" else f"why {case_id}"),
-            "latency_ms": None if p50 is None else {"p50": p50, "p90": p50, "p99": p50},
-            "throughput_ips": None if p50 is None else batch * 1000 / p50,
-            "baseline": None if baseline is None else {"backend": baseline, "precision": "fp32"}, "samples_ns": [],
-            "accuracy": {} if cosine is None else {"cosine_min": cosine, "violations": [],
-                                                   "outputs": [{"name": "logits", "cosine": cosine}]}}
+           reason: str | None = None) -> Record:
+    """A record reduced to what the report reads. baseline=None: the scenario named none."""
+    return make_record(
+        case_id, p50_ms=p50, cosine=cosine, backend=backend, backend_label=label or backend, precision=precision,
+        compression=compression, batch_size=batch, status=status,
+        reason=reason or (None if status == "passed" else f"why {case_id}"),
+        latency_ms=None if p50 is None else {"p50": p50, "p90": p50, "p99": p50},
+        throughput_ips=None if p50 is None else batch * 1000 / p50,
+        baseline=None if baseline is None else {"backend": baseline, "precision": "fp32"})
 
 
-def fidelity_failure(case_id: str, backend: str, p50: float, cosine: float, **kwargs: Any) -> dict[str, Any]:
+def fidelity_failure(case_id: str, backend: str, p50: float, cosine: float, **kwargs: Any) -> Record:
     """A conversion that ran and was timed but whose outputs miss the fidelity guard: failed, numbers kept."""
     reason = f"fidelity: output 'logits': cosine {cosine} < min_cosine 0.99"
     failed = record(case_id, backend, p50, status="failed", cosine=cosine, reason=reason, **kwargs)
-    failed["accuracy"]["violations"] = [reason.removeprefix("fidelity: ")]
+    failed.accuracy.violations = [reason.removeprefix("fidelity: ")]
     return failed
 
 
@@ -108,7 +109,7 @@ def test_baseline_by_label_and_ambiguous_backend_names() -> None:
 
 def test_numbers_that_need_a_qualifier_carry_it_on_the_page() -> None:
     software = record("gpu", "tflite_gpu", 3.0)
-    software["backend_info"] = {"software_device": True, "adapter": "llvmpipe (LLVM 19.1.7, 256 bits)"}
+    software.backend_info = {"software_device": True, "adapter": "llvmpipe (LLVM 19.1.7, 256 bits)"}
     invalid = record("short", "onnxruntime_cpu", 1.0, status="invalid")
     failed = record("crash", "onnxruntime_cpu", None, status="failed", batch=2)
     page = build_page([run_of("r", MACHINE_A, [record("tfl", "tflite_cpu", 2.0), software, invalid, failed])])
@@ -130,8 +131,8 @@ def test_unnamed_baseline_is_the_first_fp32_case_that_ran_and_the_report_names_i
                record("ort-fp32-b4", "onnxruntime_cpu", None, batch=4, status="failed", baseline=None),
                record("ort4-fp32-b4", "onnxruntime_cpu", 3.0, batch=4, label="ort_4_threads", baseline=None),
                record("ort-int8-b4", "onnxruntime_cpu", 1.5, batch=4, precision="int8", baseline=None)]
-    records[1]["baseline"] = {"auto": True}  # the other spelling of "not named"
-    del records[2]["baseline"]  # and a record that never had the key
+    records[1].baseline = {"auto": True}  # the other spelling of "not named"
+    records[2] = Record.from_json({k: v for k, v in records[2].to_json().items() if k != "baseline"})  # never had it
     run = run_of("onnx-only", MACHINE_A, records)
     frame = records_frame([run], {run.machine_id: "A"}).set_index("case_id")
     assert frame.loc["ort-fp32", "speedup"] == 1.0 and frame.loc["ort4-fp32", "speedup"] == 2.0
@@ -252,7 +253,7 @@ def test_vendored_plotly_bundle_matches_the_plotly_that_writes_the_figures() -> 
 @pytest.mark.e2e
 def test_markup_from_scenarios_and_file_names_is_text_in_the_report(escaping_run: Path) -> None:
     records = load_run(escaping_run).records
-    assert [r["status"] for r in records] == ["passed", "skipped"]  # an .onnx file on tflite_cpu is a skip
+    assert [r.status for r in records] == ["passed", "skipped"]  # an .onnx file on tflite_cpu is a skip
     page = (escaping_run / "report.html").read_text(encoding="utf-8")
     for raw in ("<script>alert", "<img src=x", "</script><script>"):
         assert raw not in page

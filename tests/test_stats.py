@@ -15,6 +15,7 @@ from harness.measure import MeasureSettings, concurrent_loop, timed_loop, warm_u
 from results.stats import coefficient_of_variation, latency_summary_ms, median_ci_ms
 from results.store import RunStore, benchmark_json, new_run_dir, read_records
 from scenario.defaults import MEASURE_DEFAULTS
+from tests.records import make_record
 
 MS = 1_000_000  # ns per ms
 
@@ -131,10 +132,8 @@ def test_coefficient_of_variation():
 
 
 def _record(case_id, samples_ns, status="passed"):
-    return {"case_id": case_id, "scenario": "unit", "model": "digits_cnn", "backend": "onnxruntime_cpu",
-            "precision": "fp32", "batch_size": 1, "mode": "latency", "status": status, "samples_ns": samples_ns,
-            "latency_ms": latency_summary_ms(samples_ns) if samples_ns else None, "throughput_ips": 1.0,
-            "init_ms": 1.0, "peak_rss_mb": 1.0, "env_id": "abc"}
+    return make_record(case_id, samples_ns=samples_ns, status=status, scenario="unit", model="digits_cnn",
+                       backend="onnxruntime_cpu", throughput_ips=1.0, init_ms=1.0, peak_rss_mb=1.0, env_id="abc")
 
 
 def test_benchmark_json_stats_are_the_samples_in_seconds():
@@ -171,11 +170,11 @@ def test_read_records_skips_a_torn_last_line(tmp_path):
     store.open({"env_id": "abc"}, {"scenarios": ["unit"]})
     store.append(_record("first", [MS]))
     store.append(_record("second", [2 * MS]))
-    whole = json.dumps(_record("third", [3 * MS]))
+    whole = json.dumps(_record("third", [3 * MS]).to_json())
     with open(store.results_path, "a", encoding="utf-8") as handle:
         handle.write(whole[: len(whole) // 2])  # the run was killed mid-write
-    assert [r["case_id"] for r in read_records(store.results_path)] == ["first", "second"]
-    assert [r["case_id"] for r in store.records()] == ["first", "second"]
+    assert [r.case_id for r in read_records(store.results_path)] == ["first", "second"]
+    assert [r.case_id for r in store.records()] == ["first", "second"]
     assert json.loads((store.run_dir / "env.json").read_text()) == {"env_id": "abc"}
 
 

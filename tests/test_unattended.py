@@ -73,7 +73,7 @@ def test_sigkill_loses_no_finished_case_and_resume_runs_only_the_rest(tmp_path: 
     assert 2 <= len(finished) < 6
     with open(run_dir / "results.jsonl", "a", encoding="utf-8") as handle:  # a record torn by the kill
         handle.write('{"case_id": "digits_cnn-fp32-b4-onnxruntime_cpu", "status": "pas')
-    assert [r["case_id"] for r in read_records(run_dir / "results.jsonl")] == finished  # readers skip it
+    assert [r.case_id for r in read_records(run_dir / "results.jsonl")] == finished  # readers skip it
 
     done = run_cli("run", "--resume", str(run_dir))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -163,9 +163,9 @@ def test_disk_filling_up_mid_run_keeps_what_was_recorded(tmp_path: Path, mount_t
     assert runner.returncode == 2, stdout[-2000:] + stderr[-2000:]
     assert "No space left on device" in stderr and "--resume" in stderr and "Traceback" not in stderr
     kept = read_records(run_dir / "results.jsonl")
-    assert 1 <= len(kept) < 6 and {r["status"] for r in kept} == {"passed"}
+    assert 1 <= len(kept) < 6 and {r.status for r in kept} == {"passed"}
 
     filler.unlink()
     done = run_cli("run", "--resume", str(run_dir))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert len({r["case_id"] for r in read_records(run_dir / "results.jsonl")}) == 6
+    assert len({r.case_id for r in read_records(run_dir / "results.jsonl")}) == 6

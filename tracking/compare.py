@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from results.record import MEASURED
+from results.record import Record
 
 BLOCKS = 20
 BOOTSTRAP_RESAMPLES = 2000
@@ -120,11 +120,11 @@ def timing_verdict(change: TimingChange, min_effect: float, alpha: float) -> str
     return "unchanged"
 
 
-def accuracy_changes(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def accuracy_changes(base: Record, new: Record) -> dict[str, Any]:
     """Top-1 and fidelity of the two records, where both have them; "worse" on any top-1 loss."""
     changes = {}
     for metric, tolerance in (("top1", TOP1_TOLERANCE), ("cosine_min", COSINE_TOLERANCE)):
-        before, after = (base.get("accuracy") or {}).get(metric), (new.get("accuracy") or {}).get(metric)
+        before, after = getattr(base.accuracy, metric), getattr(new.accuracy, metric)
         if before is None or after is None:
             continue
         delta = after - before
@@ -139,30 +139,35 @@ def _machine_id(env: dict[str, Any]) -> str:
     return env.get("machine_id") or machine_id(env.get("machine") or {})
 
 
-def not_comparable_reason(base: dict[str, Any], new: dict[str, Any], base_env: dict[str, Any],
+# what must be the same for two records of one case id to measure the same thing
+ALIKE_FIELDS = ("backend", "backend_options", "precision", "compression", "batch_size", "mode", "model_source",
+                "calibration", "measure")
+
+
+def not_comparable_reason(base: Record, new: Record, base_env: dict[str, Any],
                           new_env: dict[str, Any], any_machine: bool, any_software: bool) -> str | None:
     """Why two records of one case id cannot be compared: not both measured, or not measured alike (the case id
     stays the same when a scenario changes its input shape, measurement or calibration)."""
     for record, which in ((base, "base"), (new, "new")):
-        if record.get("status") not in MEASURED or not record.get("samples_ns"):
-            return f"{which} {record.get('status')}: {record.get('reason') or 'no samples'}"
-    for key in ("backend", "backend_options", "precision", "compression", "batch_size", "mode", "model_source",
-                "calibration", "measure"):
-        if base.get(key) != new.get(key):
-            return f"{key} differs: {base.get(key)!r} vs {new.get(key)!r}"
+        if not record.measured or not record.samples_ns:
+            return f"{which} {record.status}: {record.reason or 'no samples'}"
+    before, after = base.model_dump(include=set(ALIKE_FIELDS)), new.model_dump(include=set(ALIKE_FIELDS))
+    for key in ALIKE_FIELDS:
+        if before[key] != after[key]:
+            return f"{key} differs: {before[key]!r} vs {after[key]!r}"
     if not any_machine and _machine_id(base_env) != _machine_id(new_env):
         return "measured on different machines (--any-machine compares them anyway)"
     if not any_software and base_env.get("libraries") != new_env.get("libraries"):
         changed = sorted(k for k in {**base_env.get("libraries", {}), **new_env.get("libraries", {})}
                          if base_env.get("libraries", {}).get(k) != new_env.get("libraries", {}).get(k))
         return f"library versions differ ({', '.join(changed)}; --any-software compares them anyway)"
-    blocks = min(len(base["samples_ns"]), len(new["samples_ns"]), BLOCKS)
+    blocks = min(len(base.samples_ns), len(new.samples_ns), BLOCKS)
     if blocks < MIN_BLOCKS:
         return f"too few samples for the test ({blocks} blocks; at least {MIN_BLOCKS})"
     return None
 
 
-def compare_runs(base: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], base_env: dict[str, Any],
+def compare_runs(base: dict[str, Record], new: dict[str, Record], base_env: dict[str, Any],
                  new_env: dict[str, Any], threshold: float = 0.05, min_effect: float | None = None,
                  alpha: float = DEFAULT_ALPHA, any_machine: bool = False, any_software: bool = False,
                  noise: dict[str, float | None] | None = None) -> list[CaseComparison]:
@@ -178,20 +183,17 @@ def compare_runs(base: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
             results.append(CaseComparison(case_id, "not comparable", "not in the base run"))
             continue
         before, after = base[case_id], new[case_id]
-        if before.get("status") in MEASURED and after.get("status") not in MEASURED:
-            why = f"measured before, now {after.get('status')}: {after.get('reason')}"
-            results.append(CaseComparison(case_id, "broken", why,
-                                          base_p50_ms=(before.get("latency_ms") or {}).get("p50")))
+        if before.measured and not after.measured:
+            why = f"measured before, now {after.status}: {after.reason}"
+            results.append(CaseComparison(case_id, "broken", why, base_p50_ms=before.p50_ms))
             continue
-        comparison = CaseComparison(case_id, "not comparable",
-                                    base_p50_ms=(before.get("latency_ms") or {}).get("p50"),
-                                    new_p50_ms=(after.get("latency_ms") or {}).get("p50"),
+        comparison = CaseComparison(case_id, "not comparable", base_p50_ms=before.p50_ms, new_p50_ms=after.p50_ms,
                                     accuracy=accuracy_changes(before, after))
         why = not_comparable_reason(before, after, base_env, new_env, any_machine, any_software)
         if why:
             comparison.reason = why
         else:
-            comparison.timing = timing_change(before["samples_ns"], after["samples_ns"])
+            comparison.timing = timing_change(before.samples_ns, after.samples_ns)
             comparison.required_change = required_change(min_effect, (noise or {}).get(case_id))
             comparison.verdict = timing_verdict(comparison.timing, comparison.required_change, alpha)
         results.append(comparison)
