@@ -8,8 +8,10 @@ module plus one registry entry.
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import numpy as np
@@ -57,7 +59,6 @@ class Session(abc.ABC):
     ``run`` must be synchronous: when it returns, the outputs are on the host and readable, so that the
     time around it is the true inference latency (device sync and read-back included).
     """
-
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
 
@@ -94,7 +95,6 @@ class Backend(abc.ABC):
     ``artifact_format`` is the model format this backend loads ("tflite", "onnx", "savedmodel"): the model
     zoo produces it, so the backend never converts anything itself.
     """
-
     name: ClassVar[str]
     artifact_format: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
@@ -151,8 +151,6 @@ def input_shapes(specs: list[TensorSpec], batch_size: int, layout: InputLayout |
 
 def module_version(distribution: str) -> str | None:
     """Installed version of a distribution without importing it (imports can cost seconds)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(distribution)
     except PackageNotFoundError:
@@ -165,8 +163,6 @@ def installed_and_importable(distributions: tuple[str, ...], module: str) -> tup
     Both failures are common and have different fixes: a package that is absent, and one that is installed but
     fails to import for native reasons (a missing shared library, a CUDA mismatch). The exact error is kept.
     """
-    import importlib
-
     version = next((v for v in map(module_version, distributions) if v is not None), None)
     if version is None:
         return None, Availability(False, f"{distributions[0]} is not installed (pip install {distributions[0]})")

@@ -18,6 +18,7 @@ from backends.base import (
     installed_and_importable,
     module_version,
 )
+from model_zoo.inputs import meaningful_dim_name
 from model_zoo.requests import PRECISIONS
 
 if TYPE_CHECKING:
@@ -43,8 +44,6 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
 def _spec(node: Any) -> TensorSpec:
     """ONNX Runtime gives a dim as an int (fixed; PaddlePaddle's -1 means dynamic), a str (a named dynamic dim)
     or None."""
-    from model_zoo.inputs import meaningful_dim_name
-
     shape = tuple(dim if isinstance(dim, int) and dim > 0 else None for dim in node.shape)
     names = tuple(dim if isinstance(dim, str) and meaningful_dim_name(dim) else None for dim in node.shape)
     return TensorSpec(node.name, shape, _ONNX_TYPES.get(node.type, node.type), names)

@@ -36,7 +36,9 @@ from backends.base import (
     module_version,
 )
 from backends.onnxruntime_cpu import _spec
+from model_zoo.cache import cache_dir
 from model_zoo.inputs import InputLayout
+from sysinfo.gpu_telemetry import gpu_identity, nvidia_driver_status
 from sysinfo.probe import run_probe
 
 PROBE_TIMEOUT_S = 300  # a first TensorRT engine build for even one node can take a while
@@ -132,8 +134,6 @@ class OrtGpuSession(Session):
         return samples
 
     def info(self) -> dict[str, Any]:
-        from sysinfo.gpu_telemetry import gpu_identity
-
         return {
             "runtime": "onnxruntime-gpu",
             "runtime_version": module_version("onnxruntime-gpu") or module_version("onnxruntime"),
@@ -157,8 +157,6 @@ class _OrtGpu(Backend):
             return problem
         probe = provider_probe(cls.provider)
         if not probe["ok"]:
-            from sysinfo.gpu_telemetry import nvidia_driver_status
-
             return Availability(False, f"onnxruntime {version}: {probe['error']}; {nvidia_driver_status()}")
         return Availability(True, f"onnxruntime {version}, {cls.provider} takes models here")
 
@@ -205,8 +203,6 @@ class OnnxRuntimeTensorrt(_OrtGpu):
     def provider_options(self, precision: str) -> dict[str, Any]:
         """Engines and timing caches go to the zoo's cache folder: the first build of a big model takes
         minutes, and ONNX Runtime keys its engine files by model, shapes and GPU itself."""
-        from model_zoo.cache import cache_dir
-
         folder = cache_dir() / "ort_trt"
         folder.mkdir(parents=True, exist_ok=True)
         return {

@@ -40,7 +40,10 @@ from backends.base import (
     input_shapes,
     module_version,
 )
+from backends.onnxruntime_cpu import _spec
+from model_zoo.cache import cache_dir, content_hash
 from model_zoo.inputs import InputLayout
+from sysinfo.gpu_telemetry import gpu_identity, nvidia_driver_status
 
 TRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11")
 WORKSPACE_BYTES = 4 << 30
@@ -109,7 +112,6 @@ def gpu_name_and_capability() -> str:
 
 class _Logger:
     """TensorRT's messages, kept so that a failed build reports TensorRT's own words."""
-
     def __init__(self, trt: Any) -> None:
         class Logger(trt.ILogger):
             def __init__(self) -> None:
@@ -228,8 +230,6 @@ class TensorrtSession(Session):
         return samples
 
     def info(self) -> dict[str, Any]:
-        from sysinfo.gpu_telemetry import gpu_identity
-
         phases = self._phases
         split = {}
         if phases:
@@ -249,8 +249,6 @@ class Tensorrt(Backend):
     @classmethod
     def available(cls) -> Availability:
         """Package, import, CUDA bindings, device, in that order; a reason also says what the driver looks like."""
-        from sysinfo.gpu_telemetry import nvidia_driver_status
-
         state = cls._available()
         return state if state.ok else Availability(False, f"{state.reason}; {nvidia_driver_status()}")
 
@@ -285,8 +283,6 @@ class Tensorrt(Backend):
         import onnxruntime as ort  # only to read the ONNX file's input specs, exactly as onnxruntime_cpu does
         import tensorrt as trt
 
-        from backends.onnxruntime_cpu import _spec
-        from model_zoo.cache import cache_dir, content_hash
 
         specs = [_spec(n) for n in ort.InferenceSession(artifact, providers=["CPUExecutionProvider"]).get_inputs()]
         shapes = {spec.name: shape for spec, shape in zip(specs, input_shapes(specs, batch_size, layout), strict=True)}

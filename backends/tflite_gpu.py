@@ -37,6 +37,7 @@ from backends.base import (
     module_version,
 )
 from backends.native_log import native_stderr_captured, static_shapes_reason
+from backends.tflite_cpu import _spec as interpreter_spec
 from model_zoo.inputs import InputLayout
 from sysinfo.probe import run_probe
 
@@ -234,8 +235,6 @@ class TfliteGpu(Backend):
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
                 layout: InputLayout | None = None) -> Session:
         from ai_edge_litert.interpreter import Interpreter
-
-        from backends.tflite_cpu import _spec as interpreter_spec
 
         precision = options.precision
         model, adapter, _ = compile_on_gpu(artifact, precision)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness.evaluation import describe_reference, is_reference, load_arrays, match_order, reference_case
 from harness.fidelity import (
     AccuracyBudget,
@@ -28,7 +30,8 @@ from harness.fidelity import (
     top1_accuracy,
     uninformative_reference,
 )
-from model_zoo import onnx_precision
+from model_zoo import targets
+from model_zoo.artifacts import artifact_meta, lookup, request_to_json
 from results.record import Accuracy, Record, WorkerInfo
 from results.stats import latency_summary_ms, median_ci_ms
 from results.store import RunStore, safe_file_name
@@ -41,7 +44,7 @@ from sysinfo.lifeline import child_env
 # once (fp16's and int8's node searches may each take minutes on a large model), so that one slow conversion
 # in a batch of twenty does not time out the other nineteen.
 BUILD_TIMEOUT_S = float(os.environ.get("ACCELBENCH_BUILD_TIMEOUT", 3600))
-BUILD_SEARCH_ALLOWANCE_S = max(onnx_precision.FP16_SEARCH_SECONDS, onnx_precision.INT8_SEARCH_SECONDS) + 60
+BUILD_SEARCH_ALLOWANCE_S = max(targets.FP16_SEARCH_SECONDS, targets.INT8_SEARCH_SECONDS) + 60
 
 
 def worker_env() -> dict[str, str]:
@@ -80,8 +83,6 @@ class WorkerOutcome:
 
 def _watch(process: subprocess.Popen, deadline: float, timeout_s: float, memory_limit_mb: int | None) -> str | None:
     """Wait for the worker; the reason it had to be killed (timeout, memory), or None if it ended by itself."""
-    import psutil
-
     try:
         watched = psutil.Process(process.pid)
     except psutil.Error:  # already gone: wait() below collects its status
@@ -159,7 +160,6 @@ def _artifact_facts(artifact: str | None) -> dict[str, Any] | None:
     """Sparsity reached, calibration used and the like, from the zoo's meta.json (None for a user file)."""
     if not artifact:
         return None
-    from model_zoo.artifacts import artifact_meta
 
     meta = artifact_meta(artifact)
     return None if meta is None else {name: meta[name] for name in ARTIFACT_FACTS if name in meta}
@@ -167,7 +167,6 @@ def _artifact_facts(artifact: str | None) -> dict[str, Any] | None:
 
 class Engine:
     """Runs cases one at a time into one run folder."""
-
     def __init__(self, run_dir: Path, scenario_info: dict[str, Any], resume: bool = False) -> None:
         """A new run folder, or (resume) an interrupted one to complete; either way a folder that cannot take
         the run raises RunFolderProblem (or another OSError) here, before any case runs."""
@@ -192,8 +191,6 @@ class Engine:
     # -- artefacts ---------------------------------------------------------------------------------------
     def prepare_artifacts(self, cases: list[Case], progress: Any = None) -> None:
         """Look every needed artefact up in the cache; build the missing ones in one subprocess."""
-        from model_zoo.artifacts import lookup, request_to_json
-
         missing: dict[str, Any] = {}
         wanted = [c for c in cases if not c.skip_reason]
         references = {json.dumps(reference_case(c).to_dict(), sort_keys=True, default=str): reference_case(c)
@@ -238,8 +235,6 @@ class Engine:
                 self.artifact_errors[key] = answer.get("error", "unknown error while building the artefact")
 
     def artifact_for(self, case: Case) -> tuple[str | None, str | None]:
-        from model_zoo.artifacts import request_to_json
-
         key = json.dumps(request_to_json(case.artifact_request()), sort_keys=True)
         if key not in self.artifacts and key not in self.artifact_errors:
             self.prepare_artifacts([case])

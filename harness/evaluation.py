@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from model_zoo.datasets import load_dataset
 from model_zoo.inputs import InputPlan, assemble, make_samples, sample_count, split_samples
 from scenario.cases import Case
 
@@ -65,8 +66,6 @@ def make_evaluation_set(plans: Sequence[InputPlan], dataset: str | None,
     """Inputs in :func:`model_zoo.inputs.make_samples` form (per batched input, samples stacked on a new leading
     axis, each keeping its batch axis of size 1; an unbatched input once) and labels, or None where there are none."""
     if dataset:
-        from model_zoo.datasets import load_dataset
-
         split = load_dataset(dataset)
         if len(plans) != 1 or plans[0].batch_axis != 0:
             raise ValueError(f"dataset {dataset} has one input batched on axis 0; the model has {len(plans)}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from model_zoo import onnx_precision
+from model_zoo import targets
 
 # Relative error is |a - r| / |r|; where the reference is (almost) zero the ratio explodes without meaning.
 REL_ERR_FLOOR = 1e-12
@@ -23,18 +23,18 @@ REL_ERR_FLOOR = 1e-12
 # min_cosine of its own. Mean per-sample cosine per output, by precision; pruned variants at most the int8 bar.
 # fp32 is held too: a converter (tf2onnx, the TFLite converter) or a runtime's graph rewrite can break a model
 # at fp32 just as a quantizer can.
-DEFAULT_MIN_COSINE = {"fp32": 0.999, "fp16": onnx_precision.FP16_MIN_COSINE,  # the converters' own bars: 0.99
-                      "int8_dynamic": onnx_precision.INT8_MIN_COSINE, "int8": onnx_precision.INT8_MIN_COSINE}  # 0.98
+DEFAULT_MIN_COSINE = {"fp32": 0.999, "fp16": targets.FP16_MIN_COSINE,  # the converters' own bars: 0.99
+                      "int8_dynamic": targets.INT8_MIN_COSINE, "int8": targets.INT8_MIN_COSINE}  # 0.98
 PRUNED_MIN_COSINE = 0.98
 # Outputs with fewer values than this per sample (a score, a probability) make a per-sample cosine meaningless
 # (two one-element vectors agree whenever their signs do): they are judged by the relative L2 error of the whole
 # output over all samples, held to the error a cosine c allows between equal-norm vectors, sqrt(2 (1 - c)).
-MIN_VALUES_FOR_COSINE = onnx_precision.MIN_VALUES_FOR_COSINE  # 4: the build-time check's rule too
+MIN_VALUES_FOR_COSINE = targets.MIN_VALUES_FOR_COSINE  # 4: the build-time check's rule too
 # Differences this small are never a fidelity failure, whatever the cosine says. Where a model's outputs sit in
 # the tail of a sigmoid or softmax for every evaluation input (an OCR detector shown noise answers ~1e-7
 # everywhere), the fp32 reference itself moves by tens of per cent between ONNX Runtime's graph optimisation
 # levels (measured: cosine 0.79 with |error| <= 9e-8), and a cosine of such values judges rounding, not the model.
-ABS_ERR_FLOOR = onnx_precision.ABS_ERR_FLOOR  # 1e-4: one floor for the build-time check and this guard
+ABS_ERR_FLOOR = targets.ABS_ERR_FLOOR  # 1e-4: one floor for the build-time check and this guard
 
 
 def default_min_cosine(precision: str, compression: str) -> float:

@@ -7,15 +7,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.engine import Engine, run_worker
 from scenario.cases import Case, ModelSpec
+from scenario.load import MeasureSpec
 from scenario.skips import skip_reason
 
 DEFAULT_BACKENDS = ("tflite_cpu", "onnxruntime_cpu")
 
 
 def overhead_case(backend: str, model: str = "digits_cnn") -> Case:
-    from scenario.load import MeasureSpec
-
     case = Case(case_id=f"overhead-{model}-{backend}", scenario="overhead", model=ModelSpec(zoo=model),
                 model_label=model, backend=backend, backend_label=backend, backend_options={"threads": 1},
                 precision="fp32", batch_size=1, mode="latency", measure=MeasureSpec().model_dump())
@@ -26,8 +26,6 @@ def overhead_case(backend: str, model: str = "digits_cnn") -> Case:
 def measure_overhead(backends: tuple[str, ...] = DEFAULT_BACKENDS, model: str = "digits_cnn",
                      rounds: int = 20, runs_per_round: int = 500) -> dict[str, Any]:
     """Per backend: medians of both loops, interleaved in ``rounds`` blocks, and their ratio."""
-    from harness.engine import Engine, run_worker
-
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="accelbench-overhead-") as tmp:
         engine = Engine(Path(tmp), {"scenarios": ["overhead"], "front_door": "overhead"})

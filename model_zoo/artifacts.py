@@ -31,15 +31,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 # convert, calibration and prune are cheap to import: they defer TensorFlow, tf2onnx, onnx, tfmot and
 # onnxruntime.quantization to the functions that need them.
 from model_zoo import cache, convert, onnx_precision, prune
+from model_zoo.builders import build_keras_model
 from model_zoo.cache import cache_dir
 from model_zoo.calibration import calibration_data, calibration_identity, check_feeds, source_problem
 from model_zoo.catalog import CATALOG
 from model_zoo.errors import ArtifactError
 from model_zoo.inputs import Declared, InputError, InputLayout, onnx_declared
-from model_zoo.requests import FORMATS, PRECISIONS, ArtifactRequest, Calibration, ModelRef
+from model_zoo.requests import FORMATS, PRECISIONS, ArtifactRequest, Calibration, ModelRef, parse_compression
 from model_zoo.tf_env import import_tf
 
 __all__ = [
@@ -84,7 +87,7 @@ def unsupported_reason(req: ArtifactRequest) -> str | None:
     if req.precision not in PRECISIONS:
         return f"unknown precision {req.precision!r}; expected one of {', '.join(PRECISIONS)}"
     try:
-        compression = prune.parse_compression(req.compression)
+        compression = parse_compression(req.compression)
     except ValueError as exc:
         return str(exc)
     if source in ("onnx", "tflite") and req.format != source:
@@ -314,9 +317,9 @@ def _key_parts(req: ArtifactRequest, input_hash: str) -> dict[str, Any]:
         "versions": _request_versions(req),
         "options": _request_options(req),
     }
-    compression = prune.parse_compression(req.compression) if req.compression != "none" else None
+    compression = parse_compression(req.compression) if req.compression != "none" else None
     if compression is not None:
-        parts["compression"] = compression.recipe()
+        parts["compression"] = prune.compression_recipe(compression)
     if req.precision == "int8":
         parts["calibration"] = calibration_identity(req.model, req.calibration)
     if req.batch is not None:
@@ -361,7 +364,7 @@ def _request_options(req: ArtifactRequest) -> dict[str, Any]:
         options = {"quantize_dynamic": {"weight_type": "QInt8"}, "module": "model_zoo.onnx_precision"}
     else:
         options = {
-            "quantize_static": convert.onnx_int8_options(),
+            "quantize_static": onnx_precision.onnx_int8_options(),
             "module": "model_zoo.onnx_precision",
             "calibration_batch": convert.ONNX_CALIBRATION_BATCH,
         }
@@ -429,8 +432,6 @@ def _check_user_file(ref: ModelRef) -> None:
                     f"{ref.path}: not a TFLite model (no TFL3 identifier): corrupt or wrong file"
                 )
     elif source == "onnx":
-        import onnx
-
         try:
             onnx.checker.check_model(str(path))
         except Exception as exc:
@@ -511,7 +512,7 @@ def _calibration_meta(data: Any) -> dict[str, Any]:
 def _pruner(req: ArtifactRequest) -> Callable[[Path], dict[str, Any]]:
     """Prune in a subprocess (tfmot needs legacy Keras), from the dense SavedModel's weights for a zoo model."""
     ref = req.model
-    compression = prune.parse_compression(req.compression)
+    compression = parse_compression(req.compression)
     assert compression is not None
     if ref.zoo is not None:
         dense = build(ArtifactRequest(ref, "savedmodel"))
@@ -538,8 +539,6 @@ def _pruning_meta(req: ArtifactRequest) -> dict[str, Any]:
 
 def _keras_model(ref: ModelRef) -> Any:
     if ref.zoo is not None:
-        from model_zoo.builders import build_keras_model
-
         return build_keras_model(ref.zoo, ref.shape)
     return convert.load_keras_file(Path(ref.path))
 

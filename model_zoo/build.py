@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from model_zoo.artifacts import ArtifactError, build, lookup, request_from_json, unsupported_reason
+from sysinfo.lifeline import die_with_parent
 
 log = logging.getLogger("accelbench.zoo")
 
@@ -29,7 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_zoo.build", description=__doc__.split("\n")[0])
     parser.add_argument("--log-level", default="INFO", help="logging level for stderr (default INFO)")
     args = parser.parse_args(argv)
-    from sysinfo.lifeline import die_with_parent
 
     die_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -17,7 +17,10 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from model_zoo.catalog import CATALOG
+from model_zoo.datasets import load_dataset
 from model_zoo.tf_env import import_tf
 
 if TYPE_CHECKING:
@@ -71,8 +74,6 @@ def _digits_cnn(input_shape: tuple[int, ...], keras: ModuleType) -> Any:
 
 
 def _train_digits_cnn(model: keras.Model) -> None:
-    from model_zoo.datasets import load_dataset
-
     data = load_dataset("digits")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     with _op_determinism():
@@ -116,8 +117,6 @@ def _estimate_batchnorm_statistics(model: keras.Model) -> None:
     momentum 0 sets each layer's statistics to those of its input on seeded random images in the zoo's input
     range, normalised layer by layer as in training; afterwards the outputs differ from input to input.
     """
-    import numpy as np
-
     batchnorms = [layer for layer in model.layers if "BatchNormalization" in type(layer).__name__]
     momenta = [layer.momentum for layer in batchnorms]
     shape = tuple(model.inputs[0].shape[1:])

@@ -31,6 +31,7 @@ import numpy as np
 
 from model_zoo import cache
 from model_zoo.catalog import CATALOG
+from model_zoo.datasets import load_dataset
 from model_zoo.errors import ArtifactError
 from model_zoo.inputs import (
     USER_FLOAT_RANGE,
@@ -117,8 +118,6 @@ def calibration_data(model: ModelRef, calibration: Calibration, declared: Sequen
     if source in SOURCES:
         dataset = _dataset_of(model)
         if source == "dataset" and dataset is not None:
-            from model_zoo.datasets import load_dataset
-
             arrays = [np.expand_dims(np.ascontiguousarray(load_dataset(dataset).x_train[:samples]), 1)]
             description = f"dataset {dataset} (training split)"
         else:
@@ -149,8 +148,6 @@ def check_feeds(model: ModelRef, declared: Sequence[DeclaredInput], layout: Inpu
     plans = layout.plan(declared, model.describe())
     dataset = _dataset_of(model)
     if dataset is not None:
-        from model_zoo.datasets import load_dataset
-
         arrays = [np.expand_dims(np.ascontiguousarray(load_dataset(dataset).x_test[:samples]), 1)]
     else:
         arrays = make_samples(plans, samples, RANDOM_SEED + 1)
@@ -231,8 +228,6 @@ def _dataset_of(model: ModelRef) -> str | None:
 
 @functools.cache
 def _dataset_hash(dataset: str, samples: int) -> str:
-    from model_zoo.datasets import load_dataset
-
     return arrays_hash([load_dataset(dataset).x_train[:samples]])
 
 

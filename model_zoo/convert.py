@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import onnx
+
 from model_zoo.calibration import InputSpec
 from model_zoo.onnx_precision import check_onnx, onnx_to_fp16, onnx_to_int8, onnx_to_int8_dynamic
 from model_zoo.tf_env import import_tf
@@ -35,42 +37,6 @@ DEFAULT_SIGNATURE = "serving_default"
 # Calibration batches for ONNX Runtime's calibrator: it keeps every intermediate tensor of a batch, so whole
 # data sets at once would cost gigabytes on the large zoo models; one sample at a time would be slow.
 ONNX_CALIBRATION_BATCH = 16
-# Symmetric int8 QDQ with per-channel weights: the form TensorRT's explicit quantization consumes, and ONNX
-# Runtime's CPU provider runs it too, so one file serves every backend.
-ONNX_INT8_OPTIONS: dict[str, Any] = {
-    "quant_format": "QDQ",
-    "per_channel": True,
-    "activation_type": "QInt8",
-    "weight_type": "QInt8",
-    "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True},
-    "calibrate_method": "MinMax",
-}
-
-
-def onnx_int8_options() -> dict[str, Any]:
-    """ONNX_INT8_OPTIONS plus `reduce_range` (7-bit weights), set on x86 hosts without VNNI.
-
-    ONNX Runtime documents that its x86 int8 kernels on AVX2 without VNNI multiply with VPMADDUBSW, whose
-    int16 accumulation can saturate with full-range int8 weights, and recommends reduce_range there. Measured
-    on this project's 2-core AVX2 CI machine, digits_cnn's held-out top-1 on ONNX Runtime CPU: fp32 0.9733,
-    full-range int8 QDQ 0.9422, reduce_range 0.9689. The file stays symmetric QDQ (zero points 0), which
-    TensorRT consumes as is. The choice is part of the cache key, so machines that differ get their own file.
-    """
-    return {**ONNX_INT8_OPTIONS, "reduce_range": _x86_without_vnni()}
-
-
-def _x86_without_vnni() -> bool:
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
-        return False  # ARM kernels (SDOT/SMMLA) accumulate in int32: no saturation to avoid
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return True  # unknown x86: the safe choice costs a bit of weight precision, never a saturation
-    return not any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
-
-
 def load_keras_file(path: Path) -> keras.Model:
     import_tf()
     import keras
@@ -197,8 +163,6 @@ def savedmodel_to_onnx(
     tf2onnx exits 0 even when it had to leave ops unconverted, so the result is checked with the ONNX checker.
     """
     _require_fp32(precision)
-    import onnx
-
     command = [
         sys.executable, "-m", "tf2onnx.convert",
         "--saved-model", str(savedmodel_dir),
@@ -218,15 +182,6 @@ def savedmodel_to_onnx(
     except onnx.checker.ValidationError as exc:
         detail = "\n".join(errors[-5:])
         raise RuntimeError(f"tf2onnx produced an invalid ONNX model: {exc}\n{detail}".strip()) from exc
-
-
-def onnx_input_specs(onnx_file: Path) -> list[InputSpec]:
-    """The graph's real inputs, batch (axis 0) apart: `model_zoo.inputs.onnx_declared` read the way the converters
-    take them (initializers that old exporters also list as inputs left out; a dim of -1 is dynamic)."""
-    from model_zoo.inputs import onnx_declared
-
-    return [InputSpec(name=d.name, shape=tuple(d.shape[1:]), dtype=d.dtype, batch=d.shape[0] if d.shape else None)
-            for d in onnx_declared(str(onnx_file))]
 
 
 def _require_fp32(precision: str) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import platform
 import re
 import shutil
 import tempfile
@@ -28,27 +29,24 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    import numpy as np
-    import onnx
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper, version_converter
 
-# Mean per-feed cosine every output of an fp16 file must keep against fp32, or nodes go back to fp32.
-FP16_MIN_COSINE = 0.99
-# A feed whose outputs differ by no more than this anywhere agrees, whatever its cosine: outputs in the tail of a
-# sigmoid (an OCR detector shown noise answers ~1e-7) move by tens of per cent between ONNX Runtime's own graph
-# optimisation levels in fp32. The harness's fidelity guard uses the same floor (harness.fidelity).
-ABS_ERR_FLOOR = 1e-4
-# The harness's default guard for int8 and int8_dynamic, recorded as the check's pass/fail in meta.json.
-INT8_MIN_COSINE = 0.98
-# What the int8 node search aims at on its check feeds: three quarters of the guard's error budget (1 - c), because
-# the guard judges other samples. Measured without the margin: Basic Pitch passed the build-time check and scored
-# 0.9799 at the guard; Silero VAD's speech probability at relative L2 0.09-0.12 on check feeds scored 0.20-0.25.
-INT8_SEARCH_MIN_COSINE = 1.0 - (1.0 - INT8_MIN_COSINE) * 3 / 4
-# Outputs with fewer values than this per feed are judged by their relative L2 error (see `output_cosines`); the
-# harness's guard uses the same rule (harness.fidelity).
-MIN_VALUES_FOR_COSINE = 4
+from model_zoo.calibration import InputSpec, batches
+from model_zoo.inputs import onnx_declared
+from model_zoo.targets import (
+    ABS_ERR_FLOOR,
+    FP16_MIN_COSINE,
+    FP16_SEARCH_SECONDS,
+    INT8_MIN_COSINE,
+    INT8_SEARCH_MIN_COSINE,
+    INT8_SEARCH_SECONDS,
+    MIN_VALUES_FOR_COSINE,
+)
+
 # Per-channel QDQ (DequantizeLinear's `axis`) exists from opset 13 on.
 PER_CHANNEL_MIN_OPSET = 13
 # Largest finite float16; onnxconverter-common's default clamp (1e4) would distort weights fp16 can hold.
@@ -81,17 +79,53 @@ FP16_FRAGILE_OPS: tuple[str, ...] = (
     "Erf",
     "CumSum",
 )
-# Wall-clock budget of the automatic fp16 search; when it runs out, the last configuration that passed
-# (more nodes in fp32) is kept, so the search never fails for want of time.
-FP16_SEARCH_SECONDS = 300.0
 # Load errors repaired by blocking the node ONNX Runtime names, per conversion attempt.
 FP16_MAX_LOAD_REPAIRS = 40
 # Calibration feeds per ONNX Runtime calibrator step are the caller's dicts as given; this is only used for
 # the transitional array form (see `onnx_to_int8`).
 LEGACY_CALIBRATION_BATCH = 16
 _CONTROL_FLOW = ("If", "Loop", "Scan")
-# Wall-clock budget of the int8 node search; out of time, the last configuration that passed is kept.
-INT8_SEARCH_SECONDS = 240.0
+
+
+# Symmetric int8 QDQ with per-channel weights: the form TensorRT's explicit quantization consumes, and ONNX
+# Runtime's CPU provider runs it too, so one file serves every backend.
+ONNX_INT8_OPTIONS: dict[str, Any] = {
+    "quant_format": "QDQ",
+    "per_channel": True,
+    "activation_type": "QInt8",
+    "weight_type": "QInt8",
+    "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True},
+    "calibrate_method": "MinMax",
+}
+
+
+def onnx_int8_options() -> dict[str, Any]:
+    """ONNX_INT8_OPTIONS plus `reduce_range` (7-bit weights), set on x86 hosts without VNNI.
+
+    ONNX Runtime documents that its x86 int8 kernels on AVX2 without VNNI multiply with VPMADDUBSW, whose
+    int16 accumulation can saturate with full-range int8 weights, and recommends reduce_range there. Measured
+    on this project's 2-core AVX2 CI machine, digits_cnn's held-out top-1 on ONNX Runtime CPU: fp32 0.9733,
+    full-range int8 QDQ 0.9422, reduce_range 0.9689. The file stays symmetric QDQ (zero points 0), which
+    TensorRT consumes as is. The choice is part of the cache key, so machines that differ get their own file.
+    """
+    return {**ONNX_INT8_OPTIONS, "reduce_range": _x86_without_vnni()}
+
+
+def _x86_without_vnni() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False  # ARM kernels (SDOT/SMMLA) accumulate in int32: no saturation to avoid
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # unknown x86: the safe choice costs a bit of weight precision, never a saturation
+    return not any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def onnx_input_specs(onnx_file: Path) -> list[InputSpec]:
+    """The graph's real inputs, batch (axis 0) apart: `model_zoo.inputs.onnx_declared` read the way the converters
+    take them (initializers that old exporters also list as inputs left out; a dim of -1 is dynamic)."""
+    return [InputSpec(name=d.name, shape=tuple(d.shape[1:]), dtype=d.dtype, batch=d.shape[0] if d.shape else None)
+            for d in onnx_declared(str(onnx_file))]
 
 
 class ConversionError(RuntimeError):
@@ -203,7 +237,6 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
         info["variant"] = label
         reference = _Reference(src, feeds)
         if reference.feeds:
-
             def build(kept: set[str], path: Path) -> list[dict[str, Any]]:
                 quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8, nodes_to_exclude=sorted(kept),
                                  **kwargs)
@@ -241,7 +274,6 @@ def onnx_to_int8(
     Transitional: a sequence of arrays (one per input, sample axis first, the pre-feed-dict form) is still
     accepted and cut into feeds of LEGACY_CALIBRATION_BATCH samples.
     """
-    from model_zoo.convert import onnx_int8_options
 
     started = time.monotonic()
     calibration = _calibration_feeds(src, calibration_feeds)
@@ -278,7 +310,6 @@ def onnx_to_int8(
         info["subgraphs"] = branches
         info["fallbacks_tried"] = failures
         if reference.feeds:
-
             def build(kept: set[str], path: Path) -> list[dict[str, Any]]:
                 trial = _StaticQuantizer(options, per_channel, path.with_suffix(""), kept, ranges)
                 trial.quantize(source, path, calibration)
@@ -334,9 +365,6 @@ def _quantized_nodes(path: Path) -> int:
 def check_onnx(out_file: Path, src: Path) -> None:
     """The converted file must pass the ONNX checker, load in ONNX Runtime CPU, and keep every input
     dimension the source left dynamic dynamic (a batch size frozen by a converter would be a silent loss)."""
-    import onnx
-
-    from model_zoo.convert import onnx_input_specs
 
     onnx.checker.check_model(str(out_file))
     before = {s.name: s for s in onnx_input_specs(src)}
@@ -362,8 +390,6 @@ def output_cosines(
     relative L2 error e over all feeds is turned into the cosine that allows it between equal-norm vectors,
     1 - e²/2. One number per output, comparable with one threshold, and the same verdict as the guard's.
     """
-    import numpy as np
-
     result: dict[str, float] = {}
     for k, name in enumerate(names):
         if len(reference) != len(candidate):
@@ -395,8 +421,6 @@ def output_cosines(
 
 def _exact_match(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]], k: int) -> float:
     """The fraction of output k's values equal to the reference's over all feeds; 0 for another shape."""
-    import numpy as np
-
     equal = total = 0
     for ref_out, cand_out in zip(reference, candidate, strict=True):
         a, b = np.asarray(ref_out[k]), np.asarray(cand_out[k])
@@ -409,8 +433,6 @@ def _exact_match(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[
 
 def _small_output_cosine(refs: Sequence[np.ndarray], cands: Sequence[np.ndarray]) -> float:
     """1 - e²/2 for the relative L2 error e of all feeds together (see `output_cosines`), clipped to [-1, 1]."""
-    import numpy as np
-
     if any(a.shape != b.shape for a, b in zip(refs, cands, strict=True)):
         return 0.0
     a, b = np.concatenate(refs), np.concatenate(cands)
@@ -516,8 +538,6 @@ class _Fp16Search:
     """Converts with a given block list, repairs load errors, checks fidelity; bisects when asked."""
 
     def __init__(self, model: onnx.ModelProto, reference: _Reference) -> None:
-        from onnx import TensorProto
-
         self.model = model
         self.reference = reference
         nodes = list(_all_nodes(model.graph))
@@ -546,7 +566,6 @@ class _Fp16Search:
         return set(self.fp32_casts) | set(self.out_of_range)
 
     def attempt(self, blocked: set[str], op_block: Sequence[str]) -> _Fp16Result:
-        import onnx
         from onnxconverter_common import float16
 
         blocked = set(blocked)
@@ -664,9 +683,6 @@ def _prefix_search(
 
 def _nodes_with_out_of_range_constants(model: onnx.ModelProto) -> set[str]:
     """Nodes fed a float constant (initializer or Constant node) with a finite value beyond float16's range."""
-    import numpy as np
-    from onnx import TensorProto, numpy_helper
-
     out: set[str] = set()
     for graph in _all_graphs(model.graph):
         big: set[str] = set()
@@ -714,9 +730,6 @@ def _int8_plans(
 
 def _upgrade_opset(src: Path, out: Path, target: int, reference: _Reference) -> None:
     """onnx.version_converter, accepted only if the upgraded fp32 model gives the source's outputs."""
-    import onnx
-    from onnx import version_converter
-
     upgraded = version_converter.convert_version(_load(src), target)
     onnx.checker.check_model(upgraded)
     _save(upgraded, out)
@@ -808,7 +821,6 @@ class _StaticQuantizer:
         cache: dict[str, str] = {}
         if self.ranges is not None:
             self.ranges.mkdir(parents=True, exist_ok=True)
-            import numpy as np
 
             digest = hashlib.sha256(source.read_bytes())
             for feed in feeds:  # the same graph calibrated on other data (two identical If branches) has other ranges
@@ -933,8 +945,6 @@ def _outer_names(graph: onnx.GraphProto) -> set[str]:
 
 def _intermediates(source: Path, feeds: Sequence[Feed], names: Sequence[str]) -> list[dict[str, np.ndarray]]:
     """The fp32 values of `names` (graph inputs or top-level intermediates) for every feed."""
-    import onnx
-
     model = _load(source)
     have = {o.name for o in model.graph.output}
     for name in names:
@@ -960,9 +970,6 @@ def _branch_model(
 ) -> onnx.ModelProto:
     """An If branch as a model: its outer-scope values become inputs (typed from a sample), the outer
     initializers it reads are copied in."""
-    import onnx
-    from onnx import helper
-
     inputs = [
         helper.make_tensor_value_info(
             name, helper.np_dtype_to_tensor_dtype(sample[name].dtype), [None] * sample[name].ndim
@@ -997,8 +1004,6 @@ def _branch_model(
 
 def _graph_from_branch(model: onnx.ModelProto, original: onnx.GraphProto, outer_inits: set[str]) -> onnx.GraphProto:
     """The quantized branch model back as a subgraph: no inputs, outer initializers not shadowed."""
-    from onnx import helper
-
     graph = model.graph
     inits = [i for i in graph.initializer if i.name not in outer_inits]
     return helper.make_graph(
@@ -1219,14 +1224,10 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def _load(path: Path) -> onnx.ModelProto:
-    import onnx
-
     return onnx.load(str(path))
 
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
-    import onnx
-
     onnx.save(model, str(path))
 
 
@@ -1266,8 +1267,6 @@ def _calibration_feeds(src: Path, feeds: Sequence[Feed] | Sequence[np.ndarray]) 
         raise ConversionError(f"{src.name} cannot be quantized statically without calibration data; try int8_dynamic")
     if all(isinstance(f, Mapping) for f in feeds):
         return feeds  # type: ignore[return-value]
-    from model_zoo.calibration import batches
-    from model_zoo.convert import onnx_input_specs
 
     specs = onnx_input_specs(src)
     fixed = all(spec.batch is not None for spec in specs)

@@ -27,6 +27,7 @@ module, and TensorFlow / tfmot are imported inside `main`.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -35,9 +36,17 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from model_zoo.builders import build_architecture
+from model_zoo.calibration import InputSpec, random_arrays
+from model_zoo.catalog import CATALOG
+from model_zoo.datasets import load_dataset
+from model_zoo.requests import Compression, parse_compression
+from model_zoo.tf_env import import_tf
 
 log = logging.getLogger("accelbench.zoo")
 
@@ -54,55 +63,18 @@ PRUNE_TIMEOUT_S = 3600.0
 _ERROR_MARK = "model_zoo.prune: error: "
 
 
-@dataclass(frozen=True)
-class Compression:
-    """A parsed compression setting: a fraction of weights to zero, or an m:n pattern (m zeros in every n)."""
-
-    fraction: float | None = None
-    m_by_n: tuple[int, int] | None = None
-
-    @property
-    def canonical(self) -> str:
-        if self.m_by_n is not None:
-            return f"prune:{self.m_by_n[0]}:{self.m_by_n[1]}"
-        return f"prune:{self.fraction!r}"
-
-    def recipe(self) -> dict[str, Any]:
-        """What the cache key must cover: the target and everything in the procedure that shapes the result."""
-        return {
-            "method": "magnitude",
-            "target": list(self.m_by_n) if self.m_by_n else self.fraction,
-            "recipe": PRUNE_RECIPE,
-            "fine_tune": {
-                "epochs": FINE_TUNE_EPOCHS,
-                "learning_rate": FINE_TUNE_LEARNING_RATE,
-                "batch": FINE_TUNE_BATCH,
-            },
-        }
-
-
-def parse_compression(text: str) -> Compression | None:
-    """None for "none"; a Compression for "prune:F" (0 < F < 1) or "prune:M:N" (0 < M < N); else ValueError."""
-    if text == "none":
-        return None
-    expected = "expected 'none', 'prune:F' with a fraction 0 < F < 1, or 'prune:2:4'"
-    if not isinstance(text, str) or not text.startswith("prune:"):
-        raise ValueError(f"unknown compression {text!r}; {expected}")
-    parts = text.split(":")[1:]
-    try:
-        if len(parts) == 1:
-            fraction = float(parts[0])
-            if not 0.0 < fraction < 1.0:  # also refuses nan
-                raise ValueError
-            return Compression(fraction=fraction)
-        if len(parts) == 2:
-            m, n = int(parts[0]), int(parts[1])
-            if not 0 < m < n:
-                raise ValueError
-            return Compression(m_by_n=(m, n))
-    except ValueError:
-        pass
-    raise ValueError(f"unknown compression {text!r}; {expected}")
+def compression_recipe(compression: Compression) -> dict[str, Any]:
+    """What the cache key must cover: the target and everything in the procedure that shapes the result."""
+    return {
+        "method": "magnitude",
+        "target": list(compression.m_by_n) if compression.m_by_n else compression.fraction,
+        "recipe": PRUNE_RECIPE,
+        "fine_tune": {
+            "epochs": FINE_TUNE_EPOCHS,
+            "learning_rate": FINE_TUNE_LEARNING_RATE,
+            "batch": FINE_TUNE_BATCH,
+        },
+    }
 
 
 def prune_in_subprocess(spec: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -157,10 +129,6 @@ def main() -> int:
 
 def prune(spec: dict[str, Any]) -> dict[str, Any]:
     """Build the tf_keras twin, check it, prune it, strip it, export it; return the report for meta.json."""
-    import numpy as np
-
-    from model_zoo.tf_env import import_tf
-
     tf = import_tf()
     import tensorflow_model_optimization as tfmot
 
@@ -253,8 +221,6 @@ def _zoo_twin(spec: dict[str, Any]) -> tuple[Any, list[Any], list[Any], str]:
     """The zoo architecture in tf_keras with the cached dense SavedModel's variables loaded into it."""
     import tf_keras
 
-    from model_zoo.builders import build_architecture
-    from model_zoo.tf_env import import_tf
 
     tf = import_tf()
     name, shape, dense_dir = spec["zoo"], tuple(spec["input_shape"]), spec["dense_savedmodel"]
@@ -290,10 +256,8 @@ def _zoo_twin(spec: dict[str, Any]) -> tuple[Any, list[Any], list[Any], str]:
 def _keras_file_twin(path: Path) -> tuple[Any, list[Any], list[Any], str]:
     """A user's Keras 3 model replayed with tf_keras layers: same graph, same layer configs, same weights."""
     import keras
-    import numpy as np
     import tf_keras
 
-    from model_zoo.calibration import InputSpec, random_arrays
 
     model = keras.saving.load_model(path, compile=False)
     graph = model._functional if isinstance(model, keras.Sequential) else model
@@ -324,8 +288,6 @@ def _keras_file_twin(path: Path) -> tuple[Any, list[Any], list[Any], str]:
 
 def _legacy_layer(layer: Any, path: Path) -> Any:
     """The tf_keras layer of the same class and configuration as a built-in Keras 3 layer."""
-    import inspect
-
     import keras
     import tf_keras
 
@@ -355,10 +317,6 @@ def _legacy_layer(layer: Any, path: Path) -> Any:
 
 def _probe(name: str, twin: Any) -> list[Any]:
     """Inputs to compare the twin with the dense model: training data if the model has some, else random."""
-    from model_zoo.calibration import InputSpec, random_arrays
-    from model_zoo.catalog import CATALOG
-    from model_zoo.datasets import load_dataset
-
     zoo = CATALOG[name]
     if zoo.dataset is not None:
         return [load_dataset(zoo.dataset).x_train[:PROBE_SAMPLES].copy()]
@@ -368,9 +326,6 @@ def _probe(name: str, twin: Any) -> list[Any]:
 
 
 def _training_data(spec: dict[str, Any]) -> tuple[Any, Any] | None:
-    from model_zoo.catalog import CATALOG
-    from model_zoo.datasets import load_dataset
-
     dataset = CATALOG[spec["zoo"]].dataset if "zoo" in spec else None
     if dataset is None:
         return None
@@ -451,8 +406,6 @@ def _wrappers(model: Any) -> list[Any]:
 
 
 def _sparsity_report(stripped: Any, pruned: list[tuple[str, Any]], compression: Compression) -> dict[str, Any]:
-    import numpy as np
-
     layers = []
     zeros = total = 0
     for layer_name, weight in pruned:
@@ -488,8 +441,6 @@ def m_by_n_ok(kernel: Any, m_by_n: tuple[int, int]) -> bool:
     Keras kernels keep input channels on the second-to-last axis (Dense: [in, out]; Conv2D: [h, w, in, out]);
     this is tfmot's m:n layout, and TFLite's and TensorRT's.
     """
-    import numpy as np
-
     m, n = m_by_n
     moved = np.moveaxis(np.asarray(kernel), -2, -1)  # [..., in]
     rows = moved.reshape(-1, moved.shape[-1])
@@ -499,8 +450,6 @@ def m_by_n_ok(kernel: Any, m_by_n: tuple[int, int]) -> bool:
 
 
 def _predict(model: Any, inputs: list[Any]) -> list[Any]:
-    import numpy as np
-
     outputs = model(inputs if len(inputs) > 1 else inputs[0], training=False)
     return [np.asarray(y) for y in _as_list(outputs)]
 
@@ -534,8 +483,6 @@ def _output_order(key: str) -> tuple[int, str]:
 
 
 def _max_abs_diff(a: list[Any], b: list[Any]) -> float:
-    import numpy as np
-
     if len(a) != len(b):
         return math.inf
     return max(

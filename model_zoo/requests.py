@@ -8,13 +8,50 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model_zoo import prune
 from model_zoo.catalog import CATALOG
 from model_zoo.errors import ArtifactError
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8")
 SOURCE_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".keras": "keras", ".h5": "keras"}
+
+
+@dataclass(frozen=True)
+class Compression:
+    """A parsed compression setting: a fraction of weights to zero, or an m:n pattern (m zeros in every n)."""
+
+    fraction: float | None = None
+    m_by_n: tuple[int, int] | None = None
+
+    @property
+    def canonical(self) -> str:
+        if self.m_by_n is not None:
+            return f"prune:{self.m_by_n[0]}:{self.m_by_n[1]}"
+        return f"prune:{self.fraction!r}"
+
+
+def parse_compression(text: str) -> Compression | None:
+    """None for "none"; a Compression for "prune:F" (0 < F < 1) or "prune:M:N" (0 < M < N); else ValueError."""
+    if text == "none":
+        return None
+    expected = "expected 'none', 'prune:F' with a fraction 0 < F < 1, or 'prune:2:4'"
+    if not isinstance(text, str) or not text.startswith("prune:"):
+        raise ValueError(f"unknown compression {text!r}; {expected}")
+    parts = text.split(":")[1:]
+    try:
+        if len(parts) == 1:
+            fraction = float(parts[0])
+            if not 0.0 < fraction < 1.0:  # also refuses nan
+                raise ValueError
+            return Compression(fraction=fraction)
+        if len(parts) == 2:
+            m, n = int(parts[0]), int(parts[1])
+            if not 0 < m < n:
+                raise ValueError
+            return Compression(m_by_n=(m, n))
+    except ValueError:
+        pass
+    raise ValueError(f"unknown compression {text!r}; {expected}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +145,7 @@ class ArtifactRequest:
         if self.precision != "int8" and self.calibration != Calibration():
             object.__setattr__(self, "calibration", Calibration())
         try:
-            parsed = prune.parse_compression(self.compression)
+            parsed = parse_compression(self.compression)
         except ValueError:  # unsupported_reason explains it
             return
         if parsed is not None:

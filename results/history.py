@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from results.record import MEASURED, Record, RecordError
+from results.runs import load_run, machine_label
 
 HISTORY_ENV = "ACCELBENCH_HISTORY"
 DEFAULT_HISTORY = "history"
@@ -60,8 +61,6 @@ def run_id(run: Any) -> str:
 
 
 def _rows(run: Any, identifier: str) -> list[dict[str, Any]]:
-    from results.runs import machine_label
-
     git = run.env.get("git") or {}
     rows = []
     columns = [name for name in SCHEMA.names if name not in RUN_COLUMNS]
@@ -81,8 +80,6 @@ def _rows(run: Any, identifier: str) -> list[dict[str, Any]]:
 
 def add_run(history: Path, run_dir: str | Path) -> tuple[str, bool]:
     """Append a run folder; returns its id and whether it was new (adding a run twice changes nothing)."""
-    from results.runs import load_run
-
     run = load_run(run_dir)
     if not run.records:
         raise HistoryError(f"{run.path} has no records: nothing to add to the history")

@@ -11,6 +11,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backends.registry import get_backend
+from model_zoo.catalog import CATALOG
+from model_zoo.errors import ArtifactError
+from model_zoo.inputs import InputLayout
+from model_zoo.requests import ArtifactRequest, Calibration, ModelRef
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -35,11 +41,9 @@ class ModelSpec:
             inputs = json.dumps({name: d.to_description() for name, d in entry.inputs.items()}, sort_keys=True)
         return cls(zoo=entry.name, path=path, input_shape=shape, inputs=inputs)
 
-    def to_ref(self) -> Any:
+    def to_ref(self) -> ModelRef:
         """The zoo's reference. A user file's input_shape only fills dynamic dimensions at run time; it is not
         part of the artefact's identity."""
-        from model_zoo.artifacts import ModelRef
-
         return ModelRef(zoo=self.zoo, path=self.path, input_shape=self.input_shape if self.zoo else None)
 
     def input_hints(self) -> dict[str, Any]:
@@ -47,8 +51,6 @@ class ModelSpec:
         value range and dataset, or a user file's input descriptions."""
         if self.zoo is None:
             return {"input_shape": self.input_shape, "inputs": json.loads(self.inputs) if self.inputs else None}
-        from model_zoo.catalog import CATALOG
-
         entry = CATALOG[self.zoo]
         return {"input_shape": self.input_shape or entry.input_shape, "input_dtype": entry.input_dtype,
                 "input_range": entry.input_range, "dataset": entry.dataset}
@@ -86,11 +88,8 @@ class Case:
                          input_shape=tuple(shape) if shape else None, inputs=model.get("inputs"))
         return cls(**{**data, "model": spec})
 
-    def artifact_request(self) -> Any:
+    def artifact_request(self) -> ArtifactRequest:
         """What the zoo must produce for this case: its backend's format, at its precision and compression."""
-        from backends.registry import get_backend
-        from model_zoo.artifacts import ArtifactRequest, Calibration
-
         backend = get_backend(self.backend)
         calibration = Calibration(**self.calibration) if self.calibration else Calibration()
         ref = self.model.to_ref()
@@ -100,8 +99,6 @@ class Case:
         # follow the input descriptions, so they are part of those artefacts' identity
         layout = ""
         if self.model.zoo is None and self.precision != "fp32":
-            from model_zoo.inputs import InputLayout
-
             layout = InputLayout.from_json(self.model.input_hints()).identity()
         return ArtifactRequest(ref, backend.artifact_format, self.precision, self.compression, calibration, batch,
                                layout)
@@ -125,8 +122,6 @@ def compression_label(compression: str) -> str:
 
 def _converted(ref: Any) -> bool:
     """Whether accelbench converts this model into its TFLite file (a user's .tflite is used as it is)."""
-    from model_zoo.errors import ArtifactError
-
     try:
         return ref.source_format() != "tflite"
     except ArtifactError:  # an unreadable file type: unsupported_reason explains it

@@ -5,11 +5,16 @@ against each adapter, model files and their declared inputs, calibration files, 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from backends.registry import backend_names, get_backend
+from backends.tflite_cpu import _spec
+from model_zoo.catalog import CATALOG
+from model_zoo.inputs import InputError, InputLayout, onnx_declared
 from model_zoo.requests import SOURCE_SUFFIXES
 from scenario.expand import backend_labels, calibration_settings
 from scenario.schema import KEYS_AT, BackendEntry, CalibrationSpec, ModelEntry, Scenario
@@ -35,9 +40,6 @@ def pydantic_problem(error: dict[str, Any], lines: LineMap) -> tuple[int, str]:
 def registry_problems(data: dict[str, Any], lines: LineMap) -> list[tuple[int, str]]:
     """Names checked against the zoo and backend registries, on the raw data so that they are reported
     together with any type errors in the same file."""
-    from backends.registry import backend_names, get_backend
-    from model_zoo.catalog import CATALOG
-
     problems = []
     models = data.get("models")
     for index, model in enumerate(models if isinstance(models, list) else []):
@@ -139,8 +141,6 @@ def model_path_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> l
 
 def _model_file_problem(path: Path) -> str | None:
     """Why ``path`` cannot be a model, looking only at the file system (never opening a FIFO or a device)."""
-    import stat
-
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -165,8 +165,6 @@ def _model_file_problem(path: Path) -> str | None:
 def _inputs_problem(model: ModelEntry, base_dir: Path) -> str | None:
     """The input description checked against the inputs an ONNX or TFLite file declares; the file's own errors
     (a corrupt file) are left to the build, which names them."""
-    from model_zoo.inputs import InputError, InputLayout
-
     path = (base_dir / Path(model.path or "").expanduser()).resolve()
     try:
         declared = _declared_inputs(path)
@@ -185,13 +183,9 @@ def _inputs_problem(model: ModelEntry, base_dir: Path) -> str | None:
 
 def _declared_inputs(path: Path) -> list[Any] | None:
     if path.suffix.lower() == ".onnx":
-        from model_zoo.inputs import onnx_declared
-
         return onnx_declared(str(path))
     if path.suffix.lower() == ".tflite":
         from ai_edge_litert.interpreter import Interpreter
-
-        from backends.tflite_cpu import _spec
 
         return [_spec(d) for d in Interpreter(model_path=str(path)).get_input_details()]
     return None

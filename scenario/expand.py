@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from scenario.cases import Case, ModelSpec, compression_label
 from scenario.schema import BackendEntry, CalibrationSpec, ModelEntry
+from scenario.skips import skip_reason
 
 if TYPE_CHECKING:
     from scenario.load import LoadedScenario
@@ -46,8 +47,6 @@ def expand(loaded: LoadedScenario) -> list[Case]:
     A combination that cannot run is kept as a case with its ``skip_reason``, never silently dropped: a
     skipped case in the results says what was not measured and why.
     """
-    from scenario.skips import skip_reason
-
     scenario = loaded.scenario
     cases = []
     models_labelled = model_labels(scenario.models)

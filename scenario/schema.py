@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
 
-from model_zoo.requests import PRECISIONS
+from model_zoo.requests import PRECISIONS, parse_compression
 from scenario.defaults import MEASURE_DEFAULTS
 
 Precision = Literal[PRECISIONS]  # type: ignore[valid-type]  # the zoo's list, the one source
@@ -19,8 +20,6 @@ Mode = Literal["latency", "throughput", "concurrent"]
 
 def _canonical_compression(value: Any) -> str:
     """`none`, `{prune: 0.75}` or `{prune: "2:4"}` → the zoo's canonical text ("none", "prune:0.75", "prune:2:4")."""
-    from model_zoo.prune import parse_compression
-
     if isinstance(value, dict):
         if set(value) != {"prune"}:
             raise ValueError(f"a compression is 'none' or {{prune: F}} / {{prune: \"2:4\"}}, not {value!r}")
@@ -39,7 +38,6 @@ Compression = Annotated[str, BeforeValidator(_canonical_compression)]
 
 class CalibrationSpec(BaseModel):
     """Where int8 (full integer) quantization takes its activation ranges from."""
-
     model_config = ConfigDict(extra="forbid")
 
     samples: int = Field(200, ge=1)
@@ -130,8 +128,6 @@ class InputEntry(BaseModel):
     @field_validator("dtype")
     @classmethod
     def _dtype(cls, value: str | None) -> str | None:
-        import numpy as np
-
         if value is not None:
             try:
                 return np.dtype(value).name
@@ -142,8 +138,6 @@ class InputEntry(BaseModel):
     @model_validator(mode="after")
     def _value_alone(self) -> InputEntry:
         if self.value is not None:
-            import numpy as np
-
             if self.range is not None or self.shape is not None or self.batch_axis not in ("auto", None):
                 raise ValueError("a fixed value takes no shape, range or batch_axis (it is used as is, not batched)")
             try:

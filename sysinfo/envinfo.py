@@ -15,6 +15,8 @@ from typing import Any
 
 import psutil
 
+from sysinfo.gpu_telemetry import gpu_environment
+
 LIBRARIES = ("accelbench", "numpy", "ai-edge-litert", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorflow-cpu",
              "tensorflow", "keras", "tf2onnx", "tensorrt")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -23,8 +25,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def _gpus() -> dict[str, Any] | None:
     """NVIDIA GPUs with driver and CUDA versions (part of the fingerprint: numbers from another GPU or driver
     are not comparable); None where NVML is not there to ask."""
-    from sysinfo.gpu_telemetry import gpu_environment
-
     env = gpu_environment()
     if not env["devices"]:
         return None

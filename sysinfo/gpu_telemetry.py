@@ -8,6 +8,8 @@ window), memory is what the driver accounts to this process.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import os
 import threading
@@ -37,9 +39,6 @@ def nvidia_driver_status() -> str:
     libcuda.so.1 is the driver's user-space library every CUDA runtime loads; its absence is the most common
     reason a CUDA backend cannot run, and a different fix (install the driver) from a missing Python package.
     """
-    import ctypes
-    import ctypes.util
-
     try:
         ctypes.CDLL("libcuda.so.1")
     except OSError:
@@ -91,7 +90,6 @@ class GpuSampler:
     `result()` is {"gpu_util_mean_pct", "gpu_util_max_pct", "gpu_memory_peak_mb", "samples"} or
     {"unavailable": reason}. The thread sleeps between samples, so it costs the measured loop next to nothing.
     """
-
     def __init__(self, index: int = 0, interval_s: float = SAMPLE_INTERVAL_S) -> None:
         self._index, self._interval = index, interval_s
         self._utilisation: list[float] = []

@@ -26,6 +26,8 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from results.record import Record
+from sysinfo.envinfo import machine_id
+from tracking.changepoints import noise_sigma
 
 BLOCKS = 20
 BOOTSTRAP_RESAMPLES = 2000
@@ -104,8 +106,6 @@ def required_change(min_effect: float, run_sigma: float | None) -> float:
 def run_to_run_sigma(medians: list[float]) -> float | None:
     """σ of log median across earlier runs of a case (oldest first), robust to a step: from the median absolute
     successive difference, as the change-point detector estimates noise. None with fewer than MIN_NOISE_RUNS."""
-    from tracking.changepoints import noise_sigma
-
     values = np.asarray([m for m in medians if m and m > 0], dtype=np.float64)
     return noise_sigma(np.log(values)) if values.size >= MIN_NOISE_RUNS else None
 
@@ -134,8 +134,6 @@ def accuracy_changes(base: Record, new: Record) -> dict[str, Any]:
 
 
 def _machine_id(env: dict[str, Any]) -> str:
-    from sysinfo.envinfo import machine_id
-
     return env.get("machine_id") or machine_id(env.get("machine") or {})
 
 
