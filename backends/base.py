@@ -73,7 +73,7 @@ class Session(abc.ABC):
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         return self.bind(feeds)()
 
-    def reference_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
+    def bare_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
         """Latencies (ns) of ``runs`` inferences by the plainest loop over the runtime's own API.
 
         ``accelbench overhead`` compares the harness's samples with these; backends that cannot offer such a

@@ -62,7 +62,7 @@ class OrtSession(Session):
         run, feed_dict = self._session.run, dict(zip(self._input_names, feeds, strict=True))
         return lambda: run(None, feed_dict)
 
-    def reference_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
+    def bare_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
         session, clock = self._session, time.perf_counter_ns
         feed_dict = dict(zip(self._input_names, feeds, strict=True))
         samples = []

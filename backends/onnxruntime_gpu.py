@@ -124,7 +124,7 @@ class OrtGpuSession(Session):
 
         return call
 
-    def reference_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
+    def bare_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
         call = self.bind(feeds)  # the plain IOBinding loop a user would write is exactly this call
         clock, samples = time.perf_counter_ns, []
         for _ in range(runs):

@@ -220,7 +220,7 @@ class TensorrtSession(Session):
         cudart.cudaStreamDestroy(self._stream)
         self._host, self._device, self._events = {}, {}, []
 
-    def reference_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
+    def bare_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
         call = self.bind(feeds)
         clock, samples = time.perf_counter_ns, []
         for _ in range(runs):

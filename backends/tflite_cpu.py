@@ -72,7 +72,7 @@ class TfliteCpuSession(Session):
 
         return run
 
-    def reference_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
+    def bare_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
         interpreter, clock = self._interpreter, time.perf_counter_ns
         for index, array in zip(self._input_indices, feeds, strict=True):
             interpreter.set_tensor(index, array)

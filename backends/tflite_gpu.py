@@ -174,7 +174,7 @@ class TfliteGpuSession(Session):
 
         return run
 
-    def reference_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
+    def bare_loop(self, feeds: list[np.ndarray], runs: int) -> list[int]:
         for buffer, array in zip(self._input_buffers, feeds, strict=True):
             buffer.write(np.ascontiguousarray(array))
         clock, samples = time.perf_counter_ns, []

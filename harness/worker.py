@@ -261,13 +261,13 @@ def overhead(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
         call = session.bind(feeds)
     with phase("warm-up"):
         warm_up(call, 200, 0.5)
-        session.reference_loop(feeds, 200)
+        session.bare_loop(feeds, 200)
     harness_samples: list[int] = []
     bare_samples: list[int] = []
     with phase("measure"):
         for _ in range(rounds):
             harness_samples += timed_loop(call, runs, 0.0, 60.0).samples_ns
-            bare_samples += session.reference_loop(feeds, runs)
+            bare_samples += session.bare_loop(feeds, runs)
     return {"harness_samples_ns": harness_samples, "bare_samples_ns": bare_samples,
             "backend_info": session.info()}
 

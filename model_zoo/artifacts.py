@@ -36,7 +36,7 @@ import onnx
 # convert, calibration and prune are cheap to import: they defer TensorFlow, tf2onnx, onnx, tfmot and
 # onnxruntime.quantization to the functions that need them.
 from model_zoo import cache, convert, onnx_precision, prune
-from model_zoo.builders import build_keras_model
+from model_zoo.builders import construct_keras_model
 from model_zoo.cache import cache_dir
 from model_zoo.calibration import calibration_data, calibration_identity, check_feeds, source_problem
 from model_zoo.catalog import CATALOG
@@ -539,7 +539,7 @@ def _pruning_meta(req: ArtifactRequest) -> dict[str, Any]:
 
 def _keras_model(ref: ModelRef) -> Any:
     if ref.zoo is not None:
-        return build_keras_model(ref.zoo, ref.shape)
+        return construct_keras_model(ref.zoo, ref.shape)
     return convert.load_keras_file(Path(ref.path))
 
 

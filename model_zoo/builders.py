@@ -1,11 +1,12 @@
-"""Code that turns a catalog entry into a Keras model.
+"""Code that turns a catalog entry into a Keras model ("construct": in this project "build" means producing an
+artefact, model_zoo.build).
 
 Every TensorFlow/Keras import sits inside a function: importing this module must stay free, only calling
 it pays. A change to any builder must bump that model's `recipe_version` in the catalog, otherwise the
 cache keeps serving artefacts of the old recipe.
 
-The architectures take the Keras module as an argument: Keras 3 (`keras`) builds the zoo model, and the
-pruning subprocess (`model_zoo.prune`) builds the very same architecture with legacy Keras (`tf_keras`),
+The architectures take the Keras module as an argument: Keras 3 (`keras`) constructs the zoo model, and the
+pruning subprocess (`model_zoo.prune`) constructs the very same architecture with legacy Keras (`tf_keras`),
 which is the only Keras that tensorflow-model-optimization can prune, then loads the zoo model's weights
 into it. One definition for both keeps the twin identical by construction.
 """
@@ -34,7 +35,7 @@ BLOCKS = 2
 DIGITS_EPOCHS = 15
 
 
-def build_keras_model(name: str, input_shape: tuple[int, ...]) -> keras.Model:
+def construct_keras_model(name: str, input_shape: tuple[int, ...]) -> keras.Model:
     """Build (and for `digits_cnn` train) the model, seeded so that a rebuild gives the same weights."""
     import_tf()
     import keras
@@ -46,7 +47,7 @@ def build_keras_model(name: str, input_shape: tuple[int, ...]) -> keras.Model:
     return model
 
 
-def build_architecture(name: str, input_shape: tuple[int, ...], keras_module: ModuleType) -> Any:
+def construct_architecture(name: str, input_shape: tuple[int, ...], keras_module: ModuleType) -> Any:
     """The untrained architecture of a zoo model, in the given Keras (`keras` or `tf_keras`).
 
     For a twin whose weights are then loaded from the zoo model: the seed is set anyway so that a twin is
@@ -131,10 +132,10 @@ def _estimate_batchnorm_statistics(model: keras.Model) -> None:
 
 
 def _keras_application(cls: str) -> Callable[[tuple[int, ...], ModuleType], Any]:
-    def build(input_shape: tuple[int, ...], keras: ModuleType) -> Any:
+    def construct(input_shape: tuple[int, ...], keras: ModuleType) -> Any:
         return getattr(keras.applications, cls)(weights=None, input_shape=input_shape)
 
-    return build
+    return construct
 
 
 def _tiny_transformer(input_shape: tuple[int, ...], keras: ModuleType) -> Any:

@@ -224,10 +224,10 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
             ),
         ]
 
-        def build_plan(plan: tuple[str, Path, dict[str, Any]]) -> None:
+        def quantize_with_plan(plan: tuple[str, Path, dict[str, Any]]) -> None:
             quantize_dynamic(str(plan[1]), str(out_file), weight_type=QuantType.QInt8, **plan[2])
 
-        chosen, failures = _first_plan_that_builds(plans, build_plan, out_file, src)
+        chosen, failures = _first_plan_that_converts(plans, quantize_with_plan, out_file, src)
         if chosen is None:
             raise ConversionError(
                 f"{src.name} cannot be quantized dynamically: {failures[0]}; try int8 (static, with "
@@ -237,12 +237,12 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
         info["variant"] = label
         reference = _Reference(src, feeds)
         if reference.feeds:
-            def build(kept: set[str], path: Path) -> list[dict[str, Any]]:
+            def quantize_keeping(kept: set[str], path: Path) -> list[dict[str, Any]]:
                 quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8, nodes_to_exclude=sorted(kept),
                                  **kwargs)
                 return []
 
-            search = _Int8Search(src, source, out_file, work, reference, build)
+            search = _Int8Search(src, source, out_file, work, reference, quantize_keeping)
             info["search_threshold"] = INT8_SEARCH_MIN_COSINE
             info["attempts"] = search.run()
             info["kept_fp32"] = search.kept_fp32
@@ -293,12 +293,12 @@ def onnx_to_int8(
         ranges = work / "ranges"
         branches: list[dict[str, Any]] = []
 
-        def build_plan(plan: tuple[str, Path, bool]) -> None:
+        def quantize_with_plan(plan: tuple[str, Path, bool]) -> None:
             quantizer = _StaticQuantizer(options, plan[2], work / plan[0].replace(" ", "_"), ranges=ranges)
             quantizer.quantize(plan[1], out_file, calibration)
             branches[:] = quantizer.subgraphs
 
-        chosen, failures = _first_plan_that_builds(plans, build_plan, out_file, src)
+        chosen, failures = _first_plan_that_converts(plans, quantize_with_plan, out_file, src)
         if chosen is None:
             raise ConversionError(
                 f"{src.name} cannot be quantized statically: {failures[-1] if failures else 'no plan'}; try "
@@ -310,12 +310,12 @@ def onnx_to_int8(
         info["subgraphs"] = branches
         info["fallbacks_tried"] = failures
         if reference.feeds:
-            def build(kept: set[str], path: Path) -> list[dict[str, Any]]:
+            def quantize_keeping(kept: set[str], path: Path) -> list[dict[str, Any]]:
                 trial = _StaticQuantizer(options, per_channel, path.with_suffix(""), kept, ranges)
                 trial.quantize(source, path, calibration)
                 return trial.subgraphs
 
-            search = _Int8Search(src, source, out_file, work, reference, build)
+            search = _Int8Search(src, source, out_file, work, reference, quantize_keeping)
             info["search_threshold"] = INT8_SEARCH_MIN_COSINE
             info["attempts"] = search.run()
             info["kept_fp32"] = search.kept_fp32
@@ -329,16 +329,16 @@ def onnx_to_int8(
 _Plan = TypeVar("_Plan", bound=tuple)
 
 
-def _first_plan_that_builds(
-    plans: Sequence[_Plan], build: Callable[[_Plan], None], out_file: Path, src: Path
+def _first_plan_that_converts(
+    plans: Sequence[_Plan], quantize: Callable[[_Plan], None], out_file: Path, src: Path
 ) -> tuple[_Plan | None, list[str]]:
-    """The first plan (label first) whose `build` writes to `out_file` a file that `_finish_converted` accepts and
+    """The first plan (label first) whose `quantize` writes to `out_file` a file that `_finish_converted` accepts and
     that has a quantized node, and a line per plan that failed before it: every library failure is one more
     fallback to try, and the messages say which."""
     failures: list[str] = []
     for plan in plans:
         try:
-            build(plan)
+            quantize(plan)
             _finish_converted(out_file, src)
             if not _quantized_nodes(out_file):
                 raise ConversionError("no node was quantized")
@@ -862,7 +862,7 @@ class _Int8Result:
 
 
 # Quantizes `source` into the given file with the named nodes left fp32; returns the If branches it handled.
-_Int8Build = Callable[[set[str], Path], list[dict[str, Any]]]
+_Int8Quantize = Callable[[set[str], Path], list[dict[str, Any]]]
 
 
 class _Int8Search:
@@ -874,9 +874,9 @@ class _Int8Search:
     9 of 246 nodes (its constant-Q front end) in fp32, found in 69 trials (119 s on 2 cores)."""
 
     def __init__(self, src: Path, source: Path, out_file: Path, work: Path, reference: _Reference,
-                 build: _Int8Build) -> None:
+                 quantize_keeping: _Int8Quantize) -> None:
         self.src, self.source, self.out_file, self.work = src, source, out_file, work
-        self.reference, self.build = reference, build
+        self.reference, self.quantize_keeping = reference, quantize_keeping
         self._passing: Path | None = None
         nodes = list(_all_nodes(_load(source).graph))
         self.order = [n.name for n in nodes if n.op_type not in _CONTROL_FLOW and n.op_type != "Constant"]
@@ -892,7 +892,7 @@ class _Int8Search:
         self._trials += 1
         path = self.work / f"trial{self._trials}.onnx"
         try:
-            subgraphs = self.build(kept, path)
+            subgraphs = self.quantize_keeping(kept, path)
             _finish_converted(path, self.src)
             result = _Int8Result(path, kept, self.reference.cosines(path), None, subgraphs)
         except Exception as exc:  # a configuration that does not build or load is a failed attempt

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from model_zoo.builders import build_architecture
+from model_zoo.builders import construct_architecture
 from model_zoo.calibration import InputSpec, random_arrays
 from model_zoo.catalog import CATALOG
 from model_zoo.datasets import load_dataset
@@ -224,7 +224,7 @@ def _zoo_twin(spec: dict[str, Any]) -> tuple[Any, list[Any], list[Any], str]:
 
     tf = import_tf()
     name, shape, dense_dir = spec["zoo"], tuple(spec["input_shape"]), spec["dense_savedmodel"]
-    twin = build_architecture(name, shape, tf_keras)
+    twin = construct_architecture(name, shape, tf_keras)
     loaded = tf.saved_model.load(dense_dir)
     # The Keras 3 export tracks the model's variables in the model's order: layer by layer, each layer's
     # own trainable then non-trainable variables, then its sublayers'; tf_keras lists a layer's weights the
