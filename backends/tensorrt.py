@@ -283,7 +283,6 @@ class Tensorrt(Backend):
         import onnxruntime as ort  # only to read the ONNX file's input specs, exactly as onnxruntime_cpu does
         import tensorrt as trt
 
-
         specs = [_spec(n) for n in ort.InferenceSession(artifact, providers=["CPUExecutionProvider"]).get_inputs()]
         shapes = {spec.name: shape for spec, shape in zip(specs, input_shapes(specs, batch_size, layout), strict=True)}
         recipe = build_recipe(trt.__version__, options.precision, options.compression,

@@ -221,7 +221,6 @@ def _zoo_twin(spec: dict[str, Any]) -> tuple[Any, list[Any], list[Any], str]:
     """The zoo architecture in tf_keras with the cached dense SavedModel's variables loaded into it."""
     import tf_keras
 
-
     tf = import_tf()
     name, shape, dense_dir = spec["zoo"], tuple(spec["input_shape"]), spec["dense_savedmodel"]
     twin = construct_architecture(name, shape, tf_keras)
@@ -257,7 +256,6 @@ def _keras_file_twin(path: Path) -> tuple[Any, list[Any], list[Any], str]:
     """A user's Keras 3 model replayed with tf_keras layers: same graph, same layer configs, same weights."""
     import keras
     import tf_keras
-
 
     model = keras.saving.load_model(path, compile=False)
     graph = model._functional if isinstance(model, keras.Sequential) else model

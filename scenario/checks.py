@@ -120,8 +120,6 @@ def calibration_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> 
     return problems
 
 
-
-
 def model_path_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> list[tuple[int, str]]:
     """A model file must exist, be readable and be of a kind accelbench reads, and the scenario's description of
     its inputs must fit it: all said at the path's line before anything runs, not as a failed case later."""
