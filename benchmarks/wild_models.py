@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from model_zoo.corpus import CORPUS, fetch_all  # noqa: E402
 from results.record import Record  # noqa: E402
-from results.store import read_records  # noqa: E402
+from results.store import new_run_dir, read_records  # noqa: E402
 
 ONNX_PRECISIONS = ["fp32", "fp16", "int8_dynamic", "int8"]
 QUICK_MEASURE = {"warmup_runs": 1, "warmup_seconds": 0.0, "min_runs": 5, "min_seconds": 0.05, "max_seconds": 5,
@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the test suite's short configuration")
     parser.add_argument("--models", help="comma-separated corpus names (default: all)")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "wild", help="the run folder")
+    parser.add_argument("--out", type=Path, help="the run folder, new or empty (default: reports/wild-<date>-<time>)")
     args = parser.parse_args(argv)
+    args.out = args.out or new_run_dir(REPO / "reports", "wild")
     names = args.models.split(",") if args.models else None
     scenario = write_scenario(args.out.parent / f"{args.out.name}-scenario", names, args.quick)
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(scenario), "--out", str(args.out)],

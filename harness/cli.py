@@ -51,6 +51,7 @@ def file_sha256(path: Path) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.engine import Engine
     from results.store import DiskFull, RunFolderProblem, new_run_dir
+    from scenario.expand import TooManyCases, too_many_cases
     from scenario.load import ScenarioError, expand, load_scenario
     from scenario.selection import SelectionError, select
 
@@ -68,8 +69,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         # pytest's -k also matches the file's and its folder's names: keep both front doors selecting alike
         names = (loaded.scenario.name, loaded.path.name, loaded.path.resolve().parent.name)
         cases = select(expand(loaded), selection, extra_names=names)
-    except (ScenarioError, SelectionError, ResumeError) as error:
+    except (ScenarioError, SelectionError, ResumeError, TooManyCases) as error:
         _err(err, str(error))
+        return EXIT_USAGE
+    problem = None if args.yes else too_many_cases(cases, str(scenario_file), "--yes")
+    if problem and not _confirmed(problem, err):
+        _err(err, problem)
         return EXIT_USAGE
     if not cases:  # only -k can empty it: a valid scenario has at least one model and one backend
         _err(err, f"no case of {scenario_file} matches -k {selection!r}")
@@ -94,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         recorded = engine.recorded_case_ids()
         todo = [case for case in cases if case.case_id not in recorded]
         torn = f"; cut a partly written record ({engine.torn_bytes} bytes)" if engine.torn_bytes else ""
-        err.print(f"resuming {run_dir}: {len(cases) - len(todo)} of {len(cases)} cases recorded, "
+        err.print(f"resuming {escape(str(run_dir))}: {len(cases) - len(todo)} of {len(cases)} cases recorded, "
                   f"{len(todo)} to run{torn}", highlight=False, soft_wrap=True)
         cases = todo
     try:
@@ -124,16 +129,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_CASES_FAILED if bad else EXIT_OK
 
 
+def _confirmed(question: str, err: Console) -> bool:
+    """Ask at a terminal; a script (no terminal on stdin) gets no for an answer and --yes as the way round."""
+    if not sys.stdin.isatty():
+        return False
+    answer = err.input(f"{escape(question)}\nrun them all? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
 def _run_cases(engine: Any, cases: list[Any], err: Console) -> None:
     with err.status("") as status:
         status.update("looking up model artefacts")
         engine.prepare_artifacts(cases, progress=lambda text: status.update(text))
         for index, case in enumerate(cases, 1):
-            status.update(f"[{index}/{len(cases)}] {case.case_id}")
+            status.update(f"\\[{index}/{len(cases)}] {escape(case.case_id)}")
             record = engine.run_case(case)
             colour = {"passed": "green", "skipped": "dim", "invalid": "yellow"}.get(record.status, "red")
             p50 = record.p50_ms
-            err.print(f"[{index}/{len(cases)}] {case.case_id} [{colour}]{record.status}[/]"
+            err.print(f"\\[{index}/{len(cases)}] {escape(case.case_id)} [{colour}]{record.status}[/]"
                       + (f"  p50 {p50:.4g} ms" if p50 is not None else ""), highlight=False)
 
 
@@ -263,11 +276,11 @@ def cmd_history_list(args: argparse.Namespace) -> int:
     if table.empty:
         console.print(f"no runs in {escape(str(history))}", highlight=False)
         return EXIT_OK
-    view = Table(title=f"accelbench history: {history}", header_style="bold")
+    view = Table(title=f"accelbench history: {escape(str(history))}", header_style="bold")
     for column in ("run", "started", "commit", "machine", "cases"):
         view.add_column(column)
     for row in table.itertuples(index=False):
-        view.add_row(escape(row.run_id), escape(str(row.started)), escape(str(row.commit or "-"))[:10],
+        view.add_row(escape(row.run_id), escape(str(row.started)), escape(str(row.commit or "-")[:10]),
                      escape(str(row.machine)), str(row.cases))
     console.print(view)
     return EXIT_OK
@@ -360,7 +373,7 @@ def cmd_overhead(args: argparse.Namespace) -> int:
                 table.add_row(name, f"{row['harness_median_us']:.2f}", f"{row['bare_median_us']:.2f}",
                               f"{row['ratio']:.4f}", str(row["samples_each"]))
             else:
-                table.add_row(name, "-", "-", row.get("skipped") or row.get("error"), "-")
+                table.add_row(name, "-", "-", escape(str(row.get("skipped") or row.get("error"))), "-")
         make_console().print(table)
     return EXIT_OK if all("ratio" in row for row in results.values()) else EXIT_CASES_FAILED
 
@@ -377,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="complete an interrupted run: run only the cases RUN_DIR has no record of")
     run.add_argument("-k", metavar="EXPR", help="select cases like pytest -k, e.g. 'onnxruntime and b4'")
     run.add_argument("--reports-root", default="reports", help="where run folders go (default: reports)")
+    run.add_argument("--yes", action="store_true",
+                     help="run without asking even when the selection holds more than 2,000 cases")
     run.set_defaults(func=cmd_run)
 
     compare = commands.add_parser("compare", help="is NEW slower than BASE? per case, with statistics")

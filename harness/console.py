@@ -163,8 +163,8 @@ def print_summary(records: list[Record], run_dir: Any, console: Console | None =
         if record.status == "passed" and record.software_gpu:
             software.setdefault(record.backend, record.backend_info.get("adapter") or "a software adapter")
     for backend, adapter in software.items():
-        console.print(f"[yellow]note[/] {backend} ran on {escape(adapter)}, a SOFTWARE GPU adapter on the CPU: its "
-                      "numbers are not GPU numbers", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note[/] {escape(backend)} ran on {escape(adapter)}, a SOFTWARE GPU adapter on the "
+                      "CPU: its numbers are not GPU numbers", highlight=False, soft_wrap=True)
     for warning, models in warned.items():
         names = escape(", ".join(dict.fromkeys(map(str, models))))
         console.print(f"[yellow]note[/] {names}: {escape(warning)}", highlight=False, soft_wrap=True)

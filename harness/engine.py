@@ -7,13 +7,14 @@ record to the run's store before the next case starts.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -143,11 +144,22 @@ def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
 
 
 def file_sizes(path: str) -> tuple[int, int]:
-    """Raw and gzip-compressed size of a model file or folder: pruning only shows in the compressed size."""
+    """Raw and gzip-compressed size of a model file or folder: pruning only shows in the compressed size. Files
+    are compressed a chunk at a time (a model may be gigabytes), and only regular files are read (a FIFO put in
+    a model's place after the scenario was checked would block the read forever)."""
     target = Path(path)
     files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
-    raw = sum(p.stat().st_size for p in files)
-    compressed = sum(len(gzip.compress(p.read_bytes(), compresslevel=6)) for p in files)
+    raw = compressed = 0
+    for file in files:
+        info = file.stat()
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        raw += info.st_size
+        packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip container, as gzip.compress writes it
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                compressed += len(packer.compress(chunk))
+        compressed += len(packer.flush())
     return raw, compressed
 
 

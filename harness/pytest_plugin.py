@@ -26,6 +26,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("accelbench")
     group.addoption("--accelbench-out", metavar="DIR", default=None,
                     help="run folder for results (default: reports/<scenario>-<date>-<time> under rootdir)")
+    group.addoption("--accelbench-yes", action="store_true", default=False,
+                    help="run even when the selection holds more than 2,000 cases (pytest cannot ask)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,14 +54,15 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class ScenarioFile(pytest.File):
     def collect(self) -> list[pytest.Item]:
+        from scenario.expand import TooManyCases
         from scenario.load import ScenarioError, expand, load_scenario
 
         try:
-            loaded = load_scenario(self.path)
-        except ScenarioError as error:
+            cases = expand(load_scenario(self.path))
+        except (ScenarioError, TooManyCases) as error:
             raise self.CollectError(str(error)) from None
         items = []
-        for case in expand(loaded):
+        for case in cases:
             item = CaseItem.from_parent(self, name=case.case_id, case=case)
             for marker in (case.backend, case.precision, case.mode):
                 item.add_marker(marker)
@@ -110,7 +113,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    session.config.stash[_CASES] = [item.case for item in session.items if isinstance(item, CaseItem)]
+    cases = [item.case for item in session.items if isinstance(item, CaseItem)]
+    if not session.config.getoption("--accelbench-yes"):
+        from scenario.expand import too_many_cases
+
+        scenarios = ", ".join(sorted({str(item.path) for item in session.items if isinstance(item, CaseItem)}))
+        if problem := too_many_cases(cases, scenarios, "--accelbench-yes"):
+            pytest.exit(f"accelbench: {problem}", returncode=pytest.ExitCode.USAGE_ERROR)
+    session.config.stash[_CASES] = cases
 
 
 def _engine(config: pytest.Config) -> Any:

@@ -95,7 +95,7 @@ def _cell(rows: pd.DataFrame, several_runs: bool) -> list[dict[str, Any]]:
         else:
             colour = FAILED_BACKGROUND if row.status == "failed" and not _missing(row.p50_ms) else "transparent"
         entries.append({
-            "status": row.status, "label": row.status_label, "reason": row.reason or "",
+            "status": row.status, "label": row.status_label, "reason": "" if _missing(row.reason) else str(row.reason),
             "run": row.run if several_runs else "", "timed": not _missing(row.p50_ms),
             "p50": number(row.p50_ms), "throughput": number(row.throughput_ips, 3),
             "speedup": f"{speedup:.2f}×" if speedup is not None else "", "is_baseline": is_baseline,
@@ -325,8 +325,8 @@ def build_page(runs: list[Run]) -> str:
         several_machines=len(machines) > 1,
         several_modes=several_modes,
         figures=figures,
-        problems=[{"run": r.run, "case": r.case_id, "status": r.status, "reason": r.reason or ""}
-                  for r in problems.itertuples(index=False)],
+        problems=[{"run": r.run, "case": r.case_id, "status": r.status,
+                   "reason": "" if _missing(r.reason) else str(r.reason)} for r in problems.itertuples(index=False)],
         several_runs=len(runs) > 1,
         records=_records_table(frame),
         csv_json=script_json(frame[list(COLUMNS)].to_csv(index=False)),

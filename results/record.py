@@ -13,6 +13,7 @@ misses the scenario's protocol: too few runs, too short a steady state; its timi
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -22,6 +23,9 @@ STATUSES = ("passed", "failed", "skipped", "invalid")
 MEASURED = ("passed", "invalid")
 
 Status = Literal["passed", "failed", "skipped", "invalid"]
+# single figures of a record that are measured times, rates or sizes: finite whenever they are set
+TIMING_FIELDS = ("throughput_ips", "init_ms", "first_inference_ms", "peak_rss_mb", "prepare_rss_delta_mb",
+                 "cpu_percent", "measured_seconds")
 
 
 class RecordError(ValueError):
@@ -202,7 +206,31 @@ class Record(_Part):
     @classmethod
     def read(cls, data: dict[str, Any]) -> Record:
         """A record from a run folder, leniently: fields this version does not know (a newer accelbench wrote
-        them) are dropped; a known field holding the wrong kind of value is a RecordError naming it."""
+        them) are dropped; a known field holding the wrong kind of value, or a timing that is not a finite number
+        (an edited or foreign file: NaN would poison every comparison and the history), is a RecordError naming
+        it."""
+        record = cls._validated(data)
+        if problem := record.timing_problem():
+            raise RecordError(problem)
+        return record
+
+    def timing_problem(self) -> str | None:
+        """The first timing figure that no measurement can produce (NaN, infinite, a negative sample), or None.
+        An interval of NaN is what a case without samples records, and stays allowed there."""
+        latency = self.latency_ms.model_dump() if self.latency_ms else {}
+        figures: dict[str, Any] = {f"latency_ms.{name}": value for name, value in latency.items()}
+        if self.samples_ns and self.median_ci_ms is not None:
+            figures.update({"median_ci_ms.low": self.median_ci_ms.low, "median_ci_ms.high": self.median_ci_ms.high})
+        figures.update({name: getattr(self, name) for name in TIMING_FIELDS})
+        for name, value in figures.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"{name}: {value} is not a finite number"
+        if any(sample < 0 for sample in self.samples_ns):
+            return "samples_ns: a negative duration"
+        return None
+
+    @classmethod
+    def _validated(cls, data: dict[str, Any]) -> Record:
         try:
             return cls.model_validate(data)
         except ValidationError as error:

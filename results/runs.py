@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from results.environment import EnvFileError, check_environment
 from results.record import Record, RecordError
 from results.store import read_records
 from sysinfo.envinfo import machine_id
@@ -99,6 +100,10 @@ def load_run(path: str | Path) -> Run:
     if not (folder / "results.jsonl").is_file() and not (folder / "env.json").is_file():
         raise RunFolderError(f"{folder}: not an accelbench run folder (no results.jsonl, no env.json)")
     env = _read_json(folder / "env.json", required=True)
+    try:
+        check_environment(env)
+    except EnvFileError as error:
+        raise RunFolderError(f"{folder / 'env.json'}: {error}") from None
     info = _read_json(folder / "scenario.json", required=False)
     try:
         records = read_records(folder / "results.jsonl")

@@ -65,12 +65,28 @@ class RunStore:
         self.logs_dir = self.run_dir / "logs"
 
     def open(self, env: dict[str, Any], scenario: dict[str, Any]) -> None:
-        """Create the folder and write env.json; fails early and clearly if the folder is not writable or its
+        """Create the folder and write env.json; fails early and clearly if the folder already holds files (they
+        are the user's or another run's: never overwritten, never mixed with this run's), is not writable, or its
         file system is nearly full (RunFolderProblem), before any case runs."""
+        self.refuse_if_not_empty()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.check_free_space()
         self._write_json("env.json", env)
         self._write_json("scenario.json", scenario)
+
+    def refuse_if_not_empty(self) -> None:
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RunFolderProblem(f"{self.run_dir} is a file, not a folder for results")
+        try:
+            held = sorted(entry.name for entry in self.run_dir.iterdir()) if self.run_dir.is_dir() else []
+        except OSError as error:
+            raise RunFolderProblem(f"cannot read {self.run_dir}: {error.strerror or error}") from None
+        if held:
+            shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+            raise RunFolderProblem(
+                f"{self.run_dir} is not empty (it holds {shown}): results go to a new or empty folder, so that "
+                "no file is overwritten and no other run's records mix with this one's (accelbench run --resume "
+                "RUN_DIR completes an interrupted run in its own folder)")
 
     def reopen(self, env: dict[str, Any]) -> int:
         """Go on with an interrupted run: same machine and software only, since a resumed run's numbers sit

@@ -20,8 +20,13 @@ from scenario.expand import backend_labels, calibration_settings
 from scenario.schema import KEYS_AT, BackendEntry, CalibrationSpec, ModelEntry, Scenario
 from scenario.yaml_lines import LineMap, Loc, did_you_mean, excerpt, format_loc
 
+# A model larger than this is refused at load time unless the environment raises the limit.
+DEFAULT_MAX_MODEL_GIB = 8
+MAX_MODEL_ENV = "ACCELBENCH_MAX_MODEL_GIB"
+
 if TYPE_CHECKING:
     from backends.base import Backend
+
 
 def pydantic_problem(error: dict[str, Any], lines: LineMap) -> tuple[int, str]:
     loc: Loc = tuple(error["loc"])
@@ -146,18 +151,53 @@ def _model_file_problem(path: Path) -> str | None:
     except OSError as error:
         return f"cannot read {path}: {error.strerror or error}"
     if stat.S_ISDIR(mode):
-        saved_model = path / "saved_model.pb"
-        if not saved_model.is_file():
+        if not (path / "saved_model.pb").is_file():
             return f"{path} is a folder but not a TensorFlow SavedModel (no saved_model.pb inside)"
-        path, mode = saved_model, saved_model.stat().st_mode
+        files = _folder_files(path)
+        if isinstance(files, str):
+            return files
     elif path.suffix.lower() not in SOURCE_SUFFIXES:
         return (f"{path}: accelbench cannot read this kind of file; expected a .onnx, .tflite or .keras file or a "
                 "SavedModel folder")
-    if not stat.S_ISREG(mode):
-        return f"{path} is not a regular file"
-    if not os.access(path, os.R_OK):
-        return f"cannot read {path}: permission denied"
+    else:
+        files = [path]
+    total = 0
+    for file in files:
+        info = file.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return f"{file} is not a regular file"
+        if not os.access(file, os.R_OK):
+            return f"cannot read {file}: permission denied"
+        total += info.st_size
+    limit = max_model_bytes()
+    if total > limit:
+        return (f"{path} is {total / 2**30:.1f} GiB, over the {limit / 2**30:g} GiB limit on a model "
+                f"({MAX_MODEL_ENV}=<GiB> raises it)")
     return None
+
+
+def max_model_bytes() -> int:
+    """The largest model accelbench reads: a bound on what a mistyped path (a disk image, a dataset) can cost."""
+    try:
+        return int(float(os.environ.get(MAX_MODEL_ENV, DEFAULT_MAX_MODEL_GIB)) * 2**30)
+    except ValueError:
+        return DEFAULT_MAX_MODEL_GIB * 2**30
+
+
+def _folder_files(folder: Path) -> list[Path] | str:
+    """Every file of a SavedModel folder, or why one cannot be read (a FIFO, a device, a socket inside)."""
+    found = []
+    for entry in sorted(folder.rglob("*")):
+        try:
+            mode = entry.stat().st_mode
+        except OSError as error:
+            return f"cannot read {entry}: {error.strerror or error}"
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            return f"{entry} is not a regular file"
+        found.append(entry)
+    return found
 
 
 def _inputs_problem(model: ModelEntry, base_dir: Path) -> str | None:

@@ -13,6 +13,42 @@ from scenario.skips import skip_reason
 
 if TYPE_CHECKING:
     from scenario.load import LoadedScenario
+    from scenario.schema import Scenario
+
+# A run of more cases than this is started only when the user confirms it (a typo in a list of batch sizes can
+# turn an afternoon into a month); a scenario that expands beyond MAX_EXPANDED is refused outright.
+MAX_CASES = 2_000
+MAX_EXPANDED = 100_000
+# What a case costs besides its warm-up and steady state: a worker's start-up, loading and the reference run.
+CASE_OVERHEAD_S = 3.0
+
+
+class TooManyCases(Exception):
+    """A scenario or a selection with more cases than runs unconfirmed; the message gives the count and time."""
+
+
+def case_count(scenario: Scenario) -> int:
+    """How many cases the scenario expands into, counted without expanding it."""
+    total = 0
+    for model in scenario.models:
+        per_backend = (len(model.precisions or scenario.precisions) * len(model.compression or scenario.compression)
+                       * len(model.batch_sizes or scenario.batch_sizes) * len(scenario.modes))
+        total += per_backend * len(scenario.backends)
+    return total
+
+
+def estimated_seconds(cases: list[Case]) -> float:
+    """The least time the cases take: each one's warm-up and steady state plus a worker's fixed costs."""
+    return sum(case.measure["warmup_seconds"] + case.measure["min_seconds"] + CASE_OVERHEAD_S for case in cases)
+
+
+def too_many_cases(cases: list[Case], where: str, confirm_with: str) -> str | None:
+    """Why these cases do not run without the user's confirmation, or None when there are few enough."""
+    if len(cases) <= MAX_CASES:
+        return None
+    hours = estimated_seconds(cases) / 3600
+    return (f"{where}: {len(cases):,} cases, at least {hours:,.1f} h of measuring; more than {MAX_CASES:,} cases run "
+            f"only when confirmed ({confirm_with}), or select fewer with -k")
 
 
 def _unique_labels(wanted: list[str], alternatives: list[str]) -> list[str]:
@@ -48,6 +84,10 @@ def expand(loaded: LoadedScenario) -> list[Case]:
     skipped case in the results says what was not measured and why.
     """
     scenario = loaded.scenario
+    count = case_count(scenario)
+    if count > MAX_EXPANDED:
+        raise TooManyCases(f"{loaded.path}: expands into {count:,} cases, over the {MAX_EXPANDED:,} a scenario may "
+                           "hold: split it into several files")
     cases = []
     models_labelled = model_labels(scenario.models)
     backends_labelled = backend_labels(scenario.backends)

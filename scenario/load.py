@@ -7,6 +7,7 @@ reported as ``file:line: field: message`` with a "did you mean" for near-misses.
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from scenario import checks
 from scenario.expand import expand
 from scenario.schema import MeasureSpec, Scenario
 from scenario.yaml_lines import LINE_BREAKS, LineLoader, LineMap, duplicate_keys, line_at
+
+MAX_SCENARIO_BYTES = 1 << 20  # a scenario is written by hand: 1 MiB is thousands of models
 
 __all__ = ["LoadedScenario", "MeasureSpec", "Scenario", "ScenarioError", "expand", "load_scenario"]
 
@@ -46,7 +49,14 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     """Parse and validate a scenario file; raises :class:`ScenarioError` with every problem found."""
     path = Path(path)
     try:
-        content = path.read_bytes()
+        info = path.stat()
+        mode, size = info.st_mode, info.st_size
+        if not stat.S_ISREG(mode):  # a FIFO would block the read forever, a device would never end
+            raise ScenarioError(path, [(None, "not a regular file; a scenario is a YAML file")])
+        if size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(path, [(None, f"{size:,} bytes; a scenario file is at most {MAX_SCENARIO_BYTES:,}")])
+        with open(path, "rb") as handle:
+            content = handle.read(MAX_SCENARIO_BYTES + 1)
     except FileNotFoundError:
         raise ScenarioError(path, [(None, "no such scenario file")]) from None
     except OSError as error:

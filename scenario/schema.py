@@ -16,6 +16,7 @@ from scenario.defaults import MEASURE_DEFAULTS
 
 Precision = Literal[PRECISIONS]  # type: ignore[valid-type]  # the zoo's list, the one source
 Mode = Literal["latency", "throughput", "concurrent"]
+MAX_TIMEOUT_S = 24 * 3600  # one case's worker: a longer limit is a typo (seconds meant as milliseconds)
 
 
 def _canonical_compression(value: Any) -> str:
@@ -72,8 +73,8 @@ class MeasureSpec(BaseModel):
     min_runs: int = Field(MEASURE_DEFAULTS["min_runs"], ge=1)
     min_seconds: float = Field(MEASURE_DEFAULTS["min_seconds"], ge=0)
     max_seconds: float = Field(MEASURE_DEFAULTS["max_seconds"], gt=0)
-    timeout_s: float = Field(MEASURE_DEFAULTS["timeout_s"], gt=0,
-                             description="wall-clock limit of the whole worker (load + measure)")
+    timeout_s: float = Field(MEASURE_DEFAULTS["timeout_s"], gt=0, le=MAX_TIMEOUT_S,
+                             description="wall-clock limit of the whole worker (load + measure), at most 24 h")
     memory_limit_mb: int | None = Field(None, gt=0, description="kill the worker when its RSS passes this")
     streams: int = Field(MEASURE_DEFAULTS["streams"], ge=1, description="parallel streams in concurrent mode")
     seed: int = MEASURE_DEFAULTS["seed"]  # type: ignore[assignment]

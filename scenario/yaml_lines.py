@@ -34,6 +34,10 @@ def format_loc(loc: Loc) -> str:
 
 
 MAX_DEPTH = 50  # levels of nesting; a scenario needs 5 (backends → entry → options → mapping → value)
+# Values a document may hold once its aliases are expanded. Aliases let a 1 KB file stand for 10^9 values (nine
+# aliases of nine aliases of ...), which every later pass (validation, a key check) would walk one by one; a
+# scenario of 2,000 cases holds a few thousand.
+MAX_VALUES = 100_000
 YAML_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # what YAML counts as a line break
 
 
@@ -61,6 +65,7 @@ class LineLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._open: list[str | None] = []  # anchors of the nodes being composed, outermost first
         self._heights: dict[yaml.Node, int] = {}  # levels of nesting at and below a node, through aliases
+        self._sizes: dict[yaml.Node, int] = {}  # values at and below a node, aliases expanded
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         event = self.peek_event()
@@ -81,8 +86,12 @@ class LineLoader(yaml.SafeLoader):
             children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
                 node.value if isinstance(node, yaml.SequenceNode) else [])
             self._heights[node] = 1 + max((self._heights[child] for child in children), default=0)
+            self._sizes[node] = 1 + sum(self._sizes[child] for child in children)
         if depth + self._heights[node] > MAX_DEPTH:  # an alias brings its anchor's nesting along
             raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        if self._sizes[node] > MAX_VALUES:
+            raise ComposerError(None, None, f"the aliases here expand to more than {MAX_VALUES:,} values",
+                                event.start_mark)
         return node
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
@@ -135,7 +144,12 @@ class LineMap:
         return None
 
 
-def duplicate_keys(node: yaml.Node) -> list[tuple[int, str]]:
+def duplicate_keys(node: yaml.Node, seen_nodes: set[int] | None = None) -> list[tuple[int, str]]:
+    """Keys given twice in one mapping, each node looked at once however many aliases point at it."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return []
+    seen_nodes.add(id(node))
     problems = []
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -143,10 +157,10 @@ def duplicate_keys(node: yaml.Node) -> list[tuple[int, str]]:
             if key.value in seen:
                 problems.append((key.start_mark.line + 1, f"duplicate key {key.value!r}"))
             seen.add(key.value)
-            problems += duplicate_keys(value)
+            problems += duplicate_keys(value, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for child in node.value:
-            problems += duplicate_keys(child)
+            problems += duplicate_keys(child, seen_nodes)
     return problems
 
 
