@@ -190,7 +190,8 @@ def onnx_to_fp16(src: Path, out_file: Path, check_feeds: Sequence[Feed] | None =
     return info
 
 
-def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] | None = None) -> dict[str, Any]:
+def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] | None = None,
+                         search_seconds: float = INT8_SEARCH_SECONDS) -> dict[str, Any]:
     """int8 weights, activations quantized at run time by ONNX Runtime (ConvInteger / MatMulInteger).
 
     Pre-processing first, because `quantize_dynamic` only quantizes weights that are initializers and real
@@ -242,7 +243,7 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
                                  **kwargs)
                 return []
 
-            search = _Int8Search(src, source, out_file, work, reference, quantize_keeping)
+            search = _Int8Search(src, source, out_file, work, reference, quantize_keeping, search_seconds)
             info["search_threshold"] = INT8_SEARCH_MIN_COSINE
             info["attempts"] = search.run()
             info["kept_fp32"] = search.kept_fp32
@@ -258,6 +259,7 @@ def onnx_to_int8(
     out_file: Path,
     calibration_feeds: Sequence[Feed] | Sequence[np.ndarray],
     check_feeds: Sequence[Feed] | None = None,
+    search_seconds: float = INT8_SEARCH_SECONDS,
 ) -> dict[str, Any]:
     """Static symmetric int8 QDQ (the form TensorRT's explicit quantization consumes), calibrated on
     `calibration_feeds`: each dict is one model call, as given to ONNX Runtime's MinMax calibrator.
@@ -315,7 +317,7 @@ def onnx_to_int8(
                 trial.quantize(source, path, calibration)
                 return trial.subgraphs
 
-            search = _Int8Search(src, source, out_file, work, reference, quantize_keeping)
+            search = _Int8Search(src, source, out_file, work, reference, quantize_keeping, search_seconds)
             info["search_threshold"] = INT8_SEARCH_MIN_COSINE
             info["attempts"] = search.run()
             info["kept_fp32"] = search.kept_fp32
@@ -874,9 +876,9 @@ class _Int8Search:
     9 of 246 nodes (its constant-Q front end) in fp32, found in 69 trials (119 s on 2 cores)."""
 
     def __init__(self, src: Path, source: Path, out_file: Path, work: Path, reference: _Reference,
-                 quantize_keeping: _Int8Quantize) -> None:
+                 quantize_keeping: _Int8Quantize, budget_s: float) -> None:
         self.src, self.source, self.out_file, self.work = src, source, out_file, work
-        self.reference, self.quantize_keeping = reference, quantize_keeping
+        self.reference, self.quantize_keeping, self.budget_s = reference, quantize_keeping, budget_s
         self._passing: Path | None = None
         nodes = list(_all_nodes(_load(source).graph))
         self.order = [n.name for n in nodes if n.op_type not in _CONTROL_FLOW and n.op_type != "Constant"]
@@ -912,7 +914,7 @@ class _Int8Search:
         attempts = [first.summary("none")]
         if first.ok:
             return attempts
-        result = _prefix_search(self.order, self.attempt, INT8_SEARCH_SECONDS, attempts)
+        result = _prefix_search(self.order, self.attempt, self.budget_s, attempts)
         if not result.ok:
             return attempts  # nothing found passes: the first file stays, the harness's guard fails it
         if result.path is None or not _quantized_nodes(result.path):

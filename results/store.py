@@ -173,23 +173,29 @@ def repair_torn_tail(path: Path) -> int:
 
 def read_records(path: Path) -> list[Record]:
     """All complete records, typed; a torn last line (a run killed mid-write) is skipped. Leniently (Record.read):
-    fields a newer accelbench added are dropped; a known field of the wrong kind is a RecordError naming the file,
-    the case and the field."""
+    fields a newer accelbench added are dropped; a known field of the wrong kind, a line that is not a record, or a
+    record without its case id is a RecordError naming the file, the case (or line) and the field."""
     records = []
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return records
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         try:
             data = json.loads(line)
         except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict) and "case_id" in data:
-            try:
-                records.append(Record.read(data))
-            except RecordError as error:
-                raise RecordError(f"{path}: case {str(data.get('case_id'))[:200]!r}: {error}") from None
+            if number == len(lines) and not text.endswith("\n"):
+                continue  # torn: the writer was killed mid-record
+            raise RecordError(f"{path}: line {number}: not a JSON record") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"{path}: line {number}: not a JSON object")
+        case = data.get("case_id")
+        where = f"case {case[:200]!r}" if isinstance(case, str) else f"line {number}"
+        try:
+            records.append(Record.read(data))
+        except RecordError as error:
+            raise RecordError(f"{path}: {where}: {error}") from None
     return records
 
 
