@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from reporting.charts import text
 from reporting.html import figure_json, render_page, write_page
-from results.history import read_history
+from results.history import finite, read_history
 from results.record import MEASURED
 from tracking.changepoints import change_points
 
@@ -62,7 +62,7 @@ def case_figure(series: pd.DataFrame, case_id: str) -> tuple[go.Figure, list[dic
 def build_trend(history: Path) -> tuple[str, list[str]]:
     frame, problems = read_history(history, COLUMNS)
     frame["scenario"] = frame["scenario"].fillna("")  # records written before records named their scenario
-    measured = frame[frame["status"].isin(MEASURED) & frame["p50_ms"].notna()] if not frame.empty \
+    measured = frame[frame["status"].isin(MEASURED) & finite(frame["p50_ms"])] if not frame.empty \
         else frame
     figures, machines, all_steps = [], [], []
     for machine_id in dict.fromkeys(measured["machine_id"]):

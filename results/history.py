@@ -16,10 +16,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from results.environment import EnvFileError, check_environment
 from results.record import MEASURED, Record, RecordError
 from results.runs import load_run, machine_label
 
@@ -164,15 +166,33 @@ def load_history_run(history: Path, reference: str, machine_id: str | None = Non
         raise HistoryError(f"no run {reference!r} in the history in {history} (accelbench history list)")
     path = history / f"{chosen}.parquet"
     rows = pq.read_table(path, columns=["record_json", "samples_ns", "env_json"]).to_pylist()
+    try:
+        env = json.loads(rows[0]["env_json"] or "{}") if rows else {}
+        if not isinstance(env, dict):
+            raise EnvFileError("not a JSON object")
+        check_environment(env)
+    except (EnvFileError, json.JSONDecodeError) as error:
+        raise HistoryError(f"{path}: env_json: {error}") from None
     records = {}
-    for row in rows:
-        data = json.loads(row["record_json"])
+    for number, row in enumerate(rows, 1):
+        try:
+            data = json.loads(row["record_json"] or "")
+            if not isinstance(data, dict):
+                raise RecordError("not a JSON object")
+        except (json.JSONDecodeError, RecordError) as error:
+            raise HistoryError(f"{path}: row {number}: record_json: {error}") from None
         try:
             record = Record.read({**data, "samples_ns": row["samples_ns"] or []})
         except RecordError as error:
             raise HistoryError(f"{path}: case {str(data.get('case_id'))[:200]!r}: {error}") from None
         records[record.case_id] = record
-    return records, json.loads(rows[0]["env_json"]) if rows else {}, chosen
+    return records, env, chosen
+
+
+def finite(column: pd.Series) -> pd.Series:
+    """Rows whose figure is a finite number: a history file written by hand or by an older version may hold NaN or
+    inf, which must never reach a noise estimate or a chart."""
+    return pd.to_numeric(column, errors="coerce").map(lambda v: bool(np.isfinite(v)))
 
 
 def case_medians(history: Path, machine_id: str, before: str | None = None, last: int = 30,
@@ -183,7 +203,7 @@ def case_medians(history: Path, machine_id: str, before: str | None = None, last
     frame, _ = read_history(history, ["started", "machine_id", "case_id", "status", "p50_ms", "scenario"])
     if frame.empty:
         return {}
-    keep = (frame["machine_id"] == machine_id) & frame["status"].isin(MEASURED) & frame["p50_ms"].notna()
+    keep = (frame["machine_id"] == machine_id) & frame["status"].isin(MEASURED) & finite(frame["p50_ms"])
     if before is not None:
         keep &= frame["started"] < before
     if scenarios:
