@@ -207,16 +207,20 @@ def test_a_one_kilobyte_alias_bomb_is_refused_at_its_line_in_seconds(tmp_path: P
 
 def test_the_duplicate_key_check_walks_each_node_once() -> None:
     """However many aliases point at a node: on the bomb's graph (composed without the loader's limit), walking
-    every alias took minutes."""
-    import yaml
-
-    from scenario.yaml_lines import duplicate_keys
-
+    every alias took minutes and gigabytes (so the probe runs in a limited child)."""
     text = "a0: &a0 {x: 1, y: 2, x: 3}\n" + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n"
                                                        for i in range(1, 10))
-    started = time.perf_counter()
-    assert duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader)) == [(1, "duplicate key 'x'")]
-    assert time.perf_counter() - started < 1.0
+    done = run_limited(
+        "import time, yaml\n"
+        "from scenario.yaml_lines import duplicate_keys\n"
+        "limit_memory()\n"
+        f"root = yaml.compose({text!r}, Loader=yaml.SafeLoader)\n"
+        "started = time.perf_counter()\n"
+        "print(duplicate_keys(root), round(time.perf_counter() - started, 3))\n",
+        timeout_s=60, extra_address_space_mb=512)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found, seconds = done.stdout.rsplit(" ", 1)
+    assert found == "[(1, \"duplicate key 'x'\")]" and float(seconds) < 1.0
 
 
 # -- 6. malformed records and env.json in run folders and the history --------------------------------------------
