@@ -119,9 +119,9 @@ def calibration_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> 
             if problem := _path_problem(spec.source, base_dir):
                 problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
                 continue
-            file = calibration_settings(spec, base_dir)["source"]
-            if not Path(file).is_file():
-                problems.append((lines.line(loc), f"{format_loc(loc)}: no such calibration file {file}"))
+            file = Path(calibration_settings(spec, base_dir)["source"])
+            if problem := _data_file_problem(file, "calibration file"):
+                problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
     return problems
 
 
@@ -198,6 +198,21 @@ def _folder_files(folder: Path) -> list[Path] | str:
             return f"{entry} is not a regular file"
         found.append(entry)
     return found
+
+
+def _data_file_problem(path: Path, what: str) -> str | None:
+    """Why a data file cannot be read, looking only at the file system (a FIFO would block the reader forever)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"no such {what} {path}"
+    except OSError as error:
+        return f"cannot read {path}: {error.strerror or error}"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file"
+    if not os.access(path, os.R_OK):
+        return f"cannot read {path}: permission denied"
+    return None
 
 
 def _inputs_problem(model: ModelEntry, base_dir: Path) -> str | None:

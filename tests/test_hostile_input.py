@@ -126,6 +126,19 @@ def test_fifos_and_devices_named_as_models_are_refused_at_load_time(tmp_path: Pa
         assert message == f"{scenario}:2: models[0].path: {path} is not a regular file", (kind, message)
 
 
+def test_a_calibration_source_that_is_a_fifo_is_refused_at_its_line(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "inputs.npz")
+    scenario = write_scenario(tmp_path, """
+        name: calibrated
+        models: [digits_cnn]
+        backends: [onnxruntime_cpu]
+        precisions: [int8]
+        calibration: {source: inputs.npz}
+    """)
+    assert load_error(scenario) == (f"{scenario}:5: calibration.source: {tmp_path / 'inputs.npz'} is not a "
+                                    "regular file")
+
+
 def test_a_savedmodel_folder_with_a_fifo_inside_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "model" / "variables"
     folder.mkdir(parents=True)
