@@ -116,6 +116,9 @@ def read_history(history: Path, columns: list[str] | None = None) -> tuple[pd.Da
     if columns is not None:  # the sort keys come along whatever the caller asked for
         columns = list(dict.fromkeys([*columns, "started", "run_id"]))
     for path in sorted(history.glob("*.parquet")) if history.is_dir() else []:
+        if not path.is_file():  # a FIFO or a device would block the reader
+            problems.append(f"{path}: not a regular file, skipped")
+            continue
         try:
             frames.append(pq.read_table(path, columns=columns).to_pandas())
         except (OSError, pa.ArrowException) as error:

@@ -7,6 +7,7 @@ here, so any run folder can be reported and merged.
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +81,8 @@ def machine_label(machine: dict[str, Any]) -> str:
 
 def _read_json(path: Path, required: bool) -> dict[str, Any]:
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read forever
+            raise RunFolderError(f"{path}: not a regular file")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         if required:

@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -175,13 +176,19 @@ def read_records(path: Path) -> list[Record]:
     """All complete records, typed; a torn last line (a run killed mid-write) is skipped. Leniently (Record.read):
     fields a newer accelbench added are dropped; a known field of the wrong kind, a line that is not a record, or a
     record without its case id is a RecordError naming the file, the case (or line) and the field."""
-    records = []
+    records: list[Record] = []
     try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):  # a FIFO would block the read forever
+            raise RecordError(f"{path}: not a regular file")
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return records
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path}: unreadable ({error})") from None
     lines = text.splitlines()
     for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             data = json.loads(line)
         except json.JSONDecodeError:

@@ -284,6 +284,25 @@ def test_an_env_json_field_of_the_wrong_kind_is_one_line_naming_it(tmp_path: Pat
     assert f"{bad / 'env.json'}: machine: Input should be a valid dictionary" in done.stderr
 
 
+def test_fifos_in_a_run_folder_or_a_history_are_named_not_read(tmp_path: Path) -> None:
+    for name in ("results.jsonl", "env.json"):
+        folder = tmp_path / name.replace(".", "_")
+        shutil.copytree(FIXTURE_RUN, folder)
+        (folder / name).unlink()
+        os.mkfifo(folder / name)
+        done = run_cli("report", str(folder), cwd=tmp_path, timeout=120)
+        assert done.returncode == 2 and f"{folder / name}: not a regular file" in done.stderr, done.stderr[-2000:]
+    history = tmp_path / "history"
+    history.mkdir()
+    os.mkfifo(history / "20270101-x.parquet")
+    done = run_limited(
+        "from pathlib import Path\n"
+        "from results.history import read_history\n"
+        f"frame, problems = read_history(Path({str(history)!r}))\n"
+        "print(len(frame), problems)\n", timeout_s=60)
+    assert done.returncode == 0 and "20270101-x.parquet: not a regular file, skipped" in done.stdout, done.stderr
+
+
 # -- 7. a calibration archive that expands to gigabytes ------------------------------------------------------------
 
 def _deflate_bomb(path: Path, rows: int, row_values: int) -> None:
