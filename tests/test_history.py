@@ -14,6 +14,7 @@ from reporting.browser import find_chromium, open_report
 from reporting.trend import build_trend
 from results.history import add_run, read_history
 from tests.conftest import FAST_MEASURE, run_cli, write_scenario
+from tests.records import make_record
 
 pytestmark = pytest.mark.e2e
 
@@ -144,11 +145,8 @@ def synthetic_history(root: Path, runs: int = 30, step_at: int = 17) -> Path:
                "git": {"id": f"c{index:02d}" + "0" * 38}}
         (folder / "env.json").write_text(json.dumps(env))
         sample = (median * 1e6 * np.exp(rng.normal(0, 0.02, 200))).astype(int).tolist()
-        record = {"case_id": "m-fp32-b1-tflite_cpu", "model": "m", "backend": "tflite_cpu", "precision": "fp32",
-                  "batch_size": 1, "mode": "latency", "status": "passed", "samples_ns": sample,
-                  "latency_ms": {"p50": float(np.median(sample)) / 1e6, "q1": float(np.percentile(sample, 25)) / 1e6,
-                                 "q3": float(np.percentile(sample, 75)) / 1e6}}
-        (folder / "results.jsonl").write_text(json.dumps(record) + "\n")
+        record = make_record("m-fp32-b1-tflite_cpu", samples_ns=sample)
+        (folder / "results.jsonl").write_text(json.dumps(record.to_json()) + "\n")
     return root
 
 
