@@ -144,12 +144,9 @@ def model_path_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> l
 
 def _model_file_problem(path: Path) -> str | None:
     """Why ``path`` cannot be a model, looking only at the file system (never opening a FIFO or a device)."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return f"no such model file or folder: {path}"
-    except OSError as error:
-        return f"cannot read {path}: {error.strerror or error}"
+    mode = _mode(path, f"no such model file or folder: {path}")
+    if isinstance(mode, str):
+        return mode
     if stat.S_ISDIR(mode):
         if not (path / "saved_model.pb").is_file():
             return f"{path} is a folder but not a TensorFlow SavedModel (no saved_model.pb inside)"
@@ -161,14 +158,10 @@ def _model_file_problem(path: Path) -> str | None:
                 "SavedModel folder")
     else:
         files = [path]
-    total = 0
     for file in files:
-        info = file.stat()
-        if not stat.S_ISREG(info.st_mode):
-            return f"{file} is not a regular file"
-        if not os.access(file, os.R_OK):
-            return f"cannot read {file}: permission denied"
-        total += info.st_size
+        if problem := _data_file_problem(file, "model file"):
+            return problem
+    total = sum(file.stat().st_size for file in files)
     limit = max_model_bytes()
     if total > limit:
         return (f"{path} is {total / 2**30:.1f} GiB, over the {limit / 2**30:g} GiB limit on a model "
@@ -185,29 +178,33 @@ def max_model_bytes() -> int:
 
 
 def _folder_files(folder: Path) -> list[Path] | str:
-    """Every file of a SavedModel folder, or why one cannot be read (a FIFO, a device, a socket inside)."""
+    """Every entry of a SavedModel folder that is not a folder (each then checked like a model file), or why one
+    cannot even be looked at."""
     found = []
     for entry in sorted(folder.rglob("*")):
-        try:
-            mode = entry.stat().st_mode
-        except OSError as error:
-            return f"cannot read {entry}: {error.strerror or error}"
-        if stat.S_ISDIR(mode):
-            continue
-        if not stat.S_ISREG(mode):
-            return f"{entry} is not a regular file"
-        found.append(entry)
+        mode = _mode(entry, f"cannot read {entry}: it vanished while being checked")
+        if isinstance(mode, str):
+            return mode
+        if not stat.S_ISDIR(mode):
+            found.append(entry)
     return found
+
+
+def _mode(path: Path, missing: str) -> int | str:
+    """The file's mode (symlinks followed), or the message to give when it cannot be looked at."""
+    try:
+        return path.stat().st_mode
+    except FileNotFoundError:
+        return missing
+    except OSError as error:
+        return f"cannot read {path}: {error.strerror or error}"
 
 
 def _data_file_problem(path: Path, what: str) -> str | None:
     """Why a data file cannot be read, looking only at the file system (a FIFO would block the reader forever)."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return f"no such {what} {path}"
-    except OSError as error:
-        return f"cannot read {path}: {error.strerror or error}"
+    mode = _mode(path, f"no such {what} {path}")
+    if isinstance(mode, str):
+        return mode
     if not stat.S_ISREG(mode):
         return f"{path} is not a regular file"
     if not os.access(path, os.R_OK):
