@@ -112,6 +112,7 @@ def gpu_name_and_capability() -> str:
 
 class _Logger:
     """TensorRT's messages, kept so that a failed build reports TensorRT's own words."""
+
     def __init__(self, trt: Any) -> None:
         class Logger(trt.ILogger):
             def __init__(self) -> None:

@@ -28,11 +28,15 @@ def _resume_plan(args: argparse.Namespace) -> tuple[str, str | None, dict[str, A
     the one the run started with, or the two halves would measure different cases."""
     info_path = Path(args.resume) / "scenario.json"
     try:
+        if not info_path.is_file():  # missing, or a FIFO that would block the read forever
+            raise ValueError("not a regular file")
         info = json.loads(info_path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
     except (OSError, ValueError) as error:
         raise ResumeError(f"{info_path}: cannot resume from it ({error})") from None
     scenario = args.scenario or info.get("file")
-    if not scenario:
+    if not scenario or not isinstance(scenario, str):
         raise ResumeError(f"{info_path} names no scenario file (a pytest run?): give it, accelbench run FILE --resume")
     started_with = info.get("file_sha256")
     if started_with and Path(scenario).is_file() and file_sha256(Path(scenario)) != started_with:
@@ -45,7 +49,8 @@ class ResumeError(Exception):
 
 
 def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from results.record import Accuracy, Record, WorkerInfo
 from results.stats import latency_summary_ms, median_ci_ms
 from results.store import RunStore, safe_file_name
 from scenario.cases import Case
+from scenario.checks import folder_entries
 from scenario.skips import skip_reason
 from sysinfo.envinfo import REPO_ROOT, collect_env
 from sysinfo.lifeline import child_env
@@ -148,10 +149,13 @@ def file_sizes(path: str) -> tuple[int, int]:
     are compressed a chunk at a time (a model may be gigabytes), and only regular files are read (a FIFO put in
     a model's place after the scenario was checked would block the read forever)."""
     target = Path(path)
-    files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+    files = folder_entries(target) if target.is_dir() else [target]
     raw = compressed = 0
     for file in files:
-        info = file.stat()
+        try:
+            info = file.stat()
+        except OSError:  # a dangling link: nothing to measure
+            continue
         if not stat.S_ISREG(info.st_mode):
             continue
         raw += info.st_size
@@ -179,13 +183,16 @@ def _artifact_facts(artifact: str | None) -> dict[str, Any] | None:
 
 class Engine:
     """Runs cases one at a time into one run folder."""
+
     def __init__(self, run_dir: Path, scenario_info: dict[str, Any], resume: bool = False) -> None:
         """A new run folder, or (resume) an interrupted one to complete; either way a folder that cannot take
         the run raises RunFolderProblem (or another OSError) here, before any case runs."""
         self.store = RunStore(run_dir)
         self.env = collect_env()
         self.torn_bytes = self.store.reopen(self.env) if resume else 0
-        if not resume:
+        if resume:
+            self.store.records()  # what is there must read back before anything is added to it
+        else:
             self.store.open(self.env, scenario_info)
         self.artifacts: dict[str, str] = {}
         self.artifact_errors: dict[str, str] = {}
@@ -299,9 +306,11 @@ class Engine:
         error = raw.get("evaluation_error") or (reference["reason"] if reference["status"] != "ok" else None)
         if not error:
             try:
-                record.accuracy = self._accuracy(case, reference, load_arrays(outputs_path)[:2])
+                accuracy = self._accuracy(case, reference, load_arrays(outputs_path)[:2])
             except (ValueError, OSError, KeyError) as problem:  # outputs that cannot be set beside the reference's
                 error = f"the outputs cannot be compared with the reference's: {problem}"
+            else:
+                record.accuracy = Accuracy.model_validate(accuracy)  # outside the try: a writer's bug is loud
         if error:
             record.accuracy = Accuracy(error=error)
         problems = self._validity_problems(case, raw)
@@ -374,7 +383,8 @@ class Engine:
         return reference
 
     @staticmethod
-    def _accuracy(case: Case, reference: dict[str, Any], named_outputs: tuple[list[str], list[Any]]) -> Accuracy:
+    def _accuracy(case: Case, reference: dict[str, Any],
+                  named_outputs: tuple[list[str], list[Any]]) -> dict[str, Any]:
         """Fidelity to the reference on the same inputs, task accuracy where there are labels, and the budget."""
         names, outputs = named_outputs
         ref_names, ref_outputs, _ = load_arrays(Path(reference["outputs"]))
@@ -408,7 +418,7 @@ class Engine:
             accuracy["top1_drop"] = reference["top1"] - accuracy["top1"]
         accuracy["budget"] = case.accuracy_budget
         accuracy["violations"] = budget_violations(accuracy, budget)
-        return Accuracy.model_validate(accuracy)
+        return accuracy
 
     @staticmethod
     def _validity_problems(case: Case, raw: dict[str, Any]) -> list[str]:

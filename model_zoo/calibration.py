@@ -333,6 +333,8 @@ class NpzArchive:
             shape, fortran_order, dtype = _read_npy_header(member)
         if dtype.hasobject:
             raise ValueError(f"array {info.filename!r} holds Python objects (a pickle): accelbench reads numbers only")
+        if any(int(d) < 0 for d in shape):
+            raise ValueError(f"array {info.filename!r} declares a negative dimension {tuple(shape)}")
         return NpyHeader(tuple(shape), dtype, fortran_order)
 
     def read(self, name: str, leading: int | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,8 @@ def add_run(history: Path, run_dir: str | Path) -> tuple[str, bool]:
         os.replace(tmp, target)
     except OSError as error:
         raise HistoryError(f"cannot write the history in {history}: {error.strerror or error}") from None
+    except (OverflowError, pa.ArrowException) as error:  # a figure the history's columns cannot hold
+        raise HistoryError(f"{run.path / 'results.jsonl'}: cannot be stored in the history ({error})") from None
     return identifier, True
 
 
@@ -167,8 +170,11 @@ def load_history_run(history: Path, reference: str, machine_id: str | None = Non
         chosen = reference
     else:
         raise HistoryError(f"no run {reference!r} in the history in {history} (accelbench history list)")
-    path = history / f"{chosen}.parquet"
-    rows = pq.read_table(path, columns=["record_json", "samples_ns", "env_json"]).to_pylist()
+    path = _run_file(history, chosen)
+    try:
+        rows = pq.read_table(path, columns=["record_json", "samples_ns", "env_json"]).to_pylist()
+    except (OSError, pa.ArrowException) as error:
+        raise HistoryError(f"{path}: unreadable ({error})") from None
     try:
         env = json.loads(rows[0]["env_json"] or "{}") if rows else {}
         if not isinstance(env, dict):
@@ -190,6 +196,16 @@ def load_history_run(history: Path, reference: str, machine_id: str | None = Non
             raise HistoryError(f"{path}: case {str(data.get('case_id'))[:200]!r}: {error}") from None
         records[record.case_id] = record
     return records, env, chosen
+
+
+def _run_file(history: Path, identifier: Any) -> Path:
+    """The file of one run: its id comes from a file's content, so it must be a plain name (no '/', no '..')
+    of a regular file inside the history."""
+    name = str(identifier)
+    path = history / f"{name}.parquet"
+    if not re.fullmatch(r"[\w.-]+", name) or name.startswith(".") or not path.is_file():
+        raise HistoryError(f"no readable run {name[:100]!r} in the history in {history}")
+    return path
 
 
 def finite(column: pd.Series) -> pd.Series:
@@ -217,10 +233,10 @@ def case_medians(history: Path, machine_id: str, before: str | None = None, last
 def history_run_facts(history: Path, identifier: str) -> dict[str, Any]:
     """Machine, start and scenarios of a run of the history: what @latest is chosen against when NEW is @RUN_ID.
     Read from that run's own file, not the whole history."""
-    path = history / f"{identifier}.parquet"
     try:
+        path = _run_file(history, identifier)
         rows = pq.read_table(path, columns=["machine_id", "started", "scenario"]).to_pylist()
-    except (OSError, pa.ArrowException):
+    except (OSError, pa.ArrowException, HistoryError):
         rows = []
     if not rows:
         raise HistoryError(f"no run {identifier!r} in the history in {history} (accelbench history list)")

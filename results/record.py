@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 STATUSES = ("passed", "failed", "skipped", "invalid")
 # statuses whose timings describe a complete measurement: drawn, compared, given speed-ups
@@ -25,7 +25,7 @@ MEASURED = ("passed", "invalid")
 Status = Literal["passed", "failed", "skipped", "invalid"]
 # single figures of a record that are measured times, rates or sizes: finite whenever they are set
 TIMING_FIELDS = ("throughput_ips", "init_ms", "first_inference_ms", "peak_rss_mb", "prepare_rss_delta_mb",
-                 "cpu_percent", "measured_seconds")
+                 "cpu_percent", "measured_seconds", "started_at", "finished_at")
 
 
 class RecordError(ValueError):
@@ -164,7 +164,7 @@ class Record(_Part):
     precision: str
     compression: str = "none"
     calibration: dict[str, Any] | None = None
-    batch_size: int
+    batch_size: Annotated[int, Field(ge=1, lt=2**31)]
     mode: str = "latency"
     status: Status
     reason: str | None = None
@@ -179,7 +179,7 @@ class Record(_Part):
     cpu_percent: float | None = None
     model_size_bytes: int | None = None
     model_size_gzip_bytes: int | None = None
-    samples_ns: list[int] = []
+    samples_ns: list[Annotated[int, Field(ge=0, lt=2**63)]] = []  # durations: what int64 columns can hold
     runs: int | None = None
     measured_seconds: float | None = None
     warmup: Warmup | None = None
@@ -215,8 +215,9 @@ class Record(_Part):
         return record
 
     def timing_problem(self) -> str | None:
-        """The first timing figure that no measurement can produce (NaN, infinite, a negative sample), or None.
-        An interval of NaN is what a case without samples records, and stays allowed there."""
+        """The first timing figure that no measurement can produce (NaN, infinite), or None. Negative samples are
+        refused by the field's type; an interval of NaN is what a case without samples records, and stays allowed
+        there."""
         latency = self.latency_ms.model_dump() if self.latency_ms else {}
         figures: dict[str, Any] = {f"latency_ms.{name}": value for name, value in latency.items()}
         if self.samples_ns and self.median_ci_ms is not None:
@@ -225,8 +226,6 @@ class Record(_Part):
         for name, value in figures.items():
             if isinstance(value, float) and not math.isfinite(value):
                 return f"{name}: {value} is not a finite number"
-        if any(sample < 0 for sample in self.samples_ns):
-            return "samples_ns: a negative duration"
         return None
 
     @classmethod

@@ -48,7 +48,10 @@ class Run:
         if self.env.get("collected_at"):
             return str(self.env["collected_at"])
         starts = [r.started_at for r in self.records if r.started_at is not None]
-        return datetime.fromtimestamp(min(starts), UTC).isoformat(timespec="seconds") if starts else None
+        try:
+            return datetime.fromtimestamp(min(starts), UTC).isoformat(timespec="seconds") if starts else None
+        except (OverflowError, ValueError, OSError):  # a start no clock can show: an edited record
+            return None
 
     @property
     def commit(self) -> str | None:
@@ -71,7 +74,7 @@ def machine_label(machine: dict[str, Any]) -> str:
     if machine.get("memory_gb"):
         parts.append(f"{machine['memory_gb']} GB")
     gpu = machine.get("gpu") or {}
-    names = [d.get("name", "?") for d in gpu.get("devices", [])]
+    names = [str(d.get("name") or "?") for d in gpu.get("devices") or []]
     if names:
         parts.append(", ".join(names) + f" (driver {gpu.get('driver_version')}, CUDA {gpu.get('cuda_driver_version')})")
     else:

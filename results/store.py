@@ -93,10 +93,17 @@ class RunStore:
         """Go on with an interrupted run: same machine and software only, since a resumed run's numbers sit
         beside the first part's. A record torn by a kill mid-write is cut off (its case runs again), so the next
         record starts on a line of its own. Returns the bytes cut."""
+        env_file = self.run_dir / "env.json"
         try:
-            previous = json.loads((self.run_dir / "env.json").read_text(encoding="utf-8"))
+            if not stat.S_ISREG(env_file.stat().st_mode):  # a FIFO would block the read forever
+                raise ValueError(f"{env_file} is not a regular file")
+            previous = json.loads(env_file.read_text(encoding="utf-8"))
+            if self.results_path.exists() and not stat.S_ISREG(self.results_path.stat().st_mode):
+                raise ValueError(f"{self.results_path} is not a regular file")
         except (OSError, ValueError) as error:
             raise RunFolderProblem(f"{self.run_dir}: not a run folder to resume ({error})") from None
+        if not isinstance(previous, dict):
+            raise RunFolderProblem(f"{env_file}: not a JSON object")
         if previous.get("env_id") != env["env_id"]:
             raise RunFolderProblem(
                 f"{self.run_dir} was measured on another machine or software (fingerprint {previous.get('env_id')}, "
@@ -134,7 +141,12 @@ class RunStore:
             raise self._disk_full(error) from None
 
     def records(self) -> list[Record]:
-        return read_records(self.results_path)
+        """This run's records; a folder whose records were damaged after they were written (an edit, a foreign
+        tool) is a RunFolderProblem naming the file, the case and the field."""
+        try:
+            return read_records(self.results_path)
+        except RecordError as error:
+            raise RunFolderProblem(str(error)) from None
 
     def _write_json(self, name: str, data: Any) -> Path:
         path = self.run_dir / name
@@ -158,6 +170,8 @@ class RunStore:
 
 def repair_torn_tail(path: Path) -> int:
     """Cut a last line that was never finished (no newline: the writer was killed mid-record)."""
+    if path.exists() and not path.is_file():
+        raise RunFolderProblem(f"{path} is not a regular file")
     try:
         with open(path, "rb+") as handle:
             data = handle.read()

@@ -172,22 +172,41 @@ def _model_file_problem(path: Path) -> str | None:
 def max_model_bytes() -> int:
     """The largest model accelbench reads: a bound on what a mistyped path (a disk image, a dataset) can cost."""
     try:
-        return int(float(os.environ.get(MAX_MODEL_ENV, DEFAULT_MAX_MODEL_GIB)) * 2**30)
+        gib = float(os.environ.get(MAX_MODEL_ENV, DEFAULT_MAX_MODEL_GIB))
     except ValueError:
-        return DEFAULT_MAX_MODEL_GIB * 2**30
+        gib = DEFAULT_MAX_MODEL_GIB
+    if not gib > 0:  # zero, negative or NaN: a mistake, not "refuse every model"
+        gib = DEFAULT_MAX_MODEL_GIB
+    return int(min(gib, 2.0**33) * 2**30)  # "inf" means no limit: 8 EiB is beyond any file system
 
 
 def _folder_files(folder: Path) -> list[Path] | str:
     """Every entry of a SavedModel folder that is not a folder (each then checked like a model file), or why one
     cannot even be looked at."""
-    found = []
-    for entry in sorted(folder.rglob("*")):
-        mode = _mode(entry, f"cannot read {entry}: it vanished while being checked")
-        if isinstance(mode, str):
-            return mode
-        if not stat.S_ISDIR(mode):
-            found.append(entry)
-    return found
+    try:
+        return folder_entries(folder)
+    except OSError as error:
+        return f"cannot read {error.filename or folder}: {error.strerror or error}"
+
+
+def folder_entries(folder: Path) -> list[Path]:
+    """Every entry below `folder` that is not a folder, through symlinked folders too (a SavedModel's
+    `variables -> /elsewhere` holds its weights; rglob would not look inside), each real folder once."""
+    found: list[Path] = []
+    seen: set[str] = set()
+
+    def fail(error: OSError) -> None:
+        raise error
+
+    for root, folders, files in os.walk(folder, followlinks=True, onerror=fail):
+        real = os.path.realpath(root)
+        if real in seen:  # a symlink loop, or two links to one folder
+            folders[:] = []
+            continue
+        seen.add(real)
+        found += [Path(root) / name for name in files]
+        found += [Path(root) / name for name in folders if not os.path.isdir(Path(root) / name)]  # dangling links
+    return sorted(found)
 
 
 def _mode(path: Path, missing: str) -> int | str:

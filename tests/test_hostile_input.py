@@ -148,6 +148,17 @@ def test_a_savedmodel_folder_with_a_fifo_inside_is_refused(tmp_path: Path) -> No
     assert load_error(scenario).endswith(f"{folder / 'variables.data-00000-of-00001'} is not a regular file")
 
 
+def test_a_fifo_behind_a_symlinked_savedmodel_folder_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.mkfifo(elsewhere / "variables.data-00000-of-00001")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "model" / "variables").symlink_to(elsewhere)
+    scenario = write_scenario(tmp_path, SPECIAL_MODEL.format(name="model").replace("onnxruntime_cpu", "tflite_cpu"))
+    assert load_error(scenario).endswith("variables/variables.data-00000-of-00001 is not a regular file")
+
+
 def test_a_model_over_the_size_limit_is_refused_unless_the_limit_is_raised(tmp_path: Path) -> None:
     big = tmp_path / "big.onnx"
     with open(big, "wb") as handle:  # sparse: 9 GiB on paper, nothing on disk
@@ -274,6 +285,45 @@ def test_a_damaged_latency_is_one_line_naming_file_case_and_field(tmp_path: Path
     assert not list((tmp_path / "history").glob("*.parquet"))  # nothing non-finite entered the history
 
 
+def test_damage_the_types_allow_is_read_without_a_traceback(tmp_path: Path) -> None:
+    """Fields that may be null, a start no clock can show, and figures too large for the history's columns."""
+    from results.runs import load_run, machine_label
+    from tracking.compare import compare_runs
+
+    def null_fields(env: dict[str, Any]) -> None:
+        env["libraries"] = None
+        env["machine"]["gpu"] = {"devices": [{"name": None}]}
+        del env["collected_at"]
+
+    folder = _edited_run(tmp_path, "nulls", edit_env=null_fields)
+    lines = (folder / "results.jsonl").read_text().splitlines()
+    records = [{**json.loads(line), "started_at": 1e300} for line in lines]
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    run = load_run(folder)
+    assert run.started is None and "? (driver None" in machine_label(run.machine)
+    records = {r.case_id: r for r in run.records}
+    assert compare_runs(records, records, run.env, {**run.env, "libraries": {"x": "1"}})[0].reason.startswith(
+        "library versions differ")
+
+    def huge_sample(record: dict[str, Any]) -> None:
+        record["samples_ns"][0] = 10**30
+
+    bad = _edited_run(tmp_path, "huge", edit_record=huge_sample)
+    done = run_cli("history", "add", str(bad), "--history", str(tmp_path / "history"), cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{bad / 'results.jsonl'}: case '{CASE}': samples_ns.0: Input should be less than" in done.stderr
+
+
+def test_resuming_a_damaged_run_folder_is_one_line(tmp_path: Path) -> None:
+    def damaged(record: dict[str, Any]) -> None:
+        record["latency_ms"]["p50"] = float("nan")
+
+    folder = _edited_run(tmp_path, "run", edit_record=damaged)
+    done = run_cli("run", "--resume", str(folder), str(FIXTURE_RUN / "fixture.yaml"), cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "latency_ms.p50: nan is not a finite number" in done.stderr
+
+
 def test_an_env_json_field_of_the_wrong_kind_is_one_line_naming_it(tmp_path: Path) -> None:
     def edit(env: dict[str, Any]) -> None:
         env["machine"] = "a laptop"
@@ -342,6 +392,11 @@ def test_an_archive_that_would_expand_past_the_limit_or_holds_objects_is_refused
         np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": (2**20, 2**20)})
     with pytest.raises(ArtifactError, match=r"huge.npz: its arrays expand to 4096.0 GiB, over the 4 GiB limit"):
         NpzArchive(huge)
+    negative = tmp_path / "negative.npz"
+    with zipfile.ZipFile(negative, "w") as archive, archive.open("x.npy", "w") as member:
+        np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": (-1, 4)})
+    with pytest.raises(ArtifactError, match=r"negative.npz: not a readable .npz archive: .*negative dimension"):
+        NpzArchive(negative)
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ArtifactError, match="holds Python objects"):

@@ -155,9 +155,9 @@ def not_comparable_reason(base: Record, new: Record, base_env: dict[str, Any],
             return f"{key} differs: {before[key]!r} vs {after[key]!r}"
     if not any_machine and _machine_id(base_env) != _machine_id(new_env):
         return "measured on different machines (--any-machine compares them anyway)"
-    if not any_software and base_env.get("libraries") != new_env.get("libraries"):
-        changed = sorted(k for k in {**base_env.get("libraries", {}), **new_env.get("libraries", {})}
-                         if base_env.get("libraries", {}).get(k) != new_env.get("libraries", {}).get(k))
+    before, after = base_env.get("libraries") or {}, new_env.get("libraries") or {}
+    if not any_software and before != after:
+        changed = sorted(k for k in {**before, **after} if before.get(k) != after.get(k))
         return f"library versions differ ({', '.join(changed)}; --any-software compares them anyway)"
     blocks = min(len(base.samples_ns), len(new.samples_ns), BLOCKS)
     if blocks < MIN_BLOCKS:
