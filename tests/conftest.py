@@ -91,11 +91,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``accelbench ARGS`` in a fresh process, as a user types it."""
+    """``accelbench ARGS`` in a fresh process, as a user types it from a script (no terminal on stdin, so nothing
+    waits for an answer even under `pytest -s`)."""
     script = Path(sys.executable).with_name("accelbench")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "harness.cli"]
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=env or cli_env())
+                          env=env or cli_env(), stdin=subprocess.DEVNULL)
 
 
 def cli_env() -> dict[str, str]:
