@@ -17,6 +17,18 @@ from harness.console import make_console
 
 EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE = 0, 1, 2
 HISTORY_HELP = "history folder (default: $ACCELBENCH_HISTORY, else ./history)"
+AB_HELP = """Compare every case of a scenario on two sides in one sitting: fresh worker pairs per round, alternating
+slices of inferences, the ratio new/base with a 95 % interval from the spread between rounds, a paired test, the
+minimum detectable effect, and a verdict: slower / faster / unchanged / cannot tell.
+
+A side is key=value settings joined by commas:
+  python=PATH    the interpreter of the side's workers (another virtualenv: a library upgrade)
+  model=PATH     a model file in place of the case's (model_v1.onnx -> model_v2.onnx)
+  KEY=VALUE      a backend option (threads=2, xnnpack=false, graph_optimization=basic)
+
+  accelbench ab scenarios/smoke.yaml --base python=/opt/ort131/bin/python --new python=/opt/ort132/bin/python
+  accelbench ab my.yaml --new model=model_v2.onnx --fail-on-regression
+"""
 
 
 def _err(console: Console, message: str) -> None:
@@ -255,6 +267,87 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_CASES_FAILED if args.fail_on_regression and regressed else EXIT_OK
 
 
+def cmd_ab(args: argparse.Namespace) -> int:
+    from harness.ab import AbRun, settings_from, sides_from
+    from harness.console import ab_table
+    from harness.sides import SideError, parse_side
+    from results.store import DiskFull, RunFolderProblem, new_run_dir
+    from scenario.expand import TooManyCases, too_many_cases
+    from scenario.load import ScenarioError, expand, load_scenario
+    from scenario.selection import SelectionError, select
+
+    out, err = make_console(), make_console(stderr=True)
+    try:
+        loaded = load_scenario(args.scenario)
+        names = (loaded.scenario.name, loaded.path.name, loaded.path.resolve().parent.name)
+        cases = select(expand(loaded), args.k, extra_names=names)
+        given = {name: parse_side(name, text) if text is not None else None
+                 for name, text in (("base", args.base), ("new", args.new))}
+        sides = sides_from(loaded.scenario.ab, loaded.base_dir, given)
+        settings = settings_from(loaded.scenario.ab, method=args.method, threshold=args.threshold,
+                                 max_seconds=args.max_seconds, min_rounds=args.min_rounds, fresh=args.fresh,
+                                 round_seconds=args.round_seconds, slice_ms=args.slice_ms, seed=args.seed)
+    except (ScenarioError, SelectionError, TooManyCases, SideError, ValueError) as error:
+        _err(err, str(error))
+        return EXIT_USAGE
+    if not cases:
+        _err(err, f"no case of {args.scenario} matches -k {args.k!r}")
+        return EXIT_USAGE
+    problem = None if args.yes else too_many_cases(cases, str(args.scenario), "--yes")
+    if problem and not _confirmed(problem, err):
+        _err(err, problem)
+        return EXIT_USAGE
+    run_dir = Path(args.out) if args.out else new_run_dir(Path(args.reports_root), f"{loaded.scenario.name}-ab")
+    try:
+        run = AbRun(run_dir, {"scenarios": [loaded.scenario.name], "front_door": "ab",
+                              "file": str(loaded.path.resolve()), "file_sha256": file_sha256(loaded.path),
+                              "selection": args.k, "definition": loaded.scenario.model_dump(mode="json")},
+                    sides, settings)
+    except RunFolderProblem as error:
+        _err(err, str(error))
+        return EXIT_USAGE
+    except OSError as error:
+        _err(err, f"cannot write results to {run_dir}: {error.strerror or error}")
+        return EXIT_USAGE
+    err.print(f"base: {escape(sides['base'].describe())}\nnew:  {escape(sides['new'].describe())}\n"
+              f"{settings.method}, threshold {settings.threshold:.1%}, at most {settings.max_seconds:g} s a case",
+              highlight=False, soft_wrap=True)
+    records = []
+    try:
+        with err.status("looking up model artefacts") as status:
+            run.prepare(cases, progress=lambda text: status.update(escape(text)))
+            for index, case in enumerate(cases, 1):
+                head = f"\\[{index}/{len(cases)}] {escape(case.case_id)}"
+                status.update(head)
+                record = run.compare(case, progress=lambda text, head=head: status.update(f"{head} {escape(text)}"))
+                records.append(record)
+                ratio = f"  new/base {record.ratio:.3f}" if record.ratio is not None else ""
+                err.print(f"{head} {escape(record.verdict or record.status)}{ratio}", highlight=False)
+    except DiskFull as error:
+        _err(err, f"{error}: the cases compared so far are kept in {run.run_dir}")
+        return EXIT_USAGE
+    from reporting.html import write_report_safely
+
+    report, report_error = write_report_safely(run.run_dir)
+    regressed = [r for r in records if r.regressed]
+    if args.json:
+        print(json.dumps({"run_dir": str(run.run_dir), "cases": [r.to_json() for r in records]}, indent=2))
+    else:
+        out.print(ab_table(records))
+        for record in records:
+            if record.reason and record.verdict not in ("slower", "faster"):
+                out.print(f"[dim]{escape(record.verdict or record.status)}[/] {escape(record.case_id)}: "
+                          f"{escape(record.reason)}", highlight=False, soft_wrap=True)
+        if regressed:
+            out.print(f"[bold red]{len(regressed)} regression(s):[/] {escape(', '.join(r.case_id for r in regressed))}",
+                      highlight=False, soft_wrap=True)
+        out.print(f"results: {escape(str(run.run_dir))}" + (f"\nreport: {escape(str(report))}" if report else ""),
+                  highlight=False, soft_wrap=True)
+        if report_error:
+            _err(err, report_error)
+    return EXIT_CASES_FAILED if args.fail_on_regression and regressed else EXIT_OK
+
+
 def cmd_history_add(args: argparse.Namespace) -> int:
     from results.history import HistoryError, add_run, history_dir
     from results.runs import RunFolderError
@@ -415,6 +508,31 @@ def build_parser() -> argparse.ArgumentParser:
                          help="ignore the history's run-to-run noise (by default a change must exceed it)")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=cmd_compare)
+
+    ab = commands.add_parser("ab", help="is NEW slower than BASE? both sides measured in one sitting, in lock-step",
+                             description=AB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ab.add_argument("scenario", help="scenario YAML file (its ab: block gives sides and settings; options here win)")
+    ab.add_argument("--base", metavar="SIDE", help="the base side: key=value,... (python=, model=, backend options)")
+    ab.add_argument("--new", metavar="SIDE", help="the new side, the same way (empty: the scenario as written)")
+    ab.add_argument("-k", metavar="EXPR", help="select cases like pytest -k")
+    ab.add_argument("--threshold", type=parse_share, default=None, metavar="PCT",
+                    help="the change that matters (default 5%%); 'slower' needs at least half of it, significant")
+    ab.add_argument("--max-seconds", type=float, default=None, help="time per case, start-ups included (default 60)")
+    ab.add_argument("--min-rounds", type=int, default=None, help="fresh worker pairs per case at least (default 5)")
+    ab.add_argument("--round-seconds", type=float, default=None, help="measured seconds per round (default 1)")
+    ab.add_argument("--slice-ms", type=float, default=None, help="length of one lock-step slice (default 50)")
+    ab.add_argument("--method", choices=("lockstep", "duet"), default=None,
+                    help="lockstep: alternate slices (default); duet: both at once on disjoint cores")
+    ab.add_argument("--fresh", choices=("worker", "session"), default=None,
+                    help="what a round renews: worker processes (default) or sessions in the same workers")
+    ab.add_argument("--seed", type=int, default=None, help="seed of the slice order (default 0)")
+    ab.add_argument("--out", help="results folder (default: REPORTS_ROOT/<scenario>-ab-<date>-<time>)")
+    ab.add_argument("--reports-root", default="reports")
+    ab.add_argument("--fail-on-regression", action="store_true",
+                    help="exit 1 when a case is slower, or broken (the new side cannot run what the base runs)")
+    ab.add_argument("--yes", action="store_true", help="compare even more than 2,000 cases without asking")
+    ab.add_argument("--json", action="store_true")
+    ab.set_defaults(func=cmd_ab)
 
     history = commands.add_parser("history", help="the results history (a folder of Parquet files)")
     history_commands = history.add_subparsers(dest="history_command", required=True)

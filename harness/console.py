@@ -205,3 +205,27 @@ def compare_table(results: list[Any], base: str, new: str, threshold: float) -> 
             escape(accuracy) or "-",
         )
     return table
+
+
+AB_VERDICT_STYLE = {"slower": "bold red", "broken": "bold red", "faster": "green", "unchanged": "",
+                    "cannot tell": "yellow"}
+
+
+def ab_table(records: list[Any], title: str = "accelbench ab: new / base, measured in one sitting") -> Table:
+    """One row per A/B record: both sides' medians, the ratio with its interval, the test, what the rounds could
+    detect (MDE), how many rounds and how long, and the verdict ("cannot tell" in yellow, never a silent pass)."""
+    table = Table(title=title, header_style="bold", pad_edge=False)
+    for column in ("case", "base ms", "new ms", "new/base", "95% CI", "p", "MDE", "rounds", "time s", "verdict"):
+        table.add_column(column, justify="left" if column in ("case", "verdict") else "right",
+                         no_wrap=column == "case")
+    for record in records:
+        verdict = record.verdict or record.status
+        interval = (f"{record.ci_low:.3f}–{record.ci_high:.3f}" if record.ci_low is not None
+                    and record.ci_high is not None else "-")
+        table.add_row(escape(record.case_id), fmt_number(record.base.median_ms), fmt_number(record.new.median_ms),
+                      f"{record.ratio:.3f}" if record.ratio is not None else "-", interval,
+                      f"{record.p_value:.2g}" if record.p_value is not None else "-",
+                      f"{record.mde:.1%}" if record.mde is not None and record.mde != float("inf") else "-",
+                      str(len(record.rounds)), f"{record.wall_s:.0f}",
+                      f"[{AB_VERDICT_STYLE.get(verdict, 'red')}]{escape(verdict)}[/]")
+    return table

@@ -57,7 +57,7 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def _tail(path: Path, lines: int = 6) -> str:
+def tail_of_log(path: Path, lines: int = 6) -> str:
     try:
         text = path.read_text(errors="replace")
     except OSError:
@@ -66,7 +66,7 @@ def _tail(path: Path, lines: int = 6) -> str:
     return " | ".join(kept)
 
 
-def _signal_name(code: int) -> str:
+def signal_name(code: int) -> str:
     try:
         return signal.Signals(-code).name
     except ValueError:
@@ -135,11 +135,11 @@ def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
     elif result_path.exists():
         outcome.result = json.loads(result_path.read_text())
     elif process.returncode is not None and process.returncode < 0:
-        name = _signal_name(process.returncode)
+        name = signal_name(process.returncode)
         hint = " (the kernel's out-of-memory killer, most likely)" if name == "SIGKILL" else ""
         outcome.reason = f"worker crashed with {name}{hint}; log: {log_path}"
     else:
-        tail = _tail(log_path)
+        tail = tail_of_log(log_path)
         outcome.reason = f"worker exited with status {process.returncode} and no result: {tail}"
     return outcome
 
@@ -245,7 +245,7 @@ class Engine:
         if not isinstance(answers, list) or len(answers) != len(missing):
             why = "timed out" if done is None else f"exited with status {done.returncode}"
             for key in missing:
-                self.artifact_errors[key] = f"building the model artefact {why}: {_tail(log_path)}"
+                self.artifact_errors[key] = f"building the model artefact {why}: {tail_of_log(log_path)}"
             return
         for key, answer in zip(missing, answers, strict=True):
             if "path" in answer:

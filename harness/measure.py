@@ -126,3 +126,26 @@ def concurrent_loop(calls: list[Call], min_runs: int, min_seconds: float, max_se
     samples = [sample for stream_samples in per_stream for sample in stream_samples]
     return LoopResult(samples, wall, time.process_time_ns() - cpu_start,
                       per_stream_runs=[len(s) for s in per_stream])
+
+
+def until_loop(call: Call, from_ns: int, until_ns: int) -> tuple[list[int], list[int]]:
+    """Back-to-back calls from ``from_ns`` until the monotonic clock passes ``until_ns``: each call's latency and
+    end time.
+
+    The duet's loop: both sides run it at once, on disjoint cores, and the coordinator pairs their samples by end
+    time (perf_counter_ns is CLOCK_MONOTONIC on Linux, one clock for every process).
+    """
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    ends: list[int] = []
+    wait_s = (from_ns - clock()) / 1e9
+    if wait_s > 0:
+        time.sleep(wait_s)  # both sides were told together; they start together
+    while True:
+        before = clock()
+        call()
+        after = clock()
+        samples.append(after - before)
+        ends.append(after)
+        if after >= until_ns:
+            return samples, ends

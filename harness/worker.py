@@ -12,6 +12,7 @@ diagnosed by the parent from the exit status.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -272,7 +273,103 @@ def overhead(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
             "backend_info": session.info()}
 
 
-TASKS = {"measure": measure, "overhead": overhead, "reference": reference}
+# distributions whose versions an A/B side reports: what a library upgrade changes
+SIDE_LIBRARIES = ("numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime", "tensorflow",
+                  "tensorrt", "onnx")
+
+
+def side_environment() -> dict[str, Any]:
+    """The interpreter and library versions this worker runs with: an A/B side's environment, as it is (another
+    virtualenv's interpreter reports its own)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    libraries = {}
+    for name in SIDE_LIBRARIES:
+        with contextlib.suppress(PackageNotFoundError):
+            libraries[name] = version(name)
+    return {"python": sys.executable, "python_version": sys.version.split()[0], "libraries": libraries}
+
+
+def _loaded_side(job: dict[str, Any], phase: _Phases) -> tuple[Any, Any, list[np.ndarray], dict[str, Any]]:
+    """Load the case's model, bind its inputs, run and warm it: (session, call, feeds, facts for the coordinator)."""
+    from backends.registry import get_backend
+    from harness.measure import MeasureSettings, warm_up
+    from model_zoo.inputs import InputLayout
+    from scenario.cases import Case
+    from scenario.skips import backend_options
+
+    case = Case.from_dict(job["case"])
+    hints = job.get("hints", {})
+    settings = MeasureSettings.from_dict(case.measure)
+    with phase("import backend"):
+        backend = get_backend(case.backend)()
+        options = backend_options(case)
+    with phase("load model", subject=job["artifact"]):
+        start = time.perf_counter_ns()
+        session = backend.prepare(job["artifact"], options, case.batch_size, InputLayout.from_json(hints))
+        init_ns = time.perf_counter_ns() - start
+    with phase("make inputs"):
+        feeds = make_feeds(session.inputs, case.batch_size, hints, case.measure.get("seed", 0))
+        call = session.bind(feeds)
+    with phase("first inference"):
+        outputs = call()
+    finite = all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in outputs
+                 if np.asarray(o).dtype.kind in "fc")
+    with phase("warm-up"):
+        warm_up(call, settings.warmup_runs, float(job.get("warmup_seconds", settings.warmup_seconds)))
+    facts = {"init_ns": init_ns, "outputs_finite": bool(finite), "backend_info": session.info(),
+             "inputs": [{"name": s.name, "shape": list(f.shape), "dtype": str(f.dtype)}
+                        for s, f in zip(session.inputs, feeds, strict=True)],
+             "outputs": [{"name": s.name, "shape": list(np.shape(o)), "dtype": str(np.asarray(o).dtype)}
+                         for s, o in zip(session.outputs, outputs, strict=True)]}
+    return session, call, feeds, facts
+
+
+def serve(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
+    """One side of an A/B comparison (harness.lockstep drives it): load and warm the model, say "ready", then run
+    slices of inferences when told, until told to quit.
+
+    Commands arrive as JSON lines on stdin; replies go out as JSON lines on the process's original stdout, and
+    everything else the process prints (a runtime's banner on fd 1) goes to the log, so it can never corrupt a
+    reply. ``{"run": s}`` times back-to-back inferences for at least s seconds (one at least);
+    ``{"from_ns": t0, "until_ns": t1}`` runs from t0 until the monotonic clock (one clock for all processes) passes
+    t1, with each inference's end time, for the duet; ``{"renew": true}`` replaces the session with a fresh one (a new
+    round where a new process is not wanted); ``{"quit": true}`` ends.
+    """
+    from harness.measure import timed_loop, until_loop
+
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+
+    def send(message: dict[str, Any]) -> None:
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
+
+    session, call, _, facts = _loaded_side(job, phase)
+    send({"ready": True, "pid": os.getpid(), **facts, "environment": side_environment()})
+    commands = 0
+    while line := sys.stdin.readline():
+        command = json.loads(line)
+        commands += 1
+        with phase("measure"):
+            if "run" in command:
+                seconds = float(command["run"])
+                loop = timed_loop(call, 1, seconds, max(10.0, seconds * 100))
+                send({"samples_ns": loop.samples_ns, "wall_ns": loop.wall_ns})
+            elif "until_ns" in command:
+                samples, ends = until_loop(call, int(command.get("from_ns", 0)), int(command["until_ns"]))
+                send({"samples_ns": samples, "ends_ns": ends})
+            elif command.get("renew"):
+                session.close()
+                session = call = None  # the old session's memory goes before the new one takes its place
+                session, call, _, facts = _loaded_side(job, phase)
+                send({"ready": True, "pid": os.getpid(), **facts})
+            elif command.get("quit"):
+                break
+    return {"commands": commands}
+
+
+TASKS = {"measure": measure, "overhead": overhead, "reference": reference, "serve": serve}
 
 
 def main(argv: list[str]) -> int:

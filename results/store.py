@@ -1,4 +1,5 @@
-"""The results contract: one run folder with results.jsonl, env.json and benchmark.json.
+"""The results contract: one run folder with results.jsonl, env.json and benchmark.json (and ab.jsonl after an
+`accelbench ab`).
 
 Records are appended and fsync'ed one by one, so killing a run loses no finished case; a reader skips a
 partially written last line instead of failing on it.
@@ -14,16 +15,19 @@ import platform
 import re
 import shutil
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from results.ab_record import AbRecord
 from results.record import Record, RecordError
 from sysinfo import ACCELBENCH_VERSION
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+T = TypeVar("T")
 MIN_FREE_MB = 64  # a smoke run writes a few MB; a long scenario's raw samples, tens
 
 
@@ -63,6 +67,7 @@ class RunStore:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.results_path = self.run_dir / "results.jsonl"
+        self.ab_path = self.run_dir / "ab.jsonl"
         self.logs_dir = self.run_dir / "logs"
 
     def open(self, env: dict[str, Any], scenario: dict[str, Any]) -> None:
@@ -129,15 +134,28 @@ class RunStore:
     def append(self, record: Record) -> None:
         """One record, fsync'd: a crash later loses nothing already measured. (The record checked its fields as
         they were set: a misspelt or unknown one never gets this far.)"""
-        line = json.dumps(record.to_json(), separators=(",", ":")) + "\n"
+        self._append_line(self.results_path, record.to_json())
+
+    def append_ab(self, record: AbRecord) -> None:
+        """One A/B record (accelbench ab), to ab.jsonl, as safely as a results record."""
+        self._append_line(self.ab_path, record.to_json())
+
+    def ab_records(self) -> list[AbRecord]:
         try:
-            with open(self.results_path, "a", encoding="utf-8") as handle:
+            return read_ab_records(self.ab_path)
+        except RecordError as error:
+            raise RunFolderProblem(str(error)) from None
+
+    def _append_line(self, path: Path, data: dict[str, Any]) -> None:
+        line = json.dumps(data, separators=(",", ":")) + "\n"
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as error:
             if error.errno in DISK_FULL_ERRNOS:
-                repair_torn_tail(self.results_path)  # the next record must not be glued to half of this one
+                repair_torn_tail(path)  # the next record must not be glued to half of this one
             raise self._disk_full(error) from None
 
     def records(self) -> list[Record]:
@@ -190,7 +208,23 @@ def read_records(path: Path) -> list[Record]:
     """All complete records, typed; a torn last line (a run killed mid-write) is skipped. Leniently (Record.read):
     fields a newer accelbench added are dropped; a known field of the wrong kind, a line that is not a record, or a
     record without its case id is a RecordError naming the file, the case (or line) and the field."""
-    records: list[Record] = []
+    return _read_json_lines(path, Record.read)
+
+
+def read_ab_records(path: Path) -> list[AbRecord]:
+    """The A/B records of ab.jsonl, read as strictly as read_records reads results."""
+
+    def parse(data: dict[str, Any]) -> AbRecord:
+        try:
+            return AbRecord.read(data, "A/B record")
+        except ValueError as error:
+            raise RecordError(str(error).removeprefix("A/B record: ")) from None
+
+    return _read_json_lines(path, parse)
+
+
+def _read_json_lines(path: Path, parse: Callable[[dict[str, Any]], T]) -> list[T]:
+    records: list[T] = []
     try:
         if not stat.S_ISREG(Path(path).stat().st_mode):  # a FIFO would block the read forever
             raise RecordError(f"{path}: not a regular file")
@@ -214,7 +248,7 @@ def read_records(path: Path) -> list[Record]:
         case = data.get("case_id")
         where = f"case {case[:200]!r}" if isinstance(case, str) else f"line {number}"
         try:
-            records.append(Record.read(data))
+            records.append(parse(data))
         except RecordError as error:
             raise RecordError(f"{path}: {where}: {error}") from None
     return records

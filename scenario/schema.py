@@ -221,6 +221,39 @@ class BaselineSpec(BaseModel):
     precision: Precision = "fp32"
 
 
+def _share(value: Any) -> Any:
+    """ "5%" or 0.05: a threshold is a share; a string with % is read as percent."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"a share is like 5% or 0.05, not {value!r}") from None
+    return value
+
+
+Share = Annotated[float, BeforeValidator(_share), Field(gt=0, lt=1)]
+
+
+class AbSpec(BaseModel):
+    """Compare every case on two sides in one sitting (harness.lockstep): `accelbench ab` and the pytest front door
+    run it, and a case whose verdict is "slower" fails. A side is a mapping of ``python`` (an interpreter, e.g.
+    another virtualenv's), ``model`` (a model file in place of the case's), ``options`` and other backend options;
+    relative paths are relative to the scenario file (harness.sides)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: dict[str, Any] = Field(default_factory=dict)
+    new: dict[str, Any] = Field(default_factory=dict)
+    method: Literal["lockstep", "duet"] = "lockstep"
+    threshold: Share = 0.05
+    max_seconds: float = Field(60.0, gt=0, le=MAX_TIMEOUT_S, description="per case, worker start-ups included")
+    min_rounds: int = Field(5, ge=2)
+    round_seconds: float = Field(1.0, gt=0, le=600)
+    slice_ms: float = Field(50.0, gt=0, le=60_000)
+    fresh: Literal["worker", "session"] = "worker"
+    seed: int = 0
+
+
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -236,6 +269,7 @@ class Scenario(BaseModel):
     accuracy: AccuracySpec = Field(default_factory=AccuracySpec)
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
     baseline: BaselineSpec | None = None
+    ab: AbSpec | None = None
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -272,6 +306,7 @@ KEYS_AT = {
     ("models", "accuracy"): set(AccuracySpec.model_fields),
     ("models", "inputs"): set(InputEntry.model_fields),
     ("baseline",): set(BaselineSpec.model_fields),
+    ("ab",): set(AbSpec.model_fields),
 }
 
 

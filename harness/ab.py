@@ -1,0 +1,99 @@
+"""An A/B run: every case of a scenario compared on two sides (harness.sides) by the lock-step coordinator
+(harness.lockstep), into one run folder (env.json, scenario.json, ab.jsonl, logs/).
+
+Shared by `accelbench ab` and the pytest front door (a scenario with an ``ab:`` block). Artefacts come from the
+engine's cache like a run's, so a side's model is converted exactly as `accelbench run` would convert it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from harness.engine import Engine
+from harness.lockstep import SIDES, AbSettings, CaseComparison
+from harness.sides import Side, SideError, side_from_mapping
+from results.ab_record import AbRecord
+from scenario.cases import Case
+from scenario.schema import AbSpec
+
+
+def settings_from(spec: AbSpec | None, **overrides: Any) -> AbSettings:
+    """The scenario's ``ab:`` settings, with the command line's (those not None) over them."""
+    names = {f.name for f in fields(AbSettings)}
+    values = {} if spec is None else {k: v for k, v in spec.model_dump().items() if k in names}
+    values.update({k: v for k, v in overrides.items() if v is not None and k in names})
+    return AbSettings(**values)
+
+
+def sides_from(spec: AbSpec | None, base_dir: Path, given: dict[str, Side | None]) -> dict[str, Side]:
+    """Both sides: the command line's where given, else the scenario's ``ab:`` block's (SideError if bad). Two
+    equal sides are an A/A comparison: a way to see what the machine's noise allows, so they are not refused."""
+    sides = {}
+    for name in SIDES:
+        side = given.get(name)
+        if side is None:
+            side = side_from_mapping(name, getattr(spec, name) if spec else None, base_dir)
+        sides[name] = side
+    return sides
+
+
+class AbRun:
+    """Compares cases one at a time into one run folder."""
+
+    def __init__(self, run_dir: Path, scenario_info: dict[str, Any], sides: dict[str, Side],
+                 settings: AbSettings) -> None:
+        """A new run folder (RunFolderProblem, OSError if it cannot take the run)."""
+        self.engine = Engine(run_dir, {**scenario_info, "ab": {"sides": {n: s.spec() for n, s in sides.items()},
+                                                               "settings": asdict(settings)}})
+        self.sides, self.settings = sides, settings
+
+    @property
+    def run_dir(self) -> Path:
+        return self.engine.run_dir
+
+    def prepare(self, cases: list[Case], progress: Callable[[str], None] | None = None) -> None:
+        """Build (or find) every side's artefacts up front, in one subprocess, as a run does."""
+        wanted = []
+        for case in cases:
+            for side in self.sides.values():
+                with contextlib.suppress(SideError):  # compare() records it for the case
+                    wanted.append(side.apply(case))
+        self.engine.prepare_artifacts(wanted, progress)
+
+    def compare(self, case: Case, progress: Callable[[str], None] | None = None) -> AbRecord:
+        """The case's A/B record, appended to ab.jsonl before it is returned."""
+        cases: dict[str, Case] = {}
+        artifacts: dict[str, str] = {}
+        refusal = None
+        for name, side in self.sides.items():
+            try:
+                cases[name] = side.apply(case)
+            except SideError as error:
+                cases[name], refusal = case, refusal or str(error)
+                continue
+            if case.skip_reason and side.python is None:  # another interpreter decides for itself
+                refusal = refusal or f"{name} side cannot run the case here: {case.skip_reason}"
+                continue
+            artifact, error = self.engine.artifact_for(cases[name])
+            if artifact is None:
+                refusal = refusal or f"{name} side: {error or 'no artefact'}"
+            else:
+                artifacts[name] = artifact
+        comparison = CaseComparison(cases, artifacts, self.sides, self.settings, self.engine.store.logs_dir,
+                                    self.engine.env["env_id"], progress, refusal=refusal)
+        record = comparison.run()
+        self.engine.store.append_ab(record)
+        return record
+
+
+def ab_spec_problem(spec: AbSpec | None, base_dir: Path) -> str | None:
+    """What is wrong with a scenario's sides (a missing interpreter or model file), before anything runs."""
+    try:
+        sides_from(spec, base_dir, {})
+    except SideError as error:
+        return str(error)
+    return None

@@ -1,0 +1,446 @@
+"""The A/B coordinator: two sides of one case measured in one sitting, so that the machine's drift hits both.
+
+Runs measured at different times cannot tell a 5 % change on a shared machine, whose speed swings by tens of
+per cent for seconds at a time: the noise is in the time between the runs. So both sides run together:
+
+- **lock-step** (the default): one worker per side, driven in short alternating slices of back-to-back inferences
+  (tens of milliseconds); two adjacent slices, one per side, are a pair and give one log-ratio. Which side goes
+  first is random within each block of two pairs (seeded, so a run is reproducible), so neither side is always
+  the one that runs on a CPU the other has just warmed.
+- **duet**: both sides at once, each pinned to its own half of the cores, paired by time window (Bulej et al.,
+  ICPE 2020). The cores swap at random between rounds.
+
+A pair of sessions carries its own bias (memory placement, weight packing: an A/A in one pair of sessions reads
+±5 % with an interval that excludes 1), so the unit of replication is the *round*: a fresh pair of workers (or,
+with ``fresh: session``, fresh sessions in the same workers) whose pairs give one log-ratio (their median).
+Rounds are added until the rounds could detect a change well under the threshold, or the case's time is up; the
+estimate, interval, tests and verdict come from tracking.paired.
+
+Faults: a side that cannot load the case, or whose inputs differ from the other side's, is refused before
+anything is measured; one that crashes or hangs mid-way ends the case with its reason, keeping the rounds done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import select
+import signal
+import subprocess
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.engine import signal_name, tail_of_log, worker_env
+from harness.sides import Side
+from results.ab_record import AbRecord, AbRound, SideInfo, SlicePair
+from results.store import safe_file_name
+from scenario.cases import Case
+from sysinfo.lifeline import child_env
+from tracking.paired import ALPHA, CONFIDENCE, ab_verdict, paired_estimate
+
+SIDES = ("base", "new")
+METHODS = ("lockstep", "duet")
+# a worker's interpreter pins itself to its cores before it imports anything (numpy's and the runtime's thread
+# pools take the affinity they are born with), then runs the worker as `python -m harness.worker` would
+PINNED_START = ("import os, runpy, sys; os.sched_setaffinity(0, [int(c) for c in sys.argv[1].split(',')]); "
+                "sys.argv = ['harness.worker', *sys.argv[2:]]; runpy.run_module('harness.worker', run_name='__main__')")
+QUIT_GRACE_S = 2.0
+
+
+@dataclass(frozen=True)
+class AbSettings:
+    """How one case is compared (a scenario's ``ab:`` block, or `accelbench ab`'s options)."""
+
+    method: str = "lockstep"
+    threshold: float = 0.05  # the change that matters
+    min_effect: float | None = None  # the change "slower" needs at least; None: half the threshold
+    alpha: float = ALPHA
+    max_seconds: float = 60.0  # per case, worker start-ups included
+    min_rounds: int = 5
+    max_rounds: int = 100
+    round_seconds: float = 1.0  # measured time of a round, both sides together
+    slice_ms: float = 50.0
+    fresh: str = "worker"  # a round's fresh pair: new worker processes, or new sessions in the same workers
+    stop_mde: float = 0.6  # rounds stop being added once they could detect stop_mde × threshold
+    warmup_seconds: float = 0.3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method is one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.fresh not in ("worker", "session"):
+            raise ValueError(f"fresh is 'worker' or 'session', not {self.fresh!r}")
+
+    @property
+    def effect(self) -> float:
+        return self.threshold / 2 if self.min_effect is None else self.min_effect
+
+
+class SideFailure(Exception):
+    """A side's worker failed, crashed or hung; the message is the case's reason."""
+
+    def __init__(self, side: str, reason: str, at_start: bool = False) -> None:
+        super().__init__(f"{side} side: {reason}")
+        self.side, self.at_start = side, at_start
+
+
+class SideWorker:
+    """One side's worker process and its command channel (JSON lines on stdin and stdout)."""
+
+    def __init__(self, side: str, python: str, job: dict[str, Any], work_dir: Path, name: str,
+                 cores: list[int] | None = None) -> None:
+        self.side = side
+        work_dir.mkdir(parents=True, exist_ok=True)
+        name = safe_file_name(name)
+        job_path, self.result_path = work_dir / f"{name}.job.json", work_dir / f"{name}.result.json"
+        self.log_path = work_dir / f"{name}.log"
+        self.result_path.unlink(missing_ok=True)
+        job_path.write_text(json.dumps({**job, "task": "serve"}))
+        start = [python, "-m", "harness.worker"]
+        if cores:
+            start = [python, "-c", PINNED_START, ",".join(map(str, cores))]
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - held for the worker's life, closed in close()
+        self.process = subprocess.Popen([*start, str(job_path), str(self.result_path)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self._log, env=child_env(worker_env()),
+                                        start_new_session=True)
+        self._buffer = b""
+        self.started = False
+
+    def send(self, command: dict[str, Any]) -> None:
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write((json.dumps(command) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise SideFailure(self.side, self._why_gone(), not self.started) from None
+
+    def receive(self, timeout_s: float) -> dict[str, Any]:
+        """The next reply; a hang past ``timeout_s`` or an exit becomes a SideFailure with the reason."""
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        deadline = time.perf_counter() + timeout_s
+        while b"\n" not in self._buffer:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                self.kill()
+                what = "did not finish loading" if not self.started else "stopped answering"
+                raise SideFailure(self.side, f"worker {what} within {timeout_s:.0f} s (hung) and was killed; "
+                                  f"log: {self.log_path}", not self.started)
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    raise SideFailure(self.side, self._why_gone(), not self.started)
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        reply = json.loads(line)
+        if reply.get("ready"):
+            self.started = True
+        return reply
+
+    def ask(self, command: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        self.send(command)
+        return self.receive(timeout_s)
+
+    def _why_gone(self) -> str:
+        """Why the worker is gone: its own one-line reason, a signal, or its exit status and log tail."""
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        code = self.process.returncode
+        try:
+            result = json.loads(self.result_path.read_text())
+        except (OSError, ValueError):
+            result = {}
+        if result.get("status") == "failed":
+            return f"{result.get('reason')} (log: {self.log_path})"
+        if code is not None and code < 0:
+            return f"worker crashed with {signal_name(code)}; log: {self.log_path}"
+        return f"worker exited with status {code} before answering: {tail_of_log(self.log_path)}"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def close(self) -> None:
+        """Ask the worker to quit; kill it if it does not within a moment (or at once if it is stuck)."""
+        if self.process.poll() is None:
+            try:
+                self.send({"quit": True})
+                self.process.wait(timeout=QUIT_GRACE_S)
+            except (SideFailure, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+        self._log.close()
+
+
+@dataclass
+class _SideTally:
+    """What a side has done so far in one case."""
+
+    first_ready: dict[str, Any] | None = None
+    slice_medians: list[float] = field(default_factory=list)
+    inferences: int = 0
+    startup_s: float = 0.0
+
+
+class CaseComparison:
+    """Compares one case on two sides; ``run()`` returns its AbRecord (also when a side fails)."""
+
+    def __init__(self, cases: dict[str, Case], artifacts: dict[str, str], sides: dict[str, Side],
+                 settings: AbSettings, work_dir: Path, env_id: str | None = None,
+                 progress: Callable[[str], None] | None = None, refusal: str | None = None) -> None:
+        """``refusal``: why the sides cannot be compared, found before (a side's artefact could not be built)."""
+        self.cases, self.artifacts, self.sides, self.settings = cases, artifacts, sides, settings
+        self.refusal = refusal
+        self.work_dir, self.env_id, self.progress = work_dir, env_id, progress
+        base = cases["base"]
+        self.case_id = base.case_id
+        self.timeout_s = float(base.measure["timeout_s"])
+        self.rng = np.random.default_rng([settings.seed, zlib.crc32(base.case_id.encode())])
+        self.tally = {side: _SideTally() for side in SIDES}
+        self.rounds: list[AbRound] = []
+        self.workers: dict[str, SideWorker] = {}
+        self.slowest_slice_s = 0.0
+        self.cores = self._duet_cores() if settings.method == "duet" else None
+        self.started = 0.0
+
+    # -- the comparison ----------------------------------------------------------------------------------
+    def run(self) -> AbRecord:
+        record = self._blank_record()
+        record.started_at = time.time()
+        self.started = time.perf_counter()
+        measured = 0.0
+        try:
+            if self.refusal or isinstance(self.cores, str):
+                raise _Refused(self.refusal or self.cores)
+            while self._another_round():
+                cores = self._round_cores()
+                self._fresh_pair(cores)
+                if len(self.rounds) == 0:
+                    mismatch = self._mismatch()
+                    if mismatch:
+                        raise _Refused(mismatch)
+                began = time.perf_counter()
+                pairs = self._duet_round() if self.settings.method == "duet" else self._lockstep_round()
+                measured += time.perf_counter() - began
+                ratios = [math.log(p.new_ms / p.base_ms) for p in pairs if p.base_ms > 0 and p.new_ms > 0]
+                self.rounds.append(AbRound(index=len(self.rounds), log_ratio=float(np.median(ratios)), pairs=pairs,
+                                           base_cores=cores["base"] if cores else None,
+                                           new_cores=cores["new"] if cores else None))
+                if self.progress:
+                    self.progress(f"round {len(self.rounds)}: new/base {math.exp(self.rounds[-1].log_ratio):.3f}")
+            record.status = "compared"
+        except _Refused as refusal:
+            record.status, record.reason = "refused", f"not compared: {refusal}"
+        except SideFailure as failure:
+            record.status = "refused" if failure.at_start and not self.rounds else "failed"
+            kept = f" ({len(self.rounds)} rounds kept)" if self.rounds else ""
+            record.reason = f"{failure}{kept}"
+            base_ran = self.tally["base"].first_ready is not None or failure.side == "new"
+            if failure.side == "new" and base_ran:
+                record.verdict = "broken"  # the base runs the case and the new side does not
+        finally:
+            for worker in self.workers.values():
+                worker.close()
+            self.workers = {}
+        record.wall_s = time.perf_counter() - self.started
+        record.measured_s = measured
+        record.finished_at = time.time()
+        self._fill(record)
+        return record
+
+    def _another_round(self) -> bool:
+        done, settings = len(self.rounds), self.settings
+        if done >= settings.max_rounds:
+            return False
+        if done == 0:
+            return True
+        elapsed = time.perf_counter() - self.started
+        if elapsed + elapsed / done > settings.max_seconds:  # the next round would end past the case's time
+            return False
+        if done < settings.min_rounds:
+            return True
+        estimate = paired_estimate([r.log_ratio for r in self.rounds], alpha=settings.alpha)
+        return estimate.mde > settings.stop_mde * settings.threshold
+
+    def _fresh_pair(self, cores: dict[str, list[int]] | None) -> None:
+        """New workers for both sides (started together), or new sessions in the running ones."""
+        began = time.perf_counter()
+        if self.settings.fresh == "session" and self.workers:
+            for worker in self.workers.values():
+                worker.send({"renew": True})
+            replies = {side: worker.receive(self.timeout_s) for side, worker in self.workers.items()}
+        else:
+            for worker in self.workers.values():
+                worker.close()
+            job = {"warmup_seconds": self.settings.warmup_seconds}
+            name = f"{self.case_id}-r{len(self.rounds)}"
+            self.workers = {}
+            for side in SIDES:  # both spawned before either is waited for: their start-ups overlap
+                case = self.cases[side]
+                self.workers[side] = SideWorker(side, self.sides[side].interpreter, {
+                    **job, "case": case.to_dict(), "artifact": self.artifacts[side],
+                    "hints": case.model.input_hints()}, self.work_dir, f"{name}-{side}", cores and cores[side])
+            replies = {side: worker.receive(self.timeout_s) for side, worker in self.workers.items()}
+        spent = time.perf_counter() - began
+        for side, reply in replies.items():
+            tally = self.tally[side]
+            tally.startup_s += spent
+            if tally.first_ready is None:
+                tally.first_ready = reply
+
+    def _mismatch(self) -> str | None:
+        """Why the two sides do not measure the same work (checked on the first pair, before any slice)."""
+        base, new = (self.tally[side].first_ready or {} for side in SIDES)
+        if base.get("inputs") != new.get("inputs"):
+            return f"they feed different inputs (base: {_shapes(base)}; new: {_shapes(new)})"
+        for side, ready in (("base", base), ("new", new)):
+            if not ready.get("outputs_finite", True):
+                return f"the {side} side's model produces NaN or infinite outputs"
+        return None
+
+    def _slice_timeout(self) -> float:
+        return min(self.timeout_s, max(10.0, 20 * self.slowest_slice_s, 2 * self.settings.round_seconds))
+
+    def _lockstep_round(self) -> list[SlicePair]:
+        slice_s = self.settings.slice_ms / 1e3
+        count = max(2, round(self.settings.round_seconds / (2 * slice_s)))
+        pairs = []
+        for base_first in slice_orders(self.rng, count):
+            at = time.perf_counter() - self.started
+            medians = {}
+            for side in (SIDES if base_first else SIDES[::-1]):
+                began = time.perf_counter()
+                samples = self.workers[side].ask({"run": slice_s}, self._slice_timeout())["samples_ns"]
+                self.slowest_slice_s = max(self.slowest_slice_s, time.perf_counter() - began)
+                medians[side] = self._count(side, samples)
+            pairs.append(SlicePair(at_s=at, base_ms=medians["base"], new_ms=medians["new"], base_first=base_first))
+        return pairs
+
+    def _duet_round(self) -> list[SlicePair]:
+        window_ns = int(self.settings.slice_ms * 1e6)
+        start = time.perf_counter_ns() + 20_000_000  # both told before either starts
+        end = start + int(self.settings.round_seconds * 1e9)
+        for worker in self.workers.values():
+            worker.send({"from_ns": start, "until_ns": end})
+        timeout = self.settings.round_seconds + self._slice_timeout()
+        replies = {side: worker.receive(timeout) for side, worker in self.workers.items()}
+        windows: dict[str, dict[int, list[int]]] = {side: {} for side in SIDES}
+        for side, reply in replies.items():
+            for sample, ended in zip(reply["samples_ns"], reply["ends_ns"], strict=True):
+                if start <= ended <= end:
+                    windows[side].setdefault((ended - start) // window_ns, []).append(sample)
+        pairs = []
+        for index in sorted(set(windows["base"]) & set(windows["new"])):
+            medians = {side: self._count(side, windows[side][index]) for side in SIDES}
+            at = (start + index * window_ns) / 1e9 - self.started
+            pairs.append(SlicePair(at_s=at, base_ms=medians["base"], new_ms=medians["new"]))
+        if not pairs:
+            raise SideFailure("new", "no time window held an inference of both sides: the round is shorter than "
+                                     "one inference (raise ab.round_seconds)")
+        return pairs
+
+    def _count(self, side: str, samples_ns: list[int]) -> float:
+        tally = self.tally[side]
+        tally.inferences += len(samples_ns)
+        median_ms = float(np.median(samples_ns)) / 1e6
+        tally.slice_medians.append(median_ms)
+        return median_ms
+
+    # -- duet cores --------------------------------------------------------------------------------------
+    def _duet_cores(self) -> tuple[list[int], list[int]] | str:
+        """Two disjoint halves of the cores this process may use, or why a duet cannot run here."""
+        cores = sorted(os.sched_getaffinity(0))
+        half = len(cores) // 2
+        if half < 1:
+            return "a duet runs the sides on disjoint cores and this machine offers one"
+        for side in SIDES:
+            threads = self.cases[side].backend_options.get("threads")
+            if threads is None or threads > half:
+                return (f"a duet runs each side on {half} of the {len(cores)} cores: set the {side} side's threads "
+                        f"to at most {half} (it is {threads if threads is not None else 'the runtime default'})")
+        return cores[:half], cores[half:2 * half]
+
+    def _round_cores(self) -> dict[str, list[int]] | None:
+        if self.settings.method != "duet":
+            return None
+        assert isinstance(self.cores, tuple)
+        first, second = self.cores
+        if self.rng.random() < 0.5:
+            first, second = second, first
+        return {"base": first, "new": second}
+
+    # -- the record --------------------------------------------------------------------------------------
+    def _blank_record(self) -> AbRecord:
+        case = self.cases["base"]
+        settings = self.settings
+        return AbRecord(case_id=case.case_id, scenario=case.scenario, model=case.model_label, backend=case.backend,
+                        backend_label=case.backend_label, precision=case.precision, batch_size=case.batch_size,
+                        method=settings.method, status="failed",  # until it is compared
+                        base=self._side_info("base"), new=self._side_info("new"), threshold=settings.threshold,
+                        min_effect=settings.effect, alpha=settings.alpha, confidence=CONFIDENCE,
+                        settings=asdict(settings), env_id=self.env_id)
+
+    def _side_info(self, side: str) -> SideInfo:
+        spec = self.sides[side]
+        info = SideInfo(name=side, spec=spec.spec(), description=spec.describe(), artifact=self.artifacts.get(side))
+        tally = self.tally[side]
+        ready = tally.first_ready
+        if ready:
+            environment = ready.get("environment") or {}
+            info.python, info.python_version = environment.get("python"), environment.get("python_version")
+            info.libraries = environment.get("libraries") or {}
+            info.backend_info, info.inputs = ready.get("backend_info") or {}, ready.get("inputs") or []
+        if tally.slice_medians:
+            info.median_ms = float(np.median(tally.slice_medians))
+        info.slices, info.inferences = len(tally.slice_medians), tally.inferences
+        info.startup_s = tally.startup_s
+        return info
+
+    def _fill(self, record: AbRecord) -> None:
+        record.base, record.new = self._side_info("base"), self._side_info("new")
+        record.rounds = self.rounds
+        if len(self.rounds) < 2:
+            if record.status == "compared":
+                record.verdict = "cannot tell"
+                record.reason = "one round only: no spread between rounds to judge by (raise ab.max_seconds)"
+            return
+        estimate = paired_estimate([r.log_ratio for r in self.rounds], alpha=self.settings.alpha)
+        record.ratio, record.ci_low, record.ci_high = estimate.ratio, estimate.ci_low, estimate.ci_high
+        record.p_value, record.wilcoxon_p, record.mde = estimate.p_value, estimate.wilcoxon_p, estimate.mde
+        if record.status == "compared":
+            record.verdict, record.reason = ab_verdict(estimate, self.settings.threshold, self.settings.effect,
+                                                       self.settings.alpha)
+
+
+def slice_orders(rng: np.random.Generator, pairs: int) -> list[bool]:
+    """Whether the base side goes first, for each of ``pairs`` slice pairs (rounded up to even): random, from the
+    seeded generator, and balanced in every block of two pairs, so that a first-mover effect (a CPU the other side
+    has just warmed, a cache it has just filled) falls on both sides alike within each round."""
+    orders: list[bool] = []
+    for _ in range((pairs + 1) // 2):
+        orders += [bool(first) for first in rng.permutation([True, False])]
+    return orders
+
+
+class _Refused(Exception):
+    """The sides cannot be compared; nothing was measured."""
+
+
+def _shapes(ready: dict[str, Any]) -> str:
+    inputs = ready.get("inputs") or []
+    return ", ".join(f"{i['name']} {tuple(i['shape'])} {i['dtype']}" for i in inputs) or "none"

@@ -1,0 +1,115 @@
+"""The A/B record: one per case of `accelbench ab`, typed like the results record (results.record), written one JSON
+line per case to the run folder's ab.jsonl.
+
+A record keeps what the verdict rests on, so that it can be checked afterwards: both sides' environments (the
+interpreter and library versions each worker actually ran with, not what was asked for), every round's log-ratio
+and every slice pair's medians with its time and order, and the estimate computed from them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+AbStatus = Literal["compared", "refused", "failed"]
+AbVerdict = Literal["slower", "faster", "unchanged", "cannot tell", "broken"]
+REGRESSED = ("slower", "broken")
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SideInfo(_Part):
+    """One side as asked for (``spec``) and as it ran (interpreter, libraries, artefact, what the backend used)."""
+
+    name: Literal["base", "new"]
+    spec: dict[str, Any]
+    description: str
+    python: str | None = None
+    python_version: str | None = None
+    libraries: dict[str, str] = Field(default_factory=dict)
+    artifact: str | None = None
+    backend_info: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[dict[str, Any]] = Field(default_factory=list)
+    median_ms: float | None = None  # median of this side's slice medians over all rounds
+    slices: int = 0
+    inferences: int = 0
+    startup_s: float = 0.0  # summed over this side's worker start-ups and session loads (warm-up included)
+
+
+class SlicePair(_Part):
+    """Two adjacent slices, one per side (lock-step), or one time window of both (duet)."""
+
+    at_s: float  # seconds since the case started
+    base_ms: float  # the slice's median latency
+    new_ms: float
+    base_first: bool | None = None  # lock-step: which side ran first; None in a duet (both ran at once)
+
+
+class AbRound(_Part):
+    """A fresh pair of workers or sessions: the unit of replication."""
+
+    index: int
+    log_ratio: float  # median of the pairs' log(new / base)
+    pairs: list[SlicePair]
+    base_cores: list[int] | None = None  # duet: the cores each side was pinned to
+    new_cores: list[int] | None = None
+
+
+class AbRecord(_Part):
+    case_id: str
+    scenario: str
+    model: str
+    backend: str
+    backend_label: str
+    precision: str
+    batch_size: int
+    method: Literal["lockstep", "duet"]
+    status: AbStatus
+    verdict: AbVerdict | None = None
+    reason: str | None = None
+    base: SideInfo
+    new: SideInfo
+    threshold: float
+    min_effect: float
+    alpha: float
+    confidence: float
+    ratio: float | None = None  # new / base, exp(mean of the rounds' log-ratios)
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    wilcoxon_p: float | None = None
+    mde: float | None = None  # the minimum detectable effect at 95 % power, a share (0.02 = 2 %); inf: none
+    rounds: list[AbRound] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    wall_s: float = 0.0  # the whole comparison, worker start-ups included
+    measured_s: float = 0.0  # of which slices were running
+    started_at: float | None = None
+    finished_at: float | None = None
+    env_id: str | None = None
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict in REGRESSED
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        if data.get("mde") is not None and not math.isfinite(self.mde or 0.0):
+            data["mde"] = None  # JSON has no infinity; None reads as "no detectable effect at all"
+        return data
+
+    @classmethod
+    def read(cls, data: dict[str, Any], where: str) -> AbRecord:
+        """A record from ab.jsonl; a malformed one is one ValueError naming ``where`` and the field."""
+        try:
+            record = cls.model_validate(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "record"
+            raise ValueError(f"{where}: {field}: {first['msg']}") from None
+        if record.mde is None and record.status == "compared":
+            record.mde = math.inf
+        return record
