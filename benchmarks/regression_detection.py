@@ -10,6 +10,16 @@ called "slower" (goal >= 95 %), for one comparison and for a confirmed one (the 
 called slower against the base).
 
     python benchmarks/regression_detection.py [--pairs 100] [--model mobilenet_v2 --size 96] [--threads 1]
+
+A/B mode (`--ab lockstep` or `--ab duet`) goes through `accelbench ab`'s own path (harness.ab.AbRun): each pair is
+one A/A comparison (both sides slowdown 0) and one A/B comparison (new side slowdown 5 %), one after the other in
+the same sitting, each a whole comparison of the case (fresh worker pairs, rounds until the interval is narrow
+enough or --max-seconds is up). Reported: A/A called slower (goal <= 1 %) and "cannot tell" among A/A, A/B called
+slower (goal >= 95 %; "cannot tell" is a miss), the median time to a verdict, the power at 2 % (from each
+comparison's own rounds), and the CPU-speed probe's slowest/fastest window. Resumable: --resume RUN_DIR adds
+comparisons to an earlier folder until it holds --pairs of each; --from-results RUN_DIR only analyses.
+
+    python benchmarks/regression_detection.py --ab lockstep --pairs 100 [--resume reports/regression-ab-...]
 """
 
 from __future__ import annotations
@@ -26,10 +36,18 @@ from tests.fault_backend import REGISTRATION
 
 os.environ["ACCELBENCH_BACKENDS"] = REGISTRATION  # workers inherit it
 
-from _common import make_engine, run_passed
+import math
 
+import numpy as np
+from _common import make_engine, run_passed
+from scipy import stats
+
+from harness.ab import AbRun
+from harness.lockstep import AbSettings
+from harness.sides import Side
+from results.ab_record import AbRecord
 from results.record import Record
-from results.store import read_records
+from results.store import new_run_dir, read_ab_records, read_records
 from scenario.cases import Case, ModelSpec
 from scenario.load import MeasureSpec
 from sysinfo.stability import cpu_speed_probe
@@ -82,6 +100,93 @@ def analyse(records: list[Record], env: dict, threshold: float) -> dict:
             "ab_ratio_median": statistics.median(ratios["A/B"]) if ratios["A/B"] else None}
 
 
+def power_at(change: float, record: AbRecord, alpha: float) -> float | None:
+    """The chance that this comparison's rounds (their count and spread) find a true ``change`` at ``alpha``:
+    a noncentral t, as the rounds' own t-test would see it."""
+    values = [r.log_ratio for r in record.rounds]
+    if len(values) < 2:
+        return None
+    sd = float(np.std(values, ddof=1))
+    if sd == 0:
+        return 1.0
+    df, noncentrality = len(values) - 1, math.log1p(change) / (sd / math.sqrt(len(values)))
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+
+
+def injected(record: AbRecord) -> float:
+    return float(record.new.spec["options"].get("slowdown", 0.0))
+
+
+def analyse_ab(records: list[AbRecord]) -> dict:
+    """Verdict shares of the A/A and A/B comparisons, their time to a verdict, and the power at 2 %."""
+    summary: dict[str, dict] = {}
+    for name, wanted in (("A/A", lambda r: injected(r) == 0), ("A/B", lambda r: injected(r) > 0)):
+        chosen = [r for r in records if wanted(r)]
+        if not chosen:
+            continue
+        verdicts = [r.verdict or r.status for r in chosen]
+        powers = [p for p in (power_at(0.02, r, r.alpha) for r in chosen) if p is not None]
+        summary[name] = {
+            "comparisons": len(chosen),
+            "injected": sorted({injected(r) for r in chosen}),
+            "shares": {v: verdicts.count(v) / len(verdicts) for v in dict.fromkeys(verdicts)},
+            "median_ratio": statistics.median(r.ratio for r in chosen if r.ratio is not None),
+            "median_wall_s": statistics.median(r.wall_s for r in chosen),
+            "max_wall_s": max(r.wall_s for r in chosen),
+            "median_rounds": statistics.median(len(r.rounds) for r in chosen),
+            "median_mde": statistics.median(r.mde for r in chosen if r.mde is not None),
+            "power_at_2pct": statistics.mean(powers) if powers else None,
+            "normality_shapiro_p_median": statistics.median(
+                stats.shapiro([x.log_ratio for x in r.rounds]).pvalue for r in chosen if len(r.rounds) >= 3),
+        }
+    return summary
+
+
+def run_ab(args: argparse.Namespace) -> None:
+    """A/A and A/B comparisons through accelbench ab's path, alternating, resumable."""
+    settings = AbSettings(method=args.ab, threshold=args.threshold, max_seconds=args.max_seconds)
+    sides = {kind: {"base": Side("base", options={"slowdown": 0.0}),
+                    "new": Side("new", options={"slowdown": share})}
+             for kind, share in (("A/A", 0.0), ("A/B", args.slowdown))}
+    folder = Path(args.resume) if args.resume else new_run_dir(Path("reports"), f"regression-ab-{args.ab}")
+    run = AbRun(folder, {"scenarios": ["regression-detection"], "front_door": "benchmark"}, sides["A/B"], settings,
+                resume=bool(args.resume))
+    done = run.engine.store.ab_records()
+    case = make_case(args, 0.0)
+    run.prepare([case])
+    probe_path = run.run_dir / "cpu_probe.jsonl"
+    counts = {kind: sum((injected(r) > 0) == (kind == "A/B") for r in done) for kind in sides}
+    while min(counts.values()) < args.pairs:
+        for kind in sides:
+            if counts[kind] >= args.pairs:
+                continue
+            record = run.compare(case, sides=sides[kind])
+            counts[kind] += 1
+            print(f"{kind} {counts[kind]}/{args.pairs}: {record.verdict or record.status} ratio "
+                  f"{record.ratio if record.ratio is not None else float('nan'):.4f} rounds {len(record.rounds)} "
+                  f"{record.wall_s:.0f} s", flush=True)
+        windows = cpu_speed_probe(seconds=0.5)["window_medians_us"]
+        with open(probe_path, "a") as handle:
+            handle.write(json.dumps(windows) + "\n")
+    report_ab(run.run_dir)
+
+
+def report_ab(folder: Path) -> None:
+    records = read_ab_records(folder / "ab.jsonl")
+    probe_path = folder / "cpu_probe.jsonl"
+    medians = [statistics.median(json.loads(line)) for line in probe_path.read_text().splitlines()
+               ] if probe_path.exists() else []
+    first = records[0] if records else None
+    summary = {"method": first and first.method, "threshold": first and first.threshold, **analyse_ab(records),
+               "cpu_probe_slowest_over_fastest": max(medians) / min(medians) if medians else None,
+               "results": str(folder)}
+    print(json.dumps(summary, indent=2))
+    aa, ab = summary.get("A/A", {}).get("shares", {}), summary.get("A/B", {}).get("shares", {})
+    print(f"A/A called slower {aa.get('slower', 0):.1%} (goal <= 1 %), cannot tell {aa.get('cannot tell', 0):.1%}; "
+          f"A/B called slower {ab.get('slower', 0):.1%} (goal >= 95 %), cannot tell {ab.get('cannot tell', 0):.1%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=100)
@@ -93,8 +198,17 @@ def main() -> None:
     parser.add_argument("--slowdown", type=float, default=0.05)
     parser.add_argument("--threshold", type=float, default=0.05)
     parser.add_argument("--from-results", metavar="RUN_DIR", help="analyse a finished simulation, measure nothing")
+    parser.add_argument("--ab", choices=("lockstep", "duet"), help="A/B comparisons in one sitting (accelbench ab)")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="A/B: time per comparison")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="A/B: add comparisons to this folder")
     args = parser.parse_args()
 
+    if args.ab and args.from_results:
+        report_ab(Path(args.from_results))
+        return
+    if args.ab:
+        run_ab(args)
+        return
     if args.from_results:
         folder = Path(args.from_results)
         records, env = read_records(folder / "results.jsonl"), json.loads((folder / "env.json").read_text())

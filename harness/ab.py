@@ -45,10 +45,10 @@ class AbRun:
     """Compares cases one at a time into one run folder."""
 
     def __init__(self, run_dir: Path, scenario_info: dict[str, Any], sides: dict[str, Side],
-                 settings: AbSettings) -> None:
-        """A new run folder (RunFolderProblem, OSError if it cannot take the run)."""
+                 settings: AbSettings, resume: bool = False) -> None:
+        """A new run folder, or (resume) one to add to (RunFolderProblem, OSError if it cannot take the run)."""
         self.engine = Engine(run_dir, {**scenario_info, "ab": {"sides": {n: s.spec() for n, s in sides.items()},
-                                                               "settings": asdict(settings)}})
+                                                               "settings": asdict(settings)}}, resume=resume)
         self.sides, self.settings = sides, settings
 
     @property
@@ -64,12 +64,15 @@ class AbRun:
                     wanted.append(side.apply(case))
         self.engine.prepare_artifacts(wanted, progress)
 
-    def compare(self, case: Case, progress: Callable[[str], None] | None = None) -> AbRecord:
-        """The case's A/B record, appended to ab.jsonl before it is returned."""
+    def compare(self, case: Case, progress: Callable[[str], None] | None = None,
+                sides: dict[str, Side] | None = None) -> AbRecord:
+        """The case's A/B record, appended to ab.jsonl before it is returned. ``sides``: other sides than the
+        run's, for this case (the regression benchmark interleaves A/A and A/B comparisons in one folder)."""
+        sides = sides or self.sides
         cases: dict[str, Case] = {}
         artifacts: dict[str, str] = {}
         refusal = None
-        for name, side in self.sides.items():
+        for name, side in sides.items():
             try:
                 cases[name] = side.apply(case)
             except SideError as error:
@@ -83,7 +86,7 @@ class AbRun:
                 refusal = refusal or f"{name} side: {error or 'no artefact'}"
             else:
                 artifacts[name] = artifact
-        comparison = CaseComparison(cases, artifacts, self.sides, self.settings, self.engine.store.logs_dir,
+        comparison = CaseComparison(cases, artifacts, sides, self.settings, self.engine.store.logs_dir,
                                     self.engine.env["env_id"], progress, refusal=refusal)
         record = comparison.run()
         self.engine.store.append_ab(record)

@@ -290,12 +290,14 @@ class CaseComparison:
             job = {"warmup_seconds": self.settings.warmup_seconds}
             name = f"{self.case_id}-r{len(self.rounds)}"
             self.workers = {}
-            for side in SIDES:  # both spawned before either is waited for: their start-ups overlap
+            # both spawned before either is waited for, so their start-ups overlap; in random order, so that
+            # neither side is always the process that started second
+            for side in (SIDES if self.rng.random() < 0.5 else SIDES[::-1]):
                 case = self.cases[side]
                 self.workers[side] = SideWorker(side, self.sides[side].interpreter, {
                     **job, "case": case.to_dict(), "artifact": self.artifacts[side],
                     "hints": case.model.input_hints()}, self.work_dir, f"{name}-{side}", cores and cores[side])
-            replies = {side: worker.receive(self.timeout_s) for side, worker in self.workers.items()}
+            replies = {side: self.workers[side].receive(self.timeout_s) for side in SIDES}
         spent = time.perf_counter() - began
         for side, reply in replies.items():
             tally = self.tally[side]

@@ -211,3 +211,35 @@ def speedup_colour(speedup: float | None) -> str:
         return "transparent"
     rgb = "46, 160, 67" if speedup > 1 else "214, 39, 40"
     return f"rgba({rgb}, {0.12 + 0.45 * strength:.2f})"
+
+
+def ab_figure(record: Any) -> go.Figure | None:
+    """An A/B comparison over time: above, both sides' slice medians (they should track the same machine: a
+    slow stretch shows on both); below, each slice pair's new/base with the estimate and its interval. A point
+    per pair, coloured by round, so that a round whose pairs sit apart (a session's bias) shows as a group."""
+    pairs = [(r.index, p) for r in record.rounds for p in r.pairs]
+    if not pairs:
+        return None
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.45, 0.55])
+    at = [p.at_s for _, p in pairs]
+    for side, colour in (("base", "#4c78a8"), ("new", "#f58518")):
+        values = [getattr(p, f"{side}_ms") for _, p in pairs]
+        fig.add_trace(go.Scatter(x=at, y=values, mode="markers", name=f"{side} slice median",
+                                   marker={"size": 4, "color": colour},
+                                   hovertemplate=f"{side}: %{{y:.4g}} ms at %{{x:.1f}} s<extra></extra>"), row=1, col=1)
+    ratios = [p.new_ms / p.base_ms for _, p in pairs]
+    rounds = [index for index, _ in pairs]
+    fig.add_trace(go.Scatter(x=at, y=ratios, mode="markers", name="pair new/base", customdata=rounds,
+                               marker={"size": 5, "color": [index % 2 for index in rounds],
+                                       "colorscale": [[0, "#54a24b"], [1, "#b279a2"]]},
+                               hovertemplate="new/base %{y:.3f}, round %{customdata}<extra></extra>"), row=2, col=1)
+    if record.ratio is not None:
+        fig.add_hline(y=record.ratio, line={"color": "#333", "width": 1.5}, row=2, col=1)
+        if record.ci_low is not None and record.ci_high is not None and np.isfinite(record.ci_high):
+            fig.add_hrect(y0=record.ci_low, y1=record.ci_high, fillcolor="#333", opacity=0.12, line_width=0,
+                          row=2, col=1)
+    fig.add_hline(y=1.0, line={"color": "#999", "dash": "dot", "width": 1}, row=2, col=1)
+    fig.update_yaxes(title_text="ms", row=1, col=1)
+    fig.update_yaxes(title_text="new / base", type="log", row=2, col=1)
+    fig.update_xaxes(title_text="seconds since the comparison started", row=2, col=1)
+    return _layout(fig, f"{record.case_id}: both sides over time, and each pair's ratio", 460)

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 import pandas as pd
 import plotly.io
 
-from reporting.charts import figures_for_model, speedup_colour
+from reporting.charts import ab_figure, figures_for_model, speedup_colour
 from reporting.frame import COLUMNS, config_order, records_frame
 from reporting.numbers import fmt_number
+from results.ab_record import AbRecord
 from results.record import MEASURED
 from results.runs import Run, load_runs, machine_label
 
@@ -284,6 +286,21 @@ def _records_table(frame: pd.DataFrame) -> dict[str, Any]:
     return {"headers": [c[0] for c in columns], "rows": rows}
 
 
+def _ab_row(record: AbRecord) -> dict[str, Any]:
+    """An A/B record as the report's table shows it."""
+    interval = (f"{record.ci_low:.3f}–{record.ci_high:.3f}" if record.ci_low is not None and record.ci_high is not None
+                else "")
+    return {"case": record.case_id, "base": record.base.description, "new": record.new.description,
+            "base_libraries": ", ".join(f"{k} {v}" for k, v in record.base.libraries.items()),
+            "new_libraries": ", ".join(f"{k} {v}" for k, v in record.new.libraries.items()),
+            "base_ms": number(record.base.median_ms), "new_ms": number(record.new.median_ms),
+            "ratio": "" if record.ratio is None else f"{record.ratio:.3f}", "interval": interval,
+            "p": "" if record.p_value is None else f"{record.p_value:.2g}",
+            "mde": "" if record.mde is None or not np.isfinite(record.mde) else f"{record.mde:.1%}",
+            "rounds": len(record.rounds), "seconds": f"{record.wall_s:.0f}", "method": record.method,
+            "verdict": record.verdict or record.status, "reason": record.reason or ""}
+
+
 def build_page(runs: list[Run]) -> str:
     """The report's HTML for these runs."""
     labels = {run.machine_id: machine_label(run.machine) for run in runs}
@@ -311,6 +328,13 @@ def build_page(runs: list[Run]) -> str:
         machines.append({"id": machine_id, "label": labels[machine_id], "anchor": f"machine-{len(machines)}",
                          "fingerprint": _fingerprint(machine_runs[0].machine),
                          "runs": [_run_summary(run) for run in machine_runs], "models": models})
+    ab_rows = []
+    for run in runs:
+        for record in run.ab_records:
+            chart_id, figure = f"chart-{len(figures)}", ab_figure(record)
+            if figure is not None:
+                figures.append({"id": chart_id, "json": figure_json(figure)})
+            ab_rows.append({**_ab_row(record), "run": run.name, "chart": chart_id if figure is not None else None})
     problems = frame[frame["status"] != "passed"].assign(
         _s=lambda f: f["status"].map(STATUS_ORDER.index)).sort_values("_s", kind="stable")
     scenarios = list(dict.fromkeys(name for run in runs for name in run.scenarios))
@@ -328,6 +352,7 @@ def build_page(runs: list[Run]) -> str:
         problems=[{"run": r.run, "case": r.case_id, "status": r.status,
                    "reason": "" if _missing(r.reason) else str(r.reason)} for r in problems.itertuples(index=False)],
         several_runs=len(runs) > 1,
+        ab=ab_rows,
         records=_records_table(frame),
         csv_json=script_json(frame[list(COLUMNS)].to_csv(index=False)),
     )

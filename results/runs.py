@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from results.ab_record import AbRecord
 from results.environment import EnvFileError, check_environment
 from results.record import Record, RecordError
-from results.store import read_records
+from results.store import read_ab_records, read_records
 from sysinfo.envinfo import machine_id
 
 
@@ -30,6 +31,7 @@ class Run:
     info: dict[str, Any]  # scenario.json: scenarios, front door, selection
     records: list[Record]
     name: str = ""  # how the report calls it: the folder's name, made unique among the runs of one report
+    ab_records: list[AbRecord] = field(default_factory=list)  # accelbench ab's comparisons (ab.jsonl)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.path.name
@@ -113,9 +115,10 @@ def load_run(path: str | Path) -> Run:
     info = _read_json(folder / "scenario.json", required=False)
     try:
         records = read_records(folder / "results.jsonl")
+        ab_records = read_ab_records(folder / "ab.jsonl")
     except RecordError as error:
         raise RunFolderError(str(error)) from None
-    return Run(folder.resolve(), env, info, records)
+    return Run(folder.resolve(), env, info, records, ab_records=ab_records)
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:
