@@ -20,6 +20,7 @@ PRECISION_MARKERS = PRECISIONS
 MODE_MARKERS = ("latency", "throughput", "concurrent")
 _ENGINE = pytest.StashKey[Any]()
 _CASES = pytest.StashKey[list[Case]]()
+_AB_RUNS = pytest.StashKey[dict[str, Any]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,12 +59,23 @@ class ScenarioFile(pytest.File):
         from scenario.load import ScenarioError, expand, load_scenario
 
         try:
-            cases = expand(load_scenario(self.path))
+            loaded = load_scenario(self.path)
+            cases = expand(loaded)
         except (ScenarioError, TooManyCases) as error:
             raise self.CollectError(str(error)) from None
+        ab = None
+        if loaded.scenario.ab is not None:  # every case is an A/B comparison of the scenario's two sides
+            from harness.ab import settings_from, sides_from
+            from harness.sides import SideError
+
+            try:
+                ab = (sides_from(loaded.scenario.ab, loaded.base_dir, {}), settings_from(loaded.scenario.ab))
+            except (SideError, ValueError) as error:
+                raise self.CollectError(f"{self.path}: ab: {error}") from None
         items = []
         for case in cases:
-            item = CaseItem.from_parent(self, name=case.case_id, case=case)
+            item = (CaseItem.from_parent(self, name=case.case_id, case=case) if ab is None else
+                    AbItem.from_parent(self, name=case.case_id, case=case, sides=ab[0], settings=ab[1]))
             for marker in (case.backend, case.precision, case.mode):
                 item.add_marker(marker)
             # -k matches what `accelbench run -k` matches: the model, the scenario's own name too
@@ -101,6 +113,51 @@ class CaseItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.case.case_id}"
+
+
+class AbItem(CaseItem):
+    """A case of a scenario with an ``ab:`` block: fails when the new side is slower (or cannot run what the base
+    runs), is skipped with the reason when the comparison cannot tell or the sides cannot be compared."""
+
+    def __init__(self, *, sides: dict[str, Any], settings: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sides, self.settings = sides, settings
+
+    def runtest(self) -> None:
+        from results.store import RunFolderProblem
+
+        try:
+            record = _ab_run(self.config, self.case.scenario, self.sides, self.settings).compare(self.case)
+        except RunFolderProblem as error:
+            pytest.exit(f"accelbench: {error}; the comparisons recorded so far are kept", returncode=2)
+        ratio = "" if record.ratio is None else (
+            f"new/base {record.ratio:.3f} (95 % CI {record.ci_low:.3f}–{record.ci_high:.3f}, p = {record.p_value:.2g}, "
+            f"{len(record.rounds)} rounds): ")
+        if record.verdict in ("slower", "broken"):
+            raise CaseFailure(f"{record.verdict.upper()}: {ratio}{record.reason}")
+        if record.status == "failed":
+            raise CaseFailure(f"FAILED: {record.reason}")
+        if record.status == "refused" or record.verdict == "cannot tell":
+            pytest.skip(f"{record.verdict or record.status}: {ratio}{record.reason}")
+
+
+def _ab_run(config: pytest.Config, scenario: str, sides: dict[str, Any], settings: Any) -> Any:
+    """One A/B run folder per scenario file and pytest session."""
+    runs = config.stash.setdefault(_AB_RUNS, {})
+    if scenario not in runs:
+        from harness.ab import AbRun
+        from results.store import new_run_dir
+
+        out = config.getoption("--accelbench-out")
+        run_dir = Path(out) / f"ab-{scenario}" if out else new_run_dir(config.rootpath / "reports", f"{scenario}-ab")
+        try:
+            runs[scenario] = AbRun(run_dir, {"scenarios": [scenario], "front_door": "pytest",
+                                             "args": list(config.args)}, sides, settings)
+        except OSError as error:
+            message = str(error) if str(run_dir) in str(error) else f"cannot write results to {run_dir}: {error}"
+            pytest.exit(f"accelbench: {message}", returncode=2)
+        runs[scenario].prepare([c for c in config.stash.get(_CASES, []) if c.scenario == scenario])
+    return runs[scenario]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -144,10 +201,24 @@ def _engine(config: pytest.Config) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    from rich.console import Console
+
+    for run in config.stash.get(_AB_RUNS, {}).values():
+        from harness.console import ab_table
+        from reporting.html import write_report_safely
+
+        buffer = io.StringIO()
+        console = Console(file=buffer, force_terminal=terminalreporter.hasmarkup,
+                          width=max(terminalreporter._tw.fullwidth, 160))
+        console.print(ab_table(run.engine.store.ab_records()))
+        report, report_error = write_report_safely(run.run_dir)
+        console.print(f"results: {run.run_dir}" + (f"\nreport: {report}" if report else f"\n{report_error}"),
+                      highlight=False, soft_wrap=True)
+        terminalreporter.section("accelbench ab")
+        terminalreporter.write(buffer.getvalue())
     engine = config.stash.get(_ENGINE, None)
     if engine is None:
         return
-    from rich.console import Console
 
     from harness.console import print_summary
     from reporting.html import write_report_safely

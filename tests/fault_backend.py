@@ -22,6 +22,7 @@ from backends.tflite_cpu import TfliteCpu
 CHUNK_BYTES = 50 * 2**20
 ALLOCATION_CAP_BYTES = 4 * 2**30  # never more than this, even if the harness fails to kill the worker
 
+CALLS = [0]  # inferences this process has run through a faulty session
 UNAVAILABLE_REASON = "the frobnicator driver is not loaded (test backend)"
 
 # name=module:Class entries for ACCELBENCH_BACKENDS
@@ -54,15 +55,17 @@ def inject(fault: str) -> None:
 
 
 class _FaultySession(Session):
-    def __init__(self, inner: Session, fault: str) -> None:
-        self._inner, self._fault = inner, fault
+    def __init__(self, inner: Session, fault: str, after: int = 0) -> None:
+        self._inner, self._fault, self._after = inner, fault, after
         self.inputs, self.outputs = inner.inputs, inner.outputs
 
     def bind(self, feeds: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
         call = self._inner.bind(feeds)
 
         def run() -> list[np.ndarray]:
-            inject(self._fault)
+            CALLS[0] += 1  # per process, so that a fresh session in the same worker goes on counting
+            if CALLS[0] > self._after:
+                inject(self._fault)
             return call()
 
         return run
@@ -72,13 +75,14 @@ class _FaultySession(Session):
 
 
 class FaultyOnnxRuntime(OnnxRuntimeCpu):
-    """``fault: segv|hang|oom|raise`` injected at ``fault_at: prepare|run``."""
+    """``fault: segv|hang|oom|raise`` injected at ``fault_at: prepare|run`` (at run: after ``fault_after`` calls
+    that went well, so that a fault can strike in the middle of a measurement)."""
 
     name = "fault_ort"
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        return (*super().option_names(), "fault", "fault_at")
+        return (*super().option_names(), "fault", "fault_at", "fault_after")
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
                 sample_shape: tuple[int, ...] | None = None) -> Session:
@@ -86,7 +90,8 @@ class FaultyOnnxRuntime(OnnxRuntimeCpu):
         if fault and where == "prepare":
             inject(fault)
         session = super().prepare(artifact, options, batch_size, sample_shape)
-        return _FaultySession(session, fault) if fault and where == "run" else session
+        after = int(options.extra.get("fault_after", 0))
+        return _FaultySession(session, fault, after) if fault and where == "run" else session
 
 
 class _ProbeSession(Session):

@@ -1,0 +1,205 @@
+"""`accelbench ab` end to end: two interpreters, a gross slowdown, the pytest front door, and the faults (sides
+that do not match, a side that crashes or hangs mid-comparison). No 5 % timing claims here: those are the
+regression benchmark's (benchmarks/regression_detection.py --ab); CI checks what cannot be flaky: an A/A is not
+called slower and a 2x slowdown is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from harness.sides import SideError, parse_side
+from results.ab_record import AbRecord
+from results.store import read_ab_records
+from tests.conftest import REPO, cli_env, run_cli
+from tests.fault_backend import REGISTRATION
+
+FAST_MEASURE = "{warmup_runs: 2, warmup_seconds: 0, timeout_s: 60}"
+FAST_AB = "max_seconds: 10, min_rounds: 3, round_seconds: 0.3, slice_ms: 20"
+
+
+def shared_interpreter(folder: Path) -> Path:
+    """A second interpreter (a virtualenv of its own) that sees this environment's packages through a .pth file:
+    the same libraries, another python, as two virtualenvs of one lockfile would be."""
+    venv.create(folder, with_pip=False)
+    site = next((folder / "lib").glob("python3*/site-packages"))
+    shared = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "accelbench_shared.pth").write_text("\n".join(shared) + "\n")
+    return folder / "bin" / "python"
+
+
+def ab_records(run_dir: Path) -> list[AbRecord]:
+    return read_ab_records(run_dir / "ab.jsonl")
+
+
+def test_an_a_a_across_two_interpreters_is_not_called_slower(tmp_path: Path, scenario_file) -> None:
+    python = shared_interpreter(tmp_path / "venv2")
+    scenario = scenario_file(f"""
+        name: two-pythons
+        models: [digits_cnn]
+        backends: [{{name: tflite_cpu, threads: 1}}]
+        measure: {FAST_MEASURE}
+    """)
+    out = tmp_path / "run"
+    done = run_cli("ab", str(scenario), "--base", f"python={python}", "--new", f"python={sys.executable}",
+                   "--max-seconds", "10", "--round-seconds", "0.3", "--min-rounds", "3", "--out", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [record] = ab_records(out)
+    assert record.status == "compared" and record.verdict != "slower", record.reason
+    assert record.base.python == str(python) and record.new.python == sys.executable
+    assert record.base.libraries == record.new.libraries and "ai-edge-litert" in record.base.libraries
+    assert len(record.rounds) >= 3 and record.ratio is not None
+    assert record.ci_low <= record.ratio <= record.ci_high
+    assert "accelbench ab" in done.stdout and record.case_id in done.stdout
+    assert (out / "report.html").is_file()
+    assert 'id="ab"' in (out / "report.html").read_text()
+
+
+def test_a_gross_slowdown_is_called_slower_and_fails_the_gate(tmp_path: Path, scenario_file) -> None:
+    scenario = scenario_file(f"""
+        name: slowed
+        models: [digits_cnn]
+        backends: [{{name: slowed_tflite, threads: 1}}]
+        measure: {FAST_MEASURE}
+        ab: {{new: {{slowdown: 1.0}}, {FAST_AB}}}
+    """)
+    env = {**cli_env(), "ACCELBENCH_BACKENDS": REGISTRATION}
+    out = tmp_path / "run"
+    done = run_cli("ab", str(scenario), "--out", str(out), "--fail-on-regression", env=env)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    [record] = ab_records(out)
+    assert record.verdict == "slower", record.reason
+    assert 1.6 < record.ratio < 2.5  # a busy-wait as long as the inference itself
+    assert record.new.spec["options"] == {"slowdown": 1.0} and record.base.spec["options"] == {}
+    assert "1 regression(s)" in done.stdout
+
+
+def test_the_pytest_front_door_fails_an_ab_item_that_is_slower(tmp_path: Path, scenario_file) -> None:
+    scenario = scenario_file(f"""
+        name: slowed-pytest
+        models: [digits_cnn]
+        backends: [{{name: slowed_tflite, threads: 1}}]
+        measure: {FAST_MEASURE}
+        ab: {{new: {{slowdown: 1.0}}, {FAST_AB}}}
+    """)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "pytest", str(scenario), "-p", "no:cacheprovider", "-q",
+                           "--accelbench-out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**cli_env(), "ACCELBENCH_BACKENDS": REGISTRATION})
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "SLOWER: new/base" in done.stdout and "1 failed" in done.stdout
+    [record] = ab_records(out / "ab-slowed-pytest")
+    assert record.verdict == "slower"
+    assert "accelbench ab" in done.stdout  # the table closes the output
+
+
+def tiny_onnx(path: Path, width: int) -> Path:
+    """A one-node model (Relu) over a [1, width] input."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, width])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_sides_that_feed_different_inputs_are_refused_before_anything_is_measured(tmp_path: Path,
+                                                                                  scenario_file) -> None:
+    tiny_onnx(tmp_path / "v1.onnx", 4)
+    tiny_onnx(tmp_path / "v2.onnx", 6)
+    scenario = scenario_file(f"""
+        name: shapes
+        models: [{{path: v1.onnx}}]
+        backends: [{{name: onnxruntime_cpu, threads: 1}}]
+        measure: {FAST_MEASURE}
+        ab: {{new: {{model: v2.onnx}}, {FAST_AB}}}
+    """)
+    out = tmp_path / "run"
+    done = run_cli("ab", str(scenario), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    [record] = ab_records(out)
+    assert record.status == "refused" and record.verdict is None and record.rounds == []
+    assert "different inputs" in record.reason and "(1, 4)" in record.reason and "(1, 6)" in record.reason
+    assert record.base.inferences == record.new.inferences == 0
+
+
+@pytest.mark.parametrize(("fault", "expected"), [("segv", "crashed with SIGSEGV"), ("hang", "stopped answering")])
+def test_a_side_that_fails_mid_comparison_ends_the_case_and_keeps_the_rounds(
+        tmp_path: Path, scenario_file, digits_artifacts, test_backends, fault: str, expected: str) -> None:
+    """The fault strikes after some thousands of inferences: the rounds before it are kept, the case ends with
+    the side's reason, and a new side that breaks where the base runs is "broken" (a regression)."""
+    scenario = scenario_file(f"""
+        name: faults
+        models: [{{path: {digits_artifacts["onnxruntime_cpu"]}}}]
+        backends: [{{name: fault_ort, threads: 1}}]
+        measure: {{warmup_runs: 2, warmup_seconds: 0, timeout_s: 15}}
+        ab: {{new: {{fault: {fault}, fault_at: run, fault_after: 30000}}, max_seconds: 40, min_rounds: 30,
+              round_seconds: 0.3, slice_ms: 20, fresh: session}}
+    """)
+    out = tmp_path / "run"
+    done = run_cli("ab", str(scenario), "--out", str(out), "--fail-on-regression")
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    [record] = ab_records(out)
+    assert record.status == "failed" and record.verdict == "broken"
+    assert record.reason.startswith("new side: ") and expected in record.reason, record.reason
+    assert "rounds kept" in record.reason and len(record.rounds) >= 1
+
+
+def test_side_settings_are_read_as_typed_and_bad_ones_are_one_clear_error(tmp_path: Path) -> None:
+    side = parse_side("new", f"python={sys.executable},threads=2,xnnpack=false,graph_optimization=basic")
+    assert side.python == sys.executable
+    assert side.options == {"threads": 2, "xnnpack": False, "graph_optimization": "basic"}
+    assert parse_side("base", "").describe() == "as the scenario says"
+    for text, fragment in (("threads", "each setting is key=value"), ("python=/no/such/python", "no such file"),
+                           ("threads=1,threads=2", "given twice"), (f"python={tmp_path}", "not an executable")):
+        with pytest.raises(SideError, match=fragment):
+            parse_side("new", text)
+
+
+def test_an_unknown_backend_option_on_a_side_is_refused_with_the_options_there_are(tmp_path: Path,
+                                                                                   scenario_file) -> None:
+    scenario = scenario_file(f"""
+        name: options
+        models: [digits_cnn]
+        backends: [{{name: tflite_cpu, threads: 1}}]
+        measure: {FAST_MEASURE}
+    """)
+    out = tmp_path / "run"
+    done = run_cli("ab", str(scenario), "--new", "xnnpak=false", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    [record] = json.loads(done.stdout)["cases"]
+    assert record["status"] == "refused"
+    assert "no option 'xnnpak'" in record["reason"] and "xnnpack" in record["reason"]
+
+
+def test_an_ab_record_reads_back_as_written_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    from results.ab_record import AbRound, SideInfo, SlicePair
+
+    record = AbRecord(case_id="c", scenario="s", model="m", backend="tflite_cpu", backend_label="tflite_cpu",
+                      precision="fp32", batch_size=1, method="lockstep", status="compared", verdict="unchanged",
+                      base=SideInfo(name="base", spec={}, description="as the scenario says"),
+                      new=SideInfo(name="new", spec={"options": {"threads": 2}}, description="threads=2"),
+                      threshold=0.05, min_effect=0.025, alpha=0.01, confidence=0.95, ratio=1.01, ci_low=0.99,
+                      ci_high=1.03, p_value=0.3, mde=float("inf"),
+                      rounds=[AbRound(index=0, log_ratio=0.01, pairs=[SlicePair(at_s=0.1, base_ms=1.0, new_ms=1.01,
+                                                                                 base_first=True)])])
+    path = tmp_path / "ab.jsonl"
+    path.write_text(json.dumps(record.to_json()) + "\n")
+    [back] = read_ab_records(path)
+    assert back == record and np.isinf(back.mde)
+    bad = record.to_json()
+    bad["ratio"] = "fast"
+    path.write_text(json.dumps(bad) + "\n")
+    from results.record import RecordError
+
+    with pytest.raises(RecordError, match=r"ab.jsonl: case 'c': ratio"):
+        read_ab_records(path)
