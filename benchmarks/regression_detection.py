@@ -67,7 +67,8 @@ def make_case(args: argparse.Namespace, slowdown: float) -> Case:
 
 def verdict(base: Record, new: Record, env: dict, threshold: float, sigma: float | None) -> tuple[str, float]:
     same = new.model_copy(update={"backend_options": base.backend_options})  # B is "the same case", slowed
-    result = compare_runs({"c": base}, {"c": same}, env, env, threshold=threshold, noise={"c": sigma})[0]
+    result = compare_runs({"c": base}, {"c": same}, env, env, threshold=threshold, noise={"c": sigma},
+                          blocks_only=sigma is None)[0]  # "run" mode: the blocks alone, as compare used to judge
     return result.verdict, result.timing.ratio if result.timing else float("nan")
 
 

@@ -243,7 +243,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         medians = case_medians(history, facts["machine_id"], facts["started"], scenarios=facts["scenarios"])
         noise = {case: run_to_run_sigma(values) for case, values in medians.items()}
     results = compare_runs(base, new, base_env, new_env, threshold=args.threshold, alpha=args.alpha or DEFAULT_ALPHA,
-                           any_machine=args.any_machine, any_software=args.any_software, noise=noise)
+                           any_machine=args.any_machine, any_software=args.any_software, noise=noise,
+                           blocks_only=args.no_noise_floor)
     regressed = [r for r in results if r.regressed]
     if args.regressions_out:
         Path(args.regressions_out).write_text("".join(f"{r.case_id}\n" for r in regressed))
@@ -253,11 +254,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         from harness.console import compare_table
 
-        out.print(compare_table(results, base_name, new_name, args.threshold))
-        verdicts = ("broken", "slower", "faster", "unchanged", "missing", "not comparable")
-        counts = {v: sum(r.verdict == v for r in results) for v in verdicts}
+        neither = [r for r in results if r.measured_in_neither]
+        shown = [r for r in results if not r.measured_in_neither]
+        out.print(compare_table(shown, base_name, new_name, args.threshold))
+        verdicts = ("broken", "slower", "faster", "unchanged", "cannot tell", "missing", "not comparable")
+        counts = {v: sum(r.verdict == v for r in shown) for v in verdicts}
         out.print(", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n), highlight=False)
-        for result in results:
+        if neither:
+            out.print(f"{len(neither)} case(s) measured in neither run (skipped or failed in both): not compared "
+                      "(--json lists them)", highlight=False)
+        for result in shown:
             if result.reason:
                 out.print(f"[dim]{result.verdict}[/] {escape(result.case_id)}: {escape(result.reason)}",
                           highlight=False, soft_wrap=True)
@@ -505,7 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--any-software", action="store_true", help="compare runs with other library versions too")
     compare.add_argument("--history", metavar="PATH", help=HISTORY_HELP)
     compare.add_argument("--no-noise-floor", action="store_true",
-                         help="ignore the history's run-to-run noise (by default a change must exceed it)")
+                         help="judge by the blocks within each run alone, without the history's run-to-run spread "
+                              "(only on a quiet, dedicated machine: by default a change must exceed that spread, and "
+                              "a case whose spread is unknown is 'cannot tell')")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=cmd_compare)
 

@@ -27,7 +27,7 @@ def _mb(size_bytes: int | None) -> float | None:
 
 def summary_table(records: list[Record], title: str = "accelbench results") -> Table:
     table = Table(title=title, header_style="bold", show_lines=False, pad_edge=False)
-    for column, justify in (("case", "left"), ("status", "left"), ("p50 ms", "right"), ("95% CI", "right"),
+    for column, justify in (("case", "left"), ("status", "left"), ("p50 ms", "right"), ("p50 95% CI in run", "right"),
                             ("p99 ms", "right"), ("items/s", "right"), ("init ms", "right"),
                             ("1st ms", "right"), ("RSS MB", "right"), ("CPU %", "right"),
                             ("size MB", "right")):
@@ -178,7 +178,7 @@ def print_summary(records: list[Record], run_dir: Any, console: Console | None =
 
 
 VERDICT_STYLE = {"slower": "bold red", "broken": "bold red", "missing": "yellow", "faster": "green", "unchanged": "",
-                 "not comparable": "dim"}
+                 "not comparable": "dim", "cannot tell": "yellow"}
 
 
 def compare_table(results: list[Any], base: str, new: str, threshold: float) -> Table:
@@ -207,10 +207,6 @@ def compare_table(results: list[Any], base: str, new: str, threshold: float) -> 
     return table
 
 
-AB_VERDICT_STYLE = {"slower": "bold red", "broken": "bold red", "faster": "green", "unchanged": "",
-                    "cannot tell": "yellow"}
-
-
 def ab_table(records: list[Any], title: str = "accelbench ab: new / base, measured in one sitting") -> Table:
     """One row per A/B record: both sides' medians, the ratio with its interval, the test, what the rounds could
     detect (MDE), how many rounds and how long, and the verdict ("cannot tell" in yellow, never a silent pass)."""
@@ -227,5 +223,5 @@ def ab_table(records: list[Any], title: str = "accelbench ab: new / base, measur
                       f"{record.p_value:.2g}" if record.p_value is not None else "-",
                       f"{record.mde:.1%}" if record.mde is not None and record.mde != float("inf") else "-",
                       str(len(record.rounds)), f"{record.wall_s:.0f}",
-                      f"[{AB_VERDICT_STYLE.get(verdict, 'red')}]{escape(verdict)}[/]")
+                      f"[{VERDICT_STYLE.get(verdict, 'red')}]{escape(verdict)}[/]")
     return table

@@ -14,7 +14,7 @@ A pair of sessions carries its own bias (memory placement, weight packing: an A/
 ±5 % with an interval that excludes 1), so the unit of replication is the *round*: a fresh pair of workers (or,
 with ``fresh: session``, fresh sessions in the same workers) whose pairs give one log-ratio (their median).
 Rounds are added until the rounds could detect a change well under the threshold, or the case's time is up; the
-estimate, interval, tests and verdict come from tracking.paired.
+estimate, interval, tests and verdict come from results.paired.
 
 Faults: a side that cannot load the case, or whose inputs differ from the other side's, is refused before
 anything is measured; one that crashes or hangs mid-way ends the case with its reason, keeping the rounds done.
@@ -41,10 +41,10 @@ import numpy as np
 from harness.engine import signal_name, tail_of_log, worker_env
 from harness.sides import Side
 from results.ab_record import AbRecord, AbRound, SideInfo, SlicePair
+from results.paired import ALPHA, CONFIDENCE, ab_verdict, paired_estimate
 from results.store import safe_file_name
 from scenario.cases import Case
 from sysinfo.lifeline import child_env
-from tracking.paired import ALPHA, CONFIDENCE, ab_verdict, paired_estimate
 
 SIDES = ("base", "new")
 METHODS = ("lockstep", "duet")

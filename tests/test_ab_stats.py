@@ -1,4 +1,4 @@
-"""The A/B statistics (tracking.paired) on data with a known answer, and the lock-step slice order."""
+"""The A/B statistics (results.paired) on data with a known answer, and the lock-step slice order."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.lockstep import slice_orders
-from tracking.paired import ab_verdict, minimum_detectable_effect, paired_estimate
+from results.paired import ab_verdict, minimum_detectable_effect, paired_estimate
 
 
 def rounds(rng: np.random.Generator, ratio: float, spread: float, count: int) -> np.ndarray:

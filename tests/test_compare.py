@@ -75,15 +75,15 @@ def test_cases_that_cannot_be_compared_say_why() -> None:
     base = {"a": record("a", 2.0), "b": record("b", 2.0), "c": record("c", None), "gone": record("gone", 1.0)}
     new = {"a": record("a", 2.0, seed=3), "b": record("b", 2.0, batch_size=4), "c": record("c", 2.0),
            "added": record("added", 1.0)}
-    results = {r.case_id: r for r in compare_runs(base, new, ENV, ENV)}
+    results = {r.case_id: r for r in compare_runs(base, new, ENV, ENV, blocks_only=True)}
     assert results["a"].verdict == "unchanged"
     assert "batch_size differs" in results["b"].reason
-    assert results["c"].reason == "base skipped: why c"
+    assert results["c"].reason == "base skipped: why c" and not results["c"].measured_in_neither
     assert results["gone"].verdict == "missing" and results["added"].reason == "not in the base run"
     assert not results["gone"].regressed and not results["c"].regressed
     other_machine = {**ENV, "machine": {**MACHINE, "cpu_logical": 16}}
     assert "different machines" in compare_runs(base, new, ENV, other_machine)[0].reason
-    assert compare_runs(base, new, ENV, other_machine, any_machine=True)[0].verdict == "unchanged"
+    assert compare_runs(base, new, ENV, other_machine, any_machine=True, blocks_only=True)[0].verdict == "unchanged"
     upgraded = {**ENV, "libraries": {"onnxruntime": "1.33.0"}}
     assert "library versions differ (onnxruntime" in compare_runs(base, new, ENV, upgraded)[0].reason
 
@@ -139,3 +139,40 @@ def test_a_noisy_case_needs_a_change_beyond_its_run_to_run_noise() -> None:
     assert compare_runs(base, new, ENV, ENV, noise={"a": run_to_run_sigma(steady)})[0].verdict == "slower"
     result = compare_runs(base, new, ENV, ENV, noise={"a": run_to_run_sigma(noisy)})[0]
     assert result.verdict == "unchanged" and result.required_change > 0.10
+
+
+def test_without_a_known_run_to_run_spread_compare_cannot_tell_and_says_what_it_could_see() -> None:
+    """Two runs at different times on a shared machine differ by tens of per cent that no block shows: with no
+    history of the case, a 5 % change and no change alike get "cannot tell", the smallest change the blocks alone
+    could show, and the way to an answer."""
+    base, same, slower = record("a", 2.0, seed=1), record("a", 2.0, seed=2), record("a", 2.1, seed=2)
+    for new in (same, slower):
+        result = compare_runs({"a": base}, {"a": new}, ENV, ENV)[0]
+        assert result.verdict == "cannot tell" and not result.regressed
+        assert "no run-to-run spread" in result.reason and "accelbench ab" in result.reason
+        assert result.timing is not None and result.required_change is None
+    floor = float(result.reason.split("change under ")[1].split("%")[0])
+    assert 0.1 < floor < 5  # 20 blocks of 250 samples with 5 % spread: under a per cent or so, a lower bound
+
+
+def test_the_point_estimate_lies_inside_its_own_interval() -> None:
+    """The change and its interval come from one estimator (Hodges-Lehmann on block medians): with skewed,
+    bimodal or short runs, the point never leaves the interval (it did when the ratio came from all samples and
+    the interval from bootstrapped block medians: 0.6685 against 0.218-0.653)."""
+    rng = np.random.default_rng(9)
+    for _ in range(300):
+        n_base, n_new = rng.integers(5, 400, 2)
+        base = np.exp(rng.normal(0, rng.uniform(0.01, 1.0), n_base)) * rng.choice([1, 3], n_base)
+        new = np.exp(rng.normal(rng.normal(0, 0.3), rng.uniform(0.01, 1.0), n_new)) * rng.choice([1, 3], n_new)
+        change = timing_change((base * 1e6).astype(np.int64).tolist(), (new * 1e6).astype(np.int64).tolist())
+        assert change.ci_low <= change.ratio <= change.ci_high
+
+
+def test_an_invalid_base_is_named_and_cases_measured_in_neither_run_are_flagged() -> None:
+    invalid = record("a", 2.0, seed=1, status="invalid", reason="only 3 runs in 0.1 s")
+    result = compare_runs({"a": invalid}, {"a": record("a", 2.0, seed=2)}, ENV, ENV, blocks_only=True)[0]
+    assert result.verdict == "unchanged" and "base run's measurement is INVALID (only 3 runs" in result.reason
+    skipped = record("b", None)
+    failed = record("b", None, status="failed", reason="no artefact")
+    result = compare_runs({"b": skipped}, {"b": failed}, ENV, ENV)[0]
+    assert result.verdict == "not comparable" and result.measured_in_neither

@@ -5,16 +5,20 @@ Why blocks and not raw samples: consecutive samples of one run are not independe
 and toggles (sysinfo.stability measures this VM's: ~1.8x every few seconds), so a run's 10^5 samples behave like
 a handful of independent observations, and a Mann-Whitney U test on them calls every 0.1 % difference
 "significant". The unit of replication is a time block: each run's samples are cut into `BLOCKS` contiguous
-blocks, each block's median is one observation, and both the test (Mann-Whitney U on block medians, with Cliff's
-delta as effect size) and the interval (bootstrap resampling blocks) are computed on those.
+blocks, each block's median is one observation; the test (Mann-Whitney U, with Cliff's delta as effect size), the
+estimate (the Hodges-Lehmann shift) and its interval all come from the same block medians (timing_change).
 
-The verdict needs both evidence and size, as asv's does: "slower" when the test rejects "no change" at `alpha`
-and the estimated change is at least `min_effect` (by default half the threshold: a slowdown of the threshold's
-size must be caught even when noise makes it look a little smaller). Blocks capture the noise inside a run, not
-the offset between two runs (a machine whose speed changes for seconds at a time moves a whole run); where the
-history holds earlier runs of a case on the same machine, their run-to-run spread σ sets a noise floor: the
-change must also exceed Z·√2·σ (one-sided 1 %), so that run-to-run noise alone rarely passes for a regression.
-Cases measured on another machine or with other library versions are "not comparable" unless asked otherwise.
+Blocks capture the noise inside a run, not the offset between two runs: a machine whose speed changes for
+seconds at a time moves a whole run (two runs of one scenario on a loaded VM differed by 27-42 % with p down to
+1e-7). So a verdict needs to know how far runs of the case move between runs: where the history holds earlier
+runs of a case on the same machine, their run-to-run spread σ sets a noise floor (the change must also exceed
+Z·√2·σ, one-sided 1 %). Without it, compare gives no verdict: "cannot tell", with the smallest change that the
+blocks alone could show (a lower bound of what runs at different times can tell) and the way to an answer
+(`accelbench ab`, which measures both sides in one sitting, or a history). `blocks_only` (--no-noise-floor) judges
+by the blocks alone anyway, for a quiet dedicated machine. Verdicts need evidence and size, as asv's do:
+"slower" when the test rejects "no change" at `alpha` and the estimated change is at least `min_effect` (by
+default half the threshold). Cases measured on another machine or with other library versions are "not
+comparable" unless asked otherwise.
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu
+from scipy.stats import mannwhitneyu, norm
+from scipy.stats import t as t_dist
 
 from results.record import Record
+from results.stats import BLOCKS, block_medians
 from sysinfo.envinfo import machine_id
 from tracking.changepoints import noise_sigma
 
-BLOCKS = 20
-BOOTSTRAP_RESAMPLES = 2000
 DEFAULT_ALPHA = 0.01
 CI_CONFIDENCE = 0.95
 TOP1_TOLERANCE = 0.0  # same inputs, same labels: any change of top-1 is real
@@ -40,16 +44,9 @@ MIN_NOISE_RUNS = 5  # fewer earlier runs than this say too little about a case's
 MIN_BLOCKS = 5  # with 5 blocks a side the exact two-sided U test can reach p = 0.008; with 4, never below 0.029
 
 
-def block_medians(samples_ns: list[int] | np.ndarray, blocks: int = BLOCKS) -> np.ndarray:
-    """Medians of `blocks` contiguous, equal slices of the samples in measurement order (fewer when short)."""
-    samples = np.asarray(samples_ns, dtype=np.float64)
-    count = min(blocks, samples.size)
-    return np.array([np.median(part) for part in np.array_split(samples, count)]) if count else samples
-
-
 @dataclass
 class TimingChange:
-    ratio: float  # new median / base median: 1.05 is 5 % slower
+    ratio: float  # new / base, the Hodges-Lehmann shift of the log block medians: 1.05 is 5 % slower
     ci_low: float
     ci_high: float
     p_value: float
@@ -59,30 +56,39 @@ class TimingChange:
 
 
 def timing_change(base_ns: list[int], new_ns: list[int], blocks: int = BLOCKS,
-                  rng: np.random.Generator | None = None) -> TimingChange:
-    """The ratio of medians (all samples), its bootstrap CI over blocks, and the block-level rank test."""
-    rng = rng or np.random.default_rng(0)
-    base, new = block_medians(base_ns, blocks), block_medians(new_ns, blocks)
-    ratio = float(np.median(np.asarray(new_ns, dtype=np.float64)) / np.median(np.asarray(base_ns, dtype=np.float64)))
-    base_boot = np.median(rng.choice(base, size=(BOOTSTRAP_RESAMPLES, base.size), replace=True), axis=1)
-    new_boot = np.median(rng.choice(new, size=(BOOTSTRAP_RESAMPLES, new.size), replace=True), axis=1)
-    tail = (1 - CI_CONFIDENCE) / 2
-    low, high = np.quantile(new_boot / base_boot, (tail, 1 - tail))
+                  confidence: float = CI_CONFIDENCE) -> TimingChange:
+    """The change of the run's level as one estimator gives it, with that estimator's own interval and test.
+
+    On the logs of the block medians: the Hodges-Lehmann shift (the median of every new-block minus base-block
+    difference) is the estimate; the interval is the distribution-free one that goes with it (the order statistics
+    of the same differences that the Mann-Whitney U distribution picks, Moses 1965), and the test is that
+    Mann-Whitney U test. So the point always lies inside its interval, and the interval excludes "no change"
+    exactly when the test at 1 - confidence would reject it (up to the normal approximation of U's quantile)."""
+    base, new = np.log(block_medians(base_ns, blocks)), np.log(block_medians(new_ns, blocks))
+    differences = np.sort(np.subtract.outer(new, base).ravel())
+    m, n = new.size, base.size
+    shift = float(np.median(differences))
+    z = float(norm.ppf(0.5 + confidence / 2))
+    below = int(np.floor(m * n / 2 - z * np.sqrt(m * n * (m + n + 1) / 12)))  # differences cut from each end
+    below = min(max(below, 0), (differences.size - 1) // 2)
+    low, high = differences[below], differences[differences.size - 1 - below]
     test = mannwhitneyu(new, base, alternative="two-sided")
-    delta = 2.0 * float(test.statistic) / (new.size * base.size) - 1.0
-    return TimingChange(ratio, float(low), float(high), float(test.pvalue), delta, int(base.size), int(new.size))
+    delta = 2.0 * float(test.statistic) / (m * n) - 1.0
+    return TimingChange(float(np.exp(shift)), float(np.exp(low)), float(np.exp(high)), float(test.pvalue), delta,
+                        int(n), int(m))
 
 
 @dataclass
 class CaseComparison:
     case_id: str
-    verdict: str  # slower | faster | unchanged | broken | missing | not comparable
+    verdict: str  # slower | faster | unchanged | cannot tell | broken | missing | not comparable
     reason: str = ""
     base_p50_ms: float | None = None
     new_p50_ms: float | None = None
     timing: TimingChange | None = None
     required_change: float | None = None  # the smallest change this case could be called slower for
     accuracy: dict[str, Any] = field(default_factory=dict)  # {metric: {"base", "new", "change", "verdict"}}
+    measured_in_neither: bool = False  # skipped or failed in both runs: summarised, not a row of its own
 
     @property
     def regressed(self) -> bool:
@@ -168,9 +174,10 @@ def not_comparable_reason(base: Record, new: Record, base_env: dict[str, Any],
 def compare_runs(base: dict[str, Record], new: dict[str, Record], base_env: dict[str, Any],
                  new_env: dict[str, Any], threshold: float = 0.05, min_effect: float | None = None,
                  alpha: float = DEFAULT_ALPHA, any_machine: bool = False, any_software: bool = False,
-                 noise: dict[str, float | None] | None = None) -> list[CaseComparison]:
+                 noise: dict[str, float | None] | None = None, blocks_only: bool = False) -> list[CaseComparison]:
     """Every case of either run, in the new run's order (then cases only the base has). noise: run-to-run σ
-    of log median per case id, from the history (see run_to_run_sigma); without it only min_effect applies."""
+    of log median per case id, from the history (see run_to_run_sigma); a case without one is "cannot tell"
+    unless ``blocks_only`` (then only min_effect and the blocks decide)."""
     min_effect = threshold / 2 if min_effect is None else min_effect
     results = []
     for case_id in [*new, *(c for c in base if c not in new)]:
@@ -190,9 +197,37 @@ def compare_runs(base: dict[str, Record], new: dict[str, Record], base_env: dict
         why = not_comparable_reason(before, after, base_env, new_env, any_machine, any_software)
         if why:
             comparison.reason = why
+            comparison.measured_in_neither = not before.measured and not after.measured
+            results.append(comparison)
+            continue
+        comparison.timing = timing_change(before.samples_ns, after.samples_ns)
+        sigma = (noise or {}).get(case_id)
+        if sigma is None and not blocks_only:
+            floor = blocks_detectable_change(before.samples_ns, after.samples_ns, alpha)
+            comparison.verdict = "cannot tell"
+            comparison.reason = (
+                "no run-to-run spread of this case is known (a history of at least "
+                f"{MIN_NOISE_RUNS} runs on this machine gives one): runs measured at different times differ by more "
+                f"than their blocks show, and the blocks alone could not find a change under {floor:.1%}; "
+                "accelbench ab measures both sides in one sitting")
         else:
-            comparison.timing = timing_change(before.samples_ns, after.samples_ns)
-            comparison.required_change = required_change(min_effect, (noise or {}).get(case_id))
+            comparison.required_change = required_change(min_effect, sigma)
             comparison.verdict = timing_verdict(comparison.timing, comparison.required_change, alpha)
+        invalid = [f"the {which} run's measurement is INVALID ({r.reason})"
+                   for which, r in (("base", before), ("new", after)) if r.status == "invalid"]
+        if invalid:  # timed, but not as the scenario asked: the comparison stands on weaker ground, and says so
+            comparison.reason = "; ".join([*invalid, *filter(None, [comparison.reason])])
         results.append(comparison)
     return results
+
+
+def blocks_detectable_change(base_ns: list[int], new_ns: list[int], alpha: float) -> float:
+    """The smallest change two runs' blocks could show at ``alpha`` with 95 % power, from the blocks' own spread
+    (a two-sample t bound on log block medians): what compare can tell at best, when runs moved no more than their
+    blocks; on a shared machine they move more."""
+    base, new = np.log(block_medians(base_ns)), np.log(block_medians(new_ns))
+    if base.size < 2 or new.size < 2:
+        return float("inf")
+    spread = np.sqrt((base.var(ddof=1) + new.var(ddof=1)) / 2) * np.sqrt(1 / base.size + 1 / new.size)
+    df = base.size + new.size - 2
+    return float(np.expm1((t_dist.ppf(1 - alpha / 2, df) + t_dist.ppf(0.95, df)) * spread))
