@@ -8,6 +8,7 @@ engine's cache like a run's, so a side's model is converted exactly as `accelben
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -61,7 +62,8 @@ class AbRun:
         for case in cases:
             for side in self.sides.values():
                 with contextlib.suppress(SideError):  # compare() records it for the case
-                    wanted.append(side.apply(case))
+                    if side.artifacts is None:  # a manifest's files are used as they are
+                        wanted.append(side.apply(case))
         self.engine.prepare_artifacts(wanted, progress)
 
     def compare(self, case: Case, progress: Callable[[str], None] | None = None,
@@ -81,7 +83,9 @@ class AbRun:
             if case.skip_reason and side.python is None:  # another interpreter decides for itself
                 refusal = refusal or f"{name} side cannot run the case here: {case.skip_reason}"
                 continue
-            artifact, error = self.engine.artifact_for(cases[name])
+            artifact, error = side.artifact_for(case.case_id)
+            if artifact is None and error is None:
+                artifact, error = self.engine.artifact_for(cases[name])
             if artifact is None:
                 refusal = refusal or f"{name} side: {error or 'no artefact'}"
             else:
@@ -100,3 +104,38 @@ def ab_spec_problem(spec: AbSpec | None, base_dir: Path) -> str | None:
     except SideError as error:
         return str(error)
     return None
+
+
+def freeze_run(run_dir: Path, dest: Path) -> dict[str, Any]:
+    """Keep a run's state for a later `ab --base`: the model files its measured cases ran (copied, with a
+    manifest by case id) and this interpreter's packages (pip freeze, editable installs left out: accelbench's own
+    code comes from the checkout). The nightly workflow freezes the last night whose gate passed."""
+    import shutil
+    import subprocess
+    import sys
+
+    from results.runs import load_run
+    from results.store import safe_file_name
+
+    run = load_run(run_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, str] = {}
+    copied: dict[str, str] = {}
+    for record in run.records:
+        if not record.measured or not record.artifact or not Path(record.artifact).exists():
+            continue
+        if record.artifact not in copied:  # one copy per file, however many cases ran it
+            source = Path(record.artifact)
+            target = Path("models") / safe_file_name(record.case_id) / source.name
+            (dest / target).parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, dest / target, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, dest / target)
+            copied[record.artifact] = str(target)
+        manifest[record.case_id] = copied[record.artifact]
+    (dest / "artifacts.json").write_text(json.dumps(manifest, indent=2))
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True,
+                            text=True, check=True).stdout
+    (dest / "requirements.lock").write_text(frozen)
+    return {"cases": len(manifest), "files": len(copied), "packages": len(frozen.splitlines())}

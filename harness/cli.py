@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -354,6 +355,31 @@ def cmd_ab(args: argparse.Namespace) -> int:
     return EXIT_CASES_FAILED if args.fail_on_regression and regressed else EXIT_OK
 
 
+def cmd_freeze(args: argparse.Namespace) -> int:
+    from harness.ab import freeze_run
+    from results.runs import RunFolderError
+
+    err = make_console(stderr=True)
+    dest = Path(args.dest)
+    if dest.exists() and any(dest.iterdir()):
+        _err(err, f"{dest} is not empty: freeze writes a new folder")
+        return EXIT_USAGE
+    try:
+        done = freeze_run(Path(args.run_dir), dest)
+    except RunFolderError as error:
+        _err(err, str(error))
+        return EXIT_USAGE
+    except (OSError, subprocess.CalledProcessError) as error:
+        _err(err, f"cannot freeze {args.run_dir} into {dest}: {error}")
+        return EXIT_USAGE
+    make_console().print(
+        f"froze {done['cases']} case(s), {done['files']} model file(s) and {done['packages']} packages into "
+        f"{escape(str(dest))}\nlater: python -m venv VENV && VENV/bin/pip install -r {escape(str(dest))}/"
+        f"requirements.lock; accelbench ab SCENARIO --base python=VENV/bin/python,artifacts="
+        f"{escape(str(dest))}/artifacts.json", highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
 def cmd_history_add(args: argparse.Namespace) -> int:
     from results.history import HistoryError, add_run, history_dir
     from results.runs import RunFolderError
@@ -541,6 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--yes", action="store_true", help="compare even more than 2,000 cases without asking")
     ab.add_argument("--json", action="store_true")
     ab.set_defaults(func=cmd_ab)
+
+    freeze = commands.add_parser("freeze", help="keep a run's model files and package versions for a later ab")
+    freeze.add_argument("run_dir", metavar="RUN_DIR")
+    freeze.add_argument("dest", metavar="DEST", help="a new folder: artifacts.json, models/, requirements.lock")
+    freeze.set_defaults(func=cmd_freeze)
 
     history = commands.add_parser("history", help="the results history (a folder of Parquet files)")
     history_commands = history.add_subparsers(dest="history_command", required=True)

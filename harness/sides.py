@@ -6,6 +6,8 @@ A side is a few ``key=value`` settings laid over every case of the scenario:
   for a library upgrade. It needs the backend's runtime, numpy and psutil; accelbench's own code comes from this
   checkout (PYTHONPATH), so that only the libraries differ.
 - ``model=PATH``: a model file in place of the case's model (``model_v2.onnx`` against ``model_v1.onnx``).
+- ``artifacts=PATH``: a manifest (JSON, case id → model file, as `accelbench freeze` writes it) whose files the
+  side runs instead of what the zoo builds now: the model files of an earlier, known-good state.
 - any other key is a backend option (``threads=4``, ``xnnpack=false``, ``graph_optimization=basic``), checked
   against the backend like a scenario's options.
 
@@ -16,6 +18,8 @@ read as YAML scalars (``false``, ``2``, ``basic``). An empty side is the scenari
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -27,7 +31,7 @@ import yaml
 from backends.registry import get_backend
 from scenario.cases import Case, ModelSpec
 
-SIDE_KEYS = ("python", "model")
+SIDE_KEYS = ("python", "model", "artifacts")
 
 
 class SideError(ValueError):
@@ -40,18 +44,34 @@ class Side:
     python: str | None = None
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    artifacts: str | None = None  # a manifest of model files by case id
 
     @property
     def interpreter(self) -> str:
         return self.python or sys.executable
 
     def spec(self) -> dict[str, Any]:
-        return {"python": self.python, "model": self.model, "options": dict(self.options)}
+        return {"python": self.python, "model": self.model, "options": dict(self.options),
+                "artifacts": self.artifacts}
+
+    def artifact_for(self, case_id: str) -> tuple[str | None, str | None]:
+        """(model file, None) from this side's manifest, or (None, why not); (None, None) without a manifest."""
+        if self.artifacts is None:
+            return None, None
+        manifest = _manifest(self.artifacts)
+        if case_id not in manifest:
+            return None, f"{self.name} side: {self.artifacts} has no model file for this case"
+        path = Path(manifest[case_id])
+        path = path if path.is_absolute() else Path(self.artifacts).parent / path
+        if not path.exists():
+            return None, f"{self.name} side: {path} (from {self.artifacts}) does not exist"
+        return str(path), None
 
     def describe(self) -> str:
         """The side in the words of its settings, for tables: "python=/opt/ort/bin/python, threads=2"."""
         parts = [f"python={self.python}"] if self.python else []
         parts += [f"model={self.model}"] if self.model else []
+        parts += [f"artifacts={self.artifacts}"] if self.artifacts else []
         parts += [f"{key}={value}" for key, value in self.options.items()]
         return ", ".join(parts) or "as the scenario says"
 
@@ -77,7 +97,7 @@ def side_from_mapping(name: str, values: dict[str, Any] | None, base_dir: Path) 
     other key as a backend option."""
     values = dict(values or {})
     options = dict(values.pop("options", None) or {})
-    python, model = values.pop("python", None), values.pop("model", None)
+    python, model, artifacts = values.pop("python", None), values.pop("model", None), values.pop("artifacts", None)
     options.update(values)
     if python is not None:
         python = _existing(name, "python", python, base_dir)
@@ -85,7 +105,15 @@ def side_from_mapping(name: str, values: dict[str, Any] | None, base_dir: Path) 
             raise SideError(f"{name} side: python={python} is not an executable interpreter")
     if model is not None:
         model = _existing(name, "model", model, base_dir)
-    return Side(name, python, model, options)
+    if artifacts is not None:
+        artifacts = _existing(name, "artifacts", artifacts, base_dir)
+        try:
+            _manifest(artifacts)
+        except ValueError as error:
+            raise SideError(f"{name} side: artifacts={artifacts}: {error}") from None
+    if model is not None and artifacts is not None:
+        raise SideError(f"{name} side: model= and artifacts= both name the model files; give one")
+    return Side(name, python, model, options, artifacts)
 
 
 def parse_side(name: str, text: str, base_dir: Path | None = None) -> Side:
@@ -120,3 +148,15 @@ def _existing(name: str, key: str, value: Any, base_dir: Path) -> str:
         raise SideError(f"{name} side: {key}={value}: no such file ({path})")
     # the interpreter is kept as named (a venv's bin/python is a symlink whose target ignores the venv)
     return str(path.absolute()) if key == "python" else str(path.resolve())
+
+
+@functools.cache
+def _manifest(path: str) -> dict[str, str]:
+    """A manifest's case id → model file map (ValueError if it is not one)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"not a readable JSON manifest ({error})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValueError("a manifest maps case ids to model files (a JSON object of strings)")
+    return data

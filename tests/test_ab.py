@@ -203,3 +203,33 @@ def test_an_ab_record_reads_back_as_written_and_a_damaged_one_is_named(tmp_path:
 
     with pytest.raises(RecordError, match=r"ab.jsonl: case 'c': ratio"):
         read_ab_records(path)
+
+
+def test_a_frozen_run_is_the_base_side_of_a_later_ab(tmp_path: Path, scenario_file) -> None:
+    """`accelbench freeze` keeps a run's model files (with a manifest by case id) and package versions; a later
+    `ab --base artifacts=...` runs those files as the base side: the nightly gate's last good state."""
+    scenario = scenario_file(f"""
+        name: frozen
+        models: [digits_cnn]
+        backends: [{{name: onnxruntime_cpu, threads: 1}}]
+        measure: {FAST_MEASURE}
+    """)
+    night = tmp_path / "night"
+    assert run_cli("run", str(scenario), "--out", str(night)).returncode == 0
+    frozen = tmp_path / "last-good"
+    done = run_cli("freeze", str(night), str(frozen))
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((frozen / "artifacts.json").read_text())
+    assert list(manifest) == ["digits_cnn-fp32-b1-onnxruntime_cpu"]
+    assert (frozen / manifest["digits_cnn-fp32-b1-onnxruntime_cpu"]).is_file()
+    assert "onnxruntime==" in (frozen / "requirements.lock").read_text()
+    again = run_cli("freeze", str(night), str(frozen))
+    assert again.returncode == 2 and "not empty" in again.stderr
+    out = tmp_path / "ab"
+    done = run_cli("ab", str(scenario), "--base", f"artifacts={frozen / 'artifacts.json'}", "--new",
+                   f"python={sys.executable}", "--max-seconds", "8", "--round-seconds", "0.3", "--min-rounds", "3",
+                   "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    [record] = ab_records(out)
+    assert record.status == "compared" and record.base.artifact.startswith(str(frozen))
+    assert not record.new.artifact.startswith(str(frozen))

@@ -26,7 +26,6 @@ import yaml
 
 from harness.cli import build_parser
 from scenario.load import expand, load_scenario
-from scenario.selection import select
 from tests.conftest import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -146,7 +145,7 @@ def test_permissions_concurrency_and_timeouts() -> None:
     assert workflow["permissions"] == {"contents": "read"}
     assert workflow["concurrency"]["group"] and workflow["concurrency"]["cancel-in-progress"] is False
     jobs = workflow["jobs"]
-    assert jobs["cpu"]["timeout-minutes"] == 90
+    assert jobs["cpu"]["timeout-minutes"] == 120  # the run, and the A/B gate of its 16 cases at up to 60 s each
     assert all(job.get("timeout-minutes") for job in jobs.values()), "every job needs a timeout"
 
 
@@ -197,29 +196,60 @@ def test_history_caches_of_the_two_jobs_are_apart() -> None:
         assert not any(other_key.startswith(prefix) for prefix in prefixes), (this, prefixes, other_key)
 
 
-def test_cpu_job_fails_only_on_a_confirmed_regression() -> None:
-    """The first comparison writes the slower cases and never fails; only the re-run of exactly those cases
-    may fail the job, and it selects them with -k."""
-    steps = _workflow()["jobs"]["cpu"]["steps"]
-    runs = [str(step.get("run", "")) for step in steps]
-    first = [i for i, run in enumerate(runs) if "--regressions-out" in run]
-    confirm = [i for i, run in enumerate(runs) if "--fail-on-regression" in run]
-    assert len(first) == 1 and len(confirm) == 1 and first[0] < confirm[0], (first, confirm)
-    assert "--fail-on-regression" not in runs[first[0]]
-    script = runs[confirm[0]]
-    assert "reports/regressions.txt" in script and " or " in script and '-k "$' in script
+def _step_with(job: dict[str, Any], text: str) -> tuple[int, dict[str, Any]]:
+    found = [(i, step) for i, step in enumerate(job["steps"]) if text in str(step.get("run", ""))]
+    assert len(found) == 1, f"expected one step running {text!r}, found {len(found)}"
+    return found[0]
 
 
-def test_cpu_job_keeps_its_results_even_when_the_confirmation_fails() -> None:
-    """After the confirmation, every step (history, trend, tracking, uploads, cache save) must still run when
-    it failed; a plain step would be skipped and the night's numbers lost."""
+def test_cpu_job_gates_on_ab_against_the_last_good_state() -> None:
+    """The only step that may fail the job is the A/B of tonight against the last good state: its lockfile rebuilt
+    into a virtualenv and its frozen model files as the base side, this checkout's environment as the new. The
+    run-against-history compare stays, for the log, without --fail-on-regression."""
+    job = _workflow()["jobs"]["cpu"]
+    failing = [step for step in job["steps"] if "--fail-on-regression" in str(step.get("run", ""))]
+    _, gate = _step_with(job, "accelbench ab")
+    assert failing == [gate] and gate["id"] == "gate"
+    script = str(gate["run"])
+    assert "pip install -q -r last-good/requirements.lock" in script
+    assert "--base python=last-good/venv/bin/python,artifacts=last-good/artifacts.json" in script
+    assert "--new" not in script  # the new side is tonight's environment as it is
+    assert "exit 0" in script.split("accelbench ab")[0]  # the first night has no last good state: it passes
+    _, compare = _step_with(job, "accelbench compare")
+    assert "--fail-on-regression" not in str(compare["run"])
+
+
+def test_the_last_good_state_moves_only_when_the_gate_passes() -> None:
+    """Tonight is frozen (model files and lockfile) as the new last good state only after its gate passed, and
+    that state lives in the Actions cache like the history: same path restored and saved, a key unique to the run,
+    a restore prefix that the saved key matches."""
+    job = _workflow()["jobs"]["cpu"]
+    index, freeze = _step_with(job, "accelbench freeze")
+    assert "steps.gate.outcome == 'success'" in str(freeze["if"])
+    assert "accelbench freeze reports/nightly last-good" in str(freeze["run"])
+    restore = [s for s in _steps(job, "actions/cache/restore") if "last-good" in str(s["with"]["path"])]
+    save = [s for s in _steps(job, "actions/cache/save") if "last-good" in str(s["with"]["path"])]
+    assert len(restore) == len(save) == 1
+    assert restore[0]["with"]["path"] == save[0]["with"]["path"]
+    key = save[0]["with"]["key"]
+    assert "github.run_id" in key and all(key.startswith(prefix) for prefix in
+                                          str(restore[0]["with"]["restore-keys"]).split())
+    assert "steps.gate.outcome == 'success'" in str(save[0]["if"])
+    steps = job["steps"]
+    assert steps.index(restore[0]) < steps.index(next(s for s in steps if s.get("id") == "gate")) < index
+    assert index < steps.index(save[0])
+
+
+def test_cpu_job_keeps_its_results_even_when_the_gate_fails() -> None:
+    """After the gate, every step (history, trend, tracking, uploads, cache save) must still run when it failed;
+    a plain step would be skipped and the night's numbers lost."""
     job = _workflow()["jobs"]["cpu"]
     steps = job["steps"]
-    confirm = next(i for i, step in enumerate(steps) if "--fail-on-regression" in str(step.get("run", "")))
-    for step in steps[confirm + 1:]:
+    gate, _ = _step_with(job, "accelbench ab")
+    for step in steps[gate + 1:]:
         condition = str(step.get("if", ""))
         assert "always()" in condition or "!cancelled()" in condition, step.get("name")
-    after = "\n".join(str(step.get("run", "")) for step in steps[confirm + 1:])
+    after = "\n".join(str(step.get("run", "")) for step in steps[gate + 1:])
     assert "accelbench history add reports/nightly --history history" in after
     assert "accelbench trend --history history -o reports/trend.html" in after
     uploaded = [str(step["with"]["path"]) for step in _steps(job, "actions/upload-artifact")]
@@ -300,15 +330,3 @@ def test_nightly_scenario_fits_the_nightly_time() -> None:
     cases = expand(load_scenario(NIGHTLY_SCENARIO))
     floor_s = sum(c.measure["warmup_seconds"] + c.measure["min_seconds"] for c in cases)
     assert floor_s <= 300, f"{floor_s:.0f} s of measurement alone"
-
-
-def test_confirmation_selects_exactly_the_slower_cases() -> None:
-    """The confirm step re-runs `-k "<id> or <id> ..."`; -k matches substrings, so each case id must select
-    only its own case, and a joined expression exactly its cases."""
-    loaded = load_scenario(NIGHTLY_SCENARIO)
-    cases = expand(loaded)
-    names = (loaded.scenario.name, loaded.path.name, loaded.path.resolve().parent.name)  # as `accelbench run`
-    for case in cases:
-        assert [c.case_id for c in select(cases, case.case_id, extra_names=names)] == [case.case_id]
-    some = [cases[0].case_id, cases[5].case_id, cases[-1].case_id]
-    assert [c.case_id for c in select(cases, " or ".join(some), extra_names=names)] == some
