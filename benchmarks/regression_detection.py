@@ -36,8 +36,6 @@ from tests.fault_backend import REGISTRATION
 
 os.environ["ACCELBENCH_BACKENDS"] = REGISTRATION  # workers inherit it
 
-import math
-
 import numpy as np
 from _common import make_engine, run_passed
 from scipy import stats
@@ -46,6 +44,7 @@ from harness.ab import AbRun
 from harness.lockstep import AbSettings
 from harness.sides import Side
 from results.ab_record import AbRecord
+from results.paired import power
 from results.record import Record
 from results.store import new_run_dir, read_ab_records, read_records
 from scenario.cases import Case, ModelSpec
@@ -102,17 +101,9 @@ def analyse(records: list[Record], env: dict, threshold: float) -> dict:
 
 
 def power_at(change: float, record: AbRecord, alpha: float) -> float | None:
-    """The chance that this comparison's rounds (their count and spread) find a true ``change`` at ``alpha``:
-    a noncentral t, as the rounds' own t-test would see it."""
+    """The chance that this comparison's rounds (their count and spread) find a true ``change`` at ``alpha``."""
     values = [r.log_ratio for r in record.rounds]
-    if len(values) < 2:
-        return None
-    sd = float(np.std(values, ddof=1))
-    if sd == 0:
-        return 1.0
-    df, noncentrality = len(values) - 1, math.log1p(change) / (sd / math.sqrt(len(values)))
-    critical = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+    return power(change, float(np.std(values, ddof=1)), len(values), alpha) if len(values) >= 2 else None
 
 
 def injected(record: AbRecord) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -51,6 +52,8 @@ class AbRun:
         self.engine = Engine(run_dir, {**scenario_info, "ab": {"sides": {n: s.spec() for n, s in sides.items()},
                                                                "settings": asdict(settings)}}, resume=resume)
         self.sides, self.settings = sides, settings
+        # comparisons of each case in this folder so far (a resumed benchmark adds to them)
+        self._compared = Counter(record.case_id for record in self.engine.store.ab_records()) if resume else Counter()
 
     @property
     def run_dir(self) -> Path:
@@ -73,43 +76,42 @@ class AbRun:
         sides = sides or self.sides
         cases: dict[str, Case] = {}
         artifacts: dict[str, str] = {}
-        refusal = None
+        problems: dict[str, tuple[bool, str]] = {}  # side -> (the side's own fault, why it cannot run)
         for name, side in sides.items():
             try:
                 cases[name] = side.apply(case)
-            except SideError as error:
-                cases[name], refusal = case, refusal or str(error)
+            except SideError as error:  # a setting the user gave: no fault of either side's software
+                cases[name], problems[name] = case, (False, str(error))
                 continue
             if case.skip_reason and side.python is None:  # another interpreter decides for itself
-                refusal = refusal or f"{name} side cannot run the case here: {case.skip_reason}"
+                problems[name] = (False, f"{name} side cannot run the case here: {case.skip_reason}")
                 continue
             artifact, error = side.artifact_for(case.case_id)
             if artifact is None and error is None:
                 artifact, error = self.engine.artifact_for(cases[name])
             if artifact is None:
-                refusal = refusal or f"{name} side: {error or 'no artefact'}"
+                problems[name] = (True, f"{name} side: {error or 'no artefact'}")
             else:
                 artifacts[name] = artifact
+        refusal = None
+        if problems:
+            # a new side that cannot have what the base has (its model does not build) is broken, not skipped
+            at_fault = "new" if set(problems) == {"new"} and problems["new"][0] else None
+            refusal = (at_fault, "; ".join(reason for _, reason in problems.values()))
+        index = self._compared.get(case.case_id, 0)
+        self._compared[case.case_id] = index + 1
         comparison = CaseComparison(cases, artifacts, sides, self.settings, self.engine.store.logs_dir,
-                                    self.engine.env["env_id"], progress, refusal=refusal)
+                                    self.engine.env["env_id"], progress, refusal=refusal, index=index)
         record = comparison.run()
         self.engine.store.append_ab(record)
         return record
-
-
-def ab_spec_problem(spec: AbSpec | None, base_dir: Path) -> str | None:
-    """What is wrong with a scenario's sides (a missing interpreter or model file), before anything runs."""
-    try:
-        sides_from(spec, base_dir, {})
-    except SideError as error:
-        return str(error)
-    return None
 
 
 def freeze_run(run_dir: Path, dest: Path) -> dict[str, Any]:
     """Keep a run's state for a later `ab --base`: the model files its measured cases ran (copied, with a
     manifest by case id) and this interpreter's packages (pip freeze, editable installs left out: accelbench's own
     code comes from the checkout). The nightly workflow freezes the last night whose gate passed."""
+    import glob
     import shutil
     import subprocess
     import sys
@@ -130,8 +132,10 @@ def freeze_run(run_dir: Path, dest: Path) -> dict[str, Any]:
             (dest / target).parent.mkdir(parents=True, exist_ok=True)
             if source.is_dir():
                 shutil.copytree(source, dest / target, dirs_exist_ok=True)
-            else:
-                shutil.copy2(source, dest / target)
+            else:  # with its sidecars: an ONNX model's external data (model.onnx.data) sits beside it
+                for sibling in source.parent.glob(f"{glob.escape(source.name)}*"):
+                    if sibling.is_file():
+                        shutil.copy2(sibling, dest / target.parent / sibling.name)
             copied[record.artifact] = str(target)
         manifest[record.case_id] = copied[record.artifact]
     (dest / "artifacts.json").write_text(json.dumps(manifest, indent=2))

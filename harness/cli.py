@@ -337,6 +337,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
     report, report_error = write_report_safely(run.run_dir)
     regressed = [r for r in records if r.regressed]
+    if args.verdicts_out:  # for a script: the nightly moves its last good state only when every case cleared
+        Path(args.verdicts_out).write_text("".join(f"{r.case_id}\t{r.verdict or r.status}\n" for r in records))
     if args.json:
         print(json.dumps({"run_dir": str(run.run_dir), "cases": [r.to_json() for r in records]}, indent=2))
     else:
@@ -564,6 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--reports-root", default="reports")
     ab.add_argument("--fail-on-regression", action="store_true",
                     help="exit 1 when a case is slower, or broken (the new side cannot run what the base runs)")
+    ab.add_argument("--verdicts-out", metavar="FILE",
+                    help="write each case's verdict (or refused / failed), one 'case_id<TAB>verdict' line each")
     ab.add_argument("--yes", action="store_true", help="compare even more than 2,000 cases without asking")
     ab.add_argument("--json", action="store_true")
     ab.set_defaults(func=cmd_ab)

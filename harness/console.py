@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reporting.baseline import best_per_group, failure_label, resolve_baselines, speedup
-from reporting.numbers import fmt_number
+from reporting.numbers import ab_figures, fmt_number
 from results.record import Record
 
 STATUS_STYLE = {"passed": "green", "failed": "red", "invalid": "yellow", "skipped": "dim"}
@@ -216,12 +216,8 @@ def ab_table(records: list[Any], title: str = "accelbench ab: new / base, measur
                          no_wrap=column == "case")
     for record in records:
         verdict = record.verdict or record.status
-        interval = (f"{record.ci_low:.3f}–{record.ci_high:.3f}" if record.ci_low is not None
-                    and record.ci_high is not None else "-")
-        table.add_row(escape(record.case_id), fmt_number(record.base.median_ms), fmt_number(record.new.median_ms),
-                      f"{record.ratio:.3f}" if record.ratio is not None else "-", interval,
-                      f"{record.p_value:.2g}" if record.p_value is not None else "-",
-                      f"{record.mde:.1%}" if record.mde is not None and record.mde != float("inf") else "-",
-                      str(len(record.rounds)), f"{record.wall_s:.0f}",
-                      f"[{VERDICT_STYLE.get(verdict, 'red')}]{escape(verdict)}[/]")
+        figures = ab_figures(record)
+        table.add_row(escape(record.case_id), figures["base_ms"], figures["new_ms"], figures["ratio"],
+                      figures["interval"], figures["p"], figures["mde"], str(len(record.rounds)),
+                      f"{record.wall_s:.0f}", f"[{VERDICT_STYLE.get(verdict, 'red')}]{escape(verdict)}[/]")
     return table

@@ -134,14 +134,19 @@ def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
         outcome.reason = f"worker {killed_for}"
     elif result_path.exists():
         outcome.result = json.loads(result_path.read_text())
-    elif process.returncode is not None and process.returncode < 0:
-        name = signal_name(process.returncode)
-        hint = " (the kernel's out-of-memory killer, most likely)" if name == "SIGKILL" else ""
-        outcome.reason = f"worker crashed with {name}{hint}; log: {log_path}"
     else:
-        tail = tail_of_log(log_path)
-        outcome.reason = f"worker exited with status {process.returncode} and no result: {tail}"
+        outcome.reason = exit_reason(process.returncode, log_path)
     return outcome
+
+
+def exit_reason(returncode: int | None, log_path: Path) -> str:
+    """Why a worker that left no result ended: a signal (SIGKILL: the kernel's out-of-memory killer, most likely),
+    or its exit status with the end of its log."""
+    if returncode is not None and returncode < 0:
+        name = signal_name(returncode)
+        hint = " (the kernel's out-of-memory killer, most likely)" if name == "SIGKILL" else ""
+        return f"worker crashed with {name}{hint}; log: {log_path}"
+    return f"worker exited with status {returncode} and no result: {tail_of_log(log_path)}"
 
 
 def file_sizes(path: str) -> tuple[int, int]:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.engine import signal_name, tail_of_log, worker_env
+from harness.engine import exit_reason, worker_env
 from harness.sides import Side
 from results.ab_record import AbRecord, AbRound, SideInfo, SlicePair
 from results.paired import ALPHA, CONFIDENCE, ab_verdict, paired_estimate
@@ -74,10 +74,25 @@ class AbSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        """The command line's values are checked as the scenario's are (scenario.schema.AbSpec's bounds)."""
         if self.method not in METHODS:
             raise ValueError(f"method is one of {', '.join(METHODS)}, not {self.method!r}")
         if self.fresh not in ("worker", "session"):
             raise ValueError(f"fresh is 'worker' or 'session', not {self.fresh!r}")
+        if self.method == "duet" and self.fresh == "session":
+            raise ValueError("a duet starts fresh workers each round (the sides swap cores): fresh: session does "
+                             "not apply")
+        for name in ("max_seconds", "round_seconds", "slice_ms", "threshold", "stop_mde"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold is a share between 0 and 1 (5% = 0.05), not {self.threshold!r}")
+        if self.min_rounds < 2 or self.max_rounds < self.min_rounds:
+            raise ValueError(f"min_rounds must be 2 or more (a spread needs two rounds) and at most max_rounds, "
+                             f"not {self.min_rounds}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be 0 or more, not {self.seed}")
 
     @property
     def effect(self) -> float:
@@ -108,9 +123,13 @@ class SideWorker:
         if cores:
             start = [python, "-c", PINNED_START, ",".join(map(str, cores))]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - held for the worker's life, closed in close()
-        self.process = subprocess.Popen([*start, str(job_path), str(self.result_path)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=self._log, env=child_env(worker_env()),
-                                        start_new_session=True)
+        try:
+            self.process = subprocess.Popen([*start, str(job_path), str(self.result_path)], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=self._log, env=child_env(worker_env()),
+                                            start_new_session=True)
+        except OSError as error:  # a python= that is not an interpreter (a bad shebang, no such file)
+            self._log.close()
+            raise SideFailure(side, f"cannot start {python}: {error.strerror or error}", at_start=True) from None
         self._buffer = b""
         self.started = False
 
@@ -127,7 +146,8 @@ class SideWorker:
         assert self.process.stdout is not None
         fd = self.process.stdout.fileno()
         deadline = time.perf_counter() + timeout_s
-        while b"\n" not in self._buffer:
+        chunks, end = [self._buffer], self._buffer.find(b"\n")
+        while end < 0:  # only each new chunk is searched: a duet's reply can be megabytes
             left = deadline - time.perf_counter()
             if left <= 0:
                 self.kill()
@@ -138,11 +158,25 @@ class SideWorker:
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
                     raise SideFailure(self.side, self._why_gone(), not self.started)
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        reply = json.loads(line)
+                newline = chunk.find(b"\n")
+                if newline >= 0:
+                    end = sum(map(len, chunks)) + newline
+                chunks.append(chunk)
+        data = b"".join(chunks)
+        line, self._buffer = data[:end], data[end + 1:]
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):  # a wrapper script or a sitecustomize that prints to stdout
+            self.kill()
+            shown = line[:200].decode(errors="replace")
+            raise SideFailure(self.side, f"worker sent {shown!r} instead of a reply (does {self.side}'s python print "
+                              f"at start-up?); log: {self.log_path}", not self.started)
         if reply.get("ready"):
             self.started = True
+        elif "error" in reply:
+            raise SideFailure(self.side, f"worker refused a command: {reply['error']}", not self.started)
         return reply
 
     def ask(self, command: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -162,9 +196,7 @@ class SideWorker:
             result = {}
         if result.get("status") == "failed":
             return f"{result.get('reason')} (log: {self.log_path})"
-        if code is not None and code < 0:
-            return f"worker crashed with {signal_name(code)}; log: {self.log_path}"
-        return f"worker exited with status {code} before answering: {tail_of_log(self.log_path)}"
+        return exit_reason(code, self.log_path)
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -202,15 +234,19 @@ class CaseComparison:
 
     def __init__(self, cases: dict[str, Case], artifacts: dict[str, str], sides: dict[str, Side],
                  settings: AbSettings, work_dir: Path, env_id: str | None = None,
-                 progress: Callable[[str], None] | None = None, refusal: str | None = None) -> None:
-        """``refusal``: why the sides cannot be compared, found before (a side's artefact could not be built)."""
+                 progress: Callable[[str], None] | None = None, refusal: tuple[str | None, str] | None = None,
+                 index: int = 0) -> None:
+        """``refusal``: (the side at fault or None, why) when the sides cannot be compared, found before (a side's
+        artefact could not be built). ``index``: how many comparisons of this case the run folder already holds,
+        so that each draws its own slice order and writes its own logs."""
         self.cases, self.artifacts, self.sides, self.settings = cases, artifacts, sides, settings
         self.refusal = refusal
         self.work_dir, self.env_id, self.progress = work_dir, env_id, progress
         base = cases["base"]
         self.case_id = base.case_id
+        self.name = f"{base.case_id}-c{index}" if index else base.case_id
         self.timeout_s = float(base.measure["timeout_s"])
-        self.rng = np.random.default_rng([settings.seed, zlib.crc32(base.case_id.encode())])
+        self.rng = np.random.default_rng([settings.seed, zlib.crc32(base.case_id.encode()), index])
         self.tally = {side: _SideTally() for side in SIDES}
         self.rounds: list[AbRound] = []
         self.workers: dict[str, SideWorker] = {}
@@ -225,15 +261,15 @@ class CaseComparison:
         self.started = time.perf_counter()
         measured = 0.0
         try:
-            if self.refusal or isinstance(self.cores, str):
-                raise _Refused(self.refusal or self.cores)
+            if self.refusal:
+                raise _Refused(*self.refusal)
+            if isinstance(self.cores, str):
+                raise _Refused(None, self.cores)
             while self._another_round():
                 cores = self._round_cores()
                 self._fresh_pair(cores)
                 if len(self.rounds) == 0:
-                    mismatch = self._mismatch()
-                    if mismatch:
-                        raise _Refused(mismatch)
+                    self._refuse_mismatch()
                 began = time.perf_counter()
                 pairs = self._duet_round() if self.settings.method == "duet" else self._lockstep_round()
                 measured += time.perf_counter() - began
@@ -245,13 +281,15 @@ class CaseComparison:
                     self.progress(f"round {len(self.rounds)}: new/base {math.exp(self.rounds[-1].log_ratio):.3f}")
             record.status = "compared"
         except _Refused as refusal:
-            record.status, record.reason = "refused", f"not compared: {refusal}"
+            kept = f" ({len(self.rounds)} rounds kept)" if self.rounds else ""
+            record.status, record.reason = "refused", f"not compared: {refusal}{kept}"
+            if refusal.side == "new":
+                record.verdict = "broken"  # the base can run the case and the new side cannot
         except SideFailure as failure:
             record.status = "refused" if failure.at_start and not self.rounds else "failed"
             kept = f" ({len(self.rounds)} rounds kept)" if self.rounds else ""
             record.reason = f"{failure}{kept}"
-            base_ran = self.tally["base"].first_ready is not None or failure.side == "new"
-            if failure.side == "new" and base_ran:
+            if failure.side == "new" and self.tally["base"].first_ready is not None:
                 record.verdict = "broken"  # the base runs the case and the new side does not
         finally:
             for worker in self.workers.values():
@@ -278,17 +316,17 @@ class CaseComparison:
         return estimate.mde > settings.stop_mde * settings.threshold
 
     def _fresh_pair(self, cores: dict[str, list[int]] | None) -> None:
-        """New workers for both sides (started together), or new sessions in the running ones."""
+        """New workers for both sides (started together), or new sessions in the running ones. Each side's answer
+        is kept as it arrives, so that a failure of one still leaves the other's environment in the record."""
         began = time.perf_counter()
         if self.settings.fresh == "session" and self.workers:
             for worker in self.workers.values():
                 worker.send({"renew": True})
-            replies = {side: worker.receive(self.timeout_s) for side, worker in self.workers.items()}
         else:
             for worker in self.workers.values():
                 worker.close()
             job = {"warmup_seconds": self.settings.warmup_seconds}
-            name = f"{self.case_id}-r{len(self.rounds)}"
+            name = f"{self.name}-r{len(self.rounds)}"
             self.workers = {}
             # both spawned before either is waited for, so their start-ups overlap; in random order, so that
             # neither side is always the process that started second
@@ -297,26 +335,29 @@ class CaseComparison:
                 self.workers[side] = SideWorker(side, self.sides[side].interpreter, {
                     **job, "case": case.to_dict(), "artifact": self.artifacts[side],
                     "hints": case.model.input_hints()}, self.work_dir, f"{name}-{side}", cores and cores[side])
-            replies = {side: self.workers[side].receive(self.timeout_s) for side in SIDES}
-        spent = time.perf_counter() - began
-        for side, reply in replies.items():
+        for side in SIDES:
+            reply = self.workers[side].receive(self.timeout_s)
             tally = self.tally[side]
-            tally.startup_s += spent
+            tally.startup_s += time.perf_counter() - began
             if tally.first_ready is None:
                 tally.first_ready = reply
+            # a slice (or a duet round) lasts at least one inference: the replies' timeouts allow for it
+            self.slowest_slice_s = max(self.slowest_slice_s, float(reply.get("inference_s") or 0.0))
 
-    def _mismatch(self) -> str | None:
-        """Why the two sides do not measure the same work (checked on the first pair, before any slice)."""
+    def _refuse_mismatch(self) -> None:
+        """Refuse sides that do not measure the same work (checked on the first pair, before any slice)."""
         base, new = (self.tally[side].first_ready or {} for side in SIDES)
         if base.get("inputs") != new.get("inputs"):
-            return f"they feed different inputs (base: {_shapes(base)}; new: {_shapes(new)})"
+            raise _Refused(None, f"they feed different inputs (base: {_shapes(base)}; new: {_shapes(new)})")
         for side, ready in (("base", base), ("new", new)):
             if not ready.get("outputs_finite", True):
-                return f"the {side} side's model produces NaN or infinite outputs"
-        return None
+                raise _Refused(side, f"the {side} side's model produces NaN or infinite outputs")
 
     def _slice_timeout(self) -> float:
-        return min(self.timeout_s, max(10.0, 20 * self.slowest_slice_s, 2 * self.settings.round_seconds))
+        """How long a slice's reply may take before the side counts as hung: generous against the slowest slice
+        (or inference) seen, never under 10 s or two rounds, never over the case's timeout."""
+        expected = max(self.slowest_slice_s, self.settings.slice_ms / 1e3)
+        return min(self.timeout_s, max(10.0, 20 * expected, 2 * self.settings.round_seconds))
 
     def _lockstep_round(self) -> list[SlicePair]:
         slice_s = self.settings.slice_ms / 1e3
@@ -352,8 +393,8 @@ class CaseComparison:
             at = (start + index * window_ns) / 1e9 - self.started
             pairs.append(SlicePair(at_s=at, base_ms=medians["base"], new_ms=medians["new"]))
         if not pairs:
-            raise SideFailure("new", "no time window held an inference of both sides: the round is shorter than "
-                                     "one inference (raise ab.round_seconds)")
+            raise _Refused(None, "no time window held an inference of both sides: a round is shorter than an "
+                                 "inference (raise ab.round_seconds or ab.slice_ms)")
         return pairs
 
     def _count(self, side: str, samples_ns: list[int]) -> float:
@@ -365,17 +406,22 @@ class CaseComparison:
 
     # -- duet cores --------------------------------------------------------------------------------------
     def _duet_cores(self) -> tuple[list[int], list[int]] | str:
-        """Two disjoint halves of the cores this process may use, or why a duet cannot run here."""
-        cores = sorted(os.sched_getaffinity(0))
+        """Two disjoint halves of the physical cores this process may use, or why a duet cannot run here. Whole
+        cores: two hyperthreads of one core share its execution units, so a slower side would slow the other."""
+        if not hasattr(os, "sched_getaffinity"):
+            return "a duet pins each side to its own cores, and this system offers no CPU affinity (Linux does)"
+        cores = _physical_cores(sorted(os.sched_getaffinity(0)))
         half = len(cores) // 2
         if half < 1:
             return "a duet runs the sides on disjoint cores and this machine offers one"
+        first = [cpu for core in cores[:half] for cpu in core]
+        second = [cpu for core in cores[half:2 * half] for cpu in core]
         for side in SIDES:
             threads = self.cases[side].backend_options.get("threads")
-            if threads is None or threads > half:
+            if not isinstance(threads, int) or threads > len(first):
                 return (f"a duet runs each side on {half} of the {len(cores)} cores: set the {side} side's threads "
-                        f"to at most {half} (it is {threads if threads is not None else 'the runtime default'})")
-        return cores[:half], cores[half:2 * half]
+                        f"to at most {len(first)} (it is {threads if threads is not None else 'the runtime default'})")
+        return first, second
 
     def _round_cores(self) -> dict[str, list[int]] | None:
         if self.settings.method != "duet":
@@ -440,7 +486,23 @@ def slice_orders(rng: np.random.Generator, pairs: int) -> list[bool]:
 
 
 class _Refused(Exception):
-    """The sides cannot be compared; nothing was measured."""
+    """The sides cannot be compared. ``side``: the side at fault (the new one: "broken"), or None."""
+
+    def __init__(self, side: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.side = side
+
+
+def _physical_cores(cpus: list[int]) -> list[list[int]]:
+    """The logical CPUs grouped by physical core (Linux's topology files; one group per CPU where they are missing)."""
+    groups: dict[str, list[int]] = {}
+    for cpu in cpus:
+        try:
+            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip()
+        except OSError:
+            siblings = str(cpu)
+        groups.setdefault(siblings, []).append(cpu)
+    return list(groups.values())
 
 
 def _shapes(ready: dict[str, Any]) -> str:

@@ -75,7 +75,8 @@ class ScenarioFile(pytest.File):
         items = []
         for case in cases:
             item = (CaseItem.from_parent(self, name=case.case_id, case=case) if ab is None else
-                    AbItem.from_parent(self, name=case.case_id, case=case, sides=ab[0], settings=ab[1]))
+                    AbItem.from_parent(self, name=case.case_id, case=case, sides=ab[0], settings=ab[1],
+                                       cases=cases))
             for marker in (case.backend, case.precision, case.mode):
                 item.add_marker(marker)
             # -k matches what `accelbench run -k` matches: the model, the scenario's own name too
@@ -119,15 +120,15 @@ class AbItem(CaseItem):
     """A case of a scenario with an ``ab:`` block: fails when the new side is slower (or cannot run what the base
     runs), is skipped with the reason when the comparison cannot tell or the sides cannot be compared."""
 
-    def __init__(self, *, sides: dict[str, Any], settings: Any, **kwargs: Any) -> None:
+    def __init__(self, *, sides: dict[str, Any], settings: Any, cases: list[Case], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.sides, self.settings = sides, settings
+        self.sides, self.settings, self.scenario_cases = sides, settings, cases
 
     def runtest(self) -> None:
         from results.store import RunFolderProblem
 
         try:
-            record = _ab_run(self.config, self.case.scenario, self.sides, self.settings).compare(self.case)
+            record = _ab_run(self).compare(self.case)
         except RunFolderProblem as error:
             pytest.exit(f"accelbench: {error}; the comparisons recorded so far are kept", returncode=2)
         ratio = "" if record.ratio is None else (
@@ -141,23 +142,28 @@ class AbItem(CaseItem):
             pytest.skip(f"{record.verdict or record.status}: {ratio}{record.reason}")
 
 
-def _ab_run(config: pytest.Config, scenario: str, sides: dict[str, Any], settings: Any) -> Any:
-    """One A/B run folder per scenario file and pytest session."""
+def _ab_run(item: AbItem) -> Any:
+    """One A/B run folder per scenario file and pytest session: REPORTS/<scenario>-ab-<time>, or beside
+    --accelbench-out DIR as DIR-ab-<scenario> (DIR itself stays for the session's ordinary cases)."""
+    config = item.config
     runs = config.stash.setdefault(_AB_RUNS, {})
-    if scenario not in runs:
+    key = str(item.path.resolve())
+    if key not in runs:
         from harness.ab import AbRun
-        from results.store import new_run_dir
+        from results.store import new_run_dir, safe_file_name
 
+        scenario = item.case.scenario
         out = config.getoption("--accelbench-out")
-        run_dir = Path(out) / f"ab-{scenario}" if out else new_run_dir(config.rootpath / "reports", f"{scenario}-ab")
+        run_dir = (Path(f"{out}-ab-{safe_file_name(scenario)}") if out else
+                   new_run_dir(config.rootpath / "reports", f"{scenario}-ab"))
         try:
-            runs[scenario] = AbRun(run_dir, {"scenarios": [scenario], "front_door": "pytest",
-                                             "args": list(config.args)}, sides, settings)
+            runs[key] = AbRun(run_dir, {"scenarios": [scenario], "front_door": "pytest", "file": key,
+                                        "args": list(config.args)}, item.sides, item.settings)
         except OSError as error:
             message = str(error) if str(run_dir) in str(error) else f"cannot write results to {run_dir}: {error}"
             pytest.exit(f"accelbench: {message}", returncode=2)
-        runs[scenario].prepare([c for c in config.stash.get(_CASES, []) if c.scenario == scenario])
-    return runs[scenario]
+        runs[key].prepare(item.scenario_cases)
+    return runs[key]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -177,7 +183,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         scenarios = ", ".join(sorted({str(item.path) for item in session.items if isinstance(item, CaseItem)}))
         if problem := too_many_cases(cases, scenarios, "--accelbench-yes"):
             pytest.exit(f"accelbench: {problem}", returncode=pytest.ExitCode.USAGE_ERROR)
-    session.config.stash[_CASES] = cases
+    # the engine's run measures the ordinary cases; A/B items have run folders of their own
+    session.config.stash[_CASES] = [item.case for item in session.items
+                                    if isinstance(item, CaseItem) and not isinstance(item, AbItem)]
 
 
 def _engine(config: pytest.Config) -> Any:
@@ -201,15 +209,12 @@ def _engine(config: pytest.Config) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    from rich.console import Console
 
     for run in config.stash.get(_AB_RUNS, {}).values():
         from harness.console import ab_table
         from reporting.html import write_report_safely
 
-        buffer = io.StringIO()
-        console = Console(file=buffer, force_terminal=terminalreporter.hasmarkup,
-                          width=max(terminalreporter._tw.fullwidth, 160))
+        buffer, console = _buffered_console(terminalreporter)
         console.print(ab_table(run.engine.store.ab_records()))
         report, report_error = write_report_safely(run.run_dir)
         console.print(f"results: {run.run_dir}" + (f"\nreport: {report}" if report else f"\n{report_error}"),
@@ -229,9 +234,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     except OSError as error:
         terminalreporter.write_line(f"accelbench: cannot finish the run in {engine.run_dir}: {error}", red=True)
         return
-    buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=terminalreporter.hasmarkup,
-                      width=max(terminalreporter._tw.fullwidth, 160))
+    buffer, console = _buffered_console(terminalreporter)
     print_summary(records, engine.run_dir, console, report, report_error)
     terminalreporter.section("accelbench")
     terminalreporter.write(buffer.getvalue())
+
+
+def _buffered_console(terminalreporter: Any) -> tuple[io.StringIO, Any]:
+    """A rich console writing into a buffer, styled as pytest's own terminal is (colour or not, its width)."""
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    return buffer, Console(file=buffer, force_terminal=terminalreporter.hasmarkup,
+                           width=max(terminalreporter._tw.fullwidth, 160))

@@ -80,6 +80,8 @@ class Side:
         backend = get_backend(case.backend)
         known = ("threads", *backend.option_names())
         for key, value in self.options.items():
+            if key == "threads" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise SideError(f"{self.name} side: threads is a whole number of at least 1, not {value!r}")
             if key not in known:
                 raise SideError(f"{self.name} side: {case.backend} has no option {key!r} (it takes: "
                                 f"{', '.join(known)})")

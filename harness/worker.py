@@ -316,8 +316,10 @@ def _loaded_side(job: dict[str, Any], phase: _Phases) -> tuple[Any, Any, list[np
     finite = all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in outputs
                  if np.asarray(o).dtype.kind in "fc")
     with phase("warm-up"):
-        warm_up(call, settings.warmup_runs, float(job.get("warmup_seconds", settings.warmup_seconds)))
+        runs, seconds = warm_up(call, max(settings.warmup_runs, 1),
+                                float(job.get("warmup_seconds", settings.warmup_seconds)))
     facts = {"init_ns": init_ns, "outputs_finite": bool(finite), "backend_info": session.info(),
+             "inference_s": seconds / runs,
              "inputs": [{"name": s.name, "shape": list(f.shape), "dtype": str(f.dtype)}
                         for s, f in zip(session.inputs, feeds, strict=True)],
              "outputs": [{"name": s.name, "shape": list(np.shape(o)), "dtype": str(np.asarray(o).dtype)}
@@ -366,6 +368,8 @@ def serve(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
                 send({"ready": True, "pid": os.getpid(), **facts})
             elif command.get("quit"):
                 break
+            else:  # answered, or the coordinator would wait for a reply until it calls this worker hung
+                send({"error": f"unknown command {line.strip()[:200]}"})
     return {"commands": commands}
 
 

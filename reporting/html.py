@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 import pandas as pd
 import plotly.io
 
 from reporting.charts import ab_figure, figures_for_model, speedup_colour
 from reporting.frame import COLUMNS, config_order, records_frame
-from reporting.numbers import fmt_number
+from reporting.numbers import ab_figures, fmt_number
 from results.ab_record import AbRecord
 from results.record import MEASURED
 from results.runs import Run, load_runs, machine_label
@@ -288,17 +287,11 @@ def _records_table(frame: pd.DataFrame) -> dict[str, Any]:
 
 def _ab_row(record: AbRecord) -> dict[str, Any]:
     """An A/B record as the report's table shows it."""
-    interval = (f"{record.ci_low:.3f}–{record.ci_high:.3f}" if record.ci_low is not None and record.ci_high is not None
-                else "")
     return {"case": record.case_id, "base": record.base.description, "new": record.new.description,
             "base_libraries": ", ".join(f"{k} {v}" for k, v in record.base.libraries.items()),
             "new_libraries": ", ".join(f"{k} {v}" for k, v in record.new.libraries.items()),
-            "base_ms": number(record.base.median_ms), "new_ms": number(record.new.median_ms),
-            "ratio": "" if record.ratio is None else f"{record.ratio:.3f}", "interval": interval,
-            "p": "" if record.p_value is None else f"{record.p_value:.2g}",
-            "mde": "" if record.mde is None or not np.isfinite(record.mde) else f"{record.mde:.1%}",
-            "rounds": len(record.rounds), "seconds": f"{record.wall_s:.0f}", "method": record.method,
-            "verdict": record.verdict or record.status, "reason": record.reason or ""}
+            **ab_figures(record), "rounds": len(record.rounds), "seconds": f"{record.wall_s:.0f}",
+            "method": record.method, "verdict": record.verdict or record.status, "reason": record.reason or ""}
 
 
 def build_page(runs: list[Run]) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 
 def fmt_number(value: float | None, digits: int = 3) -> str:
     """A number at about `digits` significant figures, thousands grouped; "-" for a missing one."""
@@ -10,3 +13,15 @@ def fmt_number(value: float | None, digits: int = 3) -> str:
     if value >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}" if value < 1 else f"{value:.{max(digits - len(str(int(value))), 0)}f}"
+
+
+def ab_figures(record: Any) -> dict[str, str]:
+    """An A/B record's ratio, interval, p and MDE as text ("-" where there is none): the console's table and the
+    report's print the same strings."""
+    interval = "-"
+    if record.ci_low is not None and record.ci_high is not None:
+        interval = f"{record.ci_low:.3f}–{record.ci_high:.3f}"
+    mde = "-" if record.mde is None or not math.isfinite(record.mde) else f"{record.mde:.1%}"
+    return {"ratio": "-" if record.ratio is None else f"{record.ratio:.3f}", "interval": interval,
+            "p": "-" if record.p_value is None else f"{record.p_value:.2g}", "mde": mde,
+            "base_ms": fmt_number(record.base.median_ms), "new_ms": fmt_number(record.new.median_ms)}

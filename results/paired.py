@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 CONFIDENCE = 0.95
 ALPHA = 0.01  # two-sided; as tracking.compare
@@ -39,22 +39,38 @@ class PairedEstimate:
     p_value: float  # one-sample t-test of the log-ratios against 0, two-sided
     wilcoxon_p: float | None  # signed-rank test on the same values (None with fewer than two rounds)
     sd_log: float  # spread of the rounds' log-ratios (sample standard deviation)
-    mde: float  # smallest change (as a share, 0.03 = 3 %) found with `power` at `alpha`; inf with < 2 rounds
+    mde: float  # smallest change (as a share, 0.03 = 3 %) found with 95 % power at `alpha`; inf with < 2 rounds
 
 
-def minimum_detectable_effect(sd_log: float, rounds: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """The smallest true change (a share of the base) that a two-sided t-test at ``alpha`` over ``rounds`` paired
-    values with spread ``sd_log`` detects with probability ``power`` (the textbook t_{1-α/2} + t_{power} bound,
-    on the log scale, as a ratio minus one)."""
+def power(change: float, sd_log: float, rounds: int, alpha: float = ALPHA) -> float:
+    """The chance that a two-sided t-test at ``alpha`` over ``rounds`` paired log-ratios with spread ``sd_log``
+    finds a true ``change`` (a share: 0.02 = 2 %): the noncentral t, exact under normal rounds."""
+    if rounds < 2 or not math.isfinite(sd_log):
+        return 0.0
+    if sd_log == 0:
+        return 1.0
+    df, noncentrality = rounds - 1, math.log1p(change) / (sd_log / math.sqrt(rounds))
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+
+
+def minimum_detectable_effect(sd_log: float, rounds: int, alpha: float = ALPHA, power_wanted: float = POWER) -> float:
+    """The smallest true change (a share of the base) that the rounds' t-test at ``alpha`` finds with probability
+    ``power_wanted``: solved on the noncentral t (the textbook t + t shortcut promises 95 % and gives ~90 % at five
+    rounds)."""
     if rounds < 2 or not math.isfinite(sd_log):
         return math.inf
-    df = rounds - 1
-    half = (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * sd_log / math.sqrt(rounds)
-    return float(math.expm1(half))
+    if sd_log == 0:
+        return 0.0
+    # power grows with the change; the shortcut's answer times two is always past the target
+    high = math.expm1(2 * (stats.t.ppf(1 - alpha / 2, rounds - 1) + stats.t.ppf(power_wanted, rounds - 1))
+                      * sd_log / math.sqrt(rounds))
+    return float(optimize.brentq(lambda change: power(change, sd_log, rounds, alpha) - power_wanted, 0.0, high,
+                                 xtol=1e-6))
 
 
 def paired_estimate(log_ratios: Sequence[float], confidence: float = CONFIDENCE, alpha: float = ALPHA,
-                    power: float = POWER) -> PairedEstimate:
+                    power_wanted: float = POWER) -> PairedEstimate:
     """The estimate from the rounds' log-ratios (each log(new / base) of one round)."""
     values = np.asarray(log_ratios, dtype=np.float64)
     if values.size == 0 or not np.isfinite(values).all():
@@ -76,7 +92,7 @@ def paired_estimate(log_ratios: Sequence[float], confidence: float = CONFIDENCE,
     if np.any(values != 0):
         wilcoxon = float(stats.wilcoxon(values, zero_method="wilcox", alternative="two-sided").pvalue)
     return PairedEstimate(n, math.exp(mean), math.exp(low), math.exp(high), confidence, p, wilcoxon, sd,
-                          minimum_detectable_effect(sd, n, alpha, power))
+                          minimum_detectable_effect(sd, n, alpha, power_wanted))
 
 
 def ab_verdict(estimate: PairedEstimate, threshold: float, min_effect: float | None = None,
@@ -86,7 +102,8 @@ def ab_verdict(estimate: PairedEstimate, threshold: float, min_effect: float | N
     "slower" needs evidence (p < alpha) and size (a change of at least ``min_effect``, by default half the
     threshold, as ``accelbench compare`` decides, so that a true change of the threshold is caught even when noise
     makes it look smaller); "faster" the same the other way. Otherwise "unchanged" only when the rounds could have
-    seen a change of the threshold (MDE <= threshold): else "cannot tell", never a silent pass.
+    seen a change of the threshold: its interval lies within ±threshold (an equivalence test); else "cannot tell",
+    never a silent pass.
     """
     min_effect = threshold / 2 if min_effect is None else min_effect
     change = estimate.ratio - 1
@@ -95,9 +112,10 @@ def ab_verdict(estimate: PairedEstimate, threshold: float, min_effect: float | N
         return "slower", f"{change:+.1%}, p = {estimate.p_value:.2g} over {estimate.rounds} rounds"
     if significant and estimate.ratio <= 1 / (1 + min_effect) and estimate.ci_high < 1:
         return "faster", f"{change:+.1%}, p = {estimate.p_value:.2g} over {estimate.rounds} rounds"
-    if estimate.mde <= threshold:
+    if estimate.ci_high < 1 + threshold and estimate.ci_low > 1 / (1 + threshold):
         small = f" (a significant {change:+.1%}, below the {min_effect:.1%} that counts)" if significant else ""
-        return "unchanged", (f"no change of {threshold:.0%} or more: {estimate.rounds} rounds would have found one "
-                             f"of {estimate.mde:.1%}{small}")
-    return "cannot tell", (f"{estimate.rounds} rounds can only detect changes of {estimate.mde:.1%} or more (the "
-                           f"threshold is {threshold:.0%}): more time (ab.max_seconds) or a quieter machine")
+        return "unchanged", (f"no change of {threshold:.0%} or more: the interval {estimate.ci_low:.3f}-"
+                             f"{estimate.ci_high:.3f} lies within ±{threshold:.0%}{small}")
+    return "cannot tell", (f"the interval {estimate.ci_low:.3f}-{estimate.ci_high:.3f} reaches past ±{threshold:.0%}; "
+                           f"{estimate.rounds} rounds detect only changes of {estimate.mde:.1%} or more: more time "
+                           "(ab.max_seconds) or a quieter machine")

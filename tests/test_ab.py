@@ -96,7 +96,7 @@ def test_the_pytest_front_door_fails_an_ab_item_that_is_slower(tmp_path: Path, s
                           env={**cli_env(), "ACCELBENCH_BACKENDS": REGISTRATION})
     assert done.returncode == 1, done.stdout[-3000:]
     assert "SLOWER: new/base" in done.stdout and "1 failed" in done.stdout
-    [record] = ab_records(out / "ab-slowed-pytest")
+    [record] = ab_records(Path(f"{out}-ab-slowed-pytest"))
     assert record.verdict == "slower"
     assert "accelbench ab" in done.stdout  # the table closes the output
 

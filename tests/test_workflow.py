@@ -220,9 +220,10 @@ def test_cpu_job_gates_on_ab_against_the_last_good_state() -> None:
 
 
 def test_the_last_good_state_moves_only_when_the_gate_passes() -> None:
-    """Tonight is frozen (model files and lockfile) as the new last good state only after its gate passed, and
-    that state lives in the Actions cache like the history: same path restored and saved, a key unique to the run,
-    a restore prefix that the saved key matches."""
+    """Tonight is frozen (model files and lockfile) as the new last good state only after its gate passed with
+    every case cleared (unchanged or faster: a night of "cannot tell" keeps the old base), and that state lives in
+    the Actions cache like the history, keyed by the scenario: same path restored and saved, a key unique to the
+    run, a restore prefix that the saved key matches."""
     job = _workflow()["jobs"]["cpu"]
     index, freeze = _step_with(job, "accelbench freeze")
     assert "steps.gate.outcome == 'success'" in str(freeze["if"])
@@ -232,9 +233,10 @@ def test_the_last_good_state_moves_only_when_the_gate_passes() -> None:
     assert len(restore) == len(save) == 1
     assert restore[0]["with"]["path"] == save[0]["with"]["path"]
     key = save[0]["with"]["key"]
-    assert "github.run_id" in key and all(key.startswith(prefix) for prefix in
-                                          str(restore[0]["with"]["restore-keys"]).split())
-    assert "steps.gate.outcome == 'success'" in str(save[0]["if"])
+    assert "github.run_id" in key and "hashFiles(env.SCENARIO)" in key
+    assert all(key.startswith(prefix) for prefix in str(restore[0]["with"]["restore-keys"]).strip().splitlines())
+    assert "steps.keep.outputs.moved == 'true'" in str(save[0]["if"])
+    assert "(unchanged|faster)" in str(freeze["run"]) and 'moved=true" >> "$GITHUB_OUTPUT"' in str(freeze["run"])
     steps = job["steps"]
     assert steps.index(restore[0]) < steps.index(next(s for s in steps if s.get("id") == "gate")) < index
     assert index < steps.index(save[0])

@@ -69,8 +69,9 @@ def timing_change(base_ns: list[int], new_ns: list[int], blocks: int = BLOCKS,
     m, n = new.size, base.size
     shift = float(np.median(differences))
     z = float(norm.ppf(0.5 + confidence / 2))
-    below = int(np.floor(m * n / 2 - z * np.sqrt(m * n * (m + n + 1) / 12)))  # differences cut from each end
-    below = min(max(below, 0), (differences.size - 1) // 2)
+    # Hollander & Wolfe: the interval is [D_(C), D_(mn+1-C)] (1-based) with C the U test's lower critical value
+    critical = int(np.floor(m * n / 2 - z * np.sqrt(m * n * (m + n + 1) / 12)))
+    below = min(max(critical - 1, 0), (differences.size - 1) // 2)
     low, high = differences[below], differences[differences.size - 1 - below]
     test = mannwhitneyu(new, base, alternative="two-sided")
     delta = 2.0 * float(test.statistic) / (m * n) - 1.0
