@@ -49,9 +49,14 @@ def power(change: float, sd_log: float, rounds: int, alpha: float = ALPHA) -> fl
         return 0.0
     if sd_log == 0:
         return 1.0
-    df, noncentrality = rounds - 1, math.log1p(change) / (sd_log / math.sqrt(rounds))
+    df, noncentrality = rounds - 1, abs(math.log1p(change)) / (sd_log / math.sqrt(rounds))
     critical = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+    # SciPy's noncentral t returns NaN for some tail values: the far tail then counts as nothing, and the near
+    # one takes the normal limit
+    near = float(stats.nct.sf(critical, df, noncentrality))
+    far = float(stats.nct.cdf(-critical, df, noncentrality))
+    near = near if math.isfinite(near) else float(stats.norm.sf(critical - noncentrality))
+    return min(near + (far if math.isfinite(far) else 0.0), 1.0)
 
 
 def minimum_detectable_effect(sd_log: float, rounds: int, alpha: float = ALPHA, power_wanted: float = POWER) -> float:
