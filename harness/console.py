@@ -217,7 +217,8 @@ def ab_table(records: list[Any], title: str = "accelbench ab: new / base, measur
     for record in records:
         verdict = record.verdict or record.status
         figures = ab_figures(record)
+        style = VERDICT_STYLE.get(verdict, "red")  # refused, failed: red
         table.add_row(escape(record.case_id), figures["base_ms"], figures["new_ms"], figures["ratio"],
                       figures["interval"], figures["p"], figures["mde"], str(len(record.rounds)),
-                      f"{record.wall_s:.0f}", f"[{VERDICT_STYLE.get(verdict, 'red')}]{escape(verdict)}[/]")
+                      f"{record.wall_s:.0f}", f"[{style}]{escape(verdict)}[/]" if style else escape(verdict))
     return table

@@ -23,3 +23,27 @@ def test_reasons_and_names_with_brackets_are_printed_verbatim():
     assert "x-fp32-b1-tflite_gpu [software GPU]" in text
     assert "note tflite_gpu ran on llvmpipe [sw], a SOFTWARE GPU adapter on the CPU" in text
     assert "note x: constant [reference]" in text and "results: /tmp/run[1]" in text
+
+
+def test_the_ab_table_prints_every_verdict_and_status() -> None:
+    """Each verdict has its style (or none: "unchanged" is plain text, never an empty markup tag)."""
+    from harness.console import ab_table
+    from results.ab_record import AbRecord, SideInfo
+
+    records = []
+    for verdict, status in (("slower", "compared"), ("faster", "compared"), ("unchanged", "compared"),
+                            ("cannot tell", "compared"), ("broken", "failed"), (None, "refused")):
+        records.append(AbRecord(
+            case_id=f"case[{verdict}]", scenario="s", model="m", backend="tflite_cpu", backend_label="tflite_cpu",
+            precision="fp32", batch_size=1, method="lockstep", status=status, verdict=verdict,
+            base=SideInfo(name="base", spec={}, description="as the scenario says", median_ms=1.0),
+            new=SideInfo(name="new", spec={}, description="threads=[2]", median_ms=1.05),
+            threshold=0.05, min_effect=0.025, alpha=0.01, confidence=0.95,
+            ratio=1.05 if status == "compared" else None, ci_low=1.01 if status == "compared" else None,
+            ci_high=1.09 if status == "compared" else None, p_value=0.001, mde=float("inf")))
+    console = Console(record=True, width=300)
+    console.print(ab_table(records))
+    text = console.export_text()
+    for verdict in ("slower", "faster", "unchanged", "cannot tell", "broken", "refused"):
+        assert f"case[{verdict if verdict != 'refused' else None}]" in text and verdict in text
+    assert "1.010–1.090" in text
