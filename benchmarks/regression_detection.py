@@ -36,7 +36,8 @@ from tests.fault_backend import REGISTRATION
 
 os.environ["ACCELBENCH_BACKENDS"] = REGISTRATION  # workers inherit it
 
-import numpy as np
+import math
+
 from _common import make_engine, run_passed
 from scipy import stats
 
@@ -101,9 +102,11 @@ def analyse(records: list[Record], env: dict, threshold: float) -> dict:
 
 
 def power_at(change: float, record: AbRecord, alpha: float) -> float | None:
-    """The chance that this comparison's rounds (their count and spread) find a true ``change`` at ``alpha``."""
-    values = [r.log_ratio for r in record.rounds]
-    return power(change, float(np.std(values, ddof=1)), len(values), alpha) if len(values) >= 2 else None
+    """The chance that a comparison as precise as this one (its interval's width) finds a true ``change``."""
+    if record.ci_low is None or record.ci_high is None or not 0 < record.ci_low <= record.ci_high < math.inf:
+        return None
+    standard_error = math.log(record.ci_high / record.ci_low) / (2 * stats.norm.ppf(0.5 + record.confidence / 2))
+    return power(change, standard_error, alpha)
 
 
 def injected(record: AbRecord) -> float:

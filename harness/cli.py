@@ -554,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--threshold", type=parse_share, default=None, metavar="PCT",
                     help="the change that matters (default 5%%); 'slower' needs at least half of it, significant")
     ab.add_argument("--max-seconds", type=float, default=None, help="time per case, start-ups included (default 60)")
-    ab.add_argument("--min-rounds", type=int, default=None, help="fresh worker pairs per case at least (default 5)")
+    ab.add_argument("--min-rounds", type=int, default=None,
+                    help="fresh worker pairs per case at least (default 8: the exact test's minimum for p < 0.01)")
     ab.add_argument("--round-seconds", type=float, default=None, help="measured seconds per round (default 1)")
     ab.add_argument("--slice-ms", type=float, default=None, help="length of one lock-step slice (default 50)")
     ab.add_argument("--method", choices=("lockstep", "duet"), default=None,

@@ -64,7 +64,7 @@ class AbSettings:
     min_effect: float | None = None  # the change "slower" needs at least; None: half the threshold
     alpha: float = ALPHA
     max_seconds: float = 60.0  # per case, worker start-ups included
-    min_rounds: int = 5
+    min_rounds: int = 8  # the exact signed-rank test reaches p < 0.01 from eight rounds on
     max_rounds: int = 100
     round_seconds: float = 1.0  # measured time of a round, both sides together
     slice_ms: float = 50.0
@@ -469,7 +469,7 @@ class CaseComparison:
             return
         estimate = paired_estimate([r.log_ratio for r in self.rounds], alpha=self.settings.alpha)
         record.ratio, record.ci_low, record.ci_high = estimate.ratio, estimate.ci_low, estimate.ci_high
-        record.p_value, record.wilcoxon_p, record.mde = estimate.p_value, estimate.wilcoxon_p, estimate.mde
+        record.p_value, record.t_test_p, record.mde = estimate.p_value, estimate.t_test_p, estimate.mde
         if record.status == "compared":
             record.verdict, record.reason = ab_verdict(estimate, self.settings.threshold, self.settings.effect,
                                                        self.settings.alpha)

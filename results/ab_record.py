@@ -77,11 +77,11 @@ class AbRecord(_Part):
     min_effect: float
     alpha: float
     confidence: float
-    ratio: float | None = None  # new / base, exp(mean of the rounds' log-ratios)
+    ratio: float | None = None  # new / base, the Hodges-Lehmann estimate over the rounds' log-ratios
     ci_low: float | None = None
     ci_high: float | None = None
-    p_value: float | None = None
-    wilcoxon_p: float | None = None
+    p_value: float | None = None  # exact Wilcoxon signed-rank test over the rounds
+    t_test_p: float | None = None  # a t-test on the same values, for reference
     mde: float | None = None  # the minimum detectable effect at 95 % power, a share (0.02 = 2 %); inf: none
     rounds: list[AbRound] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)

@@ -23,7 +23,7 @@ from tests.conftest import REPO, cli_env, run_cli
 from tests.fault_backend import REGISTRATION
 
 FAST_MEASURE = "{warmup_runs: 2, warmup_seconds: 0, timeout_s: 60}"
-FAST_AB = "max_seconds: 10, min_rounds: 3, round_seconds: 0.3, slice_ms: 20"
+FAST_AB = "max_seconds: 20, min_rounds: 8, round_seconds: 0.2, slice_ms: 20, fresh: session"
 
 
 def shared_interpreter(folder: Path) -> Path:
@@ -50,7 +50,7 @@ def test_an_a_a_across_two_interpreters_is_not_called_slower(tmp_path: Path, sce
     """)
     out = tmp_path / "run"
     done = run_cli("ab", str(scenario), "--base", f"python={python}", "--new", f"python={sys.executable}",
-                   "--max-seconds", "10", "--round-seconds", "0.3", "--min-rounds", "3", "--out", str(out))
+                   "--max-seconds", "12", "--round-seconds", "0.2", "--fresh", "session", "--out", str(out))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [record] = ab_records(out)
     assert record.status == "compared" and record.verdict != "slower", record.reason
