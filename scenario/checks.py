@@ -272,6 +272,36 @@ def _path_problem(text: str, base_dir: Path) -> str | None:
     return None
 
 
+AB_PATH_KEYS = ("python", "model", "artifacts")  # a side's settings that name files (harness.sides)
+
+
+def ab_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> list[tuple[int, str]]:
+    """An ``ab:`` side's files must exist when the scenario loads (an interpreter, a model, a manifest), so that a
+    typo is an error at its line, not a refusal of every case after the run has started."""
+    if scenario.ab is None:
+        return []
+    problems = []
+    for side in ("base", "new"):
+        values = getattr(scenario.ab, side) or {}
+        for key in AB_PATH_KEYS:
+            text = values.get(key)
+            if text is None:
+                continue
+            loc: Loc = ("ab", side, key)
+            if not isinstance(text, str) or not text:
+                problems.append((lines.line(loc), f"{format_loc(loc)}: a path, not {text!r}"))
+                continue
+            problem = _path_problem(text, base_dir)
+            target = base_dir / Path(text).expanduser()
+            if problem is None and not target.exists():
+                problem = f"no such file {excerpt(text)} (relative paths are relative to the scenario file)"
+            if problem is None and key == "python" and (target.is_dir() or not os.access(target, os.X_OK)):
+                problem = f"{excerpt(text)} is not an executable interpreter"
+            if problem:
+                problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
+    return problems
+
+
 def baseline_problems(scenario: Scenario, data: dict[str, Any], lines: LineMap) -> list[tuple[int, str]]:
     """A baseline the scenario names must be one of its backends (unnamed, it is each model's first fp32 case that
     ran, which the report names)."""

@@ -93,6 +93,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         problems += checks.calibration_problems(scenario, lines, path.parent)
         problems += checks.model_path_problems(scenario, lines, path.parent)
         problems += checks.baseline_problems(scenario, data, lines)
+        problems += checks.ab_problems(scenario, lines, path.parent)
     if problems or scenario is None:
         raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
     return LoadedScenario(scenario, path)

@@ -233,3 +233,22 @@ def test_a_frozen_run_is_the_base_side_of_a_later_ab(tmp_path: Path, scenario_fi
     [record] = ab_records(out)
     assert record.status == "compared" and record.base.artifact.startswith(str(frozen))
     assert not record.new.artifact.startswith(str(frozen))
+
+
+def test_a_missing_file_on_a_side_is_an_error_at_its_line(scenario_file) -> None:
+    from scenario.load import ScenarioError, load_scenario
+
+    path = scenario_file("""
+        name: missing
+        models: [digits_cnn]
+        backends: [tflite_cpu]
+        ab:
+          base: {model: no_such_model.tflite}
+          new:
+            python: /no/such/venv/bin/python
+    """)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    message = str(caught.value)
+    assert f"{path}:5: ab.base.model: no such file" in message and "no_such_model.tflite" in message
+    assert f"{path}:7: ab.new.python: no such file" in message and "/no/such/venv/bin/python" in message
