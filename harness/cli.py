@@ -7,8 +7,9 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,6 +18,7 @@ from rich.table import Table
 from harness.console import make_console
 
 EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 HISTORY_HELP = "history folder (default: $ACCELBENCH_HISTORY, else ./history)"
 AB_HELP = """Compare every case of a scenario on two sides in one sitting: fresh worker pairs per round, alternating
 slices of inferences, the ratio new/base with a 95 % interval from the spread between rounds, a paired test, the
@@ -66,9 +68,30 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def _scenario_info(loaded: Any, front_door: str, selection: str | None, **extra: Any) -> dict[str, Any]:
+    """What a run folder's scenario.json says of the scenario it ran (resume checks the file against it)."""
+    return {"scenarios": [loaded.scenario.name], "front_door": front_door, "file": str(loaded.path.resolve()),
+            "file_sha256": file_sha256(loaded.path), "selection": selection, **extra,
+            "definition": loaded.scenario.model_dump(mode="json")}
+
+
+def _open_run(open_folder: Callable[[], T], run_dir: Path, err: Console) -> T | None:
+    """The engine or A/B run that ``open_folder`` makes, or None after one line saying why the folder cannot take
+    the run (not empty, not writable, nearly full)."""
+    from results.store import RunFolderProblem
+
+    try:
+        return open_folder()
+    except RunFolderProblem as error:
+        _err(err, str(error))
+    except OSError as error:
+        _err(err, f"cannot write results to {run_dir}: {error.strerror or error}")
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.engine import Engine
-    from results.store import DiskFull, RunFolderProblem, new_run_dir
+    from results.store import DiskFull, new_run_dir
     from scenario.expand import TooManyCases, too_many_cases
     from scenario.load import ScenarioError, expand, load_scenario
     from scenario.selection import SelectionError, select
@@ -101,17 +124,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
     else:
         run_dir = Path(args.out) if args.out else new_run_dir(Path(args.reports_root), loaded.scenario.name)
-    try:
-        engine = Engine(run_dir, {"scenarios": [loaded.scenario.name], "front_door": "cli",
-                                  "file": str(loaded.path.resolve()), "file_sha256": file_sha256(loaded.path),
-                                  "selection": selection, "history": args.history,
-                                  "definition": loaded.scenario.model_dump(mode="json")},
-                        resume=bool(args.resume))
-    except RunFolderProblem as error:
-        _err(err, str(error))
-        return EXIT_USAGE
-    except OSError as error:
-        _err(err, f"cannot write results to {run_dir}: {error.strerror or error}")
+    engine = _open_run(lambda: Engine(run_dir, _scenario_info(loaded, "cli", selection, history=args.history),
+                                      resume=bool(args.resume)), run_dir, err)
+    if engine is None:
         return EXIT_USAGE
     if args.resume:
         recorded = engine.recorded_case_ids()
@@ -278,7 +293,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from harness.ab import AbRun, settings_from, sides_from
     from harness.console import ab_table
     from harness.sides import SideError, parse_side
-    from results.store import DiskFull, RunFolderProblem, new_run_dir
+    from results.store import DiskFull, new_run_dir
     from scenario.expand import TooManyCases, too_many_cases
     from scenario.load import ScenarioError, expand, load_scenario
     from scenario.selection import SelectionError, select
@@ -305,16 +320,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
         _err(err, problem)
         return EXIT_USAGE
     run_dir = Path(args.out) if args.out else new_run_dir(Path(args.reports_root), f"{loaded.scenario.name}-ab")
-    try:
-        run = AbRun(run_dir, {"scenarios": [loaded.scenario.name], "front_door": "ab",
-                              "file": str(loaded.path.resolve()), "file_sha256": file_sha256(loaded.path),
-                              "selection": args.k, "definition": loaded.scenario.model_dump(mode="json")},
-                    sides, settings)
-    except RunFolderProblem as error:
-        _err(err, str(error))
-        return EXIT_USAGE
-    except OSError as error:
-        _err(err, f"cannot write results to {run_dir}: {error.strerror or error}")
+    run = _open_run(lambda: AbRun(run_dir, _scenario_info(loaded, "ab", args.k), sides, settings), run_dir, err)
+    if run is None:
         return EXIT_USAGE
     err.print(f"base: {escape(sides['base'].describe())}\nnew:  {escape(sides['new'].describe())}\n"
               f"{settings.method}, threshold {settings.threshold:.1%}, at most {settings.max_seconds:g} s a case",
