@@ -19,6 +19,7 @@ import resource
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,16 +102,47 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
+@dataclass
+class _Loaded:
+    """A case's model loaded, its inputs bound and its first inference run: what ``measure`` and an A/B side share,
+    so that both time the same thing the same way."""
+
+    case: Any
+    settings: Any
+    backend: Any
+    options: dict[str, Any]
+    layout: Any
+    session: Any
+    call: Any
+    feeds: list[np.ndarray]
+    outputs: list[Any]
+    imported_at_ns: int
+    rss_before_prepare: int
+    rss_after_prepare: int
+    init_ns: int
+    first_inference_ns: int
+
+    def outputs_finite(self) -> bool:
+        return bool(all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in self.outputs
+                   if np.asarray(o).dtype.kind in "fc"))
+
+    def shapes(self) -> dict[str, list[dict[str, Any]]]:
+        """The inputs fed and the outputs returned, by name: how two sides of an A/B are checked to match."""
+        return {"inputs": [{"name": s.name, "shape": list(f.shape), "dtype": str(f.dtype)}
+                           for s, f in zip(self.session.inputs, self.feeds, strict=True)],
+                "outputs": [{"name": s.name, "shape": list(np.shape(o)), "dtype": str(np.asarray(o).dtype)}
+                            for s, o in zip(self.session.outputs, self.outputs, strict=True)]}
+
+
+def _load(job: dict[str, Any], phase: _Phases) -> _Loaded:
     from backends.registry import get_backend
-    from harness.measure import MeasureSettings, concurrent_loop, timed_loop, warm_up
+    from harness.measure import MeasureSettings
     from model_zoo.inputs import InputLayout
     from scenario.cases import Case
     from scenario.skips import backend_options
 
     case = Case.from_dict(job["case"])
     hints = job.get("hints", {})
-    settings = MeasureSettings.from_dict(case.measure)
     layout = InputLayout.from_json(hints)
     with phase("import backend"):
         backend = get_backend(case.backend)()
@@ -129,12 +161,20 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
         start = time.perf_counter_ns()
         outputs = call()
         first_ns = time.perf_counter_ns() - start
-    finite = all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in outputs
-                 if np.asarray(o).dtype.kind in "fc")
+    return _Loaded(case, MeasureSettings.from_dict(case.measure), backend, options, layout, session, call, feeds,
+                   outputs, imported, rss_before, rss_after_prepare, init_ns, first_ns)
+
+
+def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
+    from harness.measure import concurrent_loop, timed_loop, warm_up
+
+    loaded = _load(job, phase)
+    case, settings, session, call, feeds = loaded.case, loaded.settings, loaded.session, loaded.call, loaded.feeds
+    finite = loaded.outputs_finite()
     with phase("warm-up"):
         if case.mode == "concurrent":
-            sessions = [session] + [backend.prepare(job["artifact"], options, case.batch_size, layout)
-                                    for _ in range(settings.streams - 1)]
+            sessions = [session] + [loaded.backend.prepare(job["artifact"], loaded.options, case.batch_size,
+                                                           loaded.layout) for _ in range(settings.streams - 1)]
             calls = [call] + [s.bind(feeds) for s in sessions[1:]]
             warm = concurrent_loop(calls, settings.warmup_runs, settings.warmup_seconds,
                                    max(settings.warmup_seconds, 1.0) * 10)
@@ -165,9 +205,9 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
             detail = str(error).strip() or type(error).__name__
             evaluation_error = f"evaluation on the reference inputs failed: {detail}"
     return {
-        "imported_at_ns": imported,
-        "init_ns": init_ns,
-        "first_inference_ns": first_ns,
+        "imported_at_ns": loaded.imported_at_ns,
+        "init_ns": loaded.init_ns,
+        "first_inference_ns": loaded.first_inference_ns,
         "warmup_runs": warmup_runs,
         "warmup_seconds": warmup_seconds,
         "samples_ns": loop.samples_ns,
@@ -175,17 +215,14 @@ def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
         "cpu_ns": loop.cpu_ns,
         "per_stream_runs": loop.per_stream_runs,
         "gpu_telemetry": gpu.result(),
-        "rss_before_prepare": rss_before,
-        "rss_after_prepare": rss_after_prepare,
+        "rss_before_prepare": loaded.rss_before_prepare,
+        "rss_after_prepare": loaded.rss_after_prepare,
         "peak_rss_bytes": peak_rss,
         "os_threads": os_threads,
         "evaluation_seconds": evaluation_seconds,
         "evaluation_error": evaluation_error,
-        "outputs_finite": bool(finite),
-        "inputs": [{"name": s.name, "shape": list(f.shape), "dtype": str(f.dtype)}
-                   for s, f in zip(session.inputs, feeds, strict=True)],
-        "outputs": [{"name": s.name, "shape": list(np.shape(o)), "dtype": str(np.asarray(o).dtype)}
-                    for s, o in zip(session.outputs, outputs, strict=True)],
+        "outputs_finite": finite,
+        **loaded.shapes(),
         "backend_info": info,
     }
 
@@ -290,41 +327,18 @@ def side_environment() -> dict[str, Any]:
     return {"python": sys.executable, "python_version": sys.version.split()[0], "libraries": libraries}
 
 
-def _loaded_side(job: dict[str, Any], phase: _Phases) -> tuple[Any, Any, list[np.ndarray], dict[str, Any]]:
-    """Load the case's model, bind its inputs, run and warm it: (session, call, feeds, facts for the coordinator)."""
-    from backends.registry import get_backend
-    from harness.measure import MeasureSettings, warm_up
-    from model_zoo.inputs import InputLayout
-    from scenario.cases import Case
-    from scenario.skips import backend_options
+def _loaded_side(job: dict[str, Any], phase: _Phases) -> tuple[Any, Any, dict[str, Any]]:
+    """Load, run and warm the case's model: (session, call, facts for the coordinator)."""
+    from harness.measure import warm_up
 
-    case = Case.from_dict(job["case"])
-    hints = job.get("hints", {})
-    settings = MeasureSettings.from_dict(case.measure)
-    with phase("import backend"):
-        backend = get_backend(case.backend)()
-        options = backend_options(case)
-    with phase("load model", subject=job["artifact"]):
-        start = time.perf_counter_ns()
-        session = backend.prepare(job["artifact"], options, case.batch_size, InputLayout.from_json(hints))
-        init_ns = time.perf_counter_ns() - start
-    with phase("make inputs"):
-        feeds = make_feeds(session.inputs, case.batch_size, hints, case.measure.get("seed", 0))
-        call = session.bind(feeds)
-    with phase("first inference"):
-        outputs = call()
-    finite = all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in outputs
-                 if np.asarray(o).dtype.kind in "fc")
+    loaded = _load(job, phase)
+    finite = loaded.outputs_finite()
     with phase("warm-up"):
-        runs, seconds = warm_up(call, max(settings.warmup_runs, 1),
-                                float(job.get("warmup_seconds", settings.warmup_seconds)))
-    facts = {"init_ns": init_ns, "outputs_finite": bool(finite), "backend_info": session.info(),
-             "inference_s": seconds / runs,
-             "inputs": [{"name": s.name, "shape": list(f.shape), "dtype": str(f.dtype)}
-                        for s, f in zip(session.inputs, feeds, strict=True)],
-             "outputs": [{"name": s.name, "shape": list(np.shape(o)), "dtype": str(np.asarray(o).dtype)}
-                         for s, o in zip(session.outputs, outputs, strict=True)]}
-    return session, call, feeds, facts
+        runs, seconds = warm_up(loaded.call, max(loaded.settings.warmup_runs, 1),
+                                float(job.get("warmup_seconds", loaded.settings.warmup_seconds)))
+    facts = {"init_ns": loaded.init_ns, "outputs_finite": finite, "backend_info": loaded.session.info(),
+             "inference_s": seconds / runs, **loaded.shapes()}
+    return loaded.session, loaded.call, facts
 
 
 def serve(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
@@ -347,7 +361,7 @@ def serve(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
         replies.write(json.dumps(message) + "\n")
         replies.flush()
 
-    session, call, _, facts = _loaded_side(job, phase)
+    session, call, facts = _loaded_side(job, phase)
     send({"ready": True, "pid": os.getpid(), **facts, "environment": side_environment()})
     commands = 0
     while line := sys.stdin.readline():
@@ -364,7 +378,7 @@ def serve(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
             elif command.get("renew"):
                 session.close()
                 session = call = None  # the old session's memory goes before the new one takes its place
-                session, call, _, facts = _loaded_side(job, phase)
+                session, call, facts = _loaded_side(job, phase)
                 send({"ready": True, "pid": os.getpid(), **facts})
             elif command.get("quit"):
                 break
