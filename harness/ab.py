@@ -77,6 +77,7 @@ class AbRun:
         cases: dict[str, Case] = {}
         artifacts: dict[str, str] = {}
         problems: dict[str, tuple[bool, str]] = {}  # side -> (the side's own fault, why it cannot run)
+        skipped_here: set[str] = set()  # sides that cannot run the case on this machine (a backend it lacks)
         for name, side in sides.items():
             try:
                 cases[name] = side.apply(case)
@@ -85,6 +86,7 @@ class AbRun:
                 continue
             if case.skip_reason and side.python is None:  # another interpreter decides for itself
                 problems[name] = (False, f"{name} side cannot run the case here: {case.skip_reason}")
+                skipped_here.add(name)
                 continue
             artifact, error = side.artifact_for(case.case_id)
             if artifact is None and error is None:
@@ -98,6 +100,8 @@ class AbRun:
             # a new side that cannot have what the base has (its model does not build) is broken, not skipped
             at_fault = "new" if set(problems) == {"new"} and problems["new"][0] else None
             refusal = (at_fault, "; ".join(reason for _, reason in problems.values()))
+            if set(problems) == skipped_here:  # nothing this machine can measure: a skip, as a run records it
+                refusal = ("skipped", refusal[1])
         index = self._compared.get(case.case_id, 0)
         self._compared[case.case_id] = index + 1
         comparison = CaseComparison(cases, artifacts, sides, self.settings, self.engine.store.logs_dir,

@@ -178,7 +178,7 @@ def print_summary(records: list[Record], run_dir: Any, console: Console | None =
 
 
 VERDICT_STYLE = {"slower": "bold red", "broken": "bold red", "missing": "yellow", "faster": "green", "unchanged": "",
-                 "not comparable": "dim", "cannot tell": "yellow"}
+                 "not comparable": "dim", "cannot tell": "yellow", "skipped": "dim"}
 
 
 def compare_table(results: list[Any], base: str, new: str, threshold: float) -> Table:

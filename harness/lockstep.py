@@ -41,7 +41,7 @@ import numpy as np
 from harness.engine import exit_reason, worker_env
 from harness.sides import Side
 from results.ab_record import AbRecord, AbRound, SideInfo, SlicePair
-from results.paired import ALPHA, CONFIDENCE, ab_verdict, paired_estimate
+from results.paired import ALPHA, CONFIDENCE, ab_verdict, minimum_detectable_effect, paired_estimate
 from results.store import safe_file_name
 from scenario.cases import Case
 from sysinfo.lifeline import child_env
@@ -69,7 +69,10 @@ class AbSettings:
     round_seconds: float = 1.0  # measured time of a round, both sides together
     slice_ms: float = 50.0
     fresh: str = "worker"  # a round's fresh pair: new worker processes, or new sessions in the same workers
-    stop_mde: float = 0.6  # rounds stop being added once they could detect stop_mde × threshold
+    # rounds stop being added once the interval is narrow enough that, in the normal limit, its standard error
+    # would detect stop_mde × threshold (a 95 % half-width of about 0.28 × threshold); the MDE reported is the
+    # exact test's, a little larger at few rounds (results.paired), still below the threshold where this stops
+    stop_mde: float = 0.6
     warmup_seconds: float = 0.3
     seed: int = 0
 
@@ -237,8 +240,9 @@ class CaseComparison:
                  progress: Callable[[str], None] | None = None, refusal: tuple[str | None, str] | None = None,
                  index: int = 0) -> None:
         """``refusal``: (the side at fault or None, why) when the sides cannot be compared, found before (a side's
-        artefact could not be built). ``index``: how many comparisons of this case the run folder already holds,
-        so that each draws its own slice order and writes its own logs."""
+        artefact could not be built); ("skipped", why) when this machine cannot run the case at all. ``index``:
+        how many comparisons of this case the run folder already holds, so that each draws its own slice order
+        and writes its own logs."""
         self.cases, self.artifacts, self.sides, self.settings = cases, artifacts, sides, settings
         self.refusal = refusal
         self.work_dir, self.env_id, self.progress = work_dir, env_id, progress
@@ -253,6 +257,7 @@ class CaseComparison:
         self.slowest_slice_s = 0.0
         self.cores = self._duet_cores() if settings.method == "duet" else None
         self.started = 0.0
+        self.round_starts: list[float] = []  # perf_counter at the start of each round (its workers' start-up on)
 
     # -- the comparison ----------------------------------------------------------------------------------
     def run(self) -> AbRecord:
@@ -266,6 +271,7 @@ class CaseComparison:
             if isinstance(self.cores, str):
                 raise _Refused(None, self.cores)
             while self._another_round():
+                self.round_starts.append(time.perf_counter())
                 cores = self._round_cores()
                 self._fresh_pair(cores)
                 if len(self.rounds) == 0:
@@ -283,6 +289,8 @@ class CaseComparison:
         except _Refused as refusal:
             kept = f" ({len(self.rounds)} rounds kept)" if self.rounds else ""
             record.status, record.reason = "refused", f"not compared: {refusal}{kept}"
+            if refusal.side == "skipped":  # the case cannot run on this machine at all
+                record.status, record.reason = "skipped", str(refusal)
             if refusal.side == "new":
                 record.verdict = "broken"  # the base can run the case and the new side cannot
         except SideFailure as failure:
@@ -307,13 +315,18 @@ class CaseComparison:
             return False
         if done == 0:
             return True
-        elapsed = time.perf_counter() - self.started
-        if elapsed + elapsed / done > settings.max_seconds:  # the next round would end past the case's time
+        now = time.perf_counter()
+        elapsed = now - self.started
+        # the next round may take as long as the slowest so far (the first, which checks the sides, aside when
+        # there are others), the closing of its workers included: it must end within the case's time
+        lengths = np.diff([*self.round_starts, now])
+        if elapsed + float(max(lengths[1:] if len(lengths) > 1 else lengths)) > settings.max_seconds:
             return False
         if done < settings.min_rounds:
             return True
         estimate = paired_estimate([r.log_ratio for r in self.rounds], alpha=settings.alpha)
-        return estimate.mde > settings.stop_mde * settings.threshold
+        precise_enough = settings.stop_mde * settings.threshold
+        return minimum_detectable_effect(estimate.standard_error, settings.alpha) > precise_enough
 
     def _fresh_pair(self, cores: dict[str, list[int]] | None) -> None:
         """New workers for both sides (started together), or new sessions in the running ones. Each side's answer
@@ -473,6 +486,9 @@ class CaseComparison:
         if record.status == "compared":
             record.verdict, record.reason = ab_verdict(estimate, self.settings.threshold, self.settings.effect,
                                                        self.settings.alpha)
+            if record.verdict == "cannot tell" and len(self.rounds) < self.settings.min_rounds:
+                record.reason += (f" (ab.max_seconds = {self.settings.max_seconds:g} s ended it after "
+                                  f"{len(self.rounds)} of the {self.settings.min_rounds} rounds wanted)")
 
 
 def slice_orders(rng: np.random.Generator, pairs: int) -> list[bool]:
@@ -486,7 +502,8 @@ def slice_orders(rng: np.random.Generator, pairs: int) -> list[bool]:
 
 
 class _Refused(Exception):
-    """The sides cannot be compared. ``side``: the side at fault (the new one: "broken"), or None."""
+    """The sides cannot be compared. ``side``: the side at fault (the new one: "broken"), None, or "skipped" (the
+    case cannot run on this machine: nobody's fault, nothing to compare)."""
 
     def __init__(self, side: str | None, reason: str) -> None:
         super().__init__(reason)

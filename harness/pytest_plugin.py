@@ -138,7 +138,7 @@ class AbItem(CaseItem):
             raise CaseFailure(f"{record.verdict.upper()}: {ratio}{record.reason}")
         if record.status == "failed":
             raise CaseFailure(f"FAILED: {record.reason}")
-        if record.status == "refused" or record.verdict == "cannot tell":
+        if record.status in ("refused", "skipped") or record.verdict == "cannot tell":
             pytest.skip(f"{record.verdict or record.status}: {ratio}{record.reason}")
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-AbStatus = Literal["compared", "refused", "failed"]
+AbStatus = Literal["compared", "refused", "failed", "skipped"]  # skipped: the case cannot run here
 AbVerdict = Literal["slower", "faster", "unchanged", "cannot tell", "broken"]
 REGRESSED = ("slower", "broken")
 

@@ -11,10 +11,18 @@ t-interval so wide that nothing can be told. So the statistics are rank-based, o
 the Hodges-Lehmann estimate (the median of the Walsh averages of the rounds' log-ratios) is the ratio, the
 interval is the exact distribution-free one that goes with it (order statistics of the Walsh averages picked by
 the signed-rank distribution, so the point always lies inside), and the test is the exact Wilcoxon signed-rank
-test on the same values. A t-test p is reported beside it. The minimum detectable effect (MDE) is read off the
-interval's own width (its standard error, as the normal limit gives it): the change that a test at ``alpha``
-finds with the stated power, given how precisely these rounds placed the ratio; with fewer than eight rounds the
-exact test cannot reach p < 0.01 at all, and the MDE is infinite.
+test on the same values (computed from the exact null distribution whenever no two rounds tie). A t-test p is
+reported beside it.
+
+The minimum detectable effect (MDE) is the change that these rounds would find (p < ``alpha``) with the stated
+power. It is calibrated for the test actually used, not taken from the normal limit, which flatters small
+samples: at eight rounds the exact test rejects at 0.01 only when all eight agree in sign, and the normal-limit
+MDE read off the interval is a third too small (by simulation: 1.87 σ against the 2.46 σ that is needed; 18 %
+at ten rounds, 5 % at twenty). So the MDE is the interval's half-width times a factor that, for normal rounds
+of any spread, turns the typical half-width into the shift the exact test finds 95 % of the time; the factor
+is found by simulation (seeded, once per number of rounds) up to 40 rounds and from the normal limit above,
+where the two agree within 2 %. With fewer than eight rounds the exact test cannot reach p < 0.01 at all, and
+the MDE is infinite.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy import stats
@@ -45,6 +54,7 @@ class PairedEstimate:
     t_test_p: float | None  # one-sample t-test on the same values, for reference
     sd_log: float  # spread of the rounds' log-ratios (sample standard deviation)
     mde: float  # smallest change (as a share, 0.03 = 3 %) found with 95 % power at `alpha`; inf: none
+    standard_error: float  # of the log-ratio, read off the interval's width in the normal limit; inf: no interval
 
 
 def signed_rank_cdf(rounds: int) -> np.ndarray:
@@ -60,6 +70,67 @@ def signed_rank_cdf(rounds: int) -> np.ndarray:
 def smallest_p(rounds: int) -> float:
     """The smallest two-sided p the exact signed-rank test can give with this many rounds (2 / 2^n)."""
     return min(1.0, 2.0 / 2.0 ** rounds)
+
+
+def signed_rank_p(values: np.ndarray) -> float:
+    """Two-sided p of the signed-rank test of ``values`` against 0: exact from the null distribution when no value
+    is zero and no two magnitudes tie (always, in practice, for measured log-ratios), else SciPy's corrected normal
+    approximation, which handles ties and zeros."""
+    magnitudes = np.abs(values)
+    if values.size and np.all(magnitudes > 0) and np.unique(magnitudes).size == values.size:
+        ranks = stats.rankdata(magnitudes)
+        statistic = round(float(ranks[values > 0].sum()))
+        cdf = signed_rank_cdf(int(values.size))
+        at_most = cdf[statistic]
+        at_least = 1.0 - (cdf[statistic - 1] if statistic > 0 else 0.0)
+        return float(min(1.0, 2 * min(at_most, at_least)))
+    return float(stats.wilcoxon(values, zero_method="wilcox", alternative="two-sided", method="auto").pvalue)
+
+
+SIMULATED_UP_TO = 40  # rounds; above, the normal limit is within 2 % of the simulated factor
+_SIMULATIONS = 2000
+
+
+@cache
+def mde_factor(rounds: int, alpha: float = ALPHA, power_wanted: float = POWER, confidence: float = CONFIDENCE) -> float:
+    """MDE on the log scale per unit of the interval's half-width on the log scale, for ``rounds`` rounds.
+
+    For normal rounds of spread σ: the shift (in σ) at which the exact test rejects at ``alpha`` with
+    ``power_wanted``, divided by the median half-width (in σ) of the signed-rank interval, both by simulation
+    with a fixed seed (so that the same rounds always give the same MDE). Beyond ``SIMULATED_UP_TO`` rounds the
+    normal limit: (z_alpha/2 + z_power) / z_confidence.
+    """
+    if rounds < 2 or smallest_p(rounds) >= alpha:
+        return math.inf
+    if rounds > SIMULATED_UP_TO:
+        return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power_wanted))
+                     / stats.norm.ppf(0.5 + confidence / 2))
+    noise = np.random.default_rng(rounds).standard_normal((_SIMULATIONS, rounds))
+    cdf = signed_rank_cdf(rounds)
+    below = np.concatenate([[0.0], cdf])  # below[t] = P(T+ <= t - 1)
+
+    def rejects(shift: float) -> float:
+        values = noise + shift
+        ranks = np.argsort(np.argsort(np.abs(values), axis=1), axis=1) + 1
+        statistic = (ranks * (values > 0)).sum(axis=1)
+        p = np.minimum(1.0, 2 * np.minimum(cdf[statistic], 1.0 - below[statistic]))
+        return float((p < alpha).mean())
+
+    low, high = 0.0, 20.0
+    for _ in range(30):  # bisection: the power grows with the shift
+        middle = (low + high) / 2
+        low, high = (low, middle) if rejects(middle) >= power_wanted else (middle, high)
+    pairs = np.triu_indices(rounds)
+    walsh = np.sort((noise[:, :, None] + noise[:, None, :])[:, pairs[0], pairs[1]] / 2, axis=1)
+    index = _interval_index(rounds, confidence)
+    half_widths = (walsh[:, walsh.shape[1] - 1 - index] - walsh[:, index]) / 2
+    return float(high / np.median(half_widths))
+
+
+def _interval_index(rounds: int, confidence: float) -> int:
+    """C - 1: the 0-based index of the Walsh average that bounds the signed-rank interval from below (-1: none)."""
+    fits = np.flatnonzero(signed_rank_cdf(rounds) <= (1 - confidence) / 2)
+    return int(fits[-1]) if fits.size else -1
 
 
 def power(change: float, standard_error: float, alpha: float = ALPHA) -> float:
@@ -90,26 +161,25 @@ def paired_estimate(log_ratios: Sequence[float], confidence: float = CONFIDENCE,
     walsh = np.sort((values[:, None] + values[None, :])[np.triu_indices(n)] / 2)  # n(n+1)/2 averages
     centre = float(np.median(walsh))
     if n < 2:
-        return PairedEstimate(1, math.exp(centre), 0.0, math.inf, confidence, 1.0, None, math.nan, math.inf)
+        return PairedEstimate(1, math.exp(centre), 0.0, math.inf, confidence, 1.0, None, math.nan, math.inf,
+                              math.inf)
     # the interval [W_(C), W_(M+1-C)] (1-based), C - 1 the largest t with P(T+ <= t) <= (1 - confidence) / 2
-    fits = np.flatnonzero(signed_rank_cdf(n) <= (1 - confidence) / 2)
-    if fits.size:
-        below = int(fits[-1])  # = C - 1, the 0-based index of W_(C)
+    below = _interval_index(n, confidence)
+    if below >= 0:
         low, high = float(walsh[below]), float(walsh[walsh.size - 1 - below])
     else:  # too few rounds for this confidence at all
         low, high = -math.inf, math.inf
-    if np.all(values == values[0]):  # no spread: the test has nothing to rank against but the signs
-        p = 1.0 if values[0] == 0 else smallest_p(n)
-    else:
-        p = float(stats.wilcoxon(values, zero_method="wilcox", alternative="two-sided", method="auto").pvalue)
+    # no spread: the test has nothing to rank against but the signs
+    p = (1.0 if values[0] == 0 else smallest_p(n)) if np.all(values == values[0]) else signed_rank_p(values)
     sd = float(values.std(ddof=1))
     t_p = float(stats.ttest_1samp(values, 0.0).pvalue) if sd > 0 else None
-    if smallest_p(n) >= alpha or not math.isfinite(low):
-        mde = math.inf  # the exact test cannot reject at alpha with this few rounds, whatever the change
-    else:
+    if math.isfinite(low):
         standard_error = (high - low) / (2 * stats.norm.ppf(0.5 + confidence / 2))
-        mde = minimum_detectable_effect(standard_error, alpha, power_wanted)
-    return PairedEstimate(n, math.exp(centre), math.exp(low), math.exp(high), confidence, p, t_p, sd, mde)
+        mde = float(math.expm1(mde_factor(n, alpha, power_wanted, confidence) * (high - low) / 2))
+    else:
+        standard_error = mde = math.inf
+    return PairedEstimate(n, math.exp(centre), math.exp(low), math.exp(high), confidence, p, t_p, sd, mde,
+                          standard_error)
 
 
 def ab_verdict(estimate: PairedEstimate, threshold: float, min_effect: float | None = None,
@@ -133,6 +203,12 @@ def ab_verdict(estimate: PairedEstimate, threshold: float, min_effect: float | N
         small = f" (a significant {change:+.1%}, below the {min_effect:.1%} that counts)" if significant else ""
         return "unchanged", (f"no change of {threshold:.0%} or more: the interval {estimate.ci_low:.3f}-"
                              f"{estimate.ci_high:.3f} lies within ±{threshold:.0%}{small}")
-    return "cannot tell", (f"the interval {estimate.ci_low:.3f}-{estimate.ci_high:.3f} reaches past ±{threshold:.0%}; "
-                           f"{estimate.rounds} rounds detect only changes of {estimate.mde:.1%} or more: more time "
-                           "(ab.max_seconds) or a quieter machine")
+    interval = f"the interval {estimate.ci_low:.3f}-{estimate.ci_high:.3f} reaches past ±{threshold:.0%}"
+    if not math.isfinite(estimate.mde):
+        return "cannot tell", (f"{interval}: {estimate.rounds} rounds are too few for the exact test to reach "
+                               f"p < {alpha:g} whatever the change: more time (ab.max_seconds)")
+    if estimate.mde > threshold:
+        return "cannot tell", (f"{interval}; {estimate.rounds} rounds detect only changes of {estimate.mde:.1%} or "
+                               "more: more time (ab.max_seconds) or a quieter machine")
+    return "cannot tell", (f"{interval}: a {change:+.1%} change, p = {estimate.p_value:.2g}, neither shown nor ruled "
+                           "out; more rounds would settle it (ab.max_seconds)")

@@ -50,20 +50,23 @@ def test_an_a_a_across_two_interpreters_is_not_called_slower(tmp_path: Path, sce
     """)
     out = tmp_path / "run"
     done = run_cli("ab", str(scenario), "--base", f"python={python}", "--new", f"python={sys.executable}",
-                   "--max-seconds", "12", "--round-seconds", "0.2", "--fresh", "session", "--out", str(out))
+                   "--max-seconds", "20", "--round-seconds", "0.2", "--fresh", "session", "--out", str(out))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [record] = ab_records(out)
-    assert record.status == "compared" and record.verdict != "slower", record.reason
+    # eight rounds at least: with fewer the exact test cannot reach p < 0.01, and "not slower" would hold whatever
+    assert len(record.rounds) >= 8, (len(record.rounds), record.reason)
+    assert record.status == "compared" and record.verdict in ("unchanged", "cannot tell"), record.reason
     assert record.base.python == str(python) and record.new.python == sys.executable
     assert record.base.libraries == record.new.libraries and "ai-edge-litert" in record.base.libraries
-    assert len(record.rounds) >= 3 and record.ratio is not None
-    assert record.ci_low <= record.ratio <= record.ci_high
+    assert record.ratio is not None and record.ci_low <= record.ratio <= record.ci_high
     assert "accelbench ab" in done.stdout and record.case_id in done.stdout
     assert (out / "report.html").is_file()
     assert 'id="ab"' in (out / "report.html").read_text()
 
 
-def test_a_gross_slowdown_is_called_slower_and_fails_the_gate(tmp_path: Path, scenario_file) -> None:
+def test_a_gross_slowdown_across_two_interpreters_is_called_slower_and_fails_the_gate(tmp_path: Path,
+                                                                                    scenario_file) -> None:
+    python = shared_interpreter(tmp_path / "venv2")
     scenario = scenario_file(f"""
         name: slowed
         models: [digits_cnn]
@@ -73,10 +76,12 @@ def test_a_gross_slowdown_is_called_slower_and_fails_the_gate(tmp_path: Path, sc
     """)
     env = {**cli_env(), "ACCELBENCH_BACKENDS": REGISTRATION}
     out = tmp_path / "run"
-    done = run_cli("ab", str(scenario), "--out", str(out), "--fail-on-regression", env=env)
+    done = run_cli("ab", str(scenario), "--base", f"python={python}", "--out", str(out), "--fail-on-regression",
+                   env=env)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     [record] = ab_records(out)
     assert record.verdict == "slower", record.reason
+    assert record.base.python == str(python) and record.new.python == sys.executable
     assert 1.6 < record.ratio < 2.5  # a busy-wait as long as the inference itself
     assert record.new.spec["options"] == {"slowdown": 1.0} and record.base.spec["options"] == {}
     assert "1 regression(s)" in done.stdout
