@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from results.record import RecordError, validate_leniently
 
 AbStatus = Literal["compared", "refused", "failed", "skipped"]  # skipped: the case cannot run here
 AbVerdict = Literal["slower", "faster", "unchanged", "cannot tell", "broken"]
@@ -97,19 +99,23 @@ class AbRecord(_Part):
 
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
-        if data.get("mde") is not None and not math.isfinite(self.mde or 0.0):
-            data["mde"] = None  # JSON has no infinity; None reads as "no detectable effect at all"
+        # JSON has no infinity (jq and browsers refuse it): an MDE or interval end without bound is written null,
+        # and read back as infinite ("no detectable effect at all", "no upper bound")
+        for name in ("mde", "ci_high"):
+            if getattr(self, name) is not None and not math.isfinite(getattr(self, name)):
+                data[name] = None
         return data
 
     @classmethod
     def read(cls, data: dict[str, Any], where: str) -> AbRecord:
-        """A record from ab.jsonl; a malformed one is one ValueError naming ``where`` and the field."""
+        """A record from ab.jsonl, as leniently as a results record (fields a newer version added are dropped); a
+        malformed one is one ValueError naming ``where`` and the field."""
         try:
-            record = cls.model_validate(data)
-        except ValidationError as error:
-            first = error.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "record"
-            raise ValueError(f"{where}: {field}: {first['msg']}") from None
+            record = validate_leniently(cls, data)
+        except RecordError as error:
+            raise ValueError(f"{where}: {error}") from None
         if record.mde is None and record.status == "compared":
             record.mde = math.inf
+        if record.ci_high is None and record.ci_low is not None:
+            record.ci_high = math.inf
         return record

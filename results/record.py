@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -230,21 +230,7 @@ class Record(_Part):
 
     @classmethod
     def _validated(cls, data: dict[str, Any]) -> Record:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            problems = [e for e in error.errors() if e["type"] != "extra_forbidden"]
-            if problems:
-                where = ".".join(map(str, problems[0]["loc"]))
-                raise RecordError(f"{where}: {problems[0]['msg']}") from None
-            cleaned = copy.deepcopy(data)
-            for extra in error.errors():
-                *parents, key = extra["loc"]
-                holder: Any = cleaned
-                for part in parents:
-                    holder = holder[part]
-                holder.pop(key, None)
-            return cls.model_validate(cleaned)
+        return validate_leniently(cls, data)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object for results.jsonl: the keys that were set, so a record read back writes as it was."""
@@ -302,3 +288,26 @@ class Record(_Part):
             if value:
                 return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
         return None
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validate_leniently(model: type[ModelT], data: dict[str, Any]) -> ModelT:
+    """``data`` as ``model``, dropping fields this version does not know (a newer accelbench wrote them): one
+    RecordError naming the first known field that holds the wrong kind of value."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems = [e for e in error.errors() if e["type"] != "extra_forbidden"]
+        if problems:
+            where = ".".join(map(str, problems[0]["loc"]))
+            raise RecordError(f"{where}: {problems[0]['msg']}") from None
+        cleaned = copy.deepcopy(data)
+        for extra in error.errors():
+            *parents, key = extra["loc"]
+            holder: Any = cleaned
+            for part in parents:
+                holder = holder[part]
+            holder.pop(key, None)
+        return model.model_validate(cleaned)

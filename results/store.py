@@ -115,7 +115,8 @@ class RunStore:
                 f"here {env['env_id']}): start a new run instead of mixing the two")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.check_free_space()
-        return repair_torn_tail(self.results_path)
+        # an A/B folder's comparisons too: a record glued onto a torn one would make the whole file unreadable
+        return repair_torn_tail(self.results_path) + repair_torn_tail(self.ab_path)
 
     def raise_if_disk_full(self, failure: str | None) -> None:
         """A case that failed while the results' disk was full failed because of the disk, not of itself (its

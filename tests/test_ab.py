@@ -210,6 +210,31 @@ def test_an_ab_record_reads_back_as_written_and_a_damaged_one_is_named(tmp_path:
         read_ab_records(path)
 
 
+def test_ab_jsonl_is_strict_json_read_leniently_and_a_torn_tail_is_cut_on_resume(tmp_path: Path) -> None:
+    """An interval without an upper end is written null, not Infinity (which jq and browsers refuse); a field a
+    newer version added is dropped on reading, as in results.jsonl; and a resumed folder cuts a record torn by a
+    kill, so that the next one does not glue onto it and make the whole file unreadable."""
+    from results.ab_record import SideInfo
+    from results.store import RunStore
+
+    record = AbRecord(case_id="c", scenario="s", model="m", backend="tflite_cpu", backend_label="tflite_cpu",
+                      precision="fp32", batch_size=1, method="lockstep", status="compared", verdict="cannot tell",
+                      base=SideInfo(name="base", spec={}, description="-"), new=SideInfo(name="new", spec={},
+                                                                                           description="-"),
+                      threshold=0.05, min_effect=0.025, alpha=0.01, confidence=0.95, ratio=1.1, ci_low=0.0,
+                      ci_high=float("inf"))
+    line = json.dumps(record.to_json(), allow_nan=False)  # raises on Infinity
+    newer = {**json.loads(line), "a_later_field": 1}
+    newer["base"]["another"] = "x"
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "env.json").write_text(json.dumps({"env_id": "e1"}))
+    (folder / "ab.jsonl").write_text(json.dumps(newer) + "\n" + line[:40])
+    assert RunStore(folder).reopen({"env_id": "e1"}) == 40
+    [back] = read_ab_records(folder / "ab.jsonl")
+    assert back.ci_high == float("inf") and back.ratio == 1.1
+
+
 def test_a_frozen_run_is_the_base_side_of_a_later_ab(tmp_path: Path, scenario_file) -> None:
     """`accelbench freeze` keeps a run's model files (with a manifest by case id) and package versions; a later
     `ab --base artifacts=...` runs those files as the base side: the nightly gate's last good state."""
