@@ -27,6 +27,7 @@ minimum detectable effect, and a verdict: slower / faster / unchanged / cannot t
 A side is key=value settings joined by commas:
   python=PATH    the interpreter of the side's workers (another virtualenv: a library upgrade)
   model=PATH     a model file in place of the case's (model_v1.onnx -> model_v2.onnx)
+  artifacts=PATH the model files a run ran, frozen by `accelbench freeze` (its artifacts.json, by case id)
   KEY=VALUE      a backend option (threads=2, xnnpack=false, graph_optimization=basic)
 
   accelbench ab scenarios/smoke.yaml --base python=/opt/ort131/bin/python --new python=/opt/ort132/bin/python
@@ -555,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     ab = commands.add_parser("ab", help="is NEW slower than BASE? both sides measured in one sitting, in lock-step",
                              description=AB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ab.add_argument("scenario", help="scenario YAML file (its ab: block gives sides and settings; options here win)")
-    ab.add_argument("--base", metavar="SIDE", help="the base side: key=value,... (python=, model=, backend options)")
+    ab.add_argument("--base", metavar="SIDE",
+                    help="the base side: key=value,... (python=, model=, artifacts=, backend options)")
     ab.add_argument("--new", metavar="SIDE", help="the new side, the same way (empty: the scenario as written)")
     ab.add_argument("-k", metavar="EXPR", help="select cases like pytest -k")
     ab.add_argument("--threshold", type=parse_share, default=None, metavar="PCT",

@@ -75,8 +75,7 @@ class ScenarioFile(pytest.File):
         items = []
         for case in cases:
             item = (CaseItem.from_parent(self, name=case.case_id, case=case) if ab is None else
-                    AbItem.from_parent(self, name=case.case_id, case=case, sides=ab[0], settings=ab[1],
-                                       cases=cases))
+                    AbItem.from_parent(self, name=case.case_id, case=case, sides=ab[0], settings=ab[1]))
             for marker in (case.backend, case.precision, case.mode):
                 item.add_marker(marker)
             # -k matches what `accelbench run -k` matches: the model, the scenario's own name too
@@ -120,9 +119,9 @@ class AbItem(CaseItem):
     """A case of a scenario with an ``ab:`` block: fails when the new side is slower (or cannot run what the base
     runs), is skipped with the reason when the comparison cannot tell or the sides cannot be compared."""
 
-    def __init__(self, *, sides: dict[str, Any], settings: Any, cases: list[Case], **kwargs: Any) -> None:
+    def __init__(self, *, sides: dict[str, Any], settings: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.sides, self.settings, self.scenario_cases = sides, settings, cases
+        self.sides, self.settings = sides, settings
 
     def runtest(self) -> None:
         from results.store import RunFolderProblem
@@ -162,7 +161,10 @@ def _ab_run(item: AbItem) -> Any:
         except OSError as error:
             message = str(error) if str(run_dir) in str(error) else f"cannot write results to {run_dir}: {error}"
             pytest.exit(f"accelbench: {message}", returncode=2)
-        runs[key].prepare(item.scenario_cases)
+        # only the selected items' cases (-k, -m): a deselected case's conversions can take minutes
+        selected = [other.case for other in item.session.items
+                    if isinstance(other, AbItem) and str(other.path.resolve()) == key]
+        runs[key].prepare(selected)
     return runs[key]
 
 
