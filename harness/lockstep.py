@@ -299,6 +299,10 @@ class CaseComparison:
             record.reason = f"{failure}{kept}"
             if failure.side == "new" and self.tally["base"].first_ready is not None:
                 record.verdict = "broken"  # the base runs the case and the new side does not
+        except OSError as error:  # the logs folder cannot take a worker's files (full, read-only): nobody's side
+            kept = f" ({len(self.rounds)} rounds kept)" if self.rounds else ""
+            record.status = "failed"
+            record.reason = f"cannot write the workers' files in {self.work_dir}: {error.strerror or error}{kept}"
         finally:
             for worker in self.workers.values():
                 worker.close()

@@ -159,6 +159,31 @@ def test_a_side_that_fails_mid_comparison_ends_the_case_and_keeps_the_rounds(
     assert "rounds kept" in record.reason and len(record.rounds) >= 1
 
 
+def test_workers_files_that_cannot_be_written_fail_the_case_with_the_reason_not_a_traceback(
+        tmp_path: Path, scenario_file) -> None:
+    """A logs folder that cannot take the workers' files (here: a file stands where it should be) is the machine's
+    fault, not a side's: the case fails with the reason, the record is still appended, and nothing is "broken"."""
+    from harness.ab import AbRun, settings_from, sides_from
+    from scenario.load import expand, load_scenario
+
+    loaded = load_scenario(scenario_file(f"""
+        name: unwritable
+        models: [digits_cnn]
+        backends: [{{name: tflite_cpu, threads: 1}}]
+        measure: {FAST_MEASURE}
+    """))
+    run = AbRun(tmp_path / "run", {"scenarios": ["unwritable"]}, sides_from(None, loaded.base_dir, {}),
+                settings_from(None))
+    [case] = expand(loaded)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    run.engine.store.logs_dir = blocked / "logs"
+    record = run.compare(case)
+    assert record.status == "failed" and record.verdict is None
+    assert record.reason.startswith("cannot write the workers' files in") and "Traceback" not in record.reason
+    assert [r.case_id for r in ab_records(run.run_dir)] == [case.case_id]
+
+
 def test_side_settings_are_read_as_typed_and_bad_ones_are_one_clear_error(tmp_path: Path) -> None:
     side = parse_side("new", f"python={sys.executable},threads=2,xnnpack=false,graph_optimization=basic")
     assert side.python == sys.executable
