@@ -287,6 +287,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if regressed:
             names = escape(", ".join(r.case_id for r in regressed))
             out.print(f"[bold red]{len(regressed)} regression(s):[/] {names}", highlight=False, soft_wrap=True)
+    untold = [r for r in results if r.verdict == "cannot tell"]
+    if args.fail_on_regression and untold and not regressed:  # a green gate that checked nothing must say so
+        err.print(f"[bold yellow]warning:[/] --fail-on-regression: {len(untold)} of {len(results)} case(s) could not "
+                  "be judged (cannot tell: too little history for their run-to-run spread, or too much noise), so "
+                  "this passes without having ruled out a slowdown there; `accelbench ab` compares in one sitting",
+                  highlight=False, soft_wrap=True)
     return EXIT_CASES_FAILED if args.fail_on_regression and regressed else EXIT_OK
 
 

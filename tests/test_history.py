@@ -64,8 +64,10 @@ def test_identical_runs_are_unchanged(nightly, tmp_path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     # two runs and no history: how far runs move between sittings is unknown, so no verdict either way
     assert "2 cannot tell" in done.stdout and "regression" not in done.stdout and "accelbench ab" in done.stdout
+    # a gate that passed without judging anything says so
+    assert "2 of 2 case(s) could not be judged" in " ".join(done.stderr.split())
     done = run_cli("compare", str(run), str(again), "--fail-on-regression", "--no-noise-floor")
-    assert done.returncode == 0 and "2 unchanged" in done.stdout
+    assert done.returncode == 0 and "2 unchanged" in done.stdout and "could not be judged" not in done.stderr
 
 
 def test_a_slower_run_is_a_regression_with_a_table_and_exit_1(nightly, tmp_path) -> None:
