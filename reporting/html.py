@@ -218,6 +218,12 @@ def _badges(runs: list[Run], frame: pd.DataFrame) -> list[dict[str, str]]:
     """Everything that qualifies the numbers, first thing on the page."""
     passed = int((frame["status"] == "passed").sum())
     badges = [{"kind": "ok", "text": f"{passed} passed", "title": "cases measured and within their rules"}]
+    comparisons = [record.verdict or record.status for run in runs for record in run.ab_records]
+    if comparisons and frame.empty:  # an A/B run: its verdicts are what it found, not "0 passed"
+        kinds = {"slower": "bad", "broken": "bad", "failed": "bad", "refused": "warn", "cannot tell": "warn",
+                 "faster": "ok", "unchanged": "ok", "skipped": "muted"}
+        badges = [{"kind": kinds.get(verdict, "info"), "text": f"{comparisons.count(verdict)} {verdict}",
+                   "title": "A/B comparisons: see below"} for verdict in dict.fromkeys(comparisons)]
     software = frame[(frame["software_gpu"]) & frame["status"].isin(MEASURED)]
     for backend, rows in software.groupby("backend_label", sort=False):
         device = next((d for d in rows["device"] if d), "a software adapter")
@@ -241,7 +247,7 @@ def _run_summary(run: Run) -> dict[str, Any]:
     return {
         "name": run.name, "path": str(run.path), "scenarios": ", ".join(run.scenarios), "started": run.started or "-",
         "commit": run.commit or "-", "front_door": run.info.get("front_door", "-"),
-        "selection": run.info.get("selection") or "", "cases": len(run.records),
+        "selection": run.info.get("selection") or "", "cases": len(run.records) or len(run.ab_records),
         "host": run.env.get("hostname", "-"), "os": machine.get("os", "-"), "python": machine.get("python", "-"),
         "machine": machine_label(machine),
         "libraries": ", ".join(f"{k} {v}" for k, v in (run.env.get("libraries") or {}).items()),
@@ -338,6 +344,7 @@ def build_page(runs: list[Run]) -> str:
         runs=[_run_summary(run) for run in runs],
         badges=_badges(runs, frame),
         machines=machines,
+        has_records=not frame.empty,  # an A/B-only run has none: no links to empty sections, no latency note
         answers=answers,
         several_machines=len(machines) > 1,
         several_modes=several_modes,

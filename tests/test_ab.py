@@ -6,6 +6,7 @@ called slower and a 2x slowdown is."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import venv
@@ -62,6 +63,27 @@ def test_an_a_a_across_two_interpreters_is_not_called_slower(tmp_path: Path, sce
     assert "accelbench ab" in done.stdout and record.case_id in done.stdout
     assert (out / "report.html").is_file()
     assert 'id="ab"' in (out / "report.html").read_text()
+    check_ab_report_in_a_browser(out / "report.html", record)
+
+
+def check_ab_report_in_a_browser(report: Path, record: AbRecord) -> None:
+    """The A/B section as a reader sees it in headless Chromium: loads offline without errors, its chart drawn,
+    the verdict in the badges (an A/B-only run is not "0 passed") and its row in the table."""
+    from reporting.browser import find_chromium, open_report
+    from tests.test_report_browser import assert_clean_load, visible_rows
+
+    if find_chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test the report in Chromium: .ci/system-packages installs Debian's chromium")
+        pytest.skip("no Chromium here: apt-get install chromium (bash .ci/system-packages does)")
+    with open_report(report) as (page, check):
+        assert_clean_load(check)
+        assert page.locator("#ab .chart").count() == 1
+        badges = page.eval_on_selector_all(".badge", "bs => bs.map(b => b.textContent)")
+        assert badges[0] == f"1 {record.verdict}" and not any("passed" in b for b in badges), badges
+        [row] = visible_rows(page, "ab-table")
+        assert row[0] == record.case_id and row[-1].startswith(record.verdict)
+        assert "fastest passing configuration" not in check.text  # no links to sections an A/B run lacks
 
 
 def test_a_gross_slowdown_across_two_interpreters_is_called_slower_and_fails_the_gate(tmp_path: Path,
