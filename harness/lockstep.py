@@ -329,6 +329,8 @@ class CaseComparison:
         if done < settings.min_rounds:
             return True
         estimate = paired_estimate([r.log_ratio for r in self.rounds], alpha=settings.alpha)
+        if not math.isfinite(estimate.mde):  # too few rounds for the exact test to reach alpha: more, whatever
+            return True
         precise_enough = settings.stop_mde * settings.threshold
         return minimum_detectable_effect(estimate.standard_error, settings.alpha) > precise_enough
 

@@ -175,7 +175,8 @@ def paired_estimate(log_ratios: Sequence[float], confidence: float = CONFIDENCE,
     t_p = float(stats.ttest_1samp(values, 0.0).pvalue) if sd > 0 else None
     if math.isfinite(low):
         standard_error = (high - low) / (2 * stats.norm.ppf(0.5 + confidence / 2))
-        mde = float(math.expm1(mde_factor(n, alpha, power_wanted, confidence) * (high - low) / 2))
+        factor = mde_factor(n, alpha, power_wanted, confidence)  # inf: the exact test cannot reject at alpha
+        mde = float(math.expm1(factor * (high - low) / 2)) if math.isfinite(factor) else math.inf
     else:
         standard_error = mde = math.inf
     return PairedEstimate(n, math.exp(centre), math.exp(low), math.exp(high), confidence, p, t_p, sd, mde,
