@@ -638,7 +638,7 @@ REAL = {
 # What these tests check is that real exports convert into valid, loadable files of the right kind; the int8 node
 # search that may follow has its own tests (and the wild-model e2e judges fidelity), so here it gets a short budget:
 # on PP-OCRv4's detector it used its whole 240 s.
-REAL_SEARCH_SECONDS = 20.0
+REAL_SEARCH_SECONDS = 5.0
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8_dynamic", "int8"])
