@@ -258,6 +258,7 @@ class CaseComparison:
         self.cores = self._duet_cores() if settings.method == "duet" else None
         self.started = 0.0
         self.round_starts: list[float] = []  # perf_counter at the start of each round (its workers' start-up on)
+        self.slowest_close_s = 0.0  # the longest a pair of workers took to close: the last pair closes too
 
     # -- the comparison ----------------------------------------------------------------------------------
     def run(self) -> AbRecord:
@@ -322,9 +323,10 @@ class CaseComparison:
         now = time.perf_counter()
         elapsed = now - self.started
         # the next round may take as long as the slowest so far (the first, which checks the sides, aside when
-        # there are others), the closing of its workers included: it must end within the case's time
+        # there are others), and its pair of workers must still be closed after it: all within the case's time
         lengths = np.diff([*self.round_starts, now])
-        if elapsed + float(max(lengths[1:] if len(lengths) > 1 else lengths)) > settings.max_seconds:
+        next_round = float(max(lengths[1:] if len(lengths) > 1 else lengths)) + self.slowest_close_s
+        if elapsed + next_round > settings.max_seconds:
             return False
         if done < settings.min_rounds:
             return True
@@ -342,8 +344,10 @@ class CaseComparison:
             for worker in self.workers.values():
                 worker.send({"renew": True})
         else:
+            closing = time.perf_counter()
             for worker in self.workers.values():
                 worker.close()
+            self.slowest_close_s = max(self.slowest_close_s, time.perf_counter() - closing)
             job = {"warmup_seconds": self.settings.warmup_seconds}
             name = f"{self.name}-r{len(self.rounds)}"
             self.workers = {}
