@@ -133,17 +133,6 @@ def _interval_index(rounds: int, confidence: float) -> int:
     return int(fits[-1]) if fits.size else -1
 
 
-def power(change: float, standard_error: float, alpha: float = ALPHA) -> float:
-    """The chance that a two-sided test at ``alpha`` finds a true ``change`` (a share: 0.02 = 2 %) when the
-    estimate's standard error on the log scale is ``standard_error`` (the normal limit)."""
-    if not math.isfinite(standard_error):
-        return 0.0
-    if standard_error == 0:
-        return 1.0
-    shift, critical = abs(math.log1p(change)) / standard_error, stats.norm.ppf(1 - alpha / 2)
-    return float(stats.norm.sf(critical - shift) + stats.norm.cdf(-critical - shift))
-
-
 def minimum_detectable_effect(standard_error: float, alpha: float = ALPHA, power_wanted: float = POWER) -> float:
     """The smallest true change found with probability ``power_wanted`` at ``alpha`` for this standard error."""
     if not math.isfinite(standard_error):
