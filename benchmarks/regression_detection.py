@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="A/B: add comparisons to this folder")
     args = parser.parse_args()
 
-    if args.ab and args.from_results:
+    if args.from_results and (Path(args.from_results) / "ab.jsonl").exists():  # an A/B folder, --ab or not
         report_ab(Path(args.from_results))
         return
     if args.ab:
@@ -224,6 +224,8 @@ def main() -> None:
         return
     if args.from_results:
         folder = Path(args.from_results)
+        if not (folder / "results.jsonl").exists():
+            parser.error(f"{folder}: neither results.jsonl (run vs history) nor ab.jsonl (A/B): not a finished run")
         records, env = read_records(folder / "results.jsonl"), json.loads((folder / "env.json").read_text())
         probes: list[float] = []
     else:
