@@ -144,20 +144,25 @@ class SideWorker:
         except (BrokenPipeError, OSError):
             raise SideFailure(self.side, self._why_gone(), not self.started) from None
 
-    def receive(self, timeout_s: float) -> dict[str, Any]:
-        """The next reply; a hang past ``timeout_s`` or an exit becomes a SideFailure with the reason."""
+    def receive(self, timeout_s: float, cap_at: float | None = None) -> dict[str, Any]:
+        """The next reply; a hang past ``timeout_s`` or an exit becomes a SideFailure with the reason. No reply by
+        ``cap_at`` (a perf_counter time: the case's time cap) kills the worker and raises _TimeUp: nobody's fault."""
         assert self.process.stdout is not None
         fd = self.process.stdout.fileno()
-        deadline = time.perf_counter() + timeout_s
+        asked = time.perf_counter()
+        deadline = asked + timeout_s
         chunks, end = [self._buffer], self._buffer.find(b"\n")
         while end < 0:  # only each new chunk is searched: a duet's reply can be megabytes
-            left = deadline - time.perf_counter()
-            if left <= 0:
+            if cap_at is not None and time.perf_counter() >= cap_at:
+                self.kill()
+                raise _TimeUp(f"the {self.side} side had not answered for {time.perf_counter() - asked:.1f} s")
+            left = min(deadline, cap_at if cap_at is not None else deadline) - time.perf_counter()
+            if deadline - time.perf_counter() <= 0:
                 self.kill()
                 what = "did not finish loading" if not self.started else "stopped answering"
                 raise SideFailure(self.side, f"worker {what} within {timeout_s:.0f} s (hung) and was killed; "
                                   f"log: {self.log_path}", not self.started)
-            if select.select([fd], [], [], left)[0]:
+            if select.select([fd], [], [], max(left, 0.0))[0]:
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
                     raise SideFailure(self.side, self._why_gone(), not self.started)
@@ -182,9 +187,9 @@ class SideWorker:
             raise SideFailure(self.side, f"worker refused a command: {reply['error']}", not self.started)
         return reply
 
-    def ask(self, command: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    def ask(self, command: dict[str, Any], timeout_s: float, cap_at: float | None = None) -> dict[str, Any]:
         self.send(command)
-        return self.receive(timeout_s)
+        return self.receive(timeout_s, cap_at)
 
     def _why_gone(self) -> str:
         """Why the worker is gone: its own one-line reason, a signal, or its exit status and log tail."""
@@ -259,6 +264,7 @@ class CaseComparison:
         self.started = 0.0
         self.round_starts: list[float] = []  # perf_counter at the start of each round (its workers' start-up on)
         self.slowest_close_s = 0.0  # the longest a pair of workers took to close: the last pair closes too
+        self.given_up: str | None = None  # the round under way at the time cap, dropped: why
 
     # -- the comparison ----------------------------------------------------------------------------------
     def run(self) -> AbRecord:
@@ -278,8 +284,10 @@ class CaseComparison:
                 if len(self.rounds) == 0:
                     self._refuse_mismatch()
                 began = time.perf_counter()
-                pairs = self._duet_round() if self.settings.method == "duet" else self._lockstep_round()
-                measured += time.perf_counter() - began
+                try:
+                    pairs = self._duet_round() if self.settings.method == "duet" else self._lockstep_round()
+                finally:
+                    measured += time.perf_counter() - began
                 ratios = [math.log(p.new_ms / p.base_ms) for p in pairs if p.base_ms > 0 and p.new_ms > 0]
                 self.rounds.append(AbRound(index=len(self.rounds), log_ratio=float(np.median(ratios)), pairs=pairs,
                                            base_cores=cores["base"] if cores else None,
@@ -287,6 +295,11 @@ class CaseComparison:
                 if self.progress:
                     self.progress(f"round {len(self.rounds)}: new/base {math.exp(self.rounds[-1].log_ratio):.3f}")
             record.status = "compared"
+        except _TimeUp as time_up:  # the round under way would have ended past the cap: dropped, the others judged
+            record.status = "compared"
+            self.given_up = f"round {len(self.rounds) + 1} given up at the time cap: {time_up}"
+            if self.progress:
+                self.progress(self.given_up)
         except _Refused as refusal:
             kept = f" ({len(self.rounds)} rounds kept)" if self.rounds else ""
             record.status, record.reason = "refused", f"not compared: {refusal}{kept}"
@@ -359,7 +372,7 @@ class CaseComparison:
                     **job, "case": case.to_dict(), "artifact": self.artifacts[side],
                     "hints": case.model.input_hints()}, self.work_dir, f"{name}-{side}", cores and cores[side])
         for side in SIDES:
-            reply = self.workers[side].receive(self.timeout_s)
+            reply = self.workers[side].receive(self.timeout_s, self._cap_at())
             tally = self.tally[side]
             tally.startup_s += time.perf_counter() - began
             if tally.first_ready is None:
@@ -376,6 +389,15 @@ class CaseComparison:
             if not ready.get("outputs_finite", True):
                 raise _Refused(side, f"the {side} side's model produces NaN or infinite outputs")
 
+    def _cap_at(self) -> float | None:
+        """When the round under way must have ended for the case to close within ``max_seconds`` (its workers'
+        close reserved): past it, the round is given up (_TimeUp). _another_round forecasts whether a round fits;
+        this is the cap itself, for the round that runs slower than the forecast (a worker that stalls, a CPU
+        that slows down). None for the first round: without it there is nothing to judge."""
+        if not self.rounds:
+            return None
+        return self.started + self.settings.max_seconds - self.slowest_close_s
+
     def _slice_timeout(self) -> float:
         """How long a slice's reply may take before the side counts as hung: generous against the slowest slice
         (or inference) seen, never under 10 s or two rounds, never over the case's timeout."""
@@ -388,10 +410,14 @@ class CaseComparison:
         pairs = []
         for base_first in slice_orders(self.rng, count):
             at = time.perf_counter() - self.started
+            cap_at = self._cap_at()
+            if cap_at is not None and time.perf_counter() + 2 * self.slowest_slice_s > cap_at:
+                raise _TimeUp(f"a slice pair as slow as the slowest so far ({self.slowest_slice_s:.2f} s a slice) "
+                              f"would not fit")
             medians = {}
             for side in (SIDES if base_first else SIDES[::-1]):
                 began = time.perf_counter()
-                samples = self.workers[side].ask({"run": slice_s}, self._slice_timeout())["samples_ns"]
+                samples = self.workers[side].ask({"run": slice_s}, self._slice_timeout(), self._cap_at())["samples_ns"]
                 self.slowest_slice_s = max(self.slowest_slice_s, time.perf_counter() - began)
                 medians[side] = self._count(side, samples)
             pairs.append(SlicePair(at_s=at, base_ms=medians["base"], new_ms=medians["new"], base_first=base_first))
@@ -404,7 +430,7 @@ class CaseComparison:
         for worker in self.workers.values():
             worker.send({"from_ns": start, "until_ns": end})
         timeout = self.settings.round_seconds + self._slice_timeout()
-        replies = {side: worker.receive(timeout) for side, worker in self.workers.items()}
+        replies = {side: worker.receive(timeout, self._cap_at()) for side, worker in self.workers.items()}
         windows: dict[str, dict[int, list[int]]] = {side: {} for side in SIDES}
         for side, reply in replies.items():
             for sample, ended in zip(reply["samples_ns"], reply["ends_ns"], strict=True):
@@ -485,6 +511,11 @@ class CaseComparison:
     def _fill(self, record: AbRecord) -> None:
         record.base, record.new = self._side_info("base"), self._side_info("new")
         record.rounds = self.rounds
+        self._judge(record)
+        if self.given_up:  # a side that stalls is not called hung (the cap came first), but the user should know
+            record.reason += f" ({self.given_up})"
+
+    def _judge(self, record: AbRecord) -> None:
         if len(self.rounds) < 2:
             if record.status == "compared":
                 record.verdict = "cannot tell"
@@ -509,6 +540,12 @@ def slice_orders(rng: np.random.Generator, pairs: int) -> list[bool]:
     for _ in range((pairs + 1) // 2):
         orders += [bool(first) for first in rng.permutation([True, False])]
     return orders
+
+
+class _TimeUp(Exception):
+    """The case's time cap was reached inside a round: that round is dropped and the comparison judged. The message
+    says why: the side it was waiting for (a side that stalls at the cap is not called hung, but is named), or the
+    slice pair that would not have fitted."""
 
 
 class _Refused(Exception):

@@ -22,6 +22,7 @@ from backends.tflite_cpu import TfliteCpu
 CHUNK_BYTES = 50 * 2**20
 ALLOCATION_CAP_BYTES = 4 * 2**30  # never more than this, even if the harness fails to kill the worker
 
+SLOW_CALL_S = 5.0  # fault "slow": each call's delay, far beyond any slice or round the A/B tests plan
 CALLS = [0]  # inferences this process has run through a faulty session
 UNAVAILABLE_REASON = "the frobnicator driver is not loaded (test backend)"
 
@@ -48,6 +49,8 @@ def inject(fault: str) -> None:
             time.sleep(0.01)
         while True:
             time.sleep(3600)
+    elif fault == "slow":  # a side that turns slow (a throttled CPU, a swapping machine): every call from here on
+        time.sleep(SLOW_CALL_S)
     elif fault == "raise":
         raise RuntimeError("injected failure")
     else:
@@ -75,7 +78,7 @@ class _FaultySession(Session):
 
 
 class FaultyOnnxRuntime(OnnxRuntimeCpu):
-    """``fault: segv|hang|oom|raise`` injected at ``fault_at: prepare|run`` (at run: after ``fault_after`` calls
+    """``fault: segv|hang|oom|raise|slow`` injected at ``fault_at: prepare|run`` (at run: after ``fault_after`` calls
     that went well, so that a fault can strike in the middle of a measurement)."""
 
     name = "fault_ort"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -179,6 +180,57 @@ def test_a_side_that_fails_mid_comparison_ends_the_case_and_keeps_the_rounds(
     assert record.status == "failed" and record.verdict == "broken"
     assert record.reason.startswith("new side: ") and expected in record.reason, record.reason
     assert "rounds kept" in record.reason and len(record.rounds) >= 1
+
+
+def test_a_side_that_turns_slow_is_cut_at_the_time_cap_and_says_why(
+        tmp_path: Path, scenario_file, digits_artifacts, test_backends) -> None:
+    """After 150000 calls (some 10 rounds here) every inference of the new side takes 5 s: a round of slices would
+    then last ~40 s, far past the forecast from the rounds before. The cap is the cap: the round under way is given
+    up before the case's time is up, the rounds before it are judged, and the reason says why it was dropped."""
+    scenario = scenario_file(f"""
+        name: stall
+        models: [{{path: {digits_artifacts["onnxruntime_cpu"]}}}]
+        backends: [{{name: fault_ort, threads: 1}}]
+        measure: {{warmup_runs: 2, warmup_seconds: 0, timeout_s: 60}}
+        ab: {{new: {{fault: slow, fault_at: run, fault_after: 150000}}, max_seconds: 20, min_rounds: 40,
+              round_seconds: 0.3, slice_ms: 20, fresh: session}}
+    """)
+    out = tmp_path / "run"
+    done = run_cli("ab", str(scenario), "--out", str(out))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    [record] = ab_records(out)
+    assert record.status == "compared" and record.verdict is not None and len(record.rounds) >= 1, record.reason
+    # the round under way is cut: the stalled side killed mid-slice, or its next slice pair not begun (it would
+    # take 10 s); either way the reason says so
+    assert re.search(r"round \d+ given up at the time cap: (the new side had not answered for \d|a slice pair as "
+                     r"slow as the slowest so far \(5\.\d\d s a slice\) would not fit)", record.reason), record.reason
+    assert record.wall_s <= 20 + 1.0, f"{record.wall_s:.2f} s for a 20 s cap"  # + killing and closing the workers
+    assert "Traceback" not in done.stderr
+    print(f"{len(record.rounds)} rounds, {record.wall_s:.2f} s, {record.new.inferences} new-side inferences: "
+          f"{record.verdict}: {record.reason}")
+
+
+def test_a_worker_that_has_not_answered_at_the_cap_is_killed_and_named_not_called_hung(tmp_path: Path) -> None:
+    """The cap inside a slice, on a real process that never answers (the edge: an interpreter that stalls): at
+    ``cap_at`` the worker is killed and _TimeUp names the side; the hang timeout, when it comes first, is a failure."""
+    import time
+
+    from harness.lockstep import SideFailure, SideWorker, _TimeUp
+
+    stalls = tmp_path / "python"
+    stalls.write_text("#!/bin/sh\nexec sleep 600\n")
+    stalls.chmod(0o755)
+    worker = SideWorker("new", str(stalls), {}, tmp_path, "stalls")
+    began = time.perf_counter()
+    with pytest.raises(_TimeUp, match=r"the new side had not answered for 0\.\d s"):
+        worker.receive(timeout_s=30, cap_at=began + 0.5)
+    assert worker.process.poll() is not None and time.perf_counter() - began < 5
+    worker.close()
+    worker = SideWorker("base", str(stalls), {}, tmp_path, "hangs")
+    with pytest.raises(SideFailure, match="base side: worker did not finish loading within 0 s"):
+        worker.receive(timeout_s=0.3, cap_at=time.perf_counter() + 30)
+    assert worker.process.poll() is not None
+    worker.close()
 
 
 def test_workers_files_that_cannot_be_written_fail_the_case_with_the_reason_not_a_traceback(
