@@ -216,16 +216,18 @@ def main() -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="A/B: add comparisons to this folder")
     args = parser.parse_args()
 
-    if args.from_results and (Path(args.from_results) / "ab.jsonl").exists():  # an A/B folder, --ab or not
-        report_ab(Path(args.from_results))
-        return
+    if args.from_results:  # analyse only, whatever else was given: never starts a measurement
+        folder = Path(args.from_results)
+        if (folder / "ab.jsonl").exists():
+            report_ab(folder)
+            return
+        if args.ab or not (folder / "results.jsonl").exists():
+            parser.error(f"{folder}: no ab.jsonl (an A/B run's){'' if args.ab else ' nor results.jsonl'}: "
+                         f"not a finished run of this benchmark")
     if args.ab:
         run_ab(args)
         return
     if args.from_results:
-        folder = Path(args.from_results)
-        if not (folder / "results.jsonl").exists():
-            parser.error(f"{folder}: neither results.jsonl (run vs history) nor ab.jsonl (A/B): not a finished run")
         records, env = read_records(folder / "results.jsonl"), json.loads((folder / "env.json").read_text())
         probes: list[float] = []
     else:

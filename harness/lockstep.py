@@ -53,6 +53,9 @@ METHODS = ("lockstep", "duet")
 PINNED_START = ("import os, runpy, sys; os.sched_setaffinity(0, [int(c) for c in sys.argv[1].split(',')]); "
                 "sys.argv = ['harness.worker', *sys.argv[2:]]; runpy.run_module('harness.worker', run_name='__main__')")
 QUIT_GRACE_S = 2.0
+# a slice (or a silence) this many times the slowest before, and this long at least, in the round given up at the
+# time cap, is a side that stalled, not noise: a CPU's speed swings ~2.5x on a shared VM, a hiccup lasts < 1 s
+STALL_FACTOR, STALL_FLOOR_S = 20.0, 1.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class AbSettings:
     threshold: float = 0.05  # the change that matters
     min_effect: float | None = None  # the change "slower" needs at least; None: half the threshold
     alpha: float = ALPHA
-    max_seconds: float = 60.0  # per case, worker start-ups included
+    max_seconds: float = 60.0  # per case, worker start-ups included; the first round is always finished
     min_rounds: int = 8  # the exact signed-rank test reaches p < 0.01 from eight rounds on
     max_rounds: int = 100
     round_seconds: float = 1.0  # measured time of a round, both sides together
@@ -152,24 +155,25 @@ class SideWorker:
         asked = time.perf_counter()
         deadline = asked + timeout_s
         chunks, end = [self._buffer], self._buffer.find(b"\n")
+        ends = min(deadline, cap_at) if cap_at is not None else deadline
         while end < 0:  # only each new chunk is searched: a duet's reply can be megabytes
-            if cap_at is not None and time.perf_counter() >= cap_at:
+            # what has arrived is read first, so that a reply that made it before the cap or the timeout counts
+            if not select.select([fd], [], [], max(ends - time.perf_counter(), 0.0))[0]:
+                if time.perf_counter() < ends:
+                    continue
                 self.kill()
-                raise _TimeUp(f"the {self.side} side had not answered for {time.perf_counter() - asked:.1f} s")
-            left = min(deadline, cap_at if cap_at is not None else deadline) - time.perf_counter()
-            if deadline - time.perf_counter() <= 0:
-                self.kill()
+                if cap_at is not None and cap_at <= deadline:
+                    raise _TimeUp(self.side, time.perf_counter() - asked)
                 what = "did not finish loading" if not self.started else "stopped answering"
-                raise SideFailure(self.side, f"worker {what} within {timeout_s:.0f} s (hung) and was killed; "
+                raise SideFailure(self.side, f"worker {what} within {timeout_s:g} s (hung) and was killed; "
                                   f"log: {self.log_path}", not self.started)
-            if select.select([fd], [], [], max(left, 0.0))[0]:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    raise SideFailure(self.side, self._why_gone(), not self.started)
-                newline = chunk.find(b"\n")
-                if newline >= 0:
-                    end = sum(map(len, chunks)) + newline
-                chunks.append(chunk)
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise SideFailure(self.side, self._why_gone(), not self.started)
+            newline = chunk.find(b"\n")
+            if newline >= 0:
+                end = sum(map(len, chunks)) + newline
+            chunks.append(chunk)
         data = b"".join(chunks)
         line, self._buffer = data[:end], data[end + 1:]
         try:
@@ -264,7 +268,9 @@ class CaseComparison:
         self.started = 0.0
         self.round_starts: list[float] = []  # perf_counter at the start of each round (its workers' start-up on)
         self.slowest_close_s = 0.0  # the longest a pair of workers took to close: the last pair closes too
+        self.slowest_by_side = dict.fromkeys(SIDES, 0.0)
         self.given_up: str | None = None  # the round under way at the time cap, dropped: why
+        self.stalled: str | None = None  # a side that stalled in that round, named
 
     # -- the comparison ----------------------------------------------------------------------------------
     def run(self) -> AbRecord:
@@ -272,6 +278,7 @@ class CaseComparison:
         record.started_at = time.time()
         self.started = time.perf_counter()
         measured = 0.0
+        mark = self._mark()
         try:
             if self.refusal:
                 raise _Refused(*self.refusal)
@@ -279,15 +286,14 @@ class CaseComparison:
                 raise _Refused(None, self.cores)
             while self._another_round():
                 self.round_starts.append(time.perf_counter())
+                mark = self._mark()
                 cores = self._round_cores()
                 self._fresh_pair(cores)
                 if len(self.rounds) == 0:
                     self._refuse_mismatch()
                 began = time.perf_counter()
-                try:
-                    pairs = self._duet_round() if self.settings.method == "duet" else self._lockstep_round()
-                finally:
-                    measured += time.perf_counter() - began
+                pairs = self._duet_round() if self.settings.method == "duet" else self._lockstep_round()
+                measured += time.perf_counter() - began
                 ratios = [math.log(p.new_ms / p.base_ms) for p in pairs if p.base_ms > 0 and p.new_ms > 0]
                 self.rounds.append(AbRound(index=len(self.rounds), log_ratio=float(np.median(ratios)), pairs=pairs,
                                            base_cores=cores["base"] if cores else None,
@@ -297,9 +303,7 @@ class CaseComparison:
             record.status = "compared"
         except _TimeUp as time_up:  # the round under way would have ended past the cap: dropped, the others judged
             record.status = "compared"
-            self.given_up = f"round {len(self.rounds) + 1} given up at the time cap: {time_up}"
-            if self.progress:
-                self.progress(self.given_up)
+            self._give_up_round(time_up, mark)
         except _Refused as refusal:
             kept = f" ({len(self.rounds)} rounds kept)" if self.rounds else ""
             record.status, record.reason = "refused", f"not compared: {refusal}{kept}"
@@ -378,7 +382,7 @@ class CaseComparison:
             if tally.first_ready is None:
                 tally.first_ready = reply
             # a slice (or a duet round) lasts at least one inference: the replies' timeouts allow for it
-            self.slowest_slice_s = max(self.slowest_slice_s, float(reply.get("inference_s") or 0.0))
+            self._saw(side, float(reply.get("inference_s") or 0.0))
 
     def _refuse_mismatch(self) -> None:
         """Refuse sides that do not measure the same work (checked on the first pair, before any slice)."""
@@ -398,6 +402,41 @@ class CaseComparison:
             return None
         return self.started + self.settings.max_seconds - self.slowest_close_s
 
+    def _mark(self) -> _RoundMark:
+        return _RoundMark(slowest_s=self.slowest_slice_s, counts={
+            side: (len(tally.slice_medians), tally.inferences) for side, tally in self.tally.items()})
+
+    def _give_up_round(self, time_up: _TimeUp, mark: _RoundMark) -> None:
+        """The round under way at the time cap: its workers killed at once (the round is dropped: a polite quit
+        would only spend the cap), its slices taken out of the sides' tallies (the record's figures are the
+        judged rounds'), and a side that stalled in it named: a slice or a silence beyond STALL_FACTOR times the
+        slowest slice of the rounds before (and STALL_FLOOR_S) is no machine hiccup the forecast missed, and the
+        rounds before it cannot speak for what came after (_judge turns a pass into "cannot tell")."""
+        for worker in self.workers.values():
+            worker.kill()
+        for side, (slices, inferences) in mark.counts.items():
+            del self.tally[side].slice_medians[slices:]
+            self.tally[side].inferences = inferences
+        self.given_up = f"round {len(self.rounds) + 1} given up at the time cap"
+        normal = max(mark.slowest_s, self.settings.slice_ms / 1e3)
+        for side in SIDES:
+            silent = time_up.silent_s if time_up.side == side else 0.0
+            took = max(self.slowest_by_side[side], silent)
+            if took > max(STALL_FACTOR * normal, STALL_FLOOR_S):
+                what = "had not answered for" if silent >= took else "took"
+                self.stalled = (f"the {side} side stalled: a slice {what} {took:.1f} s where the slices before took "
+                                f"at most {normal:.2f} s")
+                self.given_up += f": {self.stalled}"
+                break
+        if self.progress:
+            self.progress(self.given_up)
+
+    def _saw(self, side: str, seconds: float) -> None:
+        """A slice (or a start-up's one inference) of ``side`` took ``seconds``: the timeouts and the cap's checks
+        allow for the slowest."""
+        self.slowest_slice_s = max(self.slowest_slice_s, seconds)
+        self.slowest_by_side[side] = max(self.slowest_by_side[side], seconds)
+
     def _slice_timeout(self) -> float:
         """How long a slice's reply may take before the side counts as hung: generous against the slowest slice
         (or inference) seen, never under 10 s or two rounds, never over the case's timeout."""
@@ -412,13 +451,12 @@ class CaseComparison:
             at = time.perf_counter() - self.started
             cap_at = self._cap_at()
             if cap_at is not None and time.perf_counter() + 2 * self.slowest_slice_s > cap_at:
-                raise _TimeUp(f"a slice pair as slow as the slowest so far ({self.slowest_slice_s:.2f} s a slice) "
-                              f"would not fit")
+                raise _TimeUp(None, 0.0)  # a slice pair as slow as the slowest so far would not fit: not begun
             medians = {}
             for side in (SIDES if base_first else SIDES[::-1]):
                 began = time.perf_counter()
                 samples = self.workers[side].ask({"run": slice_s}, self._slice_timeout(), self._cap_at())["samples_ns"]
-                self.slowest_slice_s = max(self.slowest_slice_s, time.perf_counter() - began)
+                self._saw(side, time.perf_counter() - began)
                 medians[side] = self._count(side, samples)
             pairs.append(SlicePair(at_s=at, base_ms=medians["base"], new_ms=medians["new"], base_first=base_first))
         return pairs
@@ -512,8 +550,12 @@ class CaseComparison:
         record.base, record.new = self._side_info("base"), self._side_info("new")
         record.rounds = self.rounds
         self._judge(record)
-        if self.given_up:  # a side that stalls is not called hung (the cap came first), but the user should know
-            record.reason += f" ({self.given_up})"
+        if self.stalled and record.verdict in ("unchanged", "faster"):  # never a pass over a side that stalled
+            record.verdict, record.reason = "cannot tell", (
+                f"{self.given_up}; the {len(self.rounds)} rounds before it said {record.verdict!r} ({record.reason}) "
+                f"but cannot speak for what came after")
+        elif self.given_up:
+            record.reason = f"{record.reason} ({self.given_up})"
 
     def _judge(self, record: AbRecord) -> None:
         if len(self.rounds) < 2:
@@ -543,9 +585,20 @@ def slice_orders(rng: np.random.Generator, pairs: int) -> list[bool]:
 
 
 class _TimeUp(Exception):
-    """The case's time cap was reached inside a round: that round is dropped and the comparison judged. The message
-    says why: the side it was waiting for (a side that stalls at the cap is not called hung, but is named), or the
-    slice pair that would not have fitted."""
+    """The case's time cap was reached inside a round: that round is dropped and the comparison judged. ``side``:
+    the side whose reply was awaited, silent for ``silent_s`` (None: a slice pair that would not fit, not begun)."""
+
+    def __init__(self, side: str | None, silent_s: float) -> None:
+        super().__init__(side)
+        self.side, self.silent_s = side, silent_s
+
+
+@dataclass(frozen=True)
+class _RoundMark:
+    """The state before a round: what to roll back to if it is given up, and the slowest slice until then."""
+
+    slowest_s: float
+    counts: dict[str, tuple[int, int]]  # side: (slices, inferences)
 
 
 class _Refused(Exception):

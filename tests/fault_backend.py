@@ -23,6 +23,7 @@ CHUNK_BYTES = 50 * 2**20
 ALLOCATION_CAP_BYTES = 4 * 2**30  # never more than this, even if the harness fails to kill the worker
 
 SLOW_CALL_S = 5.0  # fault "slow": each call's delay, far beyond any slice or round the A/B tests plan
+SESSIONS = [0]  # sessions this process has prepared (a worker serving rounds with fresh: session renews its own)
 CALLS = [0]  # inferences this process has run through a faulty session
 UNAVAILABLE_REASON = "the frobnicator driver is not loaded (test backend)"
 
@@ -79,13 +80,14 @@ class _FaultySession(Session):
 
 class FaultyOnnxRuntime(OnnxRuntimeCpu):
     """``fault: segv|hang|oom|raise|slow`` injected at ``fault_at: prepare|run`` (at run: after ``fault_after`` calls
-    that went well, so that a fault can strike in the middle of a measurement)."""
+    that went well, so that a fault can strike in the middle of a measurement; from the ``fault_from_session``-th
+    session of the worker on, so that it strikes in a given round whatever the machine's speed)."""
 
     name = "fault_ort"
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        return (*super().option_names(), "fault", "fault_at", "fault_after")
+        return (*super().option_names(), "fault", "fault_at", "fault_after", "fault_from_session")
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
                 sample_shape: tuple[int, ...] | None = None) -> Session:
@@ -93,8 +95,11 @@ class FaultyOnnxRuntime(OnnxRuntimeCpu):
         if fault and where == "prepare":
             inject(fault)
         session = super().prepare(artifact, options, batch_size, sample_shape)
-        after = int(options.extra.get("fault_after", 0))
-        return _FaultySession(session, fault, after) if fault and where == "run" else session
+        SESSIONS[0] += 1
+        after, from_session = int(options.extra.get("fault_after", 0)), int(options.extra.get("fault_from_session", 1))
+        if fault and where == "run" and SESSIONS[0] >= from_session:
+            return _FaultySession(session, fault, after)
+        return session
 
 
 class _ProbeSession(Session):
