@@ -54,8 +54,9 @@ PINNED_START = ("import os, runpy, sys; os.sched_setaffinity(0, [int(c) for c in
                 "sys.argv = ['harness.worker', *sys.argv[2:]]; runpy.run_module('harness.worker', run_name='__main__')")
 QUIT_GRACE_S = 2.0
 # a slice (or a silence) this many times the slowest before, and this long at least, in the round given up at the
-# time cap, is a side that stalled, not noise: a CPU's speed swings ~2.5x on a shared VM, a hiccup lasts < 1 s
-STALL_FACTOR, STALL_FLOOR_S = 20.0, 1.0
+# time cap, is a side that stalled, not noise: a CPU's speed swings ~2.5x on a shared VM, a hiccup lasts < 1 s;
+# a start-up (a new worker, or a renewed session) this many times the slowest before: start-ups vary less
+STALL_FACTOR, START_STALL_FACTOR, STALL_FLOOR_S = 20.0, 5.0, 1.0
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,7 @@ class CaseComparison:
         self.round_starts: list[float] = []  # perf_counter at the start of each round (its workers' start-up on)
         self.slowest_close_s = 0.0  # the longest a pair of workers took to close: the last pair closes too
         self.slowest_by_side = dict.fromkeys(SIDES, 0.0)
+        self.slowest_start_s = 0.0  # the longest a round's pair took to be ready (spawned or renewed)
         self.given_up: str | None = None  # the round under way at the time cap, dropped: why
         self.stalled: str | None = None  # a side that stalled in that round, named
 
@@ -376,9 +378,13 @@ class CaseComparison:
                     **job, "case": case.to_dict(), "artifact": self.artifacts[side],
                     "hints": case.model.input_hints()}, self.work_dir, f"{name}-{side}", cores and cores[side])
         for side in SIDES:
-            reply = self.workers[side].receive(self.timeout_s, self._cap_at())
+            try:
+                reply = self.workers[side].receive(self.timeout_s, self._cap_at())
+            except _TimeUp as time_up:
+                raise _TimeUp(side, time_up.silent_s, starting=True) from None
             tally = self.tally[side]
             tally.startup_s += time.perf_counter() - began
+            self.slowest_start_s = max(self.slowest_start_s, time.perf_counter() - began)
             if tally.first_ready is None:
                 tally.first_ready = reply
             # a slice (or a duet round) lasts at least one inference: the replies' timeouts allow for it
@@ -403,31 +409,38 @@ class CaseComparison:
         return self.started + self.settings.max_seconds - self.slowest_close_s
 
     def _mark(self) -> _RoundMark:
-        return _RoundMark(slowest_s=self.slowest_slice_s, counts={
+        return _RoundMark(slowest_s=self.slowest_slice_s, slowest_start_s=self.slowest_start_s, counts={
             side: (len(tally.slice_medians), tally.inferences) for side, tally in self.tally.items()})
 
     def _give_up_round(self, time_up: _TimeUp, mark: _RoundMark) -> None:
         """The round under way at the time cap: its workers killed at once (the round is dropped: a polite quit
         would only spend the cap), its slices taken out of the sides' tallies (the record's figures are the
         judged rounds'), and a side that stalled in it named: a slice or a silence beyond STALL_FACTOR times the
-        slowest slice of the rounds before (and STALL_FLOOR_S) is no machine hiccup the forecast missed, and the
-        rounds before it cannot speak for what came after (_judge turns a pass into "cannot tell")."""
+        slowest slice of the rounds before (a start-up beyond START_STALL_FACTOR times the slowest start-up; both
+        beyond STALL_FLOOR_S) is no machine hiccup the forecast missed, and the rounds before it cannot speak for
+        what came after (_fill turns a pass into "cannot tell")."""
         for worker in self.workers.values():
             worker.kill()
         for side, (slices, inferences) in mark.counts.items():
             del self.tally[side].slice_medians[slices:]
             self.tally[side].inferences = inferences
         self.given_up = f"round {len(self.rounds) + 1} given up at the time cap"
+        # silent while starting: measured against the start-ups before, not the slices
+        if time_up.starting and time_up.silent_s > max(START_STALL_FACTOR * mark.slowest_start_s, STALL_FLOOR_S):
+            self.stalled = (f"the {time_up.side} side stalled: its start-up had not answered for "
+                            f"{time_up.silent_s:.1f} s where start-ups before took at most "
+                            f"{mark.slowest_start_s:.1f} s")
         normal = max(mark.slowest_s, self.settings.slice_ms / 1e3)
-        for side in SIDES:
-            silent = time_up.silent_s if time_up.side == side else 0.0
-            took = max(self.slowest_by_side[side], silent)
+        for side in SIDES if not self.stalled else ():
+            silent = time_up.silent_s if time_up.side == side and not time_up.starting else 0.0
+            took = max(self.slowest_by_side[side], silent)  # a slice, or a start-up's first inference, this round
             if took > max(STALL_FACTOR * normal, STALL_FLOOR_S):
                 what = "had not answered for" if silent >= took else "took"
                 self.stalled = (f"the {side} side stalled: a slice {what} {took:.1f} s where the slices before took "
                                 f"at most {normal:.2f} s")
-                self.given_up += f": {self.stalled}"
                 break
+        if self.stalled:
+            self.given_up += f": {self.stalled}"
         if self.progress:
             self.progress(self.given_up)
 
@@ -586,11 +599,12 @@ def slice_orders(rng: np.random.Generator, pairs: int) -> list[bool]:
 
 class _TimeUp(Exception):
     """The case's time cap was reached inside a round: that round is dropped and the comparison judged. ``side``:
-    the side whose reply was awaited, silent for ``silent_s`` (None: a slice pair that would not fit, not begun)."""
+    the side whose reply was awaited, silent for ``silent_s`` (None: a slice pair that would not fit, not begun);
+    ``starting``: the reply awaited was a start-up's."""
 
-    def __init__(self, side: str | None, silent_s: float) -> None:
+    def __init__(self, side: str | None, silent_s: float, starting: bool = False) -> None:
         super().__init__(side)
-        self.side, self.silent_s = side, silent_s
+        self.side, self.silent_s, self.starting = side, silent_s, starting
 
 
 @dataclass(frozen=True)
@@ -598,6 +612,7 @@ class _RoundMark:
     """The state before a round: what to roll back to if it is given up, and the slowest slice until then."""
 
     slowest_s: float
+    slowest_start_s: float
     counts: dict[str, tuple[int, int]]  # side: (slices, inferences)
 
 

@@ -81,7 +81,8 @@ class _FaultySession(Session):
 class FaultyOnnxRuntime(OnnxRuntimeCpu):
     """``fault: segv|hang|oom|raise|slow`` injected at ``fault_at: prepare|run`` (at run: after ``fault_after`` calls
     that went well, so that a fault can strike in the middle of a measurement; from the ``fault_from_session``-th
-    session of the worker on, so that it strikes in a given round whatever the machine's speed)."""
+    session of the worker on, so that it strikes in a given round whatever the machine's speed; ``fault_after`` then
+    counts that session's calls)."""
 
     name = "fault_ort"
 
@@ -92,14 +93,15 @@ class FaultyOnnxRuntime(OnnxRuntimeCpu):
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
                 sample_shape: tuple[int, ...] | None = None) -> Session:
         fault, where = options.extra.get("fault"), options.extra.get("fault_at", "prepare")
+        SESSIONS[0] += 1
+        after, from_session = int(options.extra.get("fault_after", 0)), int(options.extra.get("fault_from_session", 1))
+        fault = fault if SESSIONS[0] >= from_session else None
+        if "fault_from_session" in options.extra:  # then fault_after counts this session's calls
+            after += CALLS[0]
         if fault and where == "prepare":
             inject(fault)
         session = super().prepare(artifact, options, batch_size, sample_shape)
-        SESSIONS[0] += 1
-        after, from_session = int(options.extra.get("fault_after", 0)), int(options.extra.get("fault_from_session", 1))
-        if fault and where == "run" and SESSIONS[0] >= from_session:
-            return _FaultySession(session, fault, after)
-        return session
+        return _FaultySession(session, fault, after) if fault and where == "run" else session
 
 
 class _ProbeSession(Session):
