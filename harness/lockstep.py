@@ -270,7 +270,8 @@ class CaseComparison:
         self.round_starts: list[float] = []  # perf_counter at the start of each round (its workers' start-up on)
         self.slowest_close_s = 0.0  # the longest a pair of workers took to close: the last pair closes too
         self.slowest_by_side = dict.fromkeys(SIDES, 0.0)
-        self.slowest_start_s = 0.0  # the longest a round's pair took to be ready (spawned or renewed)
+        self.start_lengths: list[float] = []  # how long each round's pair took to be ready (spawned or renewed)
+        self.slowest_what = dict.fromkeys(SIDES, "a slice")  # what took slowest_by_side: a slice, or a warm-up
         self.given_up: str | None = None  # the round under way at the time cap, dropped: why
         self.stalled: str | None = None  # a side that stalled in that round, named
 
@@ -380,15 +381,15 @@ class CaseComparison:
         for side in SIDES:
             try:
                 reply = self.workers[side].receive(self.timeout_s, self._cap_at())
-            except _TimeUp as time_up:
-                raise _TimeUp(side, time_up.silent_s, starting=True) from None
+            except _TimeUp:  # silent since the pair was asked for, on the clock the start-ups before were timed by
+                raise _TimeUp(side, time.perf_counter() - began, starting=True) from None
             tally = self.tally[side]
             tally.startup_s += time.perf_counter() - began
-            self.slowest_start_s = max(self.slowest_start_s, time.perf_counter() - began)
             if tally.first_ready is None:
                 tally.first_ready = reply
             # a slice (or a duet round) lasts at least one inference: the replies' timeouts allow for it
-            self._saw(side, float(reply.get("inference_s") or 0.0))
+            self._saw(side, float(reply.get("inference_s") or 0.0), "an inference (the warm-up's mean)")
+        self.start_lengths.append(time.perf_counter() - began)
 
     def _refuse_mismatch(self) -> None:
         """Refuse sides that do not measure the same work (checked on the first pair, before any slice)."""
@@ -409,8 +410,11 @@ class CaseComparison:
         return self.started + self.settings.max_seconds - self.slowest_close_s
 
     def _mark(self) -> _RoundMark:
-        return _RoundMark(slowest_s=self.slowest_slice_s, slowest_start_s=self.slowest_start_s, counts={
-            side: (len(tally.slice_medians), tally.inferences) for side, tally in self.tally.items()})
+        # the first pair's start-up is the cold one (a spawn, imports from disk; with fresh: session the only spawn):
+        # later ones are measured against the later ones, as _another_round forecasts rounds
+        starts = self.start_lengths[1:] or self.start_lengths
+        return _RoundMark(slowest_s=self.slowest_slice_s, slowest_start_s=max(starts, default=0.0), counts={
+            side: (len(tally.slice_medians), tally.inferences, tally.startup_s) for side, tally in self.tally.items()})
 
     def _give_up_round(self, time_up: _TimeUp, mark: _RoundMark) -> None:
         """The round under way at the time cap: its workers killed at once (the round is dropped: a polite quit
@@ -421,9 +425,9 @@ class CaseComparison:
         what came after (_fill turns a pass into "cannot tell")."""
         for worker in self.workers.values():
             worker.kill()
-        for side, (slices, inferences) in mark.counts.items():
+        for side, (slices, inferences, startup_s) in mark.counts.items():
             del self.tally[side].slice_medians[slices:]
-            self.tally[side].inferences = inferences
+            self.tally[side].inferences, self.tally[side].startup_s = inferences, startup_s
         self.given_up = f"round {len(self.rounds) + 1} given up at the time cap"
         # silent while starting: measured against the start-ups before, not the slices
         if time_up.starting and time_up.silent_s > max(START_STALL_FACTOR * mark.slowest_start_s, STALL_FLOOR_S):
@@ -433,22 +437,26 @@ class CaseComparison:
         normal = max(mark.slowest_s, self.settings.slice_ms / 1e3)
         for side in SIDES if not self.stalled else ():
             silent = time_up.silent_s if time_up.side == side and not time_up.starting else 0.0
-            took = max(self.slowest_by_side[side], silent)  # a slice, or a start-up's first inference, this round
+            if self.settings.method == "duet":  # a duet's reply comes after the whole round: only beyond it counts
+                silent = max(silent - self.settings.round_seconds, 0.0)
+            took = max(self.slowest_by_side[side], silent)  # this round's, where it is over the bar below
             if took > max(STALL_FACTOR * normal, STALL_FLOOR_S):
-                what = "had not answered for" if silent >= took else "took"
-                self.stalled = (f"the {side} side stalled: a slice {what} {took:.1f} s where the slices before took "
-                                f"at most {normal:.2f} s")
+                what = ("a slice had not answered for" if silent >= took
+                        else f"{self.slowest_what[side]} took")
+                self.stalled = (f"the {side} side stalled: {what} {took:.1f} s where the slices before took at most "
+                                f"{normal:.2f} s")
                 break
         if self.stalled:
             self.given_up += f": {self.stalled}"
         if self.progress:
             self.progress(self.given_up)
 
-    def _saw(self, side: str, seconds: float) -> None:
+    def _saw(self, side: str, seconds: float, what: str = "a slice") -> None:
         """A slice (or a start-up's one inference) of ``side`` took ``seconds``: the timeouts and the cap's checks
         allow for the slowest."""
         self.slowest_slice_s = max(self.slowest_slice_s, seconds)
-        self.slowest_by_side[side] = max(self.slowest_by_side[side], seconds)
+        if seconds > self.slowest_by_side[side]:
+            self.slowest_by_side[side], self.slowest_what[side] = seconds, what
 
     def _slice_timeout(self) -> float:
         """How long a slice's reply may take before the side counts as hung: generous against the slowest slice
@@ -613,7 +621,7 @@ class _RoundMark:
 
     slowest_s: float
     slowest_start_s: float
-    counts: dict[str, tuple[int, int]]  # side: (slices, inferences)
+    counts: dict[str, tuple[int, int, float]]  # side: (slices, inferences, start-up seconds)
 
 
 class _Refused(Exception):

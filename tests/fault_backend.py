@@ -22,7 +22,8 @@ from backends.tflite_cpu import TfliteCpu
 CHUNK_BYTES = 50 * 2**20
 ALLOCATION_CAP_BYTES = 4 * 2**30  # never more than this, even if the harness fails to kill the worker
 
-SLOW_CALL_S = 5.0  # fault "slow": each call's delay, far beyond any slice or round the A/B tests plan
+SLOW_CALL_S = 8.0  # fault "slow": each call's delay, far beyond any slice or round the A/B tests plan, under the
+# 10 s after which a slice's silence is a hang
 SESSIONS = [0]  # sessions this process has prepared (a worker serving rounds with fresh: session renews its own)
 CALLS = [0]  # inferences this process has run through a faulty session
 UNAVAILABLE_REASON = "the frobnicator driver is not loaded (test backend)"
