@@ -187,7 +187,8 @@ def test_a_side_that_fails_mid_comparison_ends_the_case_and_keeps_the_rounds(
     # inference is slow, then a slice) or is still going at the cap (a start-up stall): the stall is named either way
     ("slow", "run", r"((a slice had not answered for|an inference \(the warm-up's mean\) took|a slice took) "
                     r"\d+\.\d s where the slices before took at most 0\.\d\d s|its start-up had not answered for)"),
-    ("hang", "prepare", r"its start-up had not answered for \d+\.\d s where start-ups before took at most \d\.\d s")])
+    ("hang", "prepare", r"its start-up had not answered for \d+\.\d s where start-ups before took at most \d\.\d s")],
+    ids=["slow-inferences", "renewal-hangs"])
 def test_a_side_that_stalls_at_the_end_is_cut_at_the_time_cap_and_never_passes(
         tmp_path: Path, scenario_file, digits_artifacts, test_backends, fault: str, where: str, stall: str) -> None:
     """From the tenth round on the new side stalls: after the 50 calls of its loading every inference takes 8 s
