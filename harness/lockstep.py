@@ -264,12 +264,11 @@ class CaseComparison:
         self.tally = {side: _SideTally() for side in SIDES}
         self.rounds: list[AbRound] = []
         self.workers: dict[str, SideWorker] = {}
-        self.slowest_slice_s = 0.0
         self.cores = self._duet_cores() if settings.method == "duet" else None
         self.started = 0.0
         self.round_starts: list[float] = []  # perf_counter at the start of each round (its workers' start-up on)
         self.slowest_close_s = 0.0  # the longest a pair of workers took to close: the last pair closes too
-        self.slowest_by_side = dict.fromkeys(SIDES, 0.0)
+        self.slowest_by_side = dict.fromkeys(SIDES, 0.0)  # each side's slowest slice (or start-up inference)
         self.start_lengths: list[float] = []  # how long each round's pair took to be ready (spawned or renewed)
         self.slowest_what = dict.fromkeys(SIDES, "a slice")  # what took slowest_by_side: a slice, or a warm-up
         self.given_up: str | None = None  # the round under way at the time cap, dropped: why
@@ -451,10 +450,13 @@ class CaseComparison:
         if self.progress:
             self.progress(self.given_up)
 
+    @property
+    def slowest_slice_s(self) -> float:
+        """The slowest slice (or start-up inference) of either side: the timeouts and the cap's checks allow for it."""
+        return max(self.slowest_by_side.values())
+
     def _saw(self, side: str, seconds: float, what: str = "a slice") -> None:
-        """A slice (or a start-up's one inference) of ``side`` took ``seconds``: the timeouts and the cap's checks
-        allow for the slowest."""
-        self.slowest_slice_s = max(self.slowest_slice_s, seconds)
+        """A slice (or a start-up's one inference) of ``side`` took ``seconds``."""
         if seconds > self.slowest_by_side[side]:
             self.slowest_by_side[side], self.slowest_what[side] = seconds, what
 
@@ -467,16 +469,15 @@ class CaseComparison:
     def _lockstep_round(self) -> list[SlicePair]:
         slice_s = self.settings.slice_ms / 1e3
         count = max(2, round(self.settings.round_seconds / (2 * slice_s)))
-        pairs = []
+        pairs, cap_at = [], self._cap_at()
         for base_first in slice_orders(self.rng, count):
             at = time.perf_counter() - self.started
-            cap_at = self._cap_at()
             if cap_at is not None and time.perf_counter() + 2 * self.slowest_slice_s > cap_at:
                 raise _TimeUp(None, 0.0)  # a slice pair as slow as the slowest so far would not fit: not begun
             medians = {}
             for side in (SIDES if base_first else SIDES[::-1]):
                 began = time.perf_counter()
-                samples = self.workers[side].ask({"run": slice_s}, self._slice_timeout(), self._cap_at())["samples_ns"]
+                samples = self.workers[side].ask({"run": slice_s}, self._slice_timeout(), cap_at)["samples_ns"]
                 self._saw(side, time.perf_counter() - began)
                 medians[side] = self._count(side, samples)
             pairs.append(SlicePair(at_s=at, base_ms=medians["base"], new_ms=medians["new"], base_first=base_first))
