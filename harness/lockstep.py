@@ -563,7 +563,7 @@ class CaseComparison:
             info.libraries = environment.get("libraries") or {}
             info.backend_info, info.inputs = ready.get("backend_info") or {}, ready.get("inputs") or []
         if tally.slice_medians:
-            info.median_ms = float(np.median(tally.slice_medians))
+            info.median_ms, info.geomean_ms = side_figures(tally.slice_medians)
         info.slices, info.inferences = len(tally.slice_medians), tally.inferences
         info.startup_s = tally.startup_s
         return info
@@ -594,6 +594,14 @@ class CaseComparison:
             if record.verdict == "cannot tell" and len(self.rounds) < self.settings.min_rounds:
                 record.reason += (f" (ab.max_seconds = {self.settings.max_seconds:g} s ended it after "
                                   f"{len(self.rounds)} of the {self.settings.min_rounds} rounds wanted)")
+
+
+def side_figures(slice_medians: list[float]) -> tuple[float, float | None]:
+    """A side's median and geometric mean of its slice medians (ms). The tables print the geometric mean: with
+    slices paired one to one, new/base of the two geometric means is the exponential of the pairs' mean
+    log-ratio, whereas the two medians may fall in different modes when the machine's speed is bimodal."""
+    positive = [m for m in slice_medians if m > 0]
+    return float(np.median(slice_medians)), float(np.exp(np.mean(np.log(positive)))) if positive else None
 
 
 def slice_orders(rng: np.random.Generator, pairs: int) -> list[bool]:

@@ -37,6 +37,10 @@ class SideInfo(_Part):
     backend_info: dict[str, Any] = Field(default_factory=dict)
     inputs: list[dict[str, Any]] = Field(default_factory=list)
     median_ms: float | None = None  # median of this side's slice medians over all rounds
+    # geometric mean of the same: what the tables print, because new/base of these agrees with the paired ratio,
+    # where each side's median can fall in another mode of a machine whose speed is bimodal between rounds
+    # (measured: silero_vad, medians 0.160 vs 0.242 ms beside a paired ratio of 1.068)
+    geomean_ms: float | None = None
     slices: int = 0
     inferences: int = 0
     startup_s: float = 0.0  # summed over this side's worker start-ups and session loads (warm-up included)

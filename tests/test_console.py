@@ -36,8 +36,8 @@ def test_the_ab_table_prints_every_verdict_and_status() -> None:
         records.append(AbRecord(
             case_id=f"case[{verdict}]", scenario="s", model="m", backend="tflite_cpu", backend_label="tflite_cpu",
             precision="fp32", batch_size=1, method="lockstep", status=status, verdict=verdict,
-            base=SideInfo(name="base", spec={}, description="as the scenario says", median_ms=1.0),
-            new=SideInfo(name="new", spec={}, description="threads=[2]", median_ms=1.05),
+            base=SideInfo(name="base", spec={}, description="as the scenario says", median_ms=1.0, geomean_ms=0.98),
+            new=SideInfo(name="new", spec={}, description="threads=[2]", median_ms=1.05, geomean_ms=1.03),
             threshold=0.05, min_effect=0.025, alpha=0.01, confidence=0.95,
             ratio=1.05 if status == "compared" else None, ci_low=1.01 if status == "compared" else None,
             ci_high=1.09 if status == "compared" else None, p_value=0.001, mde=float("inf")))
@@ -47,3 +47,4 @@ def test_the_ab_table_prints_every_verdict_and_status() -> None:
     for verdict in ("slower", "faster", "unchanged", "cannot tell", "broken", "refused"):
         assert f"case[{verdict if verdict != 'refused' else None}]" in text and verdict in text
     assert "1.010–1.090" in text
+    assert " 0.98 " in text and " 1.03 " in text and " 1.05 " not in text  # each side's geometric mean, not median
