@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from results.environment import EnvFileError, check_environment
 from results.record import MEASURED, Record, RecordError
 from results.runs import load_run, machine_label
+from sysinfo.envinfo import env_machine_id
 
 HISTORY_ENV = "ACCELBENCH_HISTORY"
 DEFAULT_HISTORY = "history"
@@ -56,11 +57,13 @@ def history_dir(path: str | Path | None) -> Path:
 
 
 def run_id(run: Any) -> str:
-    """Stable for a run folder: its start time, machine and a hash of its name, so adding it twice is a no-op."""
+    """Stable for a run folder: its start time, machine and a hash of its name, so adding it twice is a no-op (the
+    machine as env.json stored it, so that a folder added before machines were identified as now keeps its id)."""
     started = run.started or "unknown"
     digest = hashlib.sha256(f"{run.path.name}|{started}|{run.env.get('env_id')}".encode()).hexdigest()[:8]
     stamp = "".join(ch for ch in started[:19] if ch.isdigit())
-    return f"{stamp}-{run.machine_id[:8]}-{digest}"
+    stored = run.env.get("machine_id")
+    return f"{stamp}-{(stored if isinstance(stored, str) and stored else run.machine_id)[:8]}-{digest}"
 
 
 def _rows(run: Any, identifier: str) -> list[dict[str, Any]]:
@@ -123,13 +126,28 @@ def read_history(history: Path, columns: list[str] | None = None) -> tuple[pd.Da
             problems.append(f"{path}: not a regular file, skipped")
             continue
         try:
-            frames.append(pq.read_table(path, columns=columns).to_pandas())
+            frame = pq.read_table(path, columns=columns).to_pandas()
+            if "machine_id" in frame and len(frame):
+                frame["machine_id"] = _machine_of(path, frame["machine_id"].iloc[0])
+            frames.append(frame)
         except (OSError, pa.ArrowException) as error:
             problems.append(f"{path}: unreadable, skipped ({error})")
     if not frames:
         return pd.DataFrame(columns=columns or SCHEMA.names), problems
     frame = pd.concat(frames, ignore_index=True)
     return frame.sort_values(["started", "run_id"], kind="stable", ignore_index=True), problems
+
+
+def _machine_of(path: Path, stored: Any) -> Any:
+    """A run's machine as it is identified now (sysinfo.envinfo.machine_id of its env.json), not the id stored when
+    it was added: a history kept across the version that stopped hashing exact memory and the kernel build still
+    gathers one machine's runs for the noise floor. The stored id where env_json cannot be read."""
+    try:
+        rows = pq.ParquetFile(path).read_row_group(0, columns=["env_json"]).column("env_json")
+        env = json.loads(rows[0].as_py() or "{}")
+    except (OSError, pa.ArrowException, IndexError, ValueError):
+        return stored
+    return env_machine_id(env) if isinstance(env, dict) else stored
 
 
 def runs_table(history: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -240,5 +258,5 @@ def history_run_facts(history: Path, identifier: str) -> dict[str, Any]:
         rows = []
     if not rows:
         raise HistoryError(f"no run {identifier!r} in the history in {history} (accelbench history list)")
-    return {"machine_id": rows[0]["machine_id"], "started": rows[0]["started"], "run_id": identifier,
+    return {"machine_id": _machine_of(path, rows[0]["machine_id"]), "started": rows[0]["started"], "run_id": identifier,
             "scenarios": {row["scenario"] or "" for row in rows}}

@@ -1,6 +1,7 @@
 """Run folders as a report reads them: the records, the machine they were measured on, and when.
 
-Runs written by older versions lack `machine_id` and `collected_at` in env.json; both are derived the same way
+Runs written by older versions lack `machine_id` and `collected_at` in env.json, or hold a `machine_id` that hashed
+what is no longer taken as hardware (exact memory, physical cores, the GPU driver); both are derived the same way
 here, so any run folder can be reported and merged.
 """
 
@@ -17,7 +18,7 @@ from results.ab_record import AbRecord
 from results.environment import EnvFileError, check_environment
 from results.record import Record, RecordError
 from results.store import read_ab_records, read_records
-from sysinfo.envinfo import machine_id
+from sysinfo.envinfo import env_machine_id
 
 
 class RunFolderError(Exception):
@@ -42,7 +43,9 @@ class Run:
 
     @property
     def machine_id(self) -> str:
-        return self.env.get("machine_id") or machine_id(self.machine)
+        """Derived from the machine's description (hardware only), not read: a run written before machines were
+        identified as they are now is still grouped with today's runs on the same hardware."""
+        return env_machine_id(self.env)
 
     @property
     def started(self) -> str | None:

@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from results.ab_record import AbRecord
+from results.environment import EnvFileError, check_environment
 from results.record import Record, RecordError
 from sysinfo import ACCELBENCH_VERSION
+from sysinfo.envinfo import env_differences
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 T = TypeVar("T")
@@ -109,10 +111,16 @@ class RunStore:
             raise RunFolderProblem(f"{self.run_dir}: not a run folder to resume ({error})") from None
         if not isinstance(previous, dict):
             raise RunFolderProblem(f"{env_file}: not a JSON object")
-        if previous.get("env_id") != env["env_id"]:
-            raise RunFolderProblem(
-                f"{self.run_dir} was measured on another machine or software (fingerprint {previous.get('env_id')}, "
-                f"here {env['env_id']}): start a new run instead of mixing the two")
+        try:
+            check_environment(previous)
+        except EnvFileError as error:
+            raise RunFolderProblem(f"{env_file}: {error}") from None
+        # what the fingerprint holds, compared fact by fact: an env_id written by an earlier version (which hashed
+        # the kernel build and the exact memory) differs on the very same machine, and the message says what differs
+        if differences := env_differences(previous, env):
+            shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+            raise RunFolderProblem(f"{self.run_dir} was measured on another machine or software ({shown}): start a "
+                                   "new run instead of mixing the two")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.check_free_space()
         # an A/B folder's comparisons too: a record glued onto a torn one would make the whole file unreadable

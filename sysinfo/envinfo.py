@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -69,14 +70,112 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-MACHINE_KEYS = ("cpu_model", "cpu_logical", "cpu_physical", "memory_gb", "arch", "gpu")
+# Memory classes, GiB: powers of two and the halfway steps between them (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, ...).
+# Two VMs of one type report slightly different totals (23.5 and 23.6 GiB: the kernel and firmware keep a little),
+# so the fingerprint holds the nearest class on a log scale, never the total itself.
+MEMORY_CLASSES_GIB = tuple(sorted({2.0**k for k in range(-4, 21)} | {1.5 * 2.0**k for k in range(-4, 20)}))
+
+
+def memory_class_gib(gib: float | None) -> float | None:
+    """The memory class of a total in GiB: the class nearest on a log scale (23.5 and 23.6 are both 24)."""
+    if not isinstance(gib, int | float) or not math.isfinite(gib) or gib <= 0:
+        return None
+    return min(MEMORY_CLASSES_GIB, key=lambda rung: abs(math.log(gib / rung)))
+
+
+def os_family(os_text: str | None) -> str | None:
+    """The OS as it matters for numbers: platform.platform() without the kernel release. A cloud's kernel build
+    ("6.18.44-fc-v669" on one VM, "-fc-v1272" on the next of the same type) changes under a running fleet and is
+    shown in env.json, never a reason to call two runners different; the C library stays (it is the software)."""
+    if not isinstance(os_text, str):
+        return None
+    if os_text.startswith("Linux-"):
+        _, with_, libc = os_text.partition("-with-")
+        return f"Linux with {libc}" if with_ and libc else "Linux"
+    return os_text
+
+
+def _one_line(text: Any) -> Any:
+    return " ".join(text.split()) if isinstance(text, str) else text
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def hardware_facts(machine: dict[str, Any]) -> dict[str, Any]:
+    """What identifies the hardware, by the name a message uses: the CPU model, logical CPUs, architecture, the
+    memory class and each GPU (name, memory in GiB). Not the physical core count (hypervisors report the topology
+    of the host they run on: one VM type shows 1 or 2 "physical" cores), not the affinity (how the process was
+    started), and not the GPU driver (software, upgraded on the same card)."""
+    machine = _dict(machine)
+    gpus = []
+    for device in _dict(machine.get("gpu")).get("devices") or []:
+        device = _dict(device)
+        memory = device.get("memory_mb")
+        memory_gib = round(memory / 1024) if isinstance(memory, int | float) and math.isfinite(memory) else None
+        gpus.append(f"{_one_line(device.get('name'))} ({memory_gib} GiB)")
+    memory = memory_class_gib(machine.get("memory_gb"))
+    return {"CPU": _one_line(machine.get("cpu_model")), "logical CPUs": machine.get("cpu_logical"),
+            "architecture": machine.get("arch"), "memory": None if memory is None else f"~{memory:g} GiB",
+            "GPUs": ", ".join(gpus) if gpus else "none"}
+
+
+def software_facts(env: dict[str, Any]) -> dict[str, Any]:
+    """The software that matters for numbers: the OS family and C library, Python, the GPU and CUDA drivers and
+    every library's version. Not the kernel build, the host name, paths or the git commit."""
+    machine, gpu = _dict(env.get("machine")), _dict(_dict(env.get("machine")).get("gpu"))
+    facts = {"OS": os_family(machine.get("os")), "Python": machine.get("python"),
+             "GPU driver": gpu.get("driver_version"), "CUDA driver": gpu.get("cuda_driver_version")}
+    facts.update({str(name): _dict(env.get("libraries")).get(name) for name in sorted(_dict(env.get("libraries")))})
+    return facts
+
+
+def _digest(facts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def machine_id(machine: dict[str, Any]) -> str:
-    """The hardware part of the fingerprint (CPU, cores, memory, GPUs and their driver), without host name or
-    software: two CI runners of one type are one machine, and a library upgrade on it is still that machine."""
-    hardware = {key: machine.get(key) for key in MACHINE_KEYS}
-    return hashlib.sha256(json.dumps(hardware, sort_keys=True).encode()).hexdigest()[:12]
+    """The hardware part of the fingerprint (hardware_facts), without host name or software: two CI runners of one
+    type are one machine, and a library or driver upgrade on it is still that machine. Derived from env.json's
+    `machine`, so a run written by any version is grouped by what it ran on."""
+    return _digest(hardware_facts(machine))
+
+
+def env_id(env: dict[str, Any]) -> str:
+    """The whole fingerprint: hardware and the software that matters for numbers (see env_differences)."""
+    return _digest({**hardware_facts(_dict(env.get("machine"))), **software_facts(env)})
+
+
+def env_machine_id(env: dict[str, Any]) -> str:
+    """The machine of an env.json: derived from its `machine` where it has one (so that runs written before the
+    machine was identified as it is now group with today's), else the id it stored."""
+    machine = env.get("machine")
+    if isinstance(machine, dict) and machine:
+        return machine_id(machine)
+    stored = env.get("machine_id")
+    return stored if isinstance(stored, str) and stored else machine_id({})
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def env_differences(there: dict[str, Any], here: dict[str, Any], names: tuple[str, str] = ("there", "here"),
+                    hardware: bool = True, software: bool = True) -> list[str]:
+    """What differs between two env.json objects, each as "onnxruntime 1.31.0 there, 1.32.0 here": what a
+    refusal says instead of two opaque hashes. Empty when the fingerprints agree."""
+    pairs = []
+    if hardware:
+        pairs.append((hardware_facts(_dict(there.get("machine"))), hardware_facts(_dict(here.get("machine")))))
+    if software:
+        pairs.append((software_facts(there), software_facts(here)))
+    found = []
+    for before, after in pairs:
+        for name in dict.fromkeys([*before, *after]):
+            if before.get(name) != after.get(name):
+                found.append(f"{name} {_shown(before.get(name))} {names[0]}, {_shown(after.get(name))} {names[1]}")
+    return found
 
 
 def collect_env() -> dict[str, Any]:
@@ -93,10 +192,8 @@ def collect_env() -> dict[str, Any]:
         "gpu": _gpus(),
     }
     libraries = library_versions()
-    fingerprint = json.dumps({"machine": {k: v for k, v in machine.items() if k != "cpu_affinity"},
-                              "libraries": libraries}, sort_keys=True)
     return {
-        "env_id": hashlib.sha256(fingerprint.encode()).hexdigest()[:12],
+        "env_id": env_id({"machine": machine, "libraries": libraries}),
         "machine_id": machine_id(machine),
         "collected_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "hostname": platform.node(),

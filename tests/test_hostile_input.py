@@ -315,10 +315,16 @@ def test_damage_the_types_allow_is_read_without_a_traceback(tmp_path: Path) -> N
 
 
 def test_resuming_a_damaged_run_folder_is_one_line(tmp_path: Path) -> None:
+    from sysinfo.envinfo import collect_env
+
     def damaged(record: dict[str, Any]) -> None:
         record["latency_ms"]["p50"] = float("nan")
 
-    folder = _edited_run(tmp_path, "run", edit_record=damaged)
+    def this_machine(env: dict[str, Any]) -> None:  # the fixture was written on another VM: resume would refuse it
+        env.clear()
+        env.update(collect_env())
+
+    folder = _edited_run(tmp_path, "run", edit_record=damaged, edit_env=this_machine)
     done = run_cli("run", "--resume", str(folder), str(FIXTURE_RUN / "fixture.yaml"), cwd=tmp_path, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "latency_ms.p50: nan is not a finite number" in done.stderr

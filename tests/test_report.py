@@ -214,7 +214,10 @@ def test_machine_id_ignores_host_and_software_but_not_hardware() -> None:
     same = {**MACHINE_A, "os": "another kernel", "python": "3.12", "cpu_affinity": 1}
     assert machine_id(MACHINE_A) == machine_id(same)
     assert machine_id(MACHINE_A) != machine_id({**MACHINE_A, "cpu_logical": 4})
-    assert machine_id(MACHINE_B) != machine_id({**MACHINE_B, "gpu": {**MACHINE_B["gpu"], "driver_version": "581"}})
+    # the GPU driver is software (an upgrade on the same card is the same machine); the card is hardware
+    assert machine_id(MACHINE_B) == machine_id({**MACHINE_B, "gpu": {**MACHINE_B["gpu"], "driver_version": "581"}})
+    other_card = {**MACHINE_B["gpu"], "devices": [{"name": "NVIDIA H200", "memory_mb": 143771}]}
+    assert machine_id(MACHINE_B) != machine_id({**MACHINE_B, "gpu": other_card})
 
 
 def test_pareto_front_keeps_only_cases_nothing_beats_on_both_axes() -> None:

@@ -102,9 +102,12 @@ def test_resume_refuses_a_changed_scenario_or_another_machine(tmp_path: Path, di
 
     scenario.write_text(scenario.read_text().replace("\n# edited\n", ""))
     env = json.loads((run_dir / "env.json").read_text())
-    (run_dir / "env.json").write_text(json.dumps({**env, "env_id": "0123456789ab"}))
+    # the fingerprint's facts, not its hash, decide (a hash from an earlier version differs on the same machine)
+    (run_dir / "env.json").write_text(json.dumps({**env, "env_id": "0123456789ab",
+                                                  "libraries": {**env["libraries"], "numpy": "0.0.1"}}))
     done = run_cli("run", "--resume", str(run_dir))
     assert done.returncode == 2 and "another machine or software" in done.stderr and str(run_dir) in done.stderr
+    assert f"numpy 0.0.1 there, {env['libraries']['numpy']} here" in done.stderr
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from scipy.stats import t as t_dist
 
 from results.record import Record
 from results.stats import BLOCKS, block_medians
-from sysinfo.envinfo import machine_id
+from sysinfo.envinfo import env_differences, env_machine_id, software_facts
 from tracking.changepoints import noise_sigma
 
 DEFAULT_ALPHA = 0.01
@@ -140,8 +140,17 @@ def accuracy_changes(base: Record, new: Record) -> dict[str, Any]:
     return changes
 
 
-def _machine_id(env: dict[str, Any]) -> str:
-    return env.get("machine_id") or machine_id(env.get("machine") or {})
+SYSTEM_SOFTWARE = ("OS", "Python", "GPU driver", "CUDA driver")  # the software facts that are not libraries
+
+
+def _software_changes(base_env: dict[str, Any], new_env: dict[str, Any]) -> list[str]:
+    """Names of the software facts (sysinfo.envinfo.software_facts) that differ: libraries, and the GPU driver
+    that used to count as hardware. A fact that one env.json does not record at all (an older run folder without
+    `python`) is not a change."""
+    before, after = software_facts(base_env), software_facts(new_env)
+    libraries = set(base_env.get("libraries") or {}) | set(new_env.get("libraries") or {})
+    return sorted(name for name in {**before, **after} if before.get(name) != after.get(name)
+                  and (name in libraries or (before.get(name) is not None and after.get(name) is not None)))
 
 
 # what must be the same for two records of one case id to measure the same thing
@@ -160,12 +169,12 @@ def not_comparable_reason(base: Record, new: Record, base_env: dict[str, Any],
     for key in ALIKE_FIELDS:
         if before[key] != after[key]:
             return f"{key} differs: {before[key]!r} vs {after[key]!r}"
-    if not any_machine and _machine_id(base_env) != _machine_id(new_env):
-        return "measured on different machines (--any-machine compares them anyway)"
-    before, after = base_env.get("libraries") or {}, new_env.get("libraries") or {}
-    if not any_software and before != after:
-        changed = sorted(k for k in {**before, **after} if before.get(k) != after.get(k))
-        return f"library versions differ ({', '.join(changed)}; --any-software compares them anyway)"
+    if not any_machine and env_machine_id(base_env) != env_machine_id(new_env):
+        what = "; ".join(env_differences(base_env, new_env, ("base", "new"), software=False)[:2])
+        return f"measured on different machines ({what + '; ' if what else ''}--any-machine compares them anyway)"
+    if not any_software and (changed := _software_changes(base_env, new_env)):
+        kind = "library versions differ" if all(name not in SYSTEM_SOFTWARE for name in changed) else "software differs"
+        return f"{kind} ({', '.join(changed)}; --any-software compares them anyway)"
     blocks = min(len(base.samples_ns), len(new.samples_ns), BLOCKS)
     if blocks < MIN_BLOCKS:
         return f"too few samples for the test ({blocks} blocks; at least {MIN_BLOCKS})"
