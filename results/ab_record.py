@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from results.record import RecordError, validate_leniently
+from results.record import OneLine, RecordError, validate_leniently
 
 AbStatus = Literal["compared", "refused", "failed", "skipped"]  # skipped: the case cannot run here
 AbVerdict = Literal["slower", "faster", "unchanged", "cannot tell", "broken"]
@@ -76,7 +76,7 @@ class AbRecord(_Part):
     method: Literal["lockstep", "duet"]
     status: AbStatus
     verdict: AbVerdict | None = None
-    reason: str | None = None
+    reason: OneLine | None = None
     base: SideInfo
     new: SideInfo
     threshold: float

@@ -16,7 +16,7 @@ import copy
 import math
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 STATUSES = ("passed", "failed", "skipped", "invalid")
 # statuses whose timings describe a complete measurement: drawn, compared, given speed-ups
@@ -26,6 +26,17 @@ Status = Literal["passed", "failed", "skipped", "invalid"]
 # single figures of a record that are measured times, rates or sizes: finite whenever they are set
 TIMING_FIELDS = ("throughput_ips", "init_ms", "first_inference_ms", "peak_rss_mb", "prepare_rss_delta_mb",
                  "cpu_percent", "measured_seconds", "started_at", "finished_at")
+
+
+def one_line(text: str) -> str:
+    """A reason on one line whatever the library said: runtimes end their messages with a newline or wrap them
+    (ONNX Runtime's "pthread_create failed, error code: 11 ... Resource temporarily unavailable\n"), and a reason is
+    printed in tables, one-line checks and the history. The whole text stays in the worker's log."""
+    return " ".join(text.split())
+
+
+# a record's `reason`, in results.jsonl and ab.jsonl: whitespace collapsed however it is set
+OneLine = Annotated[str, AfterValidator(one_line)]
 
 
 class RecordError(ValueError):
@@ -167,7 +178,7 @@ class Record(_Part):
     batch_size: Annotated[int, Field(ge=1, lt=2**31)]
     mode: str = "latency"
     status: Status
-    reason: str | None = None
+    reason: OneLine | None = None
     measure: dict[str, Any] | None = None
     latency_ms: Latency | None = None
     median_ci_ms: MedianInterval | None = None

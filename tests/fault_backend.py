@@ -55,6 +55,8 @@ def inject(fault: str) -> None:
         time.sleep(SLOW_CALL_S)
     elif fault == "raise":
         raise RuntimeError("injected failure")
+    elif fault == "raise_lines":  # a native library's message, wrapped and ending on a newline (seen under load)
+        raise RuntimeError("pthread_create failed, error code: 11\n   Resource temporarily   unavailable\n")
     else:
         raise ValueError(f"unknown fault {fault!r}")
 
