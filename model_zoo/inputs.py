@@ -14,6 +14,7 @@ NumPy only: workers and the build process import this, and neither may pay for T
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +22,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from model_zoo.limits import MAX_FEED_ENV, max_feed_bytes
+
 # Values for inputs whose range nobody declared: floats in [0, 1), integers in {0, 1} (the only integers that are
 # safe for an index-like input of unknown range).
 USER_FLOAT_RANGE = (0.0, 1.0)
 USER_INT_RANGE = (0, 2)  # exclusive upper bound
 AUTO = "auto"  # batch_axis not given: inferred from the model
+GENERATE_CHUNK = 2**20  # values drawn per step: an input is made in its own dtype, never as a float64 copy of it
 
 
 class InputError(ValueError):
@@ -112,18 +116,34 @@ class InputPlan:
         dims.insert(self.batch_axis, batch)
         return tuple(dims)
 
+    def nbytes(self, batch: int) -> int:
+        """The size of this input's data for one call at ``batch`` (exact: Python integers, no overflow)."""
+        if self.value is not None:
+            return int(self.value.nbytes)
+        return math.prod(self.shape(batch)) * np.dtype(self.dtype).itemsize
+
     def generate(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """Seeded data for one call at ``batch``: the fixed value if there is one, else uniform in [low, high)."""
+        """Seeded data for one call at ``batch``: the fixed value if there is one, else uniform in [low, high).
+
+        Drawn a chunk at a time into an array of the input's own dtype: drawn whole, a float32 input of 1 GiB
+        passed through 2 GiB of float64 first. The draws are the same as one call's (each value takes the
+        generator's next number), so the data does not depend on the chunk size."""
         if self.value is not None:
             return self.value.copy()
         shape, dtype = self.shape(batch), np.dtype(self.dtype)
-        if dtype.kind == "f":
-            return rng.uniform(self.low, self.high, size=shape).astype(dtype)
-        if dtype.kind in "iu":
-            return rng.integers(int(self.low), int(self.high), size=shape).astype(dtype)
-        if dtype.kind == "b":
-            return rng.random(shape) > 0.5
-        raise InputError(f"input {self.name!r} has dtype {self.dtype}, which accelbench cannot generate")
+        if dtype.kind not in "fiub":
+            raise InputError(f"input {self.name!r} has dtype {self.dtype}, which accelbench cannot generate")
+        data = np.empty(shape, dtype=dtype)
+        flat = data.reshape(-1)  # a view: ``data`` is contiguous
+        for start in range(0, flat.size, GENERATE_CHUNK):
+            count = min(GENERATE_CHUNK, flat.size - start)
+            if dtype.kind == "f":
+                flat[start:start + count] = rng.uniform(self.low, self.high, size=count)
+            elif dtype.kind in "iu":
+                flat[start:start + count] = rng.integers(int(self.low), int(self.high), size=count)
+            else:
+                flat[start:start + count] = rng.random(count) > 0.5
+        return data
 
 
 @dataclass(frozen=True)
@@ -273,6 +293,29 @@ def onnx_declared(path: str) -> list[Declared]:
     return declared
 
 
+def feed_problem(plans: Sequence[InputPlan], batch: int) -> str | None:
+    """Why one call's data at ``batch`` is too big to make (the first input over the limit on one feed), or None.
+    Asked before any data is made, by the scenario loader at the description's line and by every process that
+    makes data: a shape typed with a digit too many must cost a line, not the machine's memory."""
+    plan = oversized_input(plans, batch)
+    if plan is None:
+        return None
+    return (f"input {plan.name!r} at batch {batch} is {plan.nbytes(batch) / 2**30:,.1f} GiB of {plan.dtype} "
+            f"{list(plan.shape(batch))}, over the {max_feed_bytes() / 2**30:g} GiB limit on one input's data "
+            f"({MAX_FEED_ENV}=<GiB> raises it)")
+
+
+def oversized_input(plans: Sequence[InputPlan], batch: int) -> InputPlan | None:
+    """The first input whose data for one call at ``batch`` is over the limit on one feed."""
+    limit = max_feed_bytes()
+    return next((plan for plan in plans if plan.nbytes(batch) > limit), None)
+
+
+def _check_feeds(plans: Sequence[InputPlan], batch: int) -> None:
+    if problem := feed_problem(plans, batch):
+        raise InputError(problem)
+
+
 def _check_fixed_batch(plan: InputPlan, spec: DeclaredInput, batch: int) -> None:
     if plan.batch_axis is None:
         return
@@ -297,6 +340,7 @@ def _show(shape: Sequence[int | None]) -> str:
 
 def make_feeds(plans: Sequence[InputPlan], batch: int, seed: int) -> list[np.ndarray]:
     """One call's inputs at ``batch``, seeded: what the timing loop feeds."""
+    _check_feeds(plans, batch)
     rng = np.random.default_rng(seed)
     return [plan.generate(rng, batch) for plan in plans]
 
@@ -305,6 +349,7 @@ def make_samples(plans: Sequence[InputPlan], samples: int, seed: int) -> list[np
     """``samples`` independent samples per batched input, stacked on a new leading axis, each sample keeping its
     own batch axis of size 1 (so any batch size is a concatenation along that axis); an unbatched input is one
     array shared by every sample, since a call can only take one value for it."""
+    _check_feeds(plans, 1)
     rng = np.random.default_rng(seed)
     arrays = []
     for plan in plans:

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from backends.registry import backend_names, get_backend
 from backends.tflite_cpu import _spec
 from model_zoo.catalog import CATALOG
-from model_zoo.inputs import InputError, InputLayout, onnx_declared
+from model_zoo.inputs import InputError, InputLayout, InputPlan, feed_problem, onnx_declared, oversized_input
+from model_zoo.limits import gib_limit
 from model_zoo.requests import SOURCE_SUFFIXES
 from scenario.expand import backend_labels, calibration_settings
 from scenario.schema import KEYS_AT, BackendEntry, CalibrationSpec, ModelEntry, Scenario
@@ -134,12 +135,54 @@ def model_path_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> l
             continue
         loc: Loc = ("models", index, "path")
         problem = _path_problem(model.path, base_dir) or _model_file_problem(base_dir / Path(model.path).expanduser())
+        plans = None
         if problem is None:
-            problem = _inputs_problem(model, base_dir)
-            loc = ("models", index, "inputs") if problem and model.inputs is not None else loc
+            plans = _inputs_plans(model, base_dir)
+            if isinstance(plans, str):
+                problem = plans
+                loc = ("models", index, "inputs") if model.inputs is not None else loc
         if problem:
             problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
+        elif isinstance(plans, list):
+            problems += _feed_problems(scenario, index, plans, lines)
     return problems
+
+
+def zoo_feed_problems(scenario: Scenario, lines: LineMap) -> list[tuple[int, str]]:
+    """A zoo model's input at its largest batch, from the catalog's dtype and the shape asked for."""
+    problems = []
+    for index, model in enumerate(scenario.models):
+        zoo = CATALOG.get(model.name or "")
+        if zoo is None or model.path is not None:
+            continue
+        shape = tuple(model.input_shape or zoo.input_shape)
+        plan = InputPlan("input", zoo.input_dtype, 0, shape, *(zoo.input_range or (0.0, 1.0)))
+        problems += _feed_problems(scenario, index, [plan], lines)
+    return problems
+
+
+def _feed_problems(scenario: Scenario, index: int, plans: list[InputPlan], lines: LineMap) -> list[tuple[int, str]]:
+    """An input whose data for one call, at the model's largest batch size, is over the limit on one feed: said at
+    the line that makes it so. The input's own shape where one sample is already too big (its description, the
+    model-level input_shape, or the model's path where the file fixes the shape); else the batch sizes."""
+    model = scenario.models[index]
+    batch = max(model.batch_sizes or scenario.batch_sizes)
+    problem = feed_problem(plans, batch)
+    if problem is None:
+        return []
+    loc: Loc
+    if feed_problem(plans, 1) is not None:
+        name = getattr(oversized_input(plans, 1), "name", "")
+        described = (model.inputs or {}).get(name)
+        if described is not None and described.shape is not None:
+            loc = ("models", index, "inputs", name, "shape")
+        elif model.input_shape is not None:
+            loc = ("models", index, "input_shape")
+        else:
+            loc = ("models", index, "path" if model.path is not None else "name")
+    else:
+        loc = ("models", index, "batch_sizes") if model.batch_sizes else ("batch_sizes",)
+    return [(lines.line(loc), f"{format_loc(loc)}: {problem}")]
 
 
 def _model_file_problem(path: Path) -> str | None:
@@ -171,13 +214,7 @@ def _model_file_problem(path: Path) -> str | None:
 
 def max_model_bytes() -> int:
     """The largest model accelbench reads: a bound on what a mistyped path (a disk image, a dataset) can cost."""
-    try:
-        gib = float(os.environ.get(MAX_MODEL_ENV, DEFAULT_MAX_MODEL_GIB))
-    except ValueError:
-        gib = DEFAULT_MAX_MODEL_GIB
-    if not gib > 0:  # zero, negative or NaN: a mistake, not "refuse every model"
-        gib = DEFAULT_MAX_MODEL_GIB
-    return int(min(gib, 2.0**33) * 2**30)  # "inf" means no limit: 8 EiB is beyond any file system
+    return gib_limit(MAX_MODEL_ENV, DEFAULT_MAX_MODEL_GIB)
 
 
 def _folder_files(folder: Path) -> list[Path] | str:
@@ -231,9 +268,10 @@ def _data_file_problem(path: Path, what: str) -> str | None:
     return None
 
 
-def _inputs_problem(model: ModelEntry, base_dir: Path) -> str | None:
-    """The input description checked against the inputs an ONNX or TFLite file declares; the file's own errors
-    (a corrupt file) are left to the build, which names them."""
+def _inputs_plans(model: ModelEntry, base_dir: Path) -> list[InputPlan] | str | None:
+    """The input description checked against the inputs an ONNX or TFLite file declares: the plans, or why the
+    description does not fit; None where the file's inputs cannot be read here (a SavedModel, a corrupt file: the
+    build names its errors)."""
     path = (base_dir / Path(model.path or "").expanduser()).resolve()
     try:
         declared = _declared_inputs(path)
@@ -244,10 +282,9 @@ def _inputs_problem(model: ModelEntry, base_dir: Path) -> str | None:
     layout = InputLayout.from_json({"inputs": {name: entry.to_description() for name, entry in
                                                (model.inputs or {}).items()}, "input_shape": model.input_shape})
     try:
-        layout.plan(declared, what=path.name)
+        return layout.plan(declared, what=path.name)
     except InputError as error:
         return str(error)
-    return None
 
 
 def _declared_inputs(path: Path) -> list[Any] | None:

@@ -92,6 +92,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         problems += checks.override_problems(scenario, lines)
         problems += checks.calibration_problems(scenario, lines, path.parent)
         problems += checks.model_path_problems(scenario, lines, path.parent)
+        problems += checks.zoo_feed_problems(scenario, lines)
         problems += checks.baseline_problems(scenario, data, lines)
         problems += checks.ab_problems(scenario, lines, path.parent)
     if problems or scenario is None:
