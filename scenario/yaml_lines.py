@@ -66,6 +66,8 @@ class LineLoader(yaml.SafeLoader):
         self._open: list[str | None] = []  # anchors of the nodes being composed, outermost first
         self._heights: dict[yaml.Node, int] = {}  # levels of nesting at and below a node, through aliases
         self._sizes: dict[yaml.Node, int] = {}  # values at and below a node, aliases expanded
+        self._aliased: set[yaml.Node] = set()  # nodes with an alias at or below them
+        self._alias_seen: list[bool] = []  # per node being composed: has an alias among its direct children
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         event = self.peek_event()
@@ -75,23 +77,32 @@ class LineLoader(yaml.SafeLoader):
                 raise ComposerError(None, None, f"the alias *{event.anchor} is inside its own anchor &{event.anchor}",
                                     event.start_mark)
             node = super().compose_node(parent, index)
+            if self._alias_seen:
+                self._alias_seen[-1] = True
         else:
             if depth >= MAX_DEPTH:
                 raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
             self._open.append(event.anchor)
+            self._alias_seen.append(False)
             try:
                 node = super().compose_node(parent, index)
             finally:
                 self._open.pop()
+                direct_alias = self._alias_seen.pop()
             children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
                 node.value if isinstance(node, yaml.SequenceNode) else [])
             self._heights[node] = 1 + max((self._heights[child] for child in children), default=0)
             self._sizes[node] = 1 + sum(self._sizes[child] for child in children)
+            if direct_alias or any(child in self._aliased for child in children):
+                self._aliased.add(node)
         if depth + self._heights[node] > MAX_DEPTH:  # an alias brings its anchor's nesting along
             raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
         if self._sizes[node] > MAX_VALUES:
-            raise ComposerError(None, None, f"the aliases here expand to more than {MAX_VALUES:,} values",
-                                event.start_mark)
+            # blame the aliases only where they multiplied the values; a long plain list is just too many values
+            problem = (f"the aliases here expand to more than {MAX_VALUES:,} values" if node in self._aliased else
+                       f"too many values in the file: more than {MAX_VALUES:,} in what starts here (a scenario "
+                       "holds a few thousand: split it)")
+            raise ComposerError(None, None, problem, event.start_mark)
         return node
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
