@@ -156,6 +156,8 @@ def zoo_feed_problems(scenario: Scenario, lines: LineMap) -> list[tuple[int, str
         if zoo is None or model.path is not None:
             continue
         shape = tuple(model.input_shape or zoo.input_shape)
+        if zoo.shape_problem(shape):  # a shape the model cannot take is said once, by registry_problems
+            continue
         plan = InputPlan("input", zoo.input_dtype, 0, shape, *(zoo.input_range or (0.0, 1.0)))
         problems += _feed_problems(scenario, index, [plan], lines)
     return problems
