@@ -183,7 +183,7 @@ def test_the_pytest_path_refuses_a_bad_side_model_at_collection_in_one_line(tmp_
 def test_options_that_are_not_a_mapping_are_one_line_in_ab_and_in_pytest(tmp_path: Path, tiny_scenario) -> None:
     with pytest.raises(SideError) as caught:
         side_from_mapping("new", {"options": [1, 2]}, tmp_path)
-    assert str(caught.value) == "new side: options is a mapping of backend options (threads: 2), not [1, 2]"
+    assert str(caught.value) == "new side: options: a mapping of backend options (threads: 2), not [1, 2]"
     scenario = tiny_scenario("{new: {options: [1, 2]}}")
     expected = f"{scenario}:6: ab.new.options: a mapping of backend options (threads: 2), not [1, 2]"
     assert load_error(scenario) == expected
@@ -197,7 +197,8 @@ def test_options_that_are_not_a_mapping_are_one_line_in_ab_and_in_pytest(tmp_pat
 
 
 ODD_VALUES: list[Any] = [None, 0, -1, 1, 2.5, math.nan, math.inf, -math.inf, True, False, 10**30, -(10**30), 2**64,
-                         "", " ", "\x00", "a\x00b", "~nosuchuser/x.onnx", "x" * 5000, "/", "/no/such/file", ".",
+                         "", " ", "\x00", "a\x00b", "a\nb.onnx", "~nosuchuser/x.onnx", "x" * 5000, "/", ".",
+                         "/no/such/file",
                          [], [1, 2], {}, {"a": 1}, {1: 2}, {"threads": [1]}, {"threads": 10**30}, {None: None},
                          b"bytes", (1, 2), {"model": {"x": 1}}, {"options": None}, {"options": {"threads": 0}}]
 SIDE_KEYS = ["python", "model", "artifacts", "options", "threads", "xnnpack", "graph_optimization", "", " ", 1,
@@ -222,7 +223,7 @@ def test_fuzzed_side_settings_raise_nothing_but_side_error(tmp_path: Path) -> No
             assert str(error).startswith(("base side: ", "new side: ")) and "\n" not in str(error), str(error)
             outcomes["refused"] += 1
     pieces = ["python=", "model=", "threads=", "options=", "=", ",", "x", "[1,2]", "{a: 1}", "99999999999999999999",
-              "~nosuchuser", "\x00", "-1", "nan", "true", str(text), " "]
+              "~nosuchuser", "\x00", "\n", "-1", "nan", "true", str(text), " ", "9" * 5000]
     for _ in range(2000):
         try:
             parse_side("new", "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8))), tmp_path)
@@ -241,7 +242,7 @@ def test_threads_past_the_bound_are_refused_on_a_side_and_in_a_scenario(tmp_path
     from scenario.defaults import MAX_THREADS
 
     assert MAX_THREADS == 1024
-    expected = "new side: threads is a whole number from 1 to 1024, not 99999999999999999999"
+    expected = "new side: threads: a whole number from 1 to 1024, not 99999999999999999999"
     with pytest.raises(SideError) as caught:
         parse_side("new", "threads=99999999999999999999")
     assert str(caught.value) == expected
@@ -255,9 +256,9 @@ def test_threads_past_the_bound_are_refused_on_a_side_and_in_a_scenario(tmp_path
         backends:
           - {name: onnxruntime_cpu, threads: 100000}
     """, "threads.yaml")
-    assert load_error(plain) == f"{plain}:4: backends.0.threads: Input should be less than or equal to 1024"
+    assert load_error(plain) == f"{plain}:4: backends[0].threads: Input should be less than or equal to 1024"
     side = tiny_scenario("{new: {threads: 100000}}", name="side-threads")
-    assert load_error(side) == f"{side}:6: ab.new.threads: threads is a whole number from 1 to 1024, not 100000"
+    assert load_error(side) == f"{side}:6: ab.new.threads: a whole number from 1 to 1024, not 100000"
 
 
 # -- 5. messages that stuttered or ended on nothing ---------------------------------------------------------------
