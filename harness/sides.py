@@ -14,6 +14,10 @@ A side is a few ``key=value`` settings laid over every case of the scenario:
 On the command line a side is the settings joined by commas (``--new python=/opt/ort132/bin/python,threads=2``);
 in a scenario's ``ab:`` block, a mapping (``new: {python: ..., options: {threads: 2}}`` or flat keys). Values are
 read as YAML scalars (``false``, ``2``, ``basic``). An empty side is the scenario as written, on this interpreter.
+
+A side is checked whole when it is parsed, with the scenario loader's own checks (a model file is a regular file of a
+kind accelbench reads, under the size limit; threads within scenario.defaults.MAX_THREADS), so that a bad side is
+one line before any process starts, never a hang on a FIFO, a traceback or a "broken" verdict for an input error.
 """
 
 from __future__ import annotations
@@ -42,7 +46,12 @@ class SideError(ValueError):
     the side's mapping (("model",), ("options", "threads"); () for the side as a whole) and ``problem`` the message
     without the side's name, so that a scenario's loader can give them at the setting's line."""
 
-    def __init__(self, side: str, problem: str, setting: tuple[str, ...] = ()) -> None:
+    def __init__(self, side: str, problem: str | None = None, setting: tuple[str, ...] = ()) -> None:
+        if problem is None:  # SideError("new side: why"), a whole message, as it was raised before
+            message = side.translate(LINE_BREAKS)
+            super().__init__(message)
+            self.problem, self.setting = message.partition(" side: ")[2] or message, setting
+            return
         problem = problem.translate(LINE_BREAKS)  # a path may hold a newline; the message stays one line
         where = f"{'.'.join(setting)}: " if setting else ""
         super().__init__(f"{side} side: {where}{problem}")

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from harness.sides import SideError, parse_side, side_from_mapping
+from scenario.cases import Case, ModelSpec
 from tests.conftest import REPO, cli_env, run_cli, write_scenario
 from tests.test_ab import tiny_onnx
 from tests.test_hostile_input import load_error, run_limited
@@ -214,11 +215,18 @@ def test_fuzzed_side_settings_raise_nothing_but_side_error(tmp_path: Path) -> No
     rng = random.Random(24)
     mappings: list[Any] = [None, [], [1, 2], "python=x", 5, {}, *({k: v} for k in SIDE_KEYS for v in values)]
     mappings += [{rng.choice(SIDE_KEYS): rng.choice(values) for _ in range(rng.randint(1, 4))} for _ in range(2000)]
-    outcomes = {"made": 0, "refused": 0}
+    outcomes = {"made": 0, "refused": 0, "applied": 0}
+    cases = [Case(case_id=f"fuzz-{backend}", scenario="fuzz", model=ModelSpec(zoo="digits_cnn"),
+                  model_label="digits_cnn", backend=backend, backend_label=backend, backend_options={},
+                  precision="fp32", batch_size=1, mode="latency", measure={})
+             for backend in ("onnxruntime_cpu", "tflite_cpu", "tensorflow")]
     for mapping in mappings:
         try:
-            side_from_mapping(rng.choice(["base", "new"]), mapping, tmp_path)
+            side = side_from_mapping(rng.choice(["base", "new"]), mapping, tmp_path)
             outcomes["made"] += 1
+            for case in cases:  # a backend option of any type is the backend's to refuse, with a SideError
+                side.apply(case)
+                outcomes["applied"] += 1
         except SideError as error:
             assert str(error).startswith(("base side: ", "new side: ")) and "\n" not in str(error), str(error)
             outcomes["refused"] += 1
@@ -231,7 +239,7 @@ def test_fuzzed_side_settings_raise_nothing_but_side_error(tmp_path: Path) -> No
         except SideError as error:
             assert "\n" not in str(error), str(error)
             outcomes["refused"] += 1
-    assert outcomes["made"] > 50 and outcomes["refused"] > 1000, outcomes
+    assert outcomes["made"] > 50 and outcomes["applied"] > 50 and outcomes["refused"] > 1000, outcomes
 
 
 # -- 4. one threads bound for sides and scenarios -----------------------------------------------------------------
