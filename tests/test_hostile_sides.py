@@ -14,6 +14,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,6 @@ def test_a_legitimate_reply_stays_far_under_the_limit() -> None:
     def call() -> None:
         nonlocal calls
         calls += 1
-
-    import time
 
     begin = time.perf_counter_ns()
     samples, ends = until_loop(call, begin, begin + 50_000_000, max_samples=1000)
