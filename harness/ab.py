@@ -91,8 +91,8 @@ class AbRun:
             artifact, error = side.artifact_for(case.case_id)
             if artifact is None and error is None:
                 artifact, error = self.engine.artifact_for(cases[name])
-            if artifact is None:
-                problems[name] = (True, f"{name} side: {error or 'no artefact'}")
+            if artifact is None:  # the side named once: a manifest's message names it already, the engine's not
+                problems[name] = (True, f"{name} side: {(error or 'no artefact').removeprefix(f'{name} side: ')}")
             else:
                 artifacts[name] = artifact
         refusal = None

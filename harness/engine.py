@@ -146,7 +146,10 @@ def exit_reason(returncode: int | None, log_path: Path) -> str:
         name = signal_name(returncode)
         hint = " (the kernel's out-of-memory killer, most likely)" if name == "SIGKILL" else ""
         return f"worker crashed with {name}{hint}; log: {log_path}"
-    return f"worker exited with status {returncode} and no result: {tail_of_log(log_path)}"
+    tail = tail_of_log(log_path)
+    if not tail:  # said in full: "... and no result: " ended on nothing
+        return f"worker exited with status {returncode} and no result; its log is empty ({log_path})"
+    return f"worker exited with status {returncode} and no result: {tail}"
 
 
 def file_sizes(path: str) -> tuple[int, int]:

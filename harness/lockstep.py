@@ -57,6 +57,12 @@ QUIT_GRACE_S = 2.0
 # time cap, is a side that stalled, not noise: a CPU's speed swings ~2.5x on a shared VM, a hiccup lasts < 1 s;
 # a start-up (a new worker, or a renewed session) this many times the slowest before: start-ups vary less
 STALL_FACTOR, START_STALL_FACTOR, STALL_FLOOR_S = 20.0, 5.0, 1.0
+# The longest reply line a side's worker may send: past it the side is broken (an interpreter that writes to stdout
+# without a newline was kept in memory whole, 8 GB in 25 s). The largest legitimate reply is a duet round's: measured
+# on a one-node ONNX model (190,000 inferences a second a side) at 4.0 MB per round second, 21 bytes an inference;
+# a reply records at most MAX_REPLY_SAMPLES inferences, 42 MB even were every number 19 digits long. 256 MB is six
+# times that, and what the coordinator holds at most while it waits for a line.
+MAX_REPLY_BYTES = 256_000_000
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ class SideWorker:
 
     def __init__(self, side: str, python: str, job: dict[str, Any], work_dir: Path, name: str,
                  cores: list[int] | None = None) -> None:
-        self.side = side
+        self.side, self.python = side, python
         work_dir.mkdir(parents=True, exist_ok=True)
         name = safe_file_name(name)
         job_path, self.result_path = work_dir / f"{name}.job.json", work_dir / f"{name}.result.json"
@@ -156,8 +162,11 @@ class SideWorker:
         asked = time.perf_counter()
         deadline = asked + timeout_s
         chunks, end = [self._buffer], self._buffer.find(b"\n")
+        held = len(self._buffer)
         ends = min(deadline, cap_at) if cap_at is not None else deadline
         while end < 0:  # only each new chunk is searched: a duet's reply can be megabytes
+            if held > MAX_REPLY_BYTES:
+                raise self._overlong()
             # what has arrived is read first, so that a reply that made it before the cap or the timeout counts
             if not select.select([fd], [], [], max(ends - time.perf_counter(), 0.0))[0]:
                 if time.perf_counter() < ends:
@@ -173,8 +182,11 @@ class SideWorker:
                 raise SideFailure(self.side, self._why_gone(), not self.started)
             newline = chunk.find(b"\n")
             if newline >= 0:
-                end = sum(map(len, chunks)) + newline
+                end = held + newline
             chunks.append(chunk)
+            held += len(chunk)
+        if end > MAX_REPLY_BYTES:
+            raise self._overlong()
         data = b"".join(chunks)
         line, self._buffer = data[:end], data[end + 1:]
         try:
@@ -191,6 +203,13 @@ class SideWorker:
         elif "error" in reply:
             raise SideFailure(self.side, f"worker refused a command: {reply['error']}", not self.started)
         return reply
+
+    def _overlong(self) -> SideFailure:
+        """The worker is killed: whatever it writes without a newline is no reply (and would be held whole)."""
+        self.kill()
+        return SideFailure(self.side, f"its worker sent a reply over {MAX_REPLY_BYTES // 10**6} MB without a newline "
+                           f"(a reply is one JSON line: does the {self.side} side's python={self.python} print to "
+                           f"stdout?); log: {self.log_path}", not self.started)
 
     def ask(self, command: dict[str, Any], timeout_s: float, cap_at: float | None = None) -> dict[str, Any]:
         self.send(command)

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from scenario.defaults import MEASURE_DEFAULTS
 
 Call = Callable[[], object]
+# The most inferences one reply of an A/B side's worker records (a lock-step slice ends there; a duet round runs on
+# to its end unrecorded): a round's length does not bound its reply, a model that answers in 5 us sends 4 MB per
+# round second, so a 600 s round would be a 2.4 GB line. A million is 5 s of the fastest model measured, far beyond
+# the default round (1 s) and slice (50 ms), and at most 42 MB of JSON (harness.lockstep.MAX_REPLY_BYTES).
+MAX_REPLY_SAMPLES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,10 @@ def warm_up(call: Call, runs: int, seconds: float) -> tuple[int, float]:
     return done, (clock() - start) / 1e9
 
 
-def timed_loop(call: Call, min_runs: int, min_seconds: float, max_seconds: float) -> LoopResult:
-    """Time each call back to back until ``min_runs`` and ``min_seconds`` are both met or ``max_seconds`` passes.
+def timed_loop(call: Call, min_runs: int, min_seconds: float, max_seconds: float,
+               max_runs: int | None = None) -> LoopResult:
+    """Time each call back to back until ``min_runs`` and ``min_seconds`` are both met or ``max_seconds`` passes
+    (or ``max_runs`` are done: an A/B slice's reply is bounded).
 
     Only the call sits between the two clock reads: the bookkeeping (append, stop test) happens outside the
     timed region, so the harness adds nothing to a sample that a bare loop would not.
@@ -75,12 +82,13 @@ def timed_loop(call: Call, min_runs: int, min_seconds: float, max_seconds: float
     start = clock()
     min_end = start + int(min_seconds * 1e9)
     hard_end = start + int(max_seconds * 1e9)
+    most = max_runs or float("inf")
     while True:
         before = clock()
         call()
         after = clock()
         append(after - before)
-        if (after >= min_end and len(samples) >= min_runs) or after >= hard_end:
+        if (after >= min_end and len(samples) >= min_runs) or after >= hard_end or len(samples) >= most:
             break
     wall = clock() - start
     return LoopResult(samples, wall, time.process_time_ns() - cpu_start)
@@ -128,12 +136,15 @@ def concurrent_loop(calls: list[Call], min_runs: int, min_seconds: float, max_se
                       per_stream_runs=[len(s) for s in per_stream])
 
 
-def until_loop(call: Call, from_ns: int, until_ns: int) -> tuple[list[int], list[int]]:
+def until_loop(call: Call, from_ns: int, until_ns: int,
+               max_samples: int = MAX_REPLY_SAMPLES) -> tuple[list[int], list[int]]:
     """Back-to-back calls from ``from_ns`` until the monotonic clock passes ``until_ns``: each call's latency and
-    end time.
+    end time, for the first ``max_samples`` calls.
 
     The duet's loop: both sides run it at once, on disjoint cores, and the coordinator pairs their samples by end
-    time (perf_counter_ns is CLOCK_MONOTONIC on Linux, one clock for every process).
+    time (perf_counter_ns is CLOCK_MONOTONIC on Linux, one clock for every process). Past ``max_samples`` the calls
+    go on unrecorded, so that the other side's load stays as it was until the round's end; the windows after a
+    side's last recorded call hold no pair.
     """
     clock = time.perf_counter_ns
     samples: list[int] = []
@@ -145,7 +156,8 @@ def until_loop(call: Call, from_ns: int, until_ns: int) -> tuple[list[int], list
         before = clock()
         call()
         after = clock()
-        samples.append(after - before)
-        ends.append(after)
+        if len(samples) < max_samples:
+            samples.append(after - before)
+            ends.append(after)
         if after >= until_ns:
             return samples, ends

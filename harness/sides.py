@@ -14,6 +14,10 @@ A side is a few ``key=value`` settings laid over every case of the scenario:
 On the command line a side is the settings joined by commas (``--new python=/opt/ort132/bin/python,threads=2``);
 in a scenario's ``ab:`` block, a mapping (``new: {python: ..., options: {threads: 2}}`` or flat keys). Values are
 read as YAML scalars (``false``, ``2``, ``basic``). An empty side is the scenario as written, on this interpreter.
+
+A side is checked whole when it is parsed, with the scenario loader's own checks (a model file is a regular file of a
+kind accelbench reads, under the size limit; threads within scenario.defaults.MAX_THREADS), so that a bad side is
+one line before any process starts, never a hang on a FIFO, a traceback or a "broken" verdict for an input error.
 """
 
 from __future__ import annotations
@@ -30,12 +34,28 @@ import yaml
 
 from backends.registry import get_backend
 from scenario.cases import Case, ModelSpec
+from scenario.checks import model_path_problem, option_problem, path_problem
+from scenario.defaults import MAX_THREADS
+from scenario.yaml_lines import LINE_BREAKS, excerpt
 
 SIDE_KEYS = ("python", "model", "artifacts")
 
 
 class SideError(ValueError):
-    """A side that cannot be used; the message says which and why."""
+    """A side that cannot be used; the message says which and why, on one line. ``setting``: where the fault is in
+    the side's mapping (("model",), ("options", "threads"); () for the side as a whole) and ``problem`` the message
+    without the side's name, so that a scenario's loader can give them at the setting's line."""
+
+    def __init__(self, side: str, problem: str | None = None, setting: tuple[str, ...] = ()) -> None:
+        if problem is None:  # SideError("new side: why"), a whole message, as it was raised before
+            message = side.translate(LINE_BREAKS)
+            super().__init__(message)
+            self.problem, self.setting = message.partition(" side: ")[2] or message, setting
+            return
+        problem = problem.translate(LINE_BREAKS)  # a path may hold a newline; the message stays one line
+        where = f"{'.'.join(setting)}: " if setting else ""
+        super().__init__(f"{side} side: {where}{problem}")
+        self.problem, self.setting = problem, setting
 
 
 @dataclass(frozen=True)
@@ -80,42 +100,71 @@ class Side:
         backend = get_backend(case.backend)
         known = ("threads", *backend.option_names())
         for key, value in self.options.items():
-            if key == "threads" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise SideError(f"{self.name} side: threads is a whole number of at least 1, not {value!r}")
+            if key == "threads" and (problem := threads_problem(value)):
+                raise SideError(self.name, problem, ("threads",))
             if key not in known:
-                raise SideError(f"{self.name} side: {case.backend} has no option {key!r} (it takes: "
+                raise SideError(self.name, f"{case.backend} has no option {_shown(key)} (it takes: "
                                 f"{', '.join(known)})")
-            problem = backend.option_problem(key, value)
-            if problem:
-                raise SideError(f"{self.name} side: {key}: {problem}")
+            if problem := option_problem(backend, key, value):
+                raise SideError(self.name, problem, (key,))
         model = case.model
         if self.model:
             model = ModelSpec(zoo=None, path=self.model, input_shape=case.model.input_shape, inputs=case.model.inputs)
         return replace(case, model=model, backend_options={**case.backend_options, **self.options})
 
 
-def side_from_mapping(name: str, values: dict[str, Any] | None, base_dir: Path) -> Side:
-    """A side from a mapping: ``python`` and ``model`` (relative paths relative to ``base_dir``), ``options`` and any
-    other key as a backend option."""
-    values = dict(values or {})
-    options = dict(values.pop("options", None) or {})
+def side_from_mapping(name: str, values: Any, base_dir: Path) -> Side:
+    """A side from a mapping: ``python``, ``model`` and ``artifacts`` (relative paths relative to ``base_dir``),
+    ``options`` and any other key as a backend option. Every file and every bound is checked here, as a scenario's
+    loader checks its own (scenario.checks), so that a bad side is one SideError before anything runs, whatever the
+    mapping holds (it comes from a hand-written YAML block)."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise SideError(name, f"a side is a mapping of settings (python, model, artifacts, options or a backend "
+                              f"option such as threads), not {_shown(values)}")
+    values = dict(values)
+    options = values.pop("options", None)
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise SideError(name, f"a mapping of backend options (threads: 2), not {_shown(options)}", ("options",))
     python, model, artifacts = values.pop("python", None), values.pop("model", None), values.pop("artifacts", None)
-    options.update(values)
+    for where, settings in (((), values), (("options",), options)):
+        for key, value in settings.items():
+            if not isinstance(key, str) or not key.strip():
+                raise SideError(name, f"a backend option is named by a word (threads, xnnpack), not {_shown(key)}",
+                                where)
+            if key == "threads" and (problem := threads_problem(value)):
+                raise SideError(name, problem, (*where, key))
+    options = {**options, **values}
     if python is not None:
         python = _existing(name, "python", python, base_dir)
         if not os.access(python, os.X_OK) or Path(python).is_dir():
-            raise SideError(f"{name} side: python={python} is not an executable interpreter")
+            raise SideError(name, f"{python} is not an executable interpreter", ("python",))
     if model is not None:
-        model = _existing(name, "model", model, base_dir)
+        resolved = _existing(name, "model", model, base_dir)
+        # checked as named (a link to a device is named as the link): a FIFO, a device, no model, over the size limit
+        if problem := model_path_problem(model, base_dir):
+            raise SideError(name, problem, ("model",))
+        model = resolved
     if artifacts is not None:
         artifacts = _existing(name, "artifacts", artifacts, base_dir)
         try:
             _manifest(artifacts)
         except ValueError as error:
-            raise SideError(f"{name} side: artifacts={artifacts}: {error}") from None
+            raise SideError(name, f"{artifacts}: {error}", ("artifacts",)) from None
     if model is not None and artifacts is not None:
-        raise SideError(f"{name} side: model= and artifacts= both name the model files; give one")
+        raise SideError(name, "model= and artifacts= both name the model files; give one")
     return Side(name, python, model, options, artifacts)
+
+
+def threads_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a side's thread count: the scenario's bound (scenario.defaults.MAX_THREADS), so that a
+    typo is an input error, not a side judged "broken" when its runtime refuses (or crashes on) the number."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        return f"a whole number from 1 to {MAX_THREADS}, not {_shown(value)}"
+    return None
 
 
 def parse_side(name: str, text: str, base_dir: Path | None = None) -> Side:
@@ -124,11 +173,11 @@ def parse_side(name: str, text: str, base_dir: Path | None = None) -> Side:
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, equals, raw = item.partition("=")
         if not equals or not key.strip():
-            raise SideError(f"--{name} {text!r}: each setting is key=value (e.g. python=/opt/venv/bin/python, "
-                            f"model=model_v2.onnx, threads=2), not {item!r}")
+            raise SideError(name, f"each setting is key=value (e.g. python=/opt/venv/bin/python, model=model_v2.onnx, "
+                                  f"threads=2), not {_shown(item)} (in --{name} {_shown(text)})")
         key = key.strip()
         if key in values:
-            raise SideError(f"--{name} {text!r}: {key} is given twice")
+            raise SideError(name, f"{key} is given twice (in --{name} {_shown(text)})")
         values[key] = raw.strip() if key in SIDE_KEYS else _scalar(raw.strip())
     return side_from_mapping(name, values, base_dir or Path.cwd())
 
@@ -136,18 +185,33 @@ def parse_side(name: str, text: str, base_dir: Path | None = None) -> Side:
 def _scalar(text: str) -> Any:
     try:
         value = yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer of more than 4300 digits
         return text
     return value if isinstance(value, str | int | float | bool) or value is None else text
 
 
+def _shown(value: Any) -> str:
+    """A value quoted into a message, cut short (a 5000-character path, a 20-digit number must not fill a screen)."""
+    if isinstance(value, str):
+        return excerpt(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past the 4300 digits Python prints
+        return "a number of more than 4300 digits"
+    return text if len(text) <= 60 else f"{text[:60]}..."
+
+
 def _existing(name: str, key: str, value: Any, base_dir: Path) -> str:
+    """The file a path setting names (relative to ``base_dir``), which must exist: a SideError otherwise, also for a
+    path the system refuses outright (a NUL byte, a name too long, an unknown ~user: scenario.checks' check)."""
     if not isinstance(value, str) or not value:
-        raise SideError(f"{name} side: {key} is a path, not {value!r}")
+        raise SideError(name, f"a path, not {_shown(value)}", (key,))
+    if problem := path_problem(value, base_dir):
+        raise SideError(name, problem, (key,))
     path = Path(value).expanduser()
     path = path if path.is_absolute() else base_dir / path
     if not path.exists():
-        raise SideError(f"{name} side: {key}={value}: no such file ({path})")
+        raise SideError(name, f"no such file {excerpt(value)} ({path})", (key,))
     # the interpreter is kept as named (a venv's bin/python is a symlink whose target ignores the venv)
     return str(path.absolute()) if key == "python" else str(path.resolve())
 

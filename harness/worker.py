@@ -352,7 +352,7 @@ def serve(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
     t1, with each inference's end time, for the duet; ``{"renew": true}`` replaces the session with a fresh one (a new
     round where a new process is not wanted); ``{"quit": true}`` ends.
     """
-    from harness.measure import timed_loop, until_loop
+    from harness.measure import MAX_REPLY_SAMPLES, timed_loop, until_loop
 
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
@@ -370,7 +370,7 @@ def serve(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
         with phase("measure"):
             if "run" in command:
                 seconds = float(command["run"])
-                loop = timed_loop(call, 1, seconds, max(10.0, seconds * 100))
+                loop = timed_loop(call, 1, seconds, max(10.0, seconds * 100), MAX_REPLY_SAMPLES)
                 send({"samples_ns": loop.samples_ns, "wall_ns": loop.wall_ns})
             elif "until_ns" in command:
                 samples, ends = until_loop(call, int(command.get("from_ns", 0)), int(command["until_ns"]))

@@ -80,12 +80,12 @@ def registry_problems(data: dict[str, Any], lines: LineMap) -> list[tuple[int, s
                 choices = [*allowed, *BackendEntry.model_fields]
                 problems.append((lines.line(loc), f"{format_loc(loc)}: unknown option {key!r} for backend "
                                  f"{name}{did_you_mean(str(key), choices)}"))
-            elif key in allowed and (problem := _option_problem(backend_class, key, value)):
+            elif key in allowed and (problem := option_problem(backend_class, key, value)):
                 problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
     return problems
 
 
-def _option_problem(backend_class: type[Backend], key: str, value: Any) -> str | None:
+def option_problem(backend_class: type[Backend], key: str, value: Any) -> str | None:
     """The adapter's own check of an option value; a check that trips over a type it did not expect (onnxruntime_cpu
     looks a list up in a dict) still means the value is wrong, and must not become the user's traceback."""
     try:
@@ -117,7 +117,7 @@ def calibration_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> 
     problems = []
     for loc, spec in where:
         if spec.source.endswith(".npz"):
-            if problem := _path_problem(spec.source, base_dir):
+            if problem := path_problem(spec.source, base_dir):
                 problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
                 continue
             file = Path(calibration_settings(spec, base_dir)["source"])
@@ -134,7 +134,7 @@ def model_path_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> l
         if model.path is None:
             continue
         loc: Loc = ("models", index, "path")
-        problem = _path_problem(model.path, base_dir) or _model_file_problem(base_dir / Path(model.path).expanduser())
+        problem = model_path_problem(model.path, base_dir)
         plans = None
         if problem is None:
             plans = _inputs_plans(model, base_dir)
@@ -185,6 +185,13 @@ def _feed_problems(scenario: Scenario, index: int, plans: list[InputPlan], lines
     else:
         loc = ("models", index, "batch_sizes") if model.batch_sizes else ("batch_sizes",)
     return [(lines.line(loc), f"{format_loc(loc)}: {problem}")]
+
+
+def model_path_problem(text: str, base_dir: Path) -> str | None:
+    """Why ``text`` (relative to ``base_dir``) cannot be a model: an unusable path, or a file that is no model (a
+    FIFO, a device, the wrong kind, over the size limit). The one check of a scenario's models and an A/B side's
+    ``model=`` (harness.sides), so that neither reaches a build that would hang on it or trace back."""
+    return path_problem(text, base_dir) or _model_file_problem(base_dir / Path(text).expanduser())
 
 
 def _model_file_problem(path: Path) -> str | None:
@@ -299,7 +306,7 @@ def _declared_inputs(path: Path) -> list[Any] | None:
     return None
 
 
-def _path_problem(text: str, base_dir: Path) -> str | None:
+def path_problem(text: str, base_dir: Path) -> str | None:
     """Why the system refuses a path outright (a NUL byte, a name too long, an unknown ~user), or None.
 
     Expansion resolves these paths and the zoo looks at them, where such a path raises; so it is the scenario's
@@ -311,33 +318,21 @@ def _path_problem(text: str, base_dir: Path) -> str | None:
     return None
 
 
-AB_PATH_KEYS = ("python", "model", "artifacts")  # a side's settings that name files (harness.sides)
-
-
 def ab_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> list[tuple[int, str]]:
-    """An ``ab:`` side's files must exist when the scenario loads (an interpreter, a model, a manifest), so that a
-    typo is an error at its line, not a refusal of every case after the run has started."""
+    """Each ``ab:`` side read as `accelbench ab` reads it (harness.sides: its files exist and are what they claim,
+    its settings have their types and bounds) when the scenario loads, so that a mistake is an error at its line,
+    not a refusal of every case, a hang or a traceback after the run has started."""
+    from harness.sides import SideError, side_from_mapping  # harness.sides checks its model files with this module
+
     if scenario.ab is None:
         return []
     problems = []
     for side in ("base", "new"):
-        values = getattr(scenario.ab, side) or {}
-        for key in AB_PATH_KEYS:
-            text = values.get(key)
-            if text is None:
-                continue
-            loc: Loc = ("ab", side, key)
-            if not isinstance(text, str) or not text:
-                problems.append((lines.line(loc), f"{format_loc(loc)}: a path, not {text!r}"))
-                continue
-            problem = _path_problem(text, base_dir)
-            target = base_dir / Path(text).expanduser()
-            if problem is None and not target.exists():
-                problem = f"no such file {excerpt(text)} (relative paths are relative to the scenario file)"
-            if problem is None and key == "python" and (target.is_dir() or not os.access(target, os.X_OK)):
-                problem = f"{excerpt(text)} is not an executable interpreter"
-            if problem:
-                problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
+        try:
+            side_from_mapping(side, getattr(scenario.ab, side), base_dir)
+        except SideError as error:
+            loc: Loc = ("ab", side, *error.setting)
+            problems.append((lines.line(loc), f"{format_loc(loc)}: {error.problem}"))
     return problems
 
 

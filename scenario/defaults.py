@@ -16,3 +16,8 @@ MEASURE_DEFAULTS: dict[str, int | float] = {
     "streams": 2,
     "seed": 0,
 }
+
+# The most threads a case (a scenario's backend, or an A/B side) may ask for. The largest machines this runs on
+# (two-socket servers) have a few hundred hardware threads, 768 at most today: more threads than cores only adds
+# switching, so a bigger number is a typo, not a setting, and 100,000 crashed the runtime's thread pool.
+MAX_THREADS = 1024

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
 
 from model_zoo.requests import PRECISIONS, parse_compression
-from scenario.defaults import MEASURE_DEFAULTS
+from scenario.defaults import MAX_THREADS, MEASURE_DEFAULTS
 
 Precision = Literal[PRECISIONS]  # type: ignore[valid-type]  # the zoo's list, the one source
 Mode = Literal["latency", "throughput", "concurrent"]
@@ -198,7 +198,7 @@ class BackendEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS)
     label: str | None = None
 
     @model_validator(mode="before")
