@@ -57,9 +57,16 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+LOG_TAIL_BYTES = 64 * 1024
+
+
 def tail_of_log(path: Path, lines: int = 6) -> str:
+    """The last non-blank lines of a worker's log, read from its last 64 KiB only: a side's interpreter or a library
+    that writes without end must not make the coordinator read gigabytes to say why it failed."""
     try:
-        text = path.read_text(errors="replace")
+        with open(path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            text = handle.read(LOG_TAIL_BYTES).decode(errors="replace")
     except OSError:
         return ""
     kept = [line for line in text.splitlines() if line.strip()][-lines:]

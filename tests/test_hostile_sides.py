@@ -299,3 +299,18 @@ def test_a_worker_that_exits_0_without_a_result_says_so_in_full(tmp_path: Path, 
     assert record["verdict"] == "broken", record
     assert re.fullmatch(r"new side: worker exited with status 0 and no result; its log is empty \(\S+\.log\)",
                         record["reason"]), record["reason"]
+
+
+def test_the_reason_from_a_huge_worker_log_is_read_from_its_tail(tmp_path: Path) -> None:
+    """A side's interpreter or a library that writes without end leaves a log of gigabytes; saying why it failed
+    reads its last lines only (a 1 GiB sparse log under a 256 MB address-space allowance)."""
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as handle:
+        handle.truncate(2**30)
+        handle.seek(2**30)
+        handle.write(b"\nRuntimeError: the last words\n")
+    done = run_limited("from harness.engine import tail_of_log\nlimit_memory()\n"
+                       f"print(tail_of_log(__import__('pathlib').Path({str(log)!r})))\n",
+                       extra_address_space_mb=256)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("RuntimeError: the last words")
