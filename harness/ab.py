@@ -195,6 +195,9 @@ def _copy_model(model: ModelFiles, folder: Path, staging: Path) -> dict[str, Fil
     facts = {}
     for relative, real in model.files:
         target = staging / base / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
+        folder_made = staging
+        for part in target.relative_to(staging).parent.parts:  # Path.mkdir(parents=True) recurses per level
+            folder_made = folder_made / part
+            folder_made.mkdir(exist_ok=True)
         facts[(base / relative).as_posix()] = copy_checked(real, target, max_model_bytes())
     return facts

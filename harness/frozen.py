@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from scenario.checks import _model_file_problem, max_model_bytes
+from scenario.checks import MAX_MODEL_ENV, _model_file_problem, max_model_bytes
 from scenario.yaml_lines import excerpt
 
 FORMAT = 2
@@ -100,31 +100,37 @@ def model_files(path: Path) -> ModelFiles:
         if problem := _model_file_problem(path):  # kind, regular file, size: as a scenario's model path
             raise FrozenError(problem)
         files = [(real.name, real), *_onnx_sidecars(real, path)]
-    # the loader's checks once more, now that no link leads out: kind, every file regular, the size of the folder
-    if stat.S_ISDIR(mode) and (problem := _model_file_problem(path)):
-        raise FrozenError(problem)
+    # the loader's size limit, on every file (its folder walk would recurse once per level, and count no sidecar)
     total = sum(file.stat().st_size for _, file in files)
     if total > max_model_bytes():
-        raise FrozenError(f"{path} is {total / 2**30:.1f} GiB with its external data, over the "
-                          f"{max_model_bytes() / 2**30:g} GiB limit on a model")
+        raise FrozenError(f"{path} is {total / 2**30:.1f} GiB with all its files, over the "
+                          f"{max_model_bytes() / 2**30:g} GiB limit on a model ({MAX_MODEL_ENV}=<GiB> raises it)")
     return ModelFiles(real, stat.S_ISDIR(mode), files)
 
 
 def _folder_files(real_root: Path, shown_root: Path) -> list[tuple[str, Path]]:
     """Every file below a model folder. A link may point only inside the folder (it is then followed, each real
-    folder once per chain, so a loop ends); anything but a regular file or a folder is refused."""
+    folder once per chain, so a loop ends); anything but a regular file or a folder is refused. At most
+    MAX_MODEL_FILES entries are looked at, folders too: links inside may reach one folder by many paths."""
     found: list[tuple[str, Path]] = []
     root = str(real_root)
-
-    def walk(real: Path, relative: PurePosixPath, chain: frozenset[str]) -> None:
+    visited = 0
+    pending: list[tuple[Path, PurePosixPath, frozenset[str]]] = [(real_root, PurePosixPath(), frozenset({root}))]
+    while pending:  # a stack, not recursion: a folder may nest deeper than Python recurses
+        real, relative, chain = pending.pop()
         try:
             with os.scandir(real) as scan:
                 entries = sorted(scan, key=lambda entry: entry.name)
         except OSError as error:
             raise FrozenError(f"cannot read {shown_root / relative}: {_why(error)}") from None
         for entry in entries:
+            visited += 1
+            if visited > MAX_MODEL_FILES:
+                raise FrozenError(f"{shown_root} holds more than {MAX_MODEL_FILES:,} files and folders: not a "
+                                  "SavedModel")
             shown = shown_root / relative / entry.name
-            target = os.path.realpath(entry.path)
+            # the folder being read is a real path: only a link needs resolving (realpath costs a look per level)
+            target = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real, entry.name)
             if entry.is_symlink() and not _inside(target, root):
                 raise FrozenError(f"{shown} links out of the model's folder (to {excerpt(target)})")
             try:
@@ -134,16 +140,12 @@ def _folder_files(real_root: Path, shown_root: Path) -> list[tuple[str, Path]]:
             if stat.S_ISDIR(mode):
                 if target in chain:
                     raise FrozenError(f"{shown} is a link loop")
-                walk(Path(target), relative / entry.name, chain | {target})
+                pending.append((Path(target), relative / entry.name, chain | {target}))
             elif not stat.S_ISREG(mode):
                 raise FrozenError(f"{shown} is not a regular file")
             else:
                 found.append(((relative / entry.name).as_posix(), Path(target)))
-                if len(found) > MAX_MODEL_FILES:
-                    raise FrozenError(f"{shown_root} holds more than {MAX_MODEL_FILES:,} files: not a SavedModel")
-
-    walk(real_root, PurePosixPath(), frozenset({root}))
-    return found
+    return sorted(found)
 
 
 def _onnx_sidecars(real: Path, shown: Path) -> list[tuple[str, Path]]:

@@ -124,6 +124,38 @@ def test_freeze_refuses_a_savedmodel_with_links_out_of_its_folder_without_follow
     assert not dest.exists() and len(list(tmp_path.rglob("*"))) < 100
 
 
+def test_freeze_bounds_a_savedmodel_whose_inner_links_multiply_its_folders(tmp_path: Path,
+                                                                          digits_artifacts: dict[str, Path]) -> None:
+    """Links that stay inside the folder are followed, but 24 levels of two links each to the next level reach
+    2**24 paths: the walk stops at 10,000 entries. A real folder nested deeper than Python recurses is walked."""
+    model = tmp_path / "diamond"
+    shutil.copytree(digits_artifacts["tensorflow"], model)
+    for level in range(24):
+        (model / f"l{level}").mkdir()
+        if level:
+            for name in ("a", "b"):
+                (model / f"l{level - 1}" / name).symlink_to(model / f"l{level}")
+    deep = tmp_path / "deep"
+    shutil.copytree(digits_artifacts["tensorflow"], deep)
+    bottom = deep
+    for _ in range(1200):  # os.makedirs and Path.mkdir(parents=True) recurse, and so would a walk
+        bottom = bottom / "d"
+        bottom.mkdir()
+    (bottom / "notes.txt").write_text("at the bottom")
+    run = make_run(tmp_path / "run", {CASES[0]: str(model), CASES[1]: str(deep)})
+    done = freeze(run, tmp_path / "dest", timeout=60)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = assert_one_line_each(done.stderr)
+    assert any(CASES[0] in line and "more than 10,000 files and folders" in line for line in lines), lines
+    assert not any(CASES[1] in line for line in lines), lines  # deep is a SavedModel like any other
+    done = freeze(make_run(tmp_path / "run2", {CASES[1]: str(deep)}), tmp_path / "dest2", timeout=60)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    answers = side_answers(tmp_path / "dest2" / "artifacts.json", [CASES[1]])
+    assert answers[CASES[1]][1] is None, answers
+    for folder in (deep, tmp_path / "dest2"):  # shutil.rmtree, and so pytest's clean-up, recurses too
+        subprocess.run(["rm", "-rf", str(folder)], check=True)
+
+
 def test_freeze_refuses_a_fifo_and_a_device_instead_of_claiming_them(tmp_path: Path,
                                                                      digits_artifacts: dict[str, Path]) -> None:
     """A FIFO entry printed "froze 1 model file(s)" with nothing copied."""
@@ -275,6 +307,14 @@ def test_a_file_changed_since_freeze_is_refused_by_the_side(frozen: Path) -> Non
     path, why = answers[CASES[0]]
     assert path is None and str(tflite) in why and "not a regular file" in why
     assert not any("base side" in str(answer[1]) for answer in answers.values())  # compare() says the side
+    scenario = frozen / "scenario.yaml"  # through `accelbench ab`: the case is refused, no worker starts
+    scenario.write_text("name: changed\nmodels: [digits_cnn]\nbackends: [{name: onnxruntime_cpu, threads: 1}]\n")
+    done = run_cli("ab", str(scenario), "--base", f"artifacts={frozen / 'artifacts.json'}", "--out",
+                   str(frozen / "ab"), timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    [record] = [json.loads(line) for line in (frozen / "ab" / "ab.jsonl").read_text().splitlines()]
+    assert record["case_id"] == CASES[2] and record["status"] == "refused"
+    assert record["reason"] == f"not compared: base side: {onnx_file} changed since freeze"
 
 
 def test_a_manifest_written_before_checksums_is_still_read(tmp_path: Path,
