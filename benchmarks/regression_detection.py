@@ -31,6 +31,8 @@ import json
 import os
 import statistics
 import sys
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,8 +50,9 @@ from harness.lockstep import AbSettings
 from harness.sides import Side
 from results.ab_record import AbRecord
 from results.paired import ab_verdict, paired_estimate
-from results.record import Record
-from results.store import new_run_dir, read_ab_records, read_records
+from results.record import Record, RecordError
+from results.runs import RunFolderError, load_run
+from results.store import new_run_dir, read_ab_records
 from scenario.cases import Case, ModelSpec
 from scenario.load import MeasureSpec
 from sysinfo.stability import cpu_speed_probe
@@ -119,6 +122,12 @@ def replayed(records: list[AbRecord], change: float) -> dict[str, float] | None:
     return {"verdict": statistics.mean(verdicts), "test": statistics.mean(tests)} if verdicts else None
 
 
+def _median(values: Iterable[float]) -> float | None:
+    """The median, or None where nothing qualified (every comparison broken, or too short for the statistic)."""
+    found = list(values)
+    return statistics.median(found) if found else None
+
+
 def injected(record: AbRecord) -> float:
     return float(record.new.spec["options"].get("slowdown", 0.0))
 
@@ -135,18 +144,18 @@ def analyse_ab(records: list[AbRecord]) -> dict:
             "comparisons": len(chosen),
             "injected": sorted({injected(r) for r in chosen}),
             "shares": {v: verdicts.count(v) / len(verdicts) for v in dict.fromkeys(verdicts)},
-            "median_ratio": statistics.median(r.ratio for r in chosen if r.ratio is not None),
-            "median_wall_s": statistics.median(r.wall_s for r in chosen),
+            "median_ratio": _median(r.ratio for r in chosen if r.ratio is not None),
+            "median_wall_s": _median(r.wall_s for r in chosen),
             "max_wall_s": max(r.wall_s for r in chosen),
             "median_rounds": statistics.median(len(r.rounds) for r in chosen),
             # recomputed from the rounds: records written before the exact-test MDE carry the normal limit's
-            "median_mde": statistics.median(paired_estimate([x.log_ratio for x in r.rounds], alpha=r.alpha).mde
-                                            for r in chosen if len(r.rounds) >= 2),
+            "median_mde": _median(paired_estimate([x.log_ratio for x in r.rounds], alpha=r.alpha).mde
+                                  for r in chosen if len(r.rounds) >= 2),
             "over_time_cap": sum(r.wall_s > r.settings.get("max_seconds", math.inf) for r in chosen),
             # from the A/A rounds only: a shift of the A/B rounds would add to the 5 % already in them
             **({"power_at_2pct": replayed(chosen, 0.02), "power_at_5pct": replayed(chosen, 0.05)}
                if name == "A/A" else {}),
-            "normality_shapiro_p_median": statistics.median(
+            "normality_shapiro_p_median": _median(
                 stats.shapiro([x.log_ratio for x in r.rounds]).pvalue for r in chosen if len(r.rounds) >= 3),
         }
     return summary
@@ -181,11 +190,29 @@ def run_ab(args: argparse.Namespace) -> None:
     report_ab(run.run_dir)
 
 
+def _probe_medians(path: Path) -> list[float]:
+    """Each CPU-speed probe's median window; the probe is context, so a damaged file only leaves it out."""
+    try:
+        if not path.is_file():  # a FIFO would block the read forever
+            return []
+        return [statistics.median(json.loads(line)) for line in path.read_text().splitlines()]
+    except (OSError, ValueError, TypeError, statistics.StatisticsError):
+        return []
+
+
+class NothingToJudge(Exception):
+    """A finished folder whose comparisons gave no verdict to count: one line, and a non-zero exit."""
+
+
 def report_ab(folder: Path) -> None:
     records = read_ab_records(folder / "ab.jsonl")
+    judged = [r for r in records if r.status == "compared" and r.verdict not in (None, "broken")]
+    if not judged:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in Counter(r.verdict or r.status for r in records).items())
+        raise NothingToJudge(f"{folder / 'ab.jsonl'}: nothing to judge: no comparison ended in a verdict "
+                             f"({kinds or 'no comparison at all'})")
     probe_path = folder / "cpu_probe.jsonl"
-    medians = [statistics.median(json.loads(line)) for line in probe_path.read_text().splitlines()
-               ] if probe_path.exists() else []
+    medians = _probe_medians(probe_path)
     first = records[0] if records else None
     summary = {"method": first and first.method, "threshold": first and first.threshold, **analyse_ab(records),
                "cpu_probe_slowest_over_fastest": max(medians) / min(medians) if medians else None,
@@ -215,7 +242,18 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="A/B: time per comparison")
     parser.add_argument("--resume", metavar="RUN_DIR", help="A/B: add comparisons to this folder")
     args = parser.parse_args()
+    try:
+        run(args, parser)
+    except NothingToJudge as error:
+        print(f"regression_detection: {error}", file=sys.stderr)
+        sys.exit(1)
+    except (RunFolderError, RecordError, OSError) as error:  # a folder that is not a finished run of this benchmark
+        print(f"regression_detection: {' '.join(str(error).split())}", file=sys.stderr)
+        sys.exit(2)
 
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Measure (or, --from-results, only analyse) and report; NothingToJudge where no verdict can be counted."""
     if args.from_results:  # analyse only, whatever else was given: never starts a measurement
         folder = Path(args.from_results)
         if (folder / "ab.jsonl").exists():
@@ -228,7 +266,8 @@ def main() -> None:
         run_ab(args)
         return
     if args.from_results:
-        records, env = read_records(folder / "results.jsonl"), json.loads((folder / "env.json").read_text())
+        finished = load_run(folder)  # every record and env.json checked: one line naming the file and field
+        records, env = finished.records, finished.env
         probes: list[float] = []
     else:
         engine = make_engine("regression-detection")
@@ -239,6 +278,9 @@ def main() -> None:
             probes.append(statistics.median(cpu_speed_probe(seconds=0.25)["window_medians_us"]))
             print(f"[{index + 1}/{args.pairs}]", flush=True)
         records = engine.store.records()
+    if len(records) < 5:
+        raise NothingToJudge(f"{folder}: nothing to judge: {len(records)} record(s), fewer than one round of five "
+                             "(A1, A2, B, A3, B2)")
     first, slowed = records[0], records[2]
     summary = {"case": first.case_id, "threads": (first.backend_options or {}).get("threads"),
                "steady_seconds": (first.measure or {}).get("min_seconds"), "threshold": args.threshold,

@@ -8,7 +8,11 @@ engine's cache like a run's, so a side's model is converted exactly as `accelben
 from __future__ import annotations
 
 import contextlib
-import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -16,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.engine import Engine
+from harness.frozen import FileFacts, FrozenError, ModelFiles, copy_checked, model_files, write_manifest
 from harness.lockstep import SIDES, AbSettings, CaseComparison
 from harness.sides import Side, SideError, side_from_mapping
 from results.ab_record import AbRecord
+from results.runs import load_run
+from results.store import safe_file_name
 from scenario.cases import Case
+from scenario.checks import max_model_bytes
 from scenario.schema import AbSpec
 
 
@@ -111,39 +119,85 @@ class AbRun:
         return record
 
 
+class FreezeRefused(Exception):
+    """A run that cannot be frozen whole; ``lines`` say why, one per case (case id, path, why) and a last one."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
 def freeze_run(run_dir: Path, dest: Path) -> dict[str, Any]:
-    """Keep a run's state for a later `ab --base`: the model files its measured cases ran (copied, with a
-    manifest by case id) and this interpreter's packages (pip freeze, editable installs left out: accelbench's own
-    code comes from the checkout). The nightly workflow freezes the last night whose gate passed."""
-    import glob
-    import shutil
-    import subprocess
-    import sys
+    """Keep a run's state for a later `ab --base`: the model files its measured cases ran (copied, with a manifest
+    by case id and each file's sha256) and this interpreter's packages (pip freeze, editable installs left out:
+    accelbench's own code comes from the checkout). The nightly workflow freezes the last night whose gate passed.
 
-    from results.runs import load_run
-    from results.store import safe_file_name
-
+    All or nothing (FreezeRefused): a frozen state is what later nights are judged against, so one that silently
+    lacks a case would shrink what the gate guards, and a record naming a file freeze refuses (harness.frozen: not
+    a model, a link out of its folder, gone) means the run folder was edited or its files moved since. The copy is
+    made in a temporary folder beside ``dest`` and renamed into place, so ``dest`` never holds half a freeze."""
     run = load_run(run_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, str] = {}
-    copied: dict[str, str] = {}
-    for record in run.records:
-        if not record.measured or not record.artifact or not Path(record.artifact).exists():
-            continue
-        if record.artifact not in copied:  # one copy per file, however many cases ran it
-            source = Path(record.artifact)
-            target = Path("models") / safe_file_name(record.case_id) / source.name
-            (dest / target).parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, dest / target, dirs_exist_ok=True)
-            else:  # with its sidecars: an ONNX model's external data (model.onnx.data) sits beside it
-                for sibling in source.parent.glob(f"{glob.escape(source.name)}*"):
-                    if sibling.is_file():
-                        shutil.copy2(sibling, dest / target.parent / sibling.name)
-            copied[record.artifact] = str(target)
-        manifest[record.case_id] = copied[record.artifact]
-    (dest / "artifacts.json").write_text(json.dumps(manifest, indent=2))
-    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True,
-                            text=True, check=True).stdout
-    (dest / "requirements.lock").write_text(frozen)
-    return {"cases": len(manifest), "files": len(copied), "packages": len(frozen.splitlines())}
+    measured = [record for record in run.records if record.measured]
+    if not measured:
+        raise FreezeRefused([f"{run_dir}: no measured case, so nothing to freeze"])
+    planned: dict[str, ModelFiles | str] = {}  # each model file as recorded -> its files, or why it is refused
+    refused = []
+    for record in measured:
+        artifact = record.artifact or ""
+        if artifact not in planned:
+            try:
+                planned[artifact] = model_files(Path(artifact)) if artifact else "the record names no model file"
+            except FrozenError as error:
+                planned[artifact] = str(error)
+        if isinstance(planned[artifact], str):
+            refused.append(f"cannot freeze case {record.case_id}: {planned[artifact]}")
+    if refused:
+        raise FreezeRefused([*refused, f"nothing was frozen: {len(refused)} of the {len(measured)} measured case(s) "
+                                       f"of {run_dir} ran a model file that cannot be frozen"])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.freezing-", dir=dest.parent))
+    try:
+        cases: dict[str, str] = {}
+        models: dict[str, dict[str, FileFacts]] = {}
+        stored_as: dict[str, str] = {}  # model file as recorded -> its path in the manifest
+        for record in measured:
+            model = planned[str(record.artifact)]
+            assert isinstance(model, ModelFiles)
+            stored = stored_as.get(str(record.artifact))
+            if stored is None:  # one copy per model, however many cases ran it
+                folder = Path("models") / safe_file_name(record.case_id)
+                try:
+                    files = _copy_model(model, folder, staging)
+                except FrozenError as error:  # changed between the look and the copy
+                    raise FreezeRefused([f"cannot freeze case {record.case_id}: {error}",
+                                         "nothing was frozen"]) from None
+                stored = stored_as[str(record.artifact)] = (folder / model.root.name).as_posix()
+                models[stored] = files
+            cases[record.case_id] = stored
+        write_manifest(staging, cases, models)
+        frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True,
+                                text=True, check=True).stdout
+        (staging / "requirements.lock").write_text(frozen)
+        if dest.exists():  # an empty folder (the front door checked): replaced by the whole freeze at once
+            dest.rmdir()
+        os.rename(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {"cases": len(cases), "models": len(models), "files": sum(len(files) for files in models.values()),
+            "packages": len(frozen.splitlines())}
+
+
+def _copy_model(model: ModelFiles, folder: Path, staging: Path) -> dict[str, FileFacts]:
+    """Copy one model's files under ``folder`` (a SavedModel keeps its folder's name), each checked again as it is
+    copied (harness.frozen.copy_checked); returns each file's facts by its path in the manifest."""
+    base = folder / model.root.name if model.is_folder else folder
+    facts = {}
+    for relative, real in model.files:
+        target = staging / base / relative
+        folder_made = staging
+        for part in target.relative_to(staging).parent.parts:  # Path.mkdir(parents=True) recurses per level
+            folder_made = folder_made / part
+            folder_made.mkdir(exist_ok=True)
+        facts[(base / relative).as_posix()] = copy_checked(real, target, max_model_bytes())
+    return facts

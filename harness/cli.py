@@ -372,26 +372,34 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
 
 def cmd_freeze(args: argparse.Namespace) -> int:
-    from harness.ab import freeze_run
+    from harness.ab import FreezeRefused, freeze_run
     from results.runs import RunFolderError
 
     err = make_console(stderr=True)
     dest = Path(args.dest)
-    if dest.exists() and any(dest.iterdir()):
-        _err(err, f"{dest} is not empty: freeze writes a new folder")
-        return EXIT_USAGE
     try:
+        if dest.exists() and not dest.is_dir():
+            _err(err, f"{dest} is not a folder: freeze writes a new folder (artifacts.json, models/, "
+                      "requirements.lock)")
+            return EXIT_USAGE
+        if dest.exists() and any(dest.iterdir()):
+            _err(err, f"{dest} is not empty: freeze writes a new folder")
+            return EXIT_USAGE
         done = freeze_run(Path(args.run_dir), dest)
+    except FreezeRefused as error:
+        for line in error.lines:
+            _err(err, line)
+        return EXIT_USAGE
     except RunFolderError as error:
         _err(err, str(error))
         return EXIT_USAGE
     except (OSError, subprocess.CalledProcessError) as error:
-        _err(err, f"cannot freeze {args.run_dir} into {dest}: {error}")
+        _err(err, f"cannot freeze {args.run_dir} into {dest}: {' '.join(str(error).split())}")
         return EXIT_USAGE
     make_console().print(
-        f"froze {done['cases']} case(s), {done['files']} model file(s) and {done['packages']} packages into "
-        f"{escape(str(dest))}\nlater: python -m venv VENV && VENV/bin/pip install -r {escape(str(dest))}/"
-        f"requirements.lock; accelbench ab SCENARIO --base python=VENV/bin/python,artifacts="
+        f"froze {done['cases']} case(s), {done['models']} model(s) in {done['files']} file(s) and "
+        f"{done['packages']} packages into {escape(str(dest))}\nlater: python -m venv VENV && VENV/bin/pip install "
+        f"-r {escape(str(dest))}/requirements.lock; accelbench ab SCENARIO --base python=VENV/bin/python,artifacts="
         f"{escape(str(dest))}/artifacts.json", highlight=False, soft_wrap=True)
     return EXIT_OK
 

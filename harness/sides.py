@@ -6,8 +6,9 @@ A side is a few ``key=value`` settings laid over every case of the scenario:
   for a library upgrade. It needs the backend's runtime, numpy and psutil; accelbench's own code comes from this
   checkout (PYTHONPATH), so that only the libraries differ.
 - ``model=PATH``: a model file in place of the case's model (``model_v2.onnx`` against ``model_v1.onnx``).
-- ``artifacts=PATH``: a manifest (JSON, case id → model file, as `accelbench freeze` writes it) whose files the
-  side runs instead of what the zoo builds now: the model files of an earlier, known-good state.
+- ``artifacts=PATH``: a manifest (artifacts.json, as `accelbench freeze` writes it: case id → model file, with each
+  file's sha256) whose files the side runs instead of what the zoo builds now: the model files of an earlier,
+  known-good state. A file changed since the freeze is refused (harness.frozen).
 - any other key is a backend option (``threads=4``, ``xnnpack=false``, ``graph_optimization=basic``), checked
   against the backend like a scenario's options.
 
@@ -23,7 +24,6 @@ one line before any process starts, never a hang on a FIFO, a traceback or a "br
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from backends.registry import get_backend
+from harness.frozen import FrozenError, Manifest, checked_model, read_manifest
 from scenario.cases import Case, ModelSpec
 from scenario.checks import model_path_problem, option_problem, path_problem
 from scenario.defaults import MAX_THREADS
@@ -75,17 +76,16 @@ class Side:
                 "artifacts": self.artifacts}
 
     def artifact_for(self, case_id: str) -> tuple[str | None, str | None]:
-        """(model file, None) from this side's manifest, or (None, why not); (None, None) without a manifest."""
+        """(model file, None) from this side's manifest once its files are checked as frozen (harness.frozen), or
+        (None, why not: one line naming the file, which the comparison puts after the side's name); (None, None)
+        without a manifest."""
         if self.artifacts is None:
             return None, None
-        manifest = _manifest(self.artifacts)
-        if case_id not in manifest:
-            return None, f"{self.name} side: {self.artifacts} has no model file for this case"
-        path = Path(manifest[case_id])
-        path = path if path.is_absolute() else Path(self.artifacts).parent / path
-        if not path.exists():
-            return None, f"{self.name} side: {path} (from {self.artifacts}) does not exist"
-        return str(path), None
+        try:
+            manifest = _manifest(self.artifacts)
+        except FrozenError as error:  # it read when the side was parsed: replaced since
+            return None, f"artifacts={self.artifacts}: {error}"
+        return checked_model(manifest, case_id)
 
     def describe(self) -> str:
         """The side in the words of its settings, for tables: "python=/opt/ort/bin/python, threads=2"."""
@@ -152,7 +152,7 @@ def side_from_mapping(name: str, values: Any, base_dir: Path) -> Side:
         artifacts = _existing(name, "artifacts", artifacts, base_dir)
         try:
             _manifest(artifacts)
-        except ValueError as error:
+        except FrozenError as error:
             raise SideError(name, f"{artifacts}: {error}", ("artifacts",)) from None
     if model is not None and artifacts is not None:
         raise SideError(name, "model= and artifacts= both name the model files; give one")
@@ -217,12 +217,6 @@ def _existing(name: str, key: str, value: Any, base_dir: Path) -> str:
 
 
 @functools.cache
-def _manifest(path: str) -> dict[str, str]:
-    """A manifest's case id → model file map (ValueError if it is not one)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"not a readable JSON manifest ({error})") from None
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise ValueError("a manifest maps case ids to model files (a JSON object of strings)")
-    return data
+def _manifest(path: str) -> Manifest:
+    """A manifest, read once per process (FrozenError if it is not one)."""
+    return read_manifest(Path(path))

@@ -359,8 +359,9 @@ def test_a_frozen_run_is_the_base_side_of_a_later_ab(tmp_path: Path, scenario_fi
     done = run_cli("freeze", str(night), str(frozen))
     assert done.returncode == 0, done.stderr[-2000:]
     manifest = json.loads((frozen / "artifacts.json").read_text())
-    assert list(manifest) == ["digits_cnn-fp32-b1-onnxruntime_cpu"]
-    assert (frozen / manifest["digits_cnn-fp32-b1-onnxruntime_cpu"]).is_file()
+    assert list(manifest["cases"]) == ["digits_cnn-fp32-b1-onnxruntime_cpu"]
+    model = manifest["cases"]["digits_cnn-fp32-b1-onnxruntime_cpu"]
+    assert (frozen / model).is_file() and list(manifest["models"][model]) == [model]  # with its size and sha256
     assert "onnxruntime==" in (frozen / "requirements.lock").read_text()
     again = run_cli("freeze", str(night), str(frozen))
     assert again.returncode == 2 and "not empty" in again.stderr
