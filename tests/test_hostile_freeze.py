@@ -345,7 +345,7 @@ def test_a_manifest_that_is_a_device_a_fifo_or_huge_is_refused_before_it_is_read
                                (huge, "over the")):
         answer = side_answers(Path(manifest), [CASES[0]], timeout_s=20, memory_mb=256)
         assert list(answer) == ["side"], answer
-        assert answer["side"].startswith(f"base side: artifacts={manifest}: ") and expected in answer["side"]
+        assert answer["side"].startswith(f"base side: artifacts: {manifest}: ") and expected in answer["side"]
         assert "\n" not in answer["side"]
 
 
@@ -372,7 +372,7 @@ def test_ab_with_a_manifest_that_is_a_device_is_one_line(tmp_path: Path, scenari
         f"{str(tmp_path / 'out')!r}]))\n", timeout_s=60, extra_address_space_mb=1024)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     [line] = done.stderr.strip().splitlines()
-    assert "artifacts=/dev/zero" in line and "not a regular file" in line
+    assert "base side: artifacts: /dev/zero:" in line and "not a regular file" in line
 
 
 # -- 6. the run-folder fuzz, for artifacts.json -------------------------------------------------------------
@@ -465,7 +465,7 @@ def test_mutated_manifests_are_read_or_refused_in_one_line(frozen: Path) -> None
     for path, (outcome, answer) in zip(paths, results, strict=True):
         if outcome == "refused":
             refused += 1
-            assert answer.startswith(f"base side: artifacts={path}: ") and "\n" not in answer, answer
+            assert answer.startswith(f"base side: artifacts: {path}: ") and "\n" not in answer, answer
             continue
         read += 1
         for model, why in answer:
