@@ -223,3 +223,22 @@ def test_a_lock_file_that_is_not_a_file_is_refused_not_waited_on(tmp_path: Path,
     with pytest.raises(RunFolderProblem) as caught:
         RunStore(folder).reopen({"env_id": "e"})
     assert str(caught.value).startswith(f"{folder / LOCK_NAME}: ") and "\n" not in str(caught.value)
+
+
+# -- 2. the history takes one record per case -----------------------------------------------------------------------
+
+FIXTURE_RUN = REPO / "tests" / "data" / "run_0684769"
+
+
+def test_history_add_refuses_a_case_recorded_twice(tmp_path: Path) -> None:
+    """Five records for three cases (two writers at once, or an edit) entered the history as they were."""
+    folder = tmp_path / "run"
+    shutil.copytree(FIXTURE_RUN, folder)
+    lines = (folder / "results.jsonl").read_text().splitlines(keepends=True)
+    (folder / "results.jsonl").write_text("".join([*lines, lines[1]]))
+    twice = json.loads(lines[1])["case_id"]
+    done = run_cli("history", "add", str(folder), "--history", str(tmp_path / "history"), cwd=tmp_path)
+    message = done.stderr.strip()
+    assert done.returncode == 2 and len(message.splitlines()) == 1 and "Traceback" not in message, done.stderr
+    assert f"{folder / 'results.jsonl'}: case {twice!r}: case_id: recorded twice" in message, message
+    assert not list((tmp_path / "history").glob("*.parquet"))
