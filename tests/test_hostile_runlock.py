@@ -242,3 +242,130 @@ def test_history_add_refuses_a_case_recorded_twice(tmp_path: Path) -> None:
     assert done.returncode == 2 and len(message.splitlines()) == 1 and "Traceback" not in message, done.stderr
     assert f"{folder / 'results.jsonl'}: case {twice!r}: case_id: recorded twice" in message, message
     assert not list((tmp_path / "history").glob("*.parquet"))
+
+
+# -- 3. resuming an A/B folder: by `ab --resume`, never by `run --resume` -------------------------------------------
+
+AB = "{max_seconds: 10, min_rounds: 2, round_seconds: 0.1, slice_ms: 10, fresh: session}"
+
+
+@pytest.fixture(scope="module")
+def ab_folder(tmp_path_factory: pytest.TempPathFactory, digits_artifacts: dict[str, Path]) -> tuple[Path, Path, Path]:
+    """(scenario, A/B folder, gate): a real `accelbench ab` of three cases, its workers waiting at the gate while it
+    is closed (open here). Tests copy the folder."""
+    from tests.fault_backend import REGISTRATION
+
+    folder = tmp_path_factory.mktemp("ab")
+    model = folder / "model.onnx"
+    shutil.copy(digits_artifacts["onnxruntime_cpu"], model)
+    gate = folder / "gate"
+    gate.mkdir()
+    open_gate(gate)
+    scenario = write_scenario(folder, f"""
+        name: abresume
+        models: [{{path: {model}}}]
+        backends: [{{name: fault_ort, threads: 1, fault: wait, fault_gate: {gate}}}]
+        batch_sizes: [1, 2, 4]
+        measure: {{warmup_runs: 2, warmup_seconds: 0, timeout_s: 300}}
+        ab: {AB}
+    """)
+    run_dir = folder / "ab"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACCELBENCH_BACKENDS", REGISTRATION)
+        done = run_cli("ab", str(scenario), "--out", str(run_dir))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert len((run_dir / "ab.jsonl").read_text().splitlines()) == CASES
+    return scenario, run_dir, gate
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    message = done.stderr.strip()
+    assert done.returncode == 2 and len(message.splitlines()) == 1 and "Traceback" not in message, \
+        done.stdout[-2000:] + done.stderr[-2000:]
+    return message
+
+
+def test_run_resume_refuses_an_ab_folder_and_ab_resume_a_run_folder(
+        tmp_path: Path, ab_folder: tuple[Path, Path, Path], test_backends: None) -> None:
+    """`run --resume` on a folder `accelbench ab` wrote ran plain cases into it ("0 of 3 cases recorded")."""
+    _, original, _ = ab_folder
+    folder = tmp_path / "ab"
+    shutil.copytree(original, folder)
+    before = (folder / "ab.jsonl").read_bytes()
+    message = one_line(run_cli("run", "--resume", str(folder)))
+    assert f"{folder} holds A/B comparisons (accelbench ab wrote it)" in message and \
+           f"accelbench ab --resume {folder}" in message, message
+    assert not (folder / "results.jsonl").exists() and (folder / "ab.jsonl").read_bytes() == before
+
+    plain = tmp_path / "plain"
+    shutil.copytree(FIXTURE_RUN, plain)
+    message = one_line(run_cli("ab", "--resume", str(plain)))
+    assert f"{plain} is a run folder (accelbench run wrote it)" in message and \
+           f"accelbench run --resume {plain}" in message, message
+    assert not (plain / "ab.jsonl").exists()
+
+
+def test_ab_resume_keeps_what_was_compared_cuts_a_torn_tail_and_refuses_a_second_writer(
+        tmp_path: Path, ab_folder: tuple[Path, Path, Path], test_backends: None) -> None:
+    """An A/B killed after its first comparison (and mid-write of the second): `ab --resume` compares the other two
+    with the folder's sides and settings, the first kept byte for byte and counted in the table; a second `ab
+    --resume` meanwhile is refused with one line naming the first."""
+    _, original, gate = ab_folder
+    folder = tmp_path / "ab"
+    shutil.copytree(original, folder)
+    lines = (folder / "ab.jsonl").read_text().splitlines(keepends=True)
+    (folder / "ab.jsonl").write_text(lines[0] + lines[1][:100])
+    close_gate(gate)
+    runner = start("ab", "--resume", str(folder))
+    try:
+        wait_until(lambda: waiting(gate) >= 1 or runner.poll() is not None, "the resumed comparison's workers")
+        assert runner.poll() is None, runner.communicate()
+        try:
+            done = run_cli("ab", "--resume", str(folder), timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a second `ab --resume` was not refused: it compared beside the first")
+        message = one_line(done)
+        assert f"held by pid {runner.pid} (accelbench ab --resume {folder})" in message, message
+    finally:
+        open_gate(gate)
+        stdout, stderr = runner.communicate(timeout=300)
+    assert runner.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    assert f"1 of {CASES} comparisons recorded, {CASES - 1} to run; cut a partly written record (100 bytes)" in stderr
+    after = (folder / "ab.jsonl").read_text().splitlines(keepends=True)
+    assert after[0] == lines[0] and len(after) == CASES
+    ids = [json.loads(line)["case_id"] for line in after]
+    assert len(set(ids)) == CASES
+    assert all(case_id in stdout for case_id in ids)  # the table shows the kept comparison too
+    settings = {json.dumps(json.loads(line)["settings"], sort_keys=True) for line in after}
+    assert len(settings) == 1  # one comparison: the resumed cases ran with the folder's settings
+
+    done = run_cli("ab", "--resume", str(folder))  # nothing left: the verdicts as they stand, nothing run
+    assert done.returncode == 0 and f"{CASES} of {CASES} comparisons recorded, 0 to run" in done.stderr, done.stderr
+    assert (folder / "ab.jsonl").read_text().splitlines(keepends=True) == after
+
+
+def test_ab_resume_refuses_other_sides_settings_or_scenario(
+        tmp_path: Path, ab_folder: tuple[Path, Path, Path], test_backends: None) -> None:
+    """Sides and settings given again must be the folder's, and the scenario file the one it started with: the
+    comparisons of one folder are one comparison."""
+    scenario, original, _ = ab_folder
+    folder = tmp_path / "ab"
+    shutil.copytree(original, folder)
+    (folder / "ab.jsonl").write_text((folder / "ab.jsonl").read_text().splitlines(keepends=True)[0])
+    before = (folder / "ab.jsonl").read_bytes()
+    message = one_line(run_cli("ab", "--resume", str(folder), "--threshold", "10%"))
+    assert message.endswith(f"--threshold 0.1 is not the threshold {folder} was compared with (0.05): give it as "
+                            "it was, or leave it out"), message
+    message = one_line(run_cli("ab", "--resume", str(folder), "--new", "threads=2"))
+    assert f"--new threads=2 is not the new side {folder} was compared with (as the scenario says)" in message
+    edited = write_scenario(tmp_path, scenario.read_text() + "# edited\n", "edited.yaml")
+    message = one_line(run_cli("ab", str(edited), "--resume", str(folder)))
+    assert f"{edited} changed since the run in {folder} started" in message, message
+    message = one_line(run_cli("ab", "--resume", str(folder), "--out", str(tmp_path / "elsewhere")))
+    assert "drop --out" in message
+    info = json.loads((folder / "scenario.json").read_text())
+    info["ab"]["settings"]["threshold"] = "five"
+    (folder / "scenario.json").write_text(json.dumps(info))
+    message = one_line(run_cli("ab", "--resume", str(folder)))
+    assert message.startswith(f"error: {folder / 'scenario.json'}: ab.settings: "), message
+    assert (folder / "ab.jsonl").read_bytes() == before
