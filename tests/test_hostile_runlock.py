@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -369,3 +371,68 @@ def test_ab_resume_refuses_other_sides_settings_or_scenario(
     message = one_line(run_cli("ab", "--resume", str(folder)))
     assert message.startswith(f"error: {folder / 'scenario.json'}: ab.settings: "), message
     assert (folder / "ab.jsonl").read_bytes() == before
+
+
+# -- 4. ab.jsonl's figures checked as results.jsonl's are -----------------------------------------------------------
+
+AB_FIXTURE = REPO / "tests" / "data" / "ab_run"  # a real `accelbench ab` of three cases (onnxruntime_cpu, digits)
+
+
+def ab_copy(folder: Path, edit: Callable[[dict], None] | None = None, line: int = 0) -> tuple[Path, str]:
+    """A copy of the A/B fixture with record ``line`` edited; (the folder, that record's case id)."""
+    shutil.copytree(AB_FIXTURE, folder)
+    records = [json.loads(text) for text in (folder / "ab.jsonl").read_text().splitlines()]
+    if edit:
+        edit(records[line])
+    (folder / "ab.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    return folder, records[line]["case_id"]
+
+
+def _set(path: str, value: object) -> Callable[[dict], None]:
+    def edit(record: dict) -> None:
+        *parents, last = path.split(".")
+        holder: Any = record
+        for part in parents:
+            holder = holder[int(part)] if isinstance(holder, list) else holder[part]
+        holder[int(last) if isinstance(holder, list) else last] = value
+    return edit
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("ratio", float("nan"), "nan is not a positive finite number"),
+    ("ratio", float("inf"), "inf is not a positive finite number"),
+    ("ratio", -1.0, "-1.0 is not a positive finite number"),
+    ("ci_low", float("-inf"), "-inf is not a finite number of 0 or more"),
+    ("ci_high", float("nan"), "nan is not a positive number"),
+    ("p_value", 2.0, "2.0 is not a probability between 0 and 1"),
+    ("mde", -0.5, "-0.5 is not a number of 0 or more"),
+    ("new.median_ms", float("nan"), "nan is not a positive finite number"),
+    ("rounds.0.log_ratio", float("inf"), "inf is not a finite number"),
+    ("rounds.1.pairs.0.base_ms", -0.013, "-0.013 is not a positive finite number"),
+])
+def test_a_damaged_ab_figure_is_one_line_naming_file_case_and_field(
+        tmp_path: Path, field: str, value: float, says: str) -> None:
+    """The report printed `nan`, `inf` and `-1.000` for edited ratios; every reader now refuses them."""
+    folder, case = ab_copy(tmp_path / "ab", _set(field, value), line=1)
+    expected = f"{folder / 'ab.jsonl'}: case {case!r}: {field}: {says}"
+    message = one_line(run_cli("report", str(folder)))
+    assert message == f"error: {expected}", message
+    assert not (folder / "report.html").exists()
+    from results.store import RunFolderProblem, RunStore
+
+    with pytest.raises(RunFolderProblem, match="^" + re.escape(expected) + "$"):
+        RunStore(folder).ab_records()
+
+
+def test_infinite_interval_ends_written_null_still_read(tmp_path: Path) -> None:
+    """An interval without an upper end and an MDE of no finite effect are written null: they read as infinite and
+    the report shows them."""
+    def edit(record: dict) -> None:
+        record["ci_high"] = record["mde"] = None
+    folder, case = ab_copy(tmp_path / "ab", edit)
+    from results.runs import load_run
+
+    record = next(r for r in load_run(folder).ab_records if r.case_id == case)
+    assert record.ci_high == record.mde == float("inf")
+    assert run_cli("report", str(folder)).returncode == 0 and (folder / "report.html").is_file()
+
