@@ -436,3 +436,74 @@ def test_infinite_interval_ends_written_null_still_read(tmp_path: Path) -> None:
     assert record.ci_high == record.mde == float("inf")
     assert run_cli("report", str(folder)).returncode == 0 and (folder / "report.html").is_file()
 
+
+
+# -- 5. the run-folder fuzz, for ab.jsonl ---------------------------------------------------------------------------
+
+AB_MUTATIONS = 1_500
+
+
+def assert_names_ab_file_and_field(error: Exception, folder: Path) -> None:
+    """One line that starts with the file (ab.jsonl or env.json), then the case (or line), then a field path."""
+    message = str(error)
+    assert "\n" not in message, message
+    named = [name for name in ("ab.jsonl", "env.json") if message.startswith(f"{folder / name}: ")]
+    assert named, message
+    rest = message.removeprefix(f"{folder / named[0]}: ")
+    rest = re.sub(r"^(case '[^']*'|case \"[^\"]*\"|line \d+): ", "", rest)
+    field = rest.split(": ")[0]
+    assert field and " " not in field.strip("'"), message
+
+
+def test_mutated_ab_records_read_or_fail_with_file_case_and_field(tmp_path: Path) -> None:
+    """Thousands of mutated A/B records (and env.json files) through every reader of ab.jsonl: each reads, and then
+    the console's table, the report's page, --json's strict JSON and a resume's reading cope with it, or it is one
+    line naming the file, the case and the field; never a traceback. Seeded: a failure names its mutation."""
+    import io
+    import random
+
+    from rich.console import Console
+
+    from harness.console import ab_table
+    from reporting.html import build_page
+    from results.ab_record import AbRecord
+    from results.runs import RunFolderError, load_run
+    from results.store import RunFolderProblem, RunStore
+    from tests.test_run_folder_fuzz import mutate
+
+    rng = random.Random(20261206)
+    records = [json.loads(line) for line in (AB_FIXTURE / "ab.jsonl").read_text().splitlines()]
+    env = json.loads((AB_FIXTURE / "env.json").read_text())
+    folder = tmp_path / "ab"
+    shutil.copytree(AB_FIXTURE, folder)
+    refused, read = 0, 0
+    for index in range(AB_MUTATIONS):
+        chosen, written_env = list(records), env
+        if index % 5 == 4:
+            written_env = mutate(env, rng)
+        else:
+            position = rng.randrange(len(chosen))
+            chosen[position] = mutate(chosen[position], rng)
+        (folder / "env.json").write_text(json.dumps(written_env))
+        (folder / "ab.jsonl").write_text("".join(json.dumps(record) + "\n" for record in chosen))
+        try:
+            run = load_run(folder)
+        except RunFolderError as error:
+            assert_names_ab_file_and_field(error, folder)
+            if str(error).startswith(str(folder / "ab.jsonl")):
+                with pytest.raises(RunFolderProblem) as caught:  # a resume's reader says the same
+                    RunStore(folder).ab_records()
+                assert str(caught.value) == str(error)
+            refused += 1
+            continue
+        read += 1
+        try:
+            Console(file=io.StringIO(), width=200).print(ab_table(run.ab_records))
+            for record in run.ab_records:
+                line = json.dumps(record.to_json(), allow_nan=False)  # --json and ab.jsonl stay strict JSON
+                AbRecord.read(json.loads(line), "again")  # what was read writes back readable
+            if index % 25 == 0:
+                build_page([run])
+        except Exception as error:  # pragma: no cover - the failure message is the point
+            pytest.fail(f"mutation {index}: {type(error).__name__}: {error}")
+    assert refused and read, (refused, read)
