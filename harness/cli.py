@@ -32,6 +32,7 @@ A side is key=value settings joined by commas:
 
   accelbench ab scenarios/smoke.yaml --base python=/opt/ort131/bin/python --new python=/opt/ort132/bin/python
   accelbench ab my.yaml --new model=model_v2.onnx --fail-on-regression
+  accelbench ab --resume reports/my-ab-20261206-101500   (an interrupted comparison: the cases it has no record of)
 """
 
 
