@@ -83,6 +83,46 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def _resumed_comparison(folder: Path, info: dict[str, Any], given: dict[str, Any],
+                        overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The sides and settings an A/B folder was compared with (its scenario.json), so that the comparisons of a
+    resumed folder are one comparison. Sides or settings given again must be the folder's: ResumeError if not."""
+    from dataclasses import asdict
+
+    from harness.lockstep import AbSettings
+    from harness.sides import SideError, side_from_mapping
+
+    info_path = folder / "scenario.json"
+    stored = info.get("ab")
+    sides_stored = stored.get("sides") if isinstance(stored, dict) else None
+    settings_stored = stored.get("settings") if isinstance(stored, dict) else None
+    if not isinstance(sides_stored, dict) or not isinstance(settings_stored, dict):
+        raise ResumeError(f"{info_path}: ab: no sides and settings to resume the comparison with")
+    sides = {}
+    for name in ("base", "new"):
+        spec = sides_stored.get(name)
+        if not isinstance(spec, dict):
+            raise ResumeError(f"{info_path}: ab.sides.{name}: not a side (a JSON object)")
+        try:
+            sides[name] = side_from_mapping(name, {k: v for k, v in spec.items() if v is not None}, folder)
+        except SideError as error:
+            raise ResumeError(f"{info_path}: ab.sides.{name}: {str(error).removeprefix(f'{name} side: ')}") from None
+        if given.get(name) is not None and given[name].spec() != sides[name].spec():
+            raise ResumeError(f"--{name} {given[name].describe()} is not the {name} side {folder} was compared with "
+                              f"({sides[name].describe()}): give it as it was, or leave it out")
+    try:
+        settings = AbSettings(**settings_stored)
+    except (TypeError, ValueError) as error:
+        raise ResumeError(f"{info_path}: ab.settings: {error}") from None
+    kept = asdict(settings)
+    for name, value in overrides.items():
+        if value is not None and value != kept.get(name):
+            option = "--" + name.replace("_", "-")
+            raise ResumeError(f"{option} {value} is not the {name} {folder} was compared with ({kept.get(name)}): "
+                              "give it as it was, or leave it out")
+    return sides, settings
+
+
 def _scenario_info(loaded: Any, front_door: str, selection: str | None, **extra: Any) -> dict[str, Any]:
     """What a run folder's scenario.json says of the scenario it ran (resume checks the file against it)."""
     return {"scenarios": [loaded.scenario.name], "front_door": front_door, "file": str(loaded.path.resolve()),
@@ -407,46 +447,6 @@ def cmd_ab(args: argparse.Namespace) -> int:
         if report_error:
             _err(err, report_error)
     return EXIT_CASES_FAILED if args.fail_on_regression and regressed else EXIT_OK
-
-
-def _resumed_comparison(folder: Path, info: dict[str, Any], given: dict[str, Any],
-                        overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """The sides and settings an A/B folder was compared with (its scenario.json), so that the comparisons of a
-    resumed folder are one comparison. Sides or settings given again must be the folder's: ResumeError if not."""
-    from dataclasses import asdict
-
-    from harness.lockstep import AbSettings
-    from harness.sides import SideError, side_from_mapping
-
-    info_path = folder / "scenario.json"
-    stored = info.get("ab")
-    sides_stored = stored.get("sides") if isinstance(stored, dict) else None
-    settings_stored = stored.get("settings") if isinstance(stored, dict) else None
-    if not isinstance(sides_stored, dict) or not isinstance(settings_stored, dict):
-        raise ResumeError(f"{info_path}: ab: no sides and settings to resume the comparison with")
-    sides = {}
-    for name in ("base", "new"):
-        spec = sides_stored.get(name)
-        if not isinstance(spec, dict):
-            raise ResumeError(f"{info_path}: ab.sides.{name}: not a side (a JSON object)")
-        try:
-            sides[name] = side_from_mapping(name, {k: v for k, v in spec.items() if v is not None}, folder)
-        except SideError as error:
-            raise ResumeError(f"{info_path}: ab.sides.{name}: {str(error).removeprefix(f'{name} side: ')}") from None
-        if given.get(name) is not None and given[name].spec() != sides[name].spec():
-            raise ResumeError(f"--{name} {given[name].describe()} is not the {name} side {folder} was compared with "
-                              f"({sides[name].describe()}): give it as it was, or leave it out")
-    try:
-        settings = AbSettings(**settings_stored)
-    except (TypeError, ValueError) as error:
-        raise ResumeError(f"{info_path}: ab.settings: {error}") from None
-    kept = asdict(settings)
-    for name, value in overrides.items():
-        if value is not None and value != kept.get(name):
-            option = "--" + name.replace("_", "-")
-            raise ResumeError(f"{option} {value} is not the {name} {folder} was compared with ({kept.get(name)}): "
-                              "give it as it was, or leave it out")
-    return sides, settings
 
 
 def cmd_freeze(args: argparse.Namespace) -> int:
