@@ -61,7 +61,12 @@ class AbRun:
                                                                "settings": asdict(settings)}}, resume=resume)
         self.sides, self.settings = sides, settings
         # comparisons of each case in this folder so far (a resumed benchmark adds to them)
-        self._compared = Counter(record.case_id for record in self.engine.store.ab_records()) if resume else Counter()
+        try:
+            self._compared = (Counter(record.case_id for record in self.engine.store.ab_records()) if resume else
+                              Counter())
+        except BaseException:  # damaged comparisons: the folder is not this process's to write after all
+            self.engine.close()
+            raise
 
     @property
     def run_dir(self) -> Path:

@@ -32,6 +32,7 @@ A side is key=value settings joined by commas:
 
   accelbench ab scenarios/smoke.yaml --base python=/opt/ort131/bin/python --new python=/opt/ort132/bin/python
   accelbench ab my.yaml --new model=model_v2.onnx --fail-on-regression
+  accelbench ab --resume reports/my-ab-20261206-101500   (an interrupted comparison: the cases it has no record of)
 """
 
 
@@ -39,23 +40,36 @@ def _err(console: Console, message: str) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def _resume_plan(args: argparse.Namespace) -> tuple[str, str | None, dict[str, Any]]:
+def _resume_plan(args: argparse.Namespace, ab: bool = False) -> tuple[str, str | None, dict[str, Any]]:
     """Scenario file and -k of the run to resume, from its scenario.json unless given again; the file must be
-    the one the run started with, or the two halves would measure different cases."""
-    info_path = Path(args.resume) / "scenario.json"
+    the one the run started with, or the two halves would measure different cases. ``ab``: an A/B folder is
+    resumed (by `ab --resume`), else a run's: a folder of the other kind is refused here, before anything loads."""
+    from results.store import RunFolderProblem, RunStore, read_small_json
+
+    folder = Path(args.resume)
+    info_path = folder / "scenario.json"
+    if not folder.is_dir():
+        raise ResumeError(f"{folder}: no such run folder to resume")
     try:
-        if not info_path.is_file():  # missing, or a FIFO that would block the read forever
-            raise ValueError("not a regular file")
-        info = json.loads(info_path.read_text(encoding="utf-8"))
+        info = read_small_json(info_path)
+        if info is None:
+            raise ResumeError(f"{info_path}: missing, so {folder} cannot be resumed (is it an accelbench run folder?)")
         if not isinstance(info, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as error:
-        raise ResumeError(f"{info_path}: cannot resume from it ({error})") from None
+            raise ResumeError(f"{info_path}: cannot resume from it (not a JSON object)")
+        RunStore(folder).refuse_other_kind(ab)
+    except RunFolderProblem as error:
+        raise ResumeError(str(error)) from None
     scenario = args.scenario or info.get("file")
     if not scenario or not isinstance(scenario, str):
-        raise ResumeError(f"{info_path} names no scenario file (a pytest run?): give it, accelbench run FILE --resume")
+        command = "ab" if ab else "run"
+        raise ResumeError(f"{info_path} names no scenario file (a pytest run?): give it, accelbench {command} FILE "
+                          "--resume")
     started_with = info.get("file_sha256")
-    if started_with and Path(scenario).is_file() and file_sha256(Path(scenario)) != started_with:
+    try:
+        changed = bool(started_with) and Path(scenario).is_file() and file_sha256(Path(scenario)) != started_with
+    except OSError as error:
+        raise ResumeError(f"{scenario}: cannot be read ({error.strerror or error})") from None
+    if changed:
         raise ResumeError(f"{scenario} changed since the run in {args.resume} started: start a new run")
     return scenario, args.k if args.k is not None else info.get("selection"), info
 
@@ -67,6 +81,46 @@ class ResumeError(Exception):
 def file_sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _resumed_comparison(folder: Path, info: dict[str, Any], given: dict[str, Any],
+                        overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The sides and settings an A/B folder was compared with (its scenario.json), so that the comparisons of a
+    resumed folder are one comparison. Sides or settings given again must be the folder's: ResumeError if not."""
+    from dataclasses import asdict
+
+    from harness.lockstep import AbSettings
+    from harness.sides import SideError, side_from_mapping
+
+    info_path = folder / "scenario.json"
+    stored = info.get("ab")
+    sides_stored = stored.get("sides") if isinstance(stored, dict) else None
+    settings_stored = stored.get("settings") if isinstance(stored, dict) else None
+    if not isinstance(sides_stored, dict) or not isinstance(settings_stored, dict):
+        raise ResumeError(f"{info_path}: ab: no sides and settings to resume the comparison with")
+    sides = {}
+    for name in ("base", "new"):
+        spec = sides_stored.get(name)
+        if not isinstance(spec, dict):
+            raise ResumeError(f"{info_path}: ab.sides.{name}: not a side (a JSON object)")
+        try:
+            sides[name] = side_from_mapping(name, {k: v for k, v in spec.items() if v is not None}, folder)
+        except SideError as error:
+            raise ResumeError(f"{info_path}: ab.sides.{name}: {str(error).removeprefix(f'{name} side: ')}") from None
+        if given.get(name) is not None and given[name].spec() != sides[name].spec():
+            raise ResumeError(f"--{name} {given[name].describe()} is not the {name} side {folder} was compared with "
+                              f"({sides[name].describe()}): give it as it was, or leave it out")
+    try:
+        settings = AbSettings(**settings_stored)
+    except (TypeError, ValueError) as error:
+        raise ResumeError(f"{info_path}: ab.settings: {error}") from None
+    kept = asdict(settings)
+    for name, value in overrides.items():
+        if value is not None and value != kept.get(name):
+            option = "--" + name.replace("_", "-")
+            raise ResumeError(f"{option} {value} is not the {name} {folder} was compared with ({kept.get(name)}): "
+                              "give it as it was, or leave it out")
+    return sides, settings
 
 
 def _scenario_info(loaded: Any, front_door: str, selection: str | None, **extra: Any) -> dict[str, Any]:
@@ -105,7 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(err, "--resume RUN_DIR writes into RUN_DIR: drop --out")
         return EXIT_USAGE
     try:
-        scenario_file, selection, started_with = _resume_plan(args) if args.resume else (args.scenario, args.k, {})
+        scenario_file, selection, started_with = (_resume_plan(args, ab=False) if args.resume else
+                                                  (args.scenario, args.k, {}))
         args.history = args.history or started_with.get("history")  # a resumed run goes where the first part went
         loaded = load_scenario(scenario_file)
         # pytest's -k also matches the file's and its folder's names: keep both front doors selecting alike
@@ -306,34 +361,57 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from scenario.selection import SelectionError, select
 
     out, err = make_console(), make_console(stderr=True)
+    if args.scenario is None and args.resume is None:
+        _err(err, "give a scenario file (or --resume RUN_DIR)")
+        return EXIT_USAGE
+    if args.resume and args.out:
+        _err(err, "--resume RUN_DIR writes into RUN_DIR: drop --out")
+        return EXIT_USAGE
+    overrides = {"method": args.method, "threshold": args.threshold, "max_seconds": args.max_seconds,
+                 "min_rounds": args.min_rounds, "fresh": args.fresh, "round_seconds": args.round_seconds,
+                 "slice_ms": args.slice_ms, "seed": args.seed}
     try:
-        loaded = load_scenario(args.scenario)
+        scenario_file, selection, started_with = (_resume_plan(args, ab=True) if args.resume else
+                                                  (args.scenario, args.k, {}))
+        loaded = load_scenario(scenario_file)
         names = (loaded.scenario.name, loaded.path.name, loaded.path.resolve().parent.name)
-        cases = select(expand(loaded), args.k, extra_names=names)
+        cases = select(expand(loaded), selection, extra_names=names)
         given = {name: parse_side(name, text) if text is not None else None
                  for name, text in (("base", args.base), ("new", args.new))}
-        sides = sides_from(loaded.scenario.ab, loaded.base_dir, given)
-        settings = settings_from(loaded.scenario.ab, method=args.method, threshold=args.threshold,
-                                 max_seconds=args.max_seconds, min_rounds=args.min_rounds, fresh=args.fresh,
-                                 round_seconds=args.round_seconds, slice_ms=args.slice_ms, seed=args.seed)
-    except (ScenarioError, SelectionError, TooManyCases, SideError, ValueError) as error:
+        if args.resume:
+            sides, settings = _resumed_comparison(Path(args.resume), started_with, given, overrides)
+        else:
+            sides = sides_from(loaded.scenario.ab, loaded.base_dir, given)
+            settings = settings_from(loaded.scenario.ab, **overrides)
+    except (ScenarioError, SelectionError, TooManyCases, SideError, ValueError, ResumeError) as error:
         _err(err, str(error))
         return EXIT_USAGE
     if not cases:
-        _err(err, f"no case of {args.scenario} matches -k {args.k!r}")
+        _err(err, f"no case of {scenario_file} matches -k {selection!r}")
         return EXIT_USAGE
-    problem = None if args.yes else too_many_cases(cases, str(args.scenario), "--yes")
+    problem = None if args.yes else too_many_cases(cases, str(scenario_file), "--yes")
     if problem and not _confirmed(problem, err):
         _err(err, problem)
         return EXIT_USAGE
-    run_dir = Path(args.out) if args.out else new_run_dir(Path(args.reports_root), f"{loaded.scenario.name}-ab")
-    run = _open_run(lambda: AbRun(run_dir, _scenario_info(loaded, "ab", args.k), sides, settings), run_dir, err)
+    if args.resume:
+        run_dir = Path(args.resume)
+    else:
+        run_dir = Path(args.out) if args.out else new_run_dir(Path(args.reports_root), f"{loaded.scenario.name}-ab")
+    run = _open_run(lambda: AbRun(run_dir, _scenario_info(loaded, "ab", selection), sides, settings,
+                                  resume=bool(args.resume)), run_dir, err)
     if run is None:
         return EXIT_USAGE
     err.print(f"base: {escape(sides['base'].describe())}\nnew:  {escape(sides['new'].describe())}\n"
               f"{settings.method}, threshold {settings.threshold:.1%}, at most {settings.max_seconds:g} s a case",
               highlight=False, soft_wrap=True)
     records = []
+    if args.resume:  # comparisons already finished are kept, and count in the table, the verdicts and the exit status
+        earlier = {record.case_id: record for record in run.engine.store.ab_records()}
+        records = [earlier[case.case_id] for case in cases if case.case_id in earlier]
+        torn = f"; cut a partly written record ({run.engine.torn_bytes} bytes)" if run.engine.torn_bytes else ""
+        err.print(f"resuming {escape(str(run_dir))}: {len(records)} of {len(cases)} comparisons recorded, "
+                  f"{len(cases) - len(records)} to run{torn}", highlight=False, soft_wrap=True)
+        cases = [case for case in cases if case.case_id not in earlier]
     try:
         with err.status("looking up model artefacts") as status:
             run.prepare(cases, progress=lambda text: status.update(escape(text)))
@@ -569,7 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ab = commands.add_parser("ab", help="is NEW slower than BASE? both sides measured in one sitting, in lock-step",
                              description=AB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ab.add_argument("scenario", help="scenario YAML file (its ab: block gives sides and settings; options here win)")
+    ab.add_argument("scenario", nargs="?",
+                    help="scenario YAML file (its ab: block gives sides and settings; options here win; with "
+                         "--resume: the folder's own by default)")
     ab.add_argument("--base", metavar="SIDE",
                     help="the base side: key=value,... (python=, model=, artifacts=, backend options)")
     ab.add_argument("--new", metavar="SIDE", help="the new side, the same way (empty: the scenario as written)")
@@ -587,6 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what a round renews: worker processes (default) or sessions in the same workers")
     ab.add_argument("--seed", type=int, default=None, help="seed of the slice order (default 0)")
     ab.add_argument("--out", help="results folder (default: REPORTS_ROOT/<scenario>-ab-<date>-<time>)")
+    ab.add_argument("--resume", metavar="RUN_DIR",
+                    help="complete an interrupted comparison: compare only the cases RUN_DIR has no record of, with "
+                         "its sides and settings")
     ab.add_argument("--reports-root", default="reports")
     ab.add_argument("--fail-on-regression", action="store_true",
                     help="exit 1 when a case is slower, or broken (the new side cannot run what the base runs)")

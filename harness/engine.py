@@ -204,10 +204,16 @@ class Engine:
         the run raises RunFolderProblem (or another OSError) here, before any case runs."""
         self.store = RunStore(run_dir)
         self.env = collect_env()
-        self.torn_bytes = self.store.reopen(self.env) if resume else 0
         if resume:
-            self.store.records()  # what is there must read back before anything is added to it
+            # an A/B folder is resumed by `ab --resume`, a run's by `run --resume`: never one into the other
+            self.torn_bytes = self.store.reopen(self.env, ab="ab" in scenario_info)
+            try:
+                self.store.records()  # what is there must read back before anything is added to it
+            except BaseException:
+                self.store.close()
+                raise
         else:
+            self.torn_bytes = 0
             self.store.open(self.env, scenario_info)
         self.artifacts: dict[str, str] = {}
         self.artifact_errors: dict[str, str] = {}
@@ -217,6 +223,10 @@ class Engine:
     @property
     def run_dir(self) -> Path:
         return self.store.run_dir
+
+    def close(self) -> None:
+        """Let another process write the run folder (the lock goes with this process anyway)."""
+        self.store.close()
 
     def recorded_case_ids(self) -> set[str]:
         """Cases this folder already has a complete record of, whatever their status."""

@@ -242,6 +242,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write(buffer.getvalue())
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's run folders may be written by another process from here on (an in-process pytest run, as
+    pytester's, ends long before its interpreter does)."""
+    engine = config.stash.get(_ENGINE, None)
+    if engine is not None:
+        engine.close()
+    for run in config.stash.get(_AB_RUNS, {}).values():
+        run.engine.close()
+
+
 def _buffered_console(terminalreporter: Any) -> tuple[io.StringIO, Any]:
     """A rich console writing into a buffer, styled as pytest's own terminal is (colour or not, its width)."""
     from rich.console import Console

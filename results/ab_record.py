@@ -16,6 +16,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from results.record import OneLine, RecordError, validate_leniently
 
 AbStatus = Literal["compared", "refused", "failed", "skipped"]  # skipped: the case cannot run here
+
+# What each figure of an A/B record can be when a comparison produced it (checked on reading, as results.jsonl's
+# timings are: an edited NaN ratio printed "nan" in the report, a negative one "-1.000"). kind: (test, words).
+_FIGURES: dict[str, tuple[Any, str]] = {
+    "positive": (lambda v: math.isfinite(v) and v > 0, "a positive finite number"),
+    "positive or infinite": (lambda v: v > 0, "a positive number"),  # an interval without an upper end
+    "at least 0": (lambda v: math.isfinite(v) and v >= 0, "a finite number of 0 or more"),
+    "at least 0 or infinite": (lambda v: v >= 0, "a number of 0 or more"),  # no detectable effect at all
+    "finite": (math.isfinite, "a finite number"),
+    "probability": (lambda v: 0 <= v <= 1, "a probability between 0 and 1"),
+    "share": (lambda v: 0 < v < 1, "a share between 0 and 1"),
+}
+_RECORD_FIGURES = {"ratio": "positive", "ci_low": "at least 0", "ci_high": "positive or infinite",
+                   "p_value": "probability", "t_test_p": "probability", "mde": "at least 0 or infinite",
+                   "threshold": "share", "min_effect": "at least 0", "alpha": "share", "confidence": "share",
+                   "wall_s": "at least 0", "measured_s": "at least 0", "started_at": "finite", "finished_at": "finite",
+                   "batch_size": "positive"}
+_SIDE_FIGURES = {"median_ms": "positive", "geomean_ms": "positive", "slices": "at least 0",
+                 "inferences": "at least 0", "startup_s": "at least 0"}
+_PAIR_FIGURES = {"at_s": "at least 0", "base_ms": "positive", "new_ms": "positive"}
 AbVerdict = Literal["slower", "faster", "unchanged", "cannot tell", "broken"]
 REGRESSED = ("slower", "broken")
 
@@ -122,4 +142,24 @@ class AbRecord(_Part):
             record.mde = math.inf
         if record.ci_high is None and record.ci_low is not None:
             record.ci_high = math.inf
+        if problem := record.figure_problem():
+            raise ValueError(f"{where}: {problem}")
         return record
+
+    def figure_problem(self) -> str | None:
+        """The first figure no comparison can produce (NaN, infinite where the figure is finite, negative or zero
+        where it is a time or a ratio), named by its path, or None."""
+        figures: list[tuple[str, Any, str]] = [(name, getattr(self, name), kind)
+                                               for name, kind in _RECORD_FIGURES.items()]
+        for side in (self.base, self.new):
+            figures += [(f"{side.name}.{name}", getattr(side, name), kind) for name, kind in _SIDE_FIGURES.items()]
+        for index, one in enumerate(self.rounds):
+            figures.append((f"rounds.{index}.log_ratio", one.log_ratio, "finite"))
+            for number, pair in enumerate(one.pairs):
+                figures += [(f"rounds.{index}.pairs.{number}.{name}", getattr(pair, name), kind)
+                            for name, kind in _PAIR_FIGURES.items()]
+        for name, value, kind in figures:
+            test, words = _FIGURES[kind]
+            if value is not None and not test(value):
+                return f"{name}: {value} is not {words}"
+        return None

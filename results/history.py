@@ -89,6 +89,13 @@ def add_run(history: Path, run_dir: str | Path) -> tuple[str, bool]:
     run = load_run(run_dir)
     if not run.records:
         raise HistoryError(f"{run.path} has no records: nothing to add to the history")
+    seen: set[str] = set()
+    for record in run.records:  # the history keys rows by run and case: a second record would be a second truth
+        if record.case_id in seen:
+            raise HistoryError(f"{run.path / 'results.jsonl'}: case {record.case_id[:200]!r}: case_id: recorded "
+                               "twice (a run holds one record per case: two writers of one folder, or an edit); keep "
+                               "one of them")
+        seen.add(record.case_id)
     identifier = run_id(run)
     target = history / f"{identifier}.parquet"
     if target.exists() and _stored_rows(target) == len(run.records):

@@ -8,6 +8,7 @@ partially written last line instead of failing on it.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ import platform
 import re
 import shutil
 import stat
+import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +34,8 @@ from sysinfo.envinfo import env_differences
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 T = TypeVar("T")
 MIN_FREE_MB = 64  # a smoke run writes a few MB; a long scenario's raw samples, tens
+LOCK_NAME = ".accelbench.lock"  # held (flock) by the one process that writes the folder; readers ignore it
+LOCK_INFO_LIMIT = 4096  # bytes of the holder's pid and command line read back for a refused writer's message
 
 
 class RunFolderProblem(OSError):
@@ -49,6 +54,124 @@ def safe_file_name(text: str, limit: int = 150) -> str:
     if safe != text or len(safe) > limit:
         safe = f"{safe[:limit]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     return safe
+
+
+class RunLock:
+    """The run folder's lock, held by the one process that writes it, for as long as that process lives.
+
+    Two writers of one folder (two `run --resume` at once) would each run the cases the other is running, and leave
+    two records of one case. The lock is an flock on a file inside the folder: the kernel drops it when its holder
+    ends however it ends (kill -9 included), so a stale lock never stands in the way of a resume, and no pid file
+    has to be guessed dead. The holder writes its pid and command line into the file, for the refused writer's
+    message; the file itself is never removed (removing a lock file races with the next locker)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        """Take the lock of ``run_dir`` (an existing folder) or raise RunFolderProblem: held by another process
+        (named by pid and command line), or a lock file that is not a regular file, or one that cannot be made."""
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd: int | None = None
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:  # no link followed, no FIFO or device waited on: the lock file is ours or refused
+            self._fd = os.open(self.path, flags, 0o644)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise RunFolderProblem(f"{self.path}: a symbolic link where the run folder's lock file should be; "
+                                       "remove it") from None
+            raise RunFolderProblem(f"cannot write results to {run_dir}: its lock file {LOCK_NAME} cannot be made "
+                                   f"({error.strerror or error})") from None
+        try:
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                raise RunFolderProblem(f"{self.path}: not a regular file where the run folder's lock file should "
+                                       "be; remove it")
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunFolderProblem(
+                    f"{run_dir} is being written by another process, held by {self._holder()}: one writer at a "
+                    "time (wait for it to end, or stop it; a resumed run goes on where it stopped)") from None
+            except OSError as error:  # a file system without locks (some network mounts)
+                raise RunFolderProblem(f"cannot lock {self.path} ({error.strerror or error}): write results to a "
+                                       "local disk") from None
+            self._write_holder()
+        except BaseException:
+            self.release()
+            raise
+
+    def _holder(self) -> str:
+        """ "pid N (command line)": the pid from the kernel's table of locks, the command line as the holder wrote
+        it. The file may still name the previous holder for a moment (the lock is taken before the file is
+        written), so it is read again until it names the kernel's pid."""
+        holder = self._kernel_holder()
+        pid, command = None, None
+        for _ in range(40):
+            pid, command = self._written_holder()
+            if holder is None or pid == holder:
+                break
+            time.sleep(0.025)
+        if holder is not None and pid != holder:
+            pid, command = holder, _command_of(holder)
+        if pid is None:
+            return "a process that has not named itself yet"
+        command = " ".join((command or "?").split())  # one line, whatever the command line held
+        command = command if len(command) <= 200 else command[:199] + "…"
+        return f"pid {pid} ({command})"
+
+    def _written_holder(self) -> tuple[int | None, str | None]:
+        try:
+            data = json.loads(os.pread(self._fd, LOCK_INFO_LIMIT, 0).decode("utf-8", errors="replace"))
+            return int(data["pid"]), str(data["command"])
+        except (OSError, ValueError, TypeError, KeyError, OverflowError):
+            return None, None
+
+    def _kernel_holder(self) -> int | None:
+        """The pid holding the flock on our lock file, from /proc/locks (Linux); None where it cannot be told."""
+        try:
+            info = os.fstat(self._fd)
+            table = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return None
+        exact = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+        found: dict[str, set[int]] = {"exact": set(), "inode": set()}
+        for line in table.splitlines():
+            parts = line.split()
+            if len(parts) < 6 or parts[1] != "FLOCK" or "->" in parts or not parts[4].isdigit():
+                continue  # another kind of lock, or a process waiting for one
+            if parts[5] == exact:
+                found["exact"].add(int(parts[4]))
+            elif parts[5].rsplit(":", 1)[-1] == str(info.st_ino):  # a file system that shows another device number
+                found["inode"].add(int(parts[4]))
+        for pids in found.values():
+            if len(pids) == 1:
+                return pids.pop()
+        return None
+
+    def _write_holder(self) -> None:
+        # `accelbench run ...` as sys.argv has it; `python -m pytest ...` as the interpreter was called
+        argv = list(sys.orig_argv if sys.orig_argv[1:2] in (["-m"], ["-c"]) else sys.argv) or ["?"]
+        argv[0] = Path(argv[0]).name
+        data = json.dumps({"pid": os.getpid(), "command": " ".join(argv)}).encode()
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, data, 0)
+        except OSError:  # a full disk: the lock holds all the same, only its message names no one
+            pass
+
+    def release(self) -> None:
+        """Give the lock up (closing the file drops the flock); a second call does nothing."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def _command_of(pid: int) -> str | None:
+    """A process's command line as ps shows it, or None when it cannot be read (gone, or another user's)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip() or None
+    except OSError:
+        return None
 
 
 def new_run_dir(root: Path, scenario_name: str) -> Path:
@@ -71,22 +194,40 @@ class RunStore:
         self.results_path = self.run_dir / "results.jsonl"
         self.ab_path = self.run_dir / "ab.jsonl"
         self.logs_dir = self.run_dir / "logs"
+        self._lock: RunLock | None = None
 
     def open(self, env: dict[str, Any], scenario: dict[str, Any]) -> None:
-        """Create the folder and write env.json; fails early and clearly if the folder already holds files (they
-        are the user's or another run's: never overwritten, never mixed with this run's), is not writable, or its
-        file system is nearly full (RunFolderProblem), before any case runs."""
-        self.refuse_if_not_empty()
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.check_free_space()
-        self._write_json("env.json", env)
-        self._write_json("scenario.json", scenario)
+        """Create the folder, lock it and write env.json; fails early and clearly if the folder already holds files
+        (they are the user's or another run's: never overwritten, never mixed with this run's), another process is
+        writing it, it is not writable, or its file system is nearly full (RunFolderProblem), before any case runs.
+
+        Race-free between two processes given one folder: the emptiness is checked again under the lock, so one of
+        them writes the folder and the other is refused (held, or no longer empty)."""
+        self.refuse_if_not_empty()  # first without the lock: a folder of the user's files gets no lock file in it
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = RunLock(self.run_dir)
+        try:
+            self.refuse_if_not_empty()
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            self.check_free_space()
+            self._write_json("env.json", env)
+            self._write_json("scenario.json", scenario)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Give up the folder's lock: another process may write it from now on (ending the process does too)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def refuse_if_not_empty(self) -> None:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunFolderProblem(f"{self.run_dir} is a file, not a folder for results")
         try:
-            held = sorted(entry.name for entry in self.run_dir.iterdir()) if self.run_dir.is_dir() else []
+            held = sorted(entry.name for entry in self.run_dir.iterdir()
+                          if entry.name != LOCK_NAME) if self.run_dir.is_dir() else []
         except OSError as error:
             raise RunFolderProblem(f"cannot read {self.run_dir}: {error.strerror or error}") from None
         if held:
@@ -96,10 +237,24 @@ class RunStore:
                 "no file is overwritten and no other run's records mix with this one's (accelbench run --resume "
                 "RUN_DIR completes an interrupted run in its own folder)")
 
-    def reopen(self, env: dict[str, Any]) -> int:
+    def reopen(self, env: dict[str, Any], ab: bool | None = None) -> int:
         """Go on with an interrupted run: same machine and software only, since a resumed run's numbers sit
         beside the first part's. A record torn by a kill mid-write is cut off (its case runs again), so the next
-        record starts on a line of its own. Returns the bytes cut."""
+        record starts on a line of its own. Returns the bytes cut. The folder is locked first: another process
+        writing it (a second resume) is a RunFolderProblem that names it. ``ab``: whether the writer adds A/B
+        comparisons (True) or run records (False); a folder of the other kind is refused (None: not checked)."""
+        if not self.run_dir.is_dir():
+            raise RunFolderProblem(f"{self.run_dir}: not a run folder to resume (no such folder)")
+        self._lock = RunLock(self.run_dir)
+        try:
+            if ab is not None:
+                self.refuse_other_kind(ab)
+            return self._reopen(env)
+        except BaseException:
+            self.close()
+            raise
+
+    def _reopen(self, env: dict[str, Any]) -> int:
         env_file = self.run_dir / "env.json"
         try:
             if not stat.S_ISREG(env_file.stat().st_mode):  # a FIFO would block the read forever
@@ -125,6 +280,25 @@ class RunStore:
         self.check_free_space()
         # an A/B folder's comparisons too: a record glued onto a torn one would make the whole file unreadable
         return repair_torn_tail(self.results_path) + repair_torn_tail(self.ab_path)
+
+    def is_ab_folder(self) -> bool:
+        """Whether `accelbench ab` (or the pytest door's ab: block) wrote this folder: its scenario.json carries the
+        sides and settings, or it holds comparisons."""
+        if self.ab_path.exists() or self.ab_path.is_symlink():
+            return True
+        info = read_small_json(self.run_dir / "scenario.json")
+        return isinstance(info, dict) and "ab" in info
+
+    def refuse_other_kind(self, ab: bool) -> None:
+        """A/B comparisons go on in an A/B folder, run records in a run folder: a resume of the wrong kind would add
+        records no reader of the folder looks at ("0 of 3 cases recorded") and never finish what was started."""
+        if self.is_ab_folder() == ab:
+            return
+        if ab:
+            raise RunFolderProblem(f"{self.run_dir} is a run folder (accelbench run wrote it), not an A/B "
+                                   f"comparison's: accelbench run --resume {self.run_dir} completes it")
+        raise RunFolderProblem(f"{self.run_dir} holds A/B comparisons (accelbench ab wrote it), not a run's cases: "
+                               f"accelbench ab --resume {self.run_dir} completes it")
 
     def raise_if_disk_full(self, failure: str | None) -> None:
         """A case that failed while the results' disk was full failed because of the disk, not of itself (its
@@ -193,6 +367,29 @@ class RunStore:
 
     def write_benchmark_json(self, env: dict[str, Any]) -> Path:
         return self._write_json("benchmark.json", benchmark_json(self.records(), env))
+
+
+SMALL_JSON_LIMIT = 16 * 2**20  # scenario.json and env.json: kilobytes when accelbench writes them
+
+
+def read_small_json(path: Path, limit: int = SMALL_JSON_LIMIT) -> Any:
+    """A run folder's small JSON file (scenario.json), or None when it is missing; RunFolderProblem naming it when it
+    is not a regular file (a FIFO would block the read forever), is larger than ``limit`` or is not JSON."""
+    try:
+        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise RunFolderProblem(f"{path}: not a regular file")
+            if info.st_size > limit:
+                raise RunFolderProblem(f"{path}: {info.st_size / 2**20:.0f} MiB, more than accelbench ever writes "
+                                       f"there ({limit / 2**20:.0f} MiB)")
+            return json.loads(handle.read(limit + 1).decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except RunFolderProblem:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise RunFolderProblem(f"{path}: unreadable ({error})") from None
 
 
 def repair_torn_tail(path: Path) -> int:

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,27 @@ REGISTRATION = ",".join([
 ])
 
 
-def inject(fault: str) -> None:
+GATE_WAIT_S = 300.0  # fault "wait": the most a worker waits at its gate before it fails the case
+
+
+def wait_at_gate(gate: str) -> None:
+    """Fault "wait": say so (a file ``waiting-<pid>`` in the folder ``gate``), then wait until the test opens the
+    gate (a file ``go`` there). A test holds a worker, and with it its runner, mid-case for as long as it needs,
+    whatever the machine's speed, and sees how many runners got that far."""
+    folder = Path(gate)
+    (folder / f"waiting-{os.getpid()}").touch()
+    deadline = time.monotonic() + GATE_WAIT_S
+    while not (folder / "go").exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the gate {gate} was not opened within {GATE_WAIT_S:g} s")
+        time.sleep(0.02)
+
+
+def inject(fault: str, gate: str | None = None) -> None:
     """Misbehave as a broken native runtime would."""
-    if fault == "segv":
+    if fault == "wait":
+        wait_at_gate(str(gate))
+    elif fault == "segv":
         os.kill(os.getpid(), signal.SIGSEGV)
     elif fault == "hang":
         while True:
@@ -82,16 +101,17 @@ class _FaultySession(Session):
 
 
 class FaultyOnnxRuntime(OnnxRuntimeCpu):
-    """``fault: segv|hang|oom|raise|slow`` injected at ``fault_at: prepare|run`` (at run: after ``fault_after`` calls
-    that went well, so that a fault can strike in the middle of a measurement; from the ``fault_from_session``-th
-    session of the worker on, so that it strikes in a given round whatever the machine's speed; ``fault_after`` then
-    counts that session's calls)."""
+    """``fault: segv|hang|oom|raise|slow|wait`` injected at ``fault_at: prepare|run`` (at run: after ``fault_after``
+    calls that went well, so that a fault can strike in the middle of a measurement; from the
+    ``fault_from_session``-th session of the worker on, so that it strikes in a given round whatever the machine's
+    speed; ``fault_after`` then counts that session's calls). ``wait`` waits at the gate folder ``fault_gate``
+    (wait_at_gate): at prepare only."""
 
     name = "fault_ort"
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        return (*super().option_names(), "fault", "fault_at", "fault_after", "fault_from_session")
+        return (*super().option_names(), "fault", "fault_at", "fault_after", "fault_from_session", "fault_gate")
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
                 sample_shape: tuple[int, ...] | None = None) -> Session:
@@ -102,7 +122,7 @@ class FaultyOnnxRuntime(OnnxRuntimeCpu):
         if "fault_from_session" in options.extra:  # then fault_after counts this session's calls
             after += CALLS[0]
         if fault and where == "prepare":
-            inject(fault)
+            inject(fault, options.extra.get("fault_gate"))
         session = super().prepare(artifact, options, batch_size, sample_shape)
         return _FaultySession(session, fault, after) if fault and where == "run" else session
 
