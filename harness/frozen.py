@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from scenario.checks import MAX_MODEL_ENV, _model_file_problem, max_model_bytes
+from scenario.checks import MAX_MODEL_ENV, MAX_MODEL_FILES, _model_file_problem, max_model_bytes
 from scenario.yaml_lines import excerpt
 
 FORMAT = 2
@@ -41,7 +41,6 @@ MANIFEST = "artifacts.json"
 # A manifest is a line or two per case and per file: 64 MiB holds the most cases a scenario may have (100,000) many
 # times over, and bounds what a mistyped path (a disk image, /dev/zero) costs.
 MAX_MANIFEST_BYTES = 64 << 20
-MAX_MODEL_FILES = 10_000  # a SavedModel is a handful of files; a folder of more is not one
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
 

@@ -231,27 +231,46 @@ def _folder_files(folder: Path) -> list[Path] | str:
     cannot even be looked at."""
     try:
         return folder_entries(folder)
+    except TooManyEntries as error:
+        return str(error)
     except OSError as error:
         return f"cannot read {error.filename or folder}: {error.strerror or error}"
 
 
+# A SavedModel is a handful of files; a folder of more is not one (a link to / would walk the whole disk)
+MAX_MODEL_FILES = 10_000
+
+
+class TooManyEntries(Exception):
+    """A model folder past MAX_MODEL_FILES entries."""
+
+
 def folder_entries(folder: Path) -> list[Path]:
     """Every entry below `folder` that is not a folder, through symlinked folders too (a SavedModel's
-    `variables -> /elsewhere` holds its weights; rglob would not look inside), each real folder once."""
+    `variables -> /elsewhere` holds its weights; rglob would not look inside), each real folder once. A stack, not
+    os.walk: on Python 3.11 that recurses, and a folder nested a thousand deep was a RecursionError. At most
+    MAX_MODEL_FILES entries are looked at (TooManyEntries), folders included."""
     found: list[Path] = []
     seen: set[str] = set()
-
-    def fail(error: OSError) -> None:
-        raise error
-
-    for root, folders, files in os.walk(folder, followlinks=True, onerror=fail):
+    visited = 0
+    pending = [folder]
+    while pending:
+        root = pending.pop()
         real = os.path.realpath(root)
         if real in seen:  # a symlink loop, or two links to one folder
-            folders[:] = []
             continue
         seen.add(real)
-        found += [Path(root) / name for name in files]
-        found += [Path(root) / name for name in folders if not os.path.isdir(Path(root) / name)]  # dangling links
+        with os.scandir(root) as scan:
+            entries = list(scan)
+        visited += len(entries)
+        if visited > MAX_MODEL_FILES:
+            raise TooManyEntries(f"{folder} holds more than {MAX_MODEL_FILES:,} files and folders: not a model")
+        for entry in entries:
+            path = Path(root) / entry.name
+            if entry.is_dir(follow_symlinks=True):
+                pending.append(path)
+            else:  # files, and dangling links (the checks name them)
+                found.append(path)
     return sorted(found)
 
 
