@@ -348,13 +348,25 @@ def make_feeds(plans: Sequence[InputPlan], batch: int, seed: int) -> list[np.nda
 def make_samples(plans: Sequence[InputPlan], samples: int, seed: int) -> list[np.ndarray]:
     """``samples`` independent samples per batched input, stacked on a new leading axis, each sample keeping its
     own batch axis of size 1 (so any batch size is a concatenation along that axis); an unbatched input is one
-    array shared by every sample, since a call can only take one value for it."""
+    array shared by every sample, since a call can only take one value for it.
+
+    The whole set is held at once (the fidelity reference, calibration), so it is bounded like one feed: where
+    ``samples`` of a large input would pass the limit, fewer are drawn (at least one) and the arrays' length says
+    how many (the record's sample count comes from it). Each sample is written into one preallocated array, not
+    stacked from copies that would double the peak."""
     _check_feeds(plans, 1)
+    per_sample = sum(plan.nbytes(1) for plan in plans if plan.batched)
+    samples = max(1, min(samples, max_feed_bytes() // per_sample)) if per_sample else samples
     rng = np.random.default_rng(seed)
     arrays = []
     for plan in plans:
         if plan.batched:
-            arrays.append(np.stack([plan.generate(rng, 1) for _ in range(samples)]))
+            first = plan.generate(rng, 1)
+            stacked = np.empty((samples, *first.shape), dtype=first.dtype)
+            stacked[0] = first
+            for index in range(1, samples):
+                stacked[index] = plan.generate(rng, 1)
+            arrays.append(stacked)
         else:
             arrays.append(plan.generate(rng, 1))
     return arrays

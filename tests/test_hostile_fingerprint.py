@@ -413,3 +413,21 @@ def test_a_long_plain_list_is_refused_as_too_many_values_not_as_aliases(tmp_path
         ["*t"] * 10) + "]\nmodels: [digits_cnn]\nbackends: [onnxruntime_cpu]\nbatch_sizes: [" + ", ".join(
         ["*h"] * 1001) + "]\n")
     assert load_error(aliased) == f"{aliased}:6: invalid YAML: the aliases here expand to more than 100,000 values"
+
+
+def test_a_sample_set_is_bounded_like_one_feed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fidelity reference and calibration hold every sample at once: 16 samples of an input just under the
+    per-feed limit were 16 times the limit. Fewer samples are drawn where they would pass it, and the arrays say
+    how many; small inputs keep every sample, with the same data as before."""
+    from model_zoo.inputs import InputPlan, make_samples
+
+    monkeypatch.setenv("ACCELBENCH_MAX_FEED_GIB", str(4 / 1024))  # 4 MiB
+    big = InputPlan("x", "float32", 0, (600, 600), 0.0, 1.0)  # 1.44 MB a sample: two fit
+    small = InputPlan("y", "int8", 0, (3,), 0.0, 5.0)
+    arrays = make_samples([big, small], 16, seed=3)
+    assert [a.shape for a in arrays] == [(2, 1, 600, 600), (2, 1, 3)]
+    assert arrays[0].dtype == np.float32 and arrays[1].dtype == np.int8
+    full = make_samples([small], 16, seed=3)
+    rng = np.random.default_rng(3)
+    assert full[0].shape == (16, 1, 3)
+    assert np.array_equal(full[0], np.stack([small.generate(rng, 1) for _ in range(16)]))
