@@ -47,7 +47,6 @@ from scipy import stats
 
 from harness.ab import AbRun
 from harness.lockstep import AbSettings
-from harness.sides import Side
 from results.ab_record import AbRecord
 from results.paired import ab_verdict, paired_estimate
 from results.record import Record, RecordError
@@ -55,6 +54,7 @@ from results.runs import RunFolderError, load_run
 from results.store import new_run_dir, read_ab_records
 from scenario.cases import Case, ModelSpec
 from scenario.load import MeasureSpec
+from scenario.sides import Side
 from sysinfo.stability import cpu_speed_probe
 from tracking.compare import compare_runs, run_to_run_sigma
 

@@ -1,4 +1,4 @@
-"""An A/B run: every case of a scenario compared on two sides (harness.sides) by the lock-step coordinator
+"""An A/B run: every case of a scenario compared on two sides (scenario.sides) by the lock-step coordinator
 (harness.lockstep), into one run folder (env.json, scenario.json, ab.jsonl, logs/).
 
 Shared by `accelbench ab` and the pytest front door (a scenario with an ``ab:`` block). Artefacts come from the
@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.engine import Engine
-from harness.frozen import FileFacts, FrozenError, ModelFiles, copy_checked, model_files, write_manifest
 from harness.lockstep import SIDES, AbSettings, CaseComparison
-from harness.sides import Side, SideError, side_from_mapping
 from results.ab_record import AbRecord
 from results.runs import load_run
 from results.store import safe_file_name
 from scenario.cases import Case
 from scenario.checks import max_model_bytes
+from scenario.frozen import FileFacts, FrozenError, ModelFiles, copy_checked, model_files, write_manifest
 from scenario.schema import AbSpec
+from scenario.sides import Side, SideError, side_from_mapping
 
 
 def settings_from(spec: AbSpec | None, **overrides: Any) -> AbSettings:
@@ -138,7 +138,7 @@ def freeze_run(run_dir: Path, dest: Path) -> dict[str, Any]:
     accelbench's own code comes from the checkout). The nightly workflow freezes the last night whose gate passed.
 
     All or nothing (FreezeRefused): a frozen state is what later nights are judged against, so one that silently
-    lacks a case would shrink what the gate guards, and a record naming a file freeze refuses (harness.frozen: not
+    lacks a case would shrink what the gate guards, and a record naming a file freeze refuses (scenario.frozen: not
     a model, a link out of its folder, gone) means the run folder was edited or its files moved since. The copy is
     made in a temporary folder beside ``dest`` and renamed into place, so ``dest`` never holds half a freeze."""
     run = load_run(run_dir)
@@ -195,7 +195,7 @@ def freeze_run(run_dir: Path, dest: Path) -> dict[str, Any]:
 
 def _copy_model(model: ModelFiles, folder: Path, staging: Path) -> dict[str, FileFacts]:
     """Copy one model's files under ``folder`` (a SavedModel keeps its folder's name), each checked again as it is
-    copied (harness.frozen.copy_checked); returns each file's facts by its path in the manifest."""
+    copied (scenario.frozen.copy_checked); returns each file's facts by its path in the manifest."""
     base = folder / model.root.name if model.is_folder else folder
     facts = {}
     for relative, real in model.files:

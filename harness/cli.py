@@ -90,7 +90,7 @@ def _resumed_comparison(folder: Path, info: dict[str, Any], given: dict[str, Any
     from dataclasses import asdict
 
     from harness.lockstep import AbSettings
-    from harness.sides import SideError, side_from_mapping
+    from scenario.sides import SideError, side_from_mapping
 
     info_path = folder / "scenario.json"
     stored = info.get("ab")
@@ -354,11 +354,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_ab(args: argparse.Namespace) -> int:
     from harness.ab import AbRun, settings_from, sides_from
     from harness.console import ab_table
-    from harness.sides import SideError, parse_side
     from results.store import DiskFull, new_run_dir
     from scenario.expand import TooManyCases, too_many_cases
     from scenario.load import ScenarioError, expand, load_scenario
     from scenario.selection import SelectionError, select
+    from scenario.sides import SideError, parse_side
 
     out, err = make_console(), make_console(stderr=True)
     if args.scenario is None and args.resume is None:

@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 
 from harness.engine import exit_reason, worker_env
-from harness.sides import Side
 from results.ab_record import AbRecord, AbRound, SideInfo, SlicePair
 from results.paired import ALPHA, CONFIDENCE, ab_verdict, minimum_detectable_effect, paired_estimate
 from results.store import safe_file_name
 from scenario.cases import Case
+from scenario.sides import Side
 from sysinfo.lifeline import child_env
 
 SIDES = ("base", "new")

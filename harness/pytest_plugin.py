@@ -66,7 +66,7 @@ class ScenarioFile(pytest.File):
         ab = None
         if loaded.scenario.ab is not None:  # every case is an A/B comparison of the scenario's two sides
             from harness.ab import settings_from, sides_from
-            from harness.sides import SideError
+            from scenario.sides import SideError
 
             try:
                 ab = (sides_from(loaded.scenario.ab, loaded.base_dir, {}), settings_from(loaded.scenario.ab))

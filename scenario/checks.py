@@ -190,7 +190,7 @@ def _feed_problems(scenario: Scenario, index: int, plans: list[InputPlan], lines
 def model_path_problem(text: str, base_dir: Path) -> str | None:
     """Why ``text`` (relative to ``base_dir``) cannot be a model: an unusable path, or a file that is no model (a
     FIFO, a device, the wrong kind, over the size limit). The one check of a scenario's models and an A/B side's
-    ``model=`` (harness.sides), so that neither reaches a build that would hang on it or trace back."""
+    ``model=`` (scenario.sides), so that neither reaches a build that would hang on it or trace back."""
     return path_problem(text, base_dir) or _model_file_problem(base_dir / Path(text).expanduser())
 
 
@@ -338,10 +338,10 @@ def path_problem(text: str, base_dir: Path) -> str | None:
 
 
 def ab_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> list[tuple[int, str]]:
-    """Each ``ab:`` side read as `accelbench ab` reads it (harness.sides: its files exist and are what they claim,
+    """Each ``ab:`` side read as `accelbench ab` reads it (scenario.sides: its files exist and are what they claim,
     its settings have their types and bounds) when the scenario loads, so that a mistake is an error at its line,
     not a refusal of every case, a hang or a traceback after the run has started."""
-    from harness.sides import SideError, side_from_mapping  # harness.sides checks its model files with this module
+    from scenario.sides import SideError, side_from_mapping  # scenario.sides checks its model files with this module
 
     if scenario.ab is None:
         return []

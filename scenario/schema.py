@@ -238,7 +238,7 @@ class AbSpec(BaseModel):
     """Compare every case on two sides in one sitting (harness.lockstep): `accelbench ab` and the pytest front door
     run it, and a case whose verdict is "slower" fails. A side is a mapping of ``python`` (an interpreter, e.g.
     another virtualenv's), ``model`` (a model file in place of the case's), ``options`` and other backend options;
-    relative paths are relative to the scenario file (harness.sides)."""
+    relative paths are relative to the scenario file (scenario.sides)."""
 
     model_config = ConfigDict(extra="forbid")
 

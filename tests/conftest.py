@@ -118,6 +118,29 @@ def zoo_cache_dir() -> Iterator[Path]:
         yield path
 
 
+def nested_savedmodel(source: Path, folder: Path, levels: int = 1200) -> Path:
+    """A copy of the SavedModel ``source`` with a real folder ``levels`` deep inside: deeper than Python 3.11
+    recurses (os.walk, os.makedirs and shutil.rmtree all do). Use it under ``deep_tmp_path``."""
+    shutil.copytree(source, folder)
+    bottom = folder
+    for _ in range(levels):
+        bottom = bottom / "d"
+        bottom.mkdir()
+    (bottom / "notes.txt").write_text("at the bottom")
+    return folder
+
+
+@pytest.fixture
+def deep_tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, emptied with `rm -rf` after the test, passed or failed: pytest's own clean-up (shutil.rmtree)
+    recurses, and a folder nested deeper than that left behind failed every later session at its end."""
+    try:
+        yield tmp_path
+    finally:
+        for entry in list(tmp_path.iterdir()):
+            subprocess.run(["rm", "-rf", str(entry)], check=False)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """`pytest scenarios/smoke.yaml` exactly as a user types it, once per test session: its run folder and its

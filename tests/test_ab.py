@@ -18,9 +18,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from harness.sides import SideError, parse_side
 from results.ab_record import AbRecord
 from results.store import read_ab_records
+from scenario.sides import SideError, parse_side
 from tests.conftest import REPO, cli_env, run_cli
 from tests.fault_backend import REGISTRATION
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, cli_env, run_cli
+from tests.conftest import REPO, cli_env, nested_savedmodel, run_cli
 from tests.test_hostile_input import run_limited
 from tests.test_run_folder_fuzz import JUNK, mutate
 
@@ -124,10 +124,11 @@ def test_freeze_refuses_a_savedmodel_with_links_out_of_its_folder_without_follow
     assert not dest.exists() and len(list(tmp_path.rglob("*"))) < 100
 
 
-def test_freeze_bounds_a_savedmodel_whose_inner_links_multiply_its_folders(tmp_path: Path,
+def test_freeze_bounds_a_savedmodel_whose_inner_links_multiply_its_folders(deep_tmp_path: Path,
                                                                           digits_artifacts: dict[str, Path]) -> None:
     """Links that stay inside the folder are followed, but 24 levels of two links each to the next level reach
     2**24 paths: the walk stops at 10,000 entries. A real folder nested deeper than Python recurses is walked."""
+    tmp_path = deep_tmp_path
     model = tmp_path / "diamond"
     shutil.copytree(digits_artifacts["tensorflow"], model)
     for level in range(24):
@@ -135,13 +136,7 @@ def test_freeze_bounds_a_savedmodel_whose_inner_links_multiply_its_folders(tmp_p
         if level:
             for name in ("a", "b"):
                 (model / f"l{level - 1}" / name).symlink_to(model / f"l{level}")
-    deep = tmp_path / "deep"
-    shutil.copytree(digits_artifacts["tensorflow"], deep)
-    bottom = deep
-    for _ in range(1200):  # os.makedirs and Path.mkdir(parents=True) recurse, and so would a walk
-        bottom = bottom / "d"
-        bottom.mkdir()
-    (bottom / "notes.txt").write_text("at the bottom")
+    deep = nested_savedmodel(digits_artifacts["tensorflow"], tmp_path / "deep")
     run = make_run(tmp_path / "run", {CASES[0]: str(model), CASES[1]: str(deep)})
     done = freeze(run, tmp_path / "dest", timeout=60)
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
@@ -152,8 +147,6 @@ def test_freeze_bounds_a_savedmodel_whose_inner_links_multiply_its_folders(tmp_p
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
     answers = side_answers(tmp_path / "dest2" / "artifacts.json", [CASES[1]])
     assert answers[CASES[1]][1] is None, answers
-    for folder in (deep, tmp_path / "dest2"):  # shutil.rmtree, and so pytest's clean-up, recurses too
-        subprocess.run(["rm", "-rf", str(folder)], check=True)
 
 
 def test_freeze_refuses_a_fifo_and_a_device_instead_of_claiming_them(tmp_path: Path,
@@ -262,7 +255,7 @@ def side_answers(manifest: Path, case_ids: list[str] | tuple[str, ...], timeout_
     """What an ``artifacts=manifest`` side says, from a child that may neither hang nor swell: {"side": the
     SideError} or {case id: [model path, why not]}."""
     done = run_limited(
-        "import json, sys\nfrom pathlib import Path\nfrom harness.sides import SideError, side_from_mapping\n"
+        "import json, sys\nfrom pathlib import Path\nfrom scenario.sides import SideError, side_from_mapping\n"
         "limit_memory()\n"
         f"try:\n    side = side_from_mapping('base', {{'artifacts': {str(manifest)!r}}}, Path('.'))\n"
         "except SideError as error:\n    print(json.dumps({'side': str(error)}))\n    sys.exit(0)\n"
@@ -449,7 +442,7 @@ def test_mutated_manifests_are_read_or_refused_in_one_line(frozen: Path) -> None
             path.write_text(json.dumps(_json_mutations(manifest, rng)))
         paths.append(str(path))
     done = run_limited(
-        "import json\nfrom pathlib import Path\nfrom harness.sides import SideError, side_from_mapping\n"
+        "import json\nfrom pathlib import Path\nfrom scenario.sides import SideError, side_from_mapping\n"
         f"CASES = {[*CASES, 'x' * 300, 'no-such-case']!r}\nlimit_memory()\nout = []\n"
         f"for path in {paths!r}:\n"
         "    try:\n"

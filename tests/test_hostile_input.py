@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import FAST_MEASURE, REPO, cli_env, run_cli, write_scenario
+from tests.conftest import FAST_MEASURE, REPO, cli_env, nested_savedmodel, run_cli, write_scenario
 
 FIXTURE_RUN = REPO / "tests" / "data" / "run_0684769"
 
@@ -481,25 +481,18 @@ def test_a_timeout_over_a_day_is_refused_at_its_line(tmp_path: Path) -> None:
 
 
 def test_a_savedmodel_nested_deeper_than_python_recurses_or_linking_to_the_root_is_one_line(
-        tmp_path: Path, digits_artifacts: dict[str, Path]) -> None:
+        deep_tmp_path: Path, digits_artifacts: dict[str, Path]) -> None:
     """os.walk recurses on Python 3.11: a SavedModel folder 1,200 levels deep was a RecursionError traceback at load
     time, and one holding a link to / walked the whole disk. The walk is a stack bounded at 10,000 entries."""
-    deep = tmp_path / "deep"
-    shutil.copytree(digits_artifacts["tensorflow"], deep)
-    bottom = deep
-    for _ in range(1200):  # Path.mkdir(parents=True) recurses too
-        bottom = bottom / "d"
-        bottom.mkdir()
-    (bottom / "notes.txt").write_text("at the bottom")
-    rooted = tmp_path / "rooted"
+    deep = nested_savedmodel(digits_artifacts["tensorflow"], deep_tmp_path / "deep")
+    rooted = deep_tmp_path / "rooted"
     shutil.copytree(digits_artifacts["tensorflow"], rooted)
     (rooted / "everything").symlink_to("/")
     for model, expected in ((deep, "LOADED"), (rooted, "holds more than 10,000 files and folders: not a model")):
-        scenario = write_scenario(tmp_path, f"""
+        scenario = write_scenario(deep_tmp_path, f"""
             name: walk
             models: [{{path: {model}}}]
             backends: [onnxruntime_cpu]
         """, name=f"{model.name}.yaml")
         message = load_error(scenario)
         assert expected in message and "\n" not in message, message
-    subprocess.run(["rm", "-rf", str(deep)], check=True)  # shutil.rmtree, and so pytest's clean-up, recurses

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from harness.sides import SideError, parse_side, side_from_mapping
 from scenario.cases import Case, ModelSpec
+from scenario.sides import SideError, parse_side, side_from_mapping
 from tests.conftest import REPO, cli_env, run_cli, write_scenario
 from tests.test_ab import tiny_onnx
 from tests.test_hostile_input import load_error, run_limited

@@ -8,7 +8,7 @@ A side is a few ``key=value`` settings laid over every case of the scenario:
 - ``model=PATH``: a model file in place of the case's model (``model_v2.onnx`` against ``model_v1.onnx``).
 - ``artifacts=PATH``: a manifest (artifacts.json, as `accelbench freeze` writes it: case id → model file, with each
   file's sha256) whose files the side runs instead of what the zoo builds now: the model files of an earlier,
-  known-good state. A file changed since the freeze is refused (harness.frozen).
+  known-good state. A file changed since the freeze is refused (scenario.frozen).
 - any other key is a backend option (``threads=4``, ``xnnpack=false``, ``graph_optimization=basic``), checked
   against the backend like a scenario's options.
 
@@ -33,10 +33,10 @@ from typing import Any
 import yaml
 
 from backends.registry import get_backend
-from harness.frozen import FrozenError, Manifest, checked_model, read_manifest
 from scenario.cases import Case, ModelSpec
 from scenario.checks import model_path_problem, option_problem, path_problem
 from scenario.defaults import MAX_THREADS
+from scenario.frozen import FrozenError, Manifest, checked_model, read_manifest
 from scenario.yaml_lines import LINE_BREAKS, excerpt
 
 SIDE_KEYS = ("python", "model", "artifacts")
@@ -76,7 +76,7 @@ class Side:
                 "artifacts": self.artifacts}
 
     def artifact_for(self, case_id: str) -> tuple[str | None, str | None]:
-        """(model file, None) from this side's manifest once its files are checked as frozen (harness.frozen), or
+        """(model file, None) from this side's manifest once its files are checked as frozen (scenario.frozen), or
         (None, why not: one line naming the file, which the comparison puts after the side's name); (None, None)
         without a manifest."""
         if self.artifacts is None:
