@@ -22,6 +22,7 @@ refusing it would keep the gate from ever moving; the next freeze writes format 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -310,11 +311,14 @@ def checked_model(manifest: Manifest, case_id: str) -> tuple[str | None, str | N
 
 def _as_frozen(manifest: Manifest, model: str) -> str:
     """The model's real path once each of its files is the regular file frozen (size, then sha256), inside the
-    manifest's folder; a SavedModel folder must hold no file the freeze did not."""
+    manifest's folder, and the model passes a scenario model path's checks (kind, the size limit, its ONNX external
+    data or SavedModel files: model_files). The manifest's own list is no authority on what the model loads: a
+    file the model would read that the freeze did not hold (a sidecar, a file planted in a folder) is refused."""
     assert manifest.models is not None
     folder = str(manifest.folder)
     path = manifest.folder / model
     files = manifest.models[model]
+    checked = []
     for name, facts in files.items():
         file = manifest.folder / name
         real = os.path.realpath(file)
@@ -326,21 +330,36 @@ def _as_frozen(manifest: Manifest, model: str) -> str:
             raise FrozenError(f"{file} (from {manifest.path}) does not exist") from None
         if not stat.S_ISREG(info.st_mode):
             raise FrozenError(f"{file} is not a regular file")
-        if info.st_size != facts.bytes or _sha256(real, info.st_size, info.st_mtime_ns, info.st_ino) != facts.sha256:
+        if info.st_size != facts.bytes:
+            raise FrozenError(f"{file} changed since freeze")
+        checked.append((file, real, info, facts))
+    total = sum(info.st_size for _, _, info, _ in checked)
+    if total > max_model_bytes():  # before hashing: a manifest may claim files of any size
+        raise FrozenError(f"{path} is {total / 2**30:.1f} GiB with all its files, over the "
+                          f"{max_model_bytes() / 2**30:g} GiB limit on a model ({MAX_MODEL_ENV}=<GiB> raises it)")
+    for file, real, info, facts in checked:
+        if _sha256(real, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino) != facts.sha256:
             raise FrozenError(f"{file} changed since freeze")
     real_model = os.path.realpath(path)
-    if model not in files:  # a SavedModel folder: a file planted in it would be loaded too
-        frozen = {PurePosixPath(name).relative_to(model).as_posix() for name in files}
-        for name, _ in _folder_files(Path(real_model), path):
-            if name not in frozen:
-                raise FrozenError(f"{path / name} changed since freeze (the freeze did not hold it)")
+    if not _inside(real_model, folder):
+        raise FrozenError(f"{path} links out of the manifest's folder (to {excerpt(real_model)})")
+    found = model_files(Path(real_model))
+    base = PurePosixPath(model) if found.is_folder else PurePosixPath(model).parent
+    frozen = set()
+    for name in files:
+        with contextlib.suppress(ValueError):  # a name outside the model's folder: checked above, loads nothing
+            frozen.add(PurePosixPath(name).relative_to(base).as_posix())
+    for name, _ in found.files:
+        if name not in frozen:
+            raise FrozenError(f"{manifest.folder / base / name} changed since freeze (the freeze did not hold it)")
     return real_model
 
 
 @functools.lru_cache(maxsize=1024)
-def _sha256(real: str, size: int, mtime_ns: int, inode: int) -> str:
-    """A file's sha256, once per version of it (size, mtime, inode): every case of a run checks its file."""
-    del size, mtime_ns, inode  # the cache key
+def _sha256(real: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """A file's sha256, once per version of it (size, mtime, ctime, inode): every case of a run checks its file.
+    The ctime is in the key because a user can set the mtime back (touch -r) after an edit in place, not the ctime."""
+    del size, mtime_ns, ctime_ns, inode  # the cache key
     fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, cli_env, nested_savedmodel, run_cli
@@ -308,6 +309,68 @@ def test_a_file_changed_since_freeze_is_refused_by_the_side(frozen: Path) -> Non
     [record] = [json.loads(line) for line in (frozen / "ab" / "ab.jsonl").read_text().splitlines()]
     assert record["case_id"] == CASES[2] and record["status"] == "refused"
     assert record["reason"] == f"not compared: base side: {onnx_file} changed since freeze"
+
+
+def test_a_checksummed_manifest_is_no_authority_on_the_model_files_checks(frozen: Path, tmp_path: Path) -> None:
+    """A format-2 manifest's own list of files skipped the checks every model path gets: a file over the size limit
+    was used, and an ONNX file naming external data the manifest did not list (a FIFO) was handed to a worker,
+    which blocked on it until its timeout."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    manifest_path = frozen / "artifacts.json"
+    manifest = json.loads(manifest_path.read_text())
+    onnx_name = manifest["cases"][CASES[2]]
+    done = run_limited(  # the size limit, applied to a checksummed manifest as to an older one
+        "import json\nfrom pathlib import Path\nfrom scenario.sides import side_from_mapping\nlimit_memory()\n"
+        f"side = side_from_mapping('base', {{'artifacts': {str(manifest_path)!r}}}, Path('.'))\n"
+        f"print(json.dumps(side.artifact_for({CASES[2]!r})))\n", extra_address_space_mb=512)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)[1] is None
+    small = {**os.environ, "ACCELBENCH_MAX_MODEL_GIB": "0.00001"}
+    done = subprocess.run([sys.executable, "-c",
+                           "import json\nfrom pathlib import Path\nfrom scenario.sides import side_from_mapping\n"
+                           f"side = side_from_mapping('base', {{'artifacts': {str(manifest_path)!r}}}, Path('.'))\n"
+                           f"print(json.dumps(side.artifact_for({CASES[2]!r})))\n"],
+                          cwd=REPO, env={**cli_env(), **small}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    path, why = json.loads(done.stdout)
+    assert path is None and "GiB limit on a model (ACCELBENCH_MAX_MODEL_GIB" in why, why
+
+    # an ONNX model whose weights live in a sidecar the manifest does not list, and that sidecar a FIFO
+    weights = numpy_helper.from_array(np.ones(4, np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    target = frozen / onnx_name
+    onnx.save_model(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+                    size_threshold=0)
+    (target.parent / "w.bin").unlink()
+    os.mkfifo(target.parent / "w.bin")
+    facts = {"bytes": target.stat().st_size, "sha256": hashlib.sha256(target.read_bytes()).hexdigest()}
+    manifest["models"][onnx_name] = {onnx_name: facts}
+    manifest_path.write_text(json.dumps(manifest))
+    path, why = side_answers(manifest_path, [CASES[2]], timeout_s=30)[CASES[2]]
+    assert path is None and "w.bin" in why and ("not a regular file" in why or "did not hold" in why), why
+
+
+def test_a_file_edited_in_place_with_its_mtime_set_back_is_caught_in_the_same_process(frozen: Path) -> None:
+    """The checksum cache was keyed by size, mtime and inode: an edit in place of the same size, its mtime set back
+    (touch -r), kept the old checksum within one process (a pytest session, a long ab)."""
+    manifest = json.loads((frozen / "artifacts.json").read_text())
+    target = frozen / manifest["cases"][CASES[2]]
+    done = run_limited(
+        "import json, os\nfrom pathlib import Path\nfrom scenario.sides import side_from_mapping\n"
+        f"side = side_from_mapping('base', {{'artifacts': {str(frozen / 'artifacts.json')!r}}}, Path('.'))\n"
+        f"first = side.artifact_for({CASES[2]!r})\n"
+        f"target = Path({str(target)!r}); info = target.stat(); data = bytearray(target.read_bytes())\n"
+        "data[len(data) // 2] ^= 0xFF\ntarget.write_bytes(bytes(data))\n"
+        "os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))\n"
+        f"print(json.dumps([first, side.artifact_for({CASES[2]!r})]))\n")
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second = json.loads(done.stdout)
+    assert first[1] is None and second == [None, f"{target} changed since freeze"], (first, second)
 
 
 def test_a_manifest_written_before_checksums_is_still_read(tmp_path: Path,
