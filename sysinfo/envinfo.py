@@ -34,12 +34,20 @@ def _gpus() -> dict[str, Any] | None:
 
 
 def cpu_model() -> str:
+    """The CPU's model name; on Arm Linux, where /proc/cpuinfo has none, its implementer and part numbers (a
+    Graviton 2, 3 and 4 would otherwise all read "aarch64" and be one machine)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, colon, value = line.partition(":")
+            if colon:
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    if fields.get("model name"):
+        return fields["model name"]
+    if fields.get("CPU implementer") and fields.get("CPU part"):
+        return f"{platform.machine()} implementer {fields['CPU implementer']} part {fields['CPU part']}"
     return platform.processor() or platform.machine()
 
 
@@ -70,17 +78,15 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-# Memory classes, GiB: powers of two and the halfway steps between them (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, ...).
-# Two VMs of one type report slightly different totals (23.5 and 23.6 GiB: the kernel and firmware keep a little),
-# so the fingerprint holds the nearest class on a log scale, never the total itself.
-MEMORY_CLASSES_GIB = tuple(sorted({2.0**k for k in range(-4, 21)} | {1.5 * 2.0**k for k in range(-4, 20)}))
-
-
 def memory_class_gib(gib: float | None) -> float | None:
-    """The memory class of a total in GiB: the class nearest on a log scale (23.5 and 23.6 are both 24)."""
+    """The memory class of a total in GiB: the total rounded up to a quarter of its power of two (23.5 and 23.6 are
+    both 24; 27.4 and 27.8 both 28; 55.2 and 55.6 both 56). A machine reports a little less than its nominal size
+    (the kernel and firmware keep some), and two VMs of one type differ in that little, so the class is the
+    nominal size: rounding to the nearest step of a ladder split 28, 56 and 112 GiB types across a step."""
     if not isinstance(gib, int | float) or not math.isfinite(gib) or gib <= 0:
         return None
-    return min(MEMORY_CLASSES_GIB, key=lambda rung: abs(math.log(gib / rung)))
+    step = 2.0 ** math.floor(math.log2(gib)) / 4
+    return math.ceil(round(gib / step, 6)) * step
 
 
 def os_family(os_text: str | None) -> str | None:

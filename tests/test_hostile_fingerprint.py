@@ -25,6 +25,12 @@ FIXTURE_RUN = REPO / "tests" / "data" / "run_0684769"
 FIXTURE_SCENARIO = FIXTURE_RUN / "fixture.yaml"
 
 
+def memory_class_gib(gib: float) -> float | None:
+    from sysinfo.envinfo import memory_class_gib as of
+
+    return of(gib)
+
+
 def this_machine() -> dict[str, Any]:
     from sysinfo.envinfo import collect_env
 
@@ -37,7 +43,10 @@ def same_type_other_vm(env: dict[str, Any]) -> dict[str, Any]:
     machine = dict(env["machine"])
     _, with_, libc = str(machine.get("os")).partition("-with-")  # the C library stays: software that matters
     machine["os"] = f"Linux-6.18.44-fc-v1272-x86_64{with_}{libc}"
-    machine["memory_gb"] = round(machine["memory_gb"] + 0.1, 1)
+    # a tenth of a GiB off, on whichever side stays in this machine's class (a class is a nominal size)
+    below = round(machine["memory_gb"] - 0.1, 1)
+    machine["memory_gb"] = below if memory_class_gib(below) == memory_class_gib(machine["memory_gb"]) \
+        else round(machine["memory_gb"] + 0.1, 1)
     machine["cpu_physical"] = max(1, (machine.get("cpu_physical") or 2) - 1)
     machine["cpu_affinity"] = 1
     return {**env, "machine": machine, "hostname": "runner-7f3a", "python_executable": "/opt/elsewhere/bin/python",
@@ -89,6 +98,9 @@ def test_two_vms_of_one_type_are_one_machine_and_one_fingerprint() -> None:
     assert env_id(there) == env_id(here) == here["env_id"]
     assert env_differences(there, here) == []
     assert memory_class_gib(23.5) == memory_class_gib(23.6) == 24
+    # nominal sizes between powers of two (28, 56, 112 GiB VM types) stay whole, and classes still differ
+    assert memory_class_gib(27.4) == memory_class_gib(27.8) == 28 and memory_class_gib(55.2) == 56
+    assert memory_class_gib(7.7) == 8 and memory_class_gib(15.6) == 16 and memory_class_gib(31.3) == 32
     # the two VMs, as their env.json files read: one machine
     fixture = json.loads((FIXTURE_RUN / "env.json").read_text())
     twin = {**fixture["machine"], "os": "Linux-6.18.44-fc-v1272-x86_64-with-glibc2.36", "memory_gb": 23.6}
@@ -99,13 +111,16 @@ def test_hardware_and_the_software_that_matters_still_tell_machines_apart() -> N
     from sysinfo.envinfo import env_differences, env_id, machine_id
 
     here = this_machine()
-    for change in ({"cpu_model": "Other CPU"}, {"cpu_logical": 64}, {"arch": "aarch64"}, {"memory_gb": 7.7},
-                   {"gpu": {"devices": [{"name": "NVIDIA H100", "memory_mb": 81559}]}}):
+    machine = here["machine"]  # each change derived from this machine's own values: true on any machine
+    for change in ({"cpu_model": f"Other than {machine['cpu_model']}"}, {"cpu_logical": machine["cpu_logical"] + 1},
+                   {"arch": "x86_64" if machine["arch"] == "aarch64" else "aarch64"},
+                   {"memory_gb": machine["memory_gb"] * 4},
+                   {"gpu": {"devices": [{"name": "Imaginary GPU 7", "memory_mb": 81559}]}}):
         other = {**here["machine"], **change}
         assert machine_id(other) != machine_id(here["machine"]), change
-    upgraded = {**here, "libraries": {**here["libraries"], "onnxruntime": "1.31.0"}}
+    upgraded = {**here, "libraries": {**here["libraries"], "numpy": "0.0.1"}}
     assert machine_id(upgraded["machine"]) == here["machine_id"] and env_id(upgraded) != here["env_id"]
-    assert env_differences(upgraded, here) == [f"onnxruntime 1.31.0 there, {here['libraries']['onnxruntime']} here"]
+    assert env_differences(upgraded, here) == [f"numpy 0.0.1 there, {here['libraries']['numpy']} here"]
     driver = {**here["machine"], "gpu": {"driver_version": "580", "devices": [{"name": "G", "memory_mb": 1024}]}}
     newer = {**driver, "gpu": {**driver["gpu"], "driver_version": "581"}}
     assert machine_id(driver) == machine_id(newer)  # a driver upgrade: same card, other software
@@ -123,8 +138,8 @@ def test_resume_on_another_vm_of_the_same_type_goes_on(tmp_path: Path) -> None:
 def test_resume_on_another_machine_or_software_is_one_line_naming_what_differs(tmp_path: Path, change: str) -> None:
     here = this_machine()
     if change == "library":
-        env = {**here, "libraries": {**here["libraries"], "onnxruntime": "1.31.0"}}
-        says = [f"onnxruntime 1.31.0 there, {here['libraries']['onnxruntime']} here"]
+        env = {**here, "libraries": {**here["libraries"], "numpy": "0.0.1"}}
+        says = [f"numpy 0.0.1 there, {here['libraries']['numpy']} here"]
     elif change == "cpu":
         env = {**here, "machine": {**here["machine"], "cpu_model": "Imaginary Silicon X9000"}}
         says = [f"CPU Imaginary Silicon X9000 there, {here['machine']['cpu_model']} here"]
