@@ -7,8 +7,6 @@ here, so any run folder can be reported and merged.
 
 from __future__ import annotations
 
-import json
-import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 from results.ab_record import AbRecord
 from results.environment import EnvFileError, check_environment
 from results.record import Record, RecordError
-from results.store import read_ab_records, read_records
+from results.store import RunFolderProblem, read_ab_records, read_records, read_small_json
 from sysinfo.envinfo import env_machine_id
 
 
@@ -88,16 +86,16 @@ def machine_label(machine: dict[str, Any]) -> str:
 
 
 def _read_json(path: Path, required: bool) -> dict[str, Any]:
+    """A run folder's env.json or scenario.json, read as a bounded regular file (read_small_json): a FIFO would block
+    the read forever, and a gigabyte put in its place would be read whole."""
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read forever
-            raise RunFolderError(f"{path}: not a regular file")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        data = read_small_json(path)
+    except RunFolderProblem as error:
+        raise RunFolderError(str(error)) from None
+    if data is None:
         if required:
-            raise RunFolderError(f"{path}: missing; is {path.parent} an accelbench run folder?") from None
+            raise RunFolderError(f"{path}: missing; is {path.parent} an accelbench run folder?")
         return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunFolderError(f"{path}: unreadable ({error})") from None
     if not isinstance(data, dict):
         raise RunFolderError(f"{path}: expected a JSON object")
     return data

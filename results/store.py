@@ -257,9 +257,9 @@ class RunStore:
     def _reopen(self, env: dict[str, Any]) -> int:
         env_file = self.run_dir / "env.json"
         try:
-            if not stat.S_ISREG(env_file.stat().st_mode):  # a FIFO would block the read forever
-                raise ValueError(f"{env_file} is not a regular file")
-            previous = json.loads(env_file.read_text(encoding="utf-8"))
+            previous = read_small_json(env_file)  # bounded, and never a FIFO that would block forever
+            if previous is None:
+                raise ValueError(f"{env_file} is missing")
             if self.results_path.exists() and not stat.S_ISREG(self.results_path.stat().st_mode):
                 raise ValueError(f"{self.results_path} is not a regular file")
         except (OSError, ValueError) as error:

@@ -496,3 +496,23 @@ def test_a_savedmodel_nested_deeper_than_python_recurses_or_linking_to_the_root_
         """, name=f"{model.name}.yaml")
         message = load_error(scenario)
         assert expected in message and "\n" not in message, message
+
+
+def test_an_env_json_of_a_gigabyte_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """env.json was read whole by the run folder's reader and by resume: a 1 GiB sparse file put in its place cost
+    a gigabyte (and more to parse). Both read it as a bounded regular file."""
+    folder = tmp_path / "run"
+    shutil.copytree(FIXTURE_RUN, folder)
+    with open(folder / "env.json", "wb") as handle:
+        handle.truncate(2**30)
+    done = run_limited(
+        "from pathlib import Path\nfrom results.runs import RunFolderError, load_run\n"
+        "from results.store import RunFolderProblem, RunStore\nlimit_memory()\n"
+        f"folder = Path({str(folder)!r})\n"
+        "try:\n    load_run(folder)\nexcept RunFolderError as error:\n    print(error)\n"
+        "try:\n    RunStore(folder)._reopen({})\nexcept RunFolderProblem as error:\n    print(error)\n",
+        extra_address_space_mb=256)
+    assert done.returncode == 0, done.stderr[-2000:]
+    reader, resume = done.stdout.strip().splitlines()
+    assert reader == f"{folder / 'env.json'}: 1024 MiB, more than accelbench ever writes there (16 MiB)"
+    assert resume.startswith(f"{folder}: not a run folder to resume (") and "1024 MiB" in resume
