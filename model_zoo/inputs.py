@@ -294,21 +294,40 @@ def onnx_declared(path: str) -> list[Declared]:
 
 
 def feed_problem(plans: Sequence[InputPlan], batch: int) -> str | None:
-    """Why one call's data at ``batch`` is too big to make (the first input over the limit on one feed), or None.
-    Asked before any data is made, by the scenario loader at the description's line and by every process that
-    makes data: a shape typed with a digit too many must cost a line, not the machine's memory."""
+    """Why one call's data at ``batch`` is too big to make (every input together over the limit), or None. Asked
+    before any data is made, by the scenario loader at the description's line and by every process that makes
+    data: a shape typed with a digit too many must cost a line, not the machine's memory."""
     plan = oversized_input(plans, batch)
     if plan is None:
         return None
-    return (f"input {plan.name!r} at batch {batch} is {plan.nbytes(batch) / 2**30:,.1f} GiB of {plan.dtype} "
-            f"{list(plan.shape(batch))}, over the {max_feed_bytes() / 2**30:g} GiB limit on one input's data "
-            f"({MAX_FEED_ENV}=<GiB> raises it)")
+    limit = f"over the {max_feed_bytes() / 2**30:g} GiB limit on one call's data ({MAX_FEED_ENV}=<GiB> raises it)"
+    alone = plan.nbytes(batch)
+    shown = f"input {plan.name!r} at batch {batch} is {_gib(alone)} GiB of {plan.dtype} {_dims(plan.shape(batch))}"
+    if alone > max_feed_bytes() or len(plans) == 1:
+        return f"{shown}, {limit}"
+    return f"{shown}; with the other inputs {_gib(sum(p.nbytes(batch) for p in plans))} GiB, {limit}"
 
 
 def oversized_input(plans: Sequence[InputPlan], batch: int) -> InputPlan | None:
-    """The first input whose data for one call at ``batch`` is over the limit on one feed."""
-    limit = max_feed_bytes()
-    return next((plan for plan in plans if plan.nbytes(batch) > limit), None)
+    """The largest input, where one call's data at ``batch`` (every input together: they are held at once) is over
+    the limit; None where it is not."""
+    sizes = [plan.nbytes(batch) for plan in plans]
+    if sum(sizes) <= max_feed_bytes():
+        return None
+    return plans[sizes.index(max(sizes))]
+
+
+def _gib(size: int) -> str:
+    """A size in GiB for a message, in integer arithmetic where it is huge (a float overflows past 1e308 bytes)."""
+    if size < 2**30 * 10**9:
+        return f"{size / 2**30:,.1f}"
+    return f"more than {10**9:,}"
+
+
+def _dims(shape: Sequence[int]) -> str:
+    """A shape for a message: a described rank-40 shape of huge dims is shown cut, not as a wall of digits."""
+    text = str(list(shape))
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _check_feeds(plans: Sequence[InputPlan], batch: int) -> None:

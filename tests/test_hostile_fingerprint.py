@@ -293,7 +293,7 @@ def test_an_input_too_big_to_generate_is_refused_at_its_line_before_anything_sta
     """)
     message = load_error(scenario)
     assert message == (f"{scenario}:4: models[0].inputs.x.shape: input 'x' at batch 1 is 10.1 GiB of float32 "
-                       "[1, 30000, 30000, 3], over the 2 GiB limit on one input's data (ACCELBENCH_MAX_FEED_GIB=<GiB> "
+                       "[1, 30000, 30000, 3], over the 2 GiB limit on one call's data (ACCELBENCH_MAX_FEED_GIB=<GiB> "
                        "raises it)"), message
     done = run_cli("run", str(scenario), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
     assert one_line(done) and "inputs.x.shape" in done.stderr and not (tmp_path / "out").exists()
@@ -446,3 +446,19 @@ def test_a_sample_set_is_bounded_like_one_feed(monkeypatch: pytest.MonkeyPatch) 
     rng = np.random.default_rng(3)
     assert full[0].shape == (16, 1, 3)
     assert np.array_equal(full[0], np.stack([small.generate(rng, 1) for _ in range(16)]))
+
+
+def test_one_calls_data_is_bounded_across_its_inputs_and_any_size_is_said_in_one_line() -> None:
+    """Ten inputs of 1.9 GiB each passed a limit checked input by input (19 GiB a call); a described shape whose
+    size passes 1e308 bytes was an OverflowError traceback where the message divided it as a float."""
+    from model_zoo.inputs import InputPlan, feed_problem, oversized_input
+
+    inputs = [InputPlan(f"x{i}", "float32", 0, (int(1.9 * 2**28),), 0.0, 1.0) for i in range(10)]
+    assert feed_problem(inputs[:1], 1) is None
+    problem = feed_problem(inputs, 1)
+    assert problem is not None and "with the other inputs 19.0 GiB, over the 2 GiB limit on one call's data" in problem
+    assert oversized_input(inputs, 1) is inputs[0]
+    huge = InputPlan("x", "float32", 0, (2**62,) * 19, 0.0, 1.0)
+    problem = feed_problem([huge], 1)
+    assert problem is not None and "more than 1,000,000,000 GiB" in problem and "\n" not in problem
+    assert len(problem) < 400
