@@ -8,10 +8,12 @@ crashes half-way leaves a `.tmp-*` directory that no lookup returns and the next
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from functools import lru_cache
@@ -112,5 +114,10 @@ def _hash(path: str, signature: tuple[tuple[str, int, int], ...]) -> str:
 
 
 def _file_sha256(path: Path) -> bytes:
-    with open(path, "rb") as f:
+    """Opened without blocking and checked to be a regular file once open: the path was checked when the scenario
+    or the side was read, but a FIFO put in its place since would block the hash (and the run) forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         return hashlib.file_digest(f, "sha256").digest()

@@ -314,3 +314,15 @@ def test_the_reason_from_a_huge_worker_log_is_read_from_its_tail(tmp_path: Path)
                        extra_address_space_mb=256)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("RuntimeError: the last words")
+
+
+def test_the_artefact_cache_never_blocks_on_a_fifo_put_in_a_checked_models_place(tmp_path: Path) -> None:
+    """A side's model= is checked when the side is read; a FIFO put in its place since made the cache's content hash
+    block forever (the fp16 conversion hashes its source). The hash opens without blocking and refuses it."""
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    done = run_limited("from pathlib import Path\nfrom model_zoo.cache import content_hash\n"
+                       f"try:\n    content_hash(Path({str(fifo)!r}))\nexcept OSError as error:\n    print(error)\n",
+                       timeout_s=20)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"[Errno 22] not a regular file: '{fifo}'"
