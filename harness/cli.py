@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -294,6 +296,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     out, err = make_console(), make_console(stderr=True)
     history = history_dir(args.history)
+    if problem := output_file_problem(args.regressions_out, "--regressions-out"):
+        _err(err, problem)
+        return EXIT_USAGE
     try:
         new, new_env, new_name, facts = _compare_side(args.new, history)
         try:
@@ -301,8 +306,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         except HistoryError as error:
             if args.base == "@latest":  # the first night of a history: nothing to compare with yet
                 out.print(f"nothing to compare {escape(new_name)} with: {escape(str(error))}", highlight=False)
-                if args.regressions_out:
-                    Path(args.regressions_out).write_text("")
+                if args.regressions_out and (problem := write_output_file(args.regressions_out, "--regressions-out",
+                                                                           "")):
+                    _err(err, problem)
+                    return EXIT_USAGE
                 return EXIT_OK
             raise
         if base_facts["run_id"] == facts["run_id"]:
@@ -318,8 +325,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                            any_machine=args.any_machine, any_software=args.any_software, noise=noise,
                            blocks_only=args.no_noise_floor)
     regressed = [r for r in results if r.regressed]
-    if args.regressions_out:
-        Path(args.regressions_out).write_text("".join(f"{r.case_id}\n" for r in regressed))
+    if args.regressions_out and (problem := write_output_file(args.regressions_out, "--regressions-out",
+                                                               "".join(f"{r.case_id}\n" for r in regressed))):
+        _err(err, problem)
+        return EXIT_USAGE
     if args.json:
         print(json.dumps({"base": base_name, "new": new_name, "threshold": args.threshold,
                           "cases": [r.to_dict() for r in results]}, indent=2, default=str))
@@ -358,7 +367,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from scenario.expand import TooManyCases, too_many_cases
     from scenario.load import ScenarioError, expand, load_scenario
     from scenario.selection import SelectionError, select
-    from scenario.sides import SideError, parse_side
+    from scenario.sides import SideError, check_options, parse_side
 
     out, err = make_console(), make_console(stderr=True)
     if args.scenario is None and args.resume is None:
@@ -383,6 +392,10 @@ def cmd_ab(args: argparse.Namespace) -> int:
         else:
             sides = sides_from(loaded.scenario.ab, loaded.base_dir, given)
             settings = settings_from(loaded.scenario.ab, **overrides)
+        for side in sides.values():
+            check_options(side, (backend.name for backend in loaded.scenario.backends))
+        if problem := output_file_problem(args.verdicts_out, "--verdicts-out"):  # known now, not after measuring
+            raise ValueError(problem)
     except (ScenarioError, SelectionError, TooManyCases, SideError, ValueError, ResumeError) as error:
         _err(err, str(error))
         return EXIT_USAGE
@@ -429,8 +442,11 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
     report, report_error = write_report_safely(run.run_dir)
     regressed = [r for r in records if r.regressed]
-    if args.verdicts_out:  # for a script: the nightly moves its last good state only when every case cleared
-        Path(args.verdicts_out).write_text("".join(f"{r.case_id}\t{r.verdict or r.status}\n" for r in records))
+    # for a script: the nightly moves its last good state only when every case cleared
+    if args.verdicts_out and (problem := write_output_file(
+            args.verdicts_out, "--verdicts-out", "".join(f"{r.case_id}\t{r.verdict or r.status}\n" for r in records))):
+        _err(err, f"{problem}; the comparisons are kept in {run.run_dir}")
+        return EXIT_USAGE
     if args.json:
         print(json.dumps({"run_dir": str(run.run_dir), "cases": [r.to_json() for r in records]}, indent=2))
     else:
@@ -446,7 +462,46 @@ def cmd_ab(args: argparse.Namespace) -> int:
                   highlight=False, soft_wrap=True)
         if report_error:
             _err(err, report_error)
+    refused = [r for r in records if r.status == "refused"]
+    if args.fail_on_regression and refused and not regressed:  # a gate that compared nothing for a case fails
+        _err(err, f"{len(refused)} case(s) not compared (refused: "
+                  f"{', '.join(r.case_id for r in refused[:5])}{' …' if len(refused) > 5 else ''}): a gate that could "
+                  "not compare a case does not pass it")
+        return EXIT_CASES_FAILED
     return EXIT_CASES_FAILED if args.fail_on_regression and regressed else EXIT_OK
+
+
+def output_file_problem(name: str | None, option: str) -> str | None:
+    """Why a file a command writes at its end cannot be written there, asked before anything is measured: a folder,
+    a FIFO (the write would block), a missing folder or one that cannot be written find out after an hour's run."""
+    if name is None:
+        return None
+    path = Path(name)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        folder = path.parent
+        if not folder.is_dir():
+            return f"{option} {name}: no such folder {folder}"
+        return None if os.access(folder, os.W_OK) else f"{option} {name}: cannot write into {folder}"
+    except OSError as error:
+        return f"{option} {name}: {error.strerror or error}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{option} {name}: not a regular file"
+    return None if os.access(path, os.W_OK) else f"{option} {name}: not writable"
+
+
+def write_output_file(name: str, option: str, text: str) -> str | None:
+    """Write what a command says at its end (None) or say why it could not (one line): the disk may have filled, or
+    the file been replaced, since output_file_problem looked."""
+    if problem := output_file_problem(name, option):
+        return problem
+    try:
+        with open(name, "w", encoding="utf-8", opener=lambda path, flags: os.open(path, flags | os.O_NONBLOCK)) as file:
+            file.write(text)
+    except OSError as error:
+        return f"{option} {name}: {error.strerror or error}"
+    return None
 
 
 def cmd_freeze(args: argparse.Namespace) -> int:

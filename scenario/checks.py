@@ -341,14 +341,16 @@ def ab_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> list[tupl
     """Each ``ab:`` side read as `accelbench ab` reads it (scenario.sides: its files exist and are what they claim,
     its settings have their types and bounds) when the scenario loads, so that a mistake is an error at its line,
     not a refusal of every case, a hang or a traceback after the run has started."""
-    from scenario.sides import SideError, side_from_mapping  # scenario.sides checks its model files with this module
+    from scenario.sides import SideError, check_options, side_from_mapping  # scenario.sides checks its model files
+    #                                                                        with this module
 
     if scenario.ab is None:
         return []
     problems = []
     for side in ("base", "new"):
         try:
-            side_from_mapping(side, getattr(scenario.ab, side), base_dir)
+            check_options(side_from_mapping(side, getattr(scenario.ab, side), base_dir),
+                          (backend.name for backend in scenario.backends))
         except SideError as error:
             loc: Loc = ("ab", side, *error.setting)
             problems.append((lines.line(loc), f"{format_loc(loc)}: {error.problem}"))

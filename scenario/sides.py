@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from scenario.cases import Case, ModelSpec
 from scenario.checks import model_path_problem, option_problem, path_problem
 from scenario.defaults import MAX_THREADS
 from scenario.frozen import FrozenError, Manifest, checked_model, read_manifest
-from scenario.yaml_lines import LINE_BREAKS, excerpt
+from scenario.yaml_lines import LINE_BREAKS, did_you_mean, excerpt
 
 SIDE_KEYS = ("python", "model", "artifacts")
 
@@ -111,6 +112,18 @@ class Side:
         if self.model:
             model = ModelSpec(zoo=None, path=self.model, input_shape=case.model.input_shape, inputs=case.model.inputs)
         return replace(case, model=model, backend_options={**case.backend_options, **self.options})
+
+
+def check_options(side: Side, backends: Iterable[str]) -> None:
+    """SideError for an option that none of the scenario's backends takes: a typo (``thread=2``) is an input error,
+    said before anything runs, not a refusal of every case that a gate would read as nothing to fail. An option
+    that some backend takes stays, and the cases of the others are refused with the reason, as before."""
+    names = list(dict.fromkeys(backends))
+    known = list(dict.fromkeys(["threads", *(option for name in names for option in get_backend(name).option_names())]))
+    for key in side.options:
+        if key not in known:
+            raise SideError(side.name, f"no backend of the scenario ({', '.join(names)}) has an option {_shown(key)}"
+                                       f"{did_you_mean(str(key), known)}", (str(key),))
 
 
 def side_from_mapping(name: str, values: Any, base_dir: Path) -> Side:

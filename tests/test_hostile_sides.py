@@ -326,3 +326,44 @@ def test_the_artefact_cache_never_blocks_on_a_fifo_put_in_a_checked_models_place
                        timeout_s=20)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == f"[Errno 22] not a regular file: '{fifo}'"
+
+
+def test_a_side_option_no_backend_takes_is_an_input_error_and_a_refused_case_fails_the_gate(
+        tmp_path: Path, tiny_scenario) -> None:
+    """`--new thread=2` refused every case with exit 0 under --fail-on-regression, and pytest skipped it: a typo
+    read as a gate with nothing to fail. An option none of the scenario's backends takes is an error before anything
+    runs (at its line in an ab: block), and a case the gate could not compare fails it."""
+    done = run_cli("ab", str(tiny_scenario()), "--new", "thread=2", "--out", str(tmp_path / "typo"),
+                   "--fail-on-regression", timeout=60)
+    assert done.returncode == 2 and not (tmp_path / "typo").exists(), done.stderr[-2000:]
+    assert one_line(done.stderr) == ("error: new side: thread: no backend of the scenario (onnxruntime_cpu) has an "
+                                     "option 'thread' (did you mean 'threads'?)")
+    scenario = tiny_scenario(ab="{new: {thread: 2}}", name="typoblock")
+    done = run_cli("ab", str(scenario), "--out", str(tmp_path / "block"), timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"{scenario}:6: ab.new.thread: no backend of the scenario" in one_line(done.stderr)
+    manifest = tmp_path / "artifacts.json"  # a frozen state that lacks the case: not compared, so not passed
+    manifest.write_text(json.dumps({"another-case": "x.onnx"}))
+    done = run_cli("ab", str(tiny_scenario()), "--base", f"artifacts={manifest}", "--out", str(tmp_path / "gate"),
+                   "--fail-on-regression", timeout=120)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "1 case(s) not compared (refused: tiny-fp32-b1-onnxruntime_cpu): a gate that could not compare a case " \
+           "does not pass it" in done.stderr
+
+
+def test_an_output_file_that_cannot_be_written_is_refused_before_anything_is_measured(
+        tmp_path: Path, tiny_scenario) -> None:
+    """`--verdicts-out` naming a folder, a FIFO, /dev/full or a missing folder was a traceback (or a hang) after the
+    whole comparison had been measured; `compare --regressions-out` likewise."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target, says in ((tmp_path, "not a regular file"), (fifo, "not a regular file"),
+                         (Path("/dev/full"), "not a regular file"),
+                         (tmp_path / "nowhere" / "v.tsv", f"no such folder {tmp_path / 'nowhere'}")):
+        out = tmp_path / f"run-{abs(hash(str(target)))}"
+        done = run_cli("ab", str(tiny_scenario()), "--out", str(out), "--verdicts-out", str(target), timeout=30)
+        assert done.returncode == 2 and not out.exists(), done.stderr[-2000:]
+        assert one_line(done.stderr) == f"error: --verdicts-out {target}: {says}"
+        done = run_cli("compare", str(REPO / "tests" / "data" / "run_0684769"),
+                       str(REPO / "tests" / "data" / "run_0684769"), "--regressions-out", str(target), timeout=30)
+        assert done.returncode == 2 and one_line(done.stderr) == f"error: --regressions-out {target}: {says}"
