@@ -245,7 +245,9 @@ def _no_constant(name: str) -> Any:
 
 def _parse(path: Path, data: Any) -> Manifest:
     if isinstance(data, dict) and "format" not in data and all(isinstance(v, str) for v in data.values()):
-        return Manifest(path, dict(data), None)  # written before checksums: case id -> model path
+        for model in data.values():  # written before checksums: case id -> model path, as freeze wrote it (relative)
+            _relative(model, "model")
+        return Manifest(path, dict(data), None)
     if not isinstance(data, dict) or "format" not in data:
         raise FrozenError("a manifest is a JSON object: the artifacts.json `accelbench freeze` writes")
     if data["format"] != FORMAT or isinstance(data["format"], bool):
@@ -285,8 +287,9 @@ def _relative(name: Any, what: str) -> None:
     if not isinstance(name, str) or not name:
         raise FrozenError(f"a {what} is a path, not {excerpt(str(name))}")
     parts = PurePosixPath(name).parts
-    if (name.startswith("/") or "\\" in name or "\x00" in name or ".." in parts or "." in parts
-            or any(len(part.encode()) > 255 for part in parts) or len(name.encode()) > 4000):
+    if any(len(part.encode()) > 255 for part in parts) or len(name.encode()) > 4000:
+        raise FrozenError(f"{what} {_shown(name)}: a name longer than the file system allows")
+    if name.startswith("/") or "\\" in name or "\x00" in name or ".." in parts or "." in parts:
         raise FrozenError(f"{what} {_shown(name)}: not a path inside the manifest's folder, as freeze writes it")
 
 
@@ -299,9 +302,12 @@ def checked_model(manifest: Manifest, case_id: str) -> tuple[str | None, str | N
     entry = manifest.cases[case_id]
     try:
         if manifest.models is None:  # an older manifest: its files get the checks a scenario's model path gets
-            path = Path(entry) if os.path.isabs(entry) else manifest.folder / entry
+            path = manifest.folder / entry
+            real = os.path.realpath(path)
+            if not _inside(real, str(manifest.folder)):
+                raise FrozenError(f"{path} links out of the manifest's folder (to {excerpt(real)})")
             model_files(path)
-            return os.path.realpath(path), None
+            return real, None
         return _as_frozen(manifest, entry), None
     except FrozenError as error:
         return None, str(error)
