@@ -60,9 +60,10 @@ STALL_FACTOR, START_STALL_FACTOR, STALL_FLOOR_S = 20.0, 5.0, 1.0
 # The longest reply line a side's worker may send: past it the side is broken (an interpreter that writes to stdout
 # without a newline was kept in memory whole, 8 GB in 25 s). The largest legitimate reply is a duet round's: measured
 # on a one-node ONNX model (190,000 inferences a second a side) at 4.0 MB per round second, 21 bytes an inference;
-# a reply records at most MAX_REPLY_SAMPLES inferences, 42 MB even were every number 19 digits long. 256 MB is six
-# times that, and what the coordinator holds at most while it waits for a line.
-MAX_REPLY_BYTES = 256_000_000
+# a reply records at most MAX_REPLY_SAMPLES inferences: 20 MB measured, 42 MB even were every number 19 digits long.
+# 64 MB is above both; the line is held while it comes, then parsed (Python's objects for a line of numbers take
+# about 4-5 times its size), so the limit is what a side can cost the coordinator: under half a gigabyte.
+MAX_REPLY_BYTES = 64_000_000
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from tests.test_hostile_input import load_error, run_limited
 
 FAST = "{warmup_runs: 2, warmup_seconds: 0, timeout_s: 60}"
 # what the coordinator (and the base side's worker, which inherits the limit) may map beyond the imports below:
-# far under the 8 GB the coordinator took in 25 s, well over a worker's start and the reply limit (256 MB)
+# far under the 8 GB the coordinator took in 25 s, well over a worker's start and the reply limit (64 MB)
 EXTRA_MB = 1024
 IMPORTS = ("import sys, pytest, numpy, onnxruntime, harness.cli, harness.ab, harness.lockstep, harness.console, "
            "harness.pytest_plugin, reporting.html, scenario.load\n")
@@ -63,7 +63,7 @@ def one_line(text: str) -> str:
 
 # -- 1. a reply line has a size limit ----------------------------------------------------------------------------
 
-REPLY_OVER = "new side: its worker sent a reply over 256 MB without a newline (a reply is one JSON line: "
+REPLY_OVER = "new side: its worker sent a reply over 64 MB without a newline (a reply is one JSON line: "
 
 
 def test_a_side_that_writes_without_newlines_is_broken_at_the_reply_limit(tmp_path: Path, tiny_scenario) -> None:
@@ -96,13 +96,14 @@ def test_a_legitimate_reply_stays_far_under_the_limit() -> None:
     """The limit is sized from the largest legitimate reply: a duet round's, measured at 4.0 MB per round second
     (a one-node ONNX model, 190,000 inferences a second a side, 21 bytes each). The round's length is not bounded
     by what a reply may hold, so a worker records at most MAX_REPLY_SAMPLES inferences a reply; their reply, with
-    every number as long as a 64-bit integer can be, is under a quarter of the limit."""
+    every number as long as a 64-bit integer can be, is under the limit, and the largest measured (20 MB) under a
+    third of it."""
     from harness.lockstep import MAX_REPLY_BYTES
     from harness.measure import MAX_REPLY_SAMPLES, timed_loop, until_loop
 
     longest = 2**63 - 1
     worst = len(json.dumps({"samples_ns": [longest] * MAX_REPLY_SAMPLES, "ends_ns": [longest] * MAX_REPLY_SAMPLES}))
-    assert 4 * worst < MAX_REPLY_BYTES
+    assert worst < MAX_REPLY_BYTES and MAX_REPLY_BYTES > 3 * 20_000_000
     calls = 0
 
     def call() -> None:
