@@ -124,6 +124,9 @@ class AbRun:
         return record
 
 
+FREEZE_LINES_SHOWN = 20
+
+
 class FreezeRefused(Exception):
     """A run that cannot be frozen whole; ``lines`` say why, one per case (case id, path, why) and a last one."""
 
@@ -143,6 +146,9 @@ def freeze_run(run_dir: Path, dest: Path) -> dict[str, Any]:
     made in a temporary folder beside ``dest`` and renamed into place, so ``dest`` never holds half a freeze."""
     run = load_run(run_dir)
     measured = [record for record in run.records if record.measured]
+    if not measured and (Path(run_dir) / "ab.jsonl").exists():
+        raise FreezeRefused([f"{run_dir} holds A/B comparisons (accelbench ab wrote it): freeze keeps the model files "
+                             "of a run (accelbench run), whose records name them"])
     if not measured:
         raise FreezeRefused([f"{run_dir}: no measured case, so nothing to freeze"])
     planned: dict[str, ModelFiles | str] = {}  # each model file as recorded -> its files, or why it is refused
@@ -156,8 +162,10 @@ def freeze_run(run_dir: Path, dest: Path) -> dict[str, Any]:
                 planned[artifact] = str(error)
         if isinstance(planned[artifact], str):
             refused.append(f"cannot freeze case {record.case_id}: {planned[artifact]}")
-    if refused:
-        raise FreezeRefused([*refused, f"nothing was frozen: {len(refused)} of the {len(measured)} measured case(s) "
+    if refused:  # a line per case, up to a screenful: a run of 10,000 cases whose cache was cleared says it in 21
+        shown = refused if len(refused) <= FREEZE_LINES_SHOWN else [
+            *refused[:FREEZE_LINES_SHOWN - 1], f"and {len(refused) - FREEZE_LINES_SHOWN + 1} more case(s) like these"]
+        raise FreezeRefused([*shown, f"nothing was frozen: {len(refused)} of the {len(measured)} measured case(s) "
                                        f"of {run_dir} ran a model file that cannot be frozen"])
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.freezing-", dir=dest.parent))

@@ -589,3 +589,25 @@ def test_regression_benchmark_from_results_with_nothing_to_judge_is_one_line(tmp
         else:  # two rounds are a judgement ("cannot tell"), only a shape test needs three
             assert done.returncode == 0, done.stderr[-3000:]
             assert "A/A called slower 0.0%" in done.stdout
+
+
+def test_a_refused_freeze_of_many_cases_says_it_in_a_screenful_and_an_ab_folder_is_named(tmp_path: Path) -> None:
+    """A run of thousands of cases whose cache was cleared printed a line for every one; freezing an A/B folder said
+    "no measured case"."""
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE_RUN, run)
+    record = next(json.loads(line) for line in (FIXTURE_RUN / "results.jsonl").read_text().splitlines()
+                  if json.loads(line)["status"] == "passed")
+    (run / "results.jsonl").write_text("".join(
+        json.dumps({**record, "case_id": f"case-{index}", "artifact": str(tmp_path / f"gone-{index}.onnx")}) + "\n"
+        for index in range(50)))
+    done = freeze(run, tmp_path / "dest")
+    lines = assert_one_line_each(done.stderr)
+    assert done.returncode == 2 and len(lines) == 21, lines
+    assert lines[18].startswith("error: cannot freeze case case-18: ") and "gone-18.onnx" in lines[18]
+    assert lines[19] == "error: and 31 more case(s) like these"
+    assert lines[20].startswith("error: nothing was frozen: 50 of the 50 measured case(s)")
+    done = freeze(REPO / "tests" / "data" / "ab_run", tmp_path / "dest")
+    assert done.returncode == 2 and assert_one_line_each(done.stderr) == [
+        f"error: {REPO / 'tests' / 'data' / 'ab_run'} holds A/B comparisons (accelbench ab wrote it): freeze keeps "
+        "the model files of a run (accelbench run), whose records name them"]
