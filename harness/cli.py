@@ -76,6 +76,15 @@ def _resume_plan(args: argparse.Namespace, ab: bool = False) -> tuple[str, str |
     return scenario, args.k if args.k is not None else info.get("selection"), info
 
 
+def _run_or_resume_problem(args: argparse.Namespace) -> str | None:
+    """`run` and `ab` take a scenario to start, or --resume RUN_DIR to go on (which writes into RUN_DIR)."""
+    if args.scenario is None and args.resume is None:
+        return "give a scenario file (or --resume RUN_DIR)"
+    if args.resume and args.out:
+        return "--resume RUN_DIR writes into RUN_DIR: drop --out"
+    return None
+
+
 class ResumeError(Exception):
     pass
 
@@ -154,11 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scenario.selection import SelectionError, select
 
     out, err = make_console(), make_console(stderr=True)
-    if args.scenario is None and args.resume is None:
-        _err(err, "give a scenario file (or --resume RUN_DIR)")
-        return EXIT_USAGE
-    if args.resume and args.out:
-        _err(err, "--resume RUN_DIR writes into RUN_DIR: drop --out")
+    if problem := _run_or_resume_problem(args):
+        _err(err, problem)
         return EXIT_USAGE
     try:
         scenario_file, selection, started_with = (_resume_plan(args, ab=False) if args.resume else
@@ -370,11 +376,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from scenario.sides import SideError, check_options, parse_side
 
     out, err = make_console(), make_console(stderr=True)
-    if args.scenario is None and args.resume is None:
-        _err(err, "give a scenario file (or --resume RUN_DIR)")
-        return EXIT_USAGE
-    if args.resume and args.out:
-        _err(err, "--resume RUN_DIR writes into RUN_DIR: drop --out")
+    if problem := _run_or_resume_problem(args):
+        _err(err, problem)
         return EXIT_USAGE
     overrides = {"method": args.method, "threshold": args.threshold, "max_seconds": args.max_seconds,
                  "min_rounds": args.min_rounds, "fresh": args.fresh, "round_seconds": args.round_seconds,
