@@ -24,6 +24,7 @@ import pytest
 
 from results.store import LOCK_NAME
 from tests.conftest import REPO, cli_env, run_cli, write_scenario
+from tests.test_run_folder_fuzz import assert_names_file_and_field
 
 pytestmark = pytest.mark.e2e
 
@@ -437,22 +438,9 @@ def test_infinite_interval_ends_written_null_still_read(tmp_path: Path) -> None:
     assert run_cli("report", str(folder)).returncode == 0 and (folder / "report.html").is_file()
 
 
-
 # -- 5. the run-folder fuzz, for ab.jsonl ---------------------------------------------------------------------------
 
 AB_MUTATIONS = 1_500
-
-
-def assert_names_ab_file_and_field(error: Exception, folder: Path) -> None:
-    """One line that starts with the file (ab.jsonl or env.json), then the case (or line), then a field path."""
-    message = str(error)
-    assert "\n" not in message, message
-    named = [name for name in ("ab.jsonl", "env.json") if message.startswith(f"{folder / name}: ")]
-    assert named, message
-    rest = message.removeprefix(f"{folder / named[0]}: ")
-    rest = re.sub(r"^(case '[^']*'|case \"[^\"]*\"|line \d+): ", "", rest)
-    field = rest.split(": ")[0]
-    assert field and " " not in field.strip("'"), message
 
 
 def test_mutated_ab_records_read_or_fail_with_file_case_and_field(tmp_path: Path) -> None:
@@ -489,7 +477,7 @@ def test_mutated_ab_records_read_or_fail_with_file_case_and_field(tmp_path: Path
         try:
             run = load_run(folder)
         except RunFolderError as error:
-            assert_names_ab_file_and_field(error, folder)
+            assert_names_file_and_field(error, folder, ("ab.jsonl", "env.json"))
             if str(error).startswith(str(folder / "ab.jsonl")):
                 with pytest.raises(RunFolderProblem) as caught:  # a resume's reader says the same
                     RunStore(folder).ab_records()

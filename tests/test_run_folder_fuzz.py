@@ -77,10 +77,12 @@ def write_run(folder: Path, records: list[dict[str, Any]], env: dict[str, Any]) 
     return folder
 
 
-def assert_names_file_and_field(error: Exception, folder: Path) -> None:
+def assert_names_file_and_field(error: Exception, folder: Path, files: tuple[str, ...] = ("results.jsonl",
+                                                                                         "env.json")) -> None:
+    """One line that starts with the file, then the case (or line), then a field path."""
     message = str(error)
     assert "\n" not in message, message
-    named = [name for name in ("results.jsonl", "env.json") if message.startswith(f"{folder / name}: ")]
+    named = [name for name in files if message.startswith(f"{folder / name}: ")]
     assert named, message
     rest = message.removeprefix(f"{folder / named[0]}: ")
     rest = re.sub(r"^(case '[^']*'|case \"[^\"]*\"|line \d+): ", "", rest)  # a record's error names its case
