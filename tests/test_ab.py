@@ -208,10 +208,12 @@ def test_a_side_that_stalls_at_the_end_is_cut_at_the_time_cap_and_never_passes(
     """)
     out = tmp_path / "run"
     done = run_cli("ab", str(scenario), "--out", str(out), "--fail-on-regression")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]  # cannot tell is not a regression
     [record] = ab_records(out)
     assert record.status == "compared" and len(record.rounds) == 9, (len(record.rounds), record.reason)
     assert record.verdict in ("cannot tell", "slower"), record.reason
+    # cannot tell is not a regression; "slower" from the nine rounds before the stall is (the fault backend's
+    # bookkeeping costs the new side a few per cent of a 17 us inference: seen once, 1.045 [1.029, 1.053])
+    assert done.returncode == (1 if record.verdict == "slower" else 0), done.stdout[-2000:] + done.stderr[-2000:]
     assert re.search(r"round 10 given up at the time cap: the new side stalled: " + stall, record.reason), record.reason
     assert record.wall_s <= 25 + 1.0, f"{record.wall_s:.2f} s for a 25 s cap"  # + killing the workers
     pairs = sum(len(r.pairs) for r in record.rounds)
