@@ -248,8 +248,11 @@ def _parse(path: Path, data: Any) -> Manifest:
         for model in data.values():  # written before checksums: case id -> model path, as freeze wrote it (relative)
             _relative(model, "model")
         return Manifest(path, dict(data), None)
-    if not isinstance(data, dict) or "format" not in data:
+    if not isinstance(data, dict):
         raise FrozenError("a manifest is a JSON object: the artifacts.json `accelbench freeze` writes")
+    if "format" not in data:
+        raise FrozenError("not a manifest: it has no 'format' (as `accelbench freeze` writes it), and not every value "
+                          "is a model path (as an older freeze wrote it)")
     if data["format"] != FORMAT or isinstance(data["format"], bool):
         raise FrozenError(f"format {excerpt(str(data['format']))}; this accelbench reads format {FORMAT} (and the "
                           "older case id -> path map)")
