@@ -163,14 +163,16 @@ def test_sides_that_feed_different_inputs_are_refused_before_anything_is_measure
 @pytest.mark.parametrize(("fault", "expected"), [("segv", "crashed with SIGSEGV"), ("hang", "stopped answering")])
 def test_a_side_that_fails_mid_comparison_ends_the_case_and_keeps_the_rounds(
         tmp_path: Path, scenario_file, digits_artifacts, test_backends, fault: str, expected: str) -> None:
-    """The fault strikes after some thousands of inferences: the rounds before it are kept, the case ends with
+    """The fault strikes in the new side's fourth session (a round in, whatever the machine's speed: counted in
+    inferences, it struck in the first round on a quiet machine): the rounds before it are kept, the case ends with
     the side's reason, and a new side that breaks where the base runs is "broken" (a regression)."""
     scenario = scenario_file(f"""
         name: faults
         models: [{{path: {digits_artifacts["onnxruntime_cpu"]}}}]
         backends: [{{name: fault_ort, threads: 1}}]
         measure: {{warmup_runs: 2, warmup_seconds: 0, timeout_s: 15}}
-        ab: {{new: {{fault: {fault}, fault_at: run, fault_after: 30000}}, max_seconds: 40, min_rounds: 30,
+        ab: {{new: {{fault: {fault}, fault_at: run, fault_from_session: 4, fault_after: 50}}, max_seconds: 40,
+              min_rounds: 30,
               round_seconds: 0.3, slice_ms: 20, fresh: session}}
     """)
     out = tmp_path / "run"
