@@ -333,7 +333,7 @@ def test_a_side_option_no_backend_takes_is_an_input_error_and_a_refused_case_fai
         tmp_path: Path, tiny_scenario) -> None:
     """`--new thread=2` refused every case with exit 0 under --fail-on-regression, and pytest skipped it: a typo
     read as a gate with nothing to fail. An option none of the scenario's backends takes is an error before anything
-    runs (at its line in an ab: block), and a case the gate could not compare fails it."""
+    runs (at its line in an ab: block), and a gate that compared no case at all fails."""
     done = run_cli("ab", str(tiny_scenario()), "--new", "thread=2", "--out", str(tmp_path / "typo"),
                    "--fail-on-regression", timeout=60)
     assert done.returncode == 2 and not (tmp_path / "typo").exists(), done.stderr[-2000:]
@@ -348,8 +348,8 @@ def test_a_side_option_no_backend_takes_is_an_input_error_and_a_refused_case_fai
     done = run_cli("ab", str(tiny_scenario()), "--base", f"artifacts={manifest}", "--out", str(tmp_path / "gate"),
                    "--fail-on-regression", timeout=120)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "1 case(s) not compared (refused: tiny-fp32-b1-onnxruntime_cpu): a gate that could not compare a case " \
-           "does not pass it" in done.stderr
+    assert "no case was compared (1 refused: tiny-fp32-b1-onnxruntime_cpu): a gate that compared nothing does not " \
+           "pass" in done.stderr
 
 
 def test_an_output_file_that_cannot_be_written_is_refused_before_anything_is_measured(
