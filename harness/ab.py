@@ -61,12 +61,12 @@ class AbRun:
                                                                "settings": asdict(settings)}}, resume=resume)
         self.sides, self.settings = sides, settings
         # comparisons of each case in this folder so far (a resumed benchmark adds to them)
-        try:
-            self._compared = (Counter(record.case_id for record in self.engine.store.ab_records()) if resume else
-                              Counter())
+        try:  # the comparisons already in a resumed folder: kept, shown, and counted per case
+            self.recorded: list[AbRecord] = self.engine.store.ab_records() if resume else []
         except BaseException:  # damaged comparisons: the folder is not this process's to write after all
             self.engine.close()
             raise
+        self._compared = Counter(record.case_id for record in self.recorded)
 
     @property
     def run_dir(self) -> Path:
@@ -104,8 +104,8 @@ class AbRun:
             artifact, error = side.artifact_for(case.case_id)
             if artifact is None and error is None:
                 artifact, error = self.engine.artifact_for(cases[name])
-            if artifact is None:  # the side named once: a manifest's message names it already, the engine's not
-                problems[name] = (True, f"{name} side: {(error or 'no artefact').removeprefix(f'{name} side: ')}")
+            if artifact is None:  # neither a manifest's message nor the engine's names the side: named here, once
+                problems[name] = (True, f"{name} side: {error or 'no artefact'}")
             else:
                 artifacts[name] = artifact
         refusal = None

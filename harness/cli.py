@@ -117,7 +117,7 @@ def _resumed_comparison(folder: Path, info: dict[str, Any], given: dict[str, Any
         try:
             sides[name] = side_from_mapping(name, {k: v for k, v in spec.items() if v is not None}, folder)
         except SideError as error:
-            raise ResumeError(f"{info_path}: ab.sides.{name}: {str(error).removeprefix(f'{name} side: ')}") from None
+            raise ResumeError(f"{info_path}: ab.sides.{name}: {error.detail}") from None
         if given.get(name) is not None and given[name].spec() != sides[name].spec():
             raise ResumeError(f"--{name} {given[name].describe()} is not the {name} side {folder} was compared with "
                               f"({sides[name].describe()}): give it as it was, or leave it out")
@@ -422,7 +422,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
               highlight=False, soft_wrap=True)
     records = []
     if args.resume:  # comparisons already finished are kept, and count in the table, the verdicts and the exit status
-        earlier = {record.case_id: record for record in run.engine.store.ab_records()}
+        earlier = {record.case_id: record for record in run.recorded}
         records = [earlier[case.case_id] for case in cases if case.case_id in earlier]
         torn = f"; cut a partly written record ({run.engine.torn_bytes} bytes)" if run.engine.torn_bytes else ""
         err.print(f"resuming {escape(str(run_dir))}: {len(records)} of {len(cases)} comparisons recorded, "

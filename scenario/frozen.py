@@ -100,12 +100,15 @@ def model_files(path: Path) -> ModelFiles:
         if problem := _model_file_problem(path):  # kind, regular file, size: as a scenario's model path
             raise FrozenError(problem)
         files = [(real.name, real), *_onnx_sidecars(real, path)]
-    # the loader's size limit, on every file (its folder walk would recurse once per level, and count no sidecar)
-    total = sum(file.stat().st_size for _, file in files)
+    _check_model_size(path, sum(file.stat().st_size for _, file in files))
+    return ModelFiles(real, stat.S_ISDIR(mode), files)
+
+
+def _check_model_size(path: Path, total: int) -> None:
+    """The loader's size limit on a model, counted over all its files (a scenario's check counts no sidecar)."""
     if total > max_model_bytes():
         raise FrozenError(f"{path} is {total / 2**30:.1f} GiB with all its files, over the "
                           f"{max_model_bytes() / 2**30:g} GiB limit on a model ({MAX_MODEL_ENV}=<GiB> raises it)")
-    return ModelFiles(real, stat.S_ISDIR(mode), files)
 
 
 def _folder_files(real_root: Path, shown_root: Path) -> list[tuple[str, Path]]:
@@ -342,10 +345,7 @@ def _as_frozen(manifest: Manifest, model: str) -> str:
         if info.st_size != facts.bytes:
             raise FrozenError(f"{file} changed since freeze")
         checked.append((file, real, info, facts))
-    total = sum(info.st_size for _, _, info, _ in checked)
-    if total > max_model_bytes():  # before hashing: a manifest may claim files of any size
-        raise FrozenError(f"{path} is {total / 2**30:.1f} GiB with all its files, over the "
-                          f"{max_model_bytes() / 2**30:g} GiB limit on a model ({MAX_MODEL_ENV}=<GiB> raises it)")
+    _check_model_size(path, sum(info.st_size for _, _, info, _ in checked))  # before hashing: any size is claimed
     for file, real, info, facts in checked:
         if _sha256(real, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino) != facts.sha256:
             raise FrozenError(f"{file} changed since freeze")

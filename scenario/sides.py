@@ -48,16 +48,11 @@ class SideError(ValueError):
     the side's mapping (("model",), ("options", "threads"); () for the side as a whole) and ``problem`` the message
     without the side's name, so that a scenario's loader can give them at the setting's line."""
 
-    def __init__(self, side: str, problem: str | None = None, setting: tuple[str, ...] = ()) -> None:
-        if problem is None:  # SideError("new side: why"), a whole message, as it was raised before
-            message = side.translate(LINE_BREAKS)
-            super().__init__(message)
-            self.problem, self.setting = message.partition(" side: ")[2] or message, setting
-            return
+    def __init__(self, side: str, problem: str, setting: tuple[str, ...] = ()) -> None:
         problem = problem.translate(LINE_BREAKS)  # a path may hold a newline; the message stays one line
-        where = f"{'.'.join(setting)}: " if setting else ""
-        super().__init__(f"{side} side: {where}{problem}")
         self.problem, self.setting = problem, setting
+        self.detail = f"{'.'.join(setting)}: {problem}" if setting else problem  # the message without the side
+        super().__init__(f"{side} side: {self.detail}")
 
 
 @dataclass(frozen=True)
