@@ -1,5 +1,5 @@
-"""The results contract: one run folder with results.jsonl, env.json and benchmark.json (and ab.jsonl after an
-`accelbench ab`).
+"""The results contract: one run folder with results.jsonl, env.json and benchmark.json (race.jsonl when its
+groups were raced, and ab.jsonl after an `accelbench ab`).
 
 Records are appended and fsync'ed one by one, so killing a run loses no finished case; a reader skips a
 partially written last line instead of failing on it.
@@ -27,6 +27,7 @@ import numpy as np
 
 from results.ab_record import AbRecord
 from results.environment import EnvFileError, check_environment
+from results.race_record import RaceRecord
 from results.record import Record, RecordError
 from sysinfo import ACCELBENCH_VERSION
 from sysinfo.envinfo import env_differences
@@ -193,6 +194,7 @@ class RunStore:
         self.run_dir = Path(run_dir).resolve()
         self.results_path = self.run_dir / "results.jsonl"
         self.ab_path = self.run_dir / "ab.jsonl"
+        self.race_path = self.run_dir / "race.jsonl"
         self.logs_dir = self.run_dir / "logs"
         self._lock: RunLock | None = None
 
@@ -329,6 +331,16 @@ class RunStore:
         except RecordError as error:
             raise RunFolderProblem(str(error)) from None
 
+    def append_race(self, record: RaceRecord) -> None:
+        """One group's race (harness.race), to race.jsonl, as safely as a results record."""
+        self._append_line(self.race_path, record.to_json())
+
+    def race_records(self) -> list[RaceRecord]:
+        try:
+            return read_race_records(self.race_path)
+        except RecordError as error:
+            raise RunFolderProblem(str(error)) from None
+
     def _append_line(self, path: Path, data: dict[str, Any]) -> None:
         line = json.dumps(data, separators=(",", ":")) + "\n"
         try:
@@ -425,6 +437,18 @@ def read_ab_records(path: Path) -> list[AbRecord]:
             return AbRecord.read(data, "A/B record")
         except ValueError as error:
             raise RecordError(str(error).removeprefix("A/B record: ")) from None
+
+    return _read_json_lines(path, parse)
+
+
+def read_race_records(path: Path) -> list[RaceRecord]:
+    """The race records of race.jsonl, read as strictly as read_records reads results."""
+
+    def parse(data: dict[str, Any]) -> RaceRecord:
+        try:
+            return RaceRecord.read(data, "race record")
+        except ValueError as error:
+            raise RecordError(str(error).removeprefix("race record: ")) from None
 
     return _read_json_lines(path, parse)
 
