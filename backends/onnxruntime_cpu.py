@@ -56,6 +56,7 @@ class OrtSession(Session):
         self.outputs = [_spec(n) for n in session.get_outputs()]
         self._input_names = [spec.name for spec in self.inputs]
         self._threads = options.threads
+        self._spinning = options.extra.get("spinning", True)
         self._opt_level = opt_level
 
     def bind(self, feeds: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
@@ -80,6 +81,7 @@ class OrtSession(Session):
             "providers": self._session.get_providers(),
             "graph_optimization_level": self._opt_level,
             "threads": self._threads,
+            "spinning": self._spinning,
             "software_device": False,
         }
 
@@ -103,12 +105,14 @@ class OnnxRuntimeCpu(Backend):
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        return ("graph_optimization",)
+        return ("graph_optimization", "spinning")
 
     @classmethod
     def option_problem(cls, name: str, value: Any) -> str | None:
         if name == "graph_optimization" and (not isinstance(value, str) or value not in _OPT_LEVELS):
             return f"unknown graph_optimization {value!r} (expected one of {', '.join(_OPT_LEVELS)})"
+        if name == "spinning" and not isinstance(value, bool):
+            return f"spinning is true or false, not {value!r}"
         return None
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
@@ -121,6 +125,10 @@ class OnnxRuntimeCpu(Backend):
         if options.threads:
             session_options.intra_op_num_threads = options.threads
             session_options.inter_op_num_threads = 1
+        if options.extra.get("spinning") is False:
+            # idle pool threads that spin hold a core: in a race, or beside other work, they slow whoever computes
+            session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            session_options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         session = ort.InferenceSession(artifact, sess_options=session_options,
                                        providers=["CPUExecutionProvider"])
         wrapped = OrtSession(session, options, level)

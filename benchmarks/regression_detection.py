@@ -45,8 +45,7 @@ import math
 from _common import make_engine, run_passed
 from scipy import stats
 
-from harness.ab import AbRun
-from harness.lockstep import AbSettings
+from harness.ab import AbRun, AbSettings
 from results.ab_record import AbRecord
 from results.paired import ab_verdict, paired_estimate
 from results.record import Record, RecordError

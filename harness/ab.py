@@ -1,5 +1,5 @@
-"""An A/B run: every case of a scenario compared on two sides (scenario.sides) by the lock-step coordinator
-(harness.lockstep), into one run folder (env.json, scenario.json, ab.jsonl, logs/).
+"""An A/B run: every case of a scenario compared on two sides (scenario.sides) in one sitting (harness.sitting),
+into one run folder (env.json, scenario.json, ab.jsonl, logs/).
 
 Shared by `accelbench ab` and the pytest front door (a scenario with an ``ab:`` block). Artefacts come from the
 engine's cache like a run's, so a side's model is converted exactly as `accelbench run` would convert it.
@@ -8,27 +8,90 @@ engine's cache like a run's, so a side's model is converted exactly as `accelben
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.engine import Engine
-from harness.lockstep import SIDES, AbSettings, CaseComparison
-from results.ab_record import AbRecord
+from harness.sitting.channel import SideFailure
+from harness.sitting.methods import METHODS, duet_cores
+from harness.sitting.rounds import Refused, Sitting, log_ratio
+from results.ab_record import AbRecord, AbRound, SideInfo, SlicePair
+from results.paired import CONFIDENCE, ab_verdict, minimum_detectable_effect, paired_estimate
 from results.runs import load_run
 from results.store import safe_file_name
 from scenario.cases import Case
 from scenario.checks import max_model_bytes
+from scenario.defaults import AB_DEFAULTS, ROUND_SECONDS_MAX, SLICE_MS_MAX
 from scenario.frozen import FileFacts, FrozenError, ModelFiles, copy_checked, model_files, write_manifest
-from scenario.schema import AbSpec
+from scenario.schema import MAX_TIMEOUT_S, AbSpec
 from scenario.sides import Side, SideError, side_from_mapping
+
+SIDES = ("base", "new")
+
+
+@dataclass(frozen=True)
+class AbSettings:
+    """How one case is compared (a scenario's ``ab:`` block, or `accelbench ab`'s options); defaults in
+    scenario.defaults.AB_DEFAULTS, the one source the scenario's AbSpec offers too."""
+
+    method: str = str(AB_DEFAULTS["method"])
+    threshold: float = float(AB_DEFAULTS["threshold"])  # the change that matters
+    min_effect: float | None = None  # the change "slower" needs at least; None: half the threshold
+    alpha: float = float(AB_DEFAULTS["alpha"])
+    max_seconds: float = float(AB_DEFAULTS["max_seconds"])  # per case, worker start-ups included
+    min_rounds: int = int(AB_DEFAULTS["min_rounds"])  # the exact signed-rank test reaches p < 0.01 from eight on
+    max_rounds: int = int(AB_DEFAULTS["max_rounds"])
+    round_seconds: float = float(AB_DEFAULTS["round_seconds"])  # measured time of a round, both sides together
+    slice_ms: float = float(AB_DEFAULTS["slice_ms"])
+    fresh: str = str(AB_DEFAULTS["fresh"])  # a round's fresh pair: new worker processes, or new sessions
+    # rounds stop being added once the interval is narrow enough that, in the normal limit, its standard error
+    # would detect stop_mde × threshold (a 95 % half-width of about 0.28 × threshold); the MDE reported is the
+    # exact test's, a little larger at few rounds (results.paired), still below the threshold where this stops
+    stop_mde: float = float(AB_DEFAULTS["stop_mde"])
+    warmup_seconds: float = float(AB_DEFAULTS["warmup_seconds"])
+    seed: int = int(AB_DEFAULTS["seed"])
+
+    def __post_init__(self) -> None:
+        """The command line's values are checked as the scenario's are (scenario.schema.AbSpec's bounds)."""
+        if self.method not in METHODS:
+            raise ValueError(f"method is one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.fresh not in ("worker", "session"):
+            raise ValueError(f"fresh is 'worker' or 'session', not {self.fresh!r}")
+        if self.method == "duet" and self.fresh == "session":
+            raise ValueError("a duet starts fresh workers each round (the sides swap cores): fresh: session does "
+                             "not apply")
+        for name, most in (("max_seconds", MAX_TIMEOUT_S), ("round_seconds", ROUND_SECONDS_MAX),
+                           ("slice_ms", SLICE_MS_MAX), ("threshold", 1), ("stop_mde", math.inf)):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+            if value > most:  # the bounds the scenario's ab: block has (scenario.schema.AbSpec)
+                raise ValueError(f"{name} must be at most {most:g}, not {value!r}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold is a share between 0 and 1 (5% = 0.05), not {self.threshold!r}")
+        if self.min_rounds < 2 or self.max_rounds < self.min_rounds:
+            raise ValueError(f"min_rounds must be 2 or more (a spread needs two rounds) and at most max_rounds, "
+                             f"not {self.min_rounds}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be 0 or more, not {self.seed}")
+
+    @property
+    def effect(self) -> float:
+        return self.threshold / 2 if self.min_effect is None else self.min_effect
+
 
 
 def settings_from(spec: AbSpec | None, **overrides: Any) -> AbSettings:
@@ -49,6 +112,175 @@ def sides_from(spec: AbSpec | None, base_dir: Path, given: dict[str, Side | None
             side = side_from_mapping(name, getattr(spec, name) if spec else None, base_dir)
         sides[name] = side
     return sides
+
+class AbComparison:
+    """Compares one case on two sides in one sitting; ``run()`` returns its AbRecord (also when a side fails).
+
+    Rounds are added until the rounds could detect a change well under the threshold, or the case's time is up;
+    the estimate, interval, tests and verdict come from results.paired. A side that cannot load the case, or whose
+    inputs differ from the other side's, is refused before anything is measured; one that crashes or hangs mid-way
+    ends the case with its reason, keeping the rounds done."""
+
+    def __init__(self, cases: dict[str, Case], artifacts: dict[str, str], sides: dict[str, Side],
+                 settings: AbSettings, work_dir: Path, env_id: str | None = None,
+                 progress: Callable[[str], None] | None = None, refusal: tuple[str | None, str] | None = None,
+                 index: int = 0) -> None:
+        """``refusal``: (the side at fault or None, why) when the sides cannot be compared, found before (a side's
+        artefact could not be built); ("skipped", why) when this machine cannot run the case at all. ``index``:
+        how many comparisons of this case the run folder already holds, so that each draws its own slice order
+        and writes its own logs."""
+        self.cases, self.artifacts, self.sides, self.settings = cases, artifacts, sides, settings
+        self.refusal = refusal
+        self.work_dir, self.env_id, self.progress = work_dir, env_id, progress
+        base = cases["base"]
+        self.case_id = base.case_id
+        self.name = f"{base.case_id}-c{index}" if index else base.case_id
+        self.rng = np.random.default_rng([settings.seed, zlib.crc32(base.case_id.encode()), index])
+        self.cores = (duet_cores({side: cases[side].backend_options.get("threads") for side in SIDES})
+                      if settings.method == "duet" else None)
+        self.rounds: list[AbRound] = []
+        self.sitting: Sitting | None = None
+
+    def run(self) -> AbRecord:
+        record = self._blank_record()
+        record.started_at = time.time()
+        started = time.perf_counter()
+        sitting = None
+        try:
+            if self.refusal:
+                raise Refused(*self.refusal)
+            if isinstance(self.cores, str):
+                raise Refused(None, self.cores)
+            sitting = self.sitting = Sitting(
+                self.cases, self.artifacts, {side: self.sides[side].interpreter for side in SIDES}, self.settings,
+                self.work_dir, self.name, self.rng, self.progress, self.cores)
+            while self._another_round(sitting):
+                blocks = sitting.round(list(SIDES), check=_refuse_mismatch)
+                if blocks is None:  # the time cap came inside the round: dropped, the others judged
+                    break
+                ratio = log_ratio(blocks, "new", "base")
+                if not math.isfinite(ratio):
+                    raise Refused(None, "every slice took less than the clock's tick: raise ab.slice_ms")
+                cores = sitting.round_cores
+                self.rounds.append(AbRound(
+                    index=len(self.rounds), log_ratio=ratio, base_cores=cores["base"] if cores else None,
+                    new_cores=cores["new"] if cores else None, pairs=[
+                        SlicePair(at_s=b.at_s, base_ms=b.medians["base"], new_ms=b.medians["new"],
+                                  base_first=None if b.order is None else b.order[0] == "base") for b in blocks]))
+                if self.progress:
+                    self.progress(f"round {len(self.rounds)}: new/base {math.exp(ratio):.3f}")
+            record.status = "compared"
+        except Refused as refusal:
+            kept = f" ({len(self.rounds)} rounds kept)" if self.rounds else ""
+            record.status, record.reason = "refused", f"not compared: {refusal}{kept}"
+            if refusal.side == "skipped":  # the case cannot run on this machine at all
+                record.status, record.reason = "skipped", str(refusal)
+            if refusal.side == "new":
+                record.verdict = "broken"  # the base can run the case and the new side cannot
+        except SideFailure as failure:
+            record.status = "refused" if failure.at_start and not self.rounds else "failed"
+            kept = f" ({len(self.rounds)} rounds kept)" if self.rounds else ""
+            record.reason = f"{failure}{kept}"
+            if failure.side == "new" and sitting is not None and sitting.tally["base"].first_ready is not None:
+                record.verdict = "broken"  # the base runs the case and the new side does not
+        except OSError as error:  # the logs folder cannot take a worker's files (full, read-only): nobody's side
+            kept = f" ({len(self.rounds)} rounds kept)" if self.rounds else ""
+            record.status = "failed"
+            record.reason = f"cannot write the workers' files in {self.work_dir}: {error.strerror or error}{kept}"
+        finally:
+            if sitting is not None:
+                sitting.close()
+        record.wall_s = time.perf_counter() - started
+        record.measured_s = sitting.measured_s if sitting is not None else 0.0
+        record.finished_at = time.time()
+        self._fill(record)
+        return record
+
+    def _another_round(self, sitting: Sitting) -> bool:
+        done, settings = len(self.rounds), self.settings
+        if done >= settings.max_rounds:
+            return False
+        if not sitting.next_round_fits():
+            return False
+        if done < settings.min_rounds:
+            return True
+        estimate = paired_estimate([r.log_ratio for r in self.rounds], alpha=settings.alpha)
+        if not math.isfinite(estimate.mde):  # too few rounds for the exact test to reach alpha: more, whatever
+            return True
+        precise_enough = settings.stop_mde * settings.threshold
+        return minimum_detectable_effect(estimate.standard_error, settings.alpha) > precise_enough
+
+    # -- the record --------------------------------------------------------------------------------------
+    def _blank_record(self) -> AbRecord:
+        case = self.cases["base"]
+        settings = self.settings
+        return AbRecord(case_id=case.case_id, scenario=case.scenario, model=case.model_label, backend=case.backend,
+                        backend_label=case.backend_label, precision=case.precision, batch_size=case.batch_size,
+                        method=settings.method, status="failed",  # until it is compared
+                        base=self._side_info("base"), new=self._side_info("new"), threshold=settings.threshold,
+                        min_effect=settings.effect, alpha=settings.alpha, confidence=CONFIDENCE,
+                        settings=asdict(settings), env_id=self.env_id)
+
+    def _side_info(self, side: str) -> SideInfo:
+        spec = self.sides[side]
+        info = SideInfo(name=side, spec=spec.spec(), description=spec.describe(), artifact=self.artifacts.get(side))
+        if self.sitting is None:
+            return info
+        tally = self.sitting.tally[side]
+        ready = tally.first_ready
+        if ready:
+            environment = ready.get("environment") or {}
+            info.python, info.python_version = environment.get("python"), environment.get("python_version")
+            info.libraries = environment.get("libraries") or {}
+            info.backend_info, info.inputs = ready.get("backend_info") or {}, ready.get("inputs") or []
+        info.median_ms, info.geomean_ms = tally.figures()
+        info.slices, info.inferences = len(tally.slice_medians), tally.inferences
+        info.startup_s = tally.startup_s
+        return info
+
+    def _fill(self, record: AbRecord) -> None:
+        record.base, record.new = self._side_info("base"), self._side_info("new")
+        record.rounds = self.rounds
+        self._judge(record)
+        sitting = self.sitting
+        given_up, stalled = (sitting.given_up, sitting.stalled) if sitting is not None else (None, None)
+        if stalled and record.verdict in ("unchanged", "faster"):  # never a pass over a side that stalled
+            record.verdict, record.reason = "cannot tell", (
+                f"{given_up}; the {len(self.rounds)} rounds before it said {record.verdict!r} ({record.reason}) "
+                f"but cannot speak for what came after")
+        elif given_up:
+            record.reason = f"{record.reason} ({given_up})"
+
+    def _judge(self, record: AbRecord) -> None:
+        if len(self.rounds) < 2:
+            if record.status == "compared":
+                record.verdict = "cannot tell"
+                record.reason = "one round only: no spread between rounds to judge by (raise ab.max_seconds)"
+            return
+        estimate = paired_estimate([r.log_ratio for r in self.rounds], alpha=self.settings.alpha)
+        record.ratio, record.ci_low, record.ci_high = estimate.ratio, estimate.ci_low, estimate.ci_high
+        record.p_value, record.t_test_p, record.mde = estimate.p_value, estimate.t_test_p, estimate.mde
+        if record.status == "compared":
+            record.verdict, record.reason = ab_verdict(estimate, self.settings.threshold, self.settings.effect,
+                                                       self.settings.alpha)
+            if record.verdict == "cannot tell" and len(self.rounds) < self.settings.min_rounds:
+                record.reason += (f" (ab.max_seconds = {self.settings.max_seconds:g} s ended it after "
+                                  f"{len(self.rounds)} of the {self.settings.min_rounds} rounds wanted)")
+
+
+def _refuse_mismatch(ready: dict[str, dict[str, Any]]) -> None:
+    """Refuse sides that do not measure the same work (checked on the first pair, before any slice)."""
+    base, new = ready["base"], ready["new"]
+    if base.get("inputs") != new.get("inputs"):
+        raise Refused(None, f"they feed different inputs (base: {_shapes(base)}; new: {_shapes(new)})")
+    for side in SIDES:
+        if not ready[side].get("outputs_finite", True):
+            raise Refused(side, f"the {side} side's model produces NaN or infinite outputs")
+
+
+def _shapes(ready: dict[str, Any]) -> str:
+    inputs = ready.get("inputs") or []
+    return ", ".join(f"{i['name']} {tuple(i['shape'])} {i['dtype']}" for i in inputs) or "none"
 
 
 class AbRun:
@@ -117,7 +349,7 @@ class AbRun:
                 refusal = ("skipped", refusal[1])
         index = self._compared.get(case.case_id, 0)
         self._compared[case.case_id] = index + 1
-        comparison = CaseComparison(cases, artifacts, sides, self.settings, self.engine.store.logs_dir,
+        comparison = AbComparison(cases, artifacts, sides, self.settings, self.engine.store.logs_dir,
                                     self.engine.env["env_id"], progress, refusal=refusal, index=index)
         record = comparison.run()
         self.engine.store.append_ab(record)

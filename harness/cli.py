@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -100,7 +101,7 @@ def _resumed_comparison(folder: Path, info: dict[str, Any], given: dict[str, Any
     resumed folder are one comparison. Sides or settings given again must be the folder's: ResumeError if not."""
     from dataclasses import asdict
 
-    from harness.lockstep import AbSettings
+    from harness.ab import AbSettings
     from scenario.sides import SideError, side_from_mapping
 
     info_path = folder / "scenario.json"
@@ -192,6 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                       resume=bool(args.resume)), run_dir, err)
     if engine is None:
         return EXIT_USAGE
+    scenario_cases = cases  # a resumed run races every group it has not raced, its earlier cases' too
     if args.resume:
         recorded = engine.recorded_case_ids()
         todo = [case for case in cases if case.case_id not in recorded]
@@ -201,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cases = todo
     try:
         _run_cases(engine, cases, err)
+        _run_races(engine, scenario_cases, err)
         records = engine.finish()
         from reporting.html import write_report_safely
 
@@ -247,6 +250,24 @@ def _run_cases(engine: Any, cases: list[Any], err: Console) -> None:
                       + (f"  p50 {p50:.4g} ms" if p50 is not None else ""), highlight=False)
 
 
+def _run_races(engine: Any, cases: list[Any], err: Console) -> None:
+    """Race each group's passing configurations in one sitting (harness.race), saying what each race found and
+    the time the races took: they are part of what a run costs."""
+    from harness.race import race_run
+
+    began = time.perf_counter()
+    with err.status("") as status:
+        status.update("racing each group's configurations")
+        races = race_run(engine, cases, progress=lambda text: status.update(escape(text)))
+    for race in races:
+        what = race.outcome if race.status == "raced" else race.status
+        err.print(f"race {escape(race.model)} b{race.batch_size}: {what}"
+                  + (f": {escape(race.recommended)}" if race.recommended else "")
+                  + f" ({len(race.rounds)} rounds, {race.wall_s:.1f} s)", highlight=False, soft_wrap=True)
+    if races:
+        err.print(f"races: {len(races)} group(s) in {time.perf_counter() - began:.0f} s", highlight=False)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from reporting.html import write_report
     from results.runs import RunFolderError
@@ -266,15 +287,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def parse_share(text: str) -> float:
-    """ "5%", "5" and "0.05" all mean five percent: a bare number of 1 or more is read as percent."""
+    """ "5%", "5" and "0.05" all mean five percent, as in a scenario file (scenario.defaults.parse_share)."""
+    from scenario.defaults import parse_share as share
+
     try:
-        value = float(text.strip().removesuffix("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage like 5%") from None
-    share = value / 100 if text.strip().endswith("%") or value >= 1 else value
-    if not 0 < share < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 100 %")
-    return share
+        return share(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _compare_side(spec: str, history: Path, new: dict[str, Any] | None = None) -> tuple[dict, dict, str, dict]:

@@ -19,7 +19,7 @@ Call = Callable[[], object]
 # The most inferences one reply of an A/B side's worker records (a lock-step slice ends there; a duet round runs on
 # to its end unrecorded): a round's length does not bound its reply, a model that answers in 5 us sends 4 MB per
 # round second, so a 600 s round would be a 2.4 GB line. A million is 5 s of the fastest model measured, far beyond
-# the default round (1 s) and slice (50 ms), and at most 42 MB of JSON (harness.lockstep.MAX_REPLY_BYTES).
+# the default round (1 s) and slice (50 ms), and at most 42 MB of JSON (harness.sitting.channel.MAX_REPLY_BYTES).
 MAX_REPLY_SAMPLES = 1_000_000
 
 

@@ -81,7 +81,28 @@ class ScenarioFile(pytest.File):
             # -k matches what `accelbench run -k` matches: the model, the scenario's own name too
             item.extra_keyword_matches.update({*case.keywords, case.scenario})
             items.append(item)
+        if ab is None:
+            items += _race_items(self, cases)
         return items
+
+
+def _race_items(parent: pytest.File, cases: list[Case]) -> list[pytest.Item]:
+    """One item per (model, batch size, mode) group of two or more cases that race, after all the file's cases:
+    it races the group's cases that passed in this session. Selected by the model, batch and mode names (-k
+    mobilenet_v2), never by a backend's or precision's: a race is of a whole group."""
+    groups: dict[tuple[str, int, str], list[Case]] = {}
+    for case in cases:
+        if case.race is not None:
+            groups.setdefault((case.model_label, case.batch_size, case.mode), []).append(case)
+    items: list[pytest.Item] = []
+    for (model, batch, mode), members in groups.items():
+        if len(members) < 2:
+            continue
+        name = f"race-{model}-b{batch}" + ("" if mode == "latency" else f"-{mode}")
+        item = RaceItem.from_parent(parent, name=name, cases=members)
+        item.extra_keyword_matches.update({"race", model, f"b{batch}", mode, members[0].scenario})
+        items.append(item)
+    return items
 
 
 class CaseFailure(Exception):
@@ -141,6 +162,41 @@ class AbItem(CaseItem):
             pytest.skip(f"{record.verdict or record.status}: {ratio}{record.reason}")
 
 
+class RaceItem(pytest.Item):
+    """A group's race: after its cases, their passing configurations measured together (harness.race). It never
+    fails a case: it passes whatever the race found (printed in the summary), is skipped when fewer than two of
+    the group's cases passed, and fails only when the race itself could not run (a folder it cannot write)."""
+
+    def __init__(self, *, cases: list[Case], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cases = cases
+
+    def runtest(self) -> None:
+        from harness.race import race_run
+        from results.store import RunFolderProblem
+
+        engine = _engine(self.config)
+        try:
+            races = race_run(engine, self.cases)
+        except RunFolderProblem as error:
+            pytest.exit(f"accelbench: {error}; the cases recorded so far are kept", returncode=2)
+        if not races:
+            pytest.skip("nothing to race: fewer than two of the group's cases passed in this session")
+        race = races[0]
+        if race.status == "failed":
+            raise CaseFailure(f"race failed: {race.reason}")
+        if race.status == "not raced":
+            pytest.skip(f"not raced: {race.reason}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CaseFailure):
+            return f"{self.name}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.name
+
+
 def _ab_run(item: AbItem) -> Any:
     """One A/B run folder per scenario file and pytest session: REPORTS/<scenario>-ab-<time>, or beside
     --accelbench-out DIR as DIR-ab-<scenario> (DIR itself stays for the session's ordinary cases)."""
@@ -172,7 +228,7 @@ def _ab_run(item: AbItem) -> Any:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A skip raised inside the engine would be reported at a line of this plugin; point it at the scenario."""
     report = yield
-    if isinstance(item, CaseItem) and report.skipped and isinstance(report.longrepr, tuple):
+    if isinstance(item, CaseItem | RaceItem) and report.skipped and isinstance(report.longrepr, tuple):
         report.longrepr = (str(item.path), None, report.longrepr[2])
     return report
 

@@ -342,7 +342,7 @@ def _loaded_side(job: dict[str, Any], phase: _Phases) -> tuple[Any, Any, dict[st
 
 
 def serve(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
-    """One side of an A/B comparison (harness.lockstep drives it): load and warm the model, say "ready", then run
+    """One side of an A/B comparison (harness.sitting drives it): load and warm the model, say "ready", then run
     slices of inferences when told, until told to quit.
 
     Commands arrive as JSON lines on stdin; replies go out as JSON lines on the process's original stdout, and

@@ -76,6 +76,7 @@ class Case:
     # the report's speed-up reference for this case: {"backend": label or name, "precision": ...}, or None: the
     # model's first fp32 case that ran (the report finds and names it)
     baseline: dict[str, Any] | None = None
+    race: dict[str, Any] | None = None  # the model's race settings (scenario.schema.RaceSpec); None: not raced
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

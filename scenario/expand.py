@@ -94,6 +94,7 @@ def expand(loaded: LoadedScenario) -> list[Case]:
     for model, model_label in zip(scenario.models, models_labelled, strict=True):
         spec = ModelSpec.from_entry(model, loaded.base_dir)
         measure = scenario.measure_for(model).model_dump()
+        race = scenario.race_for(model)
         calibration = calibration_settings(model.calibration or scenario.calibration, loaded.base_dir)
         budget = {**scenario.accuracy.model_dump(exclude_none=True),
                   **(model.accuracy.model_dump(exclude_none=True) if model.accuracy else {})}
@@ -114,6 +115,7 @@ def expand(loaded: LoadedScenario) -> list[Case]:
                     compression=compression, calibration=calibration if precision == "int8" else {},
                     accuracy_budget=budget,
                     baseline=None if scenario.baseline is None else scenario.baseline.model_dump(),
+                    race=race,
                 )
                 try:
                     case.skip_reason = skip_reason(case)

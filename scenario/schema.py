@@ -12,7 +12,15 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
 
 from model_zoo.requests import PRECISIONS, parse_compression
-from scenario.defaults import MAX_THREADS, MEASURE_DEFAULTS
+from scenario.defaults import (
+    AB_DEFAULTS,
+    MAX_THREADS,
+    MEASURE_DEFAULTS,
+    RACE_DEFAULTS,
+    ROUND_SECONDS_MAX,
+    SLICE_MS_MAX,
+    parse_share,
+)
 
 Precision = Literal[PRECISIONS]  # type: ignore[valid-type]  # the zoo's list, the one source
 Mode = Literal["latency", "throughput", "concurrent"]
@@ -170,6 +178,7 @@ class ModelEntry(BaseModel):
     calibration: CalibrationSpec | None = None
     accuracy: AccuracySpec | None = Field(None, description="replaces the scenario's budgets key by key")
     measure: MeasureOverride | None = None
+    race: RaceField | None = Field(None, description="this model's race settings over the scenario's, or false")
 
     @model_validator(mode="before")
     @classmethod
@@ -222,20 +231,17 @@ class BaselineSpec(BaseModel):
 
 
 def _share(value: Any) -> Any:
-    """ "5%" or 0.05: a threshold is a share; a string with % is read as percent."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return float(value.strip()[:-1]) / 100
-        except ValueError:
-            raise ValueError(f"a share is like 5% or 0.05, not {value!r}") from None
-    return value
+    """ "5%", 5 or 0.05: one reading for scenario files and the command line (scenario.defaults.parse_share)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return value  # pydantic names what it is not
+    return parse_share(value)
 
 
 Share = Annotated[float, BeforeValidator(_share), Field(gt=0, lt=1)]
 
 
 class AbSpec(BaseModel):
-    """Compare every case on two sides in one sitting (harness.lockstep): `accelbench ab` and the pytest front door
+    """Compare every case on two sides in one sitting (harness.sitting): `accelbench ab` and the pytest front door
     run it, and a case whose verdict is "slower" fails. A side is a mapping of ``python`` (an interpreter, e.g.
     another virtualenv's), ``model`` (a model file in place of the case's), ``options`` and other backend options;
     relative paths are relative to the scenario file (scenario.sides)."""
@@ -244,14 +250,58 @@ class AbSpec(BaseModel):
 
     base: dict[str, Any] = Field(default_factory=dict)
     new: dict[str, Any] = Field(default_factory=dict)
-    method: Literal["lockstep", "duet"] = "lockstep"
-    threshold: Share = 0.05
-    max_seconds: float = Field(60.0, gt=0, le=MAX_TIMEOUT_S, description="per case, worker start-ups included")
-    min_rounds: int = Field(8, ge=2, description="the exact signed-rank test reaches p < 0.01 from 8 rounds on")
-    round_seconds: float = Field(1.0, gt=0, le=600)
-    slice_ms: float = Field(50.0, gt=0, le=60_000)
-    fresh: Literal["worker", "session"] = "worker"
-    seed: int = Field(0, ge=0)
+    method: Literal["lockstep", "duet"] = AB_DEFAULTS["method"]  # type: ignore[assignment]
+    threshold: Share = AB_DEFAULTS["threshold"]  # type: ignore[assignment]
+    max_seconds: float = Field(AB_DEFAULTS["max_seconds"], gt=0, le=MAX_TIMEOUT_S,
+                               description="per case, worker start-ups included")
+    min_rounds: int = Field(AB_DEFAULTS["min_rounds"], ge=2,
+                            description="the exact signed-rank test reaches p < 0.01 from 8 rounds on")
+    round_seconds: float = Field(AB_DEFAULTS["round_seconds"], gt=0, le=ROUND_SECONDS_MAX)
+    slice_ms: float = Field(AB_DEFAULTS["slice_ms"], gt=0, le=SLICE_MS_MAX)
+    fresh: Literal["worker", "session"] = AB_DEFAULTS["fresh"]  # type: ignore[assignment]
+    seed: int = Field(AB_DEFAULTS["seed"], ge=0)
+
+
+class RaceSpec(BaseModel):
+    """Race each (model, batch size, mode) group's passing configurations in one sitting after the run's cases
+    (harness.race): every speed-up then comes from paired rounds, and a winner is named only when it won.
+    ``race: false`` (or ``off``) leaves the speed-ups sequential."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: Share = RACE_DEFAULTS["threshold"]  # type: ignore[assignment]
+    alpha: float = Field(RACE_DEFAULTS["alpha"], gt=0, lt=1,
+                         description="family-wise error of a race, over all its looks and comparisons")
+    looks: int = Field(RACE_DEFAULTS["looks"], ge=1, le=20, description="times the race may be judged")
+    max_seconds: float = Field(RACE_DEFAULTS["max_seconds"], gt=0, le=MAX_TIMEOUT_S,
+                               description="per group, worker start-ups included (not measure.max_seconds)")
+    round_seconds: float = Field(RACE_DEFAULTS["round_seconds"], gt=0, le=ROUND_SECONDS_MAX)
+    slice_ms: float = Field(RACE_DEFAULTS["slice_ms"], gt=0, le=SLICE_MS_MAX)
+    fresh: Literal["worker", "session"] = RACE_DEFAULTS["fresh"]  # type: ignore[assignment]
+    gross_factor: float = Field(RACE_DEFAULTS["gross_factor"], gt=1, le=1000,
+                                description="sequentially this many times slower than the fastest: not raced")
+    memory_mb: int | None = Field(None, gt=0, description="memory the race's sessions may hold at once "
+                                                          "(default: 80 % of what is available)")
+    seed: int = Field(RACE_DEFAULTS["seed"], ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        """`race: true` is the defaults; false/off is handled by the field that holds a race (race_switch)."""
+        return {} if value is True else value
+
+
+def race_switch(value: Any) -> Any:
+    """`race: off` / `no` / `false` (YAML 1.1 reads off and no as false already; a quoted one is a string) turn
+    races off: False; anything else is a race block."""
+    if isinstance(value, str) and value.strip().lower() in ("off", "false", "no"):
+        return False
+    if isinstance(value, str) and value.strip().lower() in ("on", "true", "yes"):
+        return True
+    return value
+
+
+RaceField = Annotated[RaceSpec | Literal[False], BeforeValidator(race_switch)]
 
 
 class Scenario(BaseModel):
@@ -270,6 +320,7 @@ class Scenario(BaseModel):
     measure: MeasureSpec = Field(default_factory=MeasureSpec)
     baseline: BaselineSpec | None = None
     ab: AbSpec | None = None
+    race: RaceField = Field(default_factory=RaceSpec)
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -295,6 +346,15 @@ class Scenario(BaseModel):
         return MeasureSpec.model_validate({**self.measure.model_dump(), **model.measure.model_dump(exclude_none=True)})
 
 
+    def race_for(self, model: ModelEntry) -> dict[str, Any] | None:
+        """The model's race settings (the scenario's with the model's over them, key by key), None: not raced."""
+        if model.race is False or (self.race is False and model.race is None):
+            return None
+        given = {} if model.race is None else model.race.model_dump(exclude_unset=True)
+        base = {} if self.race is False else self.race.model_dump()
+        return RaceSpec.model_validate({**base, **given}).model_dump()
+
+
 KEYS_AT = {
     (): set(Scenario.model_fields),
     ("models",): set(ModelEntry.model_fields),
@@ -307,6 +367,8 @@ KEYS_AT = {
     ("models", "inputs"): set(InputEntry.model_fields),
     ("baseline",): set(BaselineSpec.model_fields),
     ("ab",): set(AbSpec.model_fields),
+    ("race",): set(RaceSpec.model_fields),
+    ("models", "race"): set(RaceSpec.model_fields),
 }
 
 

@@ -225,17 +225,17 @@ def test_a_side_that_stalls_at_the_end_is_cut_at_the_time_cap_and_never_passes(
 
 def test_a_worker_that_has_not_answered_at_the_cap_is_killed_and_named_not_called_hung(tmp_path: Path) -> None:
     """The cap inside a slice, on a real process that never answers (the edge: an interpreter that stalls): at
-    ``cap_at`` the worker is killed and _TimeUp names the side; the hang timeout, when it comes first, is a failure."""
+    ``cap_at`` the worker is killed and TimeUp names the side; the hang timeout, when it comes first, is a failure."""
     import time
 
-    from harness.lockstep import SideFailure, SideWorker, _TimeUp
+    from harness.sitting.channel import SideFailure, SideWorker, TimeUp
 
     stalls = tmp_path / "python"
     stalls.write_text("#!/bin/sh\nexec sleep 600\n")
     stalls.chmod(0o755)
     worker = SideWorker("new", str(stalls), {}, tmp_path, "stalls")
     began = time.perf_counter()
-    with pytest.raises(_TimeUp) as time_up:
+    with pytest.raises(TimeUp) as time_up:
         worker.receive(timeout_s=30, cap_at=began + 0.5)
     assert time_up.value.side == "new" and 0.5 <= time_up.value.silent_s < 5
     assert worker.process.poll() is not None and time.perf_counter() - began < 5

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.lockstep import side_figures, slice_orders
+from harness.sitting.methods import slice_orders
+from harness.sitting.rounds import side_figures
 from results.paired import ab_verdict, minimum_detectable_effect, paired_estimate, signed_rank_cdf, signed_rank_p
 
 

@@ -30,7 +30,7 @@ FAST = "{warmup_runs: 2, warmup_seconds: 0, timeout_s: 60}"
 # what the coordinator (and the base side's worker, which inherits the limit) may map beyond the imports below:
 # far under the 8 GB the coordinator took in 25 s, well over a worker's start and the reply limit (64 MB)
 EXTRA_MB = 1024
-IMPORTS = ("import sys, pytest, numpy, onnxruntime, harness.cli, harness.ab, harness.lockstep, harness.console, "
+IMPORTS = ("import sys, pytest, numpy, onnxruntime, harness.cli, harness.ab, harness.sitting.rounds, harness.console, "
            "harness.pytest_plugin, reporting.html, scenario.load\n")
 
 
@@ -98,8 +98,8 @@ def test_a_legitimate_reply_stays_far_under_the_limit() -> None:
     by what a reply may hold, so a worker records at most MAX_REPLY_SAMPLES inferences a reply; their reply, with
     every number as long as a 64-bit integer can be, is under the limit, and the largest measured (20 MB) under a
     third of it."""
-    from harness.lockstep import MAX_REPLY_BYTES
     from harness.measure import MAX_REPLY_SAMPLES, timed_loop, until_loop
+    from harness.sitting.channel import MAX_REPLY_BYTES
 
     longest = 2**63 - 1
     worst = len(json.dumps({"samples_ns": [longest] * MAX_REPLY_SAMPLES, "ends_ns": [longest] * MAX_REPLY_SAMPLES}))

@@ -1,0 +1,417 @@
+"""Races: after a run's cases, each (model, batch size, mode) group's passing configurations measured together.
+
+Every "A is faster than B" of a run comes from here, not from the cases' own p50s, which were measured minutes
+apart on machines whose speed moves by 5-23 % between runs. A race is `accelbench ab` with N sides (the same
+harness.sitting): rounds of fresh sessions (``fresh: session``, the default: a spawn per configuration and round
+costs more than a 45 s race of four can pay; or fresh workers), slices in a balanced random order, paired
+log-ratios per round, and the exact signed-rank statistics of results.paired. Successive elimination (F-Race,
+Hoeffding races) lets a clearly slower configuration go at a look, so the time goes to the close contenders; the
+looks, their levels and the outcome are results.race_stats'.
+
+What stays out of a race, with its reason in the record: a case that did not pass (its speed buys nothing); the
+TensorFlow reference (its session takes seconds to load, every round: it would eat the race's time); a
+configuration whose own p50 is over ``gross_factor`` × the fastest's with the two in-run intervals apart (slower
+beyond any noise of this machine: "slower (sequential, far outside the noise)"). The group's baseline always races
+when it can, so that every speed-up is a paired ratio against it.
+
+ONNX Runtime's idle pool threads spin for a while after a call, holding a core: in lock-step on a small machine
+they slow whichever configuration computes next (measured with `ab`: ~40 % on 2 cores at threads 2), so a race
+runs ONNX Runtime sessions with more than one thread without spinning, and records it (``race_options``).
+
+A group whose sessions cannot all be held in memory at once (their cases' peak RSS against ``memory_mb``, by
+default 80 % of what is available) races in heats: each heat holds the baseline and the current leader beside
+as many others as fit.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from harness.sitting.channel import SideFailure
+from harness.sitting.rounds import Sitting
+from results.paired import CONFIDENCE, ab_verdict
+from results.race_record import PairFigures, RaceEntry, RaceRecord, RaceRound
+from results.race_stats import RacePlan, Round, is_look, judge_look, pair_estimate, race_outcome, recommend
+from results.record import Record
+from scenario.cases import Case, compression_label
+from scenario.defaults import RACE_DEFAULTS
+
+NOT_RACING = {"tensorflow": "the TensorFlow reference does not race: its session takes seconds to load, every round"}
+MEMORY_SHARE = 0.8  # of the memory available, what a race's sessions may hold at once by default
+
+
+@dataclass(frozen=True)
+class RaceSettings:
+    """A group's race settings (its model's ``race:`` block over the scenario's; scenario.schema.RaceSpec)."""
+
+    threshold: float = float(RACE_DEFAULTS["threshold"])
+    alpha: float = float(RACE_DEFAULTS["alpha"])
+    looks: int = int(RACE_DEFAULTS["looks"])
+    max_seconds: float = float(RACE_DEFAULTS["max_seconds"])
+    max_rounds: int = int(RACE_DEFAULTS["max_rounds"])
+    round_seconds: float = float(RACE_DEFAULTS["round_seconds"])
+    slice_ms: float = float(RACE_DEFAULTS["slice_ms"])
+    fresh: str = str(RACE_DEFAULTS["fresh"])
+    gross_factor: float = float(RACE_DEFAULTS["gross_factor"])
+    memory_mb: int | None = None
+    warmup_seconds: float = float(RACE_DEFAULTS["warmup_seconds"])
+    seed: int = int(RACE_DEFAULTS["seed"])
+    method: str = "lockstep"  # a duet pins two sides to two halves of the cores: not for N
+
+    @classmethod
+    def from_case(cls, case: Case) -> RaceSettings | None:
+        if case.race is None:
+            return None
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in case.race.items() if key in known})
+
+    @property
+    def plan(self) -> RacePlan:
+        return RacePlan(threshold=self.threshold, alpha=self.alpha, looks=self.looks)
+
+
+GroupKey = tuple[str, str, int, str]
+
+
+def group_of(record: Record) -> GroupKey:
+    """The group a case races in: what its speed-up is computed within (reporting.baseline's group)."""
+    return record.scenario, record.model, record.batch_size, record.mode
+
+
+def entry_name(record: Record) -> str:
+    """How a race names a configuration: unique within its group (one model, batch size and mode)."""
+    name = f"{record.label} {record.precision}"
+    return name if record.compression == "none" else f"{name} {compression_label(record.compression)}"
+
+
+@dataclass
+class _Contender:
+    name: str
+    record: Record
+    case: Case
+    artifact: str
+
+
+class GroupRace:
+    """Races one group's passing configurations; ``run()`` returns its RaceRecord (also when it cannot race)."""
+
+    def __init__(self, records: list[Record], baseline: Record | None, cases: dict[str, Case],
+                 artifacts: dict[str, str], settings: RaceSettings, work_dir: Path, env_id: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        """``records``: the group's passed records in the run's order; ``baseline``: the one speed-ups divide by
+        (reporting's rule), or None; ``cases`` and ``artifacts`` by case id."""
+        first = records[0]
+        self.key = group_of(first)
+        self.records, self.baseline, self.settings = records, baseline, settings
+        self.cases, self.artifacts, self.work_dir = cases, artifacts, work_dir
+        self.env_id, self.progress = env_id, progress
+        self.rounds: list[RaceRound] = []
+        self.slice_medians: dict[str, list[float]] = {}
+        self.inferences: dict[str, int] = {}
+        self.startup_s: dict[str, float] = {}
+        self.measured_s = 0.0
+        _, model, batch, mode = self.key
+        self.label = f"{model} b{batch}" + ("" if mode == "latency" else f" {mode}")
+        self.rng = np.random.default_rng([settings.seed, zlib.crc32("/".join(map(str, self.key)).encode())])
+
+    def run(self) -> RaceRecord:
+        started, began = time.time(), time.perf_counter()
+        scenario, model, batch, mode = self.key
+        plan = self.settings.plan
+        record = RaceRecord(scenario=scenario, model=model, batch_size=batch, mode=mode, status="not raced",
+                            baseline=entry_name(self.baseline) if self.baseline is not None else None,
+                            threshold=plan.threshold, min_effect=plan.effect, alpha=plan.alpha,
+                            look_alpha=plan.look_alpha, confidence=CONFIDENCE, settings=vars(self.settings).copy(),
+                            started_at=started, env_id=self.env_id)
+        entries = {entry_name(r): self._entry(r) for r in self.records}
+        contenders = self._contenders(entries)
+        if len(contenders) < 2:
+            why = "; ".join(f"{name}: {entry.reason}" for name, entry in entries.items() if entry.reason)
+            record.reason = ("fewer than two configurations can race" + (f" ({why})" if why else "")
+                             + ": the speed-ups are sequential")
+        else:
+            record.status = "raced"
+            try:
+                self._race(contenders, entries, record)
+            except OSError as error:  # the logs folder cannot take the workers' files (full, read-only)
+                record.status = "failed"
+                record.reason = f"cannot write the race's files in {self.work_dir}: {error.strerror or error}"
+        self._fill(entries, record)
+        record.entries, record.rounds = list(entries.values()), self.rounds
+        record.wall_s, record.measured_s = time.perf_counter() - began, self.measured_s
+        record.finished_at = time.time()
+        return record
+
+    # -- who races ---------------------------------------------------------------------------------------
+    def _entry(self, record: Record) -> RaceEntry:
+        base_p50 = self.baseline.p50_ms if self.baseline is not None else None
+        p50 = record.p50_ms
+        return RaceEntry(
+            name=entry_name(record), case_id=record.case_id, backend=record.backend, backend_label=record.label,
+            precision=record.precision, compression=record.compression, status="not raced",
+            is_baseline=self.baseline is not None and record.case_id == self.baseline.case_id,
+            sequential_ratio=p50 / base_p50 if p50 and base_p50 else None,
+            fidelity=record.accuracy.cosine_min, size_bytes=record.model_size_bytes)
+
+    def _contenders(self, entries: dict[str, RaceEntry]) -> list[_Contender]:
+        """The configurations that race, baseline first; the others' entries say why not."""
+        possible = []
+        for record in self.records:
+            entry = entries[entry_name(record)]
+            if record.backend in NOT_RACING:
+                entry.reason = f"{NOT_RACING[record.backend]}; its speed-up is sequential"
+            elif record.case_id not in self.cases or record.case_id not in self.artifacts:
+                entry.reason = "its case is not in this run's scenario any more"
+            else:
+                possible.append(record)
+        if not possible:
+            return []
+        fastest = min(possible, key=lambda r: r.p50_ms or math.inf)
+        contenders = []
+        for record in possible:
+            entry = entries[entry_name(record)]
+            if not entry.is_baseline and (why := self._gross(record, fastest)):
+                entry.status, entry.reason = "excluded", why
+                continue
+            contenders.append(_Contender(entry.name, record, self.cases[record.case_id],
+                                         self.artifacts[record.case_id]))
+        contenders.sort(key=lambda c: not entries[c.name].is_baseline)  # stable: the run's order otherwise
+        return contenders
+
+    def _gross(self, record: Record, fastest: Record) -> str | None:
+        """Why ``record`` is slower than ``fastest`` beyond any noise of this machine, or None."""
+        p50, best = record.p50_ms, fastest.p50_ms
+        mine, theirs = record.median_ci_ms, fastest.median_ci_ms
+        if not p50 or not best or mine is None or theirs is None or record is fastest:
+            return None
+        if p50 > self.settings.gross_factor * best and mine.low > theirs.high:
+            return (f"slower (sequential, far outside the noise): p50 {p50:.4g} ms, {p50 / best:.2f}× the fastest's "
+                    f"({entry_name(fastest)}, {best:.4g} ms; in-run intervals apart, over the "
+                    f"{self.settings.gross_factor:g}× that machines like this one swing by at most)")
+        return None
+
+    # -- the race ----------------------------------------------------------------------------------------
+    def _race(self, contenders: list[_Contender], entries: dict[str, RaceEntry], record: RaceRecord) -> None:
+        for contender in contenders:
+            options = _race_options(contender.case)
+            entries[contender.name].race_options = options
+            if options:
+                contender.case = replace(contender.case,
+                                         backend_options={**contender.case.backend_options, **options})
+        heats = self._heats(contenders)
+        record.heats = len(heats) if heats else 1
+        if not heats:
+            heats = [contenders]
+        plan = self.settings.plan
+        record.min_rounds = plan.schedule(len(heats[0]))[0]
+        leader: list[_Contender] = []
+        deadline = time.perf_counter() + self.settings.max_seconds
+        for number, heat in enumerate(heats):
+            racing = _unique([*(h for h in heat if entries[h.name].is_baseline), *leader, *heat])
+            left = len(heats) - number
+            budget = (deadline - time.perf_counter()) / left
+            if budget <= 0 or len(racing) < 2:
+                for contender in racing:
+                    if entries[contender.name].status == "not raced" and not entries[contender.name].reason:
+                        entries[contender.name].reason = "the race's time was spent before its heat"
+                continue
+            outcome, why, survivors, looks = self._heat(racing, entries, replace(self.settings, max_seconds=budget),
+                                                        number)
+            record.looks += looks
+            record.outcome, record.reason = outcome, why  # the last heat's word is the race's
+            leader = [c for c in racing if c.name == survivors[0]] if survivors else []
+            record.tied = survivors if outcome in ("tie", "cannot tell") else []
+            if outcome == "winner":
+                record.winner = survivors[0]
+        if record.outcome is None:
+            record.outcome, record.reason = "cannot tell", record.reason or "no round could be finished in time"
+
+    def _heats(self, contenders: list[_Contender]) -> list[list[_Contender]] | None:
+        """The group in heats when its sessions cannot all be held at once (None: one race of all)."""
+        peaks = {c.name: c.record.peak_rss_mb or 0.0 for c in contenders}
+        budget = self.settings.memory_mb or MEMORY_SHARE * psutil.virtual_memory().available / 2**20
+        if sum(peaks.values()) <= budget:
+            return None
+        size = max(2, int(budget // max(max(peaks.values()), 1.0)))
+        # the baseline and the leader ride along in every heat: each heat takes size - 2 new ones (at least one)
+        fresh = max(1, size - 2)
+        rest = contenders[1:] if contenders else []
+        return [[contenders[0], *rest[i:i + fresh]] for i in range(0, len(rest), fresh)]
+
+    def _heat(self, racing: list[_Contender], entries: dict[str, RaceEntry], settings: RaceSettings,
+              number: int) -> tuple[str, str, list[str], list[int]]:
+        """One sitting of ``racing``: (outcome, why, the survivors with the best first, the looks taken)."""
+        plan = settings.plan
+        names = [c.name for c in racing]
+        schedule = plan.schedule(len(names))
+        sitting = Sitting({c.name: c.case for c in racing}, {c.name: c.artifact for c in racing},
+                          dict.fromkeys(names, sys.executable), settings, self.work_dir,
+                          f"race-{self.label.replace(' ', '-')}" + (f"-h{number}" if number else ""), self.rng,
+                          self.progress)
+        alive, looks_taken, rounds = list(names), [], []
+        outcome, why, survivors = "cannot tell", "", list(names)
+        for name in names:
+            entries[name].status, entries[name].reason = "survived", None
+        try:
+            while True:
+                time_up = len(rounds) >= settings.max_rounds or not sitting.next_round_fits()
+                blocks = None
+                if not time_up:
+                    try:
+                        blocks = sitting.round(alive)
+                    except SideFailure as failure:  # that configuration leaves; the others race on
+                        entries[failure.side].status = "not raced"
+                        entries[failure.side].reason = f"its worker failed in the race: {failure}"
+                        alive.remove(failure.side)
+                        if len(alive) < 2:
+                            survivors = list(alive)
+                            outcome = "winner" if alive else "cannot tell"
+                            why = f"the others' workers failed in the race ({failure})"
+                            break
+                        continue
+                    time_up = blocks is None
+                if blocks is not None:
+                    race_round = RaceRound(index=len(self.rounds), at_s=blocks[0].at_s if blocks else 0.0,
+                                           slices={n: [b.medians[n] for b in blocks] for n in alive},
+                                           orders=[b.order or [] for b in blocks])
+                    self.rounds.append(race_round)
+                    rounds.append(race_round.slices)
+                if not is_look(len(rounds), schedule, len(looks_taken), time_up):
+                    if time_up:  # no look left, or too few rounds to judge: the last look's word stands
+                        if len(looks_taken) == 0:
+                            outcome, why = "cannot tell", (
+                                f"time budget spent after {len(rounds)} rounds, before the first look at "
+                                f"{schedule[0]} rounds (race.max_seconds = {self.settings.max_seconds:g} s)")
+                        break
+                    continue
+                look = judge_look(rounds, alive, plan)
+                looks_taken.append(len(rounds))
+                if self.rounds:
+                    self.rounds[-1].look = True
+                    self.rounds[-1].eliminated = sorted(look.eliminated)
+                for name, reason in look.eliminated.items():
+                    entries[name].status, entries[name].reason = "eliminated", reason
+                    entries[name].eliminated_after = len(rounds)
+                alive = look.survivors
+                survivors = [look.best, *(n for n in alive if n != look.best)]
+                outcome, why = race_outcome(look, time_up, last_look=len(looks_taken) >= len(schedule))
+                if self.progress:
+                    gone = f", {', '.join(look.eliminated)} out" if look.eliminated else ""
+                    self.progress(f"race {self.label}: look {len(looks_taken)} after {len(rounds)} rounds{gone}")
+                if outcome != "continue":
+                    break
+        finally:
+            sitting.close()
+            self.measured_s += sitting.measured_s
+            for name, tally in sitting.tally.items():
+                self.slice_medians.setdefault(name, []).extend(tally.slice_medians)
+                self.inferences[name] = self.inferences.get(name, 0) + tally.inferences
+                self.startup_s[name] = self.startup_s.get(name, 0.0) + tally.startup_s
+        if outcome == "continue":
+            outcome = "cannot tell"
+        if sitting.stalled and outcome in ("winner", "tie"):  # never a verdict over a side that stalled
+            outcome, why = "cannot tell", f"{sitting.given_up}; before it: {why}"
+        elif sitting.given_up:
+            why = f"{why} ({sitting.given_up})"
+        return outcome, why, survivors, looks_taken
+
+    # -- the record --------------------------------------------------------------------------------------
+    def _fill(self, entries: dict[str, RaceEntry], record: RaceRecord) -> None:
+        """Each entry's figures over the rounds it raced, its paired ratio against the baseline, the pick."""
+        rounds: list[Round] = [r.slices for r in self.rounds]
+        plan = self.settings.plan
+        for name, entry in entries.items():
+            medians = self.slice_medians.get(name) or []
+            if medians:
+                positive = [m for m in medians if m > 0]
+                entry.median_ms = float(np.median(medians))
+                entry.geomean_ms = float(np.exp(np.mean(np.log(positive)))) if positive else None
+            entry.slices, entry.inferences = len(medians), self.inferences.get(name, 0)
+            entry.startup_s = self.startup_s.get(name, 0.0)
+            if record.baseline is None or entry.is_baseline or entry.status in ("excluded", "not raced"):
+                continue
+            estimate = pair_estimate(rounds, name, record.baseline, plan.alpha)
+            if estimate is None:
+                continue
+            verdict, _ = ab_verdict(estimate, plan.threshold, plan.effect, plan.alpha)
+            entry.vs_baseline = PairFigures(against=record.baseline, rounds=estimate.rounds, ratio=estimate.ratio,
+                                            ci_low=estimate.ci_low, ci_high=estimate.ci_high,
+                                            p_value=estimate.p_value, mde=estimate.mde, verdict=verdict)
+        if record.winner is not None:
+            record.recommended = record.winner
+            record.recommendation = f"{record.winner} won the race"
+        elif record.tied:
+            name, rule = recommend(record.tied, {n: entries[n].fidelity for n in record.tied},
+                                   {n: entries[n].size_bytes for n in record.tied})
+            record.recommended, record.recommendation = name, rule
+
+
+def _race_options(case: Case) -> dict[str, Any]:
+    """Backend options a race sets for its own sessions: ONNX Runtime's pools do not spin when they have more
+    than one thread (an idle configuration's spinning threads would slow the one computing)."""
+    if case.backend.startswith("onnxruntime") and case.backend_options.get("spinning") is None:
+        threads = case.backend_options.get("threads")
+        if threads is None or threads > 1:
+            return {"spinning": False}
+    return {}
+
+
+def _unique(contenders: list[_Contender]) -> list[_Contender]:
+    seen: set[str] = set()
+    return [c for c in contenders if not (c.name in seen or seen.add(c.name))]  # type: ignore[func-returns-value]
+
+
+def race_groups(records: list[Record], baselines: list[Any]) -> list[tuple[list[Record], Record | None]]:
+    """Each group of the run with two or more passed cases: (its passed records in run order, its baseline).
+    ``baselines``: each record's resolved baseline (reporting.baseline.resolve_baselines), by position."""
+    groups: dict[GroupKey, list[int]] = {}
+    for index, record in enumerate(records):
+        if record.status == "passed" and record.p50_ms:
+            groups.setdefault(group_of(record), []).append(index)
+    chosen = []
+    for indices in groups.values():
+        if len(indices) < 2:
+            continue
+        found = next((baselines[i] for i in indices if baselines[i] is not None), None)
+        baseline = records[found.index] if found is not None else None
+        chosen.append(([records[i] for i in indices], baseline))
+    return chosen
+
+
+def race_run(engine: Any, cases: list[Case], progress: Callable[[str], None] | None = None) -> list[RaceRecord]:
+    """Race every group of the engine's run folder that has two or more passed cases and no race yet (a resumed
+    run races what it had not), appending each group's record to race.jsonl as it ends. Groups whose model says
+    ``race: false`` get none: their speed-ups stay sequential. ``cases``: the scenario's, by which the records
+    are found again (their settings, artefacts and race settings)."""
+    from reporting.baseline import resolve_baselines
+
+    records = engine.store.records()
+    raced = {race.group for race in engine.store.race_records()}
+    by_id = {case.case_id: case for case in cases}
+    done = []
+    for group, baseline in race_groups(records, resolve_baselines(records)):
+        key = group_of(group[0])
+        settings = next((RaceSettings.from_case(by_id[r.case_id]) for r in group if r.case_id in by_id), None)
+        if key in raced or settings is None:
+            continue
+        artifacts = {}
+        for record in group:
+            case = by_id.get(record.case_id)
+            artifact = engine.artifact_for(case)[0] if case is not None else None
+            if artifact is not None:
+                artifacts[record.case_id] = artifact
+        race = GroupRace(group, baseline, by_id, artifacts, settings, engine.store.logs_dir, engine.env["env_id"],
+                         progress).run()
+        engine.store.append_race(race)
+        done.append(race)
+    return done
