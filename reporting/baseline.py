@@ -300,6 +300,27 @@ def race_note(race: RaceRecord) -> str:
     return f"cannot tell among {', '.join(names) or 'the survivors'}{recommended}"
 
 
+def entry_status(entry: RaceEntry) -> str:
+    """How one configuration fared in its race, in words."""
+    if entry.status == "eliminated":
+        rounds = entry.eliminated_after
+        return f"eliminated after {rounds} round{'s' if rounds != 1 else ''}" if rounds is not None else "eliminated"
+    if entry.status == "excluded":
+        return "excluded (far outside the noise)"
+    if entry.status == "not raced":
+        return "not raced" + (f": {entry.reason}" if entry.reason else "")
+    return entry.status
+
+
+def race_outcome(race: RaceRecord) -> str:
+    """What a group's race concluded: the winner, the tie, "cannot tell", or why it did not race."""
+    if race.status != "raced" or race.outcome is None:
+        return race.status + (f": {race.reason}" if race.reason else "")
+    if race.outcome == "winner":
+        return f"winner: {race.winner}"
+    return race_note(race)
+
+
 def answer_per_group(records: list[Record], races: Iterable[RaceRecord] | None = None
                      ) -> dict[tuple[Any, ...], GroupAnswer]:
     """Per (scenario, model, batch size, mode) of one run, in the run's order: the case that answers "which
