@@ -21,15 +21,16 @@ from reporting.baseline import (
     Speedup,
     answer_per_group,
     entry_speedup,
+    entry_status,
     failure_label,
-    race_note,
+    race_outcome,
     race_pair_speedup,
     races_by_group,
     resolve_baselines,
     resolve_speedups,
 )
 from reporting.numbers import ab_figures, fmt_duration, fmt_number, speedup_text
-from results.race_record import RaceEntry, RaceRecord
+from results.race_record import RaceRecord
 from results.record import Record
 
 STATUS_STYLE = {"passed": "green", "failed": "red", "invalid": "yellow", "skipped": "dim"}
@@ -181,27 +182,6 @@ def tradeoff_table(records: list[Record], races: list[RaceRecord] | None = None)
             style="red" if record.status == "failed" else None,  # its speed buys nothing: the answer is wrong
         )
     return table
-
-
-def entry_status(entry: RaceEntry) -> str:
-    """How one configuration fared in its race, in words."""
-    if entry.status == "eliminated":
-        rounds = entry.eliminated_after
-        return f"eliminated after {rounds} round{'s' if rounds != 1 else ''}" if rounds is not None else "eliminated"
-    if entry.status == "excluded":
-        return "excluded (far outside the noise)"
-    if entry.status == "not raced":
-        return "not raced" + (f": {entry.reason}" if entry.reason else "")
-    return entry.status
-
-
-def race_outcome(race: RaceRecord) -> str:
-    """What a group's race concluded: the winner, the tie, "cannot tell", or why it did not race."""
-    if race.status != "raced" or race.outcome is None:
-        return race.status + (f": {race.reason}" if race.reason else "")
-    if race.outcome == "winner":
-        return f"winner: {race.winner}"
-    return race_note(race)
 
 
 def race_table(races: list[RaceRecord]) -> Table:

@@ -205,15 +205,16 @@ def figures_for_model(cases: pd.DataFrame, samples: dict[str, list[int]]) -> lis
     return [(kind, fig) for kind, fig in candidates if fig is not None]
 
 
-def speedup_colour(speedup: float | None) -> str:
-    """Cell background: green when faster than the baseline, red when slower, saturating at 4× either way."""
+def speedup_colour(speedup: float | None, faint: bool = False) -> str:
+    """Cell background: green when faster than the baseline, red when slower, saturating at 4× either way;
+    ``faint``: at half the strength, for a figure that is less sure (a sequential ratio)."""
     if speedup is None or not np.isfinite(speedup) or speedup <= 0:
         return "transparent"
     strength = min(abs(np.log2(speedup)) / 2.0, 1.0)
     if strength < 0.03:
         return "transparent"
     rgb = "46, 160, 67" if speedup > 1 else "214, 39, 40"
-    return f"rgba({rgb}, {0.12 + 0.45 * strength:.2f})"
+    return f"rgba({rgb}, {(0.12 + 0.45 * strength) * (0.5 if faint else 1.0):.2f})"
 
 
 def ab_figure(record: Any) -> go.Figure | None:
@@ -305,6 +306,14 @@ def race_figure(race: Any) -> go.Figure | None:
                 hovertemplate=f"{name} left the race after %{{x}} rounds<extra></extra>"))
     if not fig.data:
         return None
+    base = next((e for e in race.entries if e.is_baseline), None)
+    base_left = next((done_after[one.index] for one in race.rounds if race.baseline in one.eliminated),
+                     base.eliminated_after if base is not None and base.status == "eliminated" else None)
+    if base_left is not None:  # the baseline itself left the race: the others' ratios stop being updated there
+        fig.add_trace(go.Scatter(
+            x=[base_left], y=[1.0], mode="markers", name=f"{text(race.baseline)} (baseline) eliminated",
+            marker={"symbol": "x-thin-open", "size": 14, "color": "#333", "line": {"width": 3}},
+            hovertemplate="the baseline left the race after %{x} rounds<extra></extra>"))
     looks = sorted({done_after[one.index] for one in race.rounds if one.look} or set(race.looks))
     for look in looks:
         fig.add_vline(x=look, line={"color": "#bbb", "dash": "dash", "width": 1})

@@ -96,10 +96,10 @@ def speedup_background(speedup: float | None, source: str | None, faster: Any) -
     the ratio is sequential (p50s measured minutes apart), so that it never reads as a raced result."""
     if faster is None or _missing(faster) or speedup is None:
         return "transparent"
-    colour = speedup_colour(speedup)
+    colour = speedup_colour(speedup, faint=source != "race")
     if source == "race" or colour == "transparent":
         return colour
-    return f"repeating-linear-gradient(135deg, {colour} 0 5px, transparent 5px 10px)"
+    return f"repeating-linear-gradient(135deg, {colour} 0 4px, transparent 4px 8px)"
 
 
 def _cell(rows: pd.DataFrame, several_runs: bool) -> list[dict[str, Any]]:
