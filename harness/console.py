@@ -2,7 +2,9 @@
 
 Failed cases that were timed (a conversion that ran but missed its fidelity guard) print as red rows with their
 numbers, so a fast wrong answer never reads as a win; the "best" lines count passed cases only, against the same
-baseline the HTML report names (reporting/baseline.py).
+baseline the HTML report names (reporting/baseline.py). Where the run raced a group (race.jsonl), its answer and
+speed-ups are the race's, worded as the report words them (reporting.numbers.speedup_text); elsewhere they are
+labelled "sequential".
 """
 
 from __future__ import annotations
@@ -14,8 +16,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reporting.baseline import best_per_group, failure_label, resolve_baselines, speedup
-from reporting.numbers import ab_figures, fmt_number
+from reporting.baseline import (
+    SEQUENTIAL,
+    Speedup,
+    answer_per_group,
+    entry_speedup,
+    entry_status,
+    failure_label,
+    race_outcome,
+    race_pair_speedup,
+    races_by_group,
+    resolve_baselines,
+    resolve_speedups,
+)
+from reporting.numbers import ab_figures, fmt_duration, fmt_number, speedup_text
+from results.race_record import RaceRecord
 from results.record import Record
 
 STATUS_STYLE = {"passed": "green", "failed": "red", "invalid": "yellow", "skipped": "dim"}
@@ -51,74 +66,110 @@ def summary_table(records: list[Record], title: str = "accelbench results") -> T
     return table
 
 
-def best_table(records: list[Record]) -> Table | None:
-    """Per model and batch size (and mode where several): the fastest case that PASSED, its p50, speed-up against
-    the baseline and fidelity; "no case passed" where none did. INVALID, failed and skipped cases never count."""
+def best_table(records: list[Record], races: list[RaceRecord] | None = None) -> Table | None:
+    """Per model and batch size (and mode where several): the configuration that answers "which one?", how it
+    was chosen, its p50, speed-up against the baseline and fidelity; "no case passed" where none did.
+
+    A raced group names a winner only when the race won; a tie lists the tied and shows the one recommended by
+    the race's stated rule; "cannot tell" says so with the survivors. A group without a race shows the fastest
+    passed case by its sequential p50, labelled so. INVALID, failed and skipped cases never count."""
     if not records:
         return None
     baselines = resolve_baselines(records)
+    speedups = resolve_speedups(records, races, baselines)
     several_modes = len({r.mode for r in records}) > 1
     table = Table(title="fastest passing configuration", header_style="bold", pad_edge=False)
-    for column in ("model", "batch", *(("mode",) if several_modes else ()), "best", "p50 ms", "items/s",
-                   "speed-up", "fidelity"):
+    for column in ("model", "batch", *(("mode",) if several_modes else ()), "best", "how chosen", "p50 ms",
+                   "items/s", "speed-up", "fidelity"):
         table.add_column(column, justify="right" if column in ("batch", "p50 ms", "items/s") else "left",
                          no_wrap=column in ("model", "best"))
     models = list(dict.fromkeys(r.model for r in records))
-    groups = sorted(best_per_group(records).items(),  # model by model whatever order the cases ran in
+    groups = sorted(answer_per_group(records, races).items(),  # model by model whatever order the cases ran in
                     key=lambda item: (models.index(item[0][1]), item[0][2] or 0, str(item[0][3])))
-    for (_, model, batch, mode), index in groups:
+    for (_, model, batch, mode), answer in groups:
         head = [escape(str(model)), str(batch), *((escape(str(mode)),) if several_modes else ())]
+        index = answer.index
         if index is None:
-            table.add_row(*head, "[red]no case passed[/]", "-", "-", "-", "-")
+            table.add_row(*head, "[red]no case passed[/]", "-", "-", "-", "-", "-")
             continue
-        best, base = records[index], baselines[index]
-        ratio = speedup(best, base)
+        best, base, gain = records[index], baselines[index], speedups[index]
         accuracy = best.accuracy
         fidelity = [f"cos {accuracy.cosine_min:.6f}" if accuracy.cosine_min is not None else "",
                     f"top-1 {accuracy.top1:.4f}" if accuracy.top1 is not None else ""]
+        against = base.name if base is not None else (answer.race.baseline if answer.race else None)
+        shown = speedup_text(gain)
         table.add_row(
             *head, escape(f"{best.label} {best.precision}"
                           + ("" if best.compression == "none" else f" {best.compression}")),
+            escape(answer.note) if answer.raced else f"[dim]{escape(answer.note)}[/]",
             fmt_number(best.p50_ms), fmt_number(best.throughput_ips),
-            "-" if ratio is None or base is None else
-            ("baseline" if base.index == index else escape(f"{ratio:.2f}× vs {base.name}")),
+            escape(shown if gain is None or gain.is_baseline or not against else f"{shown} vs {against}"),
             ", ".join(f for f in fidelity if f) or "-",
         )
     return table
 
 
 def _baseline_key(record: Record) -> tuple[Any, ...]:
-    return (record.model, record.backend_label, record.batch_size, record.mode)
+    return (record.scenario, record.model, record.backend_label, record.batch_size, record.mode)
 
 
-def tradeoff_table(records: list[Record]) -> Table | None:
+def _fp32_speedups(records: list[Record], races: list[RaceRecord] | None) -> list[Speedup | None]:
+    """Each measured record's speed-up against the fp32 dense case of its model, backend, batch size and mode in
+    this run: from the race where both raced (paired over the rounds they shared), else of sequential p50s."""
+    group_speedups = resolve_speedups(records, races)
+    by_group = races_by_group(races)
+    references = {_baseline_key(r): i for i, r in enumerate(records)  # a failed fp32 case is no yardstick
+                  if r.latency_ms and r.precision == "fp32" and r.compression == "none" and r.status != "failed"}
+    result: list[Speedup | None] = []
+    for index, record in enumerate(records):
+        reference = references.get(_baseline_key(record))
+        p50, base = record.p50_ms, None if reference is None else records[reference].p50_ms
+        if reference is None or not base or not p50 or record.status == "failed":  # wrong answers: none
+            result.append(None)
+            continue
+        if reference == index:
+            result.append(Speedup(1.0, SEQUENTIAL, is_baseline=True))  # the fp32 case itself: the text says "fp32"
+            continue
+        race = by_group.get((record.scenario, record.model, record.batch_size, record.mode))
+        mine = race.entry(record.case_id) if race is not None and race.status == "raced" else None
+        theirs = race.entry(records[reference].case_id) if race is not None and race.status == "raced" else None
+        paired = None
+        if race is not None and mine is not None and theirs is not None:
+            if theirs.is_baseline:  # the race's own figure against its baseline
+                paired = group_speedups[index]
+            elif mine.status in ("survived", "eliminated") and theirs.status in ("survived", "eliminated"):
+                paired = race_pair_speedup(race, mine.name, theirs.name)
+        result.append(paired or Speedup(base / p50, SEQUENTIAL))
+    return result
+
+
+def tradeoff_table(records: list[Record], races: list[RaceRecord] | None = None) -> Table | None:
     """Speed, size and accuracy side by side: what a precision or pruning buys and what it costs.
 
-    The speed-up is against the fp32 dense case of the same model, backend, batch size and mode in this run,
-    so both numbers come from one sitting; "-" where that case was not measured, and for a failed case (one that
-    was timed but misses its fidelity guard buys nothing): its row is red.
+    The speed-up is against the fp32 dense case of the same model, backend, batch size and mode in this run: the
+    race's paired ratio where both raced, else the ratio of sequential p50s, labelled so; "-" where that case was
+    not measured, and for a failed case (one that was timed but misses its fidelity guard buys nothing): its row
+    is red.
     """
-    measured = [r for r in records if r.latency_ms]
-    if not any(r.accuracy.outputs or r.accuracy.error for r in measured):
+    if not any(r.latency_ms and (r.accuracy.outputs or r.accuracy.error) for r in records):
         return None
-    baselines = {_baseline_key(r): r.p50_ms for r in measured  # a failed fp32 case is no yardstick
-                 if r.precision == "fp32" and r.compression == "none" and r.status != "failed"}
+    against_fp32 = _fp32_speedups(records, races)
     table = Table(title="speed / size / accuracy", header_style="bold", pad_edge=False)
     for column in ("case", "p50 ms", "× fp32", "size MB", "gzip MB", "sparsity", "top-1", "Δ top-1", "cosine",
                    "top-1 agree", "max |err|"):
         table.add_column(column, justify="left" if column == "case" else "right", no_wrap=column == "case")
-    for record in measured:
+    for record, gain in zip(records, against_fp32, strict=True):
+        if not record.latency_ms:
+            continue
         accuracy = record.accuracy
-        base = baselines.get(_baseline_key(record))
-        p50 = record.p50_ms
         sparsity = (record.artifact_meta or {}).get("sparsity")
         if isinstance(sparsity, dict):  # the zoo reports the pruned kernels' sparsity and all weights'
             sparsity = sparsity.get("pruned_kernels")
         drop = accuracy.top1_drop
         table.add_row(
             escape(record.case_id),
-            fmt_number(p50),
-            f"{base / p50:.2f}×" if base and p50 and record.status != "failed" else "-",  # wrong answers: none
+            fmt_number(record.p50_ms),
+            escape(speedup_text(gain, reference="fp32")),
             fmt_number(_mb(record.model_size_bytes)),
             fmt_number(_mb(record.model_size_gzip_bytes)),
             f"{sparsity:.0%}" if isinstance(sparsity, int | float) else "-",
@@ -133,6 +184,39 @@ def tradeoff_table(records: list[Record]) -> Table | None:
     return table
 
 
+def race_table(races: list[RaceRecord]) -> Table:
+    """Per raced group: the outcome, rounds, looks and time it took, and each configuration's status in the race
+    (survived, eliminated after N rounds, excluded, not raced) with its speed-up against the baseline."""
+    table = Table(title="races: each group's configurations measured together, in one sitting",
+                  header_style="bold", pad_edge=False)
+    for column in ("group", "outcome", "rounds", "looks", "time", "configuration", "status", "speed-up"):
+        table.add_column(column, justify="right" if column in ("rounds", "looks", "time") else "left",
+                         no_wrap=column in ("group", "configuration"))
+    several_modes = len({race.mode for race in races}) > 1
+    for race in races:
+        group = f"{race.model} b{race.batch_size}" + (f" {race.mode}" if several_modes else "")
+        head = [escape(group), escape(race_outcome(race)), str(len(race.rounds)), str(len(race.looks)),
+                fmt_duration(race.wall_s)]
+        style = {"winner": "green", "tie": "", "cannot tell": "yellow"}.get(race.outcome or "", "dim")
+        if not race.entries:
+            table.add_row(*head, "-", "-", "-", style=style or None)
+        for position, entry in enumerate(race.entries):
+            table.add_row(*(head if position == 0 else [""] * len(head)), escape(entry.name),
+                          escape(entry_status(entry)) + (" (baseline)" if entry.is_baseline else ""),
+                          escape(speedup_text(entry_speedup(race, entry))),
+                          style=(style or None) if position == 0 else None,
+                          end_section=position == len(race.entries) - 1)
+    return table
+
+
+def races_line(races: list[RaceRecord]) -> str:
+    """The time the races took, beside the results: "races: 10 groups in 2 min 31 s"."""
+    raced = sum(race.status == "raced" for race in races)
+    others = len(races) - raced
+    line = f"races: {raced} group{'s' if raced != 1 else ''} in {fmt_duration(sum(race.wall_s for race in races))}"
+    return line + (f" ({others} not raced)" if others else "")
+
+
 def make_console(stderr: bool = False) -> Console:
     """A console that keeps the table readable when output is a pipe or a CI log (rich assumes 80 columns)."""
     stream = sys.stderr if stderr else sys.stdout
@@ -140,15 +224,22 @@ def make_console(stderr: bool = False) -> Console:
 
 
 def print_summary(records: list[Record], run_dir: Any, console: Console | None = None,
-                  report: Any = None, report_error: str | None = None) -> None:
+                  report: Any = None, report_error: str | None = None,
+                  races: list[RaceRecord] | None = None) -> None:
+    """The run's tables and notes; ``races``: the run's race records (race.jsonl), whose paired ratios every
+    speed-up then shows. Without them every speed-up is labelled "sequential"."""
     console = console or make_console()
     console.print(summary_table(records))
-    best = best_table(records)
+    if races:
+        console.print(race_table(races))
+    best = best_table(records, races)
     if best is not None:
         console.print(best)
-    tradeoffs = tradeoff_table(records)
+    tradeoffs = tradeoff_table(records, races)
     if tradeoffs is not None:
         console.print(tradeoffs)
+    if races:
+        console.print(races_line(races), highlight=False)
     for record in records:
         if record.status != "passed" and record.reason:
             style = STATUS_STYLE.get(record.status, "")

@@ -8,6 +8,7 @@ be markup. Numbers come from the records as measured; nothing is smoothed or sim
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from reporting.baseline import round_log_ratios
 from reporting.frame import config_order, latency_sketch, pareto_front
+from results.paired import paired_estimate
 from results.record import MEASURED
 
 FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
@@ -202,15 +205,16 @@ def figures_for_model(cases: pd.DataFrame, samples: dict[str, list[int]]) -> lis
     return [(kind, fig) for kind, fig in candidates if fig is not None]
 
 
-def speedup_colour(speedup: float | None) -> str:
-    """Cell background: green when faster than the baseline, red when slower, saturating at 4× either way."""
+def speedup_colour(speedup: float | None, faint: bool = False) -> str:
+    """Cell background: green when faster than the baseline, red when slower, saturating at 4× either way;
+    ``faint``: at half the strength, for a figure that is less sure (a sequential ratio)."""
     if speedup is None or not np.isfinite(speedup) or speedup <= 0:
         return "transparent"
     strength = min(abs(np.log2(speedup)) / 2.0, 1.0)
     if strength < 0.03:
         return "transparent"
     rgb = "46, 160, 67" if speedup > 1 else "214, 39, 40"
-    return f"rgba({rgb}, {0.12 + 0.45 * strength:.2f})"
+    return f"rgba({rgb}, {(0.12 + 0.45 * strength) * (0.5 if faint else 1.0):.2f})"
 
 
 def ab_figure(record: Any) -> go.Figure | None:
@@ -243,3 +247,85 @@ def ab_figure(record: Any) -> go.Figure | None:
     fig.update_yaxes(title_text="new / base", type="log", row=2, col=1)
     fig.update_xaxes(title_text="seconds since the comparison started", row=2, col=1)
     return _layout(fig, f"{record.case_id}: both sides over time, and each pair's ratio", 460)
+
+
+RACE_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
+
+
+def race_figure(race: Any) -> go.Figure | None:
+    """One raced group: each configuration's speed-up against the baseline as the race saw it after every round
+    (the running Hodges-Lehmann estimate of the rounds so far, with its interval), the ±threshold band inside which
+    a configuration is as fast as the baseline, an × where a configuration left the race and a mark at each look.
+
+    The points are recomputed from the record's rounds (per round, the median over its blocks of the paired slice
+    medians' log-ratio), so the chart draws what the record holds, not a summary of it.
+    """
+    if race.status != "raced" or not race.rounds or race.baseline is None:
+        return None
+    done_after = {one.index: position + 1 for position, one in enumerate(race.rounds)}  # rounds done: the x axis
+    fig = go.Figure()
+    band = race.threshold
+    fig.add_hrect(y0=1 / (1 + band), y1=1 + band, fillcolor="#9aa0a6", opacity=0.18, line_width=0)
+    fig.add_hline(y=1.0, line={"color": "#666", "dash": "dot", "width": 1})
+    drawn: list[float] = [1 / (1 + band), 1 + band]
+    colours = iter(RACE_COLOURS * 4)
+    for entry in race.entries:
+        if entry.is_baseline or entry.status not in ("survived", "eliminated"):
+            continue
+        logs = round_log_ratios(race, entry.name, race.baseline)
+        if not logs:
+            continue
+        colour = next(colours, "#333")
+        xs, ys, above, below = [], [], [], []
+        for count in range(1, len(logs) + 1):
+            estimate = paired_estimate([value for _, value in logs[:count]], confidence=race.confidence,
+                                       alpha=race.alpha)
+            value = 1 / estimate.ratio
+            high = 1 / estimate.ci_low if estimate.ci_low > 0 else math.inf
+            low = 1 / estimate.ci_high if math.isfinite(estimate.ci_high) and estimate.ci_high > 0 else 0.0
+            xs.append(done_after[logs[count - 1][0]])
+            ys.append(value)
+            finite = math.isfinite(high) and low > 0
+            above.append(high - value if finite else None)
+            below.append(value - low if finite else None)
+            drawn += [low, high] if finite else [value]
+        name = text(entry.name)
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines+markers", name=name, legendgroup=name, line={"color": colour, "width": 2},
+            marker={"size": 6, "color": colour},
+            error_y={"type": "data", "symmetric": False, "array": above, "arrayminus": below, "thickness": 1,
+                     "width": 3, "color": colour},
+            hovertemplate="after %{x} rounds: %{y:.3f}×<extra>" + name + "</extra>"))
+        left = next((done_after[one.index] for one in race.rounds if entry.name in one.eliminated), None)
+        if left is None and entry.status == "eliminated" and entry.eliminated_after:
+            left = entry.eliminated_after
+        if left is not None and left in xs:
+            fig.add_trace(go.Scatter(
+                x=[left], y=[ys[xs.index(left)]], mode="markers", name=f"{name} eliminated", legendgroup=name,
+                marker={"symbol": "x-thin-open", "size": 14, "color": colour, "line": {"width": 3}},
+                hovertemplate=f"{name} left the race after %{{x}} rounds<extra></extra>"))
+    if not fig.data:
+        return None
+    base = next((e for e in race.entries if e.is_baseline), None)
+    base_left = next((done_after[one.index] for one in race.rounds if race.baseline in one.eliminated),
+                     base.eliminated_after if base is not None and base.status == "eliminated" else None)
+    if base_left is not None:  # the baseline itself left the race: the others' ratios stop being updated there
+        fig.add_trace(go.Scatter(
+            x=[base_left], y=[1.0], mode="markers", name=f"{text(race.baseline)} (baseline) eliminated",
+            marker={"symbol": "x-thin-open", "size": 14, "color": "#333", "line": {"width": 3}},
+            hovertemplate="the baseline left the race after %{x} rounds<extra></extra>"))
+    looks = sorted({done_after[one.index] for one in race.rounds if one.look} or set(race.looks))
+    for look in looks:
+        fig.add_vline(x=look, line={"color": "#bbb", "dash": "dash", "width": 1})
+    if looks:
+        fig.add_trace(go.Scatter(x=looks, y=[1.0] * len(looks), mode="markers", name="look (judged after round)",
+                                 marker={"symbol": "diamond-open", "size": 9, "color": "#555"},
+                                 hovertemplate="look after %{x} rounds<extra></extra>"))
+    finite = [v for v in drawn if v > 0 and math.isfinite(v)]
+    span = [math.log10(min(finite)) - 0.02, math.log10(max(finite)) + 0.02]
+    fig.update_yaxes(title_text=f"speed-up vs {text(race.baseline)} (×, log)", type="log", range=span)
+    fig.update_xaxes(title_text="rounds done", dtick=1 if len(race.rounds) <= 20 else None,
+                     range=[0.5, len(race.rounds) + 0.5])
+    title = (f"Race {race.model} · batch {race.batch_size} · {race.mode}: running speed-up against the baseline "
+             f"(band ±{band:.0%})")
+    return _layout(fig, title, 340)

@@ -3,6 +3,8 @@
 The speed-up compares two cases of the same run (one machine, one sitting) and nothing else: merging runs from
 several machines never divides one machine's number by another's. Which case is the baseline (the one the
 scenario named, else the first fp32 case that ran) is decided in reporting/baseline.py, shared with the console.
+Where the run raced the case's group, the speed-up is the race's paired ratio with its interval (speedup_source
+"race"); elsewhere it is the ratio of sequential p50s, and speedup_source and speedup_text say so.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reporting.baseline import Baseline, failure_label, named_baseline, resolve_baselines, speedup
+from reporting.baseline import Baseline, Speedup, failure_label, named_baseline, resolve_baselines, resolve_speedups
+from reporting.numbers import speedup_text
 from results.record import Record
 from results.runs import Run
 
@@ -22,27 +25,37 @@ PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8_dynamic": 2, "int8": 3}
 COLUMNS = (
     "run", "machine_id", "machine", "scenario", "case_id", "model", "backend", "backend_label", "precision",
     "compression", "batch_size", "mode", "status", "reason", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms",
-    "ci_low_ms", "ci_high_ms", "runs", "throughput_ips", "speedup", "baseline", "init_ms", "first_inference_ms",
-    "peak_rss_mb", "gpu_memory_mb", "cpu_percent", "gpu_util_pct", "size_mb", "gzip_mb", "cosine", "max_abs_err",
-    "top1_agreement", "top1", "top1_drop", "software_gpu", "device", "os_threads", "env_id",
+    "ci_low_ms", "ci_high_ms", "runs", "throughput_ips", "speedup", "speedup_low", "speedup_high", "speedup_source",
+    "speedup_text", "baseline", "init_ms", "first_inference_ms", "peak_rss_mb", "gpu_memory_mb", "cpu_percent",
+    "gpu_util_pct", "size_mb", "gzip_mb", "cosine", "max_abs_err", "top1_agreement", "top1", "top1_drop",
+    "software_gpu", "device", "os_threads", "env_id",
 )
 
 # used by the page, not exported: the baseline case (its label, precision, whether the scenario left it unnamed,
-# its key), the case's short status label ("failed: fidelity") and its key into the raw samples
-INTERNAL_COLUMNS = ("baseline_backend", "baseline_precision", "baseline_auto", "baseline_key", "status_label", "key")
+# its key), the case's short status label ("failed: fidelity"), its key into the raw samples, whether it is the
+# baseline its speed-up is against and whether it may be drawn faster/slower (None: a tie, "cannot tell")
+INTERNAL_COLUMNS = ("baseline_backend", "baseline_precision", "baseline_auto", "baseline_key", "status_label", "key",
+                    "speedup_is_baseline", "speedup_faster")
 
 
-def flat_record(run: Run, record: Record, machine: str, baseline: Baseline | None = None) -> dict[str, Any]:
-    """One record as one row; `baseline` is its resolved baseline case in `run` (resolve_baselines), if any."""
+def flat_record(run: Run, record: Record, machine: str, baseline: Baseline | None = None,
+                gain: Speedup | None = None) -> dict[str, Any]:
+    """One record as one row; `baseline` is its resolved baseline case in `run` (resolve_baselines), if any, and
+    `gain` its speed-up against it (resolve_speedups: from the run's race where there is one)."""
     named = named_baseline(record)
     if baseline is not None:
         base_backend, base_precision = baseline.label, baseline.precision
     else:  # not measured: the name the scenario gave, or nothing when it left the choice to the report
         base_backend, base_precision = (named["backend"], named["precision"]) if named else (None, None)
-    ratio = speedup(record, baseline)
     return {
         "run": run.name, "machine_id": run.machine_id, "machine": machine, **record.flat(),
-        "speedup": np.nan if ratio is None else ratio,
+        "speedup": np.nan if gain is None else gain.value,
+        "speedup_low": np.nan if gain is None or gain.low is None else gain.low,
+        "speedup_high": np.nan if gain is None or gain.high is None else gain.high,
+        "speedup_source": None if gain is None else gain.source,
+        "speedup_text": None if gain is None else speedup_text(gain),
+        "speedup_is_baseline": gain is not None and gain.is_baseline,
+        "speedup_faster": None if gain is None else gain.shown_as_faster,
         "baseline": f"{base_backend} {base_precision}" if base_backend else None,
         "baseline_backend": base_backend, "baseline_precision": base_precision, "baseline_auto": named is None,
         "baseline_key": f"{run.name}/{run.records[baseline.index].case_id}" if baseline is not None else None,
@@ -52,13 +65,17 @@ def flat_record(run: Run, record: Record, machine: str, baseline: Baseline | Non
 
 
 def records_frame(runs: list[Run], machine_labels: dict[str, str]) -> pd.DataFrame:
-    """Every record of every run, flat, with `speedup` filled in; ordered as the runs wrote them."""
+    """Every record of every run, flat, with `speedup` filled in (from each run's races where it has them);
+    ordered as the runs wrote them."""
     rows = []
     for run in runs:  # baselines are resolved per run: a speed-up never divides one run's number by another's
-        for record, baseline in zip(run.records, resolve_baselines(run.records), strict=True):
-            rows.append(flat_record(run, record, machine_labels[run.machine_id], baseline))
+        baselines = resolve_baselines(run.records)
+        gains = resolve_speedups(run.records, run.races, baselines)
+        for record, baseline, gain in zip(run.records, baselines, gains, strict=True):
+            rows.append(flat_record(run, record, machine_labels[run.machine_id], baseline, gain))
     frame = pd.DataFrame(rows, columns=[*COLUMNS, *INTERNAL_COLUMNS])
-    frame["speedup"] = frame["speedup"].astype("float64")
+    for column in ("speedup", "speedup_low", "speedup_high"):
+        frame[column] = frame[column].astype("float64")
     modes = frame["mode"].nunique()
     frame["config"] = [config_label(row, modes) for row in frame.itertuples(index=False)]
     return frame

@@ -20,10 +20,19 @@ import jinja2
 import pandas as pd
 import plotly.io
 
-from reporting.charts import ab_figure, figures_for_model, speedup_colour
+from reporting.baseline import (
+    NOT_RACED_NOTE,
+    GroupAnswer,
+    answer_per_group,
+    entry_speedup,
+    entry_status,
+    race_outcome,
+)
+from reporting.charts import ab_figure, figures_for_model, race_figure, speedup_colour
 from reporting.frame import COLUMNS, config_order, records_frame
-from reporting.numbers import ab_figures, fmt_number
+from reporting.numbers import ab_figures, fmt_duration, fmt_number, speedup_text
 from results.ab_record import AbRecord
+from results.race_record import RaceRecord
 from results.record import MEASURED
 from results.runs import Run, load_runs, machine_label
 
@@ -81,25 +90,42 @@ def number(value: Any, digits: int = 4) -> str:
 FAILED_BACKGROUND = "#fbd5d1"  # a failed case that was timed: red whatever its speed, never the "faster" green
 
 
+def speedup_background(speedup: float | None, source: str | None, faster: Any) -> str:
+    """A passed case's background for its speed-up: green faster, red slower, from the race; none where the race
+    found it as fast as the baseline or could not tell (a tie is never drawn faster); hatched and lighter where
+    the ratio is sequential (p50s measured minutes apart), so that it never reads as a raced result."""
+    if faster is None or _missing(faster) or speedup is None:
+        return "transparent"
+    colour = speedup_colour(speedup, faint=source != "race")
+    if source == "race" or colour == "transparent":
+        return colour
+    return f"repeating-linear-gradient(135deg, {colour} 0 4px, transparent 4px 8px)"
+
+
 def _cell(rows: pd.DataFrame, several_runs: bool) -> list[dict[str, Any]]:
     """A matrix cell: one entry per run that measured this configuration at this batch size.
 
     A failed case that was timed (its conversion ran but missed the fidelity guard) shows its p50, on red, flagged
-    "failed: fidelity" with the reason in the tooltip, and gets no speed-up: it must not read as a win.
+    "failed: fidelity" with the reason in the tooltip, and gets no speed-up: it must not read as a win. The
+    speed-up reads as everywhere else (reporting.numbers.speedup_text): the race's ratio with its interval, or
+    labelled sequential.
     """
     entries = []
     for row in rows.itertuples(index=False):
         speedup = None if _missing(row.speedup) else float(row.speedup)
-        is_baseline = not _missing(row.baseline_key) and row.key == row.baseline_key
+        is_baseline = bool(row.speedup_is_baseline) or (not _missing(row.baseline_key)
+                                                         and row.key == row.baseline_key)
+        source = None if _missing(row.speedup_source) else str(row.speedup_source)
         if row.status == "passed":
-            colour = "transparent" if is_baseline else speedup_colour(speedup)
+            colour = "transparent" if is_baseline else speedup_background(speedup, source, row.speedup_faster)
         else:
             colour = FAILED_BACKGROUND if row.status == "failed" and not _missing(row.p50_ms) else "transparent"
         entries.append({
             "status": row.status, "label": row.status_label, "reason": "" if _missing(row.reason) else str(row.reason),
             "run": row.run if several_runs else "", "timed": not _missing(row.p50_ms),
             "p50": number(row.p50_ms), "throughput": number(row.throughput_ips, 3),
-            "speedup": f"{speedup:.2f}×" if speedup is not None else "", "is_baseline": is_baseline,
+            "speedup": "" if _missing(row.speedup_text) else str(row.speedup_text), "is_baseline": is_baseline,
+            "sequential": source is not None and source != "race",
             "colour": colour, "software": bool(row.software_gpu), "case_id": row.case_id,
         })
     return entries
@@ -146,6 +172,12 @@ def _baseline_note(cases: pd.DataFrame) -> str:
     missing = sorted(set(cases["batch_size"]) - set(resolved["batch_size"]))
     tail = f" No baseline was measured at batch {_batches(missing)}." if missing else ""
     autos = {auto for _, auto in baselines}
+    sources = set(cases["speedup_source"].dropna())
+    tail += (" Where a group was raced, its speed-ups are the race's paired ratios with their 95 % intervals "
+             "(configurations measured together, in one sitting); \"sequential\" marks a ratio of p50s measured "
+             "minutes apart, which the machine's drift alone can move by 5-23 %." if "race" in sources else
+             " Every speed-up here is sequential: a ratio of p50s measured minutes apart (the run did not race this "
+             "model's configurations), which the machine's drift alone can move by 5-23 %.")
     if autos == {True}:
         return (f"Speed-up against {spec} (the model's first fp32 case that ran; {NAME_A_BASELINE}) = p50 of the "
                 "baseline ÷ p50 of the case, same batch size, mode and run; green is faster, red slower. Failed "
@@ -167,11 +199,27 @@ def _fidelity(row: Any) -> str:
     return ", ".join(parts) or "not measured"
 
 
+RaceAnswers = dict[tuple[str, Any, Any, Any, Any], tuple[str, GroupAnswer]]  # (run, group) → (case_id, answer)
+
+
+def race_answers(runs: list[Run]) -> RaceAnswers:
+    """Each run's answer per group (reporting.baseline.answer_per_group: the race's where it raced), keyed by the
+    run's name and the group, with the case it names."""
+    found: RaceAnswers = {}
+    for run in runs:
+        for group, answer in answer_per_group(run.records, run.races).items():
+            if answer.index is not None:
+                found[(run.name, *group)] = (run.records[answer.index].case_id, answer)
+    return found
+
+
 def _answers(cases: pd.DataFrame, machine: str, model: str, anchor: str, several_runs: bool,
-             several_modes: bool) -> list[dict[str, Any]]:
-    """"Which configuration should I use?" for one model on one machine: per batch size (and mode), the fastest
-    case that PASSED. INVALID timings are untrustworthy and failed cases give wrong answers or none, so neither
-    can be the answer; faster ones that were left out are named, so a reader sees what was excluded and why."""
+             several_modes: bool, raced: RaceAnswers | None = None) -> list[dict[str, Any]]:
+    """"Which configuration should I use?" for one model on one machine, per batch size (and mode): the race's
+    answer where the group was raced in one run (its winner only when it won; a tie or "cannot tell" with the one
+    it recommends), else the fastest case that PASSED by sequential p50, labelled so. INVALID timings are
+    untrustworthy and failed cases give wrong answers or none, so neither can be the answer; faster ones that were
+    left out are named, so a reader sees what was excluded and why."""
     answers = []
     for (batch, mode), group in cases.groupby(["batch_size", "mode"], sort=True, dropna=False):
         base = {"machine": machine, "model": model, "anchor": anchor, "batch": batch,
@@ -184,22 +232,56 @@ def _answers(cases: pd.DataFrame, machine: str, model: str, anchor: str, several
                                     + ")"})
             continue
         best = passed.loc[passed["p50_ms"].astype(float).idxmin()]
+        how = NOT_RACED_NOTE if group["run"].nunique() == 1 else "fastest by sequential p50 (runs merged: not raced)"
+        raced_in, from_race = None, False
+        if group["run"].nunique() == 1 and group["scenario"].nunique() == 1:
+            raced_in = (raced or {}).get((group["run"].iloc[0], group["scenario"].iloc[0], model, batch, mode))
+        if raced_in is not None and raced_in[1].raced:
+            chosen = passed[passed["case_id"] == raced_in[0]]
+            if not chosen.empty:
+                best, how, from_race = chosen.iloc[0], raced_in[1].note, True
         faster = group[(group["status"] != "passed") & group["p50_ms"].notna()
                        & (group["p50_ms"].astype(float) < float(best["p50_ms"]))]
         if _missing(best["speedup"]):
             versus = "- (no baseline measured)"
-        elif best["key"] == best["baseline_key"]:
-            versus = f"1.00× (it is the baseline, {best['baseline']})"
+        elif best["speedup_is_baseline"] or best["key"] == best["baseline_key"]:
+            versus = f"baseline ({best['baseline']})"
         else:
-            versus = f"{float(best['speedup']):.2f}× vs {best['baseline']}"
+            versus = f"{best['speedup_text']} vs {best['baseline']}"
         answers.append({**base, "best": {
             "config": best["config"], "run": best["run"] if several_runs else "", "case_id": best["case_id"],
             "p50": number(best["p50_ms"]), "throughput": number(best["throughput_ips"]), "speedup": versus,
+            "how": how, "raced": from_race,
             "fidelity": _fidelity(best), "software": bool(best["software_gpu"]),
             "excluded": "; ".join(f"{row.config} ({row.status_label}, {number(row.p50_ms)} ms)"
                                   for row in faster.itertuples(index=False)),
         }})
     return answers
+
+
+def _race_rows(race: RaceRecord) -> list[dict[str, str]]:
+    """A race's configurations as its table shows them: status in the race and speed-up against the baseline."""
+    return [{"name": entry.name + (" (baseline)" if entry.is_baseline else ""), "status": entry.status,
+             "status_text": entry_status(entry), "speedup": speedup_text(entry_speedup(race, entry)),
+             "reason": entry.reason or ""} for entry in race.entries]
+
+
+def _races(runs: list[Run], model: str, several_runs: bool) -> list[dict[str, Any]]:
+    """The race sections of one model on one machine, one per group raced (or tried) in each run."""
+    found = []
+    for run in runs:
+        for race in run.races:
+            if race.model != model:
+                continue
+            found.append({
+                "race": race, "title": f"batch {race.batch_size} · {race.mode}" + (f" [{run.name}]" if several_runs
+                                                                                   else ""),
+                "outcome": race_outcome(race), "kind": race.outcome or race.status, "reason": race.reason or "",
+                "rounds": len(race.rounds), "looks": len(race.looks), "time": fmt_duration(race.wall_s),
+                "measured": fmt_duration(race.measured_s), "threshold": f"±{race.threshold:.0%}",
+                "baseline": race.baseline or "-", "entries": _race_rows(race), "chart": None,
+            })
+    return found
 
 
 def _model_source(runs: list[Run], model: str) -> str:
@@ -268,6 +350,7 @@ def _fingerprint(machine: dict[str, Any]) -> list[tuple[str, str]]:
 RECORD_TABLE = (  # column title, frame column, digits (None: text)
     ("run", "run", None), ("case", "case_id", None), ("status", "status", None), ("p50 ms", "p50_ms", 4),
     ("p90 ms", "p90_ms", 4), ("p99 ms", "p99_ms", 4), ("items/s", "throughput_ips", 4), ("speed-up", "speedup", 3),
+    ("speed-up from", "speedup_source", None),
     ("init ms", "init_ms", 4), ("1st inference ms", "first_inference_ms", 4), ("peak RSS MB", "peak_rss_mb", 4),
     ("GPU MB", "gpu_memory_mb", 4), ("CPU %", "cpu_percent", 3), ("OS threads", "os_threads", 1),
     ("GPU %", "gpu_util_pct", 3),
@@ -283,7 +366,10 @@ def _records_table(frame: pd.DataFrame) -> dict[str, Any]:
         cells = []
         for _, column, digits in columns:
             value = getattr(row, column)
-            if digits is None:
+            if column == "speedup":  # the text every table prints, sorted by the value
+                shown = "" if _missing(row.speedup_text) else str(row.speedup_text)
+                cells.append({"text": shown, "sort": None if _missing(value) else float(value)})
+            elif digits is None:
                 cells.append({"text": "" if _missing(value) else str(value), "sort": None})
             else:
                 cells.append({"text": number(value, digits), "sort": None if _missing(value) else float(value)})
@@ -309,6 +395,7 @@ def build_page(runs: list[Run]) -> str:
     machines = []
     answers: list[dict[str, Any]] = []
     several_modes = frame["mode"].nunique() > 1
+    raced = race_answers(runs)
     for machine_id in dict.fromkeys(run.machine_id for run in runs):
         machine_runs = [run for run in runs if run.machine_id == machine_id]
         of_machine = frame[frame["machine_id"] == machine_id]
@@ -321,9 +408,17 @@ def build_page(runs: list[Run]) -> str:
                 figures.append({"id": chart_id, "json": figure_json(figure)})
                 charts.append({"id": chart_id, "kind": kind})
             anchor = f"m{len(machines)}-{len(models)}"
+            races = _races(machine_runs, model, len(machine_runs) > 1)
+            for race in races:
+                figure = race_figure(race.pop("race"))
+                if figure is not None:
+                    race["chart"] = f"chart-{len(figures)}"
+                    figures.append({"id": race["chart"], "json": figure_json(figure)})
             models.append({"name": model, "source": _model_source(runs, model), "anchor": anchor,
-                           "matrix": _matrix(cases), "baseline_note": _baseline_note(cases), "charts": charts})
-            answers += _answers(cases, labels[machine_id], model, anchor, len(machine_runs) > 1, several_modes)
+                           "matrix": _matrix(cases), "baseline_note": _baseline_note(cases), "charts": charts,
+                           "races": races})
+            answers += _answers(cases, labels[machine_id], model, anchor, len(machine_runs) > 1, several_modes,
+                                raced)
         machines.append({"id": machine_id, "label": labels[machine_id], "anchor": f"machine-{len(machines)}",
                          "fingerprint": _fingerprint(machine_runs[0].machine),
                          "runs": [_run_summary(run) for run in machine_runs], "models": models})

@@ -30,3 +30,39 @@ def ab_figures(record: Any) -> dict[str, str]:
 
 def _typical_ms(side: Any) -> float | None:
     return side.median_ms if side.geomean_ms is None else side.geomean_ms
+
+
+def fmt_duration(seconds: float) -> str:
+    """A duration as a reader says it: "42 s", "2 min 31 s"."""
+    whole = round(seconds)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60} s"
+
+
+def _ratio(value: float) -> str:
+    return "∞" if not math.isfinite(value) else f"{value:.2f}"
+
+
+def speedup_text(speedup: Any, reference: str = "baseline") -> str:
+    """A speed-up as every table, cell and chart of the console and the report prints it (reporting.baseline's
+    Speedup; "-" for None).
+
+    A race's ratio shows its interval, "1.46× [1.41, 1.51]"; one whose interval lies wholly inside ±threshold
+    reads "≈ baseline (±x %)", x the interval's largest distance from 1, so a tie is never called faster; a ratio
+    the race could not settle says "(cannot tell)". A ratio of p50s measured minutes apart is labelled
+    "sequential" (and "far outside the noise" for a case left out of the race for it). ``reference`` names what
+    the ratio is against where that is not the group's baseline (the console's "× fp32" column).
+    """
+    if speedup is None:
+        return "-"
+    if speedup.is_baseline:
+        return reference
+    if speedup.source != "race":
+        far = " (far outside the noise)" if speedup.source != "sequential" else ""
+        return f"{speedup.value:.2f}× sequential{far}"
+    if speedup.within_threshold:
+        reach = max(speedup.high - 1, 1 - speedup.low) if speedup.low is not None and speedup.high is not None \
+            and math.isfinite(speedup.high) else speedup.threshold or 0.0
+        return f"≈ {reference} (±{reach * 100:.1f} %)"
+    interval = "" if speedup.low is None or speedup.high is None else \
+        f" [{_ratio(speedup.low)}, {_ratio(speedup.high)}]"
+    return f"{speedup.value:.2f}×{interval}" + (" (cannot tell)" if speedup.verdict == "cannot tell" else "")

@@ -197,7 +197,9 @@ def test_pareto_front_and_best_answer_only_count_passed_cases() -> None:
     answer = section(page, '<section id="answer">', "</section>")
     assert page.index('<section id="answer">') < page.index('<table class="matrix">')  # the question first
     rows = answer.split("<tr")[2:]
-    assert "<strong>onnxruntime_cpu · int8</strong>" in rows[0] and "2.00× vs onnxruntime_cpu fp32" in rows[0]
+    assert "<strong>onnxruntime_cpu · int8</strong>" in rows[0]
+    assert "2.00× sequential vs onnxruntime_cpu fp32" in rows[0]  # a run without races: labelled sequential
+    assert "fastest by sequential p50 (not raced)" in rows[0]
     assert "min cosine 0.999000" in rows[0]
     assert ("faster but not counted: tflite_cpu · fp32 (INVALID, 0.4 ms); onnxruntime_cpu · fp16 (failed: fidelity, "
             "0.2 ms)") in rows[0]
@@ -206,7 +208,8 @@ def test_pareto_front_and_best_answer_only_count_passed_cases() -> None:
     console = Console(record=True, width=200)
     console.print(best_table(run.records))
     lines = console.export_text().splitlines()
-    assert any("onnxruntime_cpu int8" in line and "2.00× vs onnxruntime_cpu fp32" in line for line in lines)
+    assert any("onnxruntime_cpu int8" in line and "2.00× sequential vs onnxruntime_cpu fp32" in line
+               and "fastest by sequential p50 (not raced)" in line for line in lines)  # a run without races
     assert any(" 8 " in line and "no case passed" in line for line in lines)
 
 

@@ -64,10 +64,11 @@ def test_smoke_report_loads_offline_with_every_chart_drawn(smoke_run, chromium) 
         assert check.chart_containers >= 8  # two models × (latency, throughput, fidelity, resources) at least
         assert page.locator("section.machine").count() == 1
         assert page.locator("table.matrix").count() == 2 and "baseline" in page.inner_text("table.matrix >> nth=0")
-        answers = visible_rows(page, "answer-table")  # model, batch, best, p50, items/s, speed-up, fidelity
+        answers = visible_rows(page, "answer-table")  # model, batch, best, how chosen, p50, items/s, speed-up, fidelity
         assert [(row[0], row[1]) for row in answers] == [
             ("digits_cnn", "1"), ("digits_cnn", "4"), ("mobilenet_v2", "1"), ("mobilenet_v2", "4")]
-        assert all(row[2] and float(row[3].replace(",", "")) > 0 and "min cosine" in row[6] for row in answers)
+        assert all(row[2] and row[3] and float(row[4].replace(",", "")) > 0 and "min cosine" in row[7]
+                   for row in answers)
         assert page.locator("#answer").bounding_box()["y"] < page.locator("table.matrix").first.bounding_box()["y"]
 
         headers = page.eval_on_selector_all("#records-table thead th", "ths => ths.map(t => t.textContent)")
@@ -149,7 +150,7 @@ def test_runs_from_two_machines_are_grouped_by_machine_and_never_share_a_speedup
             assert "×" not in second_matrix and "baseline" not in second_matrix
             assert "No speed-up: the baseline (tflite_cpu fp32) was not measured" in second.inner_text()
         assert "failed" in second_matrix and "skipped" in second_matrix
-        answers = visible_rows(page, "answer-table")  # machine, model, batch, best, p50, items/s, speed-up, fidelity
+        answers = visible_rows(page, "answer-table")  # machine, model, batch, best, how chosen, p50, … , fidelity
         assert len(answers) == 6  # the smoke run's two models at b1 and b4, the other machine's digits_cnn at both
         assert all(row[3] for row in answers) and not any("no case passed" in row[3] for row in answers)
         assert all("crashes" not in row[3] for row in answers)  # the failed backend is never the answer
