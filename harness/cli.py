@@ -9,7 +9,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -215,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from harness.console import print_summary
 
-    print_summary(records, engine.run_dir, out, report, report_error)
+    print_summary(records, engine.run_dir, out, report, report_error, races=engine.store.race_records())
     if args.history:
         from results.history import HistoryError, add_run
 
@@ -252,10 +251,9 @@ def _run_cases(engine: Any, cases: list[Any], err: Console) -> None:
 
 def _run_races(engine: Any, cases: list[Any], err: Console) -> None:
     """Race each group's passing configurations in one sitting (harness.race), saying what each race found and
-    the time the races took: they are part of what a run costs."""
+    how long it took (print_summary adds the races' total beside the results)."""
     from harness.race import race_run
 
-    began = time.perf_counter()
     with err.status("") as status:
         status.update("racing each group's configurations")
         races = race_run(engine, cases, progress=lambda text: status.update(escape(text)))
@@ -264,8 +262,6 @@ def _run_races(engine: Any, cases: list[Any], err: Console) -> None:
         err.print(f"race {escape(race.model)} b{race.batch_size}: {what}"
                   + (f": {escape(race.recommended)}" if race.recommended else "")
                   + f" ({len(race.rounds)} rounds, {race.wall_s:.1f} s)", highlight=False, soft_wrap=True)
-    if races:
-        err.print(f"races: {len(races)} group(s) in {time.perf_counter() - began:.0f} s", highlight=False)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

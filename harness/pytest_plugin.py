@@ -293,7 +293,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(f"accelbench: cannot finish the run in {engine.run_dir}: {error}", red=True)
         return
     buffer, console = _buffered_console(terminalreporter)
-    print_summary(records, engine.run_dir, console, report, report_error)
+    print_summary(records, engine.run_dir, console, report, report_error, races=engine.store.race_records())
     terminalreporter.section("accelbench")
     terminalreporter.write(buffer.getvalue())
 

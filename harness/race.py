@@ -39,6 +39,7 @@ import psutil
 
 from harness.sitting.channel import SideFailure
 from harness.sitting.rounds import Sitting
+from results.baseline import Baseline, group_key, resolve_baselines
 from results.paired import CONFIDENCE, ab_verdict
 from results.race_record import PairFigures, RaceEntry, RaceRecord, RaceRound
 from results.race_stats import RacePlan, Round, is_look, judge_look, pair_estimate, race_outcome, recommend
@@ -80,14 +81,6 @@ class RaceSettings:
         return RacePlan(threshold=self.threshold, alpha=self.alpha, looks=self.looks)
 
 
-GroupKey = tuple[str, str, int, str]
-
-
-def group_of(record: Record) -> GroupKey:
-    """The group a case races in: what its speed-up is computed within (reporting.baseline's group)."""
-    return record.scenario, record.model, record.batch_size, record.mode
-
-
 def entry_name(record: Record) -> str:
     """How a race names a configuration: unique within its group (one model, batch size and mode)."""
     name = f"{record.label} {record.precision}"
@@ -111,7 +104,7 @@ class GroupRace:
         """``records``: the group's passed records in the run's order; ``baseline``: the one speed-ups divide by
         (reporting's rule), or None; ``cases`` and ``artifacts`` by case id."""
         first = records[0]
-        self.key = group_of(first)
+        self.key: tuple[str, str, int, str] = group_key(first)  # type: ignore[assignment]
         self.records, self.baseline, self.settings = records, baseline, settings
         self.cases, self.artifacts, self.work_dir = cases, artifacts, work_dir
         self.env_id, self.progress = env_id, progress
@@ -371,13 +364,13 @@ def _unique(contenders: list[_Contender]) -> list[_Contender]:
     return [c for c in contenders if not (c.name in seen or seen.add(c.name))]  # type: ignore[func-returns-value]
 
 
-def race_groups(records: list[Record], baselines: list[Any]) -> list[tuple[list[Record], Record | None]]:
+def race_groups(records: list[Record], baselines: list[Baseline | None]) -> list[tuple[list[Record], Record | None]]:
     """Each group of the run with two or more passed cases: (its passed records in run order, its baseline).
-    ``baselines``: each record's resolved baseline (reporting.baseline.resolve_baselines), by position."""
-    groups: dict[GroupKey, list[int]] = {}
+    ``baselines``: each record's resolved baseline (results.baseline.resolve_baselines), by position."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
     for index, record in enumerate(records):
         if record.status == "passed" and record.p50_ms:
-            groups.setdefault(group_of(record), []).append(index)
+            groups.setdefault(group_key(record), []).append(index)
     chosen = []
     for indices in groups.values():
         if len(indices) < 2:
@@ -393,14 +386,12 @@ def race_run(engine: Any, cases: list[Case], progress: Callable[[str], None] | N
     run races what it had not), appending each group's record to race.jsonl as it ends. Groups whose model says
     ``race: false`` get none: their speed-ups stay sequential. ``cases``: the scenario's, by which the records
     are found again (their settings, artefacts and race settings)."""
-    from reporting.baseline import resolve_baselines
-
     records = engine.store.records()
     raced = {race.group for race in engine.store.race_records()}
     by_id = {case.case_id: case for case in cases}
     done = []
     for group, baseline in race_groups(records, resolve_baselines(records)):
-        key = group_of(group[0])
+        key = group_key(group[0])
         settings = next((RaceSettings.from_case(by_id[r.case_id]) for r in group if r.case_id in by_id), None)
         if key in raced or settings is None:
             continue

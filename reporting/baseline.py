@@ -23,12 +23,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from results.baseline import (  # noqa: F401 - the report's and the console's names for them
+    AUTO_PRECISION,
+    GROUP_KEYS,
+    Baseline,
+    group_key,
+    named_baseline,
+    p50_of,
+    resolve_baselines,
+)
 from results.paired import ab_verdict, paired_estimate
 from results.race_record import RaceEntry, RaceRecord
+from results.race_stats import round_log_ratio
 from results.record import Record
 
-GROUP_KEYS = ("scenario", "model", "batch_size", "mode")  # inside one run: a speed-up never crosses runs
-AUTO_PRECISION = "fp32"
 # reason prefixes of a case that ran and was timed but whose outputs are not faithful enough to count
 FIDELITY_PREFIXES = (("fidelity", "fidelity"), ("accuracy budget not met", "accuracy budget"))
 
@@ -37,83 +45,6 @@ RACE: SpeedupSource = "race"
 SEQUENTIAL: SpeedupSource = "sequential"
 EXCLUDED: SpeedupSource = "sequential, far outside the noise"  # left out of the race by its own sequential p50
 NOT_RACED_NOTE = "fastest by sequential p50 (not raced)"
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """The case a record's speed-up divides by: its index in the run's records and how to name it."""
-
-    index: int
-    label: str
-    precision: str
-    p50_ms: float
-    auto: bool
-
-    @property
-    def name(self) -> str:
-        """How the report and the CSV name the baseline case, e.g. "onnxruntime_cpu fp32"."""
-        return f"{self.label} {self.precision}"
-
-
-def named_baseline(record: Record) -> dict[str, Any] | None:
-    """The baseline the scenario named for this record, or None when it named none (the first fp32 case then)."""
-    spec = record.baseline
-    if not isinstance(spec, dict) or spec.get("auto") or not spec.get("backend"):
-        return None
-    return {"backend": spec["backend"], "precision": spec.get("precision") or AUTO_PRECISION}
-
-
-def p50_of(record: Record) -> float | None:
-    """The record's median latency, or None where it was not measured (a skip, a crash)."""
-    p50 = record.p50_ms
-    return p50 if p50 is not None and p50 > 0 else None
-
-
-def _group(record: Record) -> tuple[Any, ...]:
-    return tuple(getattr(record, key) for key in GROUP_KEYS)
-
-
-def _can_be_baseline(record: Record) -> bool:
-    """Measured, valid and dense: a number others may be divided by."""
-    return record.status == "passed" and record.compression == "none" and p50_of(record) is not None
-
-
-def resolve_baselines(records: list[Record]) -> list[Baseline | None]:
-    """For each record of ONE run, its baseline case in that run, or None where none was measured.
-
-    A named baseline is matched by label first (a scenario may list one backend twice under two labels), then by
-    backend name where that is unique, as the report always did. An unnamed one is the group's first fp32 dense
-    passed record.
-    """
-    by_label: dict[tuple[Any, ...], int] = {}
-    by_name: dict[tuple[Any, ...], list[int]] = {}
-    first_fp32: dict[tuple[Any, ...], int] = {}
-    for index, record in enumerate(records):
-        if not _can_be_baseline(record):
-            continue
-        key = (*_group(record), record.precision)
-        by_label[(*key, record.label)] = index  # the last wins: a resumed run's later record
-        by_name.setdefault((*key, record.backend), []).append(index)
-        if record.precision == AUTO_PRECISION:
-            first_fp32.setdefault(_group(record), index)
-    resolved: list[Baseline | None] = []
-    for record in records:
-        spec = named_baseline(record)
-        if spec is None:
-            found = first_fp32.get(_group(record))
-        else:
-            key = (*_group(record), spec["precision"])
-            found = by_label.get((*key, spec["backend"]))
-            if found is None:
-                named = by_name.get((*key, spec["backend"]), [])
-                found = named[0] if len(named) == 1 else None
-        if found is None:
-            resolved.append(None)
-            continue
-        base = records[found]
-        resolved.append(Baseline(index=found, label=base.label, precision=base.precision,
-                                 p50_ms=p50_of(base) or float("nan"), auto=spec is None))
-    return resolved
 
 
 def speedup(record: Record, baseline: Baseline | None) -> float | None:
@@ -156,7 +87,7 @@ def best_per_group(records: list[Record]) -> dict[tuple[Any, ...], int | None]:
     """Per (scenario, model, batch size, mode) of one run, in the run's order: the fastest passed record."""
     groups: dict[tuple[Any, ...], list[int]] = {}
     for index, record in enumerate(records):
-        groups.setdefault(_group(record), []).append(index)
+        groups.setdefault(group_key(record), []).append(index)
     return {group: fastest_passed((i, records[i]) for i in indices) for group, indices in groups.items()}
 
 
@@ -220,7 +151,7 @@ def resolve_speedups(records: list[Record], races: Iterable[RaceRecord] | None =
         if sequential is None and not (record.measured and p50_of(record) is not None):
             resolved.append(None)  # failed, skipped or unmeasured: nothing to show, whatever the race says
             continue
-        race = by_group.get(_group(record))
+        race = by_group.get(group_key(record))
         entry = race.entry(record.case_id) if race is not None and race.status == "raced" else None
         raced = _raced_speedup(race, entry, sequential) if race is not None and entry is not None else None
         if raced is not None:
@@ -341,7 +272,7 @@ def answer_per_group(records: list[Record], races: Iterable[RaceRecord] | None =
             answers[group] = GroupAnswer(fastest, NOT_RACED_NOTE)
             continue
         index_of = {record.case_id: i for i, record in enumerate(records)
-                    if _group(record) == group and record.status == "passed"}
+                    if group_key(record) == group and record.status == "passed"}
         by_name = {entry.name: index_of.get(entry.case_id) for entry in race.entries}
         chosen = by_name.get(race.winner) if race.outcome == "winner" and race.winner else None
         if chosen is None and race.recommended:
@@ -358,21 +289,8 @@ def answer_per_group(records: list[Record], races: Iterable[RaceRecord] | None =
 def round_log_ratios(race: RaceRecord, name: str, against: str) -> list[tuple[int, float]]:
     """(round index, log(name / against)) for each round both raced: the median over the round's blocks of the
     paired slice medians' log-ratio, the unit of replication of the race's statistics (as `ab`'s rounds)."""
-    ratios = []
-    for one in race.rounds:
-        mine, theirs = one.slices.get(name), one.slices.get(against)
-        if not mine or not theirs:
-            continue
-        logs = [math.log(a / b) for a, b in zip(mine, theirs, strict=False) if a > 0 and b > 0]
-        if logs:
-            ratios.append((one.index, float(_median(logs))))
-    return ratios
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return [(one.index, round_log_ratio(one.slices, name, against)) for one in race.rounds
+            if one.slices.get(name) and one.slices.get(against)]
 
 
 def race_pair_speedup(race: RaceRecord, name: str, against: str) -> Speedup | None:

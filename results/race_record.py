@@ -166,6 +166,8 @@ class RaceRecord(_Part):
                 if not fine:
                     return f"entries.{index}.{name}: {value} is not a possible figure"
         for index, one in enumerate(self.rounds):
+            if len({len(medians) for medians in one.slices.values()}) > 1:  # blocks pair by index
+                return f"rounds.{index}.slices: the configurations hold different numbers of blocks"
             for name, medians in one.slices.items():
                 if not all(_positive(m) for m in medians):
                     return f"rounds.{index}.slices.{name}: holds a slice median that is not a positive time"
