@@ -1,10 +1,15 @@
-"""The worker's typed messages (harness.protocol)."""
+"""The worker's typed messages (harness.protocol) and the serve task's mode: an A/B side of a concurrent case times
+every stream at once, as `accelbench run` does, where it used to time one stream only."""
 
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from harness.protocol import (
     ErrorReply,
@@ -141,3 +146,64 @@ def test_a_message_without_a_key_is_one_error_naming_the_key(read, wire, message
     with pytest.raises(ProtocolError) as error:
         read(wire)
     assert str(error.value) == message
+
+
+# -- the serve task honours the case's mode -----------------------------------------------------------------------
+
+
+def _relu_onnx(path: Path) -> Path:
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_serve_worker_times_every_stream_of_a_concurrent_case(tmp_path: Path) -> None:
+    """The A/B side of a concurrent case used to load one session and time it alone: a concurrent case compared
+    as a single stream. Now its ready reply says the mode and the streams, and every slice runs all of them."""
+    from harness.lockstep import SideFailure, SideWorker
+    from scenario.cases import Case, ModelSpec
+    from scenario.schema import MeasureSpec
+
+    model = _relu_onnx(tmp_path / "relu.onnx")
+    case = Case(case_id="relu-fp32-b1-onnxruntime_cpu", scenario="serve", model=ModelSpec(path=str(model)),
+                model_label="relu", backend="onnxruntime_cpu", backend_label="onnxruntime_cpu",
+                backend_options={"threads": 1}, precision="fp32", batch_size=1, mode="concurrent",
+                measure=MeasureSpec(warmup_runs=2, warmup_seconds=0.0, streams=3).model_dump())
+    job = ServeJob(case=case.to_dict(), artifact=str(model), hints=case.model.input_hints(), warmup_seconds=0.0)
+    worker = SideWorker("base", sys.executable, job.to_wire(), tmp_path, "concurrent")
+    try:
+        ready = reply_from_wire(worker.receive(timeout_s=120))
+        assert isinstance(ready, ReadyReply) and (ready.mode, ready.streams) == ("concurrent", 3)
+        assert ready.backend_info["streams"] == ready.backend_info["sessions"] == 3
+        assert ready.environment is not None and ready.environment.python == sys.executable
+        for _ in range(5):  # a stream's thread may be scheduled late on a loaded machine: a few slices, not one
+            reply = reply_from_wire(worker.ask(RunSlice(run=0.2).to_wire(), timeout_s=60))
+            assert isinstance(reply, SliceReply) and reply.per_stream_runs is not None
+            assert len(reply.per_stream_runs) == 3 and sum(reply.per_stream_runs) == len(reply.samples_ns)
+            if all(reply.per_stream_runs):
+                break
+        assert all(reply.per_stream_runs), reply.per_stream_runs
+        renewed = reply_from_wire(worker.ask(Renew().to_wire(), timeout_s=120))
+        assert isinstance(renewed, ReadyReply) and renewed.streams == 3 and renewed.environment is None
+        with pytest.raises(SideFailure, match=r"worker refused a command: a duet times one stream a side and this "
+                                              r"case is concurrent \(3 streams\): compare it with method lockstep"):
+            worker.ask(RunUntil(from_ns=0, until_ns=1).to_wire(), timeout_s=60)
+    finally:
+        worker.close()
+
+
+def test_an_ab_record_says_its_mode_and_one_written_before_it_did_reads_as_latency() -> None:
+    from results.ab_record import AbRecord, SideInfo
+
+    record = AbRecord(case_id="c", scenario="s", model="m", backend="onnxruntime_cpu", backend_label="ort",
+                      precision="fp32", batch_size=1, mode="concurrent", method="lockstep", status="failed",
+                      base=SideInfo(name="base", spec={}, description="base"),
+                      new=SideInfo(name="new", spec={}, description="new"),
+                      threshold=0.05, min_effect=0.025, alpha=0.01, confidence=0.95)
+    assert AbRecord.read(record.to_json(), "ab.jsonl:1").mode == "concurrent"
+    older = {key: value for key, value in record.to_json().items() if key != "mode"}
+    assert AbRecord.read(older, "ab.jsonl:1").mode == "latency"
