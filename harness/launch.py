@@ -38,9 +38,10 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-class CannotStart(Exception):
+class CannotStart(OSError):
     """The interpreter could not be started at all (no such file, a bad shebang): ``reason`` says why, in the
-    operating system's words. Writing the job file or the log is another matter: that raises OSError."""
+    operating system's words. An OSError still, as Popen's was; writing the job file or the log raises a plain one,
+    so that a side's bad interpreter is told apart from a logs folder that cannot take the files."""
 
     def __init__(self, python: str, reason: str) -> None:
         super().__init__(f"cannot start {python}: {reason}")
