@@ -216,7 +216,7 @@ class AbComparison:
         settings = self.settings
         return AbRecord(case_id=case.case_id, scenario=case.scenario, model=case.model_label, backend=case.backend,
                         backend_label=case.backend_label, precision=case.precision, batch_size=case.batch_size,
-                        method=settings.method, status="failed",  # until it is compared
+                        mode=case.mode, method=settings.method, status="failed",  # until it is compared
                         base=self._side_info("base"), new=self._side_info("new"), threshold=settings.threshold,
                         min_effect=settings.effect, alpha=settings.alpha, confidence=CONFIDENCE,
                         settings=asdict(settings), env_id=self.env_id)

@@ -31,6 +31,8 @@ from harness.fidelity import (
     top1_accuracy,
     uninformative_reference,
 )
+from harness.launch import exit_reason, start_worker, tail_of_log, worker_env
+from harness.protocol import MeasureJob, MeasureResult, ReferenceJob, ReferenceResult, WorkerJob, WorkerReport
 from model_zoo import targets
 from model_zoo.artifacts import artifact_meta, lookup, request_to_json
 from results.record import Accuracy, Record, WorkerInfo
@@ -39,7 +41,7 @@ from results.store import RunStore, safe_file_name
 from scenario.cases import Case
 from scenario.checks import folder_entries
 from scenario.skips import skip_reason
-from sysinfo.envinfo import REPO_ROOT, collect_env
+from sysinfo.envinfo import collect_env
 from sysinfo.lifeline import child_env
 
 # The build subprocess's limit: a base, plus the converters' own search budgets for every artefact asked for at
@@ -49,40 +51,9 @@ BUILD_TIMEOUT_S = float(os.environ.get("ACCELBENCH_BUILD_TIMEOUT", 3600))
 BUILD_SEARCH_ALLOWANCE_S = max(targets.FP16_SEARCH_SECONDS, targets.INT8_SEARCH_SECONDS) + 60
 
 
-def worker_env() -> dict[str, str]:
-    """The environment of child processes: our packages importable even when not pip-installed."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return env
-
-
-LOG_TAIL_BYTES = 64 * 1024
-
-
-def tail_of_log(path: Path, lines: int = 6) -> str:
-    """The last non-blank lines of a worker's log, read from its last 64 KiB only: a side's interpreter or a library
-    that writes without end must not make the coordinator read gigabytes to say why it failed."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, handle.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
-            text = handle.read(LOG_TAIL_BYTES).decode(errors="replace")
-    except OSError:
-        return ""
-    kept = [line for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)
-
-
-def signal_name(code: int) -> str:
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return f"signal {-code}"
-
-
 @dataclass
 class WorkerOutcome:
-    result: dict[str, Any] | None
+    report: WorkerReport | None
     reason: str | None
     wall_ms: float
     spawned_at_ns: int
@@ -114,49 +85,40 @@ def _watch(process: subprocess.Popen, deadline: float, timeout_s: float, memory_
                         f"({memory_limit_mb} MB) and was killed")
 
 
-def run_worker(job: dict[str, Any], work_dir: Path, name: str, timeout_s: float,
+def run_worker(job: WorkerJob, work_dir: Path, name: str, timeout_s: float,
                memory_limit_mb: int | None = None) -> WorkerOutcome:
-    """Run one job in a fresh interpreter; every way it can end becomes a result or a one-line reason."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    name = safe_file_name(name)
-    job_path, result_path, log_path = (work_dir / f"{name}.job.json", work_dir / f"{name}.result.json",
-                                       work_dir / f"{name}.log")
-    result_path.unlink(missing_ok=True)
-    spawned = time.time_ns()
-    job_path.write_text(json.dumps({**job, "spawned_at_ns": spawned}))
-    start = time.perf_counter()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "harness.worker", str(job_path), str(result_path)],
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=child_env(worker_env()), start_new_session=True)
-        try:
-            killed_for = _watch(process, start + timeout_s, timeout_s, memory_limit_mb)
-        finally:  # Ctrl-C in the parent must not leave an orphaned worker measuring on
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    wall_ms = (time.perf_counter() - start) * 1e3
-    outcome = WorkerOutcome(None, None, wall_ms, spawned, process.returncode, log_path)
+    """Run one job in a fresh interpreter; every way it can end becomes a report or a one-line reason."""
+    launched = start_worker(job, work_dir, name)
+    process = launched.process
+    try:
+        killed_for = _watch(process, launched.started_at + timeout_s, timeout_s, memory_limit_mb)
+    finally:  # Ctrl-C in the parent must not leave an orphaned worker measuring on
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    wall_ms = (time.perf_counter() - launched.started_at) * 1e3
+    outcome = WorkerOutcome(None, None, wall_ms, launched.spawned_at_ns, process.returncode, launched.log_path)
     if killed_for:
         outcome.reason = f"worker {killed_for}"
-    elif result_path.exists():
-        outcome.result = json.loads(result_path.read_text())
+    elif launched.result_path.exists():
+        try:
+            outcome.report = WorkerReport.from_wire(json.loads(launched.result_path.read_text()), job.TASK)
+        except ValueError as error:  # a result this version cannot read (ProtocolError names the key)
+            outcome.reason = f"worker left a result that cannot be read: {error} (log: {launched.log_path})"
     else:
-        outcome.reason = exit_reason(process.returncode, log_path)
+        outcome.reason = exit_reason(process.returncode, launched.log_path)
     return outcome
 
 
-def exit_reason(returncode: int | None, log_path: Path) -> str:
-    """Why a worker that left no result ended: a signal (SIGKILL: the kernel's out-of-memory killer, most likely),
-    or its exit status with the end of its log."""
-    if returncode is not None and returncode < 0:
-        name = signal_name(returncode)
-        hint = " (the kernel's out-of-memory killer, most likely)" if name == "SIGKILL" else ""
-        return f"worker crashed with {name}{hint}; log: {log_path}"
-    tail = tail_of_log(log_path)
-    if not tail:  # said in full: "... and no result: " ended on nothing
-        return f"worker exited with status {returncode} and no result; its log is empty ({log_path})"
-    return f"worker exited with status {returncode} and no result: {tail}"
+def _reference_result(outcome: WorkerOutcome) -> ReferenceResult | None:
+    """The reference worker's result, or None when it failed (the reason: _failure_reason)."""
+    result = outcome.report.result if outcome.report else None
+    return result if isinstance(result, ReferenceResult) else None
+
+
+def _failure_reason(outcome: WorkerOutcome) -> str | None:
+    """Why a worker gave no result: its own one-line reason, or the parent's diagnosis of how it ended."""
+    return (outcome.report.reason if outcome.report else None) or outcome.reason
 
 
 def file_sizes(path: str) -> tuple[int, int]:
@@ -302,33 +264,32 @@ class Engine:
         return record
 
     def _measure(self, case: Case, artifact: str) -> Record:
-        job: dict[str, Any] = {"task": "measure", "case": case.to_dict(), "artifact": artifact,
-                               "hints": case.model.input_hints()}
+        job = MeasureJob(case=case.to_dict(), artifact=artifact, hints=case.model.input_hints())
         reference = self.reference_for(case)
         evaluation_dir = self.run_dir / "evaluation" / safe_file_name(case.model_label)
         outputs_path = evaluation_dir / f"{safe_file_name(case.case_id)}.npz"
         if reference["status"] == "ok":
             outputs_path.unlink(missing_ok=True)
-            job["evaluation"] = {"inputs": reference["inputs"], "outputs": str(outputs_path),
-                                 **{k: reference[k] for k in ("reference_batch", "output_names", "unit_shapes")}}
+            job.evaluation = reference["result"].evaluation(reference["inputs"], str(outputs_path))
         outcome = run_worker(job, self.store.logs_dir, case.case_id, case.measure["timeout_s"],
                              case.measure.get("memory_limit_mb"))
         record = self._record(case, "failed", outcome.reason, artifact=artifact)
         worker = record.worker = WorkerInfo(wall_ms=outcome.wall_ms, exit_code=outcome.exit_code, log=str(outcome.log))
-        raw = outcome.result
-        if raw is None:
+        report = outcome.report
+        if report is None:
             return record
-        worker.pid = raw.get("pid")
-        worker.startup_ms = (raw["entered_at_ns"] - outcome.spawned_at_ns) / 1e6
-        if raw["status"] != "ok":
-            record.reason = f"{raw['reason']} (log: {outcome.log})"
+        worker.pid = report.pid
+        worker.startup_ms = (report.entered_at_ns - outcome.spawned_at_ns) / 1e6
+        if not isinstance(report.result, MeasureResult):
+            record.reason = f"{report.reason} (log: {outcome.log})"
             return record
-        worker.import_ms = (raw["imported_at_ns"] - raw["entered_at_ns"]) / 1e6
-        worker.os_threads = raw.get("os_threads")
-        worker.fixed_cost_ms = (raw["imported_at_ns"] - outcome.spawned_at_ns + raw["init_ns"]) / 1e6
+        raw = report.result
+        worker.import_ms = (raw.imported_at_ns - report.entered_at_ns) / 1e6
+        worker.os_threads = raw.os_threads
+        worker.fixed_cost_ms = (raw.imported_at_ns - outcome.spawned_at_ns + raw.init_ns) / 1e6
         for name, value in self._metrics(case, raw).items():
             setattr(record, name, value)  # each checked against the record's field as it is set
-        error = raw.get("evaluation_error") or (reference["reason"] if reference["status"] != "ok" else None)
+        error = raw.evaluation_error or (reference["reason"] if reference["status"] != "ok" else None)
         if not error:
             try:
                 accuracy = self._accuracy(case, reference, load_arrays(outputs_path)[:2])
@@ -344,7 +305,7 @@ class Engine:
         if error and (case.accuracy_budget or case.precision != "fp32" or case.compression != "none"):
             # a converted or pruned model whose outputs nobody could check is not a result to choose
             what, misses = "fidelity could not be checked", [error]
-        if not raw["outputs_finite"]:
+        if not raw.outputs_finite:
             record.status, record.reason = "failed", "the model produced NaN or infinite outputs"
         elif misses:
             guarded = case.accuracy_budget.get("min_cosine") is None  # the default guard set the bar
@@ -361,7 +322,8 @@ class Engine:
     def reference_for(self, case: Case) -> dict[str, Any]:
         """The model's evaluation inputs and reference outputs, made once per model and run by a worker.
 
-        ``{"status": "ok", "inputs": path, "outputs": path, ...}`` or ``{"status": "failed", "reason": ...}``.
+        ``{"status": "ok", "inputs": path, "outputs": path, "result": ReferenceResult, ...}`` or
+        ``{"status": "failed", "reason": ...}``.
         """
         ref_case = reference_case(case)
         key = json.dumps(ref_case.to_dict(), sort_keys=True, default=str)
@@ -374,34 +336,31 @@ class Engine:
         if why_not or error or artifact is None:
             reference["reason"] = f"no fp32 reference on {ref_case.backend}: {why_not or error or 'no artefact'}"
         else:
-            job = {"task": "reference", "case": ref_case.to_dict(), "artifact": artifact,
-                   "hints": case.model.input_hints(), "inputs": str(folder / "inputs.npz"),
-                   "outputs": str(folder / "reference.npz")}
+            job = ReferenceJob(case=ref_case.to_dict(), artifact=artifact, hints=case.model.input_hints(),
+                               inputs=str(folder / "inputs.npz"), outputs=str(folder / "reference.npz"))
             outcome = run_worker(job, self.store.logs_dir, ref_case.case_id, case.measure["timeout_s"],
                                  case.measure.get("memory_limit_mb"))
-            raw = outcome.result or {}
             reference.update(artifact=artifact, description=describe_reference(case),
                              options={k: v for k, v in ref_case.backend_options.items() if v is not None})
             plain = {"threads": None}
-            if raw.get("status") != "ok" and ref_case.backend_options != plain:
+            result = _reference_result(outcome)
+            if result is None and ref_case.backend_options != plain:
                 # The independent settings cannot run this model (LiteRT's builtin resolver lacks a custom op
                 # that the default one registers): the backend's defaults are the reference then, and say so.
-                first = raw.get("reason") or outcome.reason
-                job["case"] = replace(ref_case, backend_options=plain).to_dict()
+                first = _failure_reason(outcome)
+                job = replace(job, case=replace(ref_case, backend_options=plain).to_dict())
                 outcome = run_worker(job, self.store.logs_dir, f"{ref_case.case_id}-default", case.measure["timeout_s"],
                                      case.measure.get("memory_limit_mb"))
-                raw = outcome.result or {}
+                result = _reference_result(outcome)
                 reference.update(options={}, description=f"{ref_case.backend} fp32 (its default settings: the "
                                  f"independent reference could not run the model: {first})")
-            if raw.get("status") != "ok":
-                reason = raw.get("reason") or outcome.reason
+            if result is None:
+                reason = _failure_reason(outcome)
                 reference["reason"] = f"the fp32 reference on {ref_case.backend} failed: {reason}"
             else:
-                reference.update(status="ok", inputs=job["inputs"], outputs=job["outputs"], samples=raw["samples"],
-                                 backend_info=raw["backend_info"], reference_batch=raw["batch"],
-                                 output_names=raw["output_names"], unit_shapes=raw["unit_shapes"])
-                _, ref_outputs, _ = load_arrays(Path(job["outputs"]))
-                labels = load_arrays(Path(job["inputs"]))[2].get("labels")
+                reference.update(status="ok", inputs=job.inputs, outputs=job.outputs, result=result)
+                _, ref_outputs, _ = load_arrays(Path(job.outputs))
+                labels = load_arrays(Path(job.inputs))[2].get("labels")
                 reference["labels"] = labels
                 reference["top1"] = None if labels is None else top1_accuracy(ref_outputs[0], labels)
         self._references[key] = reference
@@ -429,7 +388,7 @@ class Engine:
                           "options": reference["options"]},
             "is_reference": reference_itself,
             "guard": None if reference_itself else guard,
-            "samples": reference["samples"],
+            "samples": reference["result"].samples,
             "outputs": per_output,
             "cosine_min": min(o["cosine"] for o in per_output) if per_output else None,
             "max_abs_err": max(o["max_abs_err"] for o in per_output) if per_output else None,
@@ -446,8 +405,8 @@ class Engine:
         return accuracy
 
     @staticmethod
-    def _validity_problems(case: Case, raw: dict[str, Any]) -> list[str]:
-        measure, runs, seconds = case.measure, len(raw["samples_ns"]), raw["wall_ns"] / 1e9
+    def _validity_problems(case: Case, raw: MeasureResult) -> list[str]:
+        measure, runs, seconds = case.measure, len(raw.samples_ns), raw.wall_ns / 1e9
         problems = []
         if runs < measure["min_runs"]:
             problems.append(f"only {runs} runs in {seconds:.1f} s (min_runs {measure['min_runs']}, "
@@ -456,9 +415,9 @@ class Engine:
             problems.append(f"steady state lasted {seconds:.2f} s (min_seconds {measure['min_seconds']:g})")
         return problems
 
-    def _metrics(self, case: Case, raw: dict[str, Any]) -> dict[str, Any]:
-        samples = raw["samples_ns"]
-        wall_s = raw["wall_ns"] / 1e9
+    def _metrics(self, case: Case, raw: MeasureResult) -> dict[str, Any]:
+        samples = raw.samples_ns
+        wall_s = raw.wall_ns / 1e9
         items = len(samples) * case.batch_size
         return {
             "latency_ms": latency_summary_ms(samples),
@@ -466,18 +425,18 @@ class Engine:
             "throughput_ips": items / wall_s if wall_s > 0 else None,
             "runs": len(samples),
             "measured_seconds": wall_s,
-            "init_ms": raw["init_ns"] / 1e6,
-            "first_inference_ms": raw["first_inference_ns"] / 1e6,
-            "warmup": {"runs": raw["warmup_runs"], "seconds": raw["warmup_seconds"]},
-            "peak_rss_mb": raw["peak_rss_bytes"] / 2**20,
-            "prepare_rss_delta_mb": (raw["rss_after_prepare"] - raw["rss_before_prepare"]) / 2**20,
-            "cpu_percent": 100.0 * raw["cpu_ns"] / raw["wall_ns"] if raw["wall_ns"] else None,
-            "gpu_telemetry": raw.get("gpu_telemetry"),
+            "init_ms": raw.init_ns / 1e6,
+            "first_inference_ms": raw.first_inference_ns / 1e6,
+            "warmup": {"runs": raw.warmup_runs, "seconds": raw.warmup_seconds},
+            "peak_rss_mb": raw.peak_rss_bytes / 2**20,
+            "prepare_rss_delta_mb": (raw.rss_after_prepare - raw.rss_before_prepare) / 2**20,
+            "cpu_percent": 100.0 * raw.cpu_ns / raw.wall_ns if raw.wall_ns else None,
+            "gpu_telemetry": raw.gpu_telemetry,
             "samples_ns": samples,
-            "per_stream_runs": raw["per_stream_runs"] or None,
-            "inputs": raw["inputs"],
-            "outputs": raw["outputs"],
-            "backend_info": raw["backend_info"],
+            "per_stream_runs": raw.per_stream_runs or None,
+            "inputs": raw.inputs,
+            "outputs": raw.outputs,
+            "backend_info": raw.backend_info,
         }
 
     def _record(self, case: Case, status: str, reason: str | None, artifact: str | None = None) -> Record:

@@ -94,11 +94,14 @@ def timed_loop(call: Call, min_runs: int, min_seconds: float, max_seconds: float
     return LoopResult(samples, wall, time.process_time_ns() - cpu_start)
 
 
-def concurrent_loop(calls: list[Call], min_runs: int, min_seconds: float, max_seconds: float) -> LoopResult:
+def concurrent_loop(calls: list[Call], min_runs: int, min_seconds: float, max_seconds: float,
+                    max_runs: int | None = None) -> LoopResult:
     """N streams, one thread and one session each, issuing back to back until the shared stop condition.
 
     ``min_runs`` counts runs over all streams. Native runtimes release the GIL while they compute, so the
     streams really overlap; the Python bookkeeping between calls is what a Python server would also pay.
+    ``max_runs`` (over all streams) bounds an A/B slice's reply; the stop is checked every 5 ms, so the streams
+    may run past it by what they do in that time.
     """
     clock = time.perf_counter_ns
     per_stream: list[list[int]] = [[] for _ in calls]
@@ -122,10 +125,12 @@ def concurrent_loop(calls: list[Call], min_runs: int, min_seconds: float, max_se
     ready.wait()
     min_end = start + int(min_seconds * 1e9)
     hard_end = start + int(max_seconds * 1e9)
+    most = max_runs or float("inf")
     while True:
         time.sleep(0.005)
         now = clock()
-        if (now >= min_end and sum(map(len, per_stream)) >= min_runs) or now >= hard_end:
+        done = sum(map(len, per_stream))
+        if (now >= min_end and done >= min_runs) or now >= hard_end or done >= most:
             break
     stop.set()
     for thread in threads:

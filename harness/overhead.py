@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.engine import Engine, run_worker
+from harness.protocol import OverheadJob, OverheadResult
 from scenario.cases import Case, ModelSpec
 from scenario.load import MeasureSpec
 from scenario.skips import skip_reason
@@ -39,21 +40,21 @@ def measure_overhead(backends: tuple[str, ...] = DEFAULT_BACKENDS, model: str = 
             if error:
                 results[case.backend] = {"error": error}
                 continue
-            job = {"task": "overhead", "case": case.to_dict(), "artifact": artifact,
-                   "hints": case.model.input_hints(), "rounds": rounds, "runs_per_round": runs_per_round}
+            job = OverheadJob(case=case.to_dict(), artifact=artifact, hints=case.model.input_hints(), rounds=rounds,
+                              runs_per_round=runs_per_round)
             outcome = run_worker(job, engine.store.logs_dir, case.case_id, timeout_s=600)
-            raw = outcome.result
-            if raw is None or raw.get("status") != "ok":
-                results[case.backend] = {"error": outcome.reason or (raw or {}).get("reason")}
+            raw = outcome.report.result if outcome.report else None
+            if not isinstance(raw, OverheadResult):
+                results[case.backend] = {"error": outcome.reason or (outcome.report and outcome.report.reason)}
                 continue
-            harness_us = statistics.median(raw["harness_samples_ns"]) / 1e3
-            bare_us = statistics.median(raw["bare_samples_ns"]) / 1e3
+            harness_us = statistics.median(raw.harness_samples_ns) / 1e3
+            bare_us = statistics.median(raw.bare_samples_ns) / 1e3
             results[case.backend] = {
                 "ratio": harness_us / bare_us,
                 "harness_median_us": harness_us,
                 "bare_median_us": bare_us,
-                "samples_each": len(raw["bare_samples_ns"]),
+                "samples_each": len(raw.bare_samples_ns),
                 "model": model,
-                "backend_info": raw["backend_info"],
+                "backend_info": raw.backend_info,
             }
     return results

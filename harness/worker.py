@@ -19,11 +19,39 @@ import resource
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harness.measure import MAX_REPLY_SAMPLES, LoopResult, concurrent_loop, timed_loop, until_loop, warm_up
+from harness.protocol import (
+    CaseJob,
+    ErrorReply,
+    Evaluation,
+    MeasureJob,
+    MeasureResult,
+    Message,
+    OverheadJob,
+    OverheadResult,
+    ReadyReply,
+    ReferenceJob,
+    ReferenceResult,
+    Renew,
+    RunSlice,
+    RunUntil,
+    ServeJob,
+    ServeResult,
+    SideEnvironment,
+    SliceReply,
+    TaskResult,
+    UntilReply,
+    WorkerReport,
+    command_from_wire,
+    job_from_wire,
+)
 
 
 class PhaseError(Exception):
@@ -104,16 +132,19 @@ def _peak_rss_bytes() -> int:
 
 @dataclass
 class _Loaded:
-    """A case's model loaded, its inputs bound and its first inference run: what ``measure`` and an A/B side share,
-    so that both time the same thing the same way."""
+    """A case's model loaded, its inputs bound and its first inference run: what every task shares, so that ``measure``
+    and an A/B side time the same thing the same way. A concurrent case adds its other streams' sessions
+    (open_streams), and then warms and times all of them at once, in ``measure`` and ``serve`` alike."""
 
     case: Any
     settings: Any
     backend: Any
     options: dict[str, Any]
     layout: Any
+    artifact: str
+    batch_size: int
     session: Any
-    call: Any
+    call: Any  # None (and feeds, outputs empty) when loaded without binding: the reference binds its own data
     feeds: list[np.ndarray]
     outputs: list[Any]
     imported_at_ns: int
@@ -121,6 +152,51 @@ class _Loaded:
     rss_after_prepare: int
     init_ns: int
     first_inference_ns: int
+    other_sessions: list[Any] = field(default_factory=list)  # a concurrent case's streams after the first
+    other_calls: list[Any] = field(default_factory=list)
+
+    @property
+    def concurrent(self) -> bool:
+        return self.case.mode == "concurrent"
+
+    @property
+    def calls(self) -> list[Any]:
+        """One bound call per stream."""
+        return [self.call, *self.other_calls]
+
+    def open_streams(self) -> None:
+        """A concurrent case's other sessions, one per stream beyond the first, bound to the same inputs."""
+        if not self.concurrent:
+            return
+        for _ in range(self.settings.streams - 1 - len(self.other_sessions)):
+            session = self.backend.prepare(self.artifact, self.options, self.batch_size, self.layout)
+            self.other_sessions.append(session)
+            self.other_calls.append(session.bind(self.feeds))
+
+    def warm(self, runs: int, seconds: float) -> tuple[int, float, float]:
+        """Warm every stream up: (inferences run, seconds taken, the mean inference's seconds)."""
+        if self.concurrent:
+            loop = concurrent_loop(self.calls, runs, seconds, max(seconds, 1.0) * 10)
+            mean = sum(loop.samples_ns) / loop.runs / 1e9 if loop.runs else 0.0
+            return loop.runs, loop.wall_ns / 1e9, mean
+        done, took = warm_up(self.call, runs, seconds)
+        return done, took, took / done if done else 0.0
+
+    def timed(self, min_runs: int, min_seconds: float, max_seconds: float, max_runs: int | None = None) -> LoopResult:
+        """Steady state in the case's mode: one stream back to back, or every stream at once (concurrent)."""
+        if self.concurrent:
+            return concurrent_loop(self.calls, min_runs, min_seconds, max_seconds, max_runs)
+        return timed_loop(self.call, min_runs, min_seconds, max_seconds, max_runs)
+
+    def info(self) -> dict[str, Any]:
+        info = self.session.info()
+        if self.concurrent:
+            info = {**info, "streams": len(self.calls), "sessions": len(self.calls)}
+        return info
+
+    def close(self) -> None:
+        for session in (self.session, *self.other_sessions):
+            session.close()
 
     def outputs_finite(self) -> bool:
         return bool(all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in self.outputs
@@ -134,180 +210,135 @@ class _Loaded:
                             for s, o in zip(self.session.outputs, self.outputs, strict=True)]}
 
 
-def _load(job: dict[str, Any], phase: _Phases) -> _Loaded:
+def _load(job: CaseJob, phase: _Phases, batch_size: int | None = None, bind: bool = True) -> _Loaded:
+    """Load the job's model at ``batch_size`` (the case's own when None); with ``bind``, make its inputs and run the
+    first inference. Every task loads through here, so that all load a model the same way."""
     from backends.registry import get_backend
     from harness.measure import MeasureSettings
     from model_zoo.inputs import InputLayout
     from scenario.cases import Case
     from scenario.skips import backend_options
 
-    case = Case.from_dict(job["case"])
-    hints = job.get("hints", {})
-    layout = InputLayout.from_json(hints)
+    case = Case.from_dict(job.case)
+    batch = case.batch_size if batch_size is None else batch_size
+    layout = InputLayout.from_json(job.hints)
     with phase("import backend"):
         backend = get_backend(case.backend)()
         options = backend_options(case)
     imported = time.time_ns()
     rss_before = _rss()
-    with phase("load model", subject=job["artifact"]):  # a corrupt file is named in the reason
+    with phase("load model", subject=job.artifact):  # a corrupt file is named in the reason
         start = time.perf_counter_ns()
-        session = backend.prepare(job["artifact"], options, case.batch_size, layout)
+        session = backend.prepare(job.artifact, options, batch, layout)
         init_ns = time.perf_counter_ns() - start
     rss_after_prepare = _rss()
-    with phase("make inputs"):
-        feeds = make_feeds(session.inputs, case.batch_size, hints, case.measure.get("seed", 0))
-        call = session.bind(feeds)
-    with phase("first inference"):
-        start = time.perf_counter_ns()
-        outputs = call()
-        first_ns = time.perf_counter_ns() - start
-    return _Loaded(case, MeasureSettings.from_dict(case.measure), backend, options, layout, session, call, feeds,
-                   outputs, imported, rss_before, rss_after_prepare, init_ns, first_ns)
+    feeds: list[np.ndarray] = []
+    call, outputs, first_ns = None, [], 0
+    if bind:
+        with phase("make inputs"):
+            feeds = make_feeds(session.inputs, batch, job.hints, case.measure.get("seed", 0))
+            call = session.bind(feeds)
+        with phase("first inference"):
+            start = time.perf_counter_ns()
+            outputs = call()
+            first_ns = time.perf_counter_ns() - start
+    return _Loaded(case, MeasureSettings.from_dict(case.measure), backend, options, layout, job.artifact, batch,
+                   session, call, feeds, outputs, imported, rss_before, rss_after_prepare, init_ns, first_ns)
 
 
-def measure(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
-    from harness.measure import concurrent_loop, timed_loop, warm_up
-
+def measure(job: MeasureJob, phase: _Phases) -> MeasureResult:
     loaded = _load(job, phase)
-    case, settings, session, call, feeds = loaded.case, loaded.settings, loaded.session, loaded.call, loaded.feeds
+    settings = loaded.settings
     finite = loaded.outputs_finite()
     with phase("warm-up"):
-        if case.mode == "concurrent":
-            sessions = [session] + [loaded.backend.prepare(job["artifact"], loaded.options, case.batch_size,
-                                                           loaded.layout) for _ in range(settings.streams - 1)]
-            calls = [call] + [s.bind(feeds) for s in sessions[1:]]
-            warm = concurrent_loop(calls, settings.warmup_runs, settings.warmup_seconds,
-                                   max(settings.warmup_seconds, 1.0) * 10)
-            warmup_runs, warmup_seconds = warm.runs, warm.wall_ns / 1e9
-        else:
-            warmup_runs, warmup_seconds = warm_up(call, settings.warmup_runs, settings.warmup_seconds)
+        loaded.open_streams()
+        warmup_runs, warmup_seconds, _ = loaded.warm(settings.warmup_runs, settings.warmup_seconds)
     from sysinfo.gpu_telemetry import GpuSampler
 
     with phase("measure"), GpuSampler() as gpu:  # NVML on a thread; a no-op without NVIDIA's driver
-        if case.mode == "concurrent":
-            loop = concurrent_loop(calls, settings.min_runs, settings.min_seconds, settings.max_seconds)
-        else:
-            loop = timed_loop(call, settings.min_runs, settings.min_seconds, settings.max_seconds)
-    info = session.info()
-    if case.mode == "concurrent":
-        info = {**info, "streams": settings.streams, "sessions": settings.streams}
+        loop = loaded.timed(settings.min_runs, settings.min_seconds, settings.max_seconds)
+    info = loaded.info()
     peak_rss = _peak_rss_bytes()  # before the evaluation pass, which holds a whole data set in memory
     os_threads = _os_threads()  # the runtime's pools are up now: does `threads: N` give N workers?
-    evaluation = job.get("evaluation")
     evaluation_seconds = evaluation_error = None
-    if evaluation:  # a failure here costs the accuracy figures, never the timings already taken
+    if job.evaluation:  # a failure here costs the accuracy figures, never the timings already taken
         started = time.perf_counter()
         try:
-            _evaluate(session, case.batch_size, evaluation)
+            _evaluate(loaded.session, loaded.batch_size, job.evaluation)
             evaluation_seconds = time.perf_counter() - started
         except Exception as error:
             traceback.print_exc()
             detail = str(error).strip() or type(error).__name__
             evaluation_error = f"evaluation on the reference inputs failed: {detail}"
-    return {
-        "imported_at_ns": loaded.imported_at_ns,
-        "init_ns": loaded.init_ns,
-        "first_inference_ns": loaded.first_inference_ns,
-        "warmup_runs": warmup_runs,
-        "warmup_seconds": warmup_seconds,
-        "samples_ns": loop.samples_ns,
-        "wall_ns": loop.wall_ns,
-        "cpu_ns": loop.cpu_ns,
-        "per_stream_runs": loop.per_stream_runs,
-        "gpu_telemetry": gpu.result(),
-        "rss_before_prepare": loaded.rss_before_prepare,
-        "rss_after_prepare": loaded.rss_after_prepare,
-        "peak_rss_bytes": peak_rss,
-        "os_threads": os_threads,
-        "evaluation_seconds": evaluation_seconds,
-        "evaluation_error": evaluation_error,
-        "outputs_finite": finite,
-        **loaded.shapes(),
-        "backend_info": info,
-    }
+    return MeasureResult(
+        imported_at_ns=loaded.imported_at_ns, init_ns=loaded.init_ns, first_inference_ns=loaded.first_inference_ns,
+        warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, samples_ns=loop.samples_ns, wall_ns=loop.wall_ns,
+        cpu_ns=loop.cpu_ns, per_stream_runs=loop.per_stream_runs, gpu_telemetry=gpu.result(),
+        rss_before_prepare=loaded.rss_before_prepare, rss_after_prepare=loaded.rss_after_prepare,
+        peak_rss_bytes=peak_rss, os_threads=os_threads, evaluation_seconds=evaluation_seconds,
+        evaluation_error=evaluation_error, outputs_finite=finite, **loaded.shapes(), backend_info=info)
 
 
-def _evaluate(session: Any, batch_size: int, evaluation: dict[str, Any]) -> None:
+def _evaluate(session: Any, batch_size: int, evaluation: Evaluation) -> None:
     """Run the reference's evaluation inputs through this session, batched by the case's batch size, and save the
     outputs cut into the reference's units (samples), so that the parent compares like with like."""
     from harness.evaluation import load_arrays, match_order, run_batched, save_arrays, stored_plans
 
-    names, arrays, extra = load_arrays(Path(evaluation["inputs"]))
+    names, arrays, extra = load_arrays(Path(evaluation.inputs))
     order = match_order([s.name for s in session.inputs], names, "input")
     plans = stored_plans(extra, [session.inputs[order.index(i)].dtype for i in range(len(names))])
     feeds = [arrays[i].astype(np.dtype(spec.dtype), copy=False) for i, spec in zip(order, session.inputs, strict=True)]
     ordered_plans = [plans[i] for i in order]
-    output_order = match_order([s.name for s in session.outputs], evaluation["output_names"], "output")
-    unit_shapes = [evaluation["unit_shapes"][j] for j in output_order]
-    outputs = run_batched(session.run, ordered_plans, feeds, batch_size, evaluation["reference_batch"], unit_shapes,
+    output_order = match_order([s.name for s in session.outputs], evaluation.output_names, "output")
+    unit_shapes = [evaluation.unit_shapes[j] for j in output_order]
+    outputs = run_batched(session.run, ordered_plans, feeds, batch_size, evaluation.reference_batch, unit_shapes,
                           [s.name for s in session.outputs])
-    save_arrays(Path(evaluation["outputs"]), [s.name for s in session.outputs], outputs)
+    save_arrays(Path(evaluation.outputs), [s.name for s in session.outputs], outputs)
 
 
-def reference(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
+def reference(job: ReferenceJob, phase: _Phases) -> ReferenceResult:
     """Make the model's evaluation set and the reference outputs on it (see harness.evaluation)."""
-    from backends.registry import get_backend
     from harness.evaluation import make_evaluation_set, run_batched, save_arrays
-    from model_zoo.inputs import InputLayout, sample_count
-    from scenario.cases import Case
-    from scenario.skips import backend_options
+    from model_zoo.inputs import sample_count
 
-    case = Case.from_dict(job["case"])
-    hints = job.get("hints", {})
-    layout = InputLayout.from_json(hints)
-    with phase("import backend"):
-        backend = get_backend(case.backend)()
-        options = backend_options(case)
-    with phase("load model", subject=job["artifact"]):
-        session = backend.prepare(job["artifact"], options, 1, layout)
+    loaded = _load(job, phase, batch_size=1, bind=False)  # the evaluation set is its input, not random feeds
     with phase("describe the inputs"):
-        plans = layout.plan(session.inputs)
-        fixed = {spec.shape[p.batch_axis] for spec, p in zip(session.inputs, plans, strict=True)
+        plans = loaded.layout.plan(loaded.session.inputs)
+        fixed = {spec.shape[p.batch_axis] for spec, p in zip(loaded.session.inputs, plans, strict=True)
                  if p.batch_axis is not None and p.batch_axis < len(spec.shape)} - {None, 1}
     # a model exported for one batch size only runs at that size
     batch = fixed.pop() if len(fixed) == 1 else 1
     if batch != 1:
-        with phase("load model", subject=job["artifact"]):
-            session = backend.prepare(job["artifact"], options, batch, layout)
+        loaded.close()
+        loaded = _load(job, phase, batch_size=batch, bind=False)
+    session = loaded.session
     with phase("make the evaluation set"):
-        arrays, labels = make_evaluation_set(plans, hints.get("dataset"), case.measure.get("seed", 0))
-        save_arrays(Path(job["inputs"]), [s.name for s in session.inputs], arrays, labels=labels,
+        arrays, labels = make_evaluation_set(plans, job.hints.get("dataset"), loaded.case.measure.get("seed", 0))
+        save_arrays(Path(job.inputs), [s.name for s in session.inputs], arrays, labels=labels,
                     batch_axes=np.array(json.dumps([p.batch_axis for p in plans])))
     with phase("run the reference"):
         outputs = run_batched(session.run, plans, arrays, batch)
-        save_arrays(Path(job["outputs"]), [s.name for s in session.outputs], outputs)
-    return {"samples": sample_count(plans, arrays), "labelled": labels is not None,
-            "backend_info": session.info(), "batch": batch, "output_names": [s.name for s in session.outputs],
-            "unit_shapes": [list(o.shape[1:]) for o in outputs]}
+        save_arrays(Path(job.outputs), [s.name for s in session.outputs], outputs)
+    return ReferenceResult(samples=sample_count(plans, arrays), labelled=labels is not None,
+                           backend_info=session.info(), batch=batch, output_names=[s.name for s in session.outputs],
+                           unit_shapes=[list(o.shape[1:]) for o in outputs])
 
 
-def overhead(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
+def overhead(job: OverheadJob, phase: _Phases) -> OverheadResult:
     """Harness loop and bare loop over the same session, interleaved in rounds so drift hits both alike."""
-    from backends.registry import get_backend
-    from harness.measure import timed_loop, warm_up
-    from model_zoo.inputs import InputLayout
-    from scenario.cases import Case
-    from scenario.skips import backend_options
-
-    case = Case.from_dict(job["case"])
-    hints = job.get("hints", {})
-    rounds, runs = int(job.get("rounds", 20)), int(job.get("runs_per_round", 500))
-    with phase("load model"):
-        session = get_backend(case.backend)().prepare(job["artifact"], backend_options(case), case.batch_size,
-                                                      InputLayout.from_json(hints))
-        feeds = make_feeds(session.inputs, case.batch_size, hints, 0)
-        call = session.bind(feeds)
+    loaded = _load(job, phase)
+    session, call, feeds = loaded.session, loaded.call, loaded.feeds
     with phase("warm-up"):
         warm_up(call, 200, 0.5)
         session.bare_loop(feeds, 200)
     harness_samples: list[int] = []
     bare_samples: list[int] = []
     with phase("measure"):
-        for _ in range(rounds):
-            harness_samples += timed_loop(call, runs, 0.0, 60.0).samples_ns
-            bare_samples += session.bare_loop(feeds, runs)
-    return {"harness_samples_ns": harness_samples, "bare_samples_ns": bare_samples,
-            "backend_info": session.info()}
+        for _ in range(job.rounds):
+            harness_samples += timed_loop(call, job.runs_per_round, 0.0, 60.0).samples_ns
+            bare_samples += session.bare_loop(feeds, job.runs_per_round)
+    return OverheadResult(harness_samples_ns=harness_samples, bare_samples_ns=bare_samples,
+                          backend_info=session.info())
 
 
 # distributions whose versions an A/B side reports: what a library upgrade changes
@@ -315,7 +346,7 @@ SIDE_LIBRARIES = ("numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "
                   "tensorrt", "onnx")
 
 
-def side_environment() -> dict[str, Any]:
+def side_environment() -> SideEnvironment:
     """The interpreter and library versions this worker runs with: an A/B side's environment, as it is (another
     virtualenv's interpreter reports its own)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -324,70 +355,78 @@ def side_environment() -> dict[str, Any]:
     for name in SIDE_LIBRARIES:
         with contextlib.suppress(PackageNotFoundError):
             libraries[name] = version(name)
-    return {"python": sys.executable, "python_version": sys.version.split()[0], "libraries": libraries}
+    return SideEnvironment(python=sys.executable, python_version=sys.version.split()[0], libraries=libraries)
 
 
-def _loaded_side(job: dict[str, Any], phase: _Phases) -> tuple[Any, Any, dict[str, Any]]:
-    """Load, run and warm the case's model: (session, call, facts for the coordinator)."""
-    from harness.measure import warm_up
-
+def _loaded_side(job: ServeJob, phase: _Phases) -> tuple[_Loaded, ReadyReply]:
+    """Load, run and warm the case's model, every stream of it (concurrent): the side and its ready reply."""
     loaded = _load(job, phase)
     finite = loaded.outputs_finite()
     with phase("warm-up"):
-        runs, seconds = warm_up(loaded.call, max(loaded.settings.warmup_runs, 1),
-                                float(job.get("warmup_seconds", loaded.settings.warmup_seconds)))
-    facts = {"init_ns": loaded.init_ns, "outputs_finite": finite, "backend_info": loaded.session.info(),
-             "inference_s": seconds / runs, **loaded.shapes()}
-    return loaded.session, loaded.call, facts
+        loaded.open_streams()
+        seconds = loaded.settings.warmup_seconds if job.warmup_seconds is None else float(job.warmup_seconds)
+        _, _, inference_s = loaded.warm(max(loaded.settings.warmup_runs, 1), seconds)
+    ready = ReadyReply(pid=os.getpid(), init_ns=loaded.init_ns, outputs_finite=finite, backend_info=loaded.info(),
+                       inference_s=inference_s, **loaded.shapes(), mode=loaded.case.mode, streams=len(loaded.calls))
+    return loaded, ready
 
 
-def serve(job: dict[str, Any], phase: _Phases) -> dict[str, Any]:
-    """One side of an A/B comparison (harness.sitting drives it): load and warm the model, say "ready", then run
-    slices of inferences when told, until told to quit.
+def serve(job: ServeJob, phase: _Phases) -> ServeResult:
+    """One side of an A/B comparison or a race (harness.sitting drives it): load and warm the model, say "ready",
+    then run slices of inferences when told, until told to quit.
 
     Commands arrive as JSON lines on stdin; replies go out as JSON lines on the process's original stdout, and
     everything else the process prints (a runtime's banner on fd 1) goes to the log, so it can never corrupt a
-    reply. ``{"run": s}`` times back-to-back inferences for at least s seconds (one at least);
-    ``{"from_ns": t0, "until_ns": t1}`` runs from t0 until the monotonic clock (one clock for all processes) passes
-    t1, with each inference's end time, for the duet; ``{"renew": true}`` replaces the session with a fresh one (a new
-    round where a new process is not wanted); ``{"quit": true}`` ends.
+    reply. The messages are harness.protocol's: ``{"run": s}`` (RunSlice) times inferences for at least s seconds
+    (one at least) in the case's mode, as ``measure`` does: a concurrent case runs all its streams at once and says
+    how many inferences each stream ran; ``{"from_ns": t0, "until_ns": t1}`` (RunUntil) runs from t0 until the
+    monotonic clock (one clock for all processes) passes t1, with each inference's end time, for the duet, which
+    times one stream a side (a concurrent case is refused with an error reply); ``{"renew": true}`` replaces the
+    session(s) with fresh ones (a new round where a new process is not wanted); ``{"quit": true}`` ends.
     """
-    from harness.measure import MAX_REPLY_SAMPLES, timed_loop, until_loop
-
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
 
-    def send(message: dict[str, Any]) -> None:
-        replies.write(json.dumps(message) + "\n")
+    def send(message: Message) -> None:
+        replies.write(json.dumps(message.to_wire()) + "\n")
         replies.flush()
 
-    session, call, facts = _loaded_side(job, phase)
-    send({"ready": True, "pid": os.getpid(), **facts, "environment": side_environment()})
+    loaded, ready = _loaded_side(job, phase)
+    ready.environment = side_environment()
+    send(ready)
     commands = 0
     while line := sys.stdin.readline():
-        command = json.loads(line)
         commands += 1
+        try:
+            command = command_from_wire(json.loads(line))
+        except ValueError:  # answered, or the coordinator would wait for a reply until it calls this worker hung
+            send(ErrorReply(error=f"unknown command {line.strip()[:200]}"))
+            continue
         with phase("measure"):
-            if "run" in command:
-                seconds = float(command["run"])
-                loop = timed_loop(call, 1, seconds, max(10.0, seconds * 100), MAX_REPLY_SAMPLES)
-                send({"samples_ns": loop.samples_ns, "wall_ns": loop.wall_ns})
-            elif "until_ns" in command:
-                samples, ends = until_loop(call, int(command.get("from_ns", 0)), int(command["until_ns"]))
-                send({"samples_ns": samples, "ends_ns": ends})
-            elif command.get("renew"):
-                session.close()
-                session = call = None  # the old session's memory goes before the new one takes its place
-                session, call, facts = _loaded_side(job, phase)
-                send({"ready": True, "pid": os.getpid(), **facts})
-            elif command.get("quit"):
+            if isinstance(command, RunSlice):
+                seconds = float(command.run)
+                loop = loaded.timed(1, seconds, max(10.0, seconds * 100), MAX_REPLY_SAMPLES)
+                send(SliceReply(samples_ns=loop.samples_ns, wall_ns=loop.wall_ns,
+                                per_stream_runs=loop.per_stream_runs if loaded.concurrent else None))
+            elif isinstance(command, RunUntil):
+                if loaded.concurrent:
+                    send(ErrorReply(error=f"a duet times one stream a side and this case is concurrent "
+                                          f"({len(loaded.calls)} streams): compare it with method lockstep"))
+                    continue
+                samples, ends = until_loop(loaded.call, int(command.from_ns), int(command.until_ns))
+                send(UntilReply(samples_ns=samples, ends_ns=ends))
+            elif isinstance(command, Renew):
+                loaded.close()
+                del loaded  # the old sessions' memory goes before the new ones take their place
+                loaded, ready = _loaded_side(job, phase)
+                send(ready)
+            else:
                 break
-            else:  # answered, or the coordinator would wait for a reply until it calls this worker hung
-                send({"error": f"unknown command {line.strip()[:200]}"})
-    return {"commands": commands}
+    return ServeResult(commands=commands)
 
 
-TASKS = {"measure": measure, "overhead": overhead, "reference": reference, "serve": serve}
+TASKS: dict[str, Callable[[Any, _Phases], TaskResult]] = {
+    "measure": measure, "overhead": overhead, "reference": reference, "serve": serve}
 
 
 def main(argv: list[str]) -> int:
@@ -396,17 +435,19 @@ def main(argv: list[str]) -> int:
 
     die_with_parent()
     job_path, result_path = argv
-    job = json.loads(Path(job_path).read_text())
-    result: dict[str, Any] = {"pid": os.getpid(), "entered_at_ns": entered}
+    report = WorkerReport(pid=os.getpid(), entered_at_ns=entered)
     phase = _Phases()
     try:
-        result.update(TASKS[job.get("task", "measure")](job, phase))
-        result["status"] = "ok"
+        try:
+            job = job_from_wire(json.loads(Path(job_path).read_text()))
+        except ValueError as error:  # a job file this version cannot read: said, not a traceback in the log only
+            raise PhaseError("read the job", error, job_path) from error
+        report.result = TASKS[job.TASK](job, phase)
     except PhaseError as error:
         traceback.print_exc()
-        result.update(status="failed", reason=str(error), phase=error.phase)
+        report.reason, report.phase = str(error), error.phase
     tmp = Path(result_path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
+    tmp.write_text(json.dumps(report.to_wire()))
     os.replace(tmp, result_path)  # the parent never sees a half-written result
     sys.stdout.flush()
     return 0

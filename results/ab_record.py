@@ -93,6 +93,9 @@ class AbRecord(_Part):
     backend_label: str
     precision: str
     batch_size: int
+    # what each slice timed: one stream (latency, throughput) or every stream of a concurrent case at once; records
+    # written before the mode was recorded read as latency (their sides were all timed as one stream)
+    mode: str = "latency"
     method: Literal["lockstep", "duet"]
     status: AbStatus
     verdict: AbVerdict | None = None

@@ -285,7 +285,7 @@ def test_a_side_without_its_cases_model_file_is_named_once(tmp_path: Path, tiny_
 
 def test_a_worker_that_exits_0_without_a_result_says_so_in_full(tmp_path: Path, tiny_scenario) -> None:
     """"worker exited with status 0 and no result: " ended on nothing when the log was empty."""
-    from harness.engine import exit_reason
+    from harness.launch import exit_reason
 
     empty, chatty = tmp_path / "empty.log", tmp_path / "chatty.log"
     empty.write_text("")
@@ -310,7 +310,7 @@ def test_the_reason_from_a_huge_worker_log_is_read_from_its_tail(tmp_path: Path)
         handle.truncate(2**30)
         handle.seek(2**30)
         handle.write(b"\nRuntimeError: the last words\n")
-    done = run_limited("from harness.engine import tail_of_log\nlimit_memory()\n"
+    done = run_limited("from harness.launch import tail_of_log\nlimit_memory()\n"
                        f"print(tail_of_log(__import__('pathlib').Path({str(log)!r})))\n",
                        extra_address_space_mb=256)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -17,14 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.engine import exit_reason, worker_env
-from results.store import safe_file_name
-from sysinfo.lifeline import child_env
+from harness.launch import CannotStart, exit_reason, start_worker
 
-# a worker's interpreter pins itself to its cores before it imports anything (numpy's and the runtime's thread
-# pools take the affinity they are born with), then runs the worker as `python -m harness.worker` would
-PINNED_START = ("import os, runpy, sys; os.sched_setaffinity(0, [int(c) for c in sys.argv[1].split(',')]); "
-                "sys.argv = ['harness.worker', *sys.argv[2:]]; runpy.run_module('harness.worker', run_name='__main__')")
 QUIT_GRACE_S = 2.0
 # The longest reply line a side's worker may send: past it the side is broken (an interpreter that writes to stdout
 # without a newline was kept in memory whole, 8 GB in 25 s). The largest legitimate reply is a duet round's: measured
@@ -49,23 +43,12 @@ class SideWorker:
     def __init__(self, side: str, python: str, job: dict[str, Any], work_dir: Path, name: str,
                  cores: list[int] | None = None) -> None:
         self.side, self.python = side, python
-        work_dir.mkdir(parents=True, exist_ok=True)
-        name = safe_file_name(name)
-        job_path, self.result_path = work_dir / f"{name}.job.json", work_dir / f"{name}.result.json"
-        self.log_path = work_dir / f"{name}.log"
-        self.result_path.unlink(missing_ok=True)
-        job_path.write_text(json.dumps({**job, "task": "serve"}))
-        start = [python, "-m", "harness.worker"]
-        if cores:
-            start = [python, "-c", PINNED_START, ",".join(map(str, cores))]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - held for the worker's life, closed in close()
         try:
-            self.process = subprocess.Popen([*start, str(job_path), str(self.result_path)], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=self._log, env=child_env(worker_env()),
-                                            start_new_session=True)
-        except OSError as error:  # a python= that is not an interpreter (a bad shebang, no such file)
-            self._log.close()
-            raise SideFailure(side, f"cannot start {python}: {error.strerror or error}", at_start=True) from None
+            launched = start_worker({**job, "task": "serve"}, work_dir, name, piped=True, python=python, cores=cores)
+        except CannotStart as error:  # a python= that is not an interpreter (a bad shebang, no such file)
+            raise SideFailure(side, f"cannot start {python}: {error.reason}", at_start=True) from None
+        self.process, self.result_path, self.log_path = launched.process, launched.result_path, launched.log_path
+        self._log = launched.log
         self._buffer = b""
         self.started = False
 
