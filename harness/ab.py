@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.engine import Engine
+from harness.protocol import ReadyReply
 from harness.sitting.channel import SideFailure
 from harness.sitting.methods import METHODS, duet_cores
 from harness.sitting.rounds import Refused, Sitting, log_ratio
@@ -151,6 +152,9 @@ class AbComparison:
                 raise Refused(*self.refusal)
             if isinstance(self.cores, str):
                 raise Refused(None, self.cores)
+            if self.settings.method == "duet" and self.cases["base"].mode == "concurrent":
+                raise Refused(None, "a duet times one stream a side and this case is concurrent: compare it with "
+                                    "method lockstep")
             sitting = self.sitting = Sitting(
                 self.cases, self.artifacts, {side: self.sides[side].interpreter for side in SIDES}, self.settings,
                 self.work_dir, self.name, self.rng, self.progress, self.cores)
@@ -228,11 +232,11 @@ class AbComparison:
             return info
         tally = self.sitting.tally[side]
         ready = tally.first_ready
-        if ready:
-            environment = ready.get("environment") or {}
-            info.python, info.python_version = environment.get("python"), environment.get("python_version")
-            info.libraries = environment.get("libraries") or {}
-            info.backend_info, info.inputs = ready.get("backend_info") or {}, ready.get("inputs") or []
+        if ready is not None:
+            if ready.environment is not None:
+                info.python, info.python_version = ready.environment.python, ready.environment.python_version
+                info.libraries = ready.environment.libraries
+            info.backend_info, info.inputs = ready.backend_info, ready.inputs
         info.median_ms, info.geomean_ms = tally.figures()
         info.slices, info.inferences = len(tally.slice_medians), tally.inferences
         info.startup_s = tally.startup_s
@@ -268,19 +272,18 @@ class AbComparison:
                                   f"{len(self.rounds)} of the {self.settings.min_rounds} rounds wanted)")
 
 
-def _refuse_mismatch(ready: dict[str, dict[str, Any]]) -> None:
+def _refuse_mismatch(ready: dict[str, ReadyReply]) -> None:
     """Refuse sides that do not measure the same work (checked on the first pair, before any slice)."""
     base, new = ready["base"], ready["new"]
-    if base.get("inputs") != new.get("inputs"):
+    if base.inputs != new.inputs:
         raise Refused(None, f"they feed different inputs (base: {_shapes(base)}; new: {_shapes(new)})")
     for side in SIDES:
-        if not ready[side].get("outputs_finite", True):
+        if not ready[side].outputs_finite:
             raise Refused(side, f"the {side} side's model produces NaN or infinite outputs")
 
 
-def _shapes(ready: dict[str, Any]) -> str:
-    inputs = ready.get("inputs") or []
-    return ", ".join(f"{i['name']} {tuple(i['shape'])} {i['dtype']}" for i in inputs) or "none"
+def _shapes(ready: ReadyReply) -> str:
+    return ", ".join(f"{i['name']} {tuple(i['shape'])} {i['dtype']}" for i in ready.inputs) or "none"
 
 
 class AbRun:

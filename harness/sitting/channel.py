@@ -18,6 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.launch import CannotStart, exit_reason, start_worker
+from harness.protocol import (
+    ErrorReply,
+    Quit,
+    ReadyReply,
+    ServeCommand,
+    ServeJob,
+    ServeReply,
+    WorkerReport,
+    reply_from_wire,
+)
 
 QUIT_GRACE_S = 2.0
 # The longest reply line a side's worker may send: past it the side is broken (an interpreter that writes to stdout
@@ -40,11 +50,12 @@ class SideFailure(Exception):
 class SideWorker:
     """One side's worker process and its command channel (JSON lines on stdin and stdout)."""
 
-    def __init__(self, side: str, python: str, job: dict[str, Any], work_dir: Path, name: str,
+    def __init__(self, side: str, python: str, job: ServeJob | dict[str, Any], work_dir: Path, name: str,
                  cores: list[int] | None = None) -> None:
         self.side, self.python = side, python
         try:
-            launched = start_worker({**job, "task": "serve"}, work_dir, name, piped=True, python=python, cores=cores)
+            wire = job.to_wire() if isinstance(job, ServeJob) else {**job, "task": "serve"}
+            launched = start_worker(wire, work_dir, name, piped=True, python=python, cores=cores)
         except CannotStart as error:  # a python= that is not an interpreter (a bad shebang, no such file)
             raise SideFailure(side, f"cannot start {python}: {error.reason}", at_start=True) from None
         self.process, self.result_path, self.log_path = launched.process, launched.result_path, launched.log_path
@@ -52,15 +63,15 @@ class SideWorker:
         self._buffer = b""
         self.started = False
 
-    def send(self, command: dict[str, Any]) -> None:
+    def send(self, command: ServeCommand) -> None:
         try:
             assert self.process.stdin is not None
-            self.process.stdin.write((json.dumps(command) + "\n").encode())
+            self.process.stdin.write((json.dumps(command.to_wire()) + "\n").encode())
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             raise SideFailure(self.side, self._why_gone(), not self.started) from None
 
-    def receive(self, timeout_s: float, cap_at: float | None = None) -> dict[str, Any]:
+    def receive(self, timeout_s: float, cap_at: float | None = None) -> ServeReply:
         """The next reply; a hang past ``timeout_s`` or an exit becomes a SideFailure with the reason. No reply by
         ``cap_at`` (a perf_counter time: the case's time cap) kills the worker and raises TimeUp: nobody's fault."""
         assert self.process.stdout is not None
@@ -96,18 +107,18 @@ class SideWorker:
         data = b"".join(chunks)
         line, self._buffer = data[:end], data[end + 1:]
         try:
-            reply = json.loads(line)
-        except ValueError:
+            reply = reply_from_wire(json.loads(line))
+        except ValueError:  # not JSON, or JSON that is no reply (ProtocolError is a ValueError)
             reply = None
-        if not isinstance(reply, dict):  # a wrapper script or a sitecustomize that prints to stdout
+        if reply is None:  # a wrapper script or a sitecustomize that prints to stdout
             self.kill()
             shown = line[:200].decode(errors="replace")
             raise SideFailure(self.side, f"worker sent {shown!r} instead of a reply (does {self.side}'s python print "
                               f"at start-up?); log: {self.log_path}", not self.started)
-        if reply.get("ready"):
+        if isinstance(reply, ReadyReply):
             self.started = True
-        elif "error" in reply:
-            raise SideFailure(self.side, f"worker refused a command: {reply['error']}", not self.started)
+        elif isinstance(reply, ErrorReply):
+            raise SideFailure(self.side, f"worker refused a command: {reply.error}", not self.started)
         return reply
 
     def _overlong(self) -> SideFailure:
@@ -117,7 +128,7 @@ class SideWorker:
                            f"(a reply is one JSON line: does the {self.side} side's python={self.python} print to "
                            f"stdout?); log: {self.log_path}", not self.started)
 
-    def ask(self, command: dict[str, Any], timeout_s: float, cap_at: float | None = None) -> dict[str, Any]:
+    def ask(self, command: ServeCommand, timeout_s: float, cap_at: float | None = None) -> ServeReply:
         self.send(command)
         return self.receive(timeout_s, cap_at)
 
@@ -129,11 +140,11 @@ class SideWorker:
             self.kill()
         code = self.process.returncode
         try:
-            result = json.loads(self.result_path.read_text())
-        except (OSError, ValueError):
-            result = {}
-        if result.get("status") == "failed":
-            return f"{result.get('reason')} (log: {self.log_path})"
+            report: WorkerReport | None = WorkerReport.from_wire(json.loads(self.result_path.read_text()), "serve")
+        except (OSError, ValueError):  # no result file, or one that is not a worker's report
+            report = None
+        if report is not None and not report.ok:
+            return f"{report.reason} (log: {self.log_path})"
         return exit_reason(code, self.log_path)
 
     def kill(self) -> None:
@@ -146,7 +157,7 @@ class SideWorker:
         """Ask the worker to quit; kill it if it does not within a moment (or at once if it is stuck)."""
         if self.process.poll() is None:
             try:
-                self.send({"quit": True})
+                self.send(Quit())
                 self.process.wait(timeout=QUIT_GRACE_S)
             except (SideFailure, subprocess.TimeoutExpired):
                 pass

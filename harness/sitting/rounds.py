@@ -28,10 +28,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
+from harness.protocol import ReadyReply, Renew, RunSlice, RunUntil, ServeJob, ServeReply, SliceReply, UntilReply
 from harness.sitting.channel import SideFailure, SideWorker, TimeUp
 from harness.sitting.methods import block_orders
 from scenario.cases import Case
@@ -40,6 +41,7 @@ from scenario.cases import Case
 # time cap, is a side that stalled, not noise: a CPU's speed swings ~2.5x on a shared VM, a hiccup lasts < 1 s;
 # a start-up (a new worker, or a renewed session) this many times the slowest before: start-ups vary less
 STALL_FACTOR, START_STALL_FACTOR, STALL_FLOOR_S = 20.0, 5.0, 1.0
+ReplyT = TypeVar("ReplyT", ReadyReply, SliceReply, UntilReply)
 
 
 class Timing(Protocol):
@@ -67,7 +69,7 @@ class Block:
 class SideTally:
     """What a side has done so far in one sitting."""
 
-    first_ready: dict[str, Any] | None = None
+    first_ready: ReadyReply | None = None
     slice_medians: list[float] = field(default_factory=list)
     inferences: int = 0
     startup_s: float = 0.0
@@ -140,7 +142,7 @@ class Sitting:
         next_round = float(max(lengths[1:] if len(lengths) > 1 else lengths)) + self.slowest_close_s
         return now - self.started + next_round <= self.timing.max_seconds
 
-    def round(self, sides: list[str], check: Callable[[dict[str, dict[str, Any]]], None] | None = None
+    def round(self, sides: list[str], check: Callable[[dict[str, ReadyReply]], None] | None = None
               ) -> list[Block] | None:
         """One round of ``sides``: fresh workers or sessions, then their blocks. None when the time cap came
         inside it (the round is dropped: ``given_up`` says why, ``stalled`` names a side that stalled). ``check``
@@ -150,7 +152,7 @@ class Sitting:
         try:
             self._fresh(sides)
             if self.rounds_done == 0 and check is not None:
-                check({side: self.tally[side].first_ready or {} for side in sides})
+                check({side: ready for side in sides if (ready := self.tally[side].first_ready) is not None})
             began = time.perf_counter()
             blocks = self._duet_round(sides) if self.timing.method == "duet" else self._lockstep_round(sides)
             self.measured_s += time.perf_counter() - began
@@ -188,22 +190,22 @@ class Sitting:
             self.slowest_close_s = max(self.slowest_close_s, time.perf_counter() - closing)
         if renewing and self.workers:
             for side in sides:
-                self.workers[side].send({"renew": True})
+                self.workers[side].send(Renew())
         else:
             self.round_cores = self._duet_round_cores(sides)
-            job = {"warmup_seconds": self.timing.warmup_seconds}
             # all spawned before any is waited for, so their start-ups overlap; in random order, so that no side is
             # always the process that started last
             for index in self.rng.permutation(len(sides)):
                 side = sides[index]
                 case = self.cases[side]
-                self.workers[side] = SideWorker(side, self.interpreters[side], {
-                    **job, "case": case.to_dict(), "artifact": self.artifacts[side],
-                    "hints": case.model.input_hints()}, self.work_dir, f"{self.name}-r{self.rounds_done}-{side}",
-                    self.round_cores and self.round_cores[side])
+                job = ServeJob(case=case.to_dict(), artifact=self.artifacts[side], hints=case.model.input_hints(),
+                               warmup_seconds=self.timing.warmup_seconds)
+                self.workers[side] = SideWorker(side, self.interpreters[side], job, self.work_dir,
+                                                f"{self.name}-r{self.rounds_done}-{side}",
+                                                self.round_cores and self.round_cores[side])
         for side in sides:
             try:
-                reply = self.workers[side].receive(self.timeout_s, self._cap_at())
+                reply = self._expect(side, ReadyReply, self.workers[side].receive(self.timeout_s, self._cap_at()))
             except TimeUp:  # silent since the workers were asked for, on the clock the start-ups before were timed by
                 raise TimeUp(side, time.perf_counter() - began, starting=True) from None
             tally = self.tally[side]
@@ -211,7 +213,7 @@ class Sitting:
             if tally.first_ready is None:
                 tally.first_ready = reply
             # a slice (or a duet round) lasts at least one inference: the replies' timeouts allow for it
-            self._saw(side, float(reply.get("inference_s") or 0.0), "an inference (the warm-up's mean)")
+            self._saw(side, reply.inference_s, "an inference (the warm-up's mean)")
         self.start_lengths.append(time.perf_counter() - began)
 
     def _duet_round_cores(self, sides: list[str]) -> dict[str, list[int]] | None:
@@ -242,7 +244,8 @@ class Sitting:
             medians = {}
             for side in order:
                 began = time.perf_counter()
-                samples = self.workers[side].ask({"run": slice_s}, self._slice_timeout(), cap_at)["samples_ns"]
+                reply = self.workers[side].ask(RunSlice(run=slice_s), self._slice_timeout(), cap_at)
+                samples = self._expect(side, SliceReply, reply).samples_ns
                 self._saw(side, time.perf_counter() - began)
                 medians[side] = self._count(side, samples)
             blocks.append(Block(at_s=at, medians=medians, order=list(order)))
@@ -253,12 +256,13 @@ class Sitting:
         start = time.perf_counter_ns() + 20_000_000  # all told before any starts
         end = start + int(self.timing.round_seconds * 1e9)
         for side in sides:
-            self.workers[side].send({"from_ns": start, "until_ns": end})
+            self.workers[side].send(RunUntil(from_ns=start, until_ns=end))
         timeout = self.timing.round_seconds + self._slice_timeout()
-        replies = {side: self.workers[side].receive(timeout, self._cap_at()) for side in sides}
+        replies = {side: self._expect(side, UntilReply, self.workers[side].receive(timeout, self._cap_at()))
+                   for side in sides}
         windows: dict[str, dict[int, list[int]]] = {side: {} for side in sides}
         for side, reply in replies.items():
-            for sample, ended in zip(reply["samples_ns"], reply["ends_ns"], strict=True):
+            for sample, ended in zip(reply.samples_ns, reply.ends_ns, strict=True):
                 if start <= ended <= end:
                     windows[side].setdefault((ended - start) // window_ns, []).append(sample)
         shared = set.intersection(*(set(windows[side]) for side in sides))
@@ -270,6 +274,14 @@ class Sitting:
             raise Refused(None, "no time window held an inference of both sides: a round is shorter than an "
                                 "inference (raise ab.round_seconds or ab.slice_ms)")
         return blocks
+
+    def _expect(self, side: str, kind: type[ReplyT], reply: ServeReply) -> ReplyT:
+        """The reply, if it is the kind the command asks for; a worker that answers out of turn is broken."""
+        if not isinstance(reply, kind):
+            self.workers[side].kill()
+            raise SideFailure(side, f"worker answered {reply.WHAT} where {kind.WHAT} was due (a protocol error); "
+                              f"log: {self.workers[side].log_path}")
+        return reply
 
     def _count(self, side: str, samples_ns: list[int]) -> float:
         tally = self.tally[side]
