@@ -42,7 +42,16 @@ from harness.sitting.rounds import Sitting
 from results.baseline import Baseline, group_key, resolve_baselines
 from results.paired import CONFIDENCE, ab_verdict
 from results.race_record import PairFigures, RaceEntry, RaceRecord, RaceRound
-from results.race_stats import RacePlan, Round, is_look, judge_look, pair_estimate, race_outcome, recommend
+from results.race_stats import (
+    RacePlan,
+    Round,
+    is_look,
+    judge_look,
+    pair_estimate,
+    race_outcome,
+    recommend,
+    round_log_ratio,
+)
 from results.record import Record
 from scenario.cases import Case, compression_label
 from scenario.defaults import RACE_DEFAULTS
@@ -93,6 +102,7 @@ class _Contender:
     record: Record
     case: Case
     artifact: str
+    gross: str | None = None  # far slower than the fastest by the cases' own p50s: out after the first round if so
 
 
 class GroupRace:
@@ -173,11 +183,9 @@ class GroupRace:
         contenders = []
         for record in possible:
             entry = entries[entry_name(record)]
-            if not entry.is_baseline and (why := self._gross(record, fastest)):
-                entry.status, entry.reason = "excluded", why
-                continue
+            gross = None if entry.is_baseline else self._gross(record, fastest)
             contenders.append(_Contender(entry.name, record, self.cases[record.case_id],
-                                         self.artifacts[record.case_id]))
+                                         self.artifacts[record.case_id], gross))
         contenders.sort(key=lambda c: not entries[c.name].is_baseline)  # stable: the run's order otherwise
         return contenders
 
@@ -188,10 +196,33 @@ class GroupRace:
         if not p50 or not best or mine is None or theirs is None or record is fastest:
             return None
         if p50 > self.settings.gross_factor * best and mine.low > theirs.high:
-            return (f"slower (sequential, far outside the noise): p50 {p50:.4g} ms, {p50 / best:.2f}× the fastest's "
-                    f"({entry_name(fastest)}, {best:.4g} ms; in-run intervals apart, over the "
-                    f"{self.settings.gross_factor:g}× that machines like this one swing by at most)")
+            return (f"p50 {p50:.4g} ms, {p50 / best:.2f}× the fastest's ({entry_name(fastest)}, {best:.4g} ms; "
+                    f"in-run intervals apart)")
         return None
+
+    def _exclude_gross(self, racing: list[_Contender], alive: list[str], first: Round,
+                       entries: dict[str, RaceEntry]) -> list[str]:
+        """After the first round: a configuration far slower by its own p50 that is also over ``gross_factor``
+        × the round's fastest in this sitting leaves the race ("slower, far outside the noise"); one that is not
+        (its own run was hit by a burst of load) races on. Both measures must agree, so that neither a load burst
+        during a case nor one odd round excludes anything. The alive ones that stay are returned."""
+        fastest = min(alive, key=lambda name: round_log_ratio(first, name, alive[0]))
+        factor = self.settings.gross_factor
+        stay = []
+        for contender in racing:
+            name = contender.name
+            if name not in alive:
+                continue
+            ratio = math.exp(round_log_ratio(first, name, fastest))
+            if contender.gross is not None and name != fastest and ratio > factor:
+                entries[name].status = "excluded"
+                entries[name].reason = (f"slower, far outside the noise: {contender.gross}, and {ratio:.2f}× "
+                                        f"{fastest} in the race's first round, both over the {factor:g}× that "
+                                        "machines like this one swing by at most")
+                entries[name].eliminated_after = 1
+            else:
+                stay.append(name)
+        return stay
 
     # -- the race ----------------------------------------------------------------------------------------
     def _race(self, contenders: list[_Contender], entries: dict[str, RaceEntry], record: RaceRecord) -> None:
@@ -205,8 +236,7 @@ class GroupRace:
         record.heats = len(heats) if heats else 1
         if not heats:
             heats = [contenders]
-        plan = self.settings.plan
-        record.min_rounds = plan.schedule(len(heats[0]))[0]
+        self.first_look = 0
         leader: list[_Contender] = []
         deadline = time.perf_counter() + self.settings.max_seconds
         for number, heat in enumerate(heats):
@@ -221,6 +251,7 @@ class GroupRace:
             outcome, why, survivors, looks = self._heat(racing, entries, replace(self.settings, max_seconds=budget),
                                                         number)
             record.looks += looks
+            record.min_rounds = record.min_rounds or self.first_look
             record.outcome, record.reason = outcome, why  # the last heat's word is the race's
             leader = [c for c in racing if c.name == survivors[0]] if survivors else []
             record.tied = survivors if outcome in ("tie", "cannot tell") else []
@@ -247,6 +278,7 @@ class GroupRace:
         plan = settings.plan
         names = [c.name for c in racing]
         schedule = plan.schedule(len(names))
+        self.first_look = schedule[0]
         sitting = Sitting({c.name: c.case for c in racing}, {c.name: c.artifact for c in racing},
                           dict.fromkeys(names, sys.executable), settings, self.work_dir,
                           f"race-{self.label.replace(' ', '-')}" + (f"-h{number}" if number else ""), self.rng,
@@ -279,6 +311,16 @@ class GroupRace:
                                            orders=[b.order or [] for b in blocks])
                     self.rounds.append(race_round)
                     rounds.append(race_round.slices)
+                    if len(rounds) == 1 and any(c.gross for c in racing):
+                        alive = self._exclude_gross(racing, alive, race_round.slices, entries)
+                        race_round.eliminated = sorted(set(race_round.slices) - set(alive))
+                        if len(alive) < 2:
+                            survivors = list(alive)
+                            outcome, why = "winner", (f"{alive[0]} is the last one left: the others are slower far "
+                                                      "outside the noise (their own p50s and the first round agree)")
+                            break
+                        schedule = plan.schedule(len(alive))  # fewer comparisons: Holm's family is smaller
+                        self.first_look = schedule[0]
                 if not is_look(len(rounds), schedule, len(looks_taken), time_up):
                     if time_up:  # no look left, or too few rounds to judge: the last look's word stands
                         if len(looks_taken) == 0:

@@ -40,8 +40,9 @@ AB_DEFAULTS: dict[str, str | int | float] = {
     "seed": 0,
 }
 # A run's races (scenario.schema.RaceSpec, harness.race.RaceSettings): each group's passing configurations in one
-# sitting. Fresh sessions, not workers, each round: a spawn costs a second or more per configuration on 2 cores,
-# which a 45 s race of four cannot afford; the A/A benchmark (benchmarks/race.py) checks that sessions suffice.
+# sitting. Fresh workers each round, as ab: with fresh sessions in the same workers an identical copy of a
+# configuration stayed 11 % slower for ten rounds running under load (benchmarks/race.py), a bias of the process
+# that only a new process draws again.
 RACE_DEFAULTS: dict[str, str | int | float] = {
     "threshold": 0.05,
     "alpha": 0.01,  # family-wise: over all looks and all comparisons of one race
@@ -50,7 +51,7 @@ RACE_DEFAULTS: dict[str, str | int | float] = {
     "max_rounds": 100,
     "round_seconds": 1.0,  # measured time of a round, all configurations together
     "slice_ms": 50.0,
-    "fresh": "session",
+    "fresh": "worker",
     # a configuration whose own p50 is over this factor times the fastest's, their in-run intervals apart, is
     # slower beyond any doubt: the speed of this kind of machine moves by 5-23 % between runs (README), so 1.5x
     # is twice the largest swing measured; it stays out of the race, read "slower (sequential)"
