@@ -231,8 +231,8 @@ class GroupRace:
             record.outcome, record.reason = outcome, why  # the last heat's word is the race's
             leader = [c for c in racing if c.name == survivors[0]] if survivors else []
             record.tied = survivors if outcome in ("tie", "cannot tell") else []
-            if outcome == "winner":
-                record.winner = survivors[0]
+            # a later heat's word replaces an earlier heat's winner: the leader it carried may not have won again
+            record.winner = survivors[0] if outcome == "winner" else None
         if record.outcome is None:
             record.outcome, record.reason = "cannot tell", record.reason or "no round could be finished in time"
 
