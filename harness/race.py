@@ -276,6 +276,8 @@ class GroupRace:
                         entries[failure.side].status = "not raced"
                         entries[failure.side].reason = f"its worker failed in the race: {failure}"
                         alive.remove(failure.side)
+                        if failure.side in survivors:  # never tied, recommended or carried on: it did not race on
+                            survivors.remove(failure.side)
                         if len(alive) < 2:
                             survivors = list(alive)
                             outcome = "winner" if alive else "cannot tell"
