@@ -19,8 +19,9 @@ they slow whichever configuration computes next (measured with `ab`: ~40 % on 2 
 runs ONNX Runtime sessions with more than one thread without spinning, and records it (``race_options``).
 
 A group whose sessions cannot all be held in memory at once (their cases' peak RSS against ``memory_mb``, by
-default 80 % of what is available) races in heats: each heat holds the baseline and the current leader beside
-as many others as fit.
+default 80 % of what is available) races in heats: each heat holds the baseline and the survivors so far (the
+leader first) beside as many others as fit; a heat that ends undecided carries all its survivors on, even where
+that holds more sessions than planned, so that a winner is only ever the last one left.
 """
 
 from __future__ import annotations
@@ -253,10 +254,12 @@ class GroupRace:
             record.looks += looks
             record.min_rounds = record.min_rounds or self.first_look
             record.outcome, record.reason = outcome, why  # the last heat's word is the race's
-            leader = [c for c in racing if c.name == survivors[0]] if survivors else []
+            # every survivor goes on, the best first: one left behind undecided (tied with the leader, or not yet
+            # told apart) would be missing from the last heat, whose "winner" would then not be the last one left
+            leader = [c for name in survivors for c in racing if c.name == name]
             record.tied = survivors if outcome in ("tie", "cannot tell") else []
-            if outcome == "winner":
-                record.winner = survivors[0]
+            # a later heat's word replaces an earlier heat's winner: the leader it carried may not have won again
+            record.winner = survivors[0] if outcome == "winner" else None
         if record.outcome is None:
             record.outcome, record.reason = "cannot tell", record.reason or "no round could be finished in time"
 
@@ -298,6 +301,8 @@ class GroupRace:
                         entries[failure.side].status = "not raced"
                         entries[failure.side].reason = f"its worker failed in the race: {failure}"
                         alive.remove(failure.side)
+                        if failure.side in survivors:  # never tied, recommended or carried on: it did not race on
+                            survivors.remove(failure.side)
                         if len(alive) < 2:
                             survivors = list(alive)
                             outcome = "winner" if alive else "cannot tell"

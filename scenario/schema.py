@@ -6,10 +6,20 @@ scenario into cases `scenario.expand`'s.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from model_zoo.requests import PRECISIONS, parse_compression
 from scenario.defaults import (
@@ -301,7 +311,23 @@ def race_switch(value: Any) -> Any:
     return value
 
 
-RaceField = Annotated[RaceSpec | Literal[False], BeforeValidator(race_switch)]
+def _race_or_off(value: Any, handler: ValidatorFunctionWrapHandler) -> RaceSpec | Literal[False]:
+    """False for a switch that turns races off, else the value validated as a RaceSpec by itself. Not a union of
+    the two: pydantic reports a union's every member (a bad key came out as two errors, neither with a "did you
+    mean"); here the block's own errors come back at their keys."""
+    value = race_switch(value)
+    if value is False:
+        return False
+    if value is not True and not isinstance(value, dict | RaceSpec):
+        raise ValueError(f"a race block ({{threshold: 5%, max_seconds: 45}}), true, or false/off to turn races "
+                         f"off, not {value!r}")
+    return handler(value)  # type: ignore[no-any-return]
+
+
+if TYPE_CHECKING:
+    RaceField = RaceSpec | Literal[False]
+else:
+    RaceField = Annotated[RaceSpec, WrapValidator(_race_or_off)]
 
 
 class Scenario(BaseModel):

@@ -149,11 +149,13 @@ class Sitting:
         sees every side's ready reply in the first round, before any slice (it raises Refused to stop)."""
         self.round_starts.append(time.perf_counter())
         mark = self._mark()
+        in_slices = False
         try:
             self._fresh(sides)
             if self.rounds_done == 0 and check is not None:
                 check({side: ready for side in sides if (ready := self.tally[side].first_ready) is not None})
             began = time.perf_counter()
+            in_slices = self.timing.method != "duet"  # a duet's failure can leave the other's reply unread
             blocks = self._duet_round(sides) if self.timing.method == "duet" else self._lockstep_round(sides)
             self.measured_s += time.perf_counter() - began
         except TimeUp as time_up:
@@ -161,7 +163,10 @@ class Sitting:
             return None
         except SideFailure as failure:  # its slices go (the record's figures are whole rounds'), then the failure
             self._roll_back(mark)
-            self.close([failure.side])
+            # in lock-step slices the others have answered every command; a failure while the workers started (or
+            # renewed) leaves the later ones' "ready" unread, which the next round would take for its own and then
+            # read the next reply as a slice's: they are closed too, and the next round starts them afresh
+            self.close([failure.side] if in_slices else None)
             raise
         self.rounds_done += 1
         return blocks
