@@ -52,8 +52,10 @@ def doors(pytester: pytest.Pytester) -> Path:
 def test_one_item_per_case_with_the_stable_id(pytester, doors):
     result = pytester.runpytest("--collect-only", "-q", *QUIET, str(doors))
     assert result.ret == 0
-    assert collected_ids(result) == [case.case_id for case in expand(load_scenario(doors))]
-    assert len(collected_ids(result)) == 2 * 2 * 2
+    ids = collected_ids(result)
+    # each case, then one race item per (model, batch size, mode) group of two or more cases
+    assert ids == [case.case_id for case in expand(load_scenario(doors))] + ["race-digits_cnn-b1", "race-corrupt-b1"]
+    assert len(ids) == 2 * 2 * 2 + 2
 
 
 @pytest.mark.parametrize(("marker", "expected"), [
@@ -82,7 +84,7 @@ def test_k_selection_runs_only_the_selected_cases(pytester, doors):
     out = pytester.path / "run"
     result = pytester.runpytest(*QUIET, str(doors), "-k", "onnxruntime and b1 and not corrupt",
                                 "--accelbench-out", str(out))
-    result.assert_outcomes(passed=2, deselected=6)
+    result.assert_outcomes(passed=2, deselected=8)  # and both groups' race items: a race is of a whole group
     records = read_jsonl(out / "results.jsonl")
     assert {r["case_id"]: r["status"] for r in records} == {
         "digits_cnn-fp32-b1-onnxruntime_cpu": "passed", "digits_cnn-fp16-b1-onnxruntime_cpu": "passed"}
@@ -163,7 +165,8 @@ def test_pytest_output_skips_failures_and_summary(both_doors):
     for case_id in PASSED | FAILED:
         assert case_id in summary
     assert "4 passed, 2 failed, 2 skipped" in summary
-    assert "2 failed, 4 passed, 2 skipped" in lines[-1]
+    # pytest's count has the groups' race items too: digits_cnn's raced, corrupt's had one case that passed
+    assert "2 failed, 5 passed, 3 skipped" in lines[-1]
 
 
 @pytest.mark.e2e

@@ -174,24 +174,24 @@ def test_a_serve_worker_times_every_stream_of_a_concurrent_case(tmp_path: Path) 
                 backend_options={"threads": 1}, precision="fp32", batch_size=1, mode="concurrent",
                 measure=MeasureSpec(warmup_runs=2, warmup_seconds=0.0, streams=3).model_dump())
     job = ServeJob(case=case.to_dict(), artifact=str(model), hints=case.model.input_hints(), warmup_seconds=0.0)
-    worker = SideWorker("base", sys.executable, job.to_wire(), tmp_path, "concurrent")
+    worker = SideWorker("base", sys.executable, job, tmp_path, "concurrent")
     try:
-        ready = reply_from_wire(worker.receive(timeout_s=120))
+        ready = worker.receive(timeout_s=120)
         assert isinstance(ready, ReadyReply) and (ready.mode, ready.streams) == ("concurrent", 3)
         assert ready.backend_info["streams"] == ready.backend_info["sessions"] == 3
         assert ready.environment is not None and ready.environment.python == sys.executable
         for _ in range(5):  # a stream's thread may be scheduled late on a loaded machine: a few slices, not one
-            reply = reply_from_wire(worker.ask(RunSlice(run=0.2).to_wire(), timeout_s=60))
+            reply = worker.ask(RunSlice(run=0.2), timeout_s=60)
             assert isinstance(reply, SliceReply) and reply.per_stream_runs is not None
             assert len(reply.per_stream_runs) == 3 and sum(reply.per_stream_runs) == len(reply.samples_ns)
             if all(reply.per_stream_runs):
                 break
         assert all(reply.per_stream_runs), reply.per_stream_runs
-        renewed = reply_from_wire(worker.ask(Renew().to_wire(), timeout_s=120))
+        renewed = worker.ask(Renew(), timeout_s=120)
         assert isinstance(renewed, ReadyReply) and renewed.streams == 3 and renewed.environment is None
         with pytest.raises(SideFailure, match=r"worker refused a command: a duet times one stream a side and this "
                                               r"case is concurrent \(3 streams\): compare it with method lockstep"):
-            worker.ask(RunUntil(from_ns=0, until_ns=1).to_wire(), timeout_s=60)
+            worker.ask(RunUntil(from_ns=0, until_ns=1), timeout_s=60)
     finally:
         worker.close()
 
