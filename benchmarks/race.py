@@ -229,6 +229,7 @@ def summarise(results: list[RunResult], parent: Path) -> None:
             "c_out_at_min_rounds_or_up_front": sum(r.c_out_early for r in results),
             "c_excluded_up_front": sum(r.status("C") == "excluded" for r in results),
             "b_eliminated": sum(r.status("B") == "eliminated" for r in results),
+            "b_excluded_up_front": sum(r.status("B") == "excluded" for r in results),
             "b_eliminated_after_rounds": sorted(e.eliminated_after for r in results
                                                 if (e := r.entry("B")) and e.eliminated_after is not None),
             "b_ratio_vs_a_median": statistics.median(b_ratios) if b_ratios else None,
@@ -248,6 +249,9 @@ def summarise(results: list[RunResult], parent: Path) -> None:
             "a2_ratio_vs_a_range": [min(seq["A2"]), max(seq["A2"])] if seq["A2"] else None,
         },
     }
+    loads = _loads(parent)
+    if loads:
+        summary["loadavg_1min_before_runs"] = {"median": statistics.median(loads), "max": max(loads)}
     print(json.dumps(summary, indent=2))
     race, sequential = summary["race"], summary["sequential"]
     print(f"race ({total} runs): A and A2 set apart {share(race['a_a2_set_apart'], total)} (goal: none); "
@@ -259,6 +263,14 @@ def summarise(results: list[RunResult], parent: Path) -> None:
     print(f"sequential p50s, same runs: B or C fastest {share(sequential['b_or_c_fastest'], total)}; A2 >= 5 % "
           f"faster than A {share(sequential['a2_5pct_faster_than_a'], total)}; A >= 5 % faster than A2 "
           f"{share(sequential['a_5pct_faster_than_a2'], total)}")
+
+
+def _loads(parent: Path) -> list[float]:
+    """The 1-minute load average before each run (context: a busy machine moves both methods' figures)."""
+    try:
+        return [float(json.loads(line)["loadavg"][0]) for line in (parent / "load.jsonl").read_text().splitlines()]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return []
 
 
 def main() -> None:
@@ -293,6 +305,8 @@ def main() -> None:
             folder = parent / f"run-{index:03d}"
             result = load_result(folder) if folder.exists() else None
             if result is None:
+                with open(parent / "load.jsonl", "a") as handle:  # the machine's load before each run: context
+                    handle.write(json.dumps({"run": folder.name, "loadavg": os.getloadavg()}) + "\n")
                 result = measure_run(folder, scenario_file, args.verbose)
             results.append(result)
             print(run_line(index, args.runs, result), flush=True)
