@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
 import time
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from harness.evaluation import describe_reference, is_reference, load_arrays, match_order, reference_case
 from harness.fidelity import (
@@ -31,8 +28,8 @@ from harness.fidelity import (
     top1_accuracy,
     uninformative_reference,
 )
-from harness.launch import exit_reason, start_worker, tail_of_log, worker_env
-from harness.protocol import MeasureJob, MeasureResult, ReferenceJob, ReferenceResult, WorkerJob, WorkerReport
+from harness.launch import WorkerOutcome, run_worker, tail_of_log, worker_env
+from harness.protocol import MeasureJob, MeasureResult, ReferenceJob, ReferenceResult
 from model_zoo import targets
 from model_zoo.artifacts import artifact_meta, lookup, request_to_json
 from results.record import Accuracy, Record, WorkerInfo
@@ -49,65 +46,6 @@ from sysinfo.lifeline import child_env
 # in a batch of twenty does not time out the other nineteen.
 BUILD_TIMEOUT_S = float(os.environ.get("ACCELBENCH_BUILD_TIMEOUT", 3600))
 BUILD_SEARCH_ALLOWANCE_S = max(targets.FP16_SEARCH_SECONDS, targets.INT8_SEARCH_SECONDS) + 60
-
-
-@dataclass
-class WorkerOutcome:
-    report: WorkerReport | None
-    reason: str | None
-    wall_ms: float
-    spawned_at_ns: int
-    exit_code: int | None
-    log: Path
-
-
-def _watch(process: subprocess.Popen, deadline: float, timeout_s: float, memory_limit_mb: int | None) -> str | None:
-    """Wait for the worker; the reason it had to be killed (timeout, memory), or None if it ended by itself."""
-    try:
-        watched = psutil.Process(process.pid)
-    except psutil.Error:  # already gone: wait() below collects its status
-        watched = None
-    while True:
-        try:
-            process.wait(timeout=0.1)
-            return None
-        except subprocess.TimeoutExpired:
-            pass
-        if time.perf_counter() > deadline:
-            return f"timed out after {timeout_s:g} s (measure.timeout_s) and was killed"
-        if memory_limit_mb is not None and watched is not None:
-            try:
-                rss_mb = watched.memory_info().rss / 2**20
-            except psutil.Error:
-                continue
-            if rss_mb > memory_limit_mb:
-                return (f"ran out of memory: RSS {rss_mb:.0f} MB passed measure.memory_limit_mb "
-                        f"({memory_limit_mb} MB) and was killed")
-
-
-def run_worker(job: WorkerJob, work_dir: Path, name: str, timeout_s: float,
-               memory_limit_mb: int | None = None) -> WorkerOutcome:
-    """Run one job in a fresh interpreter; every way it can end becomes a report or a one-line reason."""
-    launched = start_worker(job, work_dir, name)
-    process = launched.process
-    try:
-        killed_for = _watch(process, launched.started_at + timeout_s, timeout_s, memory_limit_mb)
-    finally:  # Ctrl-C in the parent must not leave an orphaned worker measuring on
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    wall_ms = (time.perf_counter() - launched.started_at) * 1e3
-    outcome = WorkerOutcome(None, None, wall_ms, launched.spawned_at_ns, process.returncode, launched.log_path)
-    if killed_for:
-        outcome.reason = f"worker {killed_for}"
-    elif launched.result_path.exists():
-        try:
-            outcome.report = WorkerReport.from_wire(json.loads(launched.result_path.read_text()), job.TASK)
-        except ValueError as error:  # a result this version cannot read (ProtocolError names the key)
-            outcome.reason = f"worker left a result that cannot be read: {error} (log: {launched.log_path})"
-    else:
-        outcome.reason = exit_reason(process.returncode, launched.log_path)
-    return outcome
 
 
 def _reference_result(outcome: WorkerOutcome) -> ReferenceResult | None:
