@@ -1,8 +1,10 @@
 """The one engine behind both front doors (``accelbench run`` and ``pytest scenario.yaml``).
 
-For each case: find or build its artefact (in a separate process, so TensorFlow never loads here), spawn a
-fresh worker with a timeout and a memory watch, turn the worker's raw numbers into a record, and append the
-record to the run's store before the next case starts.
+For each case: get its artefact from the broker (harness.artifacts: found in the cache or built in a separate
+process, so TensorFlow never loads here) and its model's fp32 reference (harness.reference), spawn a fresh worker
+with a timeout and a memory watch, turn the worker's raw numbers into a record, and append the record to the
+run's store before the next case starts. The Engine composes those three; an A/B run opens the same kind of
+folder (open_run_store) and uses a broker of its own without one.
 """
 
 from __future__ import annotations
