@@ -169,7 +169,7 @@ def run_ab(args: argparse.Namespace) -> None:
     folder = Path(args.resume) if args.resume else new_run_dir(Path("reports"), f"regression-ab-{args.ab}")
     run = AbRun(folder, {"scenarios": ["regression-detection"], "front_door": "benchmark"}, sides["A/B"], settings,
                 resume=bool(args.resume))
-    done = run.engine.store.ab_records()
+    done = run.store.ab_records()
     case = make_case(args, 0.0)
     run.prepare([case])
     probe_path = run.run_dir / "cpu_probe.jsonl"

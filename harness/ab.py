@@ -2,7 +2,8 @@
 into one run folder (env.json, scenario.json, ab.jsonl, logs/).
 
 Shared by `accelbench ab` and the pytest front door (a scenario with an ``ab:`` block). Artefacts come from the
-engine's cache like a run's, so a side's model is converted exactly as `accelbench run` would convert it.
+artefact broker (harness.artifacts) as a run's do, so a side's model is converted exactly as `accelbench run` would
+convert it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.engine import Engine
+from harness.artifacts import ArtifactBroker
+from harness.engine import open_run_store
 from harness.protocol import ReadyReply
 from harness.sitting.channel import SideFailure
 from harness.sitting.methods import METHODS, duet_cores
@@ -292,20 +294,26 @@ class AbRun:
     def __init__(self, run_dir: Path, scenario_info: dict[str, Any], sides: dict[str, Side],
                  settings: AbSettings, resume: bool = False) -> None:
         """A new run folder, or (resume) one to add to (RunFolderProblem, OSError if it cannot take the run)."""
-        self.engine = Engine(run_dir, {**scenario_info, "ab": {"sides": {n: s.spec() for n, s in sides.items()},
-                                                               "settings": asdict(settings)}}, resume=resume)
+        opened = open_run_store(run_dir, {**scenario_info, "ab": {"sides": {n: s.spec() for n, s in sides.items()},
+                                                                  "settings": asdict(settings)}}, resume=resume)
+        self.store, self.env, self.torn_bytes = opened.store, opened.env, opened.torn_bytes
         self.sides, self.settings = sides, settings
         # comparisons of each case in this folder so far (a resumed benchmark adds to them)
         try:  # the comparisons already in a resumed folder: kept, shown, and counted per case
-            self.recorded: list[AbRecord] = self.engine.store.ab_records() if resume else []
+            self.recorded: list[AbRecord] = self.store.ab_records() if resume else []
         except BaseException:  # damaged comparisons: the folder is not this process's to write after all
-            self.engine.close()
+            self.store.close()
             raise
         self._compared = Counter(record.case_id for record in self.recorded)
+        self.broker = ArtifactBroker(self.store.logs_dir)
 
     @property
     def run_dir(self) -> Path:
-        return self.engine.run_dir
+        return self.store.run_dir
+
+    def close(self) -> None:
+        """Let another process write the run folder (the lock goes with this process anyway)."""
+        self.store.close()
 
     def prepare(self, cases: list[Case], progress: Callable[[str], None] | None = None) -> None:
         """Build (or find) every side's artefacts up front, in one subprocess, as a run does."""
@@ -315,7 +323,7 @@ class AbRun:
                 with contextlib.suppress(SideError):  # compare() records it for the case
                     if side.artifacts is None:  # a manifest's files are used as they are
                         wanted.append(side.apply(case))
-        self.engine.prepare_artifacts(wanted, progress)
+        self.broker.prepare(wanted, progress)
 
     def compare(self, case: Case, progress: Callable[[str], None] | None = None,
                 sides: dict[str, Side] | None = None) -> AbRecord:
@@ -338,8 +346,8 @@ class AbRun:
                 continue
             artifact, error = side.artifact_for(case.case_id)
             if artifact is None and error is None:
-                artifact, error = self.engine.artifact_for(cases[name])
-            if artifact is None:  # neither a manifest's message nor the engine's names the side: named here, once
+                artifact, error = self.broker.artifact_for(cases[name])
+            if artifact is None:  # neither a manifest's message nor the broker's names the side: named here, once
                 problems[name] = (True, f"{name} side: {error or 'no artefact'}")
             else:
                 artifacts[name] = artifact
@@ -352,10 +360,10 @@ class AbRun:
                 refusal = ("skipped", refusal[1])
         index = self._compared.get(case.case_id, 0)
         self._compared[case.case_id] = index + 1
-        comparison = AbComparison(cases, artifacts, sides, self.settings, self.engine.store.logs_dir,
-                                    self.engine.env["env_id"], progress, refusal=refusal, index=index)
+        comparison = AbComparison(cases, artifacts, sides, self.settings, self.store.logs_dir, self.env["env_id"],
+                                  progress, refusal=refusal, index=index)
         record = comparison.run()
-        self.engine.store.append_ab(record)
+        self.store.append_ab(record)
         return record
 
 

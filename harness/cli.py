@@ -439,7 +439,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     if args.resume:  # comparisons already finished are kept, and count in the table, the verdicts and the exit status
         earlier = {record.case_id: record for record in run.recorded}
         records = [earlier[case.case_id] for case in cases if case.case_id in earlier]
-        torn = f"; cut a partly written record ({run.engine.torn_bytes} bytes)" if run.engine.torn_bytes else ""
+        torn = f"; cut a partly written record ({run.torn_bytes} bytes)" if run.torn_bytes else ""
         err.print(f"resuming {escape(str(run_dir))}: {len(records)} of {len(cases)} comparisons recorded, "
                   f"{len(cases) - len(records)} to run{torn}", highlight=False, soft_wrap=True)
         cases = [case for case in cases if case.case_id not in earlier]

@@ -1,27 +1,24 @@
 """The one engine behind both front doors (``accelbench run`` and ``pytest scenario.yaml``).
 
-For each case: find or build its artefact (in a separate process, so TensorFlow never loads here), spawn a
-fresh worker with a timeout and a memory watch, turn the worker's raw numbers into a record, and append the
-record to the run's store before the next case starts.
+For each case: get its artefact from the broker (harness.artifacts: found in the cache or built in a separate
+process, so TensorFlow never loads here) and its model's fp32 reference (harness.reference), spawn a fresh worker
+with a timeout and a memory watch, turn the worker's raw numbers into a record, and append the record to the
+run's store before the next case starts. The Engine composes those three; an A/B run opens the same kind of
+folder (open_run_store) and uses a broker of its own without one.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import stat
-import subprocess
-import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from harness.evaluation import describe_reference, is_reference, load_arrays, match_order, reference_case
+from harness.artifacts import ArtifactBroker
+from harness.evaluation import is_reference, load_arrays, match_order
 from harness.fidelity import (
     AccuracyBudget,
     budget_violations,
@@ -31,94 +28,45 @@ from harness.fidelity import (
     top1_accuracy,
     uninformative_reference,
 )
-from harness.launch import exit_reason, start_worker, tail_of_log, worker_env
-from harness.protocol import MeasureJob, MeasureResult, ReferenceJob, ReferenceResult, WorkerJob, WorkerReport
-from model_zoo import targets
-from model_zoo.artifacts import artifact_meta, lookup, request_to_json
+from harness.launch import run_worker
+from harness.protocol import MeasureJob, MeasureResult
+from harness.reference import Reference, References
+from model_zoo.artifacts import artifact_meta
 from results.record import Accuracy, Record, WorkerInfo
 from results.stats import latency_summary_ms, median_ci_ms
 from results.store import RunStore, safe_file_name
 from scenario.cases import Case
 from scenario.checks import folder_entries
-from scenario.skips import skip_reason
 from sysinfo.envinfo import collect_env
-from sysinfo.lifeline import child_env
-
-# The build subprocess's limit: a base, plus the converters' own search budgets for every artefact asked for at
-# once (fp16's and int8's node searches may each take minutes on a large model), so that one slow conversion
-# in a batch of twenty does not time out the other nineteen.
-BUILD_TIMEOUT_S = float(os.environ.get("ACCELBENCH_BUILD_TIMEOUT", 3600))
-BUILD_SEARCH_ALLOWANCE_S = max(targets.FP16_SEARCH_SECONDS, targets.INT8_SEARCH_SECONDS) + 60
 
 
 @dataclass
-class WorkerOutcome:
-    report: WorkerReport | None
-    reason: str | None
-    wall_ms: float
-    spawned_at_ns: int
-    exit_code: int | None
-    log: Path
+class OpenedStore:
+    """A run folder opened for writing: its store, this machine's environment, and (resumed) the bytes of a
+    partly written record cut off its end."""
+
+    store: RunStore
+    env: dict[str, Any]
+    torn_bytes: int = 0
 
 
-def _watch(process: subprocess.Popen, deadline: float, timeout_s: float, memory_limit_mb: int | None) -> str | None:
-    """Wait for the worker; the reason it had to be killed (timeout, memory), or None if it ended by itself."""
+def open_run_store(run_dir: Path, scenario_info: dict[str, Any], resume: bool = False) -> OpenedStore:
+    """A new run folder, or (resume) an interrupted one to add to, with its records read back first: a folder
+    that cannot take the run raises RunFolderProblem (or another OSError) here, before anything runs. Shared by
+    a run's Engine and an A/B run (harness.ab.AbRun), which write the same kind of folder."""
+    store = RunStore(run_dir)
+    env = collect_env()
+    if not resume:
+        store.open(env, scenario_info)
+        return OpenedStore(store, env)
+    # an A/B folder is resumed by `ab --resume`, a run's by `run --resume`: never one into the other
+    torn_bytes = store.reopen(env, ab="ab" in scenario_info)
     try:
-        watched = psutil.Process(process.pid)
-    except psutil.Error:  # already gone: wait() below collects its status
-        watched = None
-    while True:
-        try:
-            process.wait(timeout=0.1)
-            return None
-        except subprocess.TimeoutExpired:
-            pass
-        if time.perf_counter() > deadline:
-            return f"timed out after {timeout_s:g} s (measure.timeout_s) and was killed"
-        if memory_limit_mb is not None and watched is not None:
-            try:
-                rss_mb = watched.memory_info().rss / 2**20
-            except psutil.Error:
-                continue
-            if rss_mb > memory_limit_mb:
-                return (f"ran out of memory: RSS {rss_mb:.0f} MB passed measure.memory_limit_mb "
-                        f"({memory_limit_mb} MB) and was killed")
-
-
-def run_worker(job: WorkerJob, work_dir: Path, name: str, timeout_s: float,
-               memory_limit_mb: int | None = None) -> WorkerOutcome:
-    """Run one job in a fresh interpreter; every way it can end becomes a report or a one-line reason."""
-    launched = start_worker(job, work_dir, name)
-    process = launched.process
-    try:
-        killed_for = _watch(process, launched.started_at + timeout_s, timeout_s, memory_limit_mb)
-    finally:  # Ctrl-C in the parent must not leave an orphaned worker measuring on
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    wall_ms = (time.perf_counter() - launched.started_at) * 1e3
-    outcome = WorkerOutcome(None, None, wall_ms, launched.spawned_at_ns, process.returncode, launched.log_path)
-    if killed_for:
-        outcome.reason = f"worker {killed_for}"
-    elif launched.result_path.exists():
-        try:
-            outcome.report = WorkerReport.from_wire(json.loads(launched.result_path.read_text()), job.TASK)
-        except ValueError as error:  # a result this version cannot read (ProtocolError names the key)
-            outcome.reason = f"worker left a result that cannot be read: {error} (log: {launched.log_path})"
-    else:
-        outcome.reason = exit_reason(process.returncode, launched.log_path)
-    return outcome
-
-
-def _reference_result(outcome: WorkerOutcome) -> ReferenceResult | None:
-    """The reference worker's result, or None when it failed (the reason: _failure_reason)."""
-    result = outcome.report.result if outcome.report else None
-    return result if isinstance(result, ReferenceResult) else None
-
-
-def _failure_reason(outcome: WorkerOutcome) -> str | None:
-    """Why a worker gave no result: its own one-line reason, or the parent's diagnosis of how it ended."""
-    return (outcome.report.reason if outcome.report else None) or outcome.reason
+        store.records()  # what is there must read back before anything is added to it
+    except BaseException:
+        store.close()
+        raise
+    return OpenedStore(store, env, torn_bytes)
 
 
 def file_sizes(path: str) -> tuple[int, int]:
@@ -164,23 +112,11 @@ class Engine:
     def __init__(self, run_dir: Path, scenario_info: dict[str, Any], resume: bool = False) -> None:
         """A new run folder, or (resume) an interrupted one to complete; either way a folder that cannot take
         the run raises RunFolderProblem (or another OSError) here, before any case runs."""
-        self.store = RunStore(run_dir)
-        self.env = collect_env()
-        if resume:
-            # an A/B folder is resumed by `ab --resume`, a run's by `run --resume`: never one into the other
-            self.torn_bytes = self.store.reopen(self.env, ab="ab" in scenario_info)
-            try:
-                self.store.records()  # what is there must read back before anything is added to it
-            except BaseException:
-                self.store.close()
-                raise
-        else:
-            self.torn_bytes = 0
-            self.store.open(self.env, scenario_info)
-        self.artifacts: dict[str, str] = {}
-        self.artifact_errors: dict[str, str] = {}
+        opened = open_run_store(run_dir, scenario_info, resume)
+        self.store, self.env, self.torn_bytes = opened.store, opened.env, opened.torn_bytes
+        self.broker = ArtifactBroker(self.store.logs_dir)
+        self.references = References(self.broker, self.store.logs_dir, self.run_dir / "evaluation")
         self._sizes: dict[str, tuple[int, int]] = {}
-        self._references: dict[str, dict[str, Any]] = {}
 
     @property
     def run_dir(self) -> Path:
@@ -194,57 +130,14 @@ class Engine:
         """Cases this folder already has a complete record of, whatever their status."""
         return {record.case_id for record in self.store.records()}
 
-    # -- artefacts ---------------------------------------------------------------------------------------
-    def prepare_artifacts(self, cases: list[Case], progress: Any = None) -> None:
+    # -- artefacts (the broker's) --------------------------------------------------------------------------
+    def prepare_artifacts(self, cases: list[Case], progress: Callable[[str], None] | None = None) -> None:
         """Look every needed artefact up in the cache; build the missing ones in one subprocess."""
-        missing: dict[str, Any] = {}
-        wanted = [c for c in cases if not c.skip_reason]
-        references = {json.dumps(reference_case(c).to_dict(), sort_keys=True, default=str): reference_case(c)
-                      for c in wanted}
-        wanted += [r for r in references.values() if skip_reason(r) is None]  # built in the same subprocess
-        for case in wanted:
-            request = case.artifact_request()
-            key = json.dumps(request_to_json(request), sort_keys=True)
-            if key in self.artifacts or key in self.artifact_errors or key in missing:
-                continue
-            found = lookup(request)
-            if found is not None:
-                self.artifacts[key] = str(found)
-            else:
-                missing[key] = request
-        if not missing:
-            return
-        if progress:
-            progress(f"building {len(missing)} model artefact(s) (cached for later runs)")
-        payload = json.dumps([request_to_json(r) for r in missing.values()])
-        log_path = self.store.logs_dir / "artifacts.log"
-        with open(log_path, "ab") as log:
-            try:
-                done = subprocess.run([sys.executable, "-m", "model_zoo.build"], input=payload.encode(),
-                                      stdout=subprocess.PIPE, stderr=log, env=child_env(worker_env()),
-                                      timeout=BUILD_TIMEOUT_S + BUILD_SEARCH_ALLOWANCE_S * len(missing))
-                lines = done.stdout.decode(errors="replace").strip().splitlines()
-                answers = json.loads(lines[-1]) if lines else None
-            except subprocess.TimeoutExpired:
-                answers, done = None, None
-            except json.JSONDecodeError:
-                answers = None
-        if not isinstance(answers, list) or len(answers) != len(missing):
-            why = "timed out" if done is None else f"exited with status {done.returncode}"
-            for key in missing:
-                self.artifact_errors[key] = f"building the model artefact {why}: {tail_of_log(log_path)}"
-            return
-        for key, answer in zip(missing, answers, strict=True):
-            if "path" in answer:
-                self.artifacts[key] = answer["path"]
-            else:
-                self.artifact_errors[key] = answer.get("error", "unknown error while building the artefact")
+        self.broker.prepare(cases, progress)
 
     def artifact_for(self, case: Case) -> tuple[str | None, str | None]:
-        key = json.dumps(request_to_json(case.artifact_request()), sort_keys=True)
-        if key not in self.artifacts and key not in self.artifact_errors:
-            self.prepare_artifacts([case])
-        return self.artifacts.get(key), self.artifact_errors.get(key)
+        """The case's artefact path, or why there is none."""
+        return self.broker.artifact_for(case)
 
     # -- cases -------------------------------------------------------------------------------------------
     def run_case(self, case: Case) -> Record:
@@ -265,12 +158,11 @@ class Engine:
 
     def _measure(self, case: Case, artifact: str) -> Record:
         job = MeasureJob(case=case.to_dict(), artifact=artifact, hints=case.model.input_hints())
-        reference = self.reference_for(case)
-        evaluation_dir = self.run_dir / "evaluation" / safe_file_name(case.model_label)
-        outputs_path = evaluation_dir / f"{safe_file_name(case.case_id)}.npz"
-        if reference["status"] == "ok":
+        reference = self.references.for_case(case)
+        outputs_path = self.references.folder(case) / f"{safe_file_name(case.case_id)}.npz"
+        if reference.ok:
             outputs_path.unlink(missing_ok=True)
-            job.evaluation = reference["result"].evaluation(reference["inputs"], str(outputs_path))
+            job.evaluation = reference.result.evaluation(reference.inputs, str(outputs_path))
         outcome = run_worker(job, self.store.logs_dir, case.case_id, case.measure["timeout_s"],
                              case.measure.get("memory_limit_mb"))
         record = self._record(case, "failed", outcome.reason, artifact=artifact)
@@ -289,7 +181,7 @@ class Engine:
         worker.fixed_cost_ms = (raw.imported_at_ns - outcome.spawned_at_ns + raw.init_ns) / 1e6
         for name, value in self._metrics(case, raw).items():
             setattr(record, name, value)  # each checked against the record's field as it is set
-        error = raw.evaluation_error or (reference["reason"] if reference["status"] != "ok" else None)
+        error = raw.evaluation_error or (None if reference.ok else reference.reason)
         if not error:
             try:
                 accuracy = self._accuracy(case, reference, load_arrays(outputs_path)[:2])
@@ -319,59 +211,12 @@ class Engine:
         return record
 
     # -- accuracy ----------------------------------------------------------------------------------------
-    def reference_for(self, case: Case) -> dict[str, Any]:
-        """The model's evaluation inputs and reference outputs, made once per model and run by a worker.
-
-        ``{"status": "ok", "inputs": path, "outputs": path, "result": ReferenceResult, ...}`` or
-        ``{"status": "failed", "reason": ...}``.
-        """
-        ref_case = reference_case(case)
-        key = json.dumps(ref_case.to_dict(), sort_keys=True, default=str)
-        if key in self._references:
-            return self._references[key]
-        folder = self.run_dir / "evaluation" / safe_file_name(case.model_label)
-        reference: dict[str, Any] = {"status": "failed", "backend": ref_case.backend, "precision": "fp32"}
-        why_not = skip_reason(ref_case)
-        artifact, error = (None, None) if why_not else self.artifact_for(ref_case)
-        if why_not or error or artifact is None:
-            reference["reason"] = f"no fp32 reference on {ref_case.backend}: {why_not or error or 'no artefact'}"
-        else:
-            job = ReferenceJob(case=ref_case.to_dict(), artifact=artifact, hints=case.model.input_hints(),
-                               inputs=str(folder / "inputs.npz"), outputs=str(folder / "reference.npz"))
-            outcome = run_worker(job, self.store.logs_dir, ref_case.case_id, case.measure["timeout_s"],
-                                 case.measure.get("memory_limit_mb"))
-            reference.update(artifact=artifact, description=describe_reference(case),
-                             options={k: v for k, v in ref_case.backend_options.items() if v is not None})
-            plain = {"threads": None}
-            result = _reference_result(outcome)
-            if result is None and ref_case.backend_options != plain:
-                # The independent settings cannot run this model (LiteRT's builtin resolver lacks a custom op
-                # that the default one registers): the backend's defaults are the reference then, and say so.
-                first = _failure_reason(outcome)
-                job = replace(job, case=replace(ref_case, backend_options=plain).to_dict())
-                outcome = run_worker(job, self.store.logs_dir, f"{ref_case.case_id}-default", case.measure["timeout_s"],
-                                     case.measure.get("memory_limit_mb"))
-                result = _reference_result(outcome)
-                reference.update(options={}, description=f"{ref_case.backend} fp32 (its default settings: the "
-                                 f"independent reference could not run the model: {first})")
-            if result is None:
-                reason = _failure_reason(outcome)
-                reference["reason"] = f"the fp32 reference on {ref_case.backend} failed: {reason}"
-            else:
-                reference.update(status="ok", inputs=job.inputs, outputs=job.outputs, result=result)
-                _, ref_outputs, _ = load_arrays(Path(job.outputs))
-                labels = load_arrays(Path(job.inputs))[2].get("labels")
-                reference["labels"] = labels
-                reference["top1"] = None if labels is None else top1_accuracy(ref_outputs[0], labels)
-        self._references[key] = reference
-        return reference
-
     @staticmethod
-    def _accuracy(case: Case, reference: dict[str, Any],
+    def _accuracy(case: Case, reference: Reference,
                   named_outputs: tuple[list[str], list[Any]]) -> dict[str, Any]:
         """Fidelity to the reference on the same inputs, task accuracy where there are labels, and the budget."""
         names, outputs = named_outputs
-        ref_names, ref_outputs, _ = load_arrays(Path(reference["outputs"]))
+        ref_names, ref_outputs, _ = load_arrays(Path(reference.outputs))
         order = match_order(names, ref_names, "output")
         budget = AccuracyBudget.from_dict(case.accuracy_budget)
         reference_itself = is_reference(case)
@@ -383,12 +228,12 @@ class Engine:
                        **output_fidelity(out, ref_outputs[j], budget.atol, budget.rtol)}
                       for name, out, j in zip(names, outputs, order, strict=True)]
         accuracy: dict[str, Any] = {
-            "reference": {"backend": reference["backend"], "precision": "fp32", "artifact": reference["artifact"],
-                          "top1": reference["top1"], "description": reference["description"],
-                          "options": reference["options"]},
+            "reference": {"backend": reference.backend, "precision": reference.precision,
+                          "artifact": reference.artifact, "top1": reference.top1,
+                          "description": reference.description, "options": reference.options},
             "is_reference": reference_itself,
             "guard": None if reference_itself else guard,
-            "samples": reference["result"].samples,
+            "samples": reference.result.samples,
             "outputs": per_output,
             "cosine_min": min(o["cosine"] for o in per_output) if per_output else None,
             "max_abs_err": max(o["max_abs_err"] for o in per_output) if per_output else None,
@@ -397,9 +242,9 @@ class Engine:
             "top1_drop": None,
             "warning": uninformative_reference(ref_outputs),
         }
-        if reference.get("labels") is not None:
-            accuracy["top1"] = top1_accuracy(outputs[0], reference["labels"])
-            accuracy["top1_drop"] = reference["top1"] - accuracy["top1"]
+        if reference.labels is not None:
+            accuracy["top1"] = top1_accuracy(outputs[0], reference.labels)
+            accuracy["top1_drop"] = reference.top1 - accuracy["top1"]
         accuracy["budget"] = case.accuracy_budget
         accuracy["violations"] = budget_violations(accuracy, budget)
         return accuracy

@@ -1,5 +1,6 @@
 """Starting a worker process, the one way: for a one-shot job (the engine's cases, the reference, the overhead
-check) and for a piped one (a side of a same-sitting comparison, answering commands on stdin).
+check; run_worker runs one to its end under a timeout and a memory watch) and for a piped one (a side of a
+same-sitting comparison, answering commands on stdin).
 
 Both kinds were started by two hand-written spawners that had to agree on the environment, the session, the job
 file and the log; now they cannot drift. Also here: how a worker that left no result is explained (its exit status,
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from harness.protocol import CaseJob
+import psutil
+
+from harness.protocol import CaseJob, WorkerJob, WorkerReport
 from results.store import safe_file_name
 from sysinfo.envinfo import REPO_ROOT
 from sysinfo.lifeline import child_env
@@ -133,3 +136,65 @@ def exit_reason(returncode: int | None, log_path: Path) -> str:
     if not tail:  # said in full: "... and no result: " ended on nothing
         return f"worker exited with status {returncode} and no result; its log is empty ({log_path})"
     return f"worker exited with status {returncode} and no result: {tail}"
+
+
+@dataclass
+class WorkerOutcome:
+    """How a one-shot worker ended: its report, or the one-line reason it left none."""
+
+    report: WorkerReport | None
+    reason: str | None
+    wall_ms: float
+    spawned_at_ns: int
+    exit_code: int | None
+    log: Path
+
+
+def _watch(process: subprocess.Popen, deadline: float, timeout_s: float, memory_limit_mb: int | None) -> str | None:
+    """Wait for the worker; the reason it had to be killed (timeout, memory), or None if it ended by itself."""
+    try:
+        watched = psutil.Process(process.pid)
+    except psutil.Error:  # already gone: wait() below collects its status
+        watched = None
+    while True:
+        try:
+            process.wait(timeout=0.1)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        if time.perf_counter() > deadline:
+            return f"timed out after {timeout_s:g} s (measure.timeout_s) and was killed"
+        if memory_limit_mb is not None and watched is not None:
+            try:
+                rss_mb = watched.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            if rss_mb > memory_limit_mb:
+                return (f"ran out of memory: RSS {rss_mb:.0f} MB passed measure.memory_limit_mb "
+                        f"({memory_limit_mb} MB) and was killed")
+
+
+def run_worker(job: WorkerJob, work_dir: Path, name: str, timeout_s: float,
+               memory_limit_mb: int | None = None) -> WorkerOutcome:
+    """Run one job in a fresh interpreter to its end (the engine's cases, the reference, the overhead check); every
+    way it can end becomes a report or a one-line reason."""
+    launched = start_worker(job, work_dir, name)
+    process = launched.process
+    try:
+        killed_for = _watch(process, launched.started_at + timeout_s, timeout_s, memory_limit_mb)
+    finally:  # Ctrl-C in the parent must not leave an orphaned worker measuring on
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    wall_ms = (time.perf_counter() - launched.started_at) * 1e3
+    outcome = WorkerOutcome(None, None, wall_ms, launched.spawned_at_ns, process.returncode, launched.log_path)
+    if killed_for:
+        outcome.reason = f"worker {killed_for}"
+    elif launched.result_path.exists():
+        try:
+            outcome.report = WorkerReport.from_wire(json.loads(launched.result_path.read_text()), job.TASK)
+        except ValueError as error:  # a result this version cannot read (ProtocolError names the key)
+            outcome.reason = f"worker left a result that cannot be read: {error} (log: {launched.log_path})"
+    else:
+        outcome.reason = exit_reason(process.returncode, launched.log_path)
+    return outcome

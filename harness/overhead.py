@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.engine import Engine, run_worker
+from harness.artifacts import ArtifactBroker
+from harness.launch import run_worker
 from harness.protocol import OverheadJob, OverheadResult
 from scenario.cases import Case, ModelSpec
 from scenario.load import MeasureSpec
@@ -26,23 +27,27 @@ def overhead_case(backend: str, model: str = "digits_cnn") -> Case:
 
 def measure_overhead(backends: tuple[str, ...] = DEFAULT_BACKENDS, model: str = "digits_cnn",
                      rounds: int = 20, runs_per_round: int = 500) -> dict[str, Any]:
-    """Per backend: medians of both loops, interleaved in ``rounds`` blocks, and their ratio."""
+    """Per backend: medians of both loops, interleaved in ``rounds`` blocks, and their ratio. No run folder: the
+    artefacts come from the broker (no fp32 reference: nothing here is compared with one), the workers' files go to
+    a temporary folder."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="accelbench-overhead-") as tmp:
-        engine = Engine(Path(tmp), {"scenarios": ["overhead"], "front_door": "overhead"})
+        logs_dir = Path(tmp) / "logs"
+        logs_dir.mkdir()
+        broker = ArtifactBroker(logs_dir)
         cases = [overhead_case(backend, model) for backend in backends]
-        engine.prepare_artifacts(cases)
+        broker.prepare_requests([case.artifact_request() for case in cases if not case.skip_reason])
         for case in cases:
             if case.skip_reason:
                 results[case.backend] = {"skipped": case.skip_reason}
                 continue
-            artifact, error = engine.artifact_for(case)
+            artifact, error = broker.artifact_for(case)
             if error:
                 results[case.backend] = {"error": error}
                 continue
             job = OverheadJob(case=case.to_dict(), artifact=artifact, hints=case.model.input_hints(), rounds=rounds,
                               runs_per_round=runs_per_round)
-            outcome = run_worker(job, engine.store.logs_dir, case.case_id, timeout_s=600)
+            outcome = run_worker(job, logs_dir, case.case_id, timeout_s=600)
             raw = outcome.report.result if outcome.report else None
             if not isinstance(raw, OverheadResult):
                 results[case.backend] = {"error": outcome.reason or (outcome.report and outcome.report.reason)}

@@ -273,7 +273,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         from reporting.html import write_report_safely
 
         buffer, console = _buffered_console(terminalreporter)
-        console.print(ab_table(run.engine.store.ab_records()))
+        console.print(ab_table(run.store.ab_records()))
         report, report_error = write_report_safely(run.run_dir)
         console.print(f"results: {run.run_dir}" + (f"\nreport: {report}" if report else f"\n{report_error}"),
                       highlight=False, soft_wrap=True)
@@ -305,7 +305,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if engine is not None:
         engine.close()
     for run in config.stash.get(_AB_RUNS, {}).values():
-        run.engine.close()
+        run.close()
 
 
 def _buffered_console(terminalreporter: Any) -> tuple[io.StringIO, Any]:

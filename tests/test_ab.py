@@ -265,7 +265,7 @@ def test_workers_files_that_cannot_be_written_fail_the_case_with_the_reason_not_
     [case] = expand(loaded)
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
-    run.engine.store.logs_dir = blocked / "logs"
+    run.store.logs_dir = blocked / "logs"
     record = run.compare(case)
     assert record.status == "failed" and record.verdict is None
     assert record.reason.startswith("cannot write the workers' files in") and "Traceback" not in record.reason

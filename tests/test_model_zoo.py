@@ -144,6 +144,33 @@ def test_request_json_round_trip() -> None:
             request_from_json(bad)
 
 
+def test_equal_requests_hash_alike_and_different_ones_do_not() -> None:
+    """The artefact broker (harness.artifacts) keeps its answers by the request itself: requests for one artefact,
+    however they were written (a list for a shape, "prune:.5", calibration on a precision that has none, a JSON
+    round trip), must be one dict key, and requests for different artefacts must be different keys."""
+    from model_zoo.requests import Calibration, parse_compression
+
+    shape = ModelRef(zoo="mobilenet_v2", input_shape=(96, 96, 3))
+    written_otherwise = ModelRef(zoo="mobilenet_v2", input_shape=[96, 96, 3])  # type: ignore[arg-type]
+    fp16 = ArtifactRequest(shape, "tflite", "fp16", "prune:0.5")
+    same_pairs = [
+        (shape, written_otherwise),
+        (Calibration(samples=50, source="random"), Calibration(samples=50, source="random")),
+        (parse_compression("prune:2:4"), parse_compression("prune:2:4")),
+        (fp16, ArtifactRequest(written_otherwise, "tflite", "fp16", "prune:.5", Calibration(samples=50))),
+        (fp16, request_from_json(json.loads(json.dumps(request_to_json(fp16))))),
+    ]
+    for one, other in same_pairs:
+        assert one == other and hash(one) == hash(other) and len({one, other}) == 1, (one, other)
+    int8 = ArtifactRequest(shape, "tflite", "int8")
+    different = [fp16, int8, ArtifactRequest(shape, "tflite", "int8", calibration=Calibration(samples=50)),
+                 ArtifactRequest(shape, "tflite", "int8", batch=4), ArtifactRequest(shape, "onnx", "int8"),
+                 ArtifactRequest(DIGITS, "tflite", "int8"), ArtifactRequest(shape, "tflite", "int8", inputs="x")]
+    answers = {request: index for index, request in enumerate(different)}
+    assert len(answers) == len(different)
+    assert answers[ArtifactRequest(ModelRef(zoo="mobilenet_v2", input_shape=[96, 96, 3]), "tflite", "int8")] == 1
+
+
 def test_cache_dir_follows_the_environment(zoo_cache: Path) -> None:
     assert cache_dir() == zoo_cache
 
