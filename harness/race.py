@@ -39,7 +39,7 @@ import numpy as np
 import psutil
 
 from harness.sitting.channel import SideFailure
-from harness.sitting.rounds import Sitting
+from harness.sitting.rounds import Sitting, side_figures
 from results.baseline import Baseline, group_key, resolve_baselines
 from results.paired import CONFIDENCE, ab_verdict
 from results.race_record import PairFigures, RaceEntry, RaceRecord, RaceRound
@@ -303,10 +303,11 @@ class GroupRace:
                         alive.remove(failure.side)
                         if failure.side in survivors:  # never tied, recommended or carried on: it did not race on
                             survivors.remove(failure.side)
-                        if len(alive) < 2:
+                        if len(alive) < 2:  # nothing left to compare it with: no winner, whatever is left
                             survivors = list(alive)
-                            outcome = "winner" if alive else "cannot tell"
-                            why = f"the others' workers failed in the race ({failure})"
+                            outcome = "cannot tell"
+                            why = (f"only {alive[0]} is left: " if alive else "") + (
+                                f"the others' workers failed in the race ({failure})")
                             break
                         continue
                     time_up = blocks is None
@@ -373,9 +374,7 @@ class GroupRace:
         for name, entry in entries.items():
             medians = self.slice_medians.get(name) or []
             if medians:
-                positive = [m for m in medians if m > 0]
-                entry.median_ms = float(np.median(medians))
-                entry.geomean_ms = float(np.exp(np.mean(np.log(positive)))) if positive else None
+                entry.median_ms, entry.geomean_ms = side_figures(medians)
             entry.slices, entry.inferences = len(medians), self.inferences.get(name, 0)
             entry.startup_s = self.startup_s.get(name, 0.0)
             if record.baseline is None or entry.is_baseline or entry.status in ("excluded", "not raced"):
