@@ -220,7 +220,8 @@ def tie_spread(race: RaceRecord, names: list[str]) -> float | None:
 def race_note(race: RaceRecord) -> str:
     """What a raced group's race concluded, in the words the console and the report share."""
     if race.outcome == "winner":
-        return f"won the race ({len(race.rounds)} rounds)"
+        rounds = len(race.rounds)
+        return f"won the race ({rounds} round{'' if rounds == 1 else 's'})"
     names = race.tied
     recommended = (f"; recommended: {race.recommended}" + (f" ({race.recommendation})" if race.recommendation
                                                             else "")) if race.recommended else ""
