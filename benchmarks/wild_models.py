@@ -56,6 +56,9 @@ def corpus_scenario(paths: dict[str, Path], quick: bool) -> dict[str, Any]:
         "backends": ["onnxruntime_cpu", "tflite_cpu"],
         "calibration": {"samples": 16 if quick else 64, "source": "random"},
         "measure": QUICK_MEASURE if quick else FULL_MEASURE,
+        # the quick run (the test suite's) checks every case's figures or reason; racing its ~10 groups would cost
+        # minutes of CI for what tests/test_race.py covers. The full run races, as a user's would.
+        **({"race": False} if quick else {}),
     }
 
 

@@ -18,11 +18,13 @@ from typing import Any
 
 import onnx  # noqa: F401  (see below)
 import pytest
+import scipy.stats  # noqa: F401  (see below)
 
 # pytester's in-process runs restore sys.modules afterwards, so an extension first imported inside one is imported
 # again by the next caller, and onnx's nanobind extension aborts the process on a second import ("refusing to add
 # duplicate key"). Imported here, before any inner run, it stays loaded: a front-door test run alone passed only
-# when an earlier test happened to import onnx first.
+# when an earlier test happened to import onnx first. The same holds for SciPy's statistics, whose numpy.fft
+# extension "cannot load more than once per process": a race inside an inner run (results.paired) imports it first.
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,6 +26,7 @@ SCENARIO = f"""
     backends: [tflite_cpu, onnxruntime_cpu]
     precisions: [fp32, fp16]
     measure: {FAST_MEASURE}
+    race: {{max_seconds: 8}}  # the items and counts are checked here; what a race finds, in tests/test_race.py
 """
 PASSED = {"digits_cnn-fp32-b1-tflite_cpu", "digits_cnn-fp32-b1-onnxruntime_cpu", "digits_cnn-fp16-b1-tflite_cpu",
           "digits_cnn-fp16-b1-onnxruntime_cpu"}

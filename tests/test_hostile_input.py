@@ -441,6 +441,7 @@ backends: [onnxruntime_cpu, tflite_cpu]
 precisions: [fp32, fp16, int8_dynamic, int8]
 batch_sizes: [{batches}]
 measure: {{warmup_seconds: 0, min_seconds: 1}}
+race: false
 """
 
 

@@ -30,6 +30,7 @@ SCENARIO = """
     backends: [{name: tflite_cpu, threads: 1}, {name: onnxruntime_cpu, threads: 1}]
     batch_sizes: [1, 2, 4]
     measure: {warmup_runs: 2, warmup_seconds: 0, min_runs: 20, min_seconds: 0.6, max_seconds: 5, timeout_s: 60}
+    race: false  # kills and resumes of cases; a resumed run's races: tests/test_race.py
 """
 
 
