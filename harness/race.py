@@ -41,14 +41,13 @@ import psutil
 from harness.sitting.channel import SideFailure
 from harness.sitting.rounds import Sitting, side_figures
 from results.baseline import Baseline, group_key, resolve_baselines
-from results.paired import CONFIDENCE, ab_verdict
-from results.race_record import PairFigures, RaceEntry, RaceRecord, RaceRound
+from results.paired import CONFIDENCE
+from results.race_record import RaceEntry, RaceRecord, RaceRound, pair_figures
 from results.race_stats import (
     RacePlan,
     Round,
     is_look,
     judge_look,
-    pair_estimate,
     race_outcome,
     recommend,
     round_log_ratio,
@@ -379,13 +378,7 @@ class GroupRace:
             entry.startup_s = self.startup_s.get(name, 0.0)
             if record.baseline is None or entry.is_baseline or entry.status in ("excluded", "not raced"):
                 continue
-            estimate = pair_estimate(rounds, name, record.baseline, plan.alpha)
-            if estimate is None:
-                continue
-            verdict, _ = ab_verdict(estimate, plan.threshold, plan.effect, plan.alpha)
-            entry.vs_baseline = PairFigures(against=record.baseline, rounds=estimate.rounds, ratio=estimate.ratio,
-                                            ci_low=estimate.ci_low, ci_high=estimate.ci_high,
-                                            p_value=estimate.p_value, mde=estimate.mde, verdict=verdict)
+            entry.vs_baseline = pair_figures(rounds, name, record.baseline, plan.threshold, plan.effect, plan.alpha)
         if record.winner is not None:
             record.recommended = record.winner
             record.recommendation = f"{record.winner} won the race"

@@ -32,8 +32,7 @@ from results.baseline import (  # noqa: F401 - the report's and the console's na
     p50_of,
     resolve_baselines,
 )
-from results.paired import ab_verdict, paired_estimate
-from results.race_record import RaceEntry, RaceRecord
+from results.race_record import RaceEntry, RaceRecord, pair_figures
 from results.race_stats import round_log_ratio
 from results.record import Record
 
@@ -300,11 +299,9 @@ def race_pair_speedup(race: RaceRecord, name: str, against: str) -> Speedup | No
     itself (the console's "× fp32" of a backend whose fp32 case is not the group's baseline)."""
     if name == against:
         return Speedup(1.0, RACE, 1.0, 1.0, threshold=race.threshold, is_baseline=True)
-    logs = [value for _, value in round_log_ratios(race, name, against)]
-    if len(logs) < 2:
+    pair = pair_figures([one.slices for one in race.rounds], name, against, race.threshold, race.min_effect,
+                        race.alpha)
+    if pair is None:
         return None
-    estimate = paired_estimate(logs, confidence=race.confidence, alpha=race.alpha)
-    verdict, _ = ab_verdict(estimate, race.threshold, race.min_effect, race.alpha)  # name as new, against as base
-    return Speedup(1 / estimate.ratio, RACE, 1 / estimate.ci_high if estimate.ci_high > 0 else 0.0,
-                   1 / estimate.ci_low if estimate.ci_low > 0 else math.inf, verdict=verdict,
-                   threshold=race.threshold)
+    value, low, high = pair.speedup()
+    return Speedup(value, RACE, low, high, verdict=pair.verdict, threshold=race.threshold)

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from results.paired import ab_verdict
+from results.race_stats import Round, pair_estimate
 from results.record import OneLine, RecordError, validate_leniently
 
 RaceStatus = Literal["raced", "not raced", "failed"]  # not raced: fewer than two configurations could race
@@ -47,6 +49,19 @@ class PairFigures(_Part):
         """(speed-up, low, high): the other's latency over this one's, 1.46 = 1.46× faster, with the interval."""
         return 1 / self.ratio, (1 / self.ci_high if self.ci_high > 0 else 0.0), (
             1 / self.ci_low if self.ci_low > 0 else math.inf)
+
+
+def pair_figures(rounds: list[Round], name: str, against: str, threshold: float, min_effect: float,
+                 alpha: float) -> PairFigures | None:
+    """``name`` against ``against`` over the rounds both raced, judged as `accelbench ab` judges new against base;
+    None with fewer than two such rounds. One computation for what the race records against its baseline and what
+    the report pairs afterwards (the console's "× fp32" of a backend whose fp32 case is not the baseline)."""
+    estimate = pair_estimate(rounds, name, against, alpha)
+    if estimate is None:
+        return None
+    verdict, _ = ab_verdict(estimate, threshold, min_effect, alpha)
+    return PairFigures(against=against, rounds=estimate.rounds, ratio=estimate.ratio, ci_low=estimate.ci_low,
+                       ci_high=estimate.ci_high, p_value=estimate.p_value, mde=estimate.mde, verdict=verdict)
 
 
 class RaceEntry(_Part):
