@@ -313,7 +313,9 @@ class GroupRace:
                 if blocks is not None:
                     race_round = RaceRound(index=len(self.rounds), at_s=blocks[0].at_s if blocks else 0.0,
                                            slices={n: [b.medians[n] for b in blocks] for n in alive},
-                                           orders=[b.order or [] for b in blocks])
+                                           orders=[b.order or [] for b in blocks],
+                                           cores=next(iter(sitting.round_cores.values()), None)
+                                           if sitting.round_cores else None)
                     self.rounds.append(race_round)
                     rounds.append(race_round.slices)
                     if len(rounds) == 1 and any(c.gross for c in racing):

@@ -81,7 +81,7 @@ class AbRound(_Part):
     index: int
     log_ratio: float  # median of the pairs' log(new / base)
     pairs: list[SlicePair]
-    base_cores: list[int] | None = None  # duet: the cores each side was pinned to
+    base_cores: list[int] | None = None  # the cores each side was pinned to (lock-step: the same)
     new_cores: list[int] | None = None
 
 

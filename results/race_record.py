@@ -96,6 +96,7 @@ class RaceRound(_Part):
     at_s: float  # seconds since the race started
     slices: dict[str, list[float]]  # each configuration's slice medians (ms), aligned by block
     orders: list[list[str]] = Field(default_factory=list)  # the order each block ran in
+    cores: list[int] | None = None  # the CPUs every configuration of the round was pinned to (None: any)
     look: bool = False  # the race was judged after this round
     eliminated: list[str] = Field(default_factory=list)  # left at this round's look
 

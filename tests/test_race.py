@@ -12,11 +12,12 @@ tests/test_race_stats.py's, on synthetic rounds.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import pytest
 
 from harness.race import RaceSettings, race_run
 from harness.sitting.channel import SideFailure
-from harness.sitting.methods import block_orders
+from harness.sitting.methods import block_orders, physical_cores, shared_cores
 from harness.sitting.rounds import Sitting
 from results.race_record import RaceRecord
 from results.store import read_race_records
@@ -425,7 +426,7 @@ class Timing:
     """A sitting's settings (harness.sitting.rounds.Timing), changeable between rounds."""
 
     max_seconds: float = 120.0
-    round_seconds: float = 2.7e-6  # with slice_ms 1e-4: nine blocks of one inference per slice
+    round_seconds: float = 2.7e-6  # shorter than any block: a round is one square of blocks (as many as sides)
     slice_ms: float = 1e-4  # shorter than any inference: every slice is exactly one (timed_loop runs one at least)
     warmup_seconds: float = 0.0  # the warm-up is then exactly the case's warmup_runs
     method: str = "lockstep"
@@ -433,9 +434,14 @@ class Timing:
 
 
 class CountingSitting(Sitting):
-    """The real Sitting, counting the slices it takes into the tallies (to see a round stopped part-way)."""
+    """The real Sitting, counting the slices it takes into the tallies (to see a round stopped part-way), with
+    ``fixed_blocks`` blocks a round where set (a fault then falls in a known block, whatever the machine's speed)."""
 
     counted = 0
+    fixed_blocks: int | None = None
+
+    def blocks_per_round(self, sides: list[str]) -> int:
+        return self.fixed_blocks or super().blocks_per_round(sides)
 
     def _count(self, side: str, samples_ns: list[int]) -> float:
         self.counted += 1
@@ -486,6 +492,7 @@ def test_a_side_that_fails_mid_round_takes_the_partial_round_with_it_and_the_oth
     cases, artifacts = three_sides(tmp_path, "fault: segv, fault_at: run, fault_from_session: 2, fault_after: 6")
     sitting = CountingSitting(cases, artifacts, dict.fromkeys(cases, sys.executable), Timing(), tmp_path / "logs",
                               "three", np.random.default_rng(0))
+    sitting.fixed_blocks = 9
     try:
         blocks = sitting.round(["X", "Y", "Z"])
         assert blocks is not None and len(blocks) == 9
@@ -518,7 +525,8 @@ def test_a_side_that_fails_renewing_its_session_leaves_the_others_ready_for_the_
     sitting = Sitting(cases, artifacts, dict.fromkeys(cases, sys.executable), Timing(), tmp_path / "logs", "renew",
                       np.random.default_rng(1))
     try:
-        assert sitting.round(["X", "Y", "Z"]) is not None
+        first = sitting.round(["X", "Y", "Z"])
+        assert first is not None and len(first) == 3  # the least a round holds: one square of three
         after_first = tallies(sitting)
         with pytest.raises(SideFailure) as failure:
             sitting.round(["X", "Y", "Z"])
@@ -529,7 +537,7 @@ def test_a_side_that_fails_renewing_its_session_leaves_the_others_ready_for_the_
             blocks = sitting.round(["Y", "Z"])
             assert blocks is not None and all(sorted(b.medians) == ["Y", "Z"] for b in blocks)
             raced += len(blocks)
-        assert len(sitting.tally["Y"].slice_medians) == len(sitting.tally["Z"].slice_medians) == 9 + raced
+        assert len(sitting.tally["Y"].slice_medians) == len(sitting.tally["Z"].slice_medians) == len(first) + raced
     finally:
         sitting.close()
 
@@ -557,13 +565,13 @@ def test_the_time_cap_inside_a_round_takes_its_slices_back_out(tmp_path: Path, t
 
 
 def test_a_configuration_whose_worker_fails_is_never_among_the_survivors(tmp_path: Path, test_backends) -> None:
-    """X, the baseline and listed first, crashes in the first round (its fourth slice); the race's one round ends
+    """X, the baseline and listed first, crashes in the first round (its second slice); the race's one round ends
     it before any look ("cannot tell"): X is "not raced", and the survivors, among which the recommendation is
     made, are Y and Z only (X was recommended: "listed first")."""
     from harness.race import GroupRace
     from tests.records import make_record
 
-    cases, artifacts = three_sides(tmp_path, "fault: segv, fault_at: run, fault_after: 6")
+    cases, artifacts = three_sides(tmp_path, "fault: segv, fault_at: run, fault_after: 4")
     records = [make_record(case.case_id, p50_ms=0.01, scenario="sitting", model="tiny", backend=case.backend,
                            backend_label=label) for label, case in cases.items()]
     settings = RaceSettings(max_rounds=1, slice_ms=Timing.slice_ms, round_seconds=Timing.round_seconds,
@@ -578,3 +586,57 @@ def test_a_configuration_whose_worker_fails_is_never_among_the_survivors(tmp_pat
     assert_outcome_consistent(race)
     [one] = race.rounds
     assert sorted(one.slices) == ["Y fp32", "Z fp32"]
+
+
+def test_a_round_counts_its_blocks_by_how_long_each_sides_slice_lasts(tmp_path: Path) -> None:
+    """A slice lasts slice_ms or one inference, whichever is longer: three sides at 330 ms an inference (resnet50
+    at batch 8) fill a 1 s round with two blocks (rounded up to one square of three), not nine 9 s blocks."""
+    cases = {side: type("Case", (), {"measure": {"timeout_s": 30}})() for side in ("X", "Y", "Z")}
+    sitting = Sitting(cases, {}, {}, Timing(round_seconds=1.0, slice_ms=50.0), tmp_path, "count",
+                      np.random.default_rng(0))
+    sides = ["X", "Y", "Z"]
+    assert sitting.blocks_per_round(sides) == 7  # before any start-up: 1 s / (3 x 50 ms)
+    sitting.inference_s.update(X=0.001, Y=0.002, Z=0.003)  # shorter than a slice: the slice counts
+    assert sitting.blocks_per_round(sides) == 7
+    sitting.inference_s.update(X=0.33, Y=0.33, Z=0.33)
+    assert sitting.blocks_per_round(sides) == 2
+    sitting.inference_s.update(X=0.33, Y=0.01, Z=0.01)  # one slow side: 0.43 s a block
+    assert sitting.blocks_per_round(sides) == 2
+    sitting.inference_s.update(X=0.12, Y=0.01, Z=0.01)  # 0.22 s a block
+    assert sitting.blocks_per_round(sides) == 5
+
+
+def test_lock_step_sides_share_cores_drawn_at_random_where_they_need_fewer_than_the_machine_has() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    cores = physical_cores(cpus)
+    rng = np.random.default_rng(0)
+    assert shared_cores(rng, [1, None]) is None  # a runtime's default threads: it may use every core
+    assert shared_cores(rng, [len(cores), 1]) is None  # every core needed: pinning changes nothing
+    if len(cores) < 2:
+        assert shared_cores(rng, [1, 1]) is None
+        return
+    drawn = [shared_cores(rng, [1, 1, 1]) for _ in range(40)]
+    assert all(d is not None and len(d) == 1 and d[0] in cpus for d in drawn)
+    assert len({tuple(d or []) for d in drawn}) > 1  # drawn, not always the first core
+    two = shared_cores(rng, [2, 1]) if len(cores) > 2 else None
+    if two is not None:  # one CPU of each of two physical cores
+        assert len(two) == 2 and len({next(i for i, c in enumerate(cores) if cpu in c) for cpu in two}) == 2
+
+
+def test_a_race_records_the_cores_its_rounds_ran_on(tmp_path: Path, test_backends) -> None:
+    """One thread a side on a machine with more than one core: each round's configurations all ran on one CPU."""
+    cases, artifacts = three_sides(tmp_path, "fault_at: run")
+    sitting = Sitting(cases, artifacts, dict.fromkeys(cases, sys.executable), replace(Timing(), fresh="worker"),
+                      tmp_path / "logs", "pinned", np.random.default_rng(3))
+    try:
+        assert sitting.round(["X", "Y", "Z"]) is not None
+        cores = sitting.round_cores
+        if len(physical_cores(sorted(os.sched_getaffinity(0)))) < 2:
+            assert cores is None
+            return
+        assert cores is not None and len({tuple(c) for c in cores.values()}) == 1
+        [cpu] = cores["X"]
+        for worker in sitting.workers.values():
+            assert os.sched_getaffinity(worker.process.pid) == {cpu}
+    finally:
+        sitting.close()

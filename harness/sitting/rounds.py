@@ -34,7 +34,7 @@ import numpy as np
 
 from harness.protocol import ReadyReply, Renew, RunSlice, RunUntil, ServeJob, ServeReply, SliceReply, UntilReply
 from harness.sitting.channel import SideFailure, SideWorker, TimeUp
-from harness.sitting.methods import block_orders
+from harness.sitting.methods import block_orders, shared_cores
 from scenario.cases import Case
 
 # a slice (or a silence) this many times the slowest before, and this long at least, in the round given up at the
@@ -127,9 +127,10 @@ class Sitting:
         self.slowest_by_side = dict.fromkeys(cases, 0.0)  # each side's slowest slice (or start-up inference)
         self.slowest_what = dict.fromkeys(cases, "a slice")  # what took slowest_by_side: a slice, or a warm-up
         self.start_lengths: list[float] = []  # how long each round's workers took to be ready (spawned or renewed)
+        self.inference_s = dict.fromkeys(cases, 0.0)  # each side's latest warm-up mean: how long its slice lasts
         self.given_up: str | None = None  # the round under way at the time cap, dropped: why
         self.stalled: str | None = None  # a side that stalled in that round, named
-        self.round_cores: dict[str, list[int]] | None = None  # the duet's cores in the last round
+        self.round_cores: dict[str, list[int]] | None = None  # each side's cores in the last round (None: any)
 
     # -- rounds ------------------------------------------------------------------------------------------
     def next_round_fits(self) -> bool:
@@ -197,7 +198,7 @@ class Sitting:
             for side in sides:
                 self.workers[side].send(Renew())
         else:
-            self.round_cores = self._duet_round_cores(sides)
+            self.round_cores = self._round_cores(sides)
             # all spawned before any is waited for, so their start-ups overlap; in random order, so that no side is
             # always the process that started last
             for index in self.rng.permutation(len(sides)):
@@ -219,11 +220,18 @@ class Sitting:
                 tally.first_ready = reply
             # a slice (or a duet round) lasts at least one inference: the replies' timeouts allow for it
             self._saw(side, reply.inference_s, "an inference (the warm-up's mean)")
+            self.inference_s[side] = reply.inference_s
         self.start_lengths.append(time.perf_counter() - began)
 
-    def _duet_round_cores(self, sides: list[str]) -> dict[str, list[int]] | None:
-        """A duet's cores for this round: the halves swap at random between rounds."""
-        if self.timing.method != "duet" or self.cores is None:
+    def _round_cores(self, sides: list[str]) -> dict[str, list[int]] | None:
+        """Each side's cores for this round: a duet's halves, swapped at random between rounds; in lock-step the
+        same cores for every side (methods.shared_cores), unless a side runs several streams at once."""
+        if self.timing.method != "duet":
+            if any(self.cases[side].mode == "concurrent" for side in sides):
+                return None
+            shared = shared_cores(self.rng, [self.cases[side].backend_options.get("threads") for side in sides])
+            return dict.fromkeys(sides, shared) if shared else None
+        if self.cores is None:
             return None
         first, second = self.cores
         if self.rng.random() < 0.5:
@@ -240,9 +248,8 @@ class Sitting:
     # -- methods -----------------------------------------------------------------------------------------
     def _lockstep_round(self, sides: list[str]) -> list[Block]:
         slice_s = self.timing.slice_ms / 1e3
-        count = max(2, round(self.timing.round_seconds / (len(sides) * slice_s)))
         blocks, cap_at = [], self._cap_at()
-        for order in block_orders(self.rng, sides, count):
+        for order in block_orders(self.rng, sides, self.blocks_per_round(sides)):
             at = time.perf_counter() - self.started
             if cap_at is not None and time.perf_counter() + len(sides) * self.slowest_slice_s > cap_at:
                 raise TimeUp(None, 0.0)  # a block as slow as the slowest so far would not fit: not begun
@@ -255,6 +262,15 @@ class Sitting:
                 medians[side] = self._count(side, samples)
             blocks.append(Block(at_s=at, medians=medians, order=list(order)))
         return blocks
+
+    def blocks_per_round(self, sides: list[str]) -> int:
+        """How many blocks fill ``round_seconds`` (two at least; block_orders rounds up to a multiple of the sides).
+        A slice lasts ``slice_ms`` or one inference, whichever is longer: a model whose inference outlasts the slice
+        would otherwise run rounds many times ``round_seconds`` long (resnet50 at batch 8, 330 ms an inference: nine
+        blocks of three sides, a 9 s round, three rounds in a 45 s race)."""
+        slice_s = self.timing.slice_ms / 1e3
+        block_s = sum(max(slice_s, self.inference_s.get(side, 0.0)) for side in sides)
+        return max(2, round(self.timing.round_seconds / block_s))
 
     def _duet_round(self, sides: list[str]) -> list[Block]:
         window_ns = int(self.timing.slice_ms * 1e6)
