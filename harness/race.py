@@ -2,8 +2,8 @@
 
 Every "A is faster than B" of a run comes from here, not from the cases' own p50s, which were measured minutes
 apart on machines whose speed moves by 5-23 % between runs. A race is `accelbench ab` with N sides (the same
-harness.sitting): rounds of fresh sessions (``fresh: session``, the default: a spawn per configuration and round
-costs more than a 45 s race of four can pay; or fresh workers), slices in a balanced random order, paired
+harness.sitting): rounds of fresh workers (``fresh: worker``, the default; or fresh sessions in the same workers),
+all on the same cores where the threads leave some spare, slices in a balanced random order, paired
 log-ratios per round, and the exact signed-rank statistics of results.paired. Successive elimination (F-Race,
 Hoeffding races) lets a clearly slower configuration go at a look, so the time goes to the close contenders; the
 looks, their levels and the outcome are results.race_stats'.

@@ -42,7 +42,10 @@ AB_DEFAULTS: dict[str, str | int | float] = {
 # A run's races (scenario.schema.RaceSpec, harness.race.RaceSettings): each group's passing configurations in one
 # sitting. Fresh workers each round, as ab: with fresh sessions in the same workers an identical copy of a
 # configuration stayed 11 % slower for ten rounds running under load (benchmarks/race.py), a bias of the process
-# that only a new process draws again.
+# that only a new process draws again. With every side on one shared core the bias shrinks but stays: ten
+# sittings of 12 rounds each way, an A/A's sitting means spread by 1.4 % with fresh sessions where the rounds'
+# own spread predicts 0.8 % (fresh workers: 1.3 % against 1.1 %), enough to split an A/A now and then; sessions
+# are cheaper (1.6 s a round of three against 2.5 s), not sound.
 RACE_DEFAULTS: dict[str, str | int | float] = {
     "threshold": 0.05,
     "alpha": 0.01,  # family-wise: over all looks and all comparisons of one race
