@@ -119,6 +119,7 @@ class GroupRace:
         self.cases, self.artifacts, self.work_dir = cases, artifacts, work_dir
         self.env_id, self.progress = env_id, progress
         self.rounds: list[RaceRound] = []
+        self.look_levels: list[float] = []  # the level each look was judged at, in order
         self.slice_medians: dict[str, list[float]] = {}
         self.inferences: dict[str, int] = {}
         self.startup_s: dict[str, float] = {}
@@ -251,6 +252,7 @@ class GroupRace:
             outcome, why, survivors, looks = self._heat(racing, entries, replace(self.settings, max_seconds=budget),
                                                         number)
             record.looks += looks
+            record.look_levels = list(self.look_levels)
             record.min_rounds = record.min_rounds or self.first_look
             record.outcome, record.reason = outcome, why  # the last heat's word is the race's
             # every survivor goes on, the best first: one left behind undecided (tied with the leader, or not yet
@@ -328,16 +330,22 @@ class GroupRace:
                             break
                         schedule = plan.schedule(len(alive))  # fewer comparisons: Holm's family is smaller
                         self.first_look = schedule[0]
-                if not is_look(len(rounds), schedule, len(looks_taken), time_up):
-                    if time_up:  # no look left, or too few rounds to judge: the last look's word stands
+                # whether another round can follow, asked now: a look that no round can follow is the race's last,
+                # and spends what the planned looks it will never reach leave (RacePlan.look_level)
+                last = time_up or len(rounds) >= settings.max_rounds or not sitting.next_round_fits()
+                judged = bool(looks_taken) and looks_taken[-1] == len(rounds)  # nothing new since the last look
+                if judged or not is_look(len(rounds), schedule, len(looks_taken), last):
+                    if time_up or judged:  # no look left, or too few rounds to judge: the last look's word stands
                         if len(looks_taken) == 0:
                             outcome, why = "cannot tell", (
                                 f"time budget spent after {len(rounds)} rounds, before the first look at "
                                 f"{schedule[0]} rounds (race.max_seconds = {self.settings.max_seconds:g} s)")
                         break
                     continue
-                look = judge_look(rounds, alive, plan)
+                level = plan.look_level(len(looks_taken), last=last)
+                look = judge_look(rounds, alive, plan, level)
                 looks_taken.append(len(rounds))
+                self.look_levels.append(level)
                 if self.rounds:
                     self.rounds[-1].look = True
                     self.rounds[-1].eliminated = sorted(look.eliminated)
@@ -346,7 +354,7 @@ class GroupRace:
                     entries[name].eliminated_after = len(rounds)
                 alive = look.survivors
                 survivors = [look.best, *(n for n in alive if n != look.best)]
-                outcome, why = race_outcome(look, time_up, last_look=len(looks_taken) >= len(schedule))
+                outcome, why = race_outcome(look, last, last_look=len(looks_taken) >= len(schedule))
                 if self.progress:
                     gone = f", {', '.join(look.eliminated)} out" if look.eliminated else ""
                     self.progress(f"race {self.label}: look {len(looks_taken)} after {len(rounds)} rounds{gone}")

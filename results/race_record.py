@@ -121,7 +121,8 @@ class RaceRecord(_Part):
     threshold: float = 0.05
     min_effect: float = 0.025
     alpha: float = 0.01  # family-wise, over all looks and comparisons
-    look_alpha: float | None = None  # each look's level (alpha / looks)
+    look_alpha: float | None = None  # each planned look's share (alpha / looks)
+    look_levels: list[float] = Field(default_factory=list)  # the level of each look taken: the last takes what is left
     confidence: float = 0.95
     heats: int = 1  # more than one: the group's sessions could not all be held in memory at once
     settings: dict[str, Any] = Field(default_factory=dict)

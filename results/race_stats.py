@@ -20,8 +20,10 @@ which needs one) over the whole race:
   ``alpha / looks`` = 0.01 / 3 = 0.0033, so the chance that any look errs is at most 3 × 0.0033 = 0.01 (a union
   bound: no independence between looks is assumed). This holds because the rounds at which the looks fall do
   not depend on the ratios: they follow a fixed schedule (``look_schedule``), and a race whose time runs out
-  early spends its next look then, which depends on the clock, not on the measurements. ``is_look`` never
-  grants more than ``looks`` looks. Simpler than alpha-spending boundaries and valid whatever the dependence
+  early spends its next look then, which depends on the clock, not on the measurements. That look is the race's
+  last, so it also takes the shares of the planned looks it will never reach (``RacePlan.look_level``: after
+  one look, 2 × 0.0033): the levels of the looks taken still add up to 0.01 at most. ``is_look`` never grants
+  more than ``looks`` looks. Simpler than alpha-spending boundaries and valid whatever the dependence
   between looks; the price, with few looks, is small: one more round before the first look for four
   configurations (11 instead of 10).
 - *Several comparisons in one look*, by Holm-Bonferroni over the k - 1 comparisons against the current best at
@@ -160,6 +162,16 @@ class RacePlan:
         """The level of each look: Bonferroni over the planned looks keeps the race's rate at ``alpha``."""
         return self.alpha / self.looks
 
+    def look_level(self, looks_taken: int, last: bool = False) -> float:
+        """The level of the next look after ``looks_taken``: its share, ``look_alpha``; the race's last look (its
+        time spent, or its rounds: no look can follow) also takes the shares of the planned looks it will never
+        reach, so that no part of ``alpha`` is left unspent when the race must end. The union bound still holds:
+        the levels of the looks taken add up to ``alpha`` at most, and whether a look is the last depends on the
+        clock, not on the ratios."""
+        if looks_taken >= self.looks:
+            raise ValueError(f"all {self.looks} planned looks are taken: no alpha is left for another")
+        return self.alpha * ((self.looks - looks_taken) if last else 1) / self.looks
+
     def schedule(self, configs: int) -> list[int]:
         """The rounds at which the looks fall for a race of ``configs`` configurations: the first as soon as the
         exact test could eliminate anything at the look's level, the rest ``growth`` apart."""
@@ -266,16 +278,19 @@ class Look:
     plan: RacePlan
 
 
-def judge_look(rounds: list[Round], alive: list[str], plan: RacePlan) -> Look:
+def judge_look(rounds: list[Round], alive: list[str], plan: RacePlan, level: float | None = None) -> Look:
     """Judge the race once, on all rounds so far: find the current best, test every other alive configuration
-    against it (Holm at ``plan.look_alpha``), and let go those significantly slower by at least ``plan.effect``
-    (and whose interval lies above 1), as ``ab_verdict`` calls a side "slower". The MDEs are for the level of
-    Holm's first step, the bar a single difference must clear."""
+    against it (Holm at ``level``, by default ``plan.look_alpha``; ``plan.look_level`` says what the race's last
+    look may spend), and let go those significantly slower by at least ``plan.effect`` (and whose interval lies
+    above 1), as ``ab_verdict`` calls a side "slower". The MDEs are for the level of Holm's first step, the bar a
+    single difference must clear."""
     if len(set(alive)) != len(alive) or not alive:
         raise ValueError(f"alive must name each configuration once, at least one: {alive!r}")
+    if level is not None and not (_is_number(level) and 0 < level < 1):
+        raise ValueError(f"level is a probability between 0 and 1, not {level!r}")
     best = current_best(rounds, alive)
     others = [name for name in alive if name != best]
-    level = plan.look_alpha
+    level = plan.look_alpha if level is None else level
     mde_alpha = level / max(1, len(others))
     estimates: dict[str, PairedEstimate] = {}
     p_values: dict[str, float] = {}
@@ -295,7 +310,7 @@ def judge_look(rounds: list[Round], alive: list[str], plan: RacePlan) -> Look:
                 and estimate.ci_low > 1):
             eliminated[name] = (f"slower than {best}: {_percent(estimate.ratio - 1)} [{estimate.ci_low:.2f}, "
                                 f"{estimate.ci_high:.2f}], p = {estimate.p_value:.2g} over {estimate.rounds} rounds "
-                                f"(Holm, each look at {level:.2g})")
+                                f"(Holm, this look at {level:.2g})")
     survivors = [name for name in alive if name not in eliminated]
     pairs: dict[tuple[str, str], PairedEstimate] = {}
     complete = True

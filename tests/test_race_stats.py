@@ -51,7 +51,7 @@ def run_race(rounds: list[Round], alive: list[str], plan: RacePlan, stop_on_tie:
         time_up = time_up_at is not None and done >= time_up_at
         if not is_look(done, schedule, len(looks), time_up):
             continue
-        look = judge_look(rounds[:done], alive, plan)
+        look = judge_look(rounds[:done], alive, plan, plan.look_level(len(looks), last=time_up))
         looks.append(look)
         eliminated |= set(look.eliminated)
         alive = look.survivors
@@ -90,6 +90,25 @@ def test_holm_steps_down_and_stops_at_the_first_p_above_its_bar() -> None:
     assert holm({"x": 0.02, "y": 0.04}, 0.05) == {"x", "y"}  # 0.02 <= 0.025, then 0.04 <= 0.05
     assert holm({"x": 0.03, "y": 0.04}, 0.05) == set()
     assert holm({}, 0.05) == set()
+
+
+def test_the_last_look_spends_what_the_planned_looks_it_never_reaches_leave() -> None:
+    plan = RacePlan()  # 0.01 over three looks
+    assert plan.look_level(0) == pytest.approx(0.01 / 3) and plan.look_level(1) == pytest.approx(0.01 / 3)
+    assert plan.look_level(0, last=True) == pytest.approx(0.01)
+    assert plan.look_level(1, last=True) == pytest.approx(0.02 / 3)
+    assert plan.look_level(2, last=True) == pytest.approx(0.01 / 3)
+    with pytest.raises(ValueError):
+        plan.look_level(3)
+    for last_at in range(3):  # whenever the time runs out, the levels of the looks taken add up to alpha at most
+        levels = [plan.look_level(taken, last=taken == last_at) for taken in range(last_at + 1)]
+        assert sum(levels) == pytest.approx(0.01)
+    # B 10 % slower in every one of 9 rounds: p = 2/2^9 = 0.0039, over a look's share (0.0033), under alpha. The
+    # time runs out at round 9, before the first planned look (10): that look is the last, and takes all of alpha
+    rounds = [{"A": [1.0] * 3, "B": [1.1 + 0.01 * r] * 3} for r in range(9)]
+    assert judge_look(rounds, ["A", "B"], plan).eliminated == {}
+    outcome, _, eliminated, looks = run_race(rounds, ["A", "B"], plan, time_up_at=9)
+    assert eliminated == {"B"} and outcome == "winner" and looks[0].level == pytest.approx(0.01)
 
 
 def test_the_looks_follow_a_fixed_schedule_and_never_exceed_their_number() -> None:
@@ -174,7 +193,7 @@ def test_a_clearly_slower_configuration_leaves_at_the_first_look_and_not_before_
     assert set(look.eliminated) == {"B", "C"} and look.survivors == ["A", "A'"]
     assert look.estimates["C"].ci_low > 1.5
     assert look.eliminated["B"].startswith(f"slower than {look.best}: +")
-    assert "over 11 rounds (Holm, each look at 0.0033)" in look.eliminated["B"]
+    assert "over 11 rounds (Holm, this look at 0.0033)" in look.eliminated["B"]
     outcome, why = race_outcome(look, time_up=False)
     assert outcome == "tie" and "A and A'" in why  # the two left are the same file
 
