@@ -101,6 +101,10 @@ class Backend(abc.ABC):
     description: ClassVar[str] = ""
     # True: the backend needs the batch size baked into its artefact (GPU accelerators compile static shapes).
     static_batch: ClassVar[bool] = False
+    # True: its ``threads`` option is all the CPU it computes with (no driver or delegate threads of its own), so a
+    # same-sitting comparison may pin its process to that many cores and still measure it as it runs
+    # (harness.sitting.methods.shared_cores). A GPU delegate's software driver, say, spawns threads of its own.
+    threads_are_its_cores: ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod

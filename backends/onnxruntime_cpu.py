@@ -89,6 +89,7 @@ class OrtSession(Session):
 class OnnxRuntimeCpu(Backend):
     name = "onnxruntime_cpu"
     artifact_format = "onnx"
+    threads_are_its_cores = True
     precisions = PRECISIONS  # the zoo makes each as a file of this format
     description = "ONNX Runtime, CPU execution provider (graph_optimization: disable|basic|extended|all)"
 

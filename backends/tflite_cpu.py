@@ -98,6 +98,7 @@ class TfliteCpuSession(Session):
 class TfliteCpu(Backend):
     name = "tflite_cpu"
     artifact_format = "tflite"
+    threads_are_its_cores = True
     precisions = PRECISIONS  # the zoo makes each as a file of this format
     description = "LiteRT Interpreter on the CPU (XNNPACK by default; xnnpack: false for the builtin kernels)"
 

@@ -640,3 +640,25 @@ def test_a_race_records_the_cores_its_rounds_ran_on(tmp_path: Path, test_backend
             assert os.sched_getaffinity(worker.process.pid) == {cpu}
     finally:
         sitting.close()
+
+
+def test_sides_are_pinned_only_where_their_threads_are_all_the_cpu_they_use(tmp_path: Path) -> None:
+    """A GPU delegate's software driver, or a concurrent case's streams, use cores beyond ``threads``: pinning
+    them to one core would measure something else than what runs. CPU runtimes at one thread each are pinned."""
+    if len(physical_cores(sorted(os.sched_getaffinity(0)))) < 2:
+        pytest.skip("one core: nothing to choose among")
+
+    def case(backend: str, mode: str = "latency") -> Any:
+        return type("Case", (), {"measure": {"timeout_s": 30}, "backend": backend, "mode": mode,
+                                 "backend_options": {"threads": 1}})()
+
+    def cores(**cases: Any) -> dict[str, list[int]] | None:
+        sitting = Sitting(cases, {}, {}, replace(Timing(), fresh="worker"), tmp_path, "cores",
+                          np.random.default_rng(0))
+        return sitting._round_cores(list(cases))
+
+    pinned = cores(a=case("tflite_cpu"), b=case("onnxruntime_cpu"))
+    assert pinned is not None and pinned["a"] == pinned["b"] and len(pinned["a"]) == 1
+    assert cores(a=case("tflite_cpu"), b=case("tflite_gpu")) is None
+    assert cores(a=case("tflite_cpu"), b=case("tflite_cpu", mode="concurrent")) is None
+    assert cores(a=case("tflite_cpu"), b=case("no_such_backend")) is None

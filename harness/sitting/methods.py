@@ -8,11 +8,12 @@
   within each block of two pairs".
 
   Every side of a round runs on the same cores (`shared_cores`), drawn at random per round, where the sides need
-  fewer than the machine has. A virtual machine's CPUs do not run at one speed: a neighbour on the host slows one
-  vCPU for a while, and a side the scheduler left on it reads slower than one on the other, for as long as the
-  placement lasts. Measured on the 2-vCPU development VM (mobilenet_v2 96x96, one thread; three sides, 12 rounds
-  of fresh workers, ten sittings of each kind interleaved): an A/A pair's round log-ratio spread by 7.8 % (SD)
-  left to the scheduler and 5.3 % on one shared core; A against A slowed by 5 %, 8.9 % and 4.5 %.
+  fewer than the machine has and their threads are all the CPU they use (the CPU runtimes; the rounds decide).
+  A virtual machine's CPUs do not run at one speed: a neighbour on the host slows one vCPU for a while, and a side
+  the scheduler left on it reads slower than one on the other, for as long as the placement lasts. Measured on
+  the 2-vCPU development VM (mobilenet_v2 96x96, one thread; three sides, 12 rounds of fresh workers, ten
+  sittings of each kind interleaved): an A/A pair's round log-ratio spread by 7.8 % (SD) left to the scheduler
+  and 5.3 % on one shared core; A against A slowed by 5 %, 8.9 % and 4.5 %.
 - **duet** (two sides only): both at once, each pinned to its own half of the cores, paired by time window (Bulej
   et al., ICPE 2020).
 """

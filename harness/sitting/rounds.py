@@ -32,6 +32,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from backends.registry import get_backend
 from harness.protocol import ReadyReply, Renew, RunSlice, RunUntil, ServeJob, ServeReply, SliceReply, UntilReply
 from harness.sitting.channel import SideFailure, SideWorker, TimeUp
 from harness.sitting.methods import block_orders, shared_cores
@@ -227,7 +228,8 @@ class Sitting:
         """Each side's cores for this round: a duet's halves, swapped at random between rounds; in lock-step the
         same cores for every side (methods.shared_cores), unless a side runs several streams at once."""
         if self.timing.method != "duet":
-            if any(self.cases[side].mode == "concurrent" for side in sides):
+            if any(self.cases[side].mode == "concurrent" or not _threads_are_its_cores(self.cases[side].backend)
+                   for side in sides):
                 return None
             shared = shared_cores(self.rng, [self.cases[side].backend_options.get("threads") for side in sides])
             return dict.fromkeys(sides, shared) if shared else None
@@ -372,6 +374,14 @@ class Sitting:
             self.given_up += f": {self.stalled}"
         if self.progress:
             self.progress(self.given_up)
+
+
+def _threads_are_its_cores(backend: str) -> bool:
+    """Whether the backend computes on its ``threads`` alone (backends.base.Backend.threads_are_its_cores)."""
+    try:
+        return bool(get_backend(backend).threads_are_its_cores)
+    except (KeyError, ImportError, AttributeError):  # an adapter that cannot say: left to the scheduler
+        return False
 
 
 def log_ratio(blocks: list[Block], side: str, against: str) -> float:
