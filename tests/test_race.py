@@ -662,3 +662,28 @@ def test_sides_are_pinned_only_where_their_threads_are_all_the_cpu_they_use(tmp_
     assert cores(a=case("tflite_cpu"), b=case("tflite_gpu")) is None
     assert cores(a=case("tflite_cpu"), b=case("tflite_cpu", mode="concurrent")) is None
     assert cores(a=case("tflite_cpu"), b=case("no_such_backend")) is None
+
+
+def test_onnx_runtime_races_with_its_pool_spinning_within_runs_only(tmp_path: Path, test_backends) -> None:
+    """An ONNX Runtime session of more than one thread stops spinning when a run returns (else its pool burns a
+    core into the next configuration's slice); the option is real: a session prepared with it runs, and a value
+    the backend does not know is refused. Adapters built on onnxruntime_cpu get it too; others are left alone."""
+    from backends.base import BackendOptions
+    from backends.onnxruntime_cpu import OnnxRuntimeCpu
+    from harness.race import _race_options
+
+    def case(backend: str, **options: Any) -> Any:
+        return type("Case", (), {"backend": backend, "backend_options": options})()
+
+    assert _race_options(case("onnxruntime_cpu", threads=2)) == {"spinning": "within_runs"}
+    assert _race_options(case("onnxruntime_cpu")) == {"spinning": "within_runs"}  # the runtime's default: many
+    assert _race_options(case("fault_ort", threads=2)) == {"spinning": "within_runs"}
+    assert _race_options(case("onnxruntime_cpu", threads=1)) == {}
+    assert _race_options(case("onnxruntime_cpu", threads=2, spinning=True)) == {}  # the user's word stands
+    assert _race_options(case("tflite_cpu", threads=2)) == {}
+    assert OnnxRuntimeCpu.option_problem("spinning", "within_runs") is None
+    assert "within_runs" in (OnnxRuntimeCpu.option_problem("spinning", "sometimes") or "")
+    model = tiny_onnx(tmp_path / "tiny.onnx", 4)
+    session = OnnxRuntimeCpu().prepare(str(model), BackendOptions(threads=2, extra={"spinning": "within_runs"}), 1)
+    [out] = session.run([np.ones((1, 4), np.float32)])
+    assert np.allclose(out, 1.0)
