@@ -43,6 +43,15 @@ def get_backend(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+def find_backend(name: str) -> type[Backend] | None:
+    """The backend class for ``name``, or None where the name is unknown or its adapter cannot be imported: for
+    callers that only ask a backend's traits (and treat one that cannot say as having none)."""
+    try:
+        return get_backend(name)
+    except (KeyError, ImportError, AttributeError):
+        return None
+
+
 def availability(name: str) -> Availability:
     try:
         return get_backend(name).available()

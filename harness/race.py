@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from backends.registry import get_backend
+from backends.registry import find_backend
 from harness.sitting.channel import SideFailure
 from harness.sitting.rounds import Sitting, side_figures
 from results.baseline import Baseline, group_key, resolve_baselines
@@ -417,10 +417,8 @@ def _race_options(case: Case) -> dict[str, Any]:
 def _takes_spinning(backend: str) -> bool:
     """Whether the backend has ONNX Runtime's ``spinning`` option (onnxruntime_cpu and adapters built on it); one
     without it would record a race option it never applied."""
-    try:
-        return "spinning" in get_backend(backend).option_names()
-    except (KeyError, ImportError, AttributeError):
-        return False
+    found = find_backend(backend)
+    return found is not None and "spinning" in found.option_names()
 
 
 def _unique(contenders: list[_Contender]) -> list[_Contender]:

@@ -32,7 +32,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from backends.registry import get_backend
+from backends.registry import find_backend
 from harness.protocol import ReadyReply, Renew, RunSlice, RunUntil, ServeJob, ServeReply, SliceReply, UntilReply
 from harness.sitting.channel import SideFailure, SideWorker, TimeUp
 from harness.sitting.methods import block_orders, shared_cores
@@ -377,11 +377,10 @@ class Sitting:
 
 
 def _threads_are_its_cores(backend: str) -> bool:
-    """Whether the backend computes on its ``threads`` alone (backends.base.Backend.threads_are_its_cores)."""
-    try:
-        return bool(get_backend(backend).threads_are_its_cores)
-    except (KeyError, ImportError, AttributeError):  # an adapter that cannot say: left to the scheduler
-        return False
+    """Whether the backend computes on its ``threads`` alone (backends.base.Backend.threads_are_its_cores); an
+    adapter that cannot say is left to the scheduler."""
+    found = find_backend(backend)
+    return found is not None and found.threads_are_its_cores
 
 
 def log_ratio(blocks: list[Block], side: str, against: str) -> float:
