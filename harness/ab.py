@@ -65,6 +65,7 @@ class AbSettings:
     # exact test's, a little larger at few rounds (results.paired), still below the threshold where this stops
     stop_mde: float = float(AB_DEFAULTS["stop_mde"])
     warmup_seconds: float = float(AB_DEFAULTS["warmup_seconds"])
+    warmup_runs: int | None = None  # the case's own measure.warmup_runs (ab's published figures were measured so)
     seed: int = int(AB_DEFAULTS["seed"])
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ a signal, the end of its log).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,23 @@ from sysinfo.lifeline import child_env
 PINNED_START = ("import os, runpy, sys; os.sched_setaffinity(0, [int(c) for c in sys.argv[1].split(',')]); "
                 "sys.argv = ['harness.worker', *sys.argv[2:]]; runpy.run_module('harness.worker', run_name='__main__')")
 LOG_TAIL_BYTES = 64 * 1024
+
+
+def pin_running(pid: int, cores: list[int]) -> None:
+    """Pin every thread a running process has now to ``cores`` (a thread it starts later inherits its starter's).
+
+    A lock-step round moves its sides onto one shared core once they are loaded and warm, rather than starting them
+    there: started pinned, N sides' start-ups (imports, loading, warm-up) queue on that one core; started free, they
+    overlap on all of them, and only the slices, the part that is measured, share the core. The sides' thread counts
+    are set (methods.shared_cores pins none whose pool would size itself by the affinity it was born with).
+    ProcessLookupError if the process is gone; a thread that ended meanwhile is skipped."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        raise ProcessLookupError(f"process {pid} has ended") from None
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cores)
 
 
 def worker_env() -> dict[str, str]:

@@ -149,8 +149,9 @@ class ServeJob(CaseJob):
 
     TASK = "serve"
     WHAT = "a serve job"
-    OMITTED_WHEN_NONE = frozenset({"warmup_seconds"})
+    OMITTED_WHEN_NONE = frozenset({"warmup_seconds", "warmup_runs"})
     warmup_seconds: float | None = None  # None: the case's own measure.warmup_seconds
+    warmup_runs: int | None = None  # None: the case's own measure.warmup_runs
 
 
 WorkerJob = MeasureJob | ReferenceJob | OverheadJob | ServeJob

@@ -78,6 +78,7 @@ class RaceSettings:
     gross_factor: float = float(RACE_DEFAULTS["gross_factor"])
     memory_mb: int | None = None
     warmup_seconds: float = float(RACE_DEFAULTS["warmup_seconds"])
+    warmup_runs: int | None = int(RACE_DEFAULTS["warmup_runs"])
     seed: int = int(RACE_DEFAULTS["seed"])
     method: str = "lockstep"  # a duet pins two sides to two halves of the cores: not for N
 

@@ -365,7 +365,8 @@ def _loaded_side(job: ServeJob, phase: _Phases) -> tuple[_Loaded, ReadyReply]:
     with phase("warm-up"):
         loaded.open_streams()
         seconds = loaded.settings.warmup_seconds if job.warmup_seconds is None else float(job.warmup_seconds)
-        _, _, inference_s = loaded.warm(max(loaded.settings.warmup_runs, 1), seconds)
+        runs = loaded.settings.warmup_runs if job.warmup_runs is None else int(job.warmup_runs)
+        _, _, inference_s = loaded.warm(max(runs, 1), seconds)
     ready = ReadyReply(pid=os.getpid(), init_ns=loaded.init_ns, outputs_finite=finite, backend_info=loaded.info(),
                        inference_s=inference_s, **loaded.shapes(), mode=loaded.case.mode, streams=len(loaded.calls))
     return loaded, ready

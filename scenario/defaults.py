@@ -49,7 +49,7 @@ AB_DEFAULTS: dict[str, str | int | float] = {
 RACE_DEFAULTS: dict[str, str | int | float] = {
     "threshold": 0.05,
     "alpha": 0.01,  # family-wise: over all looks and all comparisons of one race
-    "looks": 3,
+    "looks": 2,  # results.race_stats: a third look never came within max_seconds, and each one delays the first
     "max_seconds": 45.0,  # per group, worker start-ups included (not measure.max_seconds, which is per case)
     "max_rounds": 100,
     "round_seconds": 1.0,  # measured time of a round, all configurations together
@@ -59,7 +59,12 @@ RACE_DEFAULTS: dict[str, str | int | float] = {
     # slower beyond any doubt: the speed of this kind of machine moves by 5-23 % between runs (README), so 1.5x
     # is twice the largest swing measured; it stays out of the race, read "slower (sequential)"
     "gross_factor": 1.5,
+    # a race's side warms up for this long and this many runs after the first inference (both), not for the case's
+    # warmup_runs: those are for one measurement, and a race warms every side up in every round. resnet50 at batch
+    # 8 (330 ms a run) spent 2 s a side a round in the case's five; measured run by run after loading, ONNX Runtime
+    # settles by its third run (335, 336, then 300-310 ms) and XNNPACK by its first
     "warmup_seconds": 0.2,
+    "warmup_runs": 2,
     "seed": 0,
 }
 ROUND_SECONDS_MAX, SLICE_MS_MAX = 600.0, 60_000.0

@@ -113,6 +113,7 @@ def test_the_wire_keys_are_the_ones_the_wire_always_had() -> None:
         "inputs", "outputs", "reference_batch", "output_names", "unit_shapes"}
     assert set(ServeJob(case=CASE, artifact="a", warmup_seconds=0.3).to_wire()) == {
         "task", "case", "artifact", "hints", "warmup_seconds"}
+    assert ServeJob(case=CASE, artifact="a", warmup_runs=2).to_wire()["warmup_runs"] == 2
     assert READY.to_wire()["ready"] is True and "environment" not in READY.to_wire()
     assert set(SliceReply(samples_ns=[1], wall_ns=1).to_wire()) == {"samples_ns", "wall_ns"}
     assert set(WorkerReport(pid=1, entered_at_ns=2, result=ServeResult(commands=0)).to_wire()) == {
@@ -192,6 +193,41 @@ def test_a_serve_worker_times_every_stream_of_a_concurrent_case(tmp_path: Path) 
         with pytest.raises(SideFailure, match=r"worker refused a command: a duet times one stream a side and this "
                                               r"case is concurrent \(3 streams\): compare it with method lockstep"):
             worker.ask(RunUntil(from_ns=0, until_ns=1), timeout_s=60)
+    finally:
+        worker.close()
+
+
+def test_a_side_warms_up_for_the_runs_its_job_says_not_the_cases(tmp_path: Path, test_backends) -> None:
+    """A race warms each side up for its own few runs (RACE_DEFAULTS' warmup_runs), not the case's: the session
+    of a fault backend that crashes on its fourth call is ready after the first inference and two warm-up runs, and
+    crashes at its first slice; the same case warmed for its own five runs crashes before it is ready."""
+    from harness.sitting.channel import SideFailure, SideWorker
+    from scenario.cases import Case, ModelSpec
+    from scenario.schema import MeasureSpec
+
+    model = _relu_onnx(tmp_path / "relu.onnx")
+    case = Case(case_id="relu-fp32-b1-fault_ort", scenario="serve", model=ModelSpec(path=str(model)),
+                model_label="relu", backend="fault_ort", backend_label="fault_ort",
+                backend_options={"threads": 1, "fault": "segv", "fault_at": "run", "fault_after": 3},
+                precision="fp32", batch_size=1, mode="latency",
+                measure=MeasureSpec(warmup_runs=5, warmup_seconds=0.0).model_dump())
+
+    def side(name: str, warmup_runs: int | None) -> SideWorker:
+        job = ServeJob(case=case.to_dict(), artifact=str(model), hints=case.model.input_hints(),
+                       warmup_seconds=0.0, warmup_runs=warmup_runs)
+        return SideWorker(name, sys.executable, job, tmp_path, name)
+
+    worker = side("race", 2)
+    try:
+        assert isinstance(worker.receive(timeout_s=120), ReadyReply)
+        with pytest.raises(SideFailure, match="SIGSEGV"):
+            worker.ask(RunSlice(run=0.01), timeout_s=60)
+    finally:
+        worker.close()
+    worker = side("own", None)
+    try:
+        with pytest.raises(SideFailure, match="SIGSEGV"):
+            worker.receive(timeout_s=120)
     finally:
         worker.close()
 

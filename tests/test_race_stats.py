@@ -72,10 +72,12 @@ def test_the_minimum_rounds_follow_from_the_exact_tests_smallest_p_and_holms_fir
     assert min_rounds(2, 0.01) == 8
     counts = [min_rounds(k, 0.01) for k in range(2, 40)]
     assert counts == sorted(counts) and counts[-1] > counts[0]
-    plan = RacePlan()
-    assert plan.look_alpha == pytest.approx(0.01 / 3)
-    assert min_rounds(4, plan.look_alpha) == 11  # 2/2048 < 0.00111 < 2/1024
-    assert plan.schedule(4) == [11, 17, 26]
+    plan = RacePlan()  # 0.01 over two looks
+    assert plan.look_alpha == pytest.approx(0.01 / 2)
+    assert min_rounds(4, plan.look_alpha) == 11  # 2/2048 < 0.00167 < 2/1024
+    assert plan.schedule(4) == [11, 22]
+    assert plan.schedule(3) == [10, 20] and plan.schedule(2) == [9, 18]  # 2/1024 < 0.0025; 2/512 < 0.005
+    assert RacePlan(looks=3, growth=1.5).schedule(4) == [11, 17, 26]  # 2/2048 < 0.0011 too
     with pytest.raises(ValueError, match="2 or more"):
         min_rounds(1, 0.01)
 
@@ -93,7 +95,7 @@ def test_holm_steps_down_and_stops_at_the_first_p_above_its_bar() -> None:
 
 
 def test_the_last_look_spends_what_the_planned_looks_it_never_reaches_leave() -> None:
-    plan = RacePlan()  # 0.01 over three looks
+    plan = RacePlan(looks=3)  # 0.01 over three looks
     assert plan.look_level(0) == pytest.approx(0.01 / 3) and plan.look_level(1) == pytest.approx(0.01 / 3)
     assert plan.look_level(0, last=True) == pytest.approx(0.01)
     assert plan.look_level(1, last=True) == pytest.approx(0.02 / 3)
@@ -185,7 +187,7 @@ def test_a_clearly_slower_configuration_leaves_at_the_first_look_and_not_before_
     rounds = make_rounds(np.random.default_rng(11), {"A": 1.0, "A'": 1.0, "B": 1.2, "C": 1.6}, 11)
     first = plan.schedule(4)[0]
     assert first == 11
-    early = judge_look(rounds[:first - 1], names, plan)  # every round says "slower", but 2/2^10 > 0.0033/3
+    early = judge_look(rounds[:first - 1], names, plan)  # every round says "slower", but 2/2^10 > 0.005/3
     assert early.eliminated == {} and early.survivors == names
     assert early.p_values["B"] == pytest.approx(2 / 2 ** 10)
     look = judge_look(rounds, names, plan)
@@ -193,7 +195,7 @@ def test_a_clearly_slower_configuration_leaves_at_the_first_look_and_not_before_
     assert set(look.eliminated) == {"B", "C"} and look.survivors == ["A", "A'"]
     assert look.estimates["C"].ci_low > 1.5
     assert look.eliminated["B"].startswith(f"slower than {look.best}: +")
-    assert "over 11 rounds (Holm, this look at 0.0033)" in look.eliminated["B"]
+    assert "over 11 rounds (Holm, this look at 0.005)" in look.eliminated["B"]
     outcome, why = race_outcome(look, time_up=False)
     assert outcome == "tie" and "A and A'" in why  # the two left are the same file
 
@@ -244,7 +246,7 @@ def test_an_undecided_four_per_cent_difference_cannot_be_told_when_time_is_up() 
     assert "the rounds could detect changes of" in why
     mde = max(e.mde for e in look.pair_estimates.values())
     assert f"{mde * 100:.1f} % or more" in why
-    assert race_outcome(look, time_up=False, last_look=True)[1].startswith("all 3 looks taken: ")
+    assert race_outcome(look, time_up=False, last_look=True)[1].startswith("all 2 looks taken: ")
 
 
 def test_holm_holds_back_an_elimination_that_one_comparison_alone_would_make() -> None:
@@ -310,7 +312,7 @@ def test_on_identical_configurations_the_race_eliminates_nothing_in_at_least_1_m
     for _ in range(races):
         rounds = make_rounds(rng, dict.fromkeys(names, 1.0), plan.schedule(4)[-1], blocks=2)
         _, _, eliminated, looks = run_race(rounds, names, plan, stop_on_tie=False)
-        assert len(looks) == 3
+        assert len(looks) == plan.looks
         with_elimination += bool(eliminated)
     rate = with_elimination / races
     print(f"null races with any elimination: {with_elimination} of {races} ({rate:.1%}; alpha {plan.alpha:.0%})")
@@ -319,8 +321,9 @@ def test_on_identical_configurations_the_race_eliminates_nothing_in_at_least_1_m
 
 def test_a_true_five_per_cent_slowdown_leaves_or_keeps_the_race_open_and_the_twins_never_leave() -> None:
     """A, an identical A' and B 5 % slower, on a noisy machine (4 % per session and round, twice the null test's),
-    so that some races run out of looks: B leaves in most, the rest end undecided; never a tie with B in it, and
-    never A or A' out."""
+    so that some races run out of looks: B leaves in most, the rest end undecided. A or A' out is a false
+    elimination, which alpha bounds; a tie with B in it needs B's 95 % interval under +5 %, its true difference,
+    at a look: at most 2.5 % a look, one-sided, so 5 % over the two."""
     plan = RacePlan()
     names = ["A", "A'", "B"]
     rng = np.random.default_rng(21)
@@ -336,6 +339,6 @@ def test_a_true_five_per_cent_slowdown_leaves_or_keeps_the_race_open_and_the_twi
         b_tied += outcome == "tie" and "B" in looks[-1].survivors
     print(f"B 5 % slower: out in {b_out} of {races}, undecided in {open_races}; A or A' out in {a_out}; "
           f"outcomes {outcomes}")
-    assert a_out == 0 and b_tied == 0
-    assert b_out + open_races == races
-    assert b_out >= 0.75 * races
+    assert a_out <= plan.alpha * races and b_tied <= 0.025 * plan.looks * races
+    assert b_out + open_races + b_tied + a_out >= races  # each race: B out, undecided, or tied with B
+    assert b_out >= 0.7 * races  # 773 of 1000 such races at 20 rounds (seed 5); 89 of these 120

@@ -33,6 +33,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from backends.registry import find_backend
+from harness.launch import pin_running
 from harness.protocol import ReadyReply, Renew, RunSlice, RunUntil, ServeJob, ServeReply, SliceReply, UntilReply
 from harness.sitting.channel import SideFailure, SideWorker, TimeUp
 from harness.sitting.methods import block_orders, shared_cores
@@ -54,6 +55,7 @@ class Timing(Protocol):
     round_seconds: float
     slice_ms: float
     warmup_seconds: float
+    warmup_runs: int | None  # None: the case's own measure.warmup_runs
 
 
 @dataclass
@@ -195,21 +197,25 @@ class Sitting:
             closing = time.perf_counter()
             self.close()
             self.slowest_close_s = max(self.slowest_close_s, time.perf_counter() - closing)
-        if renewing and self.workers:
+        spawned = not (renewing and self.workers)
+        if not spawned:
             for side in sides:
                 self.workers[side].send(Renew())
         else:
             self.round_cores = self._round_cores(sides)
+            # a duet's sides start on their own halves; lock-step sides start free and move to their shared core
+            # once ready (launch.pin_running), so that their start-ups do not queue on it
+            at_launch = self.round_cores if self.timing.method == "duet" else None
             # all spawned before any is waited for, so their start-ups overlap; in random order, so that no side is
             # always the process that started last
             for index in self.rng.permutation(len(sides)):
                 side = sides[index]
                 case = self.cases[side]
                 job = ServeJob(case=case.to_dict(), artifact=self.artifacts[side], hints=case.model.input_hints(),
-                               warmup_seconds=self.timing.warmup_seconds)
+                               warmup_seconds=self.timing.warmup_seconds, warmup_runs=self.timing.warmup_runs)
                 self.workers[side] = SideWorker(side, self.interpreters[side], job, self.work_dir,
                                                 f"{self.name}-r{self.rounds_done}-{side}",
-                                                self.round_cores and self.round_cores[side])
+                                                at_launch and at_launch[side])
         for side in sides:
             try:
                 reply = self._expect(side, ReadyReply, self.workers[side].receive(self.timeout_s, self._cap_at()))
@@ -222,7 +228,20 @@ class Sitting:
             # a slice (or a duet round) lasts at least one inference: the replies' timeouts allow for it
             self._saw(side, reply.inference_s, "an inference (the warm-up's mean)")
             self.inference_s[side] = reply.inference_s
+        if spawned and self.round_cores and self.timing.method != "duet":  # renewed sessions stay where they were
+            for side in sides:
+                self._pin(side, self.round_cores[side])
         self.start_lengths.append(time.perf_counter() - began)
+
+    def _pin(self, side: str, cores: list[int]) -> None:
+        """Move a ready side's worker, every thread of it, onto its round's cores."""
+        worker = self.workers[side]
+        try:
+            pin_running(worker.process.pid, cores)
+        except ProcessLookupError:  # it said ready, then ended: the next command finds out why
+            pass
+        except OSError as error:  # a CPU taken away meanwhile (a container's cpuset shrunk)
+            raise SideFailure(side, f"cannot pin its worker to CPUs {cores}: {error.strerror or error}") from None
 
     def _round_cores(self, sides: list[str]) -> dict[str, list[int]] | None:
         """Each side's cores for this round: a duet's halves, swapped at random between rounds; in lock-step the
