@@ -14,6 +14,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from harness.launch import run_worker
 from harness.protocol import MeasureJob, MeasureResult
 from harness.reference import Reference, References
 from model_zoo.artifacts import artifact_meta
+from model_zoo.cache import file_fact
 from results.record import Accuracy, Record, WorkerInfo
 from results.stats import latency_summary_ms, median_ci_ms
 from results.store import RunStore, safe_file_name
@@ -72,7 +74,8 @@ def open_run_store(run_dir: Path, scenario_info: dict[str, Any], resume: bool = 
 def file_sizes(path: str) -> tuple[int, int]:
     """Raw and gzip-compressed size of a model file or folder: pruning only shows in the compressed size. Files
     are compressed a chunk at a time (a model may be gigabytes), and only regular files are read (a FIFO put in
-    a model's place after the scenario was checked would block the read forever)."""
+    a model's place after the scenario was checked would block the read forever). Each file's compressed size is
+    kept across runs (model_zoo.cache.file_fact)."""
     target = Path(path)
     files = folder_entries(target) if target.is_dir() else [target]
     raw = compressed = 0
@@ -84,12 +87,17 @@ def file_sizes(path: str) -> tuple[int, int]:
         if not stat.S_ISREG(info.st_mode):
             continue
         raw += info.st_size
-        packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip container, as gzip.compress writes it
-        with open(file, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                compressed += len(packer.compress(chunk))
-        compressed += len(packer.flush())
+        compressed += file_fact(file, info, "gzip-6", partial(_gzip_size, file))
     return raw, compressed
+
+
+def _gzip_size(file: Path) -> int:
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip container, as gzip.compress writes it
+    size = 0
+    with open(file, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            size += len(packer.compress(chunk))
+    return size + len(packer.flush())
 
 
 # What a record keeps of an artefact's meta.json: how it was made, not the whole build log.

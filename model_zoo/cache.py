@@ -113,6 +113,30 @@ def _hash(path: str, signature: tuple[tuple[str, int, int], ...]) -> str:
     return digest.hexdigest()
 
 
+def file_fact(path: Path, info: os.stat_result, fact: str, compute: Callable[[], int]) -> int:
+    """A number computed from a file's bytes (``fact`` names which), kept on disk across runs keyed by the file's
+    path, size, mtime and inode: an artefact is written once and never changed, and a user's file that changes
+    gets a new key. A run of the default scenario gzipped its 300 MB of resnet50 files every time (about 10 s of
+    20 spent so); read back, it takes a millisecond. The memo is a convenience: a folder it cannot be read from
+    or written to only means the fact is computed."""
+    key = hashlib.sha256(f"{fact}\0{Path(path).resolve()}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}"
+                         .encode()).hexdigest()
+    memo = cache_dir() / "file-facts" / key
+    try:
+        return int(memo.read_text())
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=memo.parent, delete=False, prefix=".tmp-") as handle:
+            handle.write(str(value))
+        os.replace(handle.name, memo)  # whole or absent: a reader never sees half a number
+    except OSError:
+        pass
+    return value
+
+
 def _file_sha256(path: Path) -> bytes:
     """Opened without blocking and checked to be a regular file once open: the path was checked when the scenario
     or the side was read, but a FIFO put in its place since would block the hash (and the run) forever."""

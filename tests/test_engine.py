@@ -418,6 +418,32 @@ def test_user_onnx_with_dynamic_dimensions_runs_with_input_shape(tmp_path):
 # --- the artefact cache ------------------------------------------------------------------------------------
 
 
+def test_a_files_compressed_size_is_kept_across_runs_and_recomputed_when_the_file_changes(tmp_path, monkeypatch):
+    """gzip of resnet50's 300 MB of artefacts took ~10 s a run: each file's compressed size is kept on disk, keyed
+    by its path, size, mtime and inode, so a second run reads it back, and a file changed since is gzipped again."""
+    import os
+
+    from harness.engine import file_sizes
+
+    monkeypatch.setenv("ACCELBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"abc" * 1000)
+    assert file_sizes(str(model)) == (3000, len(gzip.compress(b"abc" * 1000, 6)))
+    [memo] = (tmp_path / "cache" / "file-facts").iterdir()
+    memo.write_text("7")  # what a second run reads back, not recomputed
+    assert file_sizes(str(model)) == (3000, 7)
+    model.write_bytes(os.urandom(3000))  # same size, new bytes and mtime: a new key, gzipped again
+    os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 1))
+    assert file_sizes(str(model)) == (3000, len(gzip.compress(model.read_bytes(), 6)))
+    (tmp_path / "cache" / "file-facts").chmod(0o500)  # a memo that cannot be written costs a recompute only
+    try:
+        other = tmp_path / "other.onnx"
+        other.write_bytes(b"x" * 10)
+        assert file_sizes(str(other)) == (10, len(gzip.compress(b"x" * 10, 6)))
+    finally:
+        (tmp_path / "cache" / "file-facts").chmod(0o700)
+
+
 def test_second_run_reuses_the_cached_artefact(tmp_path, monkeypatch):
     """A fresh cache: the first run builds digits_cnn for TFLite, the second builds nothing."""
     monkeypatch.setenv("ACCELBENCH_CACHE_DIR", str(tmp_path / "cache"))
