@@ -26,10 +26,13 @@ which needs one) over the whole race:
   grants more than ``looks`` looks. Simpler than alpha-spending boundaries and valid whatever the dependence
   between looks. Two looks, the second at twice the first's rounds (or when the time runs out, if sooner):
   every planned look moves the first one later, and with 1.5 × between them a third look (at 26 rounds for four
-  configurations) never came within a 45 s race. Simulated (tests/test_race_stats.py's synthetic rounds: A, an
-  identical A' and B 5 % slower, 3 % noise per session and round, time for 20 rounds), B left in 960 of 1000 races
-  with two looks 2 × apart (17.4 rounds on average), 951 with three 1.5 × apart (16.1), and 811 with two 1.5 ×
-  apart; the first look comes a round earlier (9 rounds for two configurations instead of 10).
+  configurations) never came within a 45 s race. Simulated (benchmarks/race_looks.py, on the synthetic rounds of
+  tests/test_race_stats.py: A, an identical A' and B 5 % slower, 3 % noise per session and round, 1000 races
+  each), the two plans are about as strong, and the two looks cost fewer rounds: B left in 960 races with two looks
+  2 × apart and 951 with three 1.5 × apart where time allows 20 rounds (17.4 rounds used on average against
+  16.1), 790 against 825 at 15 rounds, 954 against 985 at 25; two looks 1.5 × apart fell to about 800. What
+  decided it is the first look, a round earlier (9 rounds for two configurations instead of 10), where most
+  races that have a clearly slower configuration end.
 - *Several comparisons in one look*, by Holm-Bonferroni over the k - 1 comparisons against the current best at
   the look's level: the smallest p is tested at 0.005 / (k - 1), the next at 0.005 / (k - 2), and so on.
 - *The minimum rounds follow*: the exact two-sided signed-rank test's smallest p is 2 / 2^n, so nothing can be
@@ -40,9 +43,9 @@ which needs one) over the whole race:
 One caveat, measured rather than assumed away: Holm's guarantee is for a fixed family of hypotheses, and the
 current best is chosen from the same rounds, which tilts the comparisons against it towards "slower". With all
 configurations equal, any elimination needs some pair of them to reach p <= level / (k - 1); there are
-k (k - 1) / 2 pairs, so the strict bound is (k / 2) × alpha (2 % for four). Simulated (tests/test_race_stats.py's
-synthetic rounds, all equal, every look taken, not stopping at a tie), the rate stays well under alpha: 4 of 2000
-races with four configurations at alpha 0.01 (0.2 %), and 2.6 % at alpha 0.1 with four or six; the pairs are
+k (k - 1) / 2 pairs, so the strict bound is (k / 2) × alpha (2 % for four). Simulated (benchmarks/race_looks.py:
+all equal, every look taken, not stopping at a tie), the rate stays well under alpha: 2 of 1000 races with four
+configurations at alpha 0.01 (0.2 %; 6 of 1000 with three looks), and 2.6 % at alpha 0.1 with four or six; the pairs are
 strongly dependent and the exact test is conservative, so the bound is far from reached. Holm over all
 k (k - 1) / 2 pairs would make it strict, at about one more round for four configurations.
 
