@@ -295,9 +295,13 @@ class GroupRace:
         outcome, why, survivors = "cannot tell", "", list(names)
         for name in names:
             entries[name].status, entries[name].reason = "survived", None
+
+        def no_round_left() -> bool:  # asked before a round, and again after it (is the look just due the last?)
+            return len(rounds) >= settings.max_rounds or not sitting.next_round_fits()
+
         try:
             while True:
-                time_up = len(rounds) >= settings.max_rounds or not sitting.next_round_fits()
+                time_up = no_round_left()
                 blocks = None
                 if not time_up:
                     try:
@@ -336,7 +340,7 @@ class GroupRace:
                         self.first_look = schedule[0]
                 # whether another round can follow, asked now: a look that no round can follow is the race's last,
                 # and spends what the planned looks it will never reach leave (RacePlan.look_level)
-                last = time_up or len(rounds) >= settings.max_rounds or not sitting.next_round_fits()
+                last = time_up or no_round_left()
                 judged = bool(looks_taken) and looks_taken[-1] == len(rounds)  # nothing new since the last look
                 if judged or not is_look(len(rounds), schedule, len(looks_taken), last):
                     if time_up or judged:  # no look left, or too few rounds to judge: the last look's word stands
