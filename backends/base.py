@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from backends.op_profile import ProfilePass, ProfileUnavailable
 from model_zoo.inputs import InputError, InputLayout
 
 
@@ -137,6 +138,13 @@ class Backend(abc.ABC):
         ``layout`` (the scenario's description of the model's inputs) says where each input's batch axis is and
         fills dynamic dimensions; see :func:`input_shapes`.
         """
+
+    def profile(self, artifact: str, options: BackendOptions, batch_size: int, layout: InputLayout | None,
+                feeds: list[np.ndarray], runs: int, trace_path: str) -> ProfilePass:
+        """A per-operator profile of ``runs`` inferences on ``feeds`` in a pass of its own (backends.op_profile),
+        with its Chrome trace written to ``trace_path``. Called after the timed loop, in the same worker; raises
+        ProfileUnavailable with the reason where the runtime offers no profiler this adapter can reach."""
+        raise ProfileUnavailable(f"{self.name}: accelbench has no per-operator profiler for this backend")
 
 
 class ShapeError(ValueError):

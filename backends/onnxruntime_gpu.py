@@ -36,6 +36,8 @@ from backends.base import (
     module_version,
 )
 from backends.onnxruntime_cpu import _spec
+from backends.op_profile import ProfilePass
+from backends.ort_profile import ort_profile
 from model_zoo.cache import cache_dir
 from model_zoo.inputs import InputLayout
 from sysinfo.gpu_telemetry import gpu_identity, nvidia_driver_status
@@ -177,6 +179,18 @@ class _OrtGpu(Backend):
         wrapped = OrtGpuSession(session, self.provider, provider_options)
         input_shapes(wrapped.inputs, batch_size, layout)
         return wrapped
+
+    def profile(self, artifact: str, options: BackendOptions, batch_size: int, layout: InputLayout | None,
+                feeds: list[np.ndarray], runs: int, trace_path: str) -> ProfilePass:
+        """ONNX Runtime's profiler on this provider; under TensorRT's, the engine shows as one opaque node."""
+        import onnxruntime as ort
+
+        provider_options = self.provider_options(options.precision)
+        providers = [(self.provider, provider_options), "CPUExecutionProvider"]
+        return ort_profile(
+            lambda session_options: ort.InferenceSession(artifact, sess_options=session_options, providers=providers),
+            ort.SessionOptions(), artifact, feeds, runs, trace_path,
+            lambda session, arrays: OrtGpuSession(session, self.provider, provider_options).bind(arrays))
 
 
 class OnnxRuntimeCuda(_OrtGpu):

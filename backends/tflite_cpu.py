@@ -18,6 +18,7 @@ from backends.base import (
     installed_and_importable,
     module_version,
 )
+from backends.op_profile import ProfilePass
 from model_zoo.requests import PRECISIONS
 
 if TYPE_CHECKING:
@@ -132,3 +133,12 @@ class TfliteCpu(Backend):
         )
         shape_for_batch(interpreter, batch_size, layout)
         return TfliteCpuSession(interpreter, options, xnnpack)
+
+    def profile(self, artifact: str, options: BackendOptions, batch_size: int, layout: InputLayout | None,
+                feeds: list[np.ndarray], runs: int, trace_path: str) -> ProfilePass:
+        from backends.litert_profile import litert_profile
+
+        xnnpack = bool(options.extra.get("xnnpack", True))
+        return litert_profile(artifact, feeds, runs, options.threads, "cpu", trace_path,
+                              "the Interpreter (XNNPACK)" if xnnpack else "the Interpreter (builtin kernels)",
+                              builtin_kernels=not xnnpack)
