@@ -14,6 +14,10 @@
   default: a call is H2D copy + enqueue + D2H copy + stream sync, timed by the wall clock in the harness.
   CUDA events around each part give H2D, compute and D2H apart (trtexec's "H2D Latency", "GPU Compute Time",
   "D2H Latency"); their medians are in `info()`.
+- **Profiles.** The profiling pass loads an engine built with DETAILED profiling verbosity (its own cache entry:
+  verbosity is part of the key, and the timed engine keeps the default) and reads each layer's time through
+  an `IProfiler`; the engine inspector names each layer's type and tactic. A layer TensorRT fused from several
+  ONNX nodes ("Conv_0 + Relu_1") is flagged fused, a Myelin graph ("{ForeignNode[...]}") opaque.
 
 Nothing here can run without an NVIDIA GPU; on other machines availability gives the exact reason.
 """
@@ -41,6 +45,7 @@ from backends.base import (
     module_version,
 )
 from backends.onnxruntime_cpu import _spec
+from backends.op_profile import PROFILE_WARMUP_RUNS, ProfilePass, summed_ops, write_chrome_trace
 from model_zoo.cache import cache_dir, content_hash
 from model_zoo.inputs import InputLayout
 from sysinfo.gpu_telemetry import gpu_identity, nvidia_driver_status
@@ -79,11 +84,15 @@ def build_recipe(version: str, precision: str, compression: str, flag_names: set
 
 
 def engine_key(onnx_sha256: str, trt_version: str, gpu: str, precision: str, compression: str,
-               shapes: dict[str, tuple[int, ...]], recipe: dict[str, Any]) -> str:
-    """The engine cache key: everything that makes a different engine, and nothing that does not."""
+               shapes: dict[str, tuple[int, ...]], recipe: dict[str, Any], profiling_verbosity: str = "default") -> str:
+    """The engine cache key: everything that makes a different engine, and nothing that does not. A DETAILED
+    profiling verbosity makes another engine (the profiling pass's), so it is in the key; the default adds
+    nothing, so that the timed engines' keys stay what they were."""
     identity = {"onnx": onnx_sha256, "tensorrt": trt_version, "gpu": gpu, "precision": precision,
                 "compression": compression, "shapes": {k: list(v) for k, v in sorted(shapes.items())},
                 "recipe": recipe, "workspace": WORKSPACE_BYTES}
+    if profiling_verbosity != "default":
+        identity["profiling_verbosity"] = profiling_verbosity
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
@@ -127,7 +136,7 @@ class _Logger:
 
 
 def build_engine(trt: Any, onnx_path: Path, shapes: dict[str, tuple[int, ...]], recipe: dict[str, Any],
-                 timing_cache_path: Path) -> bytes:
+                 timing_cache_path: Path, profiling_verbosity: str = "default") -> bytes:
     logger = _Logger(trt).logger
     builder = trt.Builder(logger)
     creation = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if recipe["strongly_typed"] else 0
@@ -140,6 +149,8 @@ def build_engine(trt: Any, onnx_path: Path, shapes: dict[str, tuple[int, ...]], 
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     for flag in recipe["flags"]:
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    if profiling_verbosity == "detailed":
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     profile = builder.create_optimization_profile()
     for name, shape in shapes.items():
         profile.set_shape(name, shape, shape, shape)
@@ -281,6 +292,10 @@ class Tensorrt(Backend):
 
     def prepare(self, artifact: str, options: BackendOptions, batch_size: int,
                 layout: InputLayout | None = None) -> Session:
+        return self._session(artifact, options, batch_size, layout, "default")
+
+    def _session(self, artifact: str, options: BackendOptions, batch_size: int, layout: InputLayout | None,
+                 profiling_verbosity: str) -> TensorrtSession:
         import onnxruntime as ort  # only to read the ONNX file's input specs, exactly as onnxruntime_cpu does
         import tensorrt as trt
 
@@ -294,13 +309,13 @@ class Tensorrt(Backend):
         folder = cache_dir() / "tensorrt"
         folder.mkdir(parents=True, exist_ok=True)
         key = engine_key(content_hash(Path(artifact)), trt.__version__, gpu, options.precision,
-                         options.compression, shapes, recipe)
+                         options.compression, shapes, recipe, profiling_verbosity)
         engine_file = folder / f"{key}.engine"
         started = time.perf_counter()
         cached = engine_file.exists()
         if not cached:
             timing_cache = folder / f"timing-{trt.__version__}-{gpu.replace(' ', '_')}.cache"
-            plan = build_engine(trt, Path(artifact), shapes, recipe, timing_cache)
+            plan = build_engine(trt, Path(artifact), shapes, recipe, timing_cache, profiling_verbosity)
             engine_file.with_suffix(".tmp").write_bytes(plan)
             engine_file.with_suffix(".tmp").replace(engine_file)
         runtime = trt.Runtime(_Logger(trt).logger)
@@ -313,3 +328,71 @@ class Tensorrt(Backend):
         session = TensorrtSession(trt, engine, shapes, info)
         session._runtime = runtime  # the runtime must outlive its engine
         return session
+
+    def profile(self, artifact: str, options: BackendOptions, batch_size: int, layout: InputLayout | None,
+                feeds: list[np.ndarray], runs: int, trace_path: str) -> ProfilePass:
+        import tensorrt as trt
+
+        session = self._session(artifact, options, batch_size, layout, "detailed")
+        try:
+            return profile_session(trt, session, feeds, runs, trace_path)
+        finally:
+            session.close()
+
+
+def layer_flags(layer_name: str, layer_type: str) -> dict[str, Any]:
+    """Whether a TensorRT layer is a fusion of several ONNX nodes or an opaque graph, from its name and type."""
+    if layer_type == "Myelin" or layer_name.startswith("{ForeignNode"):
+        return {"opaque": True, "detail": "a Myelin graph compiled as one unit: its ONNX nodes are not timed apart"}
+    if " + " in layer_name:
+        return {"fused": True, "detail": f"TensorRT fused {layer_name.count(' + ') + 1} nodes into this layer"}
+    return {}
+
+
+def profile_session(trt: Any, session: TensorrtSession, feeds: list[np.ndarray], runs: int,
+                    trace_path: str) -> ProfilePass:
+    """Per-layer times through an IProfiler on the detailed engine, ``runs`` runs after PROFILE_WARMUP_RUNS."""
+    layers: list[tuple[int, str, float]] = []
+    run_index = [0]
+
+    class LayerProfiler(trt.IProfiler):
+        def __init__(self) -> None:
+            trt.IProfiler.__init__(self)
+
+        def report_layer_time(self, layer_name: str, ms: float) -> None:
+            layers.append((run_index[0], layer_name, ms))
+
+    call = session.bind(feeds)
+    for _ in range(PROFILE_WARMUP_RUNS):
+        call()
+    session._context.profiler = LayerProfiler()
+    run_ms = []
+    for index in range(runs):
+        run_index[0] = index
+        started = time.perf_counter_ns()
+        call()
+        run_ms.append((time.perf_counter_ns() - started) / 1e6)
+    inspector = session._engine.create_engine_inspector()
+    kinds = {}
+    for index in range(session._engine.num_layers):
+        detail = json.loads(inspector.get_layer_information(index, trt.LayerInformationFormat.JSON) or "{}")
+        if isinstance(detail, dict) and "Name" in detail:
+            kinds[detail["Name"]] = detail.get("LayerType", "?")
+    rows = [(name, kinds.get(name, "?"), "TensorRT", ms) for _, name, ms in layers]
+    ops = summed_ops(rows)
+    for op in ops:
+        for key, value in layer_flags(op.name, op.op_type).items():
+            setattr(op, key, value)
+    trace, cursor, last_run = [], 0.0, -1
+    for run, name, ms in layers:  # IProfiler gives durations only: laid end to end within each run
+        if run != last_run:
+            cursor, last_run = run * 1e6, run
+        trace.append({"name": name, "cat": kinds.get(name, "?"), "ph": "X", "ts": cursor, "dur": ms * 1e3,
+                      "pid": 1, "tid": 1})
+        cursor += ms * 1e3
+    return ProfilePass(
+        route="TensorRT IProfiler on an engine built with ProfilingVerbosity.DETAILED",
+        note="a second engine (DETAILED profiling verbosity, its own cache entry) run after the timed loop; run "
+             "times are the wall clock around each call (H2D and D2H copies included, which are not layers)",
+        run_ms=run_ms, ops=ops,
+        trace_file=write_chrome_trace(trace_path, trace, {"runtime": "tensorrt", "laid_end_to_end": True}))
