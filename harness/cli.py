@@ -158,7 +158,7 @@ def _open_run(open_folder: Callable[[], T], run_dir: Path, err: Console) -> T | 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.engine import Engine
     from results.store import DiskFull, new_run_dir
-    from scenario.expand import TooManyCases, too_many_cases
+    from scenario.expand import TooManyCases, profiled, too_many_cases
     from scenario.load import ScenarioError, expand, load_scenario
     from scenario.selection import SelectionError, select
 
@@ -177,6 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ScenarioError, SelectionError, ResumeError, TooManyCases) as error:
         _err(err, str(error))
         return EXIT_USAGE
+    if args.profile:
+        cases = profiled(cases)
     problem = None if args.yes else too_many_cases(cases, str(scenario_file), "--yes")
     if problem and not _confirmed(problem, err):
         _err(err, problem)
@@ -697,6 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="complete an interrupted run: run only the cases RUN_DIR has no record of")
     run.add_argument("-k", metavar="EXPR", help="select cases like pytest -k, e.g. 'onnxruntime and b4'")
+    run.add_argument("--profile", action="store_true",
+                     help="profile every case per operator after its timing (as the scenario's profile: true)")
     run.add_argument("--reports-root", default="reports", help="where run folders go (default: reports)")
     run.add_argument("--yes", action="store_true",
                      help="run without asking even when the selection holds more than 2,000 cases")

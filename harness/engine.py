@@ -9,6 +9,7 @@ folder (open_run_store) and uses a broker of its own without one.
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 import zlib
@@ -30,10 +31,11 @@ from harness.fidelity import (
     uninformative_reference,
 )
 from harness.launch import run_worker
-from harness.protocol import MeasureJob, MeasureResult
+from harness.protocol import MeasureJob, MeasureResult, ProfileRequest
 from harness.reference import Reference, References
 from model_zoo.artifacts import artifact_meta
 from model_zoo.cache import file_fact
+from results.profile import ProfileSummary, summarise
 from results.record import Accuracy, Record, WorkerInfo
 from results.stats import latency_summary_ms, median_ci_ms
 from results.store import RunStore, safe_file_name
@@ -166,6 +168,9 @@ class Engine:
 
     def _measure(self, case: Case, artifact: str) -> Record:
         job = MeasureJob(case=case.to_dict(), artifact=artifact, hints=case.model.input_hints())
+        if case.profile:
+            job.profile = ProfileRequest(runs=int(case.profile["runs"]),
+                                         trace=str(self.profile_path(case, ".trace.json")))
         reference = self.references.for_case(case)
         outputs_path = self.references.folder(case) / f"{safe_file_name(case.case_id)}.npz"
         if reference.ok:
@@ -189,6 +194,8 @@ class Engine:
         worker.fixed_cost_ms = (raw.imported_at_ns - outcome.spawned_at_ns + raw.init_ns) / 1e6
         for name, value in self._metrics(case, raw).items():
             setattr(record, name, value)  # each checked against the record's field as it is set
+        if case.profile:
+            record.profile = self._profile(case, raw, record.p50_ms)
         error = raw.evaluation_error or (None if reference.ok else reference.reason)
         if not error:
             try:
@@ -217,6 +224,24 @@ class Engine:
         else:
             record.status, record.reason = "passed", None
         return record
+
+    # -- profiles ----------------------------------------------------------------------------------------
+    def profile_path(self, case: Case, suffix: str) -> Path:
+        """Where a case's profile files go: the run folder's profiles/, one file per case and kind."""
+        return self.run_dir / "profiles" / f"{safe_file_name(case.case_id)}{suffix}"
+
+    def _profile(self, case: Case, raw: MeasureResult, timed_p50_ms: float | None) -> ProfileSummary:
+        """The record's summary of the worker's profiling pass; every op goes to profiles/<case>.json."""
+        if raw.profile is None:
+            return ProfileSummary(error=raw.profile_error or "the worker returned no profile")
+        summary, ops = summarise(raw.profile, timed_p50_ms)
+        target = self.profile_path(case, ".json")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps({"case_id": case.case_id, "route": summary.route, "note": summary.note,
+                                      "run_ms": raw.profile["run_ms"], "timed_loop_ended_ns": raw.timed_loop_ended_ns,
+                                      "profile_started_ns": raw.profile_started_ns, "ops": ops}, indent=1))
+        summary.file = str(target)
+        return summary
 
     # -- accuracy ----------------------------------------------------------------------------------------
     @staticmethod

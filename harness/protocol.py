@@ -101,6 +101,15 @@ class Evaluation(Message):
 
 
 @dataclass(kw_only=True)
+class ProfileRequest(Message):
+    """The part of a measure job that profiles the case per operator after its timing (backends.op_profile)."""
+
+    WHAT = "a measure job's profile request"
+    runs: int
+    trace: str  # where the Chrome trace goes
+
+
+@dataclass(kw_only=True)
 class CaseJob(Message):
     """What every job carries: the case, the model file its backend loads, and the scenario's input hints."""
 
@@ -119,8 +128,9 @@ class MeasureJob(CaseJob):
 
     TASK = "measure"
     WHAT = "a measure job"
-    OMITTED_WHEN_NONE = frozenset({"evaluation"})
+    OMITTED_WHEN_NONE = frozenset({"evaluation", "profile"})
     evaluation: Evaluation | None = None
+    profile: ProfileRequest | None = None
 
 
 @dataclass(kw_only=True)
@@ -196,6 +206,12 @@ class MeasureResult(Message):
     inputs: list[dict[str, Any]]  # {"name", "shape", "dtype"} of each input fed
     outputs: list[dict[str, Any]]  # the same of each output returned
     backend_info: dict[str, Any]
+    # the profiling pass: the monotonic clock when the timed loop ended and when the pass began (it must be later),
+    # the pass's ProfilePass.to_wire(), or why there is none
+    timed_loop_ended_ns: int | None = None
+    profile_started_ns: int | None = None
+    profile: dict[str, Any] | None = None
+    profile_error: str | None = None
 
 
 @dataclass(kw_only=True)

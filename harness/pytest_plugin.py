@@ -29,6 +29,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run folder for results (default: reports/<scenario>-<date>-<time> under rootdir)")
     group.addoption("--accelbench-yes", action="store_true", default=False,
                     help="run even when the selection holds more than 2,000 cases (pytest cannot ask)")
+    profile_help = "profile every case per operator after its timing (as the scenario's profile: true)"
+    try:
+        group.addoption("--profile", "--accelbench-profile", action="store_true", default=False,
+                        dest="accelbench_profile", help=profile_help)
+    except ValueError:  # another plugin (pytest-profiling) owns --profile: the long name still works
+        group.addoption("--accelbench-profile", action="store_true", default=False, dest="accelbench_profile",
+                        help=profile_help)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,6 +70,10 @@ class ScenarioFile(pytest.File):
             cases = expand(loaded)
         except (ScenarioError, TooManyCases) as error:
             raise self.CollectError(str(error)) from None
+        if self.config.getoption("accelbench_profile"):
+            from scenario.expand import profiled
+
+            cases = profiled(cases)
         ab = None
         if loaded.scenario.ab is not None:  # every case is an A/B comparison of the scenario's two sides
             from harness.ab import settings_from, sides_from

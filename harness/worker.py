@@ -36,6 +36,7 @@ from harness.protocol import (
     Message,
     OverheadJob,
     OverheadResult,
+    ProfileRequest,
     ReadyReply,
     ReferenceJob,
     ReferenceResult,
@@ -257,6 +258,7 @@ def measure(job: MeasureJob, phase: _Phases) -> MeasureResult:
 
     with phase("measure"), GpuSampler() as gpu:  # NVML on a thread; a no-op without NVIDIA's driver
         loop = loaded.timed(settings.min_runs, settings.min_seconds, settings.max_seconds)
+    timed_loop_ended_ns = time.monotonic_ns()
     info = loaded.info()
     peak_rss = _peak_rss_bytes()  # before the evaluation pass, which holds a whole data set in memory
     os_threads = _os_threads()  # the runtime's pools are up now: does `threads: N` give N workers?
@@ -270,13 +272,33 @@ def measure(job: MeasureJob, phase: _Phases) -> MeasureResult:
             traceback.print_exc()
             detail = str(error).strip() or type(error).__name__
             evaluation_error = f"evaluation on the reference inputs failed: {detail}"
+    profile_started_ns = time.monotonic_ns()
+    profile, profile_error = _profile(loaded, job.profile) if job.profile else (None, None)
     return MeasureResult(
         imported_at_ns=loaded.imported_at_ns, init_ns=loaded.init_ns, first_inference_ns=loaded.first_inference_ns,
         warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, samples_ns=loop.samples_ns, wall_ns=loop.wall_ns,
         cpu_ns=loop.cpu_ns, per_stream_runs=loop.per_stream_runs, gpu_telemetry=gpu.result(),
         rss_before_prepare=loaded.rss_before_prepare, rss_after_prepare=loaded.rss_after_prepare,
         peak_rss_bytes=peak_rss, os_threads=os_threads, evaluation_seconds=evaluation_seconds,
-        evaluation_error=evaluation_error, outputs_finite=finite, **loaded.shapes(), backend_info=info)
+        evaluation_error=evaluation_error, outputs_finite=finite, **loaded.shapes(), backend_info=info,
+        timed_loop_ended_ns=timed_loop_ended_ns, profile_started_ns=profile_started_ns if job.profile else None,
+        profile=profile, profile_error=profile_error)
+
+
+def _profile(loaded: _Loaded, request: ProfileRequest) -> tuple[dict[str, Any] | None, str | None]:
+    """The case's per-operator profile, in a pass of its own after the timed loop and the evaluation: (the pass,
+    None) or (None, why not). A failure costs the profile, never the timings already taken."""
+    from backends.op_profile import ProfileUnavailable
+
+    try:
+        passed = loaded.backend.profile(loaded.artifact, loaded.options, loaded.batch_size, loaded.layout,
+                                        loaded.feeds, request.runs, request.trace)
+    except ProfileUnavailable as reason:
+        return None, str(reason)
+    except Exception as error:  # a profiler's failure is the runtime's: said, with the traceback in the log
+        traceback.print_exc()
+        return None, f"the profiling pass failed: {str(error).strip() or type(error).__name__}"
+    return passed.to_wire(), None
 
 
 def _evaluate(session: Any, batch_size: int, evaluation: Evaluation) -> None:

@@ -329,3 +329,35 @@ def race_figure(race: Any) -> go.Figure | None:
     title = (f"Race {race.model} · batch {race.batch_size} · {race.mode}: running speed-up against the baseline "
              f"(band ±{band:.0%})")
     return _layout(fig, title, 340)
+
+
+PROFILE_COLOURS = {"convolution": "#1f77b4", "matmul": "#9467bd", "quantize": "#d62728", "layout": "#ff7f0e",
+                   "elementwise": "#2ca02c", "other": "#8c564b", "between ops": "#c7c7c7"}
+
+
+def profile_figure(records: list[Any], labels: list[str]) -> go.Figure | None:
+    """Where the time goes, per profiled case: the profiling pass's mean run stacked by op category
+    (results.profile's mapping), the rest of the run, which no op's time covers, in grey on top. A bar's height is
+    the pass's own latency, so a tall grey part says the profiler saw little of it."""
+    from results.profile import CATEGORIES
+
+    profiled = [(record, label) for record, label in zip(records, labels, strict=True)
+                if record.profile is not None and record.profile.run_ms_mean]
+    if not profiled:
+        return None
+    fig = go.Figure()
+    names = [text(label) for _, label in profiled]
+    for name in (*CATEGORIES, "between ops"):
+        if name == "between ops":
+            values = [max(r.profile.run_ms_mean - (r.profile.ops_ms_per_run or 0.0), 0.0) for r, _ in profiled]
+        else:
+            values = [(r.profile.by_category or {}).get(name, 0.0) for r, _ in profiled]
+        if not any(values):
+            continue
+        fig.add_trace(go.Bar(x=values, y=names, orientation="h", name=name,
+                             marker={"color": PROFILE_COLOURS[name]},
+                             hovertemplate="%{y}: %{x:.4g} ms a run<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title_text="ms per run of the profiling pass, by op category")
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, "Where the time goes: op time by category (profiling pass)", 120 + 28 * len(profiled))

@@ -28,10 +28,12 @@ from reporting.baseline import (
     entry_status,
     race_outcome,
 )
-from reporting.charts import ab_figure, figures_for_model, race_figure, speedup_colour
+from reporting.charts import ab_figure, figures_for_model, profile_figure, race_figure, speedup_colour
 from reporting.frame import COLUMNS, config_order, records_frame
 from reporting.numbers import ab_figures, fmt_duration, fmt_number, speedup_text
 from results.ab_record import AbRecord
+from results.profile import diff as profile_diff
+from results.profile import explanations
 from results.race_record import RaceRecord
 from results.record import MEASURED
 from results.runs import Run, load_runs, machine_label
@@ -284,6 +286,50 @@ def _races(runs: list[Run], model: str, several_runs: bool) -> list[dict[str, An
     return found
 
 
+def _profiles(runs: list[Run], model: str, several_runs: bool) -> dict[str, Any] | None:
+    """"Where the time goes" for one model on one machine: the sentences that explain a slowdown, each profiled
+    case's op types, and the diffs of the natural pairs (each precision against fp32 on one backend, each backend
+    against the first one at one precision); None when no case of the model was profiled."""
+    records, labels = [], []
+    for run in runs:
+        for record in run.records:
+            if record.model == model and record.profile is not None:
+                records.append(record)
+                labels.append(f"{record.label} · {record.precision} · b{record.batch_size}"
+                              + (f" [{run.name}]" if several_runs else ""))
+    if not records:
+        return None
+    cases = []
+    for record, label in zip(records, labels, strict=True):
+        summary = record.profile
+        if summary.error or not summary.run_ms_mean:
+            cases.append({"label": label, "error": summary.error or "no runs profiled"})
+            continue
+        cases.append({"label": label, "error": None, "route": summary.route, "note": summary.note,
+                      "coverage": f"{summary.coverage:.0%}" if summary.coverage is not None else "-",
+                      "run_ms": number(summary.run_ms_mean), "overhead": summary.profiler_overhead,
+                      "types": [{"op_type": t.op_type, "category": t.category, "where": t.where, "ms": number(t.ms),
+                                 "share": f"{t.share:.1%}", "ops": t.ops, "fused": t.fused, "opaque": t.opaque,
+                                 "detail": t.detail or ""} for t in (summary.by_op_type or [])[:8]],
+                      "trace": summary.trace})
+    diffs = []
+    timed = [(r, label) for r, label in zip(records, labels, strict=True) if r.profile.run_ms_mean]
+    for record, label in timed:
+        pair = next(((r, other) for r, other in timed if r is not record and r.batch_size == record.batch_size
+                     and r.mode == record.mode and (
+                         (r.label == record.label and r.precision == "fp32" != record.precision) or
+                         (r.precision == record.precision and r.label != record.label
+                          and r.label == timed[0][0].label))), None)
+        if pair is None:
+            continue
+        rows = profile_diff(pair[0].profile, record.profile)[:8]
+        diffs.append({"title": f"{pair[1]} → {label}", "rows": [
+            {"key": row["key"], "a": number(row["a_ms"]), "b": number(row["b_ms"]),
+             "delta": f"{row['delta_ms']:+.4g}", "slower": row["delta_ms"] > 0} for row in rows]})
+    return {"sentences": explanations(records), "cases": cases, "diffs": diffs, "records": records,
+            "labels": labels, "chart": None}
+
+
 def _model_source(runs: list[Run], model: str) -> str:
     """Where a model came from: the zoo's name and shape, or the user's file."""
     for run in runs:
@@ -414,9 +460,15 @@ def build_page(runs: list[Run]) -> str:
                 if figure is not None:
                     race["chart"] = f"chart-{len(figures)}"
                     figures.append({"id": race["chart"], "json": figure_json(figure)})
+            profiles = _profiles(machine_runs, model, len(machine_runs) > 1)
+            if profiles is not None:
+                figure = profile_figure(profiles.pop("records"), profiles.pop("labels"))
+                if figure is not None:
+                    profiles["chart"] = f"chart-{len(figures)}"
+                    figures.append({"id": profiles["chart"], "json": figure_json(figure)})
             models.append({"name": model, "source": _model_source(runs, model), "anchor": anchor,
                            "matrix": _matrix(cases), "baseline_note": _baseline_note(cases), "charts": charts,
-                           "races": races})
+                           "races": races, "profiles": profiles})
             answers += _answers(cases, labels[machine_id], model, anchor, len(machine_runs) > 1, several_modes,
                                 raced)
         machines.append({"id": machine_id, "label": labels[machine_id], "anchor": f"machine-{len(machines)}",

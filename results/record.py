@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from results.profile import ProfileSummary
+
 STATUSES = ("passed", "failed", "skipped", "invalid")
 # statuses whose timings describe a complete measurement: drawn, compared, given speed-ups
 MEASURED = ("passed", "invalid")
@@ -205,6 +207,7 @@ class Record(_Part):
     baseline: dict[str, Any] | None = None
     env_id: str | None = None
     worker: WorkerInfo | None = None
+    profile: ProfileSummary | None = None  # the per-operator profiling pass's summary (results.profile), if asked
     started_at: float | None = None
     finished_at: float | None = None
 

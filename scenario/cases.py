@@ -77,6 +77,7 @@ class Case:
     # model's first fp32 case that ran (the report finds and names it)
     baseline: dict[str, Any] | None = None
     race: dict[str, Any] | None = None  # the model's race settings (scenario.schema.RaceSpec); None: not raced
+    profile: dict[str, Any] | None = None  # {"runs": N} (scenario.schema.ProfileSpec); None: not profiled
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

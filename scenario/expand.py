@@ -95,6 +95,7 @@ def expand(loaded: LoadedScenario) -> list[Case]:
         spec = ModelSpec.from_entry(model, loaded.base_dir)
         measure = scenario.measure_for(model).model_dump()
         race = scenario.race_for(model)
+        profile = scenario.profile_for(model)
         calibration = calibration_settings(model.calibration or scenario.calibration, loaded.base_dir)
         budget = {**scenario.accuracy.model_dump(exclude_none=True),
                   **(model.accuracy.model_dump(exclude_none=True) if model.accuracy else {})}
@@ -115,7 +116,7 @@ def expand(loaded: LoadedScenario) -> list[Case]:
                     compression=compression, calibration=calibration if precision == "int8" else {},
                     accuracy_budget=budget,
                     baseline=None if scenario.baseline is None else scenario.baseline.model_dump(),
-                    race=race,
+                    race=race, profile=profile,
                 )
                 try:
                     case.skip_reason = skip_reason(case)
@@ -131,3 +132,14 @@ def calibration_settings(spec: CalibrationSpec, base_dir: Path) -> dict[str, Any
     if source.endswith(".npz"):
         source = str((base_dir / Path(source).expanduser()).resolve())
     return {"samples": spec.samples, "source": source}
+
+
+def profiled(cases: list[Case]) -> list[Case]:
+    """``--profile`` on a front door: every case profiled, with the scenario's (or the model's) settings where it
+    has them and the defaults elsewhere."""
+    from backends.op_profile import DEFAULT_PROFILE_RUNS
+
+    for case in cases:
+        if case.profile is None:
+            case.profile = {"runs": DEFAULT_PROFILE_RUNS}
+    return cases

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from backends.op_profile import DEFAULT_PROFILE_RUNS
 from model_zoo.requests import PRECISIONS, parse_compression
 from scenario.defaults import (
     AB_DEFAULTS,
@@ -189,6 +190,7 @@ class ModelEntry(BaseModel):
     accuracy: AccuracySpec | None = Field(None, description="replaces the scenario's budgets key by key")
     measure: MeasureOverride | None = None
     race: RaceField | None = Field(None, description="this model's race settings over the scenario's, or false")
+    profile: ProfileField | None = Field(None, description="profile this model's cases (true, false or {runs: N})")
 
     @model_validator(mode="before")
     @classmethod
@@ -324,10 +326,36 @@ def _race_or_off(value: Any, handler: ValidatorFunctionWrapHandler) -> RaceSpec 
     return handler(value)  # type: ignore[no-any-return]
 
 
+class ProfileSpec(BaseModel):
+    """A per-operator profile of each case, in a pass of its own after the case's timing (harness.profile):
+    ``profile: true`` takes the defaults, ``profile: {runs: 50}`` profiles more runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runs: int = Field(DEFAULT_PROFILE_RUNS, ge=1, le=10_000, description="profiled runs, after a short warm-up")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        return {} if value is True else value
+
+
+def _profile_or_off(value: Any, handler: ValidatorFunctionWrapHandler) -> ProfileSpec | Literal[False]:
+    """As a race block: false/off is False, anything else a ProfileSpec whose errors come back at their keys."""
+    value = race_switch(value)
+    if value is False:
+        return False
+    if value is not True and not isinstance(value, dict | ProfileSpec):
+        raise ValueError(f"true, false or a profile block ({{runs: 20}}), not {value!r}")
+    return handler(value)  # type: ignore[no-any-return]
+
+
 if TYPE_CHECKING:
     RaceField = RaceSpec | Literal[False]
+    ProfileField = ProfileSpec | Literal[False]
 else:
     RaceField = Annotated[RaceSpec, WrapValidator(_race_or_off)]
+    ProfileField = Annotated[ProfileSpec, WrapValidator(_profile_or_off)]
 
 
 class Scenario(BaseModel):
@@ -347,6 +375,7 @@ class Scenario(BaseModel):
     baseline: BaselineSpec | None = None
     ab: AbSpec | None = None
     race: RaceField = Field(default_factory=RaceSpec)
+    profile: ProfileField = Field(False, description="a per-operator profile of every case after its timing")
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -380,6 +409,11 @@ class Scenario(BaseModel):
         base = {} if self.race is False else self.race.model_dump()
         return RaceSpec.model_validate({**base, **given}).model_dump()
 
+    def profile_for(self, model: ModelEntry) -> dict[str, Any] | None:
+        """The model's profiling settings ({"runs": N}), None: not profiled. The model's own key wins."""
+        chosen = self.profile if model.profile is None else model.profile
+        return None if chosen is False else chosen.model_dump()
+
 
 KEYS_AT = {
     (): set(Scenario.model_fields),
@@ -395,6 +429,8 @@ KEYS_AT = {
     ("ab",): set(AbSpec.model_fields),
     ("race",): set(RaceSpec.model_fields),
     ("models", "race"): set(RaceSpec.model_fields),
+    ("profile",): set(ProfileSpec.model_fields),
+    ("models", "profile"): set(ProfileSpec.model_fields),
 }
 
 

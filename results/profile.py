@@ -1,0 +1,223 @@
+"""Where the time goes: a case's per-operator profile as the record keeps it, set beside other cases' profiles.
+
+The worker's profiling pass (backends.op_profile.ProfilePass) lists every op; the record keeps a summary that
+every runtime fills the same way (time per run by op type and by category, the top ops, coverage) and the run
+folder keeps the whole list. Categories are what make two runtimes or two precisions comparable: ONNX Runtime's
+ConvInteger, XNNPACK's "Convolution (NHWC, QS8) IGEMM" and TFLite's CONV_2D are all "convolution".
+
+Category mapping (the op type's name, case-insensitive, first rule that matches):
+  convolution  conv (Conv, ConvInteger, QLinearConv, FusedConv, CONV_2D, DEPTHWISE_CONV_2D, XNNPACK Convolution,
+               TensorRT's CaskConvolution)
+  matmul       matmul, gemm, fully connected / fully_connected, batch matrix multiply, MatMulInteger
+  quantize     quantize, dequantize, XNNPACK's Convert (a dtype change between float and int8)
+  layout       transpose, reshape, reorder, squeeze, flatten, concat, split, slice, gather, pad, copy, memcpy,
+               reformat, expand, tile, shape, depth/space to space/depth
+  elementwise  add, sub, mul, div, relu, clip, clamp, sigmoid, tanh, swish, gelu, exp, sqrt, pow, erf, abs, neg,
+               min, max (elementwise), cast, where, leaky relu, prelu, hard swish, elu, not, equal, less, greater
+  other        everything else (pooling, softmax, normalization, reductions, resize, a delegate's opaque kernel)
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+CATEGORIES = ("convolution", "matmul", "quantize", "layout", "elementwise", "other")
+_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("convolution", re.compile(r"conv(?!ert)")),
+    ("matmul", re.compile(r"matmul|gemm|fully.?connected|batch.?mat|matrix.?multiply")),
+    ("quantize", re.compile(r"quantiz|^convert\b")),
+    ("layout", re.compile(r"transpose|reshape|reorder|squeeze|flatten|concat|split|slice|gather|pad|copy|memcpy|"
+                          r"reformat|expand|tile|^shape|depth.?to.?space|space.?to.?depth")),
+    ("elementwise", re.compile(r"^(add|sub|mul|div|relu|clip|clamp|sigmoid|tanh|h?swish|hard.?swish|gelu|exp|"
+                               r"sqrt|pow|erf|abs|neg|minimum|maximum|min|max|cast|where|leaky.?relu|prelu|elu|"
+                               r"not|equal|less|greater|multiply|subtract|divide|square|log|reciprocal|floor|ceil|"
+                               r"round|sign|bias.?add)\b")),
+)
+TOP_OPS = 10
+SLOWER_TO_EXPLAIN = 1.1  # a profiled case this many times slower than its fp32 sibling gets a sentence
+
+
+def category(op_type: str) -> str:
+    name = op_type.strip().lower()
+    for label, pattern in _RULES:
+        if pattern.search(name):
+            return label
+    return "other"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class OpTypeTime(_Part):
+    """All the ops of one type (and where they ran), per run of the profiling pass."""
+
+    op_type: str
+    category: str
+    where: str
+    ms: float  # per run
+    share: float  # of the pass's mean run
+    ops: int  # distinct ops (nodes, layers) of this type
+    fused: int = 0
+    opaque: int = 0
+    detail: str | None = None  # "27.9 ms of it in 17 with group > 1"
+
+
+class OpEntry(_Part):
+    name: str
+    op_type: str
+    category: str
+    where: str
+    ms: float  # per run
+    share: float
+    fused: bool = False
+    opaque: bool = False
+    detail: str | None = None
+
+
+class ProfileSummary(_Part):
+    """A case's per-operator profile in its record; ``error`` alone where there is none, with why."""
+
+    route: str | None = None
+    note: str | None = None
+    runs: int | None = None
+    run_ms_mean: float | None = None  # the profiling pass's own latency
+    run_ms_median: float | None = None
+    ops_ms_per_run: float | None = None
+    coverage: float | None = None  # ops_ms_per_run / run_ms_mean
+    timed_p50_ms: float | None = None  # the timed loop's, for the profiler's own cost
+    profiler_overhead: float | None = None  # run_ms_median / timed_p50_ms
+    by_category: dict[str, float] | None = None  # ms per run
+    by_op_type: list[OpTypeTime] | None = None  # every op type, slowest first
+    top_ops: list[OpEntry] | None = None
+    ops: int | None = None
+    fused_ops: int | None = None
+    opaque_ops: int | None = None
+    opaque_share: float | None = None
+    file: str | None = None  # every op, in the run folder
+    trace: str | None = None  # the Chrome trace
+    error: str | None = None
+
+
+def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[ProfileSummary, list[dict[str, Any]]]:
+    """The record's summary of a worker's ProfilePass, and every op with its category and time per run."""
+    runs = len(wire["run_ms"])
+    run_mean = sum(wire["run_ms"]) / runs if runs else 0.0
+    ordered = sorted(wire["run_ms"])
+    run_median = ordered[runs // 2] if runs % 2 else (ordered[runs // 2 - 1] + ordered[runs // 2]) / 2
+    ops = []
+    for op in wire["ops"]:
+        ms = op["total_ms"] / runs
+        ops.append({**op, "category": category(op["op_type"]), "ms": ms, "share": ms / run_mean if run_mean else 0.0})
+    ops.sort(key=lambda op: -op["ms"])
+    types: dict[tuple[str, str], dict[str, Any]] = {}
+    grouped: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for op in ops:
+        entry = types.setdefault((op["op_type"], op["where"]), {
+            "op_type": op["op_type"], "category": op["category"], "where": op["where"], "ms": 0.0, "share": 0.0,
+            "ops": 0, "fused": 0, "opaque": 0})
+        entry["ms"] += op["ms"]
+        entry["share"] += op["share"]
+        entry["ops"] += 1
+        entry["fused"] += bool(op.get("fused"))
+        entry["opaque"] += bool(op.get("opaque"))
+        if (op.get("detail") or "").startswith("group "):
+            grouped[(op["op_type"], op["where"])].append(op["ms"])
+    for key, times in grouped.items():
+        types[key]["detail"] = f"{sum(times):.3g} ms of it in the {len(times)} with group > 1 (grouped or depthwise)"
+    by_category = {name: 0.0 for name in CATEGORIES}
+    for op in ops:
+        by_category[op["category"]] += op["ms"]
+    ops_ms = sum(op["ms"] for op in ops)
+    opaque_ms = sum(op["ms"] for op in ops if op.get("opaque"))
+    summary = ProfileSummary(
+        route=wire.get("route"), note=wire.get("note"), runs=runs, run_ms_mean=run_mean, run_ms_median=run_median,
+        ops_ms_per_run=ops_ms, coverage=ops_ms / run_mean if run_mean else None, timed_p50_ms=timed_p50_ms,
+        profiler_overhead=run_median / timed_p50_ms if timed_p50_ms else None,
+        by_category={name: ms for name, ms in by_category.items() if ms > 0},
+        by_op_type=[OpTypeTime(**entry) for entry in sorted(types.values(), key=lambda e: -e["ms"])],
+        top_ops=[OpEntry(**{k: op.get(k) for k in OpEntry.model_fields}) for op in ops[:TOP_OPS]],
+        ops=len(ops), fused_ops=sum(bool(op.get("fused")) for op in ops),
+        opaque_ops=sum(bool(op.get("opaque")) for op in ops), opaque_share=opaque_ms / run_mean if run_mean else None,
+        trace=wire.get("trace_file"))
+    return summary, ops
+
+
+def diff(a: ProfileSummary, b: ProfileSummary, by: str = "op_type") -> list[dict[str, Any]]:
+    """What got faster or slower from ``a`` to ``b``, per op type (or per category), largest change first: ms per
+    run on each side (0 where a side has none of it), their difference and ratio."""
+    def table(summary: ProfileSummary) -> dict[str, float]:
+        if by == "category":
+            return dict(summary.by_category or {})
+        totals: dict[str, float] = defaultdict(float)
+        for entry in summary.by_op_type or []:
+            totals[entry.op_type] += entry.ms
+        return totals
+
+    left, right = table(a), table(b)
+    rows = [{"key": key, "a_ms": left.get(key, 0.0), "b_ms": right.get(key, 0.0),
+             "delta_ms": right.get(key, 0.0) - left.get(key, 0.0),
+             "ratio": right[key] / left[key] if left.get(key) and key in right else None}
+            for key in dict.fromkeys([*left, *right])]
+    return sorted(rows, key=lambda row: -abs(row["delta_ms"]))
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g} ms"
+
+
+def explain(slow: Any, base: Any, others: list[Any]) -> str | None:
+    """One sentence on why ``slow`` (a record with a profile) is slower than ``base`` (its fp32 sibling on the same
+    backend), from the two profiles: where its time goes, against the same category in fp32, and which of
+    ``others`` (profiled records of the same model and batch) do the same work in far less time."""
+    a, b = base.profile, slow.profile
+    if not (a and b and a.run_ms_mean and b.run_ms_mean and b.by_op_type):
+        return None
+    ratio = b.run_ms_mean / a.run_ms_mean
+    if ratio < SLOWER_TO_EXPLAIN:
+        return None
+    top = b.by_op_type[0]
+    spent = (b.by_category or {}).get(top.category, 0.0)
+    base_same = (a.by_category or {}).get(top.category, 0.0)
+    sentence = (f"{slow.precision} on {slow.label} is {ratio:.1f}× slower than fp32 in the profiling passes "
+                f"({_ms(b.run_ms_mean)} against {_ms(a.run_ms_mean)} a run): {top.share:.0%} of its time is in "
+                f"{top.op_type} on {top.where} ({_ms(top.ms)} a run over {top.ops} ops")
+    sentence += f"; {top.detail})" if top.detail else ")"
+    sentence += (f", where fp32's {top.category} ops took {_ms(base_same)} in all" if base_same > 0 else
+                 f", and fp32 has no {top.category} ops")
+    if len(b.by_op_type) > 1:
+        second = b.by_op_type[1]
+        sentence += f"; next, {second.op_type} {second.share:.0%} ({_ms(second.ms)})"
+    better = []
+    for other in others:
+        other_ms = (other.profile.by_category or {}).get(top.category, 0.0) if other.profile else None
+        if other is slow or other is base or other_ms is None or other_ms > 0.5 * spent:
+            continue
+        better.append(f"{other.precision} on {other.label} ({_ms(other_ms)})")
+    if better:
+        sentence += f". Its {top.category} ops take {_ms(spent)} a run; in " + ", ".join(better[:3]) + " they take less"
+    return sentence + "."
+
+
+def explanations(records: list[Any]) -> list[str]:
+    """Sentences for every profiled case slower than its profiled fp32 sibling (same model, backend, batch, mode
+    and compression), in the records' order."""
+    profiled = [r for r in records if r.profile is not None and r.profile.run_ms_mean]
+    sentences = []
+    for record in profiled:
+        if record.precision == "fp32":
+            continue
+        base = next((r for r in profiled if r.precision == "fp32" and r.model == record.model
+                     and r.label == record.label and r.batch_size == record.batch_size and r.mode == record.mode
+                     and r.compression == record.compression), None)
+        if base is None:
+            continue
+        others = [r for r in profiled if r.model == record.model and r.batch_size == record.batch_size
+                  and r.mode == record.mode]
+        if (sentence := explain(record, base, others)) is not None:
+            sentences.append(sentence)
+    return sentences
