@@ -666,6 +666,48 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Two profiled cases of a run folder side by side: which op categories and types got faster or slower."""
+    from rich.table import Table
+
+    from results.profile import diff
+    from results.runs import RunFolderError, load_run
+
+    out, err = make_console(), make_console(stderr=True)
+    try:
+        run = load_run(args.run_dir)
+    except (RunFolderError, OSError) as error:
+        _err(err, str(error))
+        return EXIT_USAGE
+    chosen = []
+    for wanted in (args.case_a, args.case_b):
+        hits = [r for r in run.records if r.case_id == wanted] or [r for r in run.records if wanted in r.case_id]
+        if len(hits) != 1:
+            what = "no case" if not hits else f"{len(hits)} cases ({', '.join(r.case_id for r in hits[:4])})"
+            _err(err, f"{wanted!r} matches {what} of {args.run_dir}: give a case id or a part of exactly one")
+            return EXIT_USAGE
+        record = hits[0]
+        if record.profile is None or record.profile.error or not record.profile.run_ms_mean:
+            why = record.profile.error if record.profile else "it was not profiled (profile: true or --profile)"
+            _err(err, f"{record.case_id} has no profile: {why}")
+            return EXIT_USAGE
+        chosen.append(record)
+    a, b = chosen
+    out.print(f"{escape(a.case_id)}: {a.profile.run_ms_mean:.4g} ms a run (ops cover {a.profile.coverage:.0%})")
+    out.print(f"{escape(b.case_id)}: {b.profile.run_ms_mean:.4g} ms a run (ops cover {b.profile.coverage:.0%})")
+    for by, title in (("category", "by category"), ("op_type", "by op type")):
+        table = Table(title=f"ms per run of the profiling passes, {title}")
+        for column in (title.split()[-1], "A", "B", "B - A", "B / A"):
+            table.add_column(column, justify="left" if column == title.split()[-1] else "right")
+        for row in diff(a.profile, b.profile, by)[: args.top]:
+            ratio = f"{row['ratio']:.2f}×" if row["ratio"] is not None else "-"
+            style = "red" if row["delta_ms"] > 0 else "green"
+            table.add_row(escape(row["key"]), f"{row['a_ms']:.4g}", f"{row['b_ms']:.4g}",
+                          f"[{style}]{row['delta_ms']:+.4g}[/]", ratio)
+        out.print(table)
+    return EXIT_OK
+
+
 def cmd_overhead(args: argparse.Namespace) -> int:
     from harness.overhead import measure_overhead
 
@@ -784,6 +826,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", metavar="FILE",
                         help="the HTML file (default: RUN_DIR/report.html for one run, ./report.html for several)")
     report.set_defaults(func=cmd_report)
+
+    profile = commands.add_parser("profile", help="two profiled cases of a run side by side, op type by op type")
+    profile.add_argument("run_dir", metavar="RUN_DIR")
+    profile.add_argument("case_a", metavar="CASE_A", help="case id, or a part of exactly one")
+    profile.add_argument("case_b", metavar="CASE_B")
+    profile.add_argument("--top", type=int, default=12, help="rows per table (default 12)")
+    profile.set_defaults(func=cmd_profile)
 
     doctor = commands.add_parser("doctor", help="which backends can run here, and why not")
     doctor.add_argument("--json", action="store_true")
