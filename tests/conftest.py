@@ -220,3 +220,15 @@ def test_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     cached_availability.cache_clear()
     yield
     cached_availability.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    from reporting.browser import find_chromium
+
+    found = find_chromium()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test the report in Chromium: .ci/system-packages installs Debian's chromium")
+        pytest.skip("no Chromium here: apt-get install chromium (bash .ci/system-packages does)")
+    return found

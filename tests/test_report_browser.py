@@ -9,14 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 
 from reporting.baseline import named_baseline
-from reporting.browser import find_chromium, open_report, screenshot_page
+from reporting.browser import open_report, screenshot_page
 from reporting.frame import COLUMNS
 from reporting.html import write_report
 from results.runs import load_run
@@ -28,16 +27,6 @@ OTHER_MACHINE = {"cpu_model": "Test CPU 9000 (env.json edited to stand for a sec
                  "cpu_physical": 8, "memory_gb": 128.0, "arch": "x86_64", "os": "Linux", "python": "3.11.7",
                  "gpu": {"driver_version": "580.65", "cuda_driver_version": "13.0",
                          "devices": [{"name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559.0}]}}
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    found = find_chromium()
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must test the report in Chromium: .ci/system-packages installs Debian's chromium")
-        pytest.skip("no Chromium here: apt-get install chromium (bash .ci/system-packages does)")
-    return found
 
 
 def assert_clean_load(check) -> None:

@@ -1,0 +1,181 @@
+"""Per-operator profiles: real profiles of each CPU runtime read into one schema, the fused and opaque flags, the
+profiling pass after the timed loop, the report's "where the time goes" in Chromium, and TensorRT's path gated."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends.base import BackendOptions
+from backends.onnxruntime_cpu import OnnxRuntimeCpu
+from backends.op_profile import ProfileUnavailable
+from backends.tflite_cpu import TfliteCpu
+from results.profile import ProfileSummary, category, diff, explanations, summarise
+from tests.conftest import FAST_MEASURE, write_scenario
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def conv_relu_model(path: Path) -> Path:
+    """Conv → Relu → Conv (group 4) → MatMul-free head: ORT fuses Conv+Relu into FusedConv at ORT_ENABLE_ALL."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((8, 2, 3, 3)).astype(np.float32), "w2")
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], name="grouped", group=4, pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 32, 32])], [w1, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_onnxruntime_profile_fills_the_schema_and_flags_what_the_optimizer_fused(tmp_path: Path) -> None:
+    model = str(conv_relu_model(tmp_path / "m.onnx"))
+    # "extended": Conv + Relu become FusedConv (at "all" the NCHWc layout pass folds the Relu into a Conv instead)
+    backend, options = OnnxRuntimeCpu(), BackendOptions(threads=1, extra={"graph_optimization": "extended"})
+    session = backend.prepare(model, options, 1)
+    feeds = [np.ones((1, 3, 32, 32), np.float32)]
+    passed = backend.profile(model, options, 1, None, feeds, 5, str(tmp_path / "trace.json"))
+    assert len(passed.run_ms) == 5 and all(ms > 0 for ms in passed.run_ms)
+    types = {op.op_type: op for op in passed.ops}
+    assert "FusedConv" in types and types["FusedConv"].fused, types  # Conv + Relu made into one by ORT
+    grouped = next(op for op in passed.ops if op.name == "grouped")
+    assert grouped.op_type == "Conv" and not grouped.fused and grouped.detail == "group 4"
+    assert all(op.calls == 5 and op.where == "CPUExecutionProvider" for op in passed.ops)
+    trace = json.loads(Path(passed.trace_file).read_text())
+    assert {e["name"] for e in trace["traceEvents"]} >= {"run", "grouped"}
+    summary, ops = summarise(passed.to_wire(), timed_p50_ms=float(np.median(passed.run_ms)))
+    assert summary.coverage is not None and 0 < summary.coverage <= 1.05
+    assert summary.fused_ops == 1 and summary.by_category and set(summary.by_category) <= {"convolution", "other",
+                                                                                           "layout", "elementwise"}
+    assert summary.by_op_type[0].share > 0 and len(ops) == len(passed.ops)
+    session.close()
+
+
+def test_litert_profile_reads_xnnpack_and_builtin_kernels_through_the_c_api(tmp_path: Path,
+                                                                             digits_artifacts) -> None:
+    model = str(digits_artifacts["tflite_cpu"])
+    feeds = [np.zeros((1, 8, 8, 1), np.float32)]
+    xnnpack = TfliteCpu().profile(model, BackendOptions(threads=1), 1, None, feeds, 4, str(tmp_path / "x.json"))
+    assert len(xnnpack.run_ms) == 4  # XNNPACK takes the convolutions; an op it does not take stays builtin
+    assert any(category(op.op_type) == "convolution" and op.where == "XNNPACK" for op in xnnpack.ops), xnnpack.ops
+    builtin = TfliteCpu().profile(model, BackendOptions(threads=1, extra={"xnnpack": False}), 1, None, feeds, 4,
+                                  str(tmp_path / "b.json"))
+    assert {op.where for op in builtin.ops} == {"TFLite builtin kernel (CPU)"}
+    assert "CONV_2D" in {op.op_type for op in builtin.ops}
+    for passed in (xnnpack, builtin):
+        assert sum(op.total_ms for op in passed.ops) <= sum(passed.run_ms) * 1.05
+        assert json.loads(Path(passed.trace_file).read_text())["traceEvents"]
+
+
+def test_a_backend_without_a_profiler_says_so() -> None:
+    from backends.tensorflow_ref import TensorflowReference
+
+    with pytest.raises(ProfileUnavailable, match="no per-operator profiler"):
+        TensorflowReference().profile("m", BackendOptions(), 1, None, [], 1, "t.json")
+
+
+def test_tensorrt_profiling_verbosity_is_in_the_engine_key_and_fused_layers_are_flagged() -> None:
+    from backends.tensorrt import engine_key, layer_flags
+
+    base = dict(onnx_sha256="a" * 64, trt_version="10.9", gpu="H100 sm90", precision="fp16", compression="none",
+                shapes={"x": (1, 3)}, recipe={"strongly_typed": False, "flags": ["FP16"]})
+    assert engine_key(**base) == engine_key(**base, profiling_verbosity="default")
+    assert engine_key(**base, profiling_verbosity="detailed") != engine_key(**base)
+    assert layer_flags("conv1 + relu1", "CaskConvolution")["fused"]
+    assert layer_flags("{ForeignNode[a...b]}", "Myelin")["opaque"]
+    assert layer_flags("conv1", "CaskConvolution") == {}
+
+
+def test_tensorrt_profile_on_a_gpu_or_the_reason_it_cannot_run(tmp_path: Path) -> None:
+    from backends.tensorrt import Tensorrt
+
+    available = Tensorrt.available()
+    if not available.ok:
+        pytest.skip(f"TensorRT cannot run here: {available.reason}")
+    model = str(conv_relu_model(tmp_path / "m.onnx"))
+    passed = Tensorrt().profile(model, BackendOptions(precision="fp32"), 1, None,
+                                [np.ones((1, 3, 32, 32), np.float32)], 5, str(tmp_path / "t.json"))
+    assert passed.ops and all(op.where == "TensorRT" and op.calls == 5 for op in passed.ops)
+
+
+def _summary(run_ms: float, ops: list[tuple[str, float]]) -> ProfileSummary:
+    wire = {"route": "r", "note": "n", "run_ms": [run_ms] * 2, "trace_file": None,
+            "ops": [{"name": f"{op}{i}", "op_type": op, "where": "CPUExecutionProvider", "calls": 2,
+                     "total_ms": 2 * ms, "fused": False, "opaque": False, "detail": None}
+                    for i, (op, ms) in enumerate(ops)]}
+    return summarise(wire, None)[0]
+
+
+def test_categories_diff_and_the_sentence_that_explains_a_slowdown() -> None:
+    assert [category(t) for t in ("ConvInteger", "Convolution (NHWC, QC8) IGEMM", "DEPTHWISE_CONV_2D",
+                                  "Convert (NC, F32, QD8)", "DynamicQuantizeMatMul", "DynamicQuantizeLinear",
+                                  "Fully Connected (NC, F32) GEMM", "ReorderInput", "Add (ND)", "Softmax")] == [
+        "convolution", "convolution", "convolution", "quantize", "matmul", "quantize", "matmul", "layout",
+        "elementwise", "other"]
+    fp32 = _summary(8.0, [("Conv", 7.0), ("MatMul", 0.5)])
+    int8 = _summary(50.0, [("ConvInteger", 44.0), ("Mul", 2.0), ("DynamicQuantizeLinear", 1.0)])
+    rows = diff(fp32, int8, "category")
+    assert rows[0]["key"] == "convolution" and rows[0]["delta_ms"] == pytest.approx(37.0)
+    assert diff(fp32, int8)[0]["key"] == "ConvInteger"
+
+    class Rec:
+        def __init__(self, precision: str, label: str, profile: ProfileSummary) -> None:
+            self.precision, self.label, self.profile = precision, label, profile
+            self.model, self.batch_size, self.mode, self.compression = "m", 1, "latency", "none"
+
+    static = Rec("int8", "onnxruntime_cpu", _summary(12.0, [("QLinearConv", 5.0)]))
+    sentences = explanations([Rec("fp32", "onnxruntime_cpu", fp32), Rec("int8_dynamic", "onnxruntime_cpu", int8),
+                              static])
+    assert len(sentences) == 2  # int8_dynamic 6.2× slower, int8 1.5× slower
+    first = sentences[0]
+    assert first.startswith("int8_dynamic on onnxruntime_cpu is 6.2× slower than fp32")
+    assert "88% of its time is in ConvInteger" in first and "fp32's convolution ops took 7 ms" in first
+    assert "int8 on onnxruntime_cpu (5 ms)" in first
+
+
+def test_the_profiling_pass_begins_after_the_timed_loop_and_lands_in_the_record_and_report(
+        tmp_path: Path, digits_artifacts, chromium) -> None:
+    from reporting.browser import open_report
+
+    scenario = write_scenario(tmp_path, f"""
+        name: profiled
+        models:
+          - {{path: {digits_artifacts['onnxruntime_cpu']}, label: digits_onnx}}
+        backends: [{{name: onnxruntime_cpu, threads: 1}}]
+        precisions: [fp32, int8_dynamic]
+        measure: {FAST_MEASURE}
+        race: false
+        profile: {{runs: 5}}
+        """)
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(scenario), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        profile = record["profile"]
+        assert profile.get("error") is None and profile["runs"] == 5 and profile["by_op_type"], profile
+        saved = json.loads(Path(profile["file"]).read_text())
+        assert saved["profile_started_ns"] > saved["timed_loop_ended_ns"]  # no profiler while timing
+        assert Path(profile["trace"]).is_file() and len(record["samples_ns"]) >= 20
+    shown = subprocess.run([sys.executable, "-m", "harness.cli", "profile", str(out), "fp32", "int8_dynamic"],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "by category" in shown.stdout and "convolution" in shown.stdout, shown.stdout
+    with open_report(out / "report.html") as (page, check):
+        assert check.page_errors == [] and check.rendered_charts == check.chart_containers
+        assert page.locator("section.profiles").count() == 1
+        assert page.locator("section.profiles .chart-profile .main-svg").count() >= 1
+        assert page.locator("details.profile-case").count() == 2
+        assert page.locator("details.profile-diff").count() == 1
