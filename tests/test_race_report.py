@@ -27,7 +27,7 @@ from reporting.html import build_page, write_report
 from reporting.numbers import speedup_text
 from results.race_record import PairFigures, RaceEntry, RaceRecord, RaceRound
 from results.runs import Run, load_run
-from tests.test_report_browser import assert_clean_load, chromium  # noqa: F401  (chromium: a fixture)
+from tests.test_report_browser import assert_clean_load
 
 FIXTURE_RUN = Path(__file__).parent / "data" / "run_0684769"
 NAMES = {"tflite_cpu fp32": ("tflite_cpu", "fp32"), "tflite_cpu int8": ("tflite_cpu", "int8"),
@@ -334,7 +334,7 @@ def test_the_race_chart_draws_the_running_ratio_with_eliminations_and_looks(race
 # -- (d) in a browser ---------------------------------------------------------------------------------------------
 
 @pytest.mark.e2e
-def test_the_race_section_renders_in_chromium(raced_run: Run, chromium, tmp_path: Path) -> None:  # noqa: F811
+def test_the_race_section_renders_in_chromium(raced_run: Run, chromium, tmp_path: Path) -> None:
     report = write_report([raced_run.path], tmp_path / "raced.html")
     with open_report(report) as (page, check):
         screenshot_page(page, tmp_path / "raced.png")
