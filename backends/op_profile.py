@@ -48,6 +48,8 @@ class OpTime:
     fused: bool = False
     opaque: bool = False
     detail: str | None = None  # what the runtime or the model file says about the op ("group 32: depthwise")
+    dtype: str | None = None  # its first input's element type where the runtime says ("float", "uint8"): in an
+    # int8 profile, the ops that still ran in float are the ones the quantized graph converts around
 
 
 @dataclass

@@ -5,9 +5,12 @@ same options plus ``enable_profiling`` and runs it; the record says so. Its JSON
 event per run and one "<node>_kernel_time" event per node and run, with the node's op type and the provider
 that ran it: exactly the per-op table wanted, read from the kept runs only (the first ones warm the new session).
 
-What the graph optimizer did shows in the op types: a type the model file does not contain was made by ONNX
-Runtime, either from several of the model's nodes (FusedConv, QLinearConv from a QDQ pair around a Conv:
-``fused``) or inserted for layout (the NCHWc reorders). A TensorRT engine run as one node is ``opaque``.
+What the graph optimizer did is read from the graph the session ran: the profiling session writes its optimized
+graph (``optimized_model_filepath``), whose node names are the profiler's. A type the model file does not
+contain was made by ONNX Runtime, either from several of the model's nodes (FusedConv, QLinearConv from a QDQ
+pair around a Conv: ``fused``) or inserted for layout (the NCHWc reorders); a node with an ``activation``
+attribute had the following Relu / Clip / Sigmoid folded into it (``fused``: the NCHWc Conv of the "all"
+level keeps the op type Conv). A TensorRT engine run as one node is ``opaque``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,48 +30,86 @@ from backends.op_profile import PROFILE_WARMUP_RUNS, OpTime, ProfilePass, summed
 # op types ONNX Runtime inserts without merging any of the model's nodes: layout changes
 INSERTED_LAYOUT_OPS = frozenset({"ReorderInput", "ReorderOutput", "Transpose", "MemcpyToHost", "MemcpyFromHost"})
 KERNEL_SUFFIX = "_kernel_time"
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+OPTIMIZED_FILE = "optimized.onnx"
 
 
-def model_nodes(artifact: str) -> tuple[set[str], dict[str, str]]:
-    """The model file's op types, and a detail per node name worth showing (a grouped convolution's group)."""
+@dataclass(frozen=True)
+class GraphNode:
+    """What a graph file says about one node, by the name the profiler reports it under."""
+
+    op_type: str
+    domain: str
+    group: int = 1
+    activation: str | None = None  # an activation the optimizer folded into it (NCHWc Conv, FusedConv)
+
+
+def graph_nodes(path: str) -> tuple[set[str], dict[str, GraphNode]]:
+    """A graph file's op types, and its nodes by name (If / Loop / Scan bodies included)."""
     import onnx
 
-    model = onnx.load(artifact, load_external_data=False)
-    graphs, types, details = [model.graph], set(), {}
+    model = onnx.load(path, load_external_data=False)
+    graphs, types, nodes = [model.graph], set(), {}
     while graphs:
         graph = graphs.pop()
         for node in graph.node:
             types.add(node.op_type)
+            group, activation = 1, None
             for attribute in node.attribute:
-                if attribute.name == "group" and attribute.i > 1:
-                    details[node.name] = f"group {attribute.i}"
-                if attribute.type == onnx.AttributeProto.GRAPH:  # If / Loop / Scan bodies
+                if attribute.name == "group":
+                    group = attribute.i
+                elif attribute.name == "activation" and attribute.type == onnx.AttributeProto.STRING:
+                    activation = attribute.s.decode()
+                elif attribute.type == onnx.AttributeProto.GRAPH:
                     graphs.append(attribute.g)
-    return types, details
+            nodes[node.name] = GraphNode(node.op_type, node.domain, group, activation)
+    return types, nodes
 
 
-def _flag(op: OpTime, model_types: set[str], details: dict[str, str]) -> OpTime:
+def _flag(op: OpTime, model_types: set[str], nodes: dict[str, GraphNode]) -> OpTime:
+    """Mark what the optimizer made: ``nodes`` are those of the graph the session ran (ONNX Runtime's optimized
+    file where it could write one, else the model file), so renamed NCHWc nodes still show their group and the
+    activation folded into them."""
     if op.where == "TensorrtExecutionProvider" or op.op_type.startswith("TRTKernel"):
         op.opaque, op.detail = True, "a TensorRT engine run as one ONNX Runtime node: its layers are not visible"
-    elif op.op_type not in model_types:
+        return op
+    node, parts = nodes.get(op.name), []
+    if node is not None and node.group > 1:
+        parts.append(f"group {node.group}")
+    if op.op_type not in model_types:
         if op.op_type in INSERTED_LAYOUT_OPS:
-            op.detail = "inserted by ONNX Runtime's graph optimizer (layout)"
+            parts.append("inserted by ONNX Runtime's graph optimizer (layout)")
         else:
-            op.fused, op.detail = True, "made by ONNX Runtime's graph optimizer from several of the model's nodes"
-    op.detail = details.get(op.name, op.detail) if op.detail is None else op.detail
+            op.fused = True
+            parts.append("made by ONNX Runtime's graph optimizer from several of the model's nodes")
+    elif node is not None and node.activation:
+        op.fused = True
+        parts.append(f"{node.activation} folded into it by ONNX Runtime's graph optimizer")
+    if node is not None and node.domain == NCHWC_DOMAIN:
+        parts.append("NCHWc layout")
+    op.detail = "; ".join(parts) or None
     return op
 
 
+def _first_input_dtype(args: dict[str, Any]) -> str | None:
+    """The element type of a node event's first input: ``input_type_shape`` is ``[{"float": [1, 3, 8, 8]}, …]``."""
+    shapes = args.get("input_type_shape")
+    if isinstance(shapes, list) and shapes and isinstance(shapes[0], dict) and shapes[0]:
+        return str(next(iter(shapes[0])))
+    return None
+
+
 def read_ort_trace(events: list[dict[str, Any]], runs: int) -> tuple[list[float], list[tuple[str, str, str, float]],
-                                                                      list[dict[str, Any]]]:
-    """(ms of each kept run, one (node, op type, provider, ms) row per node call in them, their trace events)."""
+                                                                      list[dict[str, Any]], dict[str, str | None]]:
+    """(ms of each kept run, one (node, op type, provider, ms) row per node call in them, their trace events, each
+    node's first input's element type)."""
     model_runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
                         key=lambda e: e["ts"])
     kept = model_runs[-runs:]
     if not kept:
         raise ValueError("ONNX Runtime's profile has no model_run event")
     start = kept[0]["ts"]
-    rows, trace = [], []
+    rows, trace, dtypes = [], [], {}
     for event in events:
         if event.get("ts", -1) < start:
             continue
@@ -76,12 +118,14 @@ def read_ort_trace(events: list[dict[str, Any]], runs: int) -> tuple[list[float]
             name, op_type = event["name"][: -len(KERNEL_SUFFIX)], args.get("op_name", "?")
             provider = args.get("provider", "?")
             rows.append((name, op_type, provider, event["dur"] / 1e3))
+            if name not in dtypes:
+                dtypes[name] = _first_input_dtype(args)
             trace.append({"name": name, "cat": op_type, "ph": "X", "ts": event["ts"], "dur": event["dur"],
                           "pid": 1, "tid": 1, "args": {"op_type": op_type, "provider": provider}})
         elif event.get("cat") == "Session" and event.get("name") == "model_run":
             trace.append({"name": "run", "cat": "run", "ph": "X", "ts": event["ts"], "dur": event["dur"],
                           "pid": 1, "tid": 0})
-    return [e["dur"] / 1e3 for e in kept], rows, trace
+    return [e["dur"] / 1e3 for e in kept], rows, trace, dtypes
 
 
 def ort_profile(open_session: Callable[[Any], Any], session_options: Any, artifact: str, feeds: list[np.ndarray],
@@ -91,16 +135,28 @@ def ort_profile(open_session: Callable[[Any], Any], session_options: Any, artifa
     with tempfile.TemporaryDirectory(prefix="accelbench-ort-profile-") as folder:
         session_options.enable_profiling = True
         session_options.profile_file_prefix = str(Path(folder) / "ort")
-        session = open_session(session_options)
+        session_options.log_severity_level = 3  # its warning that an NCHWc graph fits this machine only: we know
+        optimized = Path(folder) / OPTIMIZED_FILE
+        session_options.optimized_model_filepath = str(optimized)
+        try:  # the graph as optimized names what was fused; a session with compiled nodes (TensorRT) cannot save it
+            session = open_session(session_options)
+        except Exception:  # the retry without it raises whatever is really wrong
+            session_options.optimized_model_filepath = ""
+            optimized.unlink(missing_ok=True)
+            session = open_session(session_options)
         call = bind(session, feeds)
         for _ in range(PROFILE_WARMUP_RUNS + runs):
             call()
         raw = session.end_profiling()
         events = json.loads(Path(raw).read_text())
         os.unlink(raw)
-    run_ms, rows, trace = read_ort_trace(events, runs)
-    model_types, details = model_nodes(artifact)
-    ops = [_flag(op, model_types, details) for op in summed_ops(rows)]
+        model_types, nodes = graph_nodes(artifact)
+        if optimized.is_file():
+            nodes = graph_nodes(str(optimized))[1]
+    run_ms, rows, trace, dtypes = read_ort_trace(events, runs)
+    ops = [_flag(op, model_types, nodes) for op in summed_ops(rows)]
+    for op in ops:
+        op.dtype = dtypes.get(op.name)
     metadata = {"runtime": "onnxruntime", "providers": session.get_providers(), "kept_runs": len(run_ms)}
     return ProfilePass(
         route="onnxruntime SessionOptions.enable_profiling (its JSON trace: model_run and node kernel_time events)",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +39,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                                r"round|sign|bias.?add)\b")),
 )
 TOP_OPS = 10
+FLOAT_DTYPES = frozenset({"float", "float16", "double", "bfloat16"})
 SLOWER_TO_EXPLAIN = 1.1  # a profiled case this many times slower than its fp32 sibling gets a sentence
 
 
@@ -77,6 +79,16 @@ class OpEntry(_Part):
     fused: bool = False
     opaque: bool = False
     detail: str | None = None
+    dtype: str | None = None  # its first input's element type, where the runtime says
+
+
+class FloatOps(_Part):
+    """Ops of one type whose input was still float in a profile that has quantize ops: what the graph converts
+    int8 tensors back for."""
+
+    op_type: str
+    ops: int
+    ms: float  # per run
 
 
 class ProfileSummary(_Part):
@@ -98,6 +110,7 @@ class ProfileSummary(_Part):
     fused_ops: int | None = None
     opaque_ops: int | None = None
     opaque_share: float | None = None
+    float_ops: list[FloatOps] | None = None  # where the profile has quantize ops and the runtime says dtypes
     file: str | None = None  # every op, in the run folder
     trace: str | None = None  # the Chrome trace
     error: str | None = None
@@ -133,6 +146,11 @@ def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[Profile
     for op in ops:
         by_category[op["category"]] += op["ms"]
     ops_ms = sum(op["ms"] for op in ops)
+    float_ops: dict[str, list[float]] = defaultdict(list)
+    if by_category["quantize"] > 0:
+        for op in ops:
+            if op.get("dtype") in FLOAT_DTYPES and op["category"] != "quantize":
+                float_ops[op["op_type"]].append(op["ms"])
     opaque_ms = sum(op["ms"] for op in ops if op.get("opaque"))
     summary = ProfileSummary(
         route=wire.get("route"), note=wire.get("note"), runs=runs, run_ms_mean=run_mean, run_ms_median=run_median,
@@ -143,6 +161,8 @@ def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[Profile
         top_ops=[OpEntry(**{k: op.get(k) for k in OpEntry.model_fields}) for op in ops[:TOP_OPS]],
         ops=len(ops), fused_ops=sum(bool(op.get("fused")) for op in ops),
         opaque_ops=sum(bool(op.get("opaque")) for op in ops), opaque_share=opaque_ms / run_mean if run_mean else None,
+        float_ops=[FloatOps(op_type=op_type, ops=len(times), ms=sum(times))
+                   for op_type, times in sorted(float_ops.items(), key=lambda kv: -sum(kv[1]))] or None,
         trace=wire.get("trace_file"))
     return summary, ops
 
@@ -170,38 +190,87 @@ def _ms(value: float) -> str:
     return f"{value:.3g} ms"
 
 
+@dataclass(frozen=True)
+class _Cause:
+    why: str
+    avoid: str | None = None
+
+
+_CPU = "CPUExecutionProvider"
+_QDQ_WHY = ("ONNX Runtime fuses DequantizeLinear → op → QuantizeLinear into one integer kernel (QLinearConv, "
+            "QLinearMatMul, …) only where it matches the group; every other tensor is converted on its own")
+# causes read in the runtime's own source or documentation, stated for the op type that takes the most time
+KNOWN_CAUSES: dict[tuple[str, str], _Cause] = {
+    ("ConvInteger", _CPU): _Cause(
+        "ONNX Runtime's CPU ConvInteger kernel (core/providers/cpu/quantization/conv_integer.cc) copies the input "
+        "into an im2col buffer and runs one int8 GEMM per group, with no depthwise path and no pre-packed weights, "
+        "where fp32 Conv runs MLAS's NCHWc convolution kernels",
+        "static int8 (QLinearConv) or int8_dynamic of MatMul/Gemm only does not use ConvInteger: ONNX Runtime's "
+        "quantization guide advises static quantization for CNNs"),
+    ("DynamicQuantizeLinear", _CPU): _Cause(
+        "DynamicQuantizeLinear finds each activation's range and quantizes it at every run, before every integer op",
+        "static int8 fixes the activations' scales at calibration"),
+    ("DequantizeLinear", _CPU): _Cause(_QDQ_WHY),
+    ("QuantizeLinear", _CPU): _Cause(_QDQ_WHY),
+    ("ReorderInput", _CPU): _Cause("ONNX Runtime converts tensors to and from its blocked NCHWc layout around the "
+                                   "convolutions it runs in that layout"),
+    ("ReorderOutput", _CPU): _Cause("ONNX Runtime converts tensors to and from its blocked NCHWc layout around the "
+                                    "convolutions it runs in that layout"),
+}
+# a profiling pass this many times longer than the timed p50 measured mostly the profiler: its shares say little
+PROFILER_DOMINATES = 2.0
+
+
+def _profiler_dominates(record: Any) -> bool:
+    overhead = record.profile.profiler_overhead
+    return overhead is not None and overhead > PROFILER_DOMINATES
+
+
 def explain(slow: Any, base: Any, others: list[Any]) -> str | None:
     """One sentence on why ``slow`` (a record with a profile) is slower than ``base`` (its fp32 sibling on the same
-    backend), from the two profiles: where its time goes, against the same category in fp32, and which of
-    ``others`` (profiled records of the same model and batch) do the same work in far less time."""
+    backend), from the two profiles: where its time goes, against the same category in fp32, the cause where the
+    runtime's source or guide states it, and which of ``others`` (profiled records of the same model and batch) do
+    the same work in far less time. A profile that mostly measured the profiler gets that said instead."""
     a, b = base.profile, slow.profile
     if not (a and b and a.run_ms_mean and b.run_ms_mean and b.by_op_type):
         return None
-    ratio = b.run_ms_mean / a.run_ms_mean
-    if ratio < SLOWER_TO_EXPLAIN:
+    if b.run_ms_mean / a.run_ms_mean < SLOWER_TO_EXPLAIN:
         return None
+    if _profiler_dominates(slow) or _profiler_dominates(base):
+        worst = max((slow, base), key=lambda r: r.profile.profiler_overhead or 0.0)
+        return (f"{slow.precision} on {slow.label}: no attribution: the profiler cost more than the model (its "
+                f"{worst.precision} pass took {_ms(worst.profile.run_ms_median)} a run against a timed p50 of "
+                f"{_ms(worst.profile.timed_p50_ms)}), so its op shares measure the profiler's bookkeeping.")
     top = b.by_op_type[0]
     spent = (b.by_category or {}).get(top.category, 0.0)
     base_same = (a.by_category or {}).get(top.category, 0.0)
     # two separate passes, not a same-sitting comparison: the times are said, no "× slower" is claimed
     sentence = (f"{slow.precision} on {slow.label}: its profiling pass took {_ms(b.run_ms_mean)} a run against "
                 f"fp32's {_ms(a.run_ms_mean)} (separate passes; which is faster needs a race): {top.share:.0%} "
-                f"of its time is in "
-                f"{top.op_type} on {top.where} ({_ms(top.ms)} a run over {top.ops} ops")
+                f"of its time is in {top.op_type} on {top.where} ({_ms(top.ms)} a run over {top.ops} ops")
     sentence += f"; {top.detail})" if top.detail else ")"
     sentence += (f", where fp32's {top.category} ops took {_ms(base_same)} in all" if base_same > 0 else
                  f", and fp32 has no {top.category} ops")
     if len(b.by_op_type) > 1:
         second = b.by_op_type[1]
         sentence += f"; next, {second.op_type} {second.share:.0%} ({_ms(second.ms)})"
+    cause = KNOWN_CAUSES.get((top.op_type, top.where))
+    if cause is not None:
+        sentence += f". Why: {cause.why}"
+    if top.category == "quantize" and b.float_ops:
+        listed = ", ".join(f"{f.op_type} ×{f.ops} ({_ms(f.ms)})" for f in b.float_ops[:4])
+        sentence += f". Ops that still ran on float inputs between them: {listed}"
     better = []
     for other in others:
         other_ms = (other.profile.by_category or {}).get(top.category, 0.0) if other.profile else None
-        if other is slow or other is base or other_ms is None or other_ms > 0.5 * spent:
+        if (other is slow or other is base or other_ms is None or other_ms > 0.5 * spent
+                or _profiler_dominates(other)):
             continue
         better.append(f"{other.precision} on {other.label} ({_ms(other_ms)})")
     if better:
         sentence += f". Its {top.category} ops take {_ms(spent)} a run; in " + ", ".join(better[:3]) + " they take less"
+    if cause is not None and cause.avoid:
+        sentence += f". Avoided by: {cause.avoid}"
     return sentence + "."
 
 

@@ -62,6 +62,20 @@ def test_onnxruntime_profile_fills_the_schema_and_flags_what_the_optimizer_fused
     session.close()
 
 
+def test_at_the_all_level_the_relu_folded_into_a_conv_is_flagged_fused(tmp_path: Path) -> None:
+    """At "all" the NCHWc pass (on CPUs with its kernels) keeps the op type Conv and folds the Relu into it as an
+    attribute: only the optimized graph shows it. Elsewhere "extended"'s FusedConv does the same job."""
+    model = str(conv_relu_model(tmp_path / "m.onnx"))
+    passed = OnnxRuntimeCpu().profile(model, BackendOptions(threads=1), 1, None, [np.ones((1, 3, 32, 32), np.float32)],
+                                      3, str(tmp_path / "trace.json"))
+    assert not any(op.op_type == "Relu" for op in passed.ops), passed.ops  # its time is inside the fused conv
+    fused = [op for op in passed.ops if op.fused]
+    assert len(fused) == 1 and fused[0].op_type in {"Conv", "FusedConv"}, passed.ops
+    assert "Relu folded" in fused[0].detail or fused[0].op_type == "FusedConv", fused[0]
+    grouped = next(op for op in passed.ops if op.detail and op.detail.startswith("group 4"))
+    assert not grouped.fused and grouped.op_type == "Conv", passed.ops
+
+
 def test_litert_profile_reads_xnnpack_and_builtin_kernels_through_the_c_api(tmp_path: Path,
                                                                              digits_artifacts) -> None:
     model = str(digits_artifacts["tflite_cpu"])
