@@ -14,7 +14,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidatorFunctionWrapHandler,
+    WrapSerializer,
     WrapValidator,
     create_model,
     field_validator,
@@ -350,12 +352,17 @@ def _profile_or_off(value: Any, handler: ValidatorFunctionWrapHandler) -> Profil
     return handler(value)  # type: ignore[no-any-return]
 
 
+def _switch_or_block(value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+    """A switched-off block serializes as false (what the YAML said), a block as its fields."""
+    return False if value is False else handler(value)
+
+
 if TYPE_CHECKING:
     RaceField = RaceSpec | Literal[False]
     ProfileField = ProfileSpec | Literal[False]
 else:
-    RaceField = Annotated[RaceSpec, WrapValidator(_race_or_off)]
-    ProfileField = Annotated[ProfileSpec, WrapValidator(_profile_or_off)]
+    RaceField = Annotated[RaceSpec, WrapValidator(_race_or_off), WrapSerializer(_switch_or_block)]
+    ProfileField = Annotated[ProfileSpec, WrapValidator(_profile_or_off), WrapSerializer(_switch_or_block)]
 
 
 class Scenario(BaseModel):
