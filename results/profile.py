@@ -194,6 +194,7 @@ def _ms(value: float) -> str:
 class _Cause:
     why: str
     avoid: str | None = None
+    precisions: tuple[str, ...] | None = None  # the cause holds at these precisions only
 
 
 _CPU = "CPUExecutionProvider"
@@ -212,6 +213,11 @@ KNOWN_CAUSES: dict[tuple[str, str], _Cause] = {
         "static int8 fixes the activations' scales at calibration"),
     ("DequantizeLinear", _CPU): _Cause(_QDQ_WHY),
     ("QuantizeLinear", _CPU): _Cause(_QDQ_WHY),
+    ("DEPTHWISE_CONV_2D", "TFLite builtin kernel (CPU)"): _Cause(
+        "LiteRT's XNNPACK delegate refuses a DEPTHWISE_CONV_2D whose input is float and whose filter is int8 "
+        "(\"unsupported mixed types\", tflite/delegates/xnnpack/xnnpack_delegate.cc), so the builtin hybrid kernel "
+        "runs it",
+        "int8 (full integer) or fp32 keeps depthwise convolutions on XNNPACK", ("int8_dynamic",)),
     ("ReorderInput", _CPU): _Cause("ONNX Runtime converts tensors to and from its blocked NCHWc layout around the "
                                    "convolutions it runs in that layout"),
     ("ReorderOutput", _CPU): _Cause("ONNX Runtime converts tensors to and from its blocked NCHWc layout around the "
@@ -255,6 +261,8 @@ def explain(slow: Any, base: Any, others: list[Any]) -> str | None:
         second = b.by_op_type[1]
         sentence += f"; next, {second.op_type} {second.share:.0%} ({_ms(second.ms)})"
     cause = KNOWN_CAUSES.get((top.op_type, top.where))
+    if cause is not None and cause.precisions is not None and slow.precision not in cause.precisions:
+        cause = None
     if cause is not None:
         sentence += f". Why: {cause.why}"
     if top.category == "quantize" and b.float_ops:
