@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class OpTime:
     fused: bool = False
     opaque: bool = False
     detail: str | None = None  # what the runtime or the model file says about the op ("group 32: depthwise")
+    median_ms: float = 0.0  # its median call: one call preempted among twenty would be a tenth of the mean
     dtype: str | None = None  # its first input's element type where the runtime says ("float", "uint8"): in an
     # int8 profile, the ops that still ran in float are the ones the quantized graph converts around
 
@@ -57,7 +59,7 @@ class ProfilePass:
     """What one profiling pass measured.
 
     ``run_ms`` is the pass's own latency per kept run, as the runtime's profiler timed the whole run (or the
-    wall clock around it where it does not): coverage is the sum of op times over its sum. ``route`` names the
+    wall clock around it where it does not): coverage is the sum of op times over its median. ``route`` names the
     API that measured, ``note`` what a reader must know about it (a second session, another API than the timed
     loop's).
     """
@@ -76,14 +78,20 @@ class ProfilePass:
 
 
 def summed_ops(rows: list[tuple[str, str, str, float]], **flags: Any) -> list[OpTime]:
-    """(name, op_type, where, ms) events, one per call, summed per op in first-seen order."""
+    """(name, op_type, where, ms) events, one per call, summed per op in first-seen order, with each op's median
+    call."""
     ops: dict[tuple[str, str, str], OpTime] = {}
+    calls: dict[tuple[str, str, str], list[float]] = {}
     for name, op_type, where, ms in rows:
         key = (name, op_type, where)
         if key not in ops:
             ops[key] = OpTime(name=name, op_type=op_type, where=where, calls=0, total_ms=0.0, **flags)
+            calls[key] = []
         ops[key].calls += 1
         ops[key].total_ms += ms
+        calls[key].append(ms)
+    for key, op in ops.items():
+        op.median_ms = statistics.median(calls[key])
     return list(ops.values())
 
 

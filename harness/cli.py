@@ -693,8 +693,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         chosen.append(record)
     a, b = chosen
-    out.print(f"{escape(a.case_id)}: {a.profile.run_ms_mean:.4g} ms a run (ops cover {a.profile.coverage:.0%})")
-    out.print(f"{escape(b.case_id)}: {b.profile.run_ms_mean:.4g} ms a run (ops cover {b.profile.coverage:.0%})")
+    for record in (a, b):
+        out.print(f"{escape(record.case_id)}: {record.profile.run_ms_median:.4g} ms a run, median (ops cover "
+                  f"{record.profile.coverage:.0%})")
     for by, title in (("category", "by category"), ("op_type", "by op type")):
         table = Table(title=f"ms per run of the profiling passes, {title}")
         for column in (title.split()[-1], "A", "B", "B - A", "B / A"):

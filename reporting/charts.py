@@ -349,7 +349,7 @@ def profile_figure(records: list[Any], labels: list[str]) -> go.Figure | None:
     names = [text(label) for _, label in profiled]
     for name in (*CATEGORIES, "between ops"):
         if name == "between ops":
-            values = [max(r.profile.run_ms_mean - (r.profile.ops_ms_per_run or 0.0), 0.0) for r, _ in profiled]
+            values = [max(r.profile.run_ms_median - (r.profile.ops_ms_per_run or 0.0), 0.0) for r, _ in profiled]
         else:
             values = [(r.profile.by_category or {}).get(name, 0.0) for r, _ in profiled]
         if not any(values):

@@ -307,7 +307,9 @@ def _profiles(runs: list[Run], model: str, several_runs: bool) -> dict[str, Any]
             continue
         cases.append({"label": label, "error": None, "route": summary.route, "note": summary.note,
                       "coverage": f"{summary.coverage:.0%}" if summary.coverage is not None else "-",
-                      "run_ms": number(summary.run_ms_mean), "overhead": summary.profiler_overhead,
+                      "run_ms": number(summary.run_ms_median), "overhead": summary.profiler_overhead,
+                      "per_call_us": (f"{summary.profiler_us_per_op_call:.2g}"
+                                      if summary.profiler_us_per_op_call is not None else "?"),
                       "types": [{"op_type": t.op_type, "category": t.category, "where": t.where, "ms": number(t.ms),
                                  "share": f"{t.share:.1%}", "ops": t.ops, "fused": t.fused, "opaque": t.opaque,
                                  "detail": t.detail or ""} for t in (summary.by_op_type or [])[:8]],

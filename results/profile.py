@@ -100,9 +100,11 @@ class ProfileSummary(_Part):
     run_ms_mean: float | None = None  # the profiling pass's own latency
     run_ms_median: float | None = None
     ops_ms_per_run: float | None = None
-    coverage: float | None = None  # ops_ms_per_run / run_ms_mean
+    coverage: float | None = None  # ops_ms_per_run / run_ms_median
     timed_p50_ms: float | None = None  # the timed loop's, for the profiler's own cost
     profiler_overhead: float | None = None  # run_ms_median / timed_p50_ms
+    op_calls_per_run: float | None = None
+    profiler_us_per_op_call: float | None = None  # (run_ms_median - timed_p50_ms) / op calls per run, in µs
     by_category: dict[str, float] | None = None  # ms per run
     by_op_type: list[OpTypeTime] | None = None  # every op type, slowest first
     top_ops: list[OpEntry] | None = None
@@ -117,15 +119,20 @@ class ProfileSummary(_Part):
 
 
 def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[ProfileSummary, list[dict[str, Any]]]:
-    """The record's summary of a worker's ProfilePass, and every op with its category and time per run."""
+    """The record's summary of a worker's ProfilePass, and every op with its category and time per run.
+
+    Medians, not means: an op's time per run is its median call times its calls per run, and shares and coverage
+    are of the pass's median run, so that one call preempted among the pass's twenty cannot make a Reshape the
+    slowest op."""
     runs = len(wire["run_ms"])
     run_mean = sum(wire["run_ms"]) / runs if runs else 0.0
     ordered = sorted(wire["run_ms"])
     run_median = ordered[runs // 2] if runs % 2 else (ordered[runs // 2 - 1] + ordered[runs // 2]) / 2
     ops = []
     for op in wire["ops"]:
-        ms = op["total_ms"] / runs
-        ops.append({**op, "category": category(op["op_type"]), "ms": ms, "share": ms / run_mean if run_mean else 0.0})
+        ms = op["median_ms"] * op["calls"] / runs if op.get("median_ms") else op["total_ms"] / runs
+        ops.append({**op, "category": category(op["op_type"]), "ms": ms,
+                    "share": ms / run_median if run_median else 0.0})
     ops.sort(key=lambda op: -op["ms"])
     types: dict[tuple[str, str], dict[str, Any]] = {}
     grouped: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -152,15 +159,19 @@ def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[Profile
             if op.get("dtype") in FLOAT_DTYPES and op["category"] != "quantize":
                 float_ops[op["op_type"]].append(op["ms"])
     opaque_ms = sum(op["ms"] for op in ops if op.get("opaque"))
+    calls_per_run = sum(op["calls"] for op in ops) / runs if runs else None
     summary = ProfileSummary(
         route=wire.get("route"), note=wire.get("note"), runs=runs, run_ms_mean=run_mean, run_ms_median=run_median,
-        ops_ms_per_run=ops_ms, coverage=ops_ms / run_mean if run_mean else None, timed_p50_ms=timed_p50_ms,
-        profiler_overhead=run_median / timed_p50_ms if timed_p50_ms else None,
+        ops_ms_per_run=ops_ms, coverage=ops_ms / run_median if run_median else None, timed_p50_ms=timed_p50_ms,
+        profiler_overhead=run_median / timed_p50_ms if timed_p50_ms else None, op_calls_per_run=calls_per_run,
+        profiler_us_per_op_call=(1e3 * (run_median - timed_p50_ms) / calls_per_run
+                                 if timed_p50_ms and calls_per_run else None),
         by_category={name: ms for name, ms in by_category.items() if ms > 0},
         by_op_type=[OpTypeTime(**entry) for entry in sorted(types.values(), key=lambda e: -e["ms"])],
         top_ops=[OpEntry(**{k: op.get(k) for k in OpEntry.model_fields}) for op in ops[:TOP_OPS]],
         ops=len(ops), fused_ops=sum(bool(op.get("fused")) for op in ops),
-        opaque_ops=sum(bool(op.get("opaque")) for op in ops), opaque_share=opaque_ms / run_mean if run_mean else None,
+        opaque_ops=sum(bool(op.get("opaque")) for op in ops),
+        opaque_share=opaque_ms / run_median if run_median else None,
         float_ops=[FloatOps(op_type=op_type, ops=len(times), ms=sum(times))
                    for op_type, times in sorted(float_ops.items(), key=lambda kv: -sum(kv[1]))] or None,
         trace=wire.get("trace_file"))
@@ -186,8 +197,12 @@ def diff(a: ProfileSummary, b: ProfileSummary, by: str = "op_type") -> list[dict
     return sorted(rows, key=lambda row: -abs(row["delta_ms"]))
 
 
-def _ms(value: float) -> str:
-    return f"{value:.3g} ms"
+def _ms(value: float | None) -> str:
+    return "?" if value is None else f"{value:.3g} ms"
+
+
+def _us(value: float | None) -> str:
+    return "?" if value is None else f"{value:.3g} µs"
 
 
 @dataclass(frozen=True)
@@ -238,25 +253,27 @@ def explain(slow: Any, base: Any, others: list[Any]) -> str | None:
     runtime's source or guide states it, and which of ``others`` (profiled records of the same model and batch) do
     the same work in far less time. A profile that mostly measured the profiler gets that said instead."""
     a, b = base.profile, slow.profile
-    if not (a and b and a.run_ms_mean and b.run_ms_mean and b.by_op_type):
+    if not (a and b and a.run_ms_median and b.run_ms_median and b.by_op_type):
         return None
-    if b.run_ms_mean / a.run_ms_mean < SLOWER_TO_EXPLAIN:
+    if b.run_ms_median / a.run_ms_median < SLOWER_TO_EXPLAIN:
         return None
-    if _profiler_dominates(slow) or _profiler_dominates(base):
-        worst = max((slow, base), key=lambda r: r.profile.profiler_overhead or 0.0)
-        return (f"{slow.precision} on {slow.label}: no attribution: the profiler cost more than the model (its "
-                f"{worst.precision} pass took {_ms(worst.profile.run_ms_median)} a run against a timed p50 of "
-                f"{_ms(worst.profile.timed_p50_ms)}), so its op shares measure the profiler's bookkeeping.")
+    if _profiler_dominates(slow):
+        return (f"{slow.precision} on {slow.label}: no attribution: its profiling pass took "
+                f"{_ms(b.run_ms_median)} a run against a timed p50 of {_ms(b.timed_p50_ms)} (the profiler added "
+                f"{_us(b.profiler_us_per_op_call)} to each op call), so its op shares measure the profiler.")
     top = b.by_op_type[0]
     spent = (b.by_category or {}).get(top.category, 0.0)
     base_same = (a.by_category or {}).get(top.category, 0.0)
     # two separate passes, not a same-sitting comparison: the times are said, no "× slower" is claimed
-    sentence = (f"{slow.precision} on {slow.label}: its profiling pass took {_ms(b.run_ms_mean)} a run against "
-                f"fp32's {_ms(a.run_ms_mean)} (separate passes; which is faster needs a race): {top.share:.0%} "
+    sentence = (f"{slow.precision} on {slow.label}: its profiling pass took {_ms(b.run_ms_median)} a run against "
+                f"fp32's {_ms(a.run_ms_median)} (separate passes; which is faster needs a race): {top.share:.0%} "
                 f"of its time is in {top.op_type} on {top.where} ({_ms(top.ms)} a run over {top.ops} ops")
     sentence += f"; {top.detail})" if top.detail else ")"
     sentence += (f", where fp32's {top.category} ops took {_ms(base_same)} in all" if base_same > 0 else
                  f", and fp32 has no {top.category} ops")
+    if _profiler_dominates(base):
+        sentence += (f" (fp32's profile is mostly the profiler's: its pass took {_ms(a.run_ms_median)} against a "
+                     f"timed p50 of {_ms(a.timed_p50_ms)}, so its figure is an upper bound)")
     if len(b.by_op_type) > 1:
         second = b.by_op_type[1]
         sentence += f"; next, {second.op_type} {second.share:.0%} ({_ms(second.ms)})"
