@@ -99,8 +99,8 @@ class ProfileSummary(_Part):
     runs: int | None = None
     run_ms_mean: float | None = None  # the profiling pass's own latency
     run_ms_median: float | None = None
-    ops_ms_per_run: float | None = None
-    coverage: float | None = None  # ops_ms_per_run / run_ms_median
+    ops_ms_per_run: float | None = None  # the ops' median calls summed: the bars' height less the uncovered part
+    coverage: float | None = None  # all the pass's op time over all its run time: the share of a run inside ops
     timed_p50_ms: float | None = None  # the timed loop's, for the profiler's own cost
     profiler_overhead: float | None = None  # run_ms_median / timed_p50_ms
     op_calls_per_run: float | None = None
@@ -121,9 +121,9 @@ class ProfileSummary(_Part):
 def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[ProfileSummary, list[dict[str, Any]]]:
     """The record's summary of a worker's ProfilePass, and every op with its category and time per run.
 
-    Medians, not means: an op's time per run is its median call times its calls per run, and shares and coverage
-    are of the pass's median run, so that one call preempted among the pass's twenty cannot make a Reshape the
-    slowest op."""
+    Medians, not means: an op's time per run is its median call times its calls per run, and shares are of the
+    pass's median run, so that one call preempted among the pass's twenty cannot make a Reshape the slowest op.
+    Coverage is the accounting of the whole pass instead: all op time over all run time."""
     runs = len(wire["run_ms"])
     run_mean = sum(wire["run_ms"]) / runs if runs else 0.0
     ordered = sorted(wire["run_ms"])
@@ -160,9 +160,11 @@ def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[Profile
                 float_ops[op["op_type"]].append(op["ms"])
     opaque_ms = sum(op["ms"] for op in ops if op.get("opaque"))
     calls_per_run = sum(op["calls"] for op in ops) / runs if runs else None
+    # coverage is accounting, not a typical run: every op call's time against every run's, preempted ones included
+    ops_total, run_total = sum(op["total_ms"] for op in ops), sum(wire["run_ms"])
     summary = ProfileSummary(
         route=wire.get("route"), note=wire.get("note"), runs=runs, run_ms_mean=run_mean, run_ms_median=run_median,
-        ops_ms_per_run=ops_ms, coverage=ops_ms / run_median if run_median else None, timed_p50_ms=timed_p50_ms,
+        ops_ms_per_run=ops_ms, coverage=ops_total / run_total if run_total else None, timed_p50_ms=timed_p50_ms,
         profiler_overhead=run_median / timed_p50_ms if timed_p50_ms else None, op_calls_per_run=calls_per_run,
         profiler_us_per_op_call=(1e3 * (run_median - timed_p50_ms) / calls_per_run
                                  if timed_p50_ms and calls_per_run else None),
@@ -221,8 +223,9 @@ KNOWN_CAUSES: dict[tuple[str, str], _Cause] = {
         "ONNX Runtime's CPU ConvInteger kernel (core/providers/cpu/quantization/conv_integer.cc) copies the input "
         "into an im2col buffer and runs one int8 GEMM per group, with no depthwise path and no pre-packed weights, "
         "where fp32 Conv runs MLAS's NCHWc convolution kernels",
-        "static int8 (QLinearConv) or int8_dynamic of MatMul/Gemm only does not use ConvInteger: ONNX Runtime's "
-        "quantization guide advises static quantization for CNNs"),
+        "static int8, whose convolutions are QLinearConv, or dynamic quantization of MatMul/Gemm only "
+        "(quantize_dynamic(..., op_types_to_quantize=[\"MatMul\", \"Gemm\"])); ONNX Runtime's quantization guide "
+        "advises static quantization for CNNs"),
     ("DynamicQuantizeLinear", _CPU): _Cause(
         "DynamicQuantizeLinear finds each activation's range and quantizes it at every run, before every integer op",
         "static int8 fixes the activations' scales at calibration"),
@@ -287,13 +290,14 @@ def explain(slow: Any, base: Any, others: list[Any]) -> str | None:
         sentence += f". Ops that still ran on float inputs between them: {listed}"
     better = []
     for other in others:
-        other_ms = (other.profile.by_category or {}).get(top.category, 0.0) if other.profile else None
-        if (other is slow or other is base or other_ms is None or other_ms > 0.5 * spent
+        other_ms = (other.profile.by_category or {}).get(top.category, 0.0) if other.profile else 0.0
+        if (other is slow or other is base or not 0.0 < other_ms <= 0.5 * spent  # none of it: not the same work
                 or _profiler_dominates(other)):
             continue
         better.append(f"{other.precision} on {other.label} ({_ms(other_ms)})")
     if better:
-        sentence += f". Its {top.category} ops take {_ms(spent)} a run; in " + ", ".join(better[:3]) + " they take less"
+        sentence += (f". Its {top.category} ops take {_ms(spent)} a run; in " + ", ".join(better[:3])
+                     + " they take under half of that (separate passes)")
     if cause is not None and cause.avoid:
         sentence += f". Avoided by: {cause.avoid}"
     return sentence + "."
