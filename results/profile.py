@@ -8,7 +8,8 @@ ConvInteger, XNNPACK's "Convolution (NHWC, QS8) IGEMM" and TFLite's CONV_2D are 
 Category mapping (the op type's name, case-insensitive, first rule that matches):
   convolution  conv (Conv, ConvInteger, QLinearConv, FusedConv, CONV_2D, DEPTHWISE_CONV_2D, XNNPACK Convolution,
                TensorRT's CaskConvolution)
-  matmul       matmul, gemm, fully connected / fully_connected, batch matrix multiply, MatMulInteger
+  matmul       matmul, gemm, fully connected / fully_connected, batch matrix multiply, MatMulInteger (XNNPACK
+               runs 1×1 convolutions as "Fully Connected" GEMMs: they land here, not in convolution)
   quantize     quantize, dequantize, XNNPACK's Convert (a dtype change between float and int8)
   layout       transpose, reshape, reorder, squeeze, flatten, concat, split, slice, gather, pad, copy, memcpy,
                reformat, expand, tile, shape, depth/space to space/depth
@@ -291,7 +292,9 @@ def explain(slow: Any, base: Any, others: list[Any]) -> str | None:
     better = []
     for other in others:
         other_ms = (other.profile.by_category or {}).get(top.category, 0.0) if other.profile else 0.0
-        if (other is slow or other is base or not 0.0 < other_ms <= 0.5 * spent  # none of it: not the same work
+        # the same runtime only: categories of two runtimes differ in what they hold (XNNPACK runs 1×1
+        # convolutions as Fully Connected GEMMs: matmul); none of the category: not the same work
+        if (other is slow or other is base or other.label != slow.label or not 0.0 < other_ms <= 0.5 * spent
                 or _profiler_dominates(other)):
             continue
         better.append(f"{other.precision} on {other.label} ({_ms(other_ms)})")
