@@ -185,28 +185,37 @@ def litert_profile(artifact: str, feeds: list[np.ndarray], runs: int, threads: i
     return _read_events(list(events), walls, accelerator, trace_path, timed_api)
 
 
+# control flow whose event spans the ops of the subgraphs it runs, which have events of their own
+CONTAINER_OPS = frozenset({"WHILE", "IF", "CALL_ONCE"})
+
+
 def _read_events(events: list[_Event], walls: list[float], accelerator: str, trace_path: str,
                  timed_api: str) -> ProfilePass:
     invokes = [e for e in events if e.event_type == DEFAULT_EVENT and e.tag == b"Invoke"]
     where_delegate = "XNNPACK" if accelerator == "cpu" else f"LiteRT {accelerator.upper()} accelerator"
     rows, trace = [], []
-    run_index, cursor = -1, 0
+    run_index, cursor, position = -1, 0, 0
     for event in events:
         tag = event.tag.decode(errors="replace") if event.tag else "?"
         if event.event_type == DEFAULT_EVENT and tag == "Invoke":
             run_index += 1
-            cursor = event.start_us
+            cursor, position = event.start_us, 0
             trace.append({"name": "run", "cat": "run", "ph": "X", "ts": event.start_us, "dur": event.elapsed_us,
                           "pid": 1, "tid": 0})
             continue
         if event.event_type == OPERATOR_EVENT:
-            where, name = "TFLite builtin kernel (CPU)", f"{tag} #{event.metadata1}"
+            where = "TFLite builtin kernel (CPU)"
         elif event.event_type == DELEGATE_OPERATOR_EVENT:
-            where, name = where_delegate, f"{tag} #{event.metadata1}"
+            where = where_delegate
         else:
             continue
+        # named by position in the run: XNNPACK numbers its ops from 0 again in each delegated partition, so
+        # "#metadata1" alone would merge different ops of a model with builtin ops between partitions
+        position += 1
+        name = f"{tag} #{event.metadata1} (op {position} of the run)"
         ms = event.elapsed_us / 1e3
-        rows.append((name, tag, where, ms))
+        if tag not in CONTAINER_OPS:  # their subgraphs' ops are timed on their own: counted once
+            rows.append((name, tag, where, ms))
         start = event.start_us or cursor
         trace.append({"name": name, "cat": tag, "ph": "X", "ts": start, "dur": event.elapsed_us, "pid": 1,
                       "tid": 1, "args": {"where": where}})

@@ -31,6 +31,8 @@ from backends.op_profile import PROFILE_WARMUP_RUNS, OpTime, ProfilePass, summed
 INSERTED_LAYOUT_OPS = frozenset({"ReorderInput", "ReorderOutput", "Transpose", "MemcpyToHost", "MemcpyFromHost"})
 KERNEL_SUFFIX = "_kernel_time"
 NCHWC_DOMAIN = "com.microsoft.nchwc"
+# control flow: its kernel_time spans the nodes of the subgraph it runs, each with its own event
+CONTAINER_OPS = frozenset({"If", "Loop", "Scan"})
 OPTIMIZED_FILE = "optimized.onnx"
 
 
@@ -91,25 +93,45 @@ def _flag(op: OpTime, model_types: set[str], nodes: dict[str, GraphNode]) -> OpT
     return op
 
 
-def _first_input_dtype(args: dict[str, Any]) -> str | None:
-    """The element type of a node event's first input: ``input_type_shape`` is ``[{"float": [1, 3, 8, 8]}, …]``."""
+def event_inputs(args: dict[str, Any]) -> list[tuple[str, list[int]]]:
+    """A node event's inputs as (element type, shape): ``input_type_shape`` is ``[{"float": [1, 3, 8, 8]}, …]``."""
     shapes = args.get("input_type_shape")
-    if isinstance(shapes, list) and shapes and isinstance(shapes[0], dict) and shapes[0]:
-        return str(next(iter(shapes[0])))
-    return None
+    if not isinstance(shapes, list):
+        return []
+    return [(str(dtype), list(shape) if isinstance(shape, list) else [])
+            for entry in shapes if isinstance(entry, dict) for dtype, shape in list(entry.items())[:1]]
+
+
+# where each convolution op keeps its input and its weight
+_CONV_INPUTS = {"Conv": (0, 1), "ConvInteger": (0, 1), "FusedConv": (0, 1), "QLinearConv": (0, 3)}
+
+
+def group_from_shapes(op_type: str, inputs: list[tuple[str, list[int]]]) -> int:
+    """A convolution's group from the shapes it ran with (input channels over the weight's second dimension), for
+    a node the graph file does not name; 1 where the shapes do not say (an NCHWc-blocked input, say)."""
+    if op_type not in _CONV_INPUTS:
+        return 1
+    x, w = _CONV_INPUTS[op_type]
+    if len(inputs) <= max(x, w) or len(inputs[x][1]) != 4 or len(inputs[w][1]) != 4:
+        return 1
+    channels, per_group = inputs[x][1][1], inputs[w][1][1]
+    return channels // per_group if per_group > 0 and channels % per_group == 0 and channels > per_group else 1
+
+
+Inputs = list[tuple[str, list[int]]]  # (element type, shape) per input of a node
 
 
 def read_ort_trace(events: list[dict[str, Any]], runs: int) -> tuple[list[float], list[tuple[str, str, str, float]],
-                                                                      list[dict[str, Any]], dict[str, str | None]]:
+                                                                      list[dict[str, Any]], dict[str, Inputs]]:
     """(ms of each kept run, one (node, op type, provider, ms) row per node call in them, their trace events, each
-    node's first input's element type)."""
+    node's inputs as (element type, shape))."""
     model_runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
                         key=lambda e: e["ts"])
     kept = model_runs[-runs:]
     if not kept:
         raise ValueError("ONNX Runtime's profile has no model_run event")
     start = kept[0]["ts"]
-    rows, trace, dtypes = [], [], {}
+    rows, trace, inputs = [], [], {}
     for event in events:
         if event.get("ts", -1) < start:
             continue
@@ -117,15 +139,16 @@ def read_ort_trace(events: list[dict[str, Any]], runs: int) -> tuple[list[float]
             args = event.get("args", {})
             name, op_type = event["name"][: -len(KERNEL_SUFFIX)], args.get("op_name", "?")
             provider = args.get("provider", "?")
-            rows.append((name, op_type, provider, event["dur"] / 1e3))
-            if name not in dtypes:
-                dtypes[name] = _first_input_dtype(args)
+            if op_type not in CONTAINER_OPS:  # their subgraphs' nodes have events of their own: counted once
+                rows.append((name, op_type, provider, event["dur"] / 1e3))
+            if name not in inputs:
+                inputs[name] = event_inputs(args)
             trace.append({"name": name, "cat": op_type, "ph": "X", "ts": event["ts"], "dur": event["dur"],
                           "pid": 1, "tid": 1, "args": {"op_type": op_type, "provider": provider}})
         elif event.get("cat") == "Session" and event.get("name") == "model_run":
             trace.append({"name": "run", "cat": "run", "ph": "X", "ts": event["ts"], "dur": event["dur"],
                           "pid": 1, "tid": 0})
-    return [e["dur"] / 1e3 for e in kept], rows, trace, dtypes
+    return [e["dur"] / 1e3 for e in kept], rows, trace, inputs
 
 
 def ort_profile(open_session: Callable[[Any], Any], session_options: Any, artifact: str, feeds: list[np.ndarray],
@@ -153,10 +176,13 @@ def ort_profile(open_session: Callable[[Any], Any], session_options: Any, artifa
         model_types, nodes = graph_nodes(artifact)
         if optimized.is_file():
             nodes = graph_nodes(str(optimized))[1]
-    run_ms, rows, trace, dtypes = read_ort_trace(events, runs)
+    run_ms, rows, trace, inputs = read_ort_trace(events, runs)
     ops = [_flag(op, model_types, nodes) for op in summed_ops(rows)]
     for op in ops:
-        op.dtype = dtypes.get(op.name)
+        seen = inputs.get(op.name) or []
+        op.dtype = seen[0][0] if seen else None
+        if op.name not in nodes and (group := group_from_shapes(op.op_type, seen)) > 1:  # an unnamed node
+            op.detail = f"group {group}" + (f"; {op.detail}" if op.detail else "")
     metadata = {"runtime": "onnxruntime", "providers": session.get_providers(), "kept_runs": len(run_ms)}
     return ProfilePass(
         route="onnxruntime SessionOptions.enable_profiling (its JSON trace: model_run and node kernel_time events)",

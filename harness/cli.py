@@ -670,7 +670,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """Two profiled cases of a run folder side by side: which op categories and types got faster or slower."""
     from rich.table import Table
 
-    from results.profile import diff
+    from results.profile import DIFF_NOISE_SHARE, diff
     from results.runs import RunFolderError, load_run
 
     out, err = make_console(), make_console(stderr=True)
@@ -696,13 +696,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for record in (a, b):
         out.print(f"{escape(record.case_id)}: {record.profile.run_ms_median:.4g} ms a run, median (ops cover "
                   f"{record.profile.coverage:.0%})")
+    out.print(f"Two separate profiling passes, not one sitting: changes under {DIFF_NOISE_SHARE:.0%} of the larger "
+              "side are not coloured; which case is faster needs `accelbench ab`.")
     for by, title in (("category", "by category"), ("op_type", "by op type")):
         table = Table(title=f"ms per run of the profiling passes, {title}")
         for column in (title.split()[-1], "A", "B", "B - A", "B / A"):
             table.add_column(column, justify="left" if column == title.split()[-1] else "right")
         for row in diff(a.profile, b.profile, by)[: args.top]:
             ratio = f"{row['ratio']:.2f}×" if row["ratio"] is not None else "-"
-            style = "red" if row["delta_ms"] > 0 else "green"
+            style = ("red" if row["delta_ms"] > 0 else "green") if row["changed"] else "default"
             table.add_row(escape(row["key"]), f"{row['a_ms']:.4g}", f"{row['b_ms']:.4g}",
                           f"[{style}]{row['delta_ms']:+.4g}[/]", ratio)
         out.print(table)

@@ -336,9 +336,10 @@ PROFILE_COLOURS = {"convolution": "#1f77b4", "matmul": "#9467bd", "quantize": "#
 
 
 def profile_figure(records: list[Any], labels: list[str]) -> go.Figure | None:
-    """Where the time goes, per profiled case: the profiling pass's mean run stacked by op category
-    (results.profile's mapping), the rest of the run, which no op's time covers, in grey on top. A bar's height is
-    the pass's own latency, so a tall grey part says the profiler saw little of it."""
+    """Where the time goes, per profiled case: the profiling pass's median run stacked by op category (each op's
+    median call; results.profile's mapping), the rest of the run, which those do not cover, in grey on top. A bar's
+    height is the pass's own median latency, so a tall grey part says the profiler saw little of it. (The record's
+    coverage is the pass's accounting instead, all op time over all run time: the two agree unless calls vary.)"""
     from results.profile import CATEGORIES
 
     profiled = [(record, label) for record, label in zip(records, labels, strict=True)

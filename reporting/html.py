@@ -327,7 +327,9 @@ def _profiles(runs: list[Run], model: str, several_runs: bool) -> dict[str, Any]
         rows = profile_diff(pair[0].profile, record.profile)[:8]
         diffs.append({"title": f"{pair[1]} → {label}", "rows": [
             {"key": row["key"], "a": number(row["a_ms"]), "b": number(row["b_ms"]),
-             "delta": f"{row['delta_ms']:+.4g}", "slower": row["delta_ms"] > 0} for row in rows]})
+             "delta": f"{row['delta_ms']:+.4g}",
+             "change": ("slower" if row["delta_ms"] > 0 else "faster") if row["changed"] else "same"}
+            for row in rows]})
     return {"sentences": explanations(records), "cases": cases, "diffs": diffs, "records": records,
             "labels": labels, "chart": None}
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,9 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 TOP_OPS = 10
 FLOAT_DTYPES = frozenset({"float", "float16", "double", "bfloat16"})
-SLOWER_TO_EXPLAIN = 1.1  # a profiled case this many times slower than its fp32 sibling gets a sentence
+SLOWER_TO_EXPLAIN = 1.1
+# two profiling passes are not one sitting: runs minutes apart differ by 5–23 % on shared machines
+DIFF_NOISE_SHARE = 0.25  # a profiled case this many times slower than its fp32 sibling gets a sentence
 
 
 def category(op_type: str) -> str:
@@ -63,7 +66,7 @@ class OpTypeTime(_Part):
     category: str
     where: str
     ms: float  # per run
-    share: float  # of the pass's mean run
+    share: float  # of the pass's median run
     ops: int  # distinct ops (nodes, layers) of this type
     fused: int = 0
     opaque: int = 0
@@ -105,7 +108,8 @@ class ProfileSummary(_Part):
     timed_p50_ms: float | None = None  # the timed loop's, for the profiler's own cost
     profiler_overhead: float | None = None  # run_ms_median / timed_p50_ms
     op_calls_per_run: float | None = None
-    profiler_us_per_op_call: float | None = None  # (run_ms_median - timed_p50_ms) / op calls per run, in µs
+    profiler_us_per_op_call: float | None = None  # (run_ms_median - timed_p50_ms) / op calls per run, in µs; None
+    # where the pass ran faster, or where the case has no one-stream timed p50 (concurrent mode)
     by_category: dict[str, float] | None = None  # ms per run
     by_op_type: list[OpTypeTime] | None = None  # every op type, slowest first
     top_ops: list[OpEntry] | None = None
@@ -126,7 +130,10 @@ def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[Profile
     pass's median run, so that one call preempted among the pass's twenty cannot make a Reshape the slowest op.
     Coverage is the accounting of the whole pass instead: all op time over all run time."""
     runs = len(wire["run_ms"])
-    run_mean = sum(wire["run_ms"]) / runs if runs else 0.0
+    if runs == 0:
+        return ProfileSummary(route=wire.get("route"), note=wire.get("note"),
+                              error="the profiling pass recorded no run"), []
+    run_mean = sum(wire["run_ms"]) / runs
     ordered = sorted(wire["run_ms"])
     run_median = ordered[runs // 2] if runs % 2 else (ordered[runs // 2 - 1] + ordered[runs // 2]) / 2
     ops = []
@@ -167,8 +174,9 @@ def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[Profile
         route=wire.get("route"), note=wire.get("note"), runs=runs, run_ms_mean=run_mean, run_ms_median=run_median,
         ops_ms_per_run=ops_ms, coverage=ops_total / run_total if run_total else None, timed_p50_ms=timed_p50_ms,
         profiler_overhead=run_median / timed_p50_ms if timed_p50_ms else None, op_calls_per_run=calls_per_run,
+        # None where the pass ran faster than the timed loop: no profiler cost can be read from that
         profiler_us_per_op_call=(1e3 * (run_median - timed_p50_ms) / calls_per_run
-                                 if timed_p50_ms and calls_per_run else None),
+                                 if timed_p50_ms and calls_per_run and run_median >= timed_p50_ms else None),
         by_category={name: ms for name, ms in by_category.items() if ms > 0},
         by_op_type=[OpTypeTime(**entry) for entry in sorted(types.values(), key=lambda e: -e["ms"])],
         top_ops=[OpEntry(**{k: op.get(k) for k in OpEntry.model_fields}) for op in ops[:TOP_OPS]],
@@ -183,7 +191,8 @@ def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[Profile
 
 def diff(a: ProfileSummary, b: ProfileSummary, by: str = "op_type") -> list[dict[str, Any]]:
     """What got faster or slower from ``a`` to ``b``, per op type (or per category), largest change first: ms per
-    run on each side (0 where a side has none of it), their difference and ratio."""
+    run on each side (0 where a side has none of it), their difference and ratio, and ``changed``: whether the
+    difference is beyond DIFF_NOISE_SHARE of the larger side (a smaller one is not shown as faster or slower)."""
     def table(summary: ProfileSummary) -> dict[str, float]:
         if by == "category":
             return dict(summary.by_category or {})
@@ -197,6 +206,8 @@ def diff(a: ProfileSummary, b: ProfileSummary, by: str = "op_type") -> list[dict
              "delta_ms": right.get(key, 0.0) - left.get(key, 0.0),
              "ratio": right[key] / left[key] if left.get(key) and key in right else None}
             for key in dict.fromkeys([*left, *right])]
+    for row in rows:  # two separate passes: a change inside their noise is no change
+        row["changed"] = abs(row["delta_ms"]) > DIFF_NOISE_SHARE * max(row["a_ms"], row["b_ms"])
     return sorted(rows, key=lambda row: -abs(row["delta_ms"]))
 
 
@@ -213,35 +224,59 @@ class _Cause:
     why: str
     avoid: str | None = None
     precisions: tuple[str, ...] | None = None  # the cause holds at these precisions only
+    # what else the profiles must show for the cause to hold (slow case's summary, fp32's summary)
+    holds: Callable[[ProfileSummary, ProfileSummary], bool] | None = None
+
+
+def _has(summary: ProfileSummary, test: Callable[[OpTypeTime], bool]) -> bool:
+    return any(test(entry) for entry in summary.by_op_type or [])
 
 
 _CPU = "CPUExecutionProvider"
 _QDQ_WHY = ("ONNX Runtime fuses DequantizeLinear → op → QuantizeLinear into one integer kernel (QLinearConv, "
             "QLinearMatMul, …) only where it matches the group; every other tensor is converted on its own")
-# causes read in the runtime's own source or documentation, stated for the op type that takes the most time
+_NCHWC_WHY = ("ONNX Runtime converts tensors to and from its blocked NCHWc layout around the convolutions it runs "
+              "in that layout")
+# causes read in the runtime's own source or documentation, stated for the op type that takes the most time, and
+# only where the profiles show what the cause needs
 KNOWN_CAUSES: dict[tuple[str, str], _Cause] = {
     ("ConvInteger", _CPU): _Cause(
         "ONNX Runtime's CPU ConvInteger kernel (core/providers/cpu/quantization/conv_integer.cc) copies the input "
-        "into an im2col buffer and runs one int8 GEMM per group, with no depthwise path and no pre-packed weights, "
-        "where fp32 Conv runs MLAS's NCHWc convolution kernels",
+        "into an im2col buffer and runs one int8 GEMM per group, with no depthwise path and no pre-packed weights",
         "static int8, whose convolutions are QLinearConv, or dynamic quantization of MatMul/Gemm only "
         "(quantize_dynamic(..., op_types_to_quantize=[\"MatMul\", \"Gemm\"])); ONNX Runtime's quantization guide "
         "advises static quantization for CNNs"),
     ("DynamicQuantizeLinear", _CPU): _Cause(
         "DynamicQuantizeLinear finds each activation's range and quantizes it at every run, before every integer op",
         "static int8 fixes the activations' scales at calibration"),
-    ("DequantizeLinear", _CPU): _Cause(_QDQ_WHY),
-    ("QuantizeLinear", _CPU): _Cause(_QDQ_WHY),
+    # with nothing fused at all the cause is the graph optimization level, not the pattern: said apart
+    ("DequantizeLinear", _CPU): _Cause(_QDQ_WHY, holds=lambda b, a: _has(b, lambda t: t.op_type.startswith("QLinear"))),
+    ("QuantizeLinear", _CPU): _Cause(_QDQ_WHY, holds=lambda b, a: _has(b, lambda t: t.op_type.startswith("QLinear"))),
     ("DEPTHWISE_CONV_2D", "TFLite builtin kernel (CPU)"): _Cause(
         "LiteRT's XNNPACK delegate refuses a DEPTHWISE_CONV_2D whose input is float and whose filter is int8 "
         "(\"unsupported mixed types\", tflite/delegates/xnnpack/xnnpack_delegate.cc), so the builtin hybrid kernel "
         "runs it",
-        "int8 (full integer) or fp32 keeps depthwise convolutions on XNNPACK", ("int8_dynamic",)),
-    ("ReorderInput", _CPU): _Cause("ONNX Runtime converts tensors to and from its blocked NCHWc layout around the "
-                                   "convolutions it runs in that layout"),
-    ("ReorderOutput", _CPU): _Cause("ONNX Runtime converts tensors to and from its blocked NCHWc layout around the "
-                                    "convolutions it runs in that layout"),
+        "int8 (full integer) or fp32 keeps depthwise convolutions on XNNPACK", ("int8_dynamic",),
+        holds=lambda b, a: _has(b, lambda t: t.where == "XNNPACK")),  # with xnnpack: false nothing was refused
+    ("ReorderInput", _CPU): _Cause(_NCHWC_WHY),
+    ("ReorderOutput", _CPU): _Cause(_NCHWC_WHY),
 }
+_NOTHING_FUSED = ("no QLinear op ran, so no DequantizeLinear → op → QuantizeLinear group was fused: check the "
+                  "case's graph_optimization (fusion needs \"extended\" or \"all\")")
+
+
+def _cause_for(top: OpTypeTime, slow: Any, base: Any) -> _Cause | None:
+    cause = KNOWN_CAUSES.get((top.op_type, top.where))
+    if cause is None or (cause.precisions is not None and slow.precision not in cause.precisions):
+        return None
+    if cause.holds is not None and not cause.holds(slow.profile, base.profile):
+        return _Cause(_NOTHING_FUSED) if cause.why == _QDQ_WHY else None
+    if top.op_type == "ConvInteger" and _has(base.profile, lambda t: t.op_type in ("ReorderInput", "ReorderOutput")):
+        return _Cause(cause.why + ", where fp32 Conv ran MLAS's NCHWc convolution kernels (its profile has their "
+                      "layout reorders)", cause.avoid)
+    return cause
+
+
 # a profiling pass this many times longer than the timed p50 measured mostly the profiler: its shares say little
 PROFILER_DOMINATES = 2.0
 
@@ -259,7 +294,11 @@ def explain(slow: Any, base: Any, others: list[Any]) -> str | None:
     a, b = base.profile, slow.profile
     if not (a and b and a.run_ms_median and b.run_ms_median and b.by_op_type):
         return None
-    if b.run_ms_median / a.run_ms_median < SLOWER_TO_EXPLAIN:
+    # whether there is a slowdown to explain is the timed loops' say: profiling adds a cost per op call, and a
+    # static int8 graph makes several times fp32's calls, so profiled times alone would find slowdowns that aren't
+    timed_ratio = (b.timed_p50_ms / a.timed_p50_ms if a.timed_p50_ms and b.timed_p50_ms else
+                   b.run_ms_median / a.run_ms_median)
+    if timed_ratio < SLOWER_TO_EXPLAIN:
         return None
     if _profiler_dominates(slow):
         return (f"{slow.precision} on {slow.label}: no attribution: its profiling pass took "
@@ -281,14 +320,12 @@ def explain(slow: Any, base: Any, others: list[Any]) -> str | None:
     if len(b.by_op_type) > 1:
         second = b.by_op_type[1]
         sentence += f"; next, {second.op_type} {second.share:.0%} ({_ms(second.ms)})"
-    cause = KNOWN_CAUSES.get((top.op_type, top.where))
-    if cause is not None and cause.precisions is not None and slow.precision not in cause.precisions:
-        cause = None
+    cause = _cause_for(top, slow, base)
     if cause is not None:
         sentence += f". Why: {cause.why}"
     if top.category == "quantize" and b.float_ops:
         listed = ", ".join(f"{f.op_type} ×{f.ops} ({_ms(f.ms)})" for f in b.float_ops[:4])
-        sentence += f". Ops that still ran on float inputs between them: {listed}"
+        sentence += f". Ops on float inputs in this profile: {listed}"
     better = []
     for other in others:
         other_ms = (other.profile.by_category or {}).get(top.category, 0.0) if other.profile else 0.0
