@@ -184,8 +184,16 @@ def ort_profile(open_session: Callable[[Any], Any], session_options: Any, artifa
         if op.name not in nodes and (group := group_from_shapes(op.op_type, seen)) > 1:  # an unnamed node
             op.detail = f"group {group}" + (f"; {op.detail}" if op.detail else "")
     metadata = {"runtime": "onnxruntime", "providers": session.get_providers(), "kept_runs": len(run_ms)}
+    note = ("a second ONNX Runtime session with the case's options and profiling on, opened after the timed loop "
+            "(profiling cannot be switched on in an existing session)")
+    if any(op.where == "CUDAExecutionProvider" for op in ops):
+        # CUDA kernels run asynchronously: a node event times its launch on the host, not the GPU's work
+        note += ("; CUDA nodes' times are their host-side launch, the GPU runs them asynchronously, so their shares "
+                 "say where the host waits, not where the GPU works")
+        for op in ops:
+            if op.where == "CUDAExecutionProvider":
+                op.detail = "; ".join(filter(None, [op.detail, "host-side launch time"]))
     return ProfilePass(
         route="onnxruntime SessionOptions.enable_profiling (its JSON trace: model_run and node kernel_time events)",
-        note="a second ONNX Runtime session with the case's options and profiling on, opened after the timed loop "
-             "(profiling cannot be switched on in an existing session)",
+        note=note,
         run_ms=run_ms, ops=ops, trace_file=write_chrome_trace(trace_path, trace, metadata))
