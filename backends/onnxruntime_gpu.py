@@ -190,7 +190,8 @@ class _OrtGpu(Backend):
         return ort_profile(
             lambda session_options: ort.InferenceSession(artifact, sess_options=session_options, providers=providers),
             ort.SessionOptions(), artifact, feeds, runs, trace_path,
-            lambda session, arrays: OrtGpuSession(session, self.provider, provider_options).bind(arrays))
+            lambda session, arrays: OrtGpuSession(session, self.provider, provider_options).bind(arrays),
+            save_optimized=self.provider != "TensorrtExecutionProvider")
 
 
 class OnnxRuntimeCuda(_OrtGpu):

@@ -152,15 +152,18 @@ def read_ort_trace(events: list[dict[str, Any]], runs: int) -> tuple[list[float]
 
 
 def ort_profile(open_session: Callable[[Any], Any], session_options: Any, artifact: str, feeds: list[np.ndarray],
-                runs: int, trace_path: str, bind: Callable[[Any, list[np.ndarray]], Callable[[], Any]]) -> ProfilePass:
+                runs: int, trace_path: str, bind: Callable[[Any, list[np.ndarray]], Callable[[], Any]],
+                save_optimized: bool = True) -> ProfilePass:
     """Profile ``runs`` runs (after PROFILE_WARMUP_RUNS) of a second session that ``open_session`` makes from
-    ``session_options`` with profiling on; ``bind`` makes its call as the adapter's timed call is made."""
+    ``session_options`` with profiling on; ``bind`` makes its call as the adapter's timed call is made.
+    ``save_optimized=False`` for a provider that compiles nodes (TensorRT): such a session cannot save its graph,
+    and a failed first try would build the engines twice."""
     with tempfile.TemporaryDirectory(prefix="accelbench-ort-profile-") as folder:
         session_options.enable_profiling = True
         session_options.profile_file_prefix = str(Path(folder) / "ort")
         session_options.log_severity_level = 3  # its warning that an NCHWc graph fits this machine only: we know
         optimized = Path(folder) / OPTIMIZED_FILE
-        session_options.optimized_model_filepath = str(optimized)
+        session_options.optimized_model_filepath = str(optimized) if save_optimized else ""
         try:  # the graph as optimized names what was fused; a session with compiled nodes (TensorRT) cannot save it
             session = open_session(session_options)
         except Exception:  # the retry without it raises whatever is really wrong
