@@ -318,7 +318,7 @@ def _profiles(runs: list[Run], model: str, several_runs: bool) -> dict[str, Any]
     timed = [(r, label) for r, label in zip(records, labels, strict=True) if r.profile.run_ms_mean]
     for record, label in timed:
         pair = next(((r, other) for r, other in timed if r is not record and r.batch_size == record.batch_size
-                     and r.mode == record.mode and (
+                     and r.mode == record.mode and r.compression == record.compression and (
                          (r.label == record.label and r.precision == "fp32" != record.precision) or
                          (r.precision == record.precision and r.label != record.label
                           and r.label == timed[0][0].label))), None)
