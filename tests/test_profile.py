@@ -321,3 +321,19 @@ def test_a_real_models_int8_dynamic_time_is_found_in_convinteger(tmp_path: Path)
     sentence = next(s for s in explanations(list(records.values())) if s.startswith("int8_dynamic on onnxruntime_cpu"))
     assert ("ConvInteger on CPUExecutionProvider" in sentence and "Why: ONNX Runtime's CPU ConvInteger kernel"
             in sentence and "Avoided by: static int8" in sentence) or "no attribution" in sentence, sentence
+
+
+@pytest.mark.e2e
+def test_a_file_litert_compiled_model_refuses_gets_litert_s_reason_in_its_profile() -> None:
+    """Basic Pitch's .tflite (from its wheel) runs on the Interpreter that times it, but LiteRT's CompiledModel, the
+    profiler's one route, cannot bind its dynamic-shaped outputs: the profile says so in LiteRT's words."""
+    from model_zoo.corpus import CorpusError, fetch
+
+    try:
+        path = fetch("basic_pitch_tflite")
+    except CorpusError as error:  # the package index is unreachable: nothing here can be judged
+        pytest.skip(f"the corpus could not be fetched: {error}")
+    with pytest.raises(ProfileUnavailable, match=r"CompiledModel API, which refuses it \(\"Failed to set custom "
+                                                 r"allocation for output tensor"):
+        TfliteCpu().profile(str(path), BackendOptions(threads=1), 1, None, [np.zeros((1, 43844, 1), np.float32)], 2,
+                            "unused.trace.json")
