@@ -18,11 +18,13 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from backends.native_log import native_stderr_captured
 from backends.op_profile import (
     PROFILE_WARMUP_RUNS,
     ProfilePass,
@@ -185,6 +187,23 @@ def litert_profile(artifact: str, feeds: list[np.ndarray], runs: int, threads: i
     return _read_events(list(events), walls, accelerator, trace_path, timed_api)
 
 
+def profile_or_refusal(markers: tuple[str, ...], unavailable: Callable[[str], str], **kwargs: Any) -> ProfilePass:
+    """``litert_profile(**kwargs)``, LiteRT's native log read when it fails: a line holding one of ``markers``
+    (any case) is the runtime refusing, said as ProfileUnavailable(``unavailable(that line)``); any other failure
+    is raised as it came."""
+    with native_stderr_captured() as native_log:
+        try:
+            return litert_profile(**kwargs)
+        except RuntimeError as error:
+            failure = error
+    wanted = tuple(marker.lower() for marker in markers)
+    refusal = next((line.split("] ", 1)[-1].strip() for line in native_log().splitlines()
+                    if any(marker in line.lower() for marker in wanted)), None)
+    if refusal is None:
+        raise failure
+    raise ProfileUnavailable(unavailable(refusal)) from failure
+
+
 # control flow whose event spans the ops of the subgraphs it runs, which have events of their own
 CONTAINER_OPS = frozenset({"WHILE", "IF", "CALL_ONCE"})
 
@@ -194,11 +213,10 @@ def _read_events(events: list[_Event], walls: list[float], accelerator: str, tra
     invokes = [e for e in events if e.event_type == DEFAULT_EVENT and e.tag == b"Invoke"]
     where_delegate = "XNNPACK" if accelerator == "cpu" else f"LiteRT {accelerator.upper()} accelerator"
     rows, trace = [], []
-    run_index, cursor, position = -1, 0, 0
+    cursor, position = 0, 0
     for event in events:
         tag = event.tag.decode(errors="replace") if event.tag else "?"
         if event.event_type == DEFAULT_EVENT and tag == "Invoke":
-            run_index += 1
             cursor, position = event.start_us, 0
             trace.append({"name": "run", "cat": "run", "ph": "X", "ts": event.start_us, "dur": event.elapsed_us,
                           "pid": 1, "tid": 0})

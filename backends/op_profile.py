@@ -4,7 +4,7 @@ Each runtime has its own profiler and format (ONNX Runtime's JSON trace, LiteRT'
 IProfiler callbacks). An adapter reads its runtime's into :class:`ProfilePass`: per op (or layer, or kernel)
 its name, type, where it ran, how often and for how long, plus the profiling pass's own per-run latencies, so
 that the sum of op times can be set against what the pass measured (coverage). The harness does the rest
-(categories, shares, the comparison of two cases: harness.profile), so no adapter repeats it.
+(categories, shares, the comparison of two cases: results.profile), so no adapter repeats it.
 
 A profile comes from a separate pass after the timed loop, never from the timed samples: profilers add a
 callback or a timestamp per op, and a run with them on is not the run that was timed.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ class ProfilePass:
     """What one profiling pass measured.
 
     ``run_ms`` is the pass's own latency per kept run, as the runtime's profiler timed the whole run (or the
-    wall clock around it where it does not): coverage is the sum of op times over its median. ``route`` names the
+    wall clock around it where it does not): coverage is the sum of op times over its sum. ``route`` names the
     API that measured, ``note`` what a reader must know about it (a second session, another API than the timed
     loop's).
     """
@@ -69,15 +69,12 @@ class ProfilePass:
     run_ms: list[float]
     ops: list[OpTime]
     trace_file: str | None = None
-    events: list[dict[str, Any]] = field(default_factory=list, repr=False)  # Chrome-trace events, not sent back
 
     def to_wire(self) -> dict[str, Any]:
-        wire = asdict(self)
-        wire.pop("events")
-        return wire
+        return asdict(self)
 
 
-def summed_ops(rows: list[tuple[str, str, str, float]], **flags: Any) -> list[OpTime]:
+def summed_ops(rows: list[tuple[str, str, str, float]]) -> list[OpTime]:
     """(name, op_type, where, ms) events, one per call, summed per op in first-seen order, with each op's median
     call."""
     ops: dict[tuple[str, str, str], OpTime] = {}
@@ -85,7 +82,7 @@ def summed_ops(rows: list[tuple[str, str, str, float]], **flags: Any) -> list[Op
     for name, op_type, where, ms in rows:
         key = (name, op_type, where)
         if key not in ops:
-            ops[key] = OpTime(name=name, op_type=op_type, where=where, calls=0, total_ms=0.0, **flags)
+            ops[key] = OpTime(name=name, op_type=op_type, where=where, calls=0, total_ms=0.0)
             calls[key] = []
         ops[key].calls += 1
         ops[key].total_ms += ms

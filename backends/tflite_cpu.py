@@ -18,8 +18,7 @@ from backends.base import (
     installed_and_importable,
     module_version,
 )
-from backends.native_log import native_stderr_captured
-from backends.op_profile import ProfilePass, ProfileUnavailable
+from backends.op_profile import ProfilePass
 from model_zoo.requests import PRECISIONS
 
 if TYPE_CHECKING:
@@ -137,22 +136,17 @@ class TfliteCpu(Backend):
 
     def profile(self, artifact: str, options: BackendOptions, batch_size: int, layout: InputLayout | None,
                 feeds: list[np.ndarray], runs: int, trace_path: str) -> ProfilePass:
-        from backends.litert_profile import litert_profile
+        from backends.litert_profile import profile_or_refusal
 
         xnnpack = bool(options.extra.get("xnnpack", True))
-        with native_stderr_captured() as native_log:
-            try:
-                return litert_profile(artifact, feeds, runs, options.threads, "cpu", trace_path,
-                                      "the Interpreter (XNNPACK)" if xnnpack else "the Interpreter (builtin kernels)",
-                                      builtin_kernels=not xnnpack)
-            except RuntimeError as error:
-                failure = error
         # the profiler's only route is LiteRT's CompiledModel, which refuses some files the Interpreter runs (it
         # cannot bind its own buffers to outputs whose shapes are dynamic): say so with LiteRT's own words
-        refusal = next((line.split("] ", 1)[-1].strip() for line in native_log().splitlines()
-                        if "Failed to set custom allocation" in line or "Failed to register" in line), None)
-        if refusal is None:
-            raise failure
-        raise ProfileUnavailable(f"not exposed for this file by ai-edge-litert {module_version('ai-edge-litert')}: its "
-                                 f"profiler runs through the CompiledModel API, which refuses it (\"{refusal}\"); "
-                                 "the Interpreter that timed it has no op profiler") from failure
+        return profile_or_refusal(
+            ("Failed to set custom allocation", "Failed to register"),
+            lambda refusal: f"not exposed for this file by ai-edge-litert {module_version('ai-edge-litert')}: its "
+                            f"profiler runs through the CompiledModel API, which refuses it (\"{refusal}\"); the "
+                            "Interpreter that timed it has no op profiler",
+            artifact=artifact, feeds=feeds, runs=runs, threads=options.threads, accelerator="cpu",
+            trace_path=trace_path,
+            timed_api="the Interpreter (XNNPACK)" if xnnpack else "the Interpreter (builtin kernels)",
+            builtin_kernels=not xnnpack)

@@ -37,7 +37,7 @@ from backends.base import (
     module_version,
 )
 from backends.native_log import native_stderr_captured, static_shapes_reason
-from backends.op_profile import ProfilePass, ProfileUnavailable
+from backends.op_profile import ProfilePass
 from backends.tflite_cpu import _spec as interpreter_spec
 from model_zoo.inputs import InputLayout
 from sysinfo.probe import run_probe
@@ -252,22 +252,16 @@ class TfliteGpu(Backend):
 
     def profile(self, artifact: str, options: BackendOptions, batch_size: int, layout: InputLayout | None,
                 feeds: list[np.ndarray], runs: int, trace_path: str) -> ProfilePass:
-        from backends.litert_profile import litert_profile
+        from backends.litert_profile import profile_or_refusal
 
         # as _gpu_options: fp32 cases compute in fp32 (precision 2 is LiteRT's kLiteRtDelegatePrecisionFp32)
         extra = ((b"gpu_options", b"precision = 2\n"),) if options.precision == "fp32" else ()
-        with native_stderr_captured() as native_log:
-            try:
-                return litert_profile(artifact, feeds, runs, None, "gpu", trace_path, "the Python CompiledModel",
-                                      extra_options=extra)
-            except RuntimeError as error:
-                failure = error
-        refusal = next((line.split("] ", 1)[-1].strip() for line in native_log().splitlines()
-                        if "not implemented" in line.lower()), None)
-        if refusal is None:
-            raise failure
-        raise ProfileUnavailable(f"not exposed by ai-edge-litert {module_version('ai-edge-litert')}'s GPU accelerator: "
-                                 f"asked to profile, it answers \"{refusal}\"") from failure
+        return profile_or_refusal(
+            ("not implemented",),
+            lambda refusal: f"not exposed by ai-edge-litert {module_version('ai-edge-litert')}'s GPU accelerator: "
+                            f"asked to profile, it answers \"{refusal}\"",
+            artifact=artifact, feeds=feeds, runs=runs, threads=None, accelerator="gpu", trace_path=trace_path,
+            timed_api="the Python CompiledModel", extra_options=extra)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--probe"]:
