@@ -6,6 +6,7 @@ scenario into cases `scenario.expand`'s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
@@ -315,21 +316,25 @@ def race_switch(value: Any) -> Any:
     return value
 
 
-def _race_or_off(value: Any, handler: ValidatorFunctionWrapHandler) -> RaceSpec | Literal[False]:
-    """False for a switch that turns races off, else the value validated as a RaceSpec by itself. Not a union of
-    the two: pydantic reports a union's every member (a bad key came out as two errors, neither with a "did you
-    mean"); here the block's own errors come back at their keys."""
-    value = race_switch(value)
-    if value is False:
-        return False
-    if value is not True and not isinstance(value, dict | RaceSpec):
-        raise ValueError(f"a race block ({{threshold: 5%, max_seconds: 45}}), true, or false/off to turn races "
-                         f"off, not {value!r}")
-    return handler(value)  # type: ignore[no-any-return]
+def _block_or_off(spec: type[BaseModel], expected: str) -> Callable[[Any, ValidatorFunctionWrapHandler], Any]:
+    """The validator of a key that holds a block or switches it (race:, profile:): False for a switch that turns it
+    off, else the value validated as ``spec`` by itself. Not a union of the two: pydantic reports a union's every
+    member (a bad key came out as two errors, neither with a "did you mean"); here the block's own errors come
+    back at their keys. ``expected`` says what the key takes, for a value of another kind."""
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        value = race_switch(value)
+        if value is False:
+            return False
+        if value is not True and not isinstance(value, dict | spec):
+            raise ValueError(f"{expected}, not {value!r}")
+        return handler(value)
+
+    return validate
 
 
 class ProfileSpec(BaseModel):
-    """A per-operator profile of each case, in a pass of its own after the case's timing (harness.profile):
+    """A per-operator profile of each case, in a pass of its own after the case's timing (harness.worker):
     ``profile: true`` takes the defaults, ``profile: {runs: 50}`` profiles more runs."""
 
     model_config = ConfigDict(extra="forbid")
@@ -342,15 +347,6 @@ class ProfileSpec(BaseModel):
         return {} if value is True else value
 
 
-def _profile_or_off(value: Any, handler: ValidatorFunctionWrapHandler) -> ProfileSpec | Literal[False]:
-    """As a race block: false/off is False, anything else a ProfileSpec whose errors come back at their keys."""
-    value = race_switch(value)
-    if value is False:
-        return False
-    if value is not True and not isinstance(value, dict | ProfileSpec):
-        raise ValueError(f"true, false or a profile block ({{runs: 20}}), not {value!r}")
-    return handler(value)  # type: ignore[no-any-return]
-
 
 def _switch_or_block(value: Any, handler: SerializerFunctionWrapHandler) -> Any:
     """A switched-off block serializes as false (what the YAML said), a block as its fields."""
@@ -361,8 +357,11 @@ if TYPE_CHECKING:
     RaceField = RaceSpec | Literal[False]
     ProfileField = ProfileSpec | Literal[False]
 else:
-    RaceField = Annotated[RaceSpec, WrapValidator(_race_or_off), WrapSerializer(_switch_or_block)]
-    ProfileField = Annotated[ProfileSpec, WrapValidator(_profile_or_off), WrapSerializer(_switch_or_block)]
+    RaceField = Annotated[RaceSpec, WrapValidator(_block_or_off(
+        RaceSpec, "a race block ({threshold: 5%, max_seconds: 45}), true, or false/off to turn races off")),
+        WrapSerializer(_switch_or_block)]
+    ProfileField = Annotated[ProfileSpec, WrapValidator(_block_or_off(
+        ProfileSpec, "true, false or a profile block ({runs: 20})")), WrapSerializer(_switch_or_block)]
 
 
 class Scenario(BaseModel):
