@@ -704,7 +704,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             table.add_column(column, justify="left" if column == title.split()[-1] else "right")
         for row in diff(a.profile, b.profile, by)[: args.top]:
             ratio = f"{row['ratio']:.2f}×" if row["ratio"] is not None else "-"
-            style = ("red" if row["delta_ms"] > 0 else "green") if row["changed"] else "default"
+            style = {"slower": "red", "faster": "green", "same": "default"}[row["change"]]
             table.add_row(escape(row["key"]), f"{row['a_ms']:.4g}", f"{row['b_ms']:.4g}",
                           f"[{style}]{row['delta_ms']:+.4g}[/]", ratio)
         out.print(table)

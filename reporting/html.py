@@ -32,8 +32,8 @@ from reporting.charts import ab_figure, figures_for_model, profile_figure, race_
 from reporting.frame import COLUMNS, config_order, records_frame
 from reporting.numbers import ab_figures, fmt_duration, fmt_number, speedup_text
 from results.ab_record import AbRecord
+from results.profile import DIFF_NOISE_SHARE, explanations
 from results.profile import diff as profile_diff
-from results.profile import explanations
 from results.race_record import RaceRecord
 from results.record import MEASURED
 from results.runs import Run, load_runs, machine_label
@@ -327,11 +327,9 @@ def _profiles(runs: list[Run], model: str, several_runs: bool) -> dict[str, Any]
         rows = profile_diff(pair[0].profile, record.profile)[:8]
         diffs.append({"title": f"{pair[1]} → {label}", "rows": [
             {"key": row["key"], "a": number(row["a_ms"]), "b": number(row["b_ms"]),
-             "delta": f"{row['delta_ms']:+.4g}",
-             "change": ("slower" if row["delta_ms"] > 0 else "faster") if row["changed"] else "same"}
-            for row in rows]})
+             "delta": f"{row['delta_ms']:+.4g}", "change": row["change"]} for row in rows]})
     return {"sentences": explanations(records), "cases": cases, "diffs": diffs, "records": records,
-            "labels": labels, "chart": None}
+            "labels": labels, "chart": None, "noise": f"{DIFF_NOISE_SHARE:.0%}"}
 
 
 def _model_source(runs: list[Run], model: str) -> str:

@@ -191,8 +191,9 @@ def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[Profile
 
 def diff(a: ProfileSummary, b: ProfileSummary, by: str = "op_type") -> list[dict[str, Any]]:
     """What got faster or slower from ``a`` to ``b``, per op type (or per category), largest change first: ms per
-    run on each side (0 where a side has none of it), their difference and ratio, and ``changed``: whether the
-    difference is beyond DIFF_NOISE_SHARE of the larger side (a smaller one is not shown as faster or slower)."""
+    run on each side (0 where a side has none of it), their difference and ratio, ``changed``: whether the
+    difference is beyond DIFF_NOISE_SHARE of the larger side, and ``change``: "slower", "faster", or "same" for one
+    that is not (never shown as faster or slower)."""
     def table(summary: ProfileSummary) -> dict[str, float]:
         if by == "category":
             return dict(summary.by_category or {})
@@ -208,6 +209,7 @@ def diff(a: ProfileSummary, b: ProfileSummary, by: str = "op_type") -> list[dict
             for key in dict.fromkeys([*left, *right])]
     for row in rows:  # two separate passes: a change inside their noise is no change
         row["changed"] = abs(row["delta_ms"]) > DIFF_NOISE_SHARE * max(row["a_ms"], row["b_ms"])
+        row["change"] = ("slower" if row["delta_ms"] > 0 else "faster") if row["changed"] else "same"
     return sorted(rows, key=lambda row: -abs(row["delta_ms"]))
 
 

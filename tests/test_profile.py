@@ -150,9 +150,9 @@ def test_categories_diff_and_the_sentence_that_explains_a_slowdown() -> None:
     int8 = _summary(50.0, [("ConvInteger", 44.0), ("Mul", 2.0), ("DynamicQuantizeLinear", 1.0)])
     rows = diff(fp32, int8, "category")
     assert rows[0]["key"] == "convolution" and rows[0]["delta_ms"] == pytest.approx(37.0)
-    assert diff(fp32, int8)[0]["key"] == "ConvInteger" and rows[0]["changed"]
+    assert diff(fp32, int8)[0]["key"] == "ConvInteger" and rows[0]["changed"] and rows[0]["change"] == "slower"
     # a 7 % difference between two separate passes is inside their noise: no change is shown
-    assert not diff(fp32, _summary(8.0, [("Conv", 7.5), ("MatMul", 0.5)]))[0]["changed"]
+    assert diff(fp32, _summary(8.0, [("Conv", 7.5), ("MatMul", 0.5)]))[0]["change"] == "same"
 
     static = Rec("int8", "onnxruntime_cpu", _summary(12.0, [("QLinearConv", 5.0)]))
     sentences = explanations([Rec("fp32", "onnxruntime_cpu", fp32), Rec("int8_dynamic", "onnxruntime_cpu", int8),
