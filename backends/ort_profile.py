@@ -93,7 +93,10 @@ def _flag(op: OpTime, model_types: set[str], nodes: dict[str, GraphNode]) -> OpT
     return op
 
 
-def event_inputs(args: dict[str, Any]) -> list[tuple[str, list[int]]]:
+Inputs = list[tuple[str, list[int]]]  # (element type, shape) per input of a node
+
+
+def event_inputs(args: dict[str, Any]) -> Inputs:
     """A node event's inputs as (element type, shape): ``input_type_shape`` is ``[{"float": [1, 3, 8, 8]}, …]``."""
     shapes = args.get("input_type_shape")
     if not isinstance(shapes, list):
@@ -106,7 +109,7 @@ def event_inputs(args: dict[str, Any]) -> list[tuple[str, list[int]]]:
 _CONV_INPUTS = {"Conv": (0, 1), "ConvInteger": (0, 1), "FusedConv": (0, 1), "QLinearConv": (0, 3)}
 
 
-def group_from_shapes(op_type: str, inputs: list[tuple[str, list[int]]]) -> int:
+def group_from_shapes(op_type: str, inputs: Inputs) -> int:
     """A convolution's group from the shapes it ran with (input channels over the weight's second dimension), for
     a node the graph file does not name; 1 where the shapes do not say (an NCHWc-blocked input, say)."""
     if op_type not in _CONV_INPUTS:
@@ -116,9 +119,6 @@ def group_from_shapes(op_type: str, inputs: list[tuple[str, list[int]]]) -> int:
         return 1
     channels, per_group = inputs[x][1][1], inputs[w][1][1]
     return channels // per_group if per_group > 0 and channels % per_group == 0 and channels > per_group else 1
-
-
-Inputs = list[tuple[str, list[int]]]  # (element type, shape) per input of a node
 
 
 def read_ort_trace(events: list[dict[str, Any]], runs: int) -> tuple[list[float], list[tuple[str, str, str, float]],

@@ -21,6 +21,7 @@ Category mapping (the op type's name, case-insensitive, first rule that matches)
 from __future__ import annotations
 
 import re
+import statistics
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,9 +134,7 @@ def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[Profile
     if runs == 0:
         return ProfileSummary(route=wire.get("route"), note=wire.get("note"),
                               error="the profiling pass recorded no run"), []
-    run_mean = sum(wire["run_ms"]) / runs
-    ordered = sorted(wire["run_ms"])
-    run_median = ordered[runs // 2] if runs % 2 else (ordered[runs // 2 - 1] + ordered[runs // 2]) / 2
+    run_mean, run_median = statistics.fmean(wire["run_ms"]), statistics.median(wire["run_ms"])
     ops = []
     for op in wire["ops"]:
         ms = op["median_ms"] * op["calls"] / runs if op.get("median_ms") else op["total_ms"] / runs
@@ -167,7 +166,7 @@ def summarise(wire: dict[str, Any], timed_p50_ms: float | None) -> tuple[Profile
             if op.get("dtype") in FLOAT_DTYPES and op["category"] != "quantize":
                 float_ops[op["op_type"]].append(op["ms"])
     opaque_ms = sum(op["ms"] for op in ops if op.get("opaque"))
-    calls_per_run = sum(op["calls"] for op in ops) / runs if runs else None
+    calls_per_run = sum(op["calls"] for op in ops) / runs
     # coverage is accounting, not a typical run: every op call's time against every run's, preempted ones included
     ops_total, run_total = sum(op["total_ms"] for op in ops), sum(wire["run_ms"])
     summary = ProfileSummary(
