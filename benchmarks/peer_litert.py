@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import make_case, make_engine, run_passed
+from _common import QUOTED_SHAPES, make_case, make_engine, run_passed
 
 WARMUP_RUNS = 50
 
@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
 
     engine = make_engine("peer-litert")
-    input_shape = (224, 224, 3) if args.model == "mobilenet_v2" else None
+    input_shape = QUOTED_SHAPES.get(args.model)
     case = make_case(args.model, "tflite_cpu", threads=args.threads, input_shape=input_shape, min_runs=300,
                      min_seconds=1.0)
     artifact, runs = run_passed(engine, case).artifact, 300  # builds (or finds) the file all three sides run

@@ -14,7 +14,7 @@ import argparse
 import json
 import statistics
 
-from _common import make_case, make_engine, run_passed
+from _common import QUOTED_SHAPES, make_case, make_engine, run_passed
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
 
     engine = make_engine("profile-cost")
-    input_shape = (224, 224, 3) if args.model == "mobilenet_v2" else None
+    input_shape = QUOTED_SHAPES.get(args.model)
     p50s: dict[bool, list[float]] = {False: [], True: []}
     for round_index in range(args.rounds):
         order = (False, True) if round_index % 2 == 0 else (True, False)
