@@ -703,7 +703,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         for column in (title.split()[-1], "A", "B", "B - A", "B / A"):
             table.add_column(column, justify="left" if column == title.split()[-1] else "right")
         for row in diff(a.profile, b.profile, by)[: args.top]:
-            ratio = f"{row['ratio']:.2f}×" if row["ratio"] is not None else "-"
+            # inside two passes' noise a ratio would read as a change: none is printed
+            ratio = ("within noise" if row["change"] == "same" else
+                     f"{row['ratio']:.2f}×" if row["ratio"] is not None else "-")
             style = {"slower": "red", "faster": "green", "same": "default"}[row["change"]]
             table.add_row(escape(row["key"]), f"{row['a_ms']:.4g}", f"{row['b_ms']:.4g}",
                           f"[{style}]{row['delta_ms']:+.4g}[/]", ratio)
