@@ -210,8 +210,9 @@ class Engine:
         problems = self._validity_problems(case, raw)
         misses = record.accuracy.violations or []
         what = "accuracy budget not met" if case.accuracy_budget else "fidelity guard not met"
-        if error and (case.accuracy_budget or case.precision != "fp32" or case.compression != "none"):
-            # a converted or pruned model whose outputs nobody could check is not a result to choose
+        if error:
+            # outputs nobody could check are not a result to choose, fp32 included: a converter or a runtime's graph
+            # rewrite breaks models at fp32 too, and a batch whose outputs cannot be cut into samples is no batch
             what, misses = "fidelity could not be checked", [error]
         if not raw.outputs_finite:
             record.status, record.reason = "failed", "the model produced NaN or infinite outputs"

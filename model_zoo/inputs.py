@@ -199,8 +199,8 @@ class InputLayout:
     def shapes(self, declared: Sequence[DeclaredInput], batch: int, what: str = "the model") -> list[tuple[int, ...]]:
         """The shape of every input at ``batch``; what a runtime must be resized to before it allocates."""
         plans = self.plan(declared, what)
-        for plan, spec in zip(plans, declared, strict=True):
-            _check_fixed_batch(plan, spec, batch)
+        if problem := batch_problem(plans, declared, batch):
+            raise InputError(problem)
         return [plan.shape(batch) for plan in plans]
 
     def _plan_one(self, spec: DeclaredInput, desc: InputDescription, batch_name: str | None) -> InputPlan:
@@ -335,15 +335,33 @@ def _check_feeds(plans: Sequence[InputPlan], batch: int) -> None:
         raise InputError(problem)
 
 
-def _check_fixed_batch(plan: InputPlan, spec: DeclaredInput, batch: int) -> None:
+def fixed_batch_problem(plan: InputPlan, spec: DeclaredInput, batch: int) -> str | None:
+    """Why this input cannot take ``batch`` on its batch axis (the model fixes that axis to another size)."""
     if plan.batch_axis is None:
-        return
+        return None
     declared = spec.shape[plan.batch_axis] if plan.batch_axis < len(spec.shape) else None
-    if declared is not None and declared != batch:
-        raise InputError(
-            f"input {spec.name!r} has a fixed batch dimension of {declared} (axis {plan.batch_axis} of "
+    if declared is None or declared == batch:
+        return None
+    return (f"input {spec.name!r} has a fixed batch dimension of {declared} (axis {plan.batch_axis} of "
             f"{_show(spec.shape)}); batch size {batch} needs a model exported with a dynamic batch, or, if that axis "
-            f"is not the batch, describe the input: inputs: {{{spec.name}: {{batch_axis: K or none}}}}")
+            f"is not the batch, say which is: inputs: {{{spec.name}: {{batch_axis: K}}}}")
+
+
+def batch_problem(plans: Sequence[InputPlan], declared: Sequence[DeclaredInput], batch: int) -> str | None:
+    """Why the model cannot run ``batch`` samples in one call, or None. A batch above 1 needs an input that carries
+    it: with every input unbatched (``batch_axis: none``, fixed values, scalars) a call is one inference whatever
+    the batch size, and counting it as ``batch`` items would multiply the throughput by a batch never run."""
+    if batch == 1:
+        return None
+    if not any(plan.batched for plan in plans):
+        names = ", ".join(repr(plan.name) for plan in plans)
+        return (f"batch size {batch} needs an input that carries the batch, and no input does ({names}: unbatched, "
+                "by their description or as scalars or fixed values); run it at batch 1, or give the input that "
+                "carries the batch its batch_axis")
+    for plan, spec in zip(plans, declared, strict=True):
+        if problem := fixed_batch_problem(plan, spec, batch):
+            return problem
+    return None
 
 
 def _fits(shape: Sequence[int], declared: Sequence[int | None]) -> bool:

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from backends.registry import backend_names, get_backend
-from backends.tflite_cpu import _spec
 from model_zoo.catalog import CATALOG
-from model_zoo.inputs import InputError, InputLayout, InputPlan, feed_problem, onnx_declared, oversized_input
+from model_zoo.inputs import InputPlan, feed_problem, oversized_input
 from model_zoo.limits import gib_limit
 from model_zoo.requests import SOURCE_SUFFIXES
 from scenario.expand import backend_labels, calibration_settings
-from scenario.schema import KEYS_AT, BackendEntry, CalibrationSpec, ModelEntry, Scenario
+from scenario.file_inputs import input_plans
+from scenario.schema import KEYS_AT, BackendEntry, CalibrationSpec, Scenario
 from scenario.yaml_lines import LineMap, Loc, did_you_mean, excerpt, format_loc
 
 # A model larger than this is refused at load time unless the environment raises the limit.
@@ -137,7 +137,7 @@ def model_path_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> l
         problem = model_path_problem(model.path, base_dir)
         plans = None
         if problem is None:
-            plans = _inputs_plans(model, base_dir)
+            plans = input_plans(model, base_dir)
             if isinstance(plans, str):
                 problem = plans
                 loc = ("models", index, "inputs") if model.inputs is not None else loc
@@ -293,35 +293,6 @@ def _data_file_problem(path: Path, what: str) -> str | None:
         return f"{path} is not a regular file"
     if not os.access(path, os.R_OK):
         return f"cannot read {path}: permission denied"
-    return None
-
-
-def _inputs_plans(model: ModelEntry, base_dir: Path) -> list[InputPlan] | str | None:
-    """The input description checked against the inputs an ONNX or TFLite file declares: the plans, or why the
-    description does not fit; None where the file's inputs cannot be read here (a SavedModel, a corrupt file: the
-    build names its errors)."""
-    path = (base_dir / Path(model.path or "").expanduser()).resolve()
-    try:
-        declared = _declared_inputs(path)
-    except Exception:
-        return None
-    if declared is None:
-        return None
-    layout = InputLayout.from_json({"inputs": {name: entry.to_description() for name, entry in
-                                               (model.inputs or {}).items()}, "input_shape": model.input_shape})
-    try:
-        return layout.plan(declared, what=path.name)
-    except InputError as error:
-        return str(error)
-
-
-def _declared_inputs(path: Path) -> list[Any] | None:
-    if path.suffix.lower() == ".onnx":
-        return onnx_declared(str(path))
-    if path.suffix.lower() == ".tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        return [_spec(d) for d in Interpreter(model_path=str(path)).get_input_details()]
     return None
 
 

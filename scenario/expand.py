@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scenario.cases import Case, ModelSpec, compression_label
+from scenario.file_inputs import batch_skip_reasons
 from scenario.schema import BackendEntry, CalibrationSpec, ModelEntry
 from scenario.skips import skip_reason
 
@@ -99,11 +100,12 @@ def expand(loaded: LoadedScenario) -> list[Case]:
         calibration = calibration_settings(model.calibration or scenario.calibration, loaded.base_dir)
         budget = {**scenario.accuracy.model_dump(exclude_none=True),
                   **(model.accuracy.model_dump(exclude_none=True) if model.accuracy else {})}
+        batch_sizes = model.batch_sizes or scenario.batch_sizes
+        batch_skips = batch_skip_reasons(model, loaded.base_dir, batch_sizes)
         for backend, backend_label in zip(scenario.backends, backends_labelled, strict=True):
             options = {"threads": backend.threads, **backend.options}
             combinations = itertools.product(model.precisions or scenario.precisions, model.compression or
-                                             scenario.compression, model.batch_sizes or scenario.batch_sizes,
-                                             scenario.modes)
+                                             scenario.compression, batch_sizes, scenario.modes)
             for precision, compression, batch_size, mode in combinations:
                 pruned = "" if compression == "none" else f"-{compression_label(compression)}"
                 case_id = f"{model_label}-{precision}{pruned}-b{batch_size}-{backend_label}"
@@ -119,7 +121,7 @@ def expand(loaded: LoadedScenario) -> list[Case]:
                     race=race, profile=profile,
                 )
                 try:
-                    case.skip_reason = skip_reason(case)
+                    case.skip_reason = skip_reason(case) or batch_skips.get(batch_size)
                 except Exception as error:  # an adapter's check that crashes on these settings: say so, run nothing
                     case.skip_reason = f"cannot tell whether {backend.name} can run this case: {error!r}"
                 cases.append(case)

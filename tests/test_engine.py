@@ -415,6 +415,63 @@ def test_user_onnx_with_dynamic_dimensions_runs_with_input_shape(tmp_path):
         load_scenario(bad)
 
 
+def _onnx_file(path: Path, x_shape: list, y_shape: list, op: str = "Relu") -> None:
+    """A one-node model y = op(x); ReduceSum sums everything, batch included (an output with no batch axis)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], op.lower(), [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+
+
+def test_batch_sizes_a_file_cannot_take_are_skipped_at_expansion_naming_the_file_and_input(tmp_path):
+    """A fixed batch of 1, or inputs that carry no batch at all (batch_axis: none): batch 4 is a skip known before
+    anything is built, naming the user's file (not a cached artefact) and the input; batch 1 runs."""
+    _onnx_file(tmp_path / "fixed.onnx", [1, 8], [1, 8])
+    _onnx_file(tmp_path / "dynamic.onnx", ["batch", 8], ["batch", 8])
+    path = write_scenario(tmp_path, f"""
+        name: batches
+        models:
+          - {{path: fixed.onnx}}
+          - {{path: dynamic.onnx, inputs: {{x: {{batch_axis: none, shape: [2, 8]}}}}, label: unbatched}}
+          - {{path: dynamic.onnx}}
+        backends: [onnxruntime_cpu]
+        precisions: [fp32, int8_dynamic]
+        batch_sizes: [1, 4]
+        measure: {FAST_MEASURE}
+    """)
+    cases = {case.case_id: case for case in expand_file(path)}
+    for precision in ("fp32", "int8_dynamic"):
+        assert cases[f"fixed-{precision}-b1-onnxruntime_cpu"].skip_reason is None
+        fixed = cases[f"fixed-{precision}-b4-onnxruntime_cpu"].skip_reason
+        assert fixed.startswith(f"{tmp_path / 'fixed.onnx'}: input 'x' has a fixed batch dimension of 1"), fixed
+        unbatched = cases[f"unbatched-{precision}-b4-onnxruntime_cpu"].skip_reason
+        assert unbatched.startswith(f"{tmp_path / 'dynamic.onnx'}: batch size 4 needs an input that carries the "
+                                    "batch, and no input does ('x'"), unbatched
+        assert cases[f"dynamic-{precision}-b4-onnxruntime_cpu"].skip_reason is None
+    records = by_id(run_cases(tmp_path / "run", [cases["fixed-int8_dynamic-b4-onnxruntime_cpu"]]))
+    assert records["fixed-int8_dynamic-b4-onnxruntime_cpu"]["status"] == "skipped"
+    assert not (tmp_path / "run" / "logs" / "artifacts.log").exists()  # nothing was converted for it
+
+
+def test_an_fp32_case_whose_fidelity_cannot_be_evaluated_fails(tmp_path):
+    """An output that sums over the batch cannot be cut into samples at batch 4: the fp32 case's fidelity cannot be
+    evaluated, and a case nobody could check is not a pass, fp32 included; batch 1 is checked and passes."""
+    _onnx_file(tmp_path / "total.onnx", ["batch", 8], [1, 1], op="ReduceSum")
+    path = write_scenario(tmp_path, f"""
+        name: total
+        models: [{{path: total.onnx}}]
+        backends: [onnxruntime_cpu]
+        batch_sizes: [1, 4]
+        measure: {FAST_MEASURE}
+    """)
+    records = by_id(run_cases(tmp_path / "run", expand_file(path)))
+    assert_measured(records["total-fp32-b1-onnxruntime_cpu"])
+    failed = records["total-fp32-b4-onnxruntime_cpu"]
+    assert failed["status"] == "failed" and failed["latency_ms"]["p50"] > 0  # measured, and not a result to choose
+    assert failed["reason"].startswith("fidelity could not be checked: evaluation on the reference inputs failed: "
+                                       "output 'y' of shape [1, 1] at batch 4 has no single batch axis"), failed
+
+
 # --- the artefact cache ------------------------------------------------------------------------------------
 
 
