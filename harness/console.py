@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from model_zoo.targets import MIN_VALUES_FOR_COSINE
 from reporting.baseline import (
     SEQUENTIAL,
     Speedup,
@@ -94,7 +95,8 @@ def best_table(records: list[Record], races: list[RaceRecord] | None = None) -> 
             continue
         best, base, gain = records[index], baselines[index], speedups[index]
         accuracy = best.accuracy
-        fidelity = [f"cos {accuracy.cosine_min:.6f}" if accuracy.cosine_min is not None else "",
+        judged = accuracy.judged()
+        fidelity = [judged.text or "" if judged is not None else "",
                     f"top-1 {accuracy.top1:.4f}" if accuracy.top1 is not None else ""]
         against = base.name if base is not None else (answer.race.baseline if answer.race else None)
         shown = speedup_text(gain)
@@ -154,8 +156,11 @@ def tradeoff_table(records: list[Record], races: list[RaceRecord] | None = None)
     if not any(r.latency_ms and (r.accuracy.outputs or r.accuracy.error) for r in records):
         return None
     against_fp32 = _fp32_speedups(records, races)
-    table = Table(title="speed / size / accuracy", header_style="bold", pad_edge=False)
-    for column in ("case", "p50 ms", "× fp32", "size MB", "gzip MB", "sparsity", "top-1", "Δ top-1", "cosine",
+    table = Table(title="speed / size / accuracy", header_style="bold", pad_edge=False,
+                  caption="fidelity: the worst output by the metric that judged it (cos: mean per-sample cosine; "
+                          f"rel L2: outputs of under {MIN_VALUES_FOR_COSINE} values; exact: integer outputs), with "
+                          "its bar; top-1 agree: outputs holding class scores only")
+    for column in ("case", "p50 ms", "× fp32", "size MB", "gzip MB", "sparsity", "top-1", "Δ top-1", "fidelity",
                    "top-1 agree", "max |err|"):
         table.add_column(column, justify="left" if column == "case" else "right", no_wrap=column == "case")
     for record, gain in zip(records, against_fp32, strict=True):
@@ -175,7 +180,7 @@ def tradeoff_table(records: list[Record], races: list[RaceRecord] | None = None)
             f"{sparsity:.0%}" if isinstance(sparsity, int | float) else "-",
             f"{accuracy.top1:.4f}" if accuracy.top1 is not None else "-",
             f"{-drop + 0.0:+.4f}" if drop is not None else "-",  # + 0.0: no "-0.0000"
-            f"{accuracy.cosine_min:.6f}" if accuracy.cosine_min is not None else
+            escape(judged.text or "-") if (judged := accuracy.judged()) is not None else
             ("[red]error[/]" if accuracy.error else "-"),
             f"{accuracy.top1_agreement:.3f}" if accuracy.top1_agreement is not None else "-",
             f"{accuracy.max_abs_err:.3g}" if accuracy.max_abs_err is not None else "-",

@@ -26,7 +26,6 @@ from harness.fidelity import (
     budget_violations,
     default_min_cosine,
     guard_next_step,
-    output_fidelity,
     top1_accuracy,
     uninformative_reference,
 )
@@ -35,6 +34,8 @@ from harness.protocol import MeasureJob, MeasureResult, ProfileRequest
 from harness.reference import Reference, References
 from model_zoo.artifacts import artifact_meta
 from model_zoo.cache import file_fact
+from model_zoo.catalog import CATALOG
+from model_zoo.fidelity import judge, looks_like_class_scores, output_fidelity, worst
 from results.profile import ProfileSummary, summarise
 from results.record import Accuracy, Record, WorkerInfo
 from results.stats import latency_summary_ms, median_ci_ms
@@ -259,9 +260,15 @@ class Engine:
         if budget.min_cosine is None and not reference_itself:
             guard = {"min_cosine": default_min_cosine(case.precision, case.compression), "source": "default"}
             budget = replace(budget, min_cosine=guard["min_cosine"])
-        per_output = [{"name": name, "reference_name": ref_names[j],
-                       **output_fidelity(out, ref_outputs[j], budget.atol, budget.rtol)}
-                      for name, out, j in zip(names, outputs, order, strict=True)]
+        classes = class_outputs(case, ref_names, ref_outputs)
+        per_output = []
+        for name, out, j in zip(names, outputs, order, strict=True):
+            stats = {"name": name, "reference_name": ref_names[j], "class_scores": classes[j],
+                     **output_fidelity(out, ref_outputs[j], budget.atol, budget.rtol, classes=bool(classes[j]))}
+            verdict = judge(stats, budget.min_cosine)
+            per_output.append({**stats, "judged_by": verdict.metric, "score": verdict.score})
+        verdict = worst(per_output, budget.min_cosine)
+        agreements = [o["top1_agreement"] for o in per_output if o["top1_agreement"] is not None]
         accuracy: dict[str, Any] = {
             "reference": {"backend": reference.backend, "precision": reference.precision,
                           "artifact": reference.artifact, "top1": reference.top1,
@@ -272,10 +279,14 @@ class Engine:
             "outputs": per_output,
             "cosine_min": min(o["cosine"] for o in per_output) if per_output else None,
             "max_abs_err": max(o["max_abs_err"] for o in per_output) if per_output else None,
-            "top1_agreement": per_output[0]["top1_agreement"] if per_output else None,
+            "top1_agreement": agreements[0] if agreements else None,
+            "fidelity": None if verdict is None else {"metric": verdict.metric, "value": verdict.value,
+                                                      "score": verdict.score, "bar": verdict.bar,
+                                                      "text": verdict.text(with_bar=verdict.bar is not None)},
             "top1": None,
             "top1_drop": None,
-            "warning": uninformative_reference(ref_outputs),
+            "warning": uninformative_reference(ref_outputs, ref_names, [c is True for c in classes],
+                                               near_uniform_exempt=untrained_zoo_model(case)),
         }
         if reference.labels is not None:
             accuracy["top1"] = top1_accuracy(outputs[0], reference.labels)
@@ -345,3 +356,19 @@ class Engine:
         (reporting.html.write_report_safely), so the engine knows nothing of them."""
         self.store.write_benchmark_json(self.env)  # a full disk raises DiskFull from the store
         return self.store.records()
+
+
+def class_outputs(case: Case, names: list[str], reference_outputs: list[Any]) -> list[bool | None]:
+    """Per reference output, whether it holds class scores: as the scenario declares it (outputs: {name: {classes:
+    true}}), else the first output of a zoo model with a labelled dataset, else inferred from the reference's
+    values (a probability per class: model_zoo.fidelity.looks_like_class_scores). Top-1 agreement and the
+    near-uniform check apply to these only: the arg-max of an embedding or a landmark means nothing."""
+    declared = case.model.declared_classes()
+    labelled = case.model.zoo is not None and CATALOG[case.model.zoo].dataset is not None
+    return [declared[name] if name in declared else True if labelled and index == 0 else looks_like_class_scores(out)
+            for index, (name, out) in enumerate(zip(names, reference_outputs, strict=True))]
+
+
+def untrained_zoo_model(case: Case) -> bool:
+    """The zoo's models without a dataset are untrained (weights=None): near-uniform class scores by construction."""
+    return case.model.zoo is not None and CATALOG[case.model.zoo].dataset is None

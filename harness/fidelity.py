@@ -1,10 +1,6 @@
-"""How far a case's outputs are from the fp32 reference's, and whether that is within the scenario's budget.
-
-The metrics follow the tools engineers already trust: Polygraphy's comparison (max / mean absolute error,
-max relative error, and an atol/rtol check that fails an element only where BOTH tolerances are exceeded)
-and TFLite's inference_diff (per-output error statistics). Cosine similarity and top-1 agreement add the two
-numbers people actually quote for quantized classifiers. Pure NumPy: the parent process computes these from
-the outputs the workers saved, so nothing here touches a runtime.
+"""Whether a case's outputs are within the scenario's budget or the default fidelity guard, and what the
+reference's outputs say about the evaluation inputs. The statistics and the rule that judges one output are
+model_zoo.fidelity's, shared with the build-time check of converted files.
 """
 
 from __future__ import annotations
@@ -15,26 +11,18 @@ from typing import Any
 import numpy as np
 
 from model_zoo import targets
-
-# Relative error is |a - r| / |r|; where the reference is (almost) zero the ratio explodes without meaning.
-REL_ERR_FLOOR = 1e-12
+from model_zoo.fidelity import NEAR_UNIFORM_ENTROPY, mean_normalised_entropy, violation
+from model_zoo.targets import ABS_ERR_FLOOR
 
 # The default fidelity guard: what every case that is not the reference must meet when the scenario sets no
-# min_cosine of its own. Mean per-sample cosine per output, by precision; pruned variants at most the int8 bar.
-# fp32 is held too: a converter (tf2onnx, the TFLite converter) or a runtime's graph rewrite can break a model
-# at fp32 just as a quantizer can.
+# min_cosine of its own. By precision, in cosine units (model_zoo.fidelity.judge turns the bar into the units of
+# the metric that judges each output); pruned variants at most the int8 bar. fp32 is held too: a converter
+# (tf2onnx, the TFLite converter) or a runtime's graph rewrite can break a model at fp32 just as a quantizer can.
 DEFAULT_MIN_COSINE = {"fp32": 0.999, "fp16": targets.FP16_MIN_COSINE,  # the converters' own bars: 0.99
                       "int8_dynamic": targets.INT8_MIN_COSINE, "int8": targets.INT8_MIN_COSINE}  # 0.98
 PRUNED_MIN_COSINE = 0.98
-# Outputs with fewer values than this per sample (a score, a probability) make a per-sample cosine meaningless
-# (two one-element vectors agree whenever their signs do): they are judged by the relative L2 error of the whole
-# output over all samples, held to the error a cosine c allows between equal-norm vectors, sqrt(2 (1 - c)).
-MIN_VALUES_FOR_COSINE = targets.MIN_VALUES_FOR_COSINE  # 4: the build-time check's rule too
-# Differences this small are never a fidelity failure, whatever the cosine says. Where a model's outputs sit in
-# the tail of a sigmoid or softmax for every evaluation input (an OCR detector shown noise answers ~1e-7
-# everywhere), the fp32 reference itself moves by tens of per cent between ONNX Runtime's graph optimisation
-# levels (measured: cosine 0.79 with |error| <= 9e-8), and a cosine of such values judges rounding, not the model.
-ABS_ERR_FLOOR = targets.ABS_ERR_FLOOR  # 1e-4: one floor for the build-time check and this guard
+# What a user can do about inputs that do not exercise the model (the scenario keys of model_zoo.inputs)
+INPUTS_HINT = "give it representative data: data: images for an image model, or data: <file>.npz with real inputs"
 
 
 def default_min_cosine(precision: str, compression: str) -> float:
@@ -75,49 +63,6 @@ class AccuracyBudget:
         return self.atol is not None or self.rtol is not None
 
 
-def output_fidelity(actual: np.ndarray, reference: np.ndarray, atol: float | None = None,
-                    rtol: float | None = None) -> dict[str, Any]:
-    """Error statistics of one output against the reference, on the same inputs (sample axis first).
-
-    Cosine similarity is computed per sample over the flattened output, then averaged (``cosine``) and its
-    worst sample kept (``cosine_min``): one whole-tensor cosine would let a few ruined samples hide among
-    hundreds of good ones. ``top1_agreement`` is given for classifier-shaped outputs (N, C) with C > 1.
-    """
-    if actual.shape != reference.shape:
-        raise ValueError(f"output shape {actual.shape} differs from the reference's {reference.shape}")
-    a = actual.astype(np.float64).reshape(len(actual), -1)
-    r = reference.astype(np.float64).reshape(len(reference), -1)
-    abs_err = np.abs(a - r)
-    rel_err = abs_err / np.maximum(np.abs(r), REL_ERR_FLOOR)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(r, axis=1)
-    dots = np.sum(a * r, axis=1)
-    # Two all-zero vectors agree perfectly; one zero vector against a non-zero one does not agree at all.
-    cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(abs_err.max(axis=1) == 0, 1.0, 0.0))
-    ref_norm = float(np.linalg.norm(r))
-    whole_err = float(np.linalg.norm(a - r))
-    result: dict[str, Any] = {
-        "values_per_sample": int(r.shape[1]) if r.ndim == 2 else 0,
-        "rel_l2_err": whole_err / ref_norm if ref_norm > 0 else (0.0 if whole_err == 0 else float("inf")),
-        "exact_match": float(np.mean(a == r)) if actual.dtype.kind in "iub" and a.size else None,
-        "max_abs_err": float(abs_err.max()) if abs_err.size else 0.0,
-        "mean_abs_err": float(abs_err.mean()) if abs_err.size else 0.0,
-        "max_rel_err": float(rel_err.max()) if rel_err.size else 0.0,
-        "cosine": float(cosines.mean()),
-        "cosine_min": float(cosines.min()),
-        "top1_agreement": None,
-    }
-    classes = [d for d in actual.shape[1:] if d != 1]  # a sample of class scores, batch axis of 1 kept or not
-    if len(classes) == 1 and classes[0] > 1 and actual.dtype.kind == "f":
-        result["top1_agreement"] = float(np.mean(a.argmax(axis=1) == r.argmax(axis=1)))
-    if atol is not None or rtol is not None:
-        # An element fails only where it exceeds both tolerances (Polygraphy's rule): a large relative error
-        # on a near-zero value, or a large absolute error on a huge value, is not a failure by itself.
-        failing = (abs_err > (atol or 0.0)) & (rel_err > (rtol or 0.0))
-        result.update(atol=atol, rtol=rtol, out_of_tolerance=int(failing.sum()),
-                      within_tolerance=bool(not failing.any()))
-    return result
-
-
 def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of samples whose highest score is the label."""
     if len(scores) != len(labels):
@@ -125,51 +70,35 @@ def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(scores.reshape(len(scores), -1).argmax(axis=1) == labels))
 
 
-def uninformative_reference(reference_outputs: list[np.ndarray]) -> str | None:
-    """Why the reference cannot judge a conversion, or None.
+def uninformative_reference(reference_outputs: list[np.ndarray], names: list[str] | None = None,
+                            class_outputs: list[bool] | None = None, near_uniform_exempt: bool = False) -> str | None:
+    """Why the evaluation inputs cannot show what a conversion does to the model, or None.
 
-    A model that answers the same for every input (an untrained network whose signal dies, a constant head)
-    is reproduced perfectly by any conversion, broken or not: cosine 1.0 and top-1 agreement 1.0 then mean
-    nothing, and the record must say so rather than let them pass for evidence.
+    A model that answers the same for every input (an untrained network whose signal dies, a constant head) is
+    reproduced perfectly by any conversion, broken or not: cosine 1.0 and top-1 agreement 1.0 then mean nothing.
+    Outputs that stay under the absolute floor are judged by that floor alone. And class scores that stay near
+    uniform (a classifier shown noise never decides) are reproduced by any conversion that keeps them flat, while
+    the inputs the model was made for would show the damage. ``near_uniform_exempt``: the zoo's untrained models,
+    near uniform by construction.
     """
+    names = names or [f"#{i}" for i in range(len(reference_outputs))]
     varying = [out for out in reference_outputs if out.shape[0] > 1 and np.ptp(out.reshape(out.shape[0], -1), 0).max()
                > 1e-6 * max(float(np.abs(out).max()), 1e-30)]
-    if varying or not any(out.shape[0] > 1 for out in reference_outputs):
-        faint = [i for i, out in enumerate(reference_outputs)
-                 if out.dtype.kind == "f" and out.size and float(np.abs(out).max()) <= ABS_ERR_FLOOR]
-        if faint and len(faint) == len(reference_outputs):
-            return (f"the fp32 reference's outputs stay below {ABS_ERR_FLOOR:g} for every evaluation input (the model "
-                    "does not respond to these inputs: describe their range or values), so fidelity is judged by the "
-                    "absolute error alone")
+    if not varying and any(out.shape[0] > 1 for out in reference_outputs):
+        return ("the fp32 reference gives the same outputs for every evaluation input, so these fidelity figures "
+                "cannot tell a faithful conversion from a broken one")
+    faint = [out for out in reference_outputs if out.dtype.kind == "f" and out.size
+             and float(np.abs(out).max()) <= ABS_ERR_FLOOR]
+    if faint and len(faint) == len(reference_outputs):
+        return (f"the fp32 reference's outputs stay below {ABS_ERR_FLOOR:g} for every evaluation input (the model "
+                f"does not respond to these inputs: {INPUTS_HINT}), so fidelity is judged by the absolute error alone")
+    if near_uniform_exempt:
         return None
-    return ("the fp32 reference gives the same outputs for every evaluation input, so these fidelity figures cannot "
-            "tell a faithful conversion from a broken one")
-
-
-def _output_name(out: dict[str, Any]) -> str:
-    """The reference's name for an output: backends rename outputs (TFLite's ``StatefulPartitionedCall:0``),
-    and the same model's failures should read the same on every backend."""
-    return out.get("reference_name") or out["name"]
-
-
-def cosine_violation(out: dict[str, Any], min_cosine: float) -> str | None:
-    """Why one output misses a cosine bar, by the rule that suits its kind (see MIN_VALUES_FOR_COSINE), or None."""
-    name = _output_name(out)
-    if out.get("exact_match") is None and out["max_abs_err"] <= ABS_ERR_FLOOR:
-        return None
-    if out.get("exact_match") is not None:  # integer / boolean outputs: class ids, indices, masks
-        if out["exact_match"] < min_cosine:
-            return (f"output {name!r}: {out['exact_match']:.4f} of its values equal the reference's "
-                    f"(< {min_cosine}, the bar min_cosine sets for integer outputs)")
-        return None
-    if out.get("values_per_sample", MIN_VALUES_FOR_COSINE) < MIN_VALUES_FOR_COSINE:
-        allowed = float(np.sqrt(2.0 * (1.0 - min_cosine)))
-        if not out["rel_l2_err"] <= allowed:
-            return (f"output {name!r}: relative L2 error {out['rel_l2_err']:.4g} over all samples > {allowed:.4g} "
-                    f"(what min_cosine {min_cosine} allows {out['values_per_sample']} value(s) per sample)")
-        return None
-    if not out["cosine"] >= min_cosine:
-        return f"output {name!r}: cosine {out['cosine']:.8f} < min_cosine {min_cosine}"
+    for name, out, classes in zip(names, reference_outputs, class_outputs or [], strict=False):
+        if classes and (entropy := mean_normalised_entropy(out)) >= NEAR_UNIFORM_ENTROPY:
+            return (f"the class scores of output {name!r} stay near uniform on the evaluation inputs (mean normalised "
+                    f"entropy {entropy:.2f}; 1 = every class equal): the model decides nothing on them, so a "
+                    f"conversion that keeps them flat passes whatever it does to real inputs ({INPUTS_HINT})")
     return None
 
 
@@ -178,14 +107,14 @@ def budget_violations(accuracy: dict[str, Any], budget: AccuracyBudget) -> list[
     problems = []
     outputs = accuracy.get("outputs") or []
     if budget.min_cosine is not None:
-        problems += [p for out in outputs if (p := cosine_violation(out, budget.min_cosine))]
+        problems += [p for out in outputs if (p := violation(out, budget.min_cosine))]
     if budget.judges_tolerance:
         for out in outputs:
             if not out.get("within_tolerance", True):
                 problems.append(
-                    f"output {_output_name(out)!r}: {out['out_of_tolerance']} element(s) exceed both "
-                    f"atol {budget.atol} and rtol {budget.rtol} (max abs err {out['max_abs_err']:.3g}, max rel err "
-                    f"{out['max_rel_err']:.3g})"
+                    f"output {out.get('reference_name') or out['name']!r}: {out['out_of_tolerance']} element(s) "
+                    f"exceed both atol {budget.atol} and rtol {budget.rtol} (max abs err {out['max_abs_err']:.3g}, "
+                    f"max rel err {out['max_rel_err']:.3g})"
                 )
     drop = accuracy.get("top1_drop")
     if budget.max_top1_drop is not None and drop is not None and drop > budget.max_top1_drop:

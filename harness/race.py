@@ -169,7 +169,7 @@ class GroupRace:
             precision=record.precision, compression=record.compression, status="not raced",
             is_baseline=self.baseline is not None and record.case_id == self.baseline.case_id,
             sequential_ratio=p50 / base_p50 if p50 and base_p50 else None,
-            fidelity=record.accuracy.cosine_min, size_bytes=record.model_size_bytes)
+            fidelity=getattr(record.accuracy.judged(), "score", None), size_bytes=record.model_size_bytes)
 
     def _contenders(self, entries: dict[str, RaceEntry]) -> list[_Contender]:
         """The configurations that race, baseline first; the others' entries say why not."""

@@ -42,6 +42,7 @@ from model_zoo.inputs import (
     InputLayout,
     InputPlan,
     assemble,
+    describe_data,
     make_samples,
     sample_count,
 )
@@ -115,7 +116,7 @@ def calibration_data(model: ModelRef, calibration: Calibration, declared: Sequen
     samples, source = calibration.samples, calibration.source
     what = model.describe()
     try:
-        plans = layout.plan(declared, what)
+        plans = (layout.as_noise() if source == "random" else layout).plan(declared, what)
     except InputError as error:
         raise ArtifactError(f"{what}: {error}") from None
     if source in SOURCES:
@@ -125,11 +126,7 @@ def calibration_data(model: ModelRef, calibration: Calibration, declared: Sequen
             description = f"dataset {dataset} (training split)"
         else:
             arrays = make_samples(plans, samples, RANDOM_SEED)
-            if source == "random":
-                description = "random"
-            else:
-                owner = "zoo model" if model.zoo is not None else "user model"
-                description = f"random ({owner} has no dataset)"
+            description = "random" if source == "random" else f"the model's data: {describe_data(plans)}"
     else:
         arrays = _npz_samples(Path(source), samples, plans, declared)
         description = source

@@ -17,7 +17,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,7 +29,10 @@ from model_zoo.limits import MAX_FEED_ENV, max_feed_bytes
 USER_FLOAT_RANGE = (0.0, 1.0)
 USER_INT_RANGE = (0, 2)  # exclusive upper bound
 AUTO = "auto"  # batch_axis not given: inferred from the model
-GENERATE_CHUNK = 2**20  # values drawn per step: an input is made in its own dtype, never as a float64 copy of it
+GENERATE_CHUNK = 2**20
+# Part of the identity of everything made from pictures (int8 calibration, check data): bump it when the way
+# pictures are drawn (model_zoo.images) changes.
+PICTURES_RECIPE = 1  # values drawn per step: an input is made in its own dtype, never as a float64 copy of it
 
 
 class InputError(ValueError):
@@ -69,6 +72,10 @@ class InputDescription:
     dtype: str | None = None
     range: tuple[float, float] | None = None
     value: Any = None
+    data: str | None = None  # "noise", "images", "documents"; None: the model's (InputLayout.data)
+    mean: tuple[float, ...] | None = None  # image inputs: subtracted after the pixels are mapped to the range
+    std: tuple[float, ...] | None = None  # image inputs: divided by after the mean
+    channels: str | None = None  # image inputs: "rgb" (default) or "bgr"
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -76,21 +83,24 @@ class InputDescription:
             data["shape"] = list(self.shape)
         if self.batch_axis != AUTO:
             data["batch_axis"] = self.batch_axis
-        if self.dtype is not None:
-            data["dtype"] = self.dtype
-        if self.range is not None:
-            data["range"] = list(self.range)
-        if self.value is not None:
-            data["value"] = self.value
+        for key in ("dtype", "value", "data", "channels"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        for key in ("range", "mean", "std"):
+            if getattr(self, key) is not None:
+                data[key] = list(getattr(self, key))
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> InputDescription:
         shape, low_high = data.get("shape"), data.get("range")
+        mean, std = data.get("mean"), data.get("std")
         return cls(shape=None if shape is None else tuple(int(d) for d in shape),
                    batch_axis=data.get("batch_axis", AUTO), dtype=data.get("dtype"),
                    range=None if low_high is None else (float(low_high[0]), float(low_high[1])),
-                   value=data.get("value"))
+                   value=data.get("value"), data=data.get("data"),
+                   mean=None if mean is None else tuple(float(v) for v in mean),
+                   std=None if std is None else tuple(float(v) for v in std), channels=data.get("channels"))
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,11 @@ class InputPlan:
     low: float
     high: float
     value: np.ndarray | None = field(default=None, compare=False)
+    data: str = "noise"  # "noise": uniform in [low, high); "images" / "documents": pictures (model_zoo.images)
+    channel_axis: int | None = None  # pictures: the channel axis of the sample shape (0: CHW, 2: HWC)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    bgr: bool = False
 
     @property
     def batched(self) -> bool:
@@ -131,6 +146,8 @@ class InputPlan:
         if self.value is not None:
             return self.value.copy()
         shape, dtype = self.shape(batch), np.dtype(self.dtype)
+        if self.data != "noise":
+            return self._pictures(rng, batch)
         if dtype.kind not in "fiub":
             raise InputError(f"input {self.name!r} has dtype {self.dtype}, which accelbench cannot generate")
         data = np.empty(shape, dtype=dtype)
@@ -146,6 +163,49 @@ class InputPlan:
         return data
 
 
+    def _pictures(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """``batch`` pictures (batch axis 0), each mapped from [0, 1] pixels to [low, high), then normalised by
+        mean and std, in the input's channel order and layout and dtype (integers: floored into [low, high))."""
+        from model_zoo.images import draw
+
+        assert self.channel_axis is not None and self.batch_axis == 0
+        height, width = (dim for axis, dim in enumerate(self.sample_shape) if axis != self.channel_axis)
+        channels = self.sample_shape[self.channel_axis]
+        dtype = np.dtype(self.dtype)
+        out = np.empty(self.shape(batch), dtype=dtype)
+        for index in range(batch):
+            pixels = draw(rng, self.data, height, width, channels)
+            if self.bgr:
+                pixels = pixels[..., ::-1]
+            values = self.low + (self.high - self.low) * pixels.astype(np.float64)
+            if self.mean is not None:
+                values = values - np.asarray(self.mean)
+            if self.std is not None:
+                values = values / np.asarray(self.std)
+            if self.channel_axis == 0:
+                values = values.transpose(2, 0, 1)
+            if dtype.kind in "iu":
+                values = np.clip(np.floor(values), self.low, self.high - 1)
+            out[index] = values
+        return out
+
+
+def picture_channel_axis(sample_shape: Sequence[int], dtype: str) -> int | None:
+    """Where the channels are in a sample shape that looks like a picture, or None: three dimensions, 1 or 3
+    channels first (CHW) or last (HWC) and not both, sides of at least MIN_SIDE, floats or uint8."""
+    from model_zoo.images import MIN_SIDE
+
+    if len(sample_shape) != 3 or not (np.dtype(dtype).kind == "f" or np.dtype(dtype) == np.uint8):
+        return None
+    first, last = sample_shape[0] in (1, 3), sample_shape[2] in (1, 3)
+    if first == last:
+        return None
+    sides = sample_shape[1:] if first else sample_shape[:2]
+    if min(sides) < MIN_SIDE:
+        return None
+    return 0 if first else 2
+
+
 @dataclass(frozen=True)
 class InputLayout:
     """What a scenario says about all inputs of one model; travels as JSON to workers and to the build process.
@@ -157,6 +217,9 @@ class InputLayout:
     inputs: tuple[tuple[str, InputDescription], ...] = ()
     sample_shape: tuple[int, ...] | None = None
     value_range: tuple[float, float] | None = None
+    # what fills inputs the description leaves to the model: "auto" (pictures for picture-shaped inputs, noise for
+    # the rest: a user's file), "noise" (the zoo), "images" or "documents" (the scenario's model-level data:)
+    data: str = "noise"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> InputLayout:
@@ -165,7 +228,8 @@ class InputLayout:
         described = data.get("inputs") or {}
         return cls(inputs=tuple((name, InputDescription.from_json(d)) for name, d in described.items()),
                    sample_shape=None if shape is None else tuple(int(d) for d in shape),
-                   value_range=None if low_high is None else (float(low_high[0]), float(low_high[1])))
+                   value_range=None if low_high is None else (float(low_high[0]), float(low_high[1])),
+                   data=data.get("data") or "noise")
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -175,11 +239,22 @@ class InputLayout:
             data["input_shape"] = list(self.sample_shape)
         if self.value_range is not None:
             data["input_range"] = list(self.value_range)
+        if self.data != "noise":
+            data["data"] = self.data
         return data
 
     def identity(self) -> str:
-        """Canonical text of the layout, for cache keys: calibration data depends on every field."""
-        return json.dumps(self.to_json(), sort_keys=True)
+        """Canonical text of the layout, for cache keys: calibration data depends on every field, and on how
+        pictures are drawn (PICTURES_RECIPE) wherever they may be."""
+        data = self.to_json()
+        if self.data != "noise" or any(d.data not in (None, "noise") for _, d in self.inputs):
+            data["pictures_recipe"] = PICTURES_RECIPE
+        return json.dumps(data, sort_keys=True)
+
+    def as_noise(self) -> InputLayout:
+        """The same inputs filled with noise (calibration: {source: random}): pictures' settings dropped."""
+        inputs = tuple((name, replace(d, data="noise", mean=None, std=None, channels=None)) for name, d in self.inputs)
+        return replace(self, inputs=inputs, data="noise")
 
     @property
     def described(self) -> dict[str, InputDescription]:
@@ -235,10 +310,46 @@ class InputLayout:
         if not _fits(sample, rest):
             raise InputError(f"input {spec.name!r}: shape {list(sample)} does not fit the model's {_show(declared)}"
                              + ("" if batch_axis is None else f" without its batch axis {batch_axis}"))
-        low, high = desc.range or self.value_range or (USER_FLOAT_RANGE if dtype.kind == "f" else USER_INT_RANGE)
+        channel_axis = picture_channel_axis(sample, dtype.name) if batch_axis == 0 else None
+        kind = self._data_kind(spec.name, desc, tuple(sample), channel_axis)
+        default = USER_FLOAT_RANGE if dtype.kind == "f" else (0, 256) if kind != "noise" else USER_INT_RANGE
+        low, high = desc.range or self.value_range or default
         if not low < high:
             raise InputError(f"input {spec.name!r}: range [{low}, {high}) is empty")
-        return InputPlan(spec.name, dtype.name, batch_axis, tuple(sample), low, high)
+        if kind == "noise":
+            if desc.mean is not None or desc.std is not None or desc.channels is not None:
+                raise InputError(f"input {spec.name!r}: mean, std and channels describe pictures, and this input is "
+                                 "filled with noise (give it data: images)")
+            return InputPlan(spec.name, dtype.name, batch_axis, tuple(sample), low, high)
+        channels = sample[channel_axis]  # type: ignore[index]
+        for key in ("mean", "std"):
+            values = getattr(desc, key)
+            if values is not None and len(values) not in (1, channels):
+                raise InputError(f"input {spec.name!r}: {key} has {len(values)} values for {channels} channel(s)")
+        if desc.std is not None and min(desc.std) <= 0:
+            raise InputError(f"input {spec.name!r}: std must be positive, not {list(desc.std)}")
+        return InputPlan(spec.name, dtype.name, batch_axis, tuple(sample), low, high, data=kind,
+                         channel_axis=channel_axis, mean=desc.mean, std=desc.std, bgr=desc.channels == "bgr")
+
+    def _data_kind(self, name: str, desc: InputDescription, sample: tuple[int, ...],
+                   channel_axis: int | None) -> str:
+        """What fills the input: what its description says, else the model's data; "auto" picks pictures for a
+        picture-shaped input (documents where it is three times as wide as high: a line of text) and noise for
+        the rest. Pictures asked for an input that is no picture are an error where the input's description asks,
+        noise where the model-level data: does (a model's other inputs: a state, a scalar)."""
+        wanted = desc.data or self.data
+        if wanted == "noise":
+            return "noise"
+        if channel_axis is None:
+            if desc.data is not None:
+                raise InputError(f"input {name!r}: data: {desc.data} fills inputs shaped like pictures (batch on "
+                                 f"axis 0, then 1 or 3 channels first or last and two sides of at least 8); its "
+                                 f"sample shape is {list(sample)}: give it data: noise")
+            return "noise"
+        if wanted != "auto":
+            return wanted
+        height, width = (dim for axis, dim in enumerate(sample) if axis != channel_axis)
+        return "documents" if width >= 3 * height else "images"
 
     @staticmethod
     def _batch_axis(spec: DeclaredInput, desc: InputDescription, batch_name: str | None) -> int | None:
@@ -291,6 +402,20 @@ def onnx_declared(path: str) -> list[Declared]:
         declared.append(Declared(value.name, tuple(dims), tensor_dtype_to_np_dtype(tensor.elem_type).name,
                                  tuple(names)))
     return declared
+
+
+def describe_data(plans: Sequence[InputPlan]) -> str:
+    """What fills the inputs, in words, for meta.json and the record: "images for 'x'; noise for 'state', 'sr'"."""
+    from model_zoo.images import KINDS
+
+    kinds: dict[str, list[str]] = {}
+    for plan in plans:
+        kind = "a fixed value" if plan.value is not None else plan.data
+        kinds.setdefault(kind, []).append(repr(plan.name))
+    sources = {"images": "photographs from scikit-image and scikit-learn, random crops",
+               "documents": "document scans from scikit-image, random crops"}
+    return "; ".join(f"{kind}{f' ({sources[kind]})' if kind in KINDS else ''} for {', '.join(names)}"
+                     for kind, names in kinds.items())
 
 
 def feed_problem(plans: Sequence[InputPlan], batch: int) -> str | None:

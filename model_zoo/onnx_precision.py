@@ -36,15 +36,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from model_zoo.calibration import InputSpec, batches
+from model_zoo.fidelity import SCORE_DEFINITION, output_scores
 from model_zoo.inputs import onnx_declared
 from model_zoo.targets import (
-    ABS_ERR_FLOOR,
     FP16_MIN_COSINE,
     FP16_SEARCH_SECONDS,
     INT8_MIN_COSINE,
     INT8_SEARCH_MIN_COSINE,
     INT8_SEARCH_SECONDS,
-    MIN_VALUES_FOR_COSINE,
 )
 
 # Per-channel QDQ (DequantizeLinear's `axis`) exists from opset 13 on.
@@ -379,79 +378,6 @@ def check_onnx(out_file: Path, src: Path) -> None:
     _session(out_file)
 
 
-def output_cosines(
-    reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]], names: Sequence[str]
-) -> dict[str, float]:
-    """Per output: the cosine between the flattened reference and candidate output of each feed, averaged
-    over feeds. Scale-free, so one number fits logits, probabilities and states alike; a candidate with
-    NaN/inf or another shape scores 0, two all-zero outputs score 1.
-
-    Integer and boolean outputs (class ids, masks) score the fraction of values equal to the reference's, and an
-    output with fewer than MIN_VALUES_FOR_COSINE values per feed (a speech probability, a score) is judged
-    as the harness's guard judges it: two one-element vectors have cosine 1 whenever their signs agree, so its
-    relative L2 error e over all feeds is turned into the cosine that allows it between equal-norm vectors,
-    1 - e²/2. One number per output, comparable with one threshold, and the same verdict as the guard's.
-    """
-    result: dict[str, float] = {}
-    for k, name in enumerate(names):
-        if len(reference) != len(candidate):
-            raise ValueError(f"{len(candidate)} candidate outputs for {len(reference)} reference outputs")
-        if reference and all(np.asarray(out[k]).dtype.kind in "iub" for out in reference):
-            result[name] = _exact_match(reference, candidate, k)  # class ids, indices, masks: as the guard does
-            continue
-        refs = [np.asarray(out[k], dtype=np.float64).ravel() for out in reference]
-        cands = [np.asarray(out[k], dtype=np.float64).ravel() for out in candidate]
-        if refs and all(a.size < MIN_VALUES_FOR_COSINE for a in refs):
-            result[name] = _small_output_cosine(refs, cands)
-            continue
-        values = []
-        for a, b in zip(refs, cands, strict=True):
-            if a.shape != b.shape or not np.all(np.isfinite(b)):
-                values.append(0.0)
-                continue
-            if a.size and float(np.abs(a - b).max()) <= ABS_ERR_FLOOR:
-                values.append(1.0)
-                continue
-            na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-            if na == 0.0 or nb == 0.0:
-                values.append(1.0 if na == nb else 0.0)
-                continue
-            values.append(float(np.clip(a @ b / (na * nb), -1.0, 1.0)))
-        result[name] = float(np.mean(values)) if values else float("nan")
-    return result
-
-
-def _exact_match(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]], k: int) -> float:
-    """The fraction of output k's values equal to the reference's over all feeds; 0 for another shape."""
-    equal = total = 0
-    for ref_out, cand_out in zip(reference, candidate, strict=True):
-        a, b = np.asarray(ref_out[k]), np.asarray(cand_out[k])
-        if a.shape != b.shape:
-            return 0.0
-        equal += int(np.sum(a == b))
-        total += a.size
-    return equal / total if total else 1.0
-
-
-def _small_output_cosine(refs: Sequence[np.ndarray], cands: Sequence[np.ndarray]) -> float:
-    """1 - e²/2 for the relative L2 error e of all feeds together (see `output_cosines`), clipped to [-1, 1]."""
-    if any(a.shape != b.shape for a, b in zip(refs, cands, strict=True)):
-        return 0.0
-    a, b = np.concatenate(refs), np.concatenate(cands)
-    if not np.all(np.isfinite(b)):
-        return 0.0
-    if not a.size or float(np.abs(a - b).max()) <= ABS_ERR_FLOOR:
-        return 1.0
-    norm = float(np.linalg.norm(a))
-    if norm == 0.0:
-        return 0.0
-    error = float(np.linalg.norm(a - b)) / norm
-    return float(np.clip(1.0 - error * error / 2.0, -1.0, 1.0))
-
-
-# --- fidelity ----------------------------------------------------------------------------------------------
-
-
 class _Reference:
     """The fp32 source's outputs on the check feeds, computed once and compared with each candidate."""
 
@@ -466,7 +392,7 @@ class _Reference:
             return {}
         session = _session(candidate)
         outputs = [session.run(self.names, dict(feed)) for feed in self.feeds]
-        return output_cosines(self.outputs, outputs, self.names)
+        return output_scores(self.outputs, outputs, self.names)
 
 
 def _fidelity_meta(cosines: Mapping[str, float], threshold: float, feeds: int) -> dict[str, Any]:
@@ -474,8 +400,7 @@ def _fidelity_meta(cosines: Mapping[str, float], threshold: float, feeds: int) -
         return {"checked": False, "why": "no check feeds were given"}
     return {
         "checked": True,
-        "metric": "per output: cosine of each feed's flattened output vs fp32 on ONNX Runtime CPU, mean over feeds "
-                  f"(outputs under {MIN_VALUES_FOR_COSINE} values per feed: 1 - e²/2 for their relative L2 error e)",
+        "metric": f"per output vs fp32 on ONNX Runtime CPU, each feed one sample: the guard's {SCORE_DEFINITION}",
         "feeds": feeds,
         "threshold": threshold,
         "cosine": {name: round(value, 6) for name, value in cosines.items()},

@@ -14,7 +14,7 @@ INT8_MIN_COSINE = 0.98
 # the guard judges other samples. Measured without the margin: Basic Pitch passed the build-time check and scored
 # 0.9799 at the guard; Silero VAD's speech probability at relative L2 0.09-0.12 on check feeds scored 0.20-0.25.
 INT8_SEARCH_MIN_COSINE = 1.0 - (1.0 - INT8_MIN_COSINE) * 3 / 4
-# Outputs with fewer values than this per feed are judged by their relative L2 error (see `output_cosines`); the
+# Outputs with fewer values than this per feed are judged by their relative L2 error (model_zoo.fidelity.judge); the
 # harness's guard uses the same rule (harness.fidelity).
 MIN_VALUES_FOR_COSINE = 4
 # Wall-clock budget of the automatic fp16 search; when it runs out, the last configuration that passed

@@ -111,7 +111,8 @@ def throughput_figure(cases: pd.DataFrame) -> go.Figure | None:
 
 def accuracy_figure(cases: pd.DataFrame, metric: str) -> go.Figure | None:
     """Every timed case by latency per item and accuracy, with the Pareto front: the passed cases nothing else
-    that passed beats on both. metric: "cosine" (fidelity to the fp32 reference) or "top1" (task accuracy).
+    that passed beats on both. metric: "fidelity" (the fidelity score to the fp32 reference: one comparable figure
+    per case, model_zoo.fidelity.SCORE_DEFINITION) or "top1" (task accuracy).
 
     INVALID cases (untrustworthy timings) and failed ones that were timed (a conversion that misses its fidelity
     guard) are drawn grey and crossed so the cost of a broken conversion stays visible, but the front never runs
@@ -122,12 +123,13 @@ def accuracy_figure(cases: pd.DataFrame, metric: str) -> go.Figure | None:
         return None
     several_runs = timed["run"].nunique() > 1
     fig = go.Figure()
-    hover = "%{text}<br>%{x:.4g} ms/item, " + metric + " %{y:.6g}<extra></extra>"
+    hover = "%{text}<br>%{x:.4g} ms/item, " + ("score" if metric == "fidelity" else metric) + \
+        " %{y:.6g}<extra></extra>"
     passed = timed[timed["status"] == "passed"]
     others = timed[timed["status"] != "passed"]
     per_item = (passed["p50_ms"] / passed["batch_size"]).tolist()
     accuracy = passed[metric].tolist()
-    names = [text(_case_label(row, several_runs)) for row in passed.itertuples(index=False)]
+    names = [text(_case_label(row, several_runs)) + _judged(row, metric) for row in passed.itertuples(index=False)]
     if names:
         fig.add_trace(go.Scatter(x=per_item, y=accuracy, mode="markers", name="passed case", text=names,
                                  marker={"size": 9, "color": "#4c78a8", "opacity": 0.8}, hovertemplate=hover))
@@ -135,11 +137,11 @@ def accuracy_figure(cases: pd.DataFrame, metric: str) -> go.Figure | None:
         fig.add_trace(go.Scatter(
             x=(others["p50_ms"] / others["batch_size"]).tolist(), y=others[metric].tolist(), mode="markers",
             name="INVALID or failed (not on the front)",
-            text=[text(f"{_case_label(row, several_runs)} ({row.status_label})")
+            text=[text(f"{_case_label(row, several_runs)} ({row.status_label})") + _judged(row, metric)
                   for row in others.itertuples(index=False)],
             marker={"size": 10, "symbol": "x-thin-open", "color": "#9aa0a6", "line": {"width": 2}},
             hovertemplate=hover))
-    # cosines of fp32 cases differ in the 14th digit by float noise alone: compare at 9 digits
+    # scores of fp32 cases differ in the 14th digit by float noise alone: compare at 9 digits
     front = pareto_front([(x, round(y, 9)) for x, y in zip(per_item, accuracy, strict=True)])
     if front:
         fig.add_trace(go.Scatter(x=[per_item[i] for i in front], y=[accuracy[i] for i in front],
@@ -149,15 +151,22 @@ def accuracy_figure(cases: pd.DataFrame, metric: str) -> go.Figure | None:
                                  text=[names[i] for i in front], hovertemplate="%{text}<extra>Pareto front</extra>"))
     per_item_all = (timed["p50_ms"] / timed["batch_size"]).tolist()
     accuracy_all = timed[metric].tolist()
-    title = {"cosine": "Fidelity to the fp32 reference (min cosine) against latency",
+    title = {"fidelity": "Fidelity score (worst output, against the fp32 reference) against latency",
              "top1": "Task accuracy (top-1 on the held-out set) against latency"}[metric]
     _value_axis(fig.update_xaxes, per_item_all, "p50 latency per item (ms) = p50 / batch size")
     low, high = min(accuracy_all), max(accuracy_all)
-    pad = max((high - low) * 0.08, 0.002 if metric == "cosine" else 0.01)
-    fig.update_yaxes(title_text={"cosine": "min cosine similarity", "top1": "top-1 accuracy"}[metric],
+    pad = max((high - low) * 0.08, 0.002 if metric == "fidelity" else 0.01)
+    fig.update_yaxes(title_text={"fidelity": "fidelity score", "top1": "top-1 accuracy"}[metric],
                      range=[low - pad, min(high + pad, 1.0 + pad / 2)],
-                     tickformat=".4f" if metric == "cosine" else ".3f")
+                     tickformat=".4f" if metric == "fidelity" else ".3f")
     return _layout(fig, title, 380)
+
+
+def _judged(row: Any, metric: str) -> str:
+    """The metric that judged the case, for the hover: "rel L2 0.0197 ≤ 0.2" (a score alone hides it)."""
+    if metric != "fidelity" or not isinstance(getattr(row, "fidelity_text", None), str):
+        return ""
+    return f"<br>{text(row.fidelity_text)}"
 
 
 def resources_figure(cases: pd.DataFrame) -> go.Figure | None:
@@ -198,7 +207,7 @@ def figures_for_model(cases: pd.DataFrame, samples: dict[str, list[int]]) -> lis
     candidates = [
         ("latency", latency_figure(cases, samples)),
         ("throughput", throughput_figure(cases)),
-        ("fidelity", accuracy_figure(cases, "cosine")),
+        ("fidelity", accuracy_figure(cases, "fidelity")),
         ("task-accuracy", accuracy_figure(cases, "top1")),
         ("resources", resources_figure(cases)),
     ]

@@ -27,7 +27,8 @@ COLUMNS = (
     "compression", "batch_size", "mode", "status", "reason", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms",
     "ci_low_ms", "ci_high_ms", "runs", "throughput_ips", "speedup", "speedup_low", "speedup_high", "speedup_source",
     "speedup_text", "baseline", "init_ms", "first_inference_ms", "peak_rss_mb", "gpu_memory_mb", "cpu_percent",
-    "gpu_util_pct", "size_mb", "gzip_mb", "cosine", "max_abs_err", "top1_agreement", "top1", "top1_drop",
+    "gpu_util_pct", "size_mb", "gzip_mb", "cosine", "fidelity", "fidelity_text", "fidelity_warning", "max_abs_err",
+    "top1_agreement", "top1", "top1_drop",
     "software_gpu", "device", "os_threads", "env_id",
 )
 

@@ -20,6 +20,7 @@ import jinja2
 import pandas as pd
 import plotly.io
 
+from model_zoo.fidelity import SCORE_DEFINITION
 from reporting.baseline import (
     NOT_RACED_NOTE,
     GroupAnswer,
@@ -192,13 +193,24 @@ def _baseline_note(cases: pd.DataFrame) -> str:
 
 
 def _fidelity(row: Any) -> str:
-    """How faithful a case is: min cosine to the fp32 reference, and top-1 where the model has labels."""
+    """How faithful a case is: its worst output by the metric that judged it, with its bar, and top-1 where the
+    model has labels."""
     parts = []
-    if not _missing(row.cosine):
-        parts.append(f"min cosine {float(row.cosine):.6f}")
+    if isinstance(row.fidelity_text, str):
+        parts.append(row.fidelity_text)
     if not _missing(row.top1):
         parts.append(f"top-1 {float(row.top1):.4f}")
     return ", ".join(parts) or "not measured"
+
+
+SCORE_NOTE = ("The fidelity chart plots one comparable " + SCORE_DEFINITION + ". Hover a point for the metric "
+              "that judged the case and its bar.")
+
+
+def _fidelity_warnings(cases: pd.DataFrame) -> list[str]:
+    """What the fp32 reference's outputs say about the evaluation inputs (harness.fidelity.uninformative_reference):
+    near-uniform class scores, outputs that never respond. Once per distinct warning."""
+    return [w for w in dict.fromkeys(cases["fidelity_warning"]) if isinstance(w, str) and w]
 
 
 RaceAnswers = dict[tuple[str, Any, Any, Any, Any], tuple[str, GroupAnswer]]  # (run, group) → (case_id, answer)
@@ -402,7 +414,8 @@ RECORD_TABLE = (  # column title, frame column, digits (None: text)
     ("init ms", "init_ms", 4), ("1st inference ms", "first_inference_ms", 4), ("peak RSS MB", "peak_rss_mb", 4),
     ("GPU MB", "gpu_memory_mb", 4), ("CPU %", "cpu_percent", 3), ("OS threads", "os_threads", 1),
     ("GPU %", "gpu_util_pct", 3),
-    ("size MB", "size_mb", 3), ("gzip MB", "gzip_mb", 3), ("cosine", "cosine", 7), ("top-1", "top1", 4),
+    ("size MB", "size_mb", 3), ("gzip MB", "gzip_mb", 3), ("fidelity", "fidelity_text", None),
+    ("top-1", "top1", 4),
     ("device", "device", None),
 )
 
@@ -470,7 +483,8 @@ def build_page(runs: list[Run]) -> str:
                     figures.append({"id": profiles["chart"], "json": figure_json(figure)})
             models.append({"name": model, "source": _model_source(runs, model), "anchor": anchor,
                            "matrix": _matrix(cases), "baseline_note": _baseline_note(cases), "charts": charts,
-                           "races": races, "profiles": profiles})
+                           "races": races, "profiles": profiles, "warnings": _fidelity_warnings(cases),
+                           "score_note": SCORE_NOTE if any(c["kind"] == "fidelity" for c in charts) else None})
             answers += _answers(cases, labels[machine_id], model, anchor, len(machine_runs) > 1, several_modes,
                                 raced)
         machines.append({"id": machine_id, "label": labels[machine_id], "anchor": f"machine-{len(machines)}",

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from model_zoo.fidelity import worst
 from results.profile import ProfileSummary
 
 STATUSES = ("passed", "failed", "skipped", "invalid")
@@ -108,10 +109,14 @@ class TensorInfo(_Part):
 
 
 class OutputFidelity(_Part):
-    """One output against the fp32 reference's (harness.fidelity.output_fidelity)."""
+    """One output against the fp32 reference's (model_zoo.fidelity.output_fidelity), the metric that judged it
+    (model_zoo.fidelity.judge: cosine, rel_l2, exact_match or abs_floor) and its comparable score."""
 
     name: str
     reference_name: str | None = None
+    class_scores: bool | None = None  # declared or inferred; top-1 agreement only where true
+    judged_by: str | None = None
+    score: float | None = None
     values_per_sample: int | None = None
     rel_l2_err: float | None = None
     exact_match: float | None = None
@@ -138,6 +143,17 @@ class ReferenceInfo(_Part):
     options: dict[str, Any] | None = None
 
 
+class FidelitySummary(_Part):
+    """The case's fidelity in one figure: its worst output's judgement, in the units of the metric that judged it
+    (metric, value, bar) and as the comparable score (model_zoo.fidelity.SCORE_DEFINITION) the chart plots."""
+
+    metric: str | None = None
+    value: float | None = None
+    score: float | None = None
+    bar: float | None = None
+    text: str | None = None
+
+
 class Guard(_Part):
     min_cosine: float | None = None
     source: str | None = None  # "default" (the precision's bar) or "scenario"
@@ -155,12 +171,25 @@ class Accuracy(_Part):
     cosine_min: float | None = None
     max_abs_err: float | None = None
     top1_agreement: float | None = None
+    fidelity: FidelitySummary | None = None
     top1: float | None = None
     top1_drop: float | None = None
     warning: str | None = None
     budget: dict[str, Any] | None = None
     violations: list[str] | None = None
     error: str | None = None
+
+    def judged(self) -> FidelitySummary | None:
+        """The case's fidelity in one figure: as recorded, or for a record written before it was (no `fidelity`),
+        judged from its outputs by the same rule (model_zoo.fidelity.judge) against its guard's bar."""
+        if self.fidelity is not None or not self.outputs:
+            return self.fidelity
+        bar = self.guard.min_cosine if self.guard else None
+        verdict = worst([out.model_dump() for out in self.outputs], bar)
+        if verdict is None:
+            return None
+        return FidelitySummary(metric=verdict.metric, value=verdict.value, score=verdict.score, bar=verdict.bar,
+                               text=verdict.text(with_bar=verdict.bar is not None))
 
 
 class Record(_Part):
@@ -271,6 +300,7 @@ class Record(_Part):
     def flat(self) -> dict[str, Any]:
         """The record as one row of named scalars: what the report's table, its CSV and the history draw from."""
         latency, interval, accuracy = self.latency_ms, self.median_ci_ms, self.accuracy
+        judged = accuracy.judged()
         gpu = self.gpu_telemetry or {}
         size, gzip_size = self.model_size_bytes, self.model_size_gzip_bytes
         return {
@@ -289,6 +319,8 @@ class Record(_Part):
             "gpu_util_pct": gpu.get("gpu_util_mean_pct"),
             "size_mb": size / 1e6 if size else None, "gzip_mb": gzip_size / 1e6 if gzip_size else None,
             "cosine": accuracy.cosine_min, "max_abs_err": accuracy.max_abs_err,
+            "fidelity": judged.score if judged else None, "fidelity_text": judged.text if judged else None,
+            "fidelity_warning": accuracy.warning,
             "top1_agreement": accuracy.top1_agreement, "top1": accuracy.top1, "top1_drop": accuracy.top1_drop,
             "software_gpu": self.software_gpu, "device": self.device,
             "env_id": self.env_id, "os_threads": self.worker.os_threads if self.worker else None,

@@ -28,6 +28,10 @@ class ModelSpec:
     # a user file's inputs by name, as model_zoo.inputs.InputDescription JSON; canonical (sorted) text, so that
     # the spec stays hashable and two equal descriptions compare equal
     inputs: str | None = None
+    # what fills the inputs (scenario's model-level data:); None: "auto" for a user's file, noise for the zoo
+    data: str | None = None
+    # outputs the scenario declares class scores (true) or not (false), as canonical JSON {name: bool}
+    class_outputs: str | None = None
 
     @classmethod
     def from_entry(cls, entry: Any, base_dir: Path) -> ModelSpec:
@@ -39,7 +43,14 @@ class ModelSpec:
         inputs = None
         if getattr(entry, "inputs", None):
             inputs = json.dumps({name: d.to_description() for name, d in entry.inputs.items()}, sort_keys=True)
-        return cls(zoo=entry.name, path=path, input_shape=shape, inputs=inputs)
+        declared = {name: out.classes for name, out in (getattr(entry, "outputs", None) or {}).items()
+                    if out.classes is not None}
+        return cls(zoo=entry.name, path=path, input_shape=shape, inputs=inputs, data=getattr(entry, "data", None),
+                   class_outputs=json.dumps(declared, sort_keys=True) if declared else None)
+
+    def declared_classes(self) -> dict[str, bool]:
+        """The outputs the scenario says hold class scores (true) or not (false)."""
+        return json.loads(self.class_outputs) if self.class_outputs else {}
 
     def to_ref(self) -> ModelRef:
         """The zoo's reference. A user file's input_shape only fills dynamic dimensions at run time; it is not
@@ -50,10 +61,11 @@ class ModelSpec:
         """What makes the model's data (a model_zoo.inputs.InputLayout's JSON): the zoo's declared shape, dtype,
         value range and dataset, or a user file's input descriptions."""
         if self.zoo is None:
-            return {"input_shape": self.input_shape, "inputs": json.loads(self.inputs) if self.inputs else None}
+            return {"input_shape": self.input_shape, "inputs": json.loads(self.inputs) if self.inputs else None,
+                    "data": self.data or "auto"}
         entry = CATALOG[self.zoo]
         return {"input_shape": self.input_shape or entry.input_shape, "input_dtype": entry.input_dtype,
-                "input_range": entry.input_range, "dataset": entry.dataset}
+                "input_range": entry.input_range, "dataset": entry.dataset, "data": self.data or "noise"}
 
 
 @dataclass
@@ -87,7 +99,8 @@ class Case:
         model = data["model"]
         shape = model.get("input_shape")
         spec = ModelSpec(zoo=model.get("zoo"), path=model.get("path"),
-                         input_shape=tuple(shape) if shape else None, inputs=model.get("inputs"))
+                         input_shape=tuple(shape) if shape else None, inputs=model.get("inputs"),
+                         data=model.get("data"), class_outputs=model.get("class_outputs"))
         return cls(**{**data, "model": spec})
 
     def artifact_request(self) -> ArtifactRequest:

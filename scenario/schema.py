@@ -117,6 +117,9 @@ MeasureOverride = create_model(
 )
 
 
+DataKind = Literal["images", "documents", "noise"]
+
+
 class InputEntry(BaseModel):
     """One input of a user's model, described by name (see model_zoo.inputs): every key optional."""
 
@@ -127,6 +130,11 @@ class InputEntry(BaseModel):
     dtype: str | None = None
     range: tuple[float, float] | None = Field(None, description="[low, high) of generated values")
     value: Any = Field(None, description="a fixed value (a number or nested list), never batched")
+    data: DataKind | None = Field(None, description="what fills the input: images, documents or noise (default: "
+                                                    "the model's data)")
+    mean: list[float] | None = Field(None, description="pictures: subtracted (per channel) after mapping to range")
+    std: list[float] | None = Field(None, description="pictures: divided by (per channel) after the mean")
+    channels: Literal["rgb", "bgr"] | None = Field(None, description="pictures: the channel order (default rgb)")
 
     @field_validator("batch_axis", mode="before")
     @classmethod
@@ -161,8 +169,10 @@ class InputEntry(BaseModel):
     @model_validator(mode="after")
     def _value_alone(self) -> InputEntry:
         if self.value is not None:
-            if self.range is not None or self.shape is not None or self.batch_axis not in ("auto", None):
-                raise ValueError("a fixed value takes no shape, range or batch_axis (it is used as is, not batched)")
+            if self.range is not None or self.shape is not None or self.batch_axis not in ("auto", None) \
+                    or self.data is not None:
+                raise ValueError("a fixed value takes no shape, range, batch_axis or data (it is used as is, not "
+                                 "batched)")
             try:
                 np.asarray(self.value, dtype=np.float64)
             except (TypeError, ValueError):
@@ -176,6 +186,15 @@ class InputEntry(BaseModel):
                 if not (k == "batch_axis" and v == "auto")}
 
 
+class OutputEntry(BaseModel):
+    """One output of a model, described by name: whether it holds class scores (top-1 agreement and the
+    near-uniform check apply); unset, an output holding a probability per class (a softmax) is taken for one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classes: bool | None = Field(None, description="true: class scores (logits or probabilities); false: not")
+
+
 class ModelEntry(BaseModel):
     """A zoo model by ``name`` (with options) or a user's file by ``path``, plus per-model overrides."""
 
@@ -185,6 +204,10 @@ class ModelEntry(BaseModel):
     path: str | None = None
     input_shape: list[int] | None = None
     inputs: dict[str, InputEntry] | None = Field(None, description="a user's model: its inputs by name")
+    outputs: dict[str, OutputEntry] | None = Field(None, description="the model's outputs by name")
+    data: Literal["auto", "images", "documents", "noise"] | None = Field(
+        None, description="what fills the inputs for timing, fidelity and calibration: auto (a user's file: pictures "
+                          "for picture-shaped inputs, noise for the rest), images, documents or noise")
     label: str | None = None
     precisions: list[Precision] | None = None
     batch_sizes: list[int] | None = None
@@ -431,6 +454,7 @@ KEYS_AT = {
     ("accuracy",): set(AccuracySpec.model_fields),
     ("models", "accuracy"): set(AccuracySpec.model_fields),
     ("models", "inputs"): set(InputEntry.model_fields),
+    ("models", "outputs"): set(OutputEntry.model_fields),
     ("baseline",): set(BaselineSpec.model_fields),
     ("ab",): set(AbSpec.model_fields),
     ("race",): set(RaceSpec.model_fields),

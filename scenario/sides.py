@@ -105,7 +105,8 @@ class Side:
                 raise SideError(self.name, problem, (key,))
         model = case.model
         if self.model:
-            model = ModelSpec(zoo=None, path=self.model, input_shape=case.model.input_shape, inputs=case.model.inputs)
+            model = ModelSpec(zoo=None, path=self.model, input_shape=case.model.input_shape, inputs=case.model.inputs,
+                              data=case.model.data, class_outputs=case.model.class_outputs)
         return replace(case, model=model, backend_options={**case.backend_options, **self.options})
 
 

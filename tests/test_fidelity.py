@@ -11,9 +11,17 @@ from harness.evaluation import load_arrays, match_order, normalised, run_batched
 from harness.fidelity import (
     AccuracyBudget,
     budget_violations,
-    output_fidelity,
     top1_accuracy,
     uninformative_reference,
+)
+from model_zoo.fidelity import (
+    judge,
+    looks_like_class_scores,
+    mean_normalised_entropy,
+    output_fidelity,
+    output_scores,
+    violation,
+    worst,
 )
 from model_zoo.inputs import InputError, InputPlan, make_samples
 
@@ -21,7 +29,7 @@ from model_zoo.inputs import InputError, InputPlan, make_samples
 def test_metrics_match_hand_computed_values():
     reference = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
     actual = np.array([[0.5, 0.5, 0.0], [0.0, 2.0, 0.1]])
-    result = output_fidelity(actual, reference)
+    result = output_fidelity(actual, reference, classes=True)
     # errors: [0.5, 0.5, 0, 0, 0, 0.1]
     assert result["max_abs_err"] == pytest.approx(0.5)
     assert result["mean_abs_err"] == pytest.approx(1.1 / 6)
@@ -148,3 +156,74 @@ def test_arrays_round_trip_with_names_and_labels(tmp_path):
     names, arrays, extra = load_arrays(path)
     assert names == ["ids:0", "mask"] and arrays[1].dtype == bool
     np.testing.assert_array_equal(extra["labels"], [1, 0])
+
+
+def test_top1_agreement_only_for_outputs_that_hold_class_scores():
+    """An embedding's or a landmark's arg-max means nothing: top-1 agreement is given where the output is class
+    scores, declared (classes=True) or inferred from a softmax's values; logits are not inferred (they cannot be told
+    from an embedding by their values)."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(16, 10))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert output_fidelity(logits, logits)["top1_agreement"] is None
+    assert output_fidelity(logits, logits, classes=True)["top1_agreement"] == 1.0
+    assert looks_like_class_scores(probabilities.astype(np.float32))
+    assert looks_like_class_scores(probabilities[:, None, :])  # a unit axis kept: [N, 1, C]
+    assert not looks_like_class_scores(logits)
+    assert not looks_like_class_scores(np.abs(logits) / np.linalg.norm(logits, axis=1, keepdims=True))  # embedding
+    assert not looks_like_class_scores(probabilities.reshape(16, 2, 5) / 1.0)  # two axes of values: no classes
+    assert not looks_like_class_scores(np.ones((16, 1)))  # one value is no choice
+
+
+def test_each_output_is_judged_by_the_metric_that_suits_it_and_says_so():
+    """The figure shown is the one that judged: cosine for vectors, relative L2 for outputs of under 4 values
+    (a wake-word score at 0.0197 is not "cos 1.000000"), exact share for integers, the floor for faint outputs;
+    the score turns each into the cosine that allows the same error, so cases compare on one scale."""
+    score = np.array([[0.5], [0.8], [0.1]])
+    stats = output_fidelity(score * 1.02, score)
+    assert stats["cosine"] == 1.0  # what used to be shown
+    verdict = judge(stats, 0.98)
+    assert (verdict.metric, verdict.ok) == ("rel_l2", True)
+    assert verdict.value == pytest.approx(0.02) and verdict.bar == pytest.approx(math.sqrt(0.04))
+    assert verdict.score == pytest.approx(1 - 0.02**2 / 2)
+    assert verdict.text(with_bar=True) == "rel L2 0.02 ≤ 0.2"
+    vectors = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    bent = judge(output_fidelity(np.array([[1.0, 0.2, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]), vectors), 0.999)
+    assert bent.metric == "cosine" and not bent.ok and bent.text(with_bar=True).startswith("cos 0.990")
+    ids = judge(output_fidelity(np.array([[1, 2], [3, 5]]), np.array([[1, 2], [3, 4]])), 0.98)
+    assert (ids.metric, ids.value, ids.ok) == ("exact_match", 0.75, False)
+    faint = judge(output_fidelity(vectors * 1e-6, vectors[::-1] * 1e-6), 0.98)
+    assert (faint.metric, faint.ok, faint.score) == ("abs_floor", True, 1.0)
+    assert worst([{**stats, "name": "p"}, {**output_fidelity(vectors, vectors), "name": "v"}]).metric == "rel_l2"
+    assert violation({**output_fidelity(score * 1.3, score), "name": "p"}, 0.98).startswith(
+        "output 'p': relative L2 error 0.3 over all samples > 0.2")
+
+
+def test_the_build_time_check_and_the_guard_give_one_verdict():
+    """model_zoo.fidelity.output_scores (the searches' check over feeds) is the guard's rule on the same data."""
+    rng = np.random.default_rng(1)
+    reference = [[rng.normal(size=(1, 8)), np.array([[0.5]])] for _ in range(6)]
+    candidate = [[ref[0] + rng.normal(scale=0.3, size=(1, 8)), ref[1] * 1.05] for ref in reference]
+    scores = output_scores(reference, candidate, ["v", "p"])
+    for k, name in enumerate(["v", "p"]):
+        guard = judge(output_fidelity(np.stack([c[k] for c in candidate]), np.stack([r[k] for r in reference])))
+        assert scores[name] == pytest.approx(guard.score)
+    assert output_scores([[np.ones(4)]], [[np.array([np.nan, 1, 1, 1])]], ["x"]) == {"x": 0.0}
+    assert output_scores([[np.ones(4)]], [[np.ones(3)]], ["x"]) == {"x": 0.0}
+
+
+def test_near_uniform_class_scores_are_a_warning_except_for_untrained_zoo_models():
+    """A text-orientation classifier shown noise sits at 0.15-0.37 over four classes: its class scores say nothing,
+    and the record says so with the key to use; decided scores, non-class outputs and the zoo's untrained models
+    (flat by construction) get no warning."""
+    rng = np.random.default_rng(2)
+    flat = rng.uniform(0.15, 0.37, size=(16, 4))
+    flat /= flat.sum(axis=1, keepdims=True)
+    decided = np.full((16, 4), 0.02)
+    decided[np.arange(16), rng.integers(0, 4, 16)] = 0.94
+    assert mean_normalised_entropy(flat) > 0.9 > mean_normalised_entropy(decided)
+    warning = uninformative_reference([flat], ["probs"], [True])
+    assert warning and "class scores of output 'probs' stay near uniform" in warning and "data: images" in warning
+    assert uninformative_reference([decided], ["probs"], [True]) is None
+    assert uninformative_reference([flat], ["probs"], [False]) is None
+    assert uninformative_reference([flat], ["probs"], [True], near_uniform_exempt=True) is None

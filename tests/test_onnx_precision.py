@@ -28,7 +28,7 @@ from model_zoo.onnx_precision import (
     onnx_to_fp16,
     onnx_to_int8,
     onnx_to_int8_dynamic,
-    output_cosines,
+    output_scores,
 )
 
 RNG = np.random.default_rng(0)
@@ -213,29 +213,30 @@ def all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
 # --- the fidelity measure ----------------------------------------------------------------------------------
 
 
-def test_output_cosines_per_output_mean_over_feeds() -> None:
+def test_output_scores_per_output_mean_over_feeds() -> None:
     a = np.array([[1.0, 0.0, 0.0, 0.0]], np.float32)
     ref = [[a, np.zeros(4)], [a, np.zeros(4)]]
     cand = [[a, np.zeros(4)], [np.array([[0.0, 1.0, 0.0, 0.0]]), np.ones(4)]]
-    assert output_cosines(ref, cand, ["p", "z"]) == {"p": 0.5, "z": 0.5}  # orthogonal = 0; zero vs zero = 1
-    assert output_cosines([[a]], [[np.array([[np.inf, 0.0, 0.0, 0.0]])]], ["p"]) == {"p": 0.0}  # overflow scores 0
-    assert output_cosines([[a]], [[np.ones((1, 3))]], ["p"]) == {"p": 0.0}  # another shape scores 0
-    assert output_cosines([[a]], [[a * 7]], ["p"])["p"] == pytest.approx(1.0)  # scale-free
+    assert output_scores(ref, cand, ["p", "z"]) == {"p": 0.5, "z": 0.5}  # orthogonal = 0; zero vs zero = 1
+    assert output_scores([[a]], [[np.array([[np.inf, 0.0, 0.0, 0.0]])]], ["p"]) == {"p": 0.0}  # overflow scores 0
+    assert output_scores([[a]], [[np.ones((1, 3))]], ["p"]) == {"p": 0.0}  # another shape scores 0
+    assert output_scores([[a]], [[a * 7]], ["p"])["p"] == pytest.approx(1.0)  # scale-free
 
 
-def test_output_cosines_judges_small_outputs_by_relative_error_like_the_guard() -> None:
+def test_output_scores_judges_small_outputs_by_relative_error_like_the_guard() -> None:
     """A one-value output (a probability) has cosine 1 whenever the sign holds; the check must see a 25 % error
     as the harness's guard does: relative L2 e over all feeds, as the cosine 1 - e²/2 that allows it."""
-    from harness.fidelity import cosine_violation, output_fidelity
+    from model_zoo.fidelity import output_fidelity
+    from model_zoo.fidelity import violation as cosine_violation
 
     ref = [[np.array([0.01])], [np.array([0.02])]]
     cand = [[np.array([0.0075])], [np.array([0.015])]]  # every value 25 % low
-    score = output_cosines(ref, cand, ["prob"])["prob"]
+    score = output_scores(ref, cand, ["prob"])["prob"]
     assert score == pytest.approx(1 - 0.25**2 / 2)
     assert score < INT8_MIN_COSINE
     stats = output_fidelity(np.array([[0.0075], [0.015]]), np.array([[0.01], [0.02]]))
     assert cosine_violation({"name": "prob", **stats}, INT8_MIN_COSINE) is not None  # the guard agrees
-    assert output_cosines(ref, [[np.array([0.0101])], [np.array([0.0199])]], ["prob"])["prob"] == 1.0  # < 1e-4 off
+    assert output_scores(ref, [[np.array([0.0101])], [np.array([0.0199])]], ["prob"])["prob"] == 1.0  # < 1e-4 off
 
 
 # --- int8 on an opset-11 graph with Constant-node weights --------------------------------------------------
@@ -284,7 +285,7 @@ def test_int8_upgrades_the_opset_for_per_channel_qdq(tmp_path: Path) -> None:
     assert fidelity["cosine"]["y"] > 0.99 and fidelity["passed"] is True
     # the recorded figure is the real one
     feed = image_feeds(1, 1)[0]
-    assert output_cosines([run(src, feed)], [run(out, feed)], ["y"])["y"] > 0.99
+    assert output_scores([run(src, feed)], [run(out, feed)], ["y"])["y"] > 0.99
 
 
 def test_int8_per_tensor_when_per_channel_cannot_be_had(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -368,14 +369,14 @@ def test_int8_search_keeps_the_node_that_breaks_the_check_in_fp32(tmp_path: Path
     nodes = all_nodes(onnx.load(str(out)).graph)
     assert any(n.op_type in ("DequantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul") for n in nodes)
     assert "mixed_scale_matmul" in {n.name for n in nodes if n.op_type == "MatMul"}  # still the fp32 op
-    cosines = output_cosines([run(src, f) for f in checks], [run(out, f) for f in checks], ["y"])
+    cosines = output_scores([run(src, f) for f in checks], [run(out, f) for f in checks], ["y"])
     assert cosines["y"] >= INT8_MIN_COSINE  # measured again here, not taken from meta.json
 
 
-def test_output_cosines_scores_integer_outputs_by_exact_match() -> None:
+def test_output_scores_scores_integer_outputs_by_exact_match() -> None:
     ref = [[np.array([3, 1, 2, 2])], [np.array([0, 0, 1, 1])]]
     cand = [[np.array([3, 1, 2, 0])], [np.array([0, 0, 1, 1])]]
-    assert output_cosines(ref, cand, ["ids"])["ids"] == 7 / 8
+    assert output_scores(ref, cand, ["ids"])["ids"] == 7 / 8
 
 
 def test_prefix_search_ends_when_every_node_is_a_culprit() -> None:
@@ -491,7 +492,7 @@ def test_fp16_loss_is_caught_and_fixed_by_the_fragile_op_list(tmp_path: Path) ->
     assert "LayerNormalization" in info["kept_fp32"]["op_types_blocked"]
     model = onnx.load(str(out))
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [TensorProto.FLOAT]  # keep_io_types
-    assert output_cosines([run(src, feeds[0])], [run(out, feeds[0])], ["y"])["y"] > 0.999
+    assert output_scores([run(src, feeds[0])], [run(out, feeds[0])], ["y"])["y"] > 0.999
 
 
 def test_fp16_search_finds_the_node_no_op_list_names(tmp_path: Path) -> None:

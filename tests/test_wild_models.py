@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from benchmarks.wild_models import table, write_scenario
-from harness.fidelity import cosine_violation
 from model_zoo.corpus import CORPUS, CorpusError, fetch
+from model_zoo.fidelity import violation
 from results.store import read_records
 from tests.conftest import run_cli, written_records
 
@@ -82,7 +82,7 @@ def test_no_case_that_misses_the_fidelity_guard_is_passed(wild_run: list[dict[st
         guard = accuracy["guard"]
         assert guard["source"] == "default" and guard["min_cosine"] >= (0.99 if record["precision"] == "fp16" else
                                                                         0.98)
-        misses = [cosine_violation(out, guard["min_cosine"]) for out in accuracy["outputs"]]
+        misses = [violation(out, guard["min_cosine"]) for out in accuracy["outputs"]]
         assert not any(misses), (record["case_id"], misses)
         judged += 1
     assert judged >= len(CORPUS)

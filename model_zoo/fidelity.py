@@ -1,0 +1,207 @@
+"""How far a model's outputs are from the fp32 reference's, and the one rule that judges it.
+
+Two places judge outputs: the build-time check of a converted file (model_zoo.onnx_precision's searches, on its
+check feeds) and the harness's fidelity guard (harness.fidelity, on the evaluation set). They used to encode the
+bar twice and had drifted apart (the absolute floor applied per feed in one, over the whole output in the other);
+both now call :func:`judge` on the statistics of :func:`output_fidelity`, so a conversion the build keeps is one
+the guard passes on the same data.
+
+The statistics follow the tools engineers already trust: Polygraphy's comparison (max / mean absolute error, max
+relative error, an atol/rtol check that fails an element only where BOTH tolerances are exceeded) and TFLite's
+inference_diff (per-output error statistics). Cosine similarity and top-1 agreement add the two numbers people
+quote for quantized classifiers. NumPy only: the build process, the workers and the parent all import this.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model_zoo.targets import ABS_ERR_FLOOR, MIN_VALUES_FOR_COSINE
+
+# Relative error is |a - r| / |r|; where the reference is (almost) zero the ratio explodes without meaning.
+REL_ERR_FLOOR = 1e-12
+# Class probabilities sum to one per sample; a softmax computed in fp32 over thousands of classes is off by ~1e-6.
+PROBABILITY_SUM_TOLERANCE = 1e-3
+# Class scores whose mean normalised entropy (0: one class certain, 1: all classes equal) is at least this say
+# nothing: a text-orientation classifier shown noise sits at 0.15-0.37 over four classes (0.95).
+NEAR_UNIFORM_ENTROPY = 0.9
+
+METRIC_NAMES = {"cosine": "cos", "rel_l2": "rel L2", "exact_match": "exact", "abs_floor": "|err|"}
+SCORE_DEFINITION = ("fidelity score: per output its mean per-sample cosine to the fp32 reference, 1 − e²/2 for the "
+                    f"relative L2 error e of an output of under {MIN_VALUES_FOR_COSINE} values, the share of equal "
+                    f"values for an integer output, 1 for an output within {ABS_ERR_FLOOR:g} of the reference "
+                    "everywhere; the case's score is its worst output's")
+
+
+def output_fidelity(actual: np.ndarray, reference: np.ndarray, atol: float | None = None,
+                    rtol: float | None = None, classes: bool = False) -> dict[str, Any]:
+    """Error statistics of one output against the reference, on the same inputs (sample axis first).
+
+    Cosine similarity is computed per sample over the flattened output, then averaged (``cosine``) and its
+    worst sample kept (``cosine_min``): one whole-tensor cosine would let a few ruined samples hide among
+    hundreds of good ones. ``top1_agreement`` only where the output holds class scores (``classes``: declared in
+    the scenario or inferred by :func:`looks_like_class_scores`): the arg-max of an embedding or of landmark
+    coordinates means nothing.
+    """
+    if actual.shape != reference.shape:
+        raise ValueError(f"output shape {actual.shape} differs from the reference's {reference.shape}")
+    a = actual.astype(np.float64).reshape(len(actual), -1)
+    r = reference.astype(np.float64).reshape(len(reference), -1)
+    abs_err = np.abs(a - r)
+    rel_err = abs_err / np.maximum(np.abs(r), REL_ERR_FLOOR)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(r, axis=1)
+    dots = np.sum(a * r, axis=1)
+    # Two all-zero vectors agree perfectly; one zero vector against a non-zero one does not agree at all.
+    cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(abs_err.max(axis=1) == 0, 1.0, 0.0))
+    ref_norm = float(np.linalg.norm(r))
+    whole_err = float(np.linalg.norm(a - r))
+    result: dict[str, Any] = {
+        "values_per_sample": int(r.shape[1]) if r.ndim == 2 else 0,
+        "rel_l2_err": whole_err / ref_norm if ref_norm > 0 else (0.0 if whole_err == 0 else float("inf")),
+        "exact_match": float(np.mean(a == r)) if actual.dtype.kind in "iub" and a.size else None,
+        "max_abs_err": float(abs_err.max()) if abs_err.size else 0.0,
+        "mean_abs_err": float(abs_err.mean()) if abs_err.size else 0.0,
+        "max_rel_err": float(rel_err.max()) if rel_err.size else 0.0,
+        "cosine": float(cosines.mean()) if len(cosines) else 1.0,
+        "cosine_min": float(cosines.min()) if len(cosines) else 1.0,
+        "top1_agreement": None,
+    }
+    if classes and r.shape[1] > 1:
+        result["top1_agreement"] = float(np.mean(a.argmax(axis=1) == r.argmax(axis=1)))
+    if atol is not None or rtol is not None:
+        # An element fails only where it exceeds both tolerances (Polygraphy's rule): a large relative error
+        # on a near-zero value, or a large absolute error on a huge value, is not a failure by itself.
+        failing = (abs_err > (atol or 0.0)) & (rel_err > (rtol or 0.0))
+        result.update(atol=atol, rtol=rtol, out_of_tolerance=int(failing.sum()),
+                      within_tolerance=bool(not failing.any()))
+    return result
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What judged one output, its figure and the bar in that figure's units, and a score comparable across
+    outputs and cases: the cosine that allows the same error (see SCORE_DEFINITION)."""
+
+    metric: str  # "cosine", "rel_l2" (outputs of few values), "exact_match" (integers), "abs_floor"
+    value: float
+    score: float
+    bar: float | None  # in the metric's units; None where no bar was set
+    ok: bool | None  # None where no bar was set
+
+    def text(self, with_bar: bool = False) -> str:
+        """"cos 0.999871", "rel L2 0.0197", "exact 0.9980", "|err| ≤ 0.0001"; with its bar where asked."""
+        if self.metric == "abs_floor":
+            return f"|err| ≤ {ABS_ERR_FLOOR:g}"
+        figure = f"{METRIC_NAMES[self.metric]} {self.value:.6f}" if self.metric == "cosine" else \
+            f"{METRIC_NAMES[self.metric]} {self.value:.4g}" if self.metric == "rel_l2" else \
+            f"{METRIC_NAMES[self.metric]} {self.value:.4f}"
+        if not with_bar or self.bar is None:
+            return figure
+        return f"{figure} {'≤' if self.metric == 'rel_l2' else '≥'} {self.bar:.4g}"
+
+
+def allowed_rel_l2(min_cosine: float) -> float:
+    """The relative L2 error a cosine c allows between equal-norm vectors: sqrt(2 (1 - c))."""
+    return math.sqrt(max(2.0 * (1.0 - min_cosine), 0.0))
+
+
+def judge(out: Mapping[str, Any], min_cosine: float | None = None) -> Judgement:
+    """One output's statistics (:func:`output_fidelity`) judged by the rule that suits its kind.
+
+    Integer and boolean outputs (class ids, masks) by the share of values equal to the reference's. An output
+    within ABS_ERR_FLOOR everywhere agrees whatever its cosine (outputs in a sigmoid's tail move by tens of per
+    cent between ONNX Runtime's own optimisation levels in fp32). An output of fewer than MIN_VALUES_FOR_COSINE
+    values per sample (a probability, a score) by its relative L2 error over all samples, since two one-element
+    vectors have cosine 1 whenever their signs agree; the rest by the mean per-sample cosine."""
+    exact = out.get("exact_match")
+    if exact is not None:
+        return Judgement("exact_match", exact, exact, min_cosine, None if min_cosine is None else exact >= min_cosine)
+    if out["max_abs_err"] <= ABS_ERR_FLOOR:
+        return Judgement("abs_floor", out["max_abs_err"], 1.0, ABS_ERR_FLOOR, True)
+    if out.get("values_per_sample", MIN_VALUES_FOR_COSINE) < MIN_VALUES_FOR_COSINE:
+        error = out["rel_l2_err"]
+        score = float(np.clip(1.0 - error * error / 2.0, -1.0, 1.0)) if math.isfinite(error) else 0.0
+        bar = None if min_cosine is None else allowed_rel_l2(min_cosine)
+        return Judgement("rel_l2", error, score, bar, None if bar is None else bool(error <= bar))
+    cosine = out["cosine"]
+    score = cosine if math.isfinite(cosine) else 0.0
+    return Judgement("cosine", cosine, score, min_cosine, None if min_cosine is None else bool(score >= min_cosine))
+
+
+def violation(out: Mapping[str, Any], min_cosine: float) -> str | None:
+    """Why one output misses the bar a min_cosine sets, in the units of the metric that judged it, or None."""
+    verdict = judge(out, min_cosine)
+    if verdict.ok:
+        return None
+    name = out.get("reference_name") or out["name"]  # the same model's failures read the same on every backend
+    if verdict.metric == "exact_match":
+        return (f"output {name!r}: {verdict.value:.4f} of its values equal the reference's (< {min_cosine}, the bar "
+                "min_cosine sets for integer outputs)")
+    if verdict.metric == "rel_l2":
+        return (f"output {name!r}: relative L2 error {verdict.value:.4g} over all samples > {verdict.bar:.4g} "
+                f"(what min_cosine {min_cosine} allows {out['values_per_sample']} value(s) per sample)")
+    return f"output {name!r}: cosine {verdict.value:.8f} < min_cosine {min_cosine}"
+
+
+def worst(outputs: Sequence[Mapping[str, Any]], min_cosine: float | None = None) -> Judgement | None:
+    """The case's fidelity in one figure: its worst output's judgement (lowest score), None without outputs."""
+    verdicts = [judge(out, min_cosine) for out in outputs]
+    return min(verdicts, key=lambda v: v.score) if verdicts else None
+
+
+def output_scores(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]],
+                  names: Sequence[str]) -> dict[str, float]:
+    """Per output, the score :func:`judge` gives it over check feeds (each feed one sample): the build-time check.
+
+    A candidate with NaN/inf or another shape than the reference's scores 0."""
+    if len(reference) != len(candidate):
+        raise ValueError(f"{len(candidate)} candidate feeds for {len(reference)} reference feeds")
+    scores: dict[str, float] = {}
+    for k, name in enumerate(names):
+        refs = [np.asarray(out[k]) for out in reference]
+        cands = [np.asarray(out[k]) for out in candidate]
+        if any(a.shape != b.shape for a, b in zip(refs, cands, strict=True)) or \
+                any(b.dtype.kind == "f" and not np.all(np.isfinite(b)) for b in cands):
+            scores[name] = 0.0
+            continue
+        if len({a.shape for a in refs}) == 1:  # one array of samples: the guard's statistics exactly
+            scores[name] = judge(output_fidelity(np.stack(cands), np.stack(refs))).score if refs else float("nan")
+        else:  # feeds of several shapes (dynamic dims): each judged alone, the scores averaged
+            scores[name] = float(np.mean([judge(output_fidelity(b[None], a[None])).score
+                                          for a, b in zip(refs, cands, strict=True)]))
+    return scores
+
+
+# -- what the reference's outputs say about the inputs ---------------------------------------------------------
+
+
+def looks_like_class_scores(reference: np.ndarray) -> bool:
+    """Whether an output (samples first) holds class probabilities: floats, one axis of more than one class, and
+    every sample non-negative and summing to one (a softmax). Conservative on purpose: logits cannot be told from
+    an embedding by their values, so they count as class scores only where the scenario says so."""
+    if reference.dtype.kind != "f" or not len(reference):
+        return False
+    per_sample = [d for d in reference.shape[1:] if d != 1]
+    if len(per_sample) != 1 or per_sample[0] < 2:
+        return False
+    values = reference.astype(np.float64).reshape(len(reference), -1)
+    return bool(np.all(values >= 0) and np.all(np.abs(values.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE))
+
+
+def mean_normalised_entropy(scores: np.ndarray) -> float:
+    """0 when every sample picks one class for certain, 1 when every class is equally likely; logits are turned
+    into probabilities by a softmax first."""
+    values = scores.astype(np.float64).reshape(len(scores), -1)
+    if not (np.all(values >= 0) and np.all(np.abs(values.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE)):
+        values = np.exp(values - values.max(axis=1, keepdims=True))
+        values /= values.sum(axis=1, keepdims=True)
+    classes = values.shape[1]
+    if classes < 2:
+        return 0.0
+    entropy = -np.sum(np.where(values > 0, values * np.log(np.where(values > 0, values, 1.0)), 0.0), axis=1)
+    return float(np.mean(entropy) / math.log(classes))
