@@ -14,6 +14,7 @@ works), and a failure there cannot hurt the calling process.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import re
@@ -51,6 +52,11 @@ _FAILURE_HINTS = ("Found no drivers", "No adapters found", "VK_ERROR", "Failed t
                   "Failed to get or create delegate", "not supported")
 
 
+# An op line under such a heading: "IF: Operation is not supported.", "CUSTOM Foo: ..."
+_OP_LINE = re.compile(r"^[A-Z][A-Z0-9_]*( [A-Za-z0-9_]+)?: ")
+_MAX_OPS_LISTED = 8
+
+
 def parse_adapter(native_log: str) -> dict[str, Any] | None:
     """The adapter LiteRT selected, from its native log; None when the log names none."""
     match = _ADAPTER_LINE.search(native_log)
@@ -69,9 +75,14 @@ def failure_reason(native_log: str, error: str) -> str:
     if static:
         return static
     for hint in _FAILURE_HINTS:
-        hit = next((line for line in lines if hint in line), None)
-        if hit:
-            return f"{hit[:300]} ({error.strip().splitlines()[0][:200] if error.strip() else 'no error text'})"
+        index = next((i for i, line in enumerate(lines) if hint in line), None)
+        if index is not None:
+            hit = lines[index][:300]
+            if hit.endswith(":"):  # a heading ("Following operations are not supported by GPU delegate:"): the
+                #                    lines under it name the ops ("IF: Operation is not supported.")
+                listed = list(itertools.takewhile(_OP_LINE.match, lines[index + 1:index + 1 + _MAX_OPS_LISTED]))
+                hit = f"{hit} {'; '.join(line[:120] for line in listed)}" if listed else hit
+            return f"{hit} ({error.strip().splitlines()[0][:200] if error.strip() else 'no error text'})"
     return error.strip().splitlines()[0][:300] if error.strip() else "the GPU accelerator did not start"
 
 

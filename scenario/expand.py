@@ -4,6 +4,7 @@ case ids stay unique and readable, each with the reason it cannot run here if it
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,13 +60,33 @@ def _unique_labels(wanted: list[str], alternatives: list[str]) -> list[str]:
 
 
 def model_labels(models: list[ModelEntry]) -> list[str]:
+    """Each model's label: as given, else the zoo name or the file's stem; where two collide, a user's file takes
+    the folders that tell it apart (det/model.onnx and cls/model.onnx: det_model, cls_model), a zoo model its
+    input shape, and only then an index."""
     wanted, alternatives = [], []
     for entry in models:
         base = entry.label or entry.name or Path(entry.path or "model").stem
         wanted.append(base)
         shape = "x".join(map(str, entry.input_shape)) if entry.input_shape else "default"
         alternatives.append(base if entry.label else f"{base}_{shape}")
+    for base in {w for w in wanted if wanted.count(w) > 1}:
+        files = [i for i, (w, e) in enumerate(zip(wanted, models, strict=True)) if w == base and e.path and not e.label]
+        for index, label in zip(files, _by_folders([Path(models[i].path or "") for i in files]), strict=True):
+            alternatives[index] = label
     return _unique_labels(wanted, alternatives)
+
+
+def _by_folders(paths: list[Path]) -> list[str]:
+    """Labels for files of one name: the stem after the fewest trailing folders that make them all differ
+    (normalised, not resolved: the scenario's own spelling); every folder where none do."""
+    folders = [Path(os.path.normpath(path)).parent.parts for path in paths]
+    deepest = max((len(parts) for parts in folders), default=0)
+    for depth in range(1, deepest + 1):
+        tails = ["_".join(parts[-depth:]).strip("/").replace("/", "") for parts in folders]
+        if len(set(tails)) == len(tails):
+            break
+    return [f"{tail}_{path.stem}" if tail else path.stem for tail, path in zip(tails, paths, strict=True)] \
+        if deepest else [path.stem for path in paths]
 
 
 def backend_labels(backends: list[BackendEntry]) -> list[str]:

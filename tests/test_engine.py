@@ -453,6 +453,19 @@ def test_batch_sizes_a_file_cannot_take_are_skipped_at_expansion_naming_the_file
     assert not (tmp_path / "run" / "logs" / "artifacts.log").exists()  # nothing was converted for it
 
 
+def test_two_files_of_one_name_are_told_apart_by_their_folders(tmp_path):
+    """det/model.onnx and cls/model.onnx label their cases det_model and cls_model, not model_default_0 and _1."""
+    for folder in ("det", "cls"):
+        (tmp_path / folder).mkdir()
+        _onnx_file(tmp_path / folder / "model.onnx", ["batch", 8], ["batch", 8])
+    path = write_scenario(tmp_path, """
+        name: same_names
+        models: [{path: det/model.onnx}, {path: cls/model.onnx}]
+        backends: [onnxruntime_cpu]
+    """)
+    assert sorted(case.model_label for case in expand_file(path)) == ["cls_model", "det_model"]
+
+
 def test_an_fp32_case_whose_fidelity_cannot_be_evaluated_fails(tmp_path):
     """An output that sums over the batch cannot be cut into samples at batch 4: the fp32 case's fidelity cannot be
     evaluated, and a case nobody could check is not a pass, fp32 included; batch 1 is checked and passes."""

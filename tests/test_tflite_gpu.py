@@ -109,3 +109,36 @@ def test_gpu_cases_run_for_real_and_are_labelled_software(tmp_path, gpu_availabl
     assert digits["status"] == "passed", digits["reason"]
     assert digits["inputs"][0]["shape"] == [1, 8, 8, 1] and digits["accuracy"]["cosine_min"] >= 0.999
     assert abs(digits["accuracy"]["top1_drop"]) <= 0.005  # task accuracy on the held-out split, fp32 on the GPU
+
+
+COND_MODEL = """
+import sys
+import tensorflow as tf
+
+class Cond(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)], autograph=False)
+    def f(self, x):
+        return tf.cond(tf.reduce_sum(x) > 0, lambda: x * 2.0, lambda: x - 1.0)
+
+module = Cond()
+converter = tf.lite.TFLiteConverter.from_concrete_functions([module.f.get_concrete_function()], module)
+open(sys.argv[1], "wb").write(converter.convert())
+"""
+
+
+@pytest.mark.e2e
+def test_an_op_the_gpu_refuses_is_named_in_the_reason(tmp_path, gpu_available):
+    """A real file with an IF op: LiteRT logs a heading line and, under it, the op it refuses; the reason keeps both
+    (it kept the heading alone, which names no op)."""
+    model = tmp_path / "cond.tflite"
+    subprocess.run([sys.executable, "-c", COND_MODEL, str(model)], check=True, capture_output=True, timeout=300)
+    path = write_scenario(tmp_path, """
+        name: gpu_if
+        models: [{path: cond.tflite}]
+        backends: [tflite_gpu]
+        measure: {warmup_runs: 1, warmup_seconds: 0, min_runs: 3, min_seconds: 0.01, max_seconds: 5, timeout_s: 300}
+    """)
+    record = by_id(run_cases(tmp_path / "run", expand_file(path)))["cond-fp32-b1-tflite_gpu"]
+    assert record["status"] == "failed"
+    assert "Following operations are not supported by GPU delegate: IF: Operation is not supported." \
+        in record["reason"], record["reason"]
