@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from backends.op_profile import ProfilePass, ProfileUnavailable
-from model_zoo.inputs import InputError, InputLayout
+from model_zoo.inputs import InputError, InputLayout, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -26,18 +26,6 @@ class Availability:
 
     ok: bool
     reason: str
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """An input or output as the loaded artefact declares it; ``None`` marks a dynamic dimension."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-    # ONNX's symbolic dim names ("batch", "p2o.DynamicDimension.0"), None where unnamed: the same name on two
-    # inputs is the same dimension, which is how a recurrent state's batch axis is found without being told.
-    dim_names: tuple[str | None, ...] | None = None
 
 
 @dataclass

@@ -13,14 +13,13 @@ from backends.base import (
     Backend,
     BackendOptions,
     Session,
-    TensorSpec,
     input_shapes,
     installed_and_importable,
     module_version,
 )
 from backends.op_profile import ProfilePass
 from backends.ort_profile import ort_profile
-from model_zoo.inputs import meaningful_dim_name
+from model_zoo.inputs import TensorSpec, meaningful_dim_name
 from model_zoo.requests import PRECISIONS
 
 if TYPE_CHECKING:

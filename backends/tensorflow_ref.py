@@ -13,10 +13,9 @@ from backends.base import (
     Backend,
     BackendOptions,
     Session,
-    TensorSpec,
     module_version,
 )
-from model_zoo.inputs import InputLayout
+from model_zoo.inputs import InputLayout, TensorSpec
 
 
 def _tf_spec(name: str, spec: Any) -> TensorSpec:

@@ -40,14 +40,13 @@ from backends.base import (
     Backend,
     BackendOptions,
     Session,
-    TensorSpec,
     input_shapes,
     module_version,
 )
 from backends.onnxruntime_cpu import _spec
 from backends.op_profile import PROFILE_WARMUP_RUNS, ProfilePass, summed_ops, write_chrome_trace
 from model_zoo.cache import cache_dir, content_hash
-from model_zoo.inputs import InputLayout
+from model_zoo.inputs import InputLayout, TensorSpec
 from sysinfo.gpu_telemetry import gpu_identity, nvidia_driver_status
 
 TRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11")

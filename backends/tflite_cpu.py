@@ -13,12 +13,12 @@ from backends.base import (
     Backend,
     BackendOptions,
     Session,
-    TensorSpec,
     input_shapes,
     installed_and_importable,
     module_version,
 )
 from backends.op_profile import ProfilePass
+from model_zoo.inputs import TensorSpec
 from model_zoo.requests import PRECISIONS
 
 if TYPE_CHECKING:

@@ -32,7 +32,6 @@ from backends.base import (
     Backend,
     BackendOptions,
     Session,
-    TensorSpec,
     input_shapes,
     installed_and_importable,
     module_version,
@@ -40,7 +39,7 @@ from backends.base import (
 from backends.native_log import native_stderr_captured, static_shapes_reason
 from backends.op_profile import ProfilePass
 from backends.tflite_cpu import _spec as interpreter_spec
-from model_zoo.inputs import InputLayout
+from model_zoo.inputs import InputLayout, TensorSpec
 from sysinfo.probe import run_probe
 
 PROBE_MODEL = Path(__file__).with_name("data") / "gpu_probe.tflite"

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from harness.evaluation import reference_case
 from harness.launch import tail_of_log, worker_env
 from model_zoo import targets
 from model_zoo.artifacts import lookup, request_to_json
+from model_zoo.progress import PROGRESS_FD_ENV, format_event
 from model_zoo.requests import ArtifactRequest
 from scenario.cases import Case
 from scenario.skips import skip_reason
@@ -75,7 +77,7 @@ class ArtifactBroker:
         if missing:
             if progress:
                 progress(f"building {len(missing)} model artefact(s) (cached for later runs)")
-            self._build(missing)
+            self._build(missing, progress)
 
     def knows(self, request: ArtifactRequest) -> bool:
         """Whether this broker has an answer for the request already (a path or a reason)."""
@@ -88,13 +90,17 @@ class ArtifactBroker:
             self.prepare([case])
         return self.found.get(request), self.errors.get(request)
 
-    def _build(self, missing: list[ArtifactRequest]) -> None:
+    def _build(self, missing: list[ArtifactRequest], progress: Callable[[str], None] | None = None) -> None:
         """Build ``missing`` in one `python -m model_zoo.build` (JSON requests in, one JSON answer per request out)."""
         payload = json.dumps([request_to_json(request) for request in missing])
+        read_end, write_end = os.pipe()  # the build's progress lines (model_zoo.progress), one JSON per step
+        listener = threading.Thread(target=_relay_progress, args=(read_end, progress), daemon=True)
+        listener.start()
+        env = {**child_env(worker_env()), PROGRESS_FD_ENV: str(write_end)}
         with open(self.log_path, "ab") as log:
             try:
                 done = subprocess.run([sys.executable, "-m", "model_zoo.build"], input=payload.encode(),
-                                      stdout=subprocess.PIPE, stderr=log, env=child_env(worker_env()),
+                                      stdout=subprocess.PIPE, stderr=log, env=env, pass_fds=(write_end,),
                                       timeout=BUILD_TIMEOUT_S + BUILD_SEARCH_ALLOWANCE_S * len(missing))
                 lines = done.stdout.decode(errors="replace").strip().splitlines()
                 answers = json.loads(lines[-1]) if lines else None
@@ -102,6 +108,9 @@ class ArtifactBroker:
                 answers, done = None, None
             except json.JSONDecodeError:
                 answers = None
+            finally:
+                os.close(write_end)  # the child's copy is gone with it: the listener reads to the end and stops
+                listener.join(timeout=5)
         if not isinstance(answers, list) or len(answers) != len(missing):
             why = "timed out" if done is None else f"exited with status {done.returncode}"
             for request in missing:
@@ -112,3 +121,17 @@ class ArtifactBroker:
                 self.found[request] = answer["path"]
             else:
                 self.errors[request] = answer.get("error", "unknown error while building the artefact")
+
+
+def _relay_progress(read_end: int, progress: Callable[[str], None] | None) -> None:
+    """Pass each progress line of the build process on as text ("building [3/12] ppocr_det int8 onnx: trial 7 of
+    the node search (41 s; 199 s of the 240 s budget left)") until the build ends; a line that is not JSON is
+    dropped (the build's own log has everything)."""
+    with os.fdopen(read_end, "r", errors="replace") as lines:
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if progress is not None and isinstance(event, dict):
+                progress(f"building {format_event(event)}")

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.console import make_console
+from harness.console import make_console, progress_sink
 
 EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE = 0, 1, 2
 T = TypeVar("T")
@@ -241,7 +241,7 @@ def _confirmed(question: str, err: Console) -> bool:
 def _run_cases(engine: Any, cases: list[Any], err: Console) -> None:
     with err.status("") as status:
         status.update("looking up model artefacts")
-        engine.prepare_artifacts(cases, progress=lambda text: status.update(text))
+        engine.prepare_artifacts(cases, progress=progress_sink(err, status))
         for index, case in enumerate(cases, 1):
             status.update(f"\\[{index}/{len(cases)}] {escape(case.case_id)}")
             record = engine.run_case(case)
@@ -448,7 +448,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
         cases = [case for case in cases if case.case_id not in earlier]
     try:
         with err.status("looking up model artefacts") as status:
-            run.prepare(cases, progress=lambda text: status.update(escape(text)))
+            run.prepare(cases, progress=progress_sink(err, status))
             for index, case in enumerate(cases, 1):
                 head = f"\\[{index}/{len(cases)}] {escape(case.case_id)}"
                 status.update(head)

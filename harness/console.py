@@ -10,6 +10,8 @@ labelled "sequential".
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -220,6 +222,26 @@ def races_line(races: list[RaceRecord]) -> str:
     others = len(races) - raced
     line = f"races: {raced} group{'s' if raced != 1 else ''} in {fmt_duration(sum(race.wall_s for race in races))}"
     return line + (f" ({others} not raced)" if others else "")
+
+
+PLAIN_PROGRESS_EVERY_S = 10.0
+
+
+def progress_sink(console: Console, status: Any) -> Callable[[str], None]:
+    """Where a long step's progress goes: the spinner's text on a terminal; plain lines elsewhere (a CI log, a file),
+    where a spinner prints nothing at all. Plain lines come when the subject changes (the text before its first
+    colon: "building [3/12] ppocr_det int8 onnx") and otherwise at most every PLAIN_PROGRESS_EVERY_S seconds."""
+    if console.is_terminal:
+        return lambda text: status.update(escape(text))
+    last: dict[str, Any] = {"subject": None, "at": 0.0}
+
+    def plain(text: str) -> None:
+        subject, now = text.split(":", 1)[0], time.monotonic()
+        if subject != last["subject"] or now - last["at"] >= PLAIN_PROGRESS_EVERY_S:
+            console.print(escape(text), highlight=False, soft_wrap=True)
+            last.update(subject=subject, at=now)
+
+    return plain
 
 
 def make_console(stderr: bool = False) -> Console:

@@ -26,6 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -35,14 +36,15 @@ import onnx
 
 # convert, calibration and prune are cheap to import: they defer TensorFlow, tf2onnx, onnx, tfmot and
 # onnxruntime.quantization to the functions that need them.
-from model_zoo import cache, convert, onnx_precision, prune
+from model_zoo import cache, convert, onnx_precision, progress, prune
 from model_zoo.builders import construct_keras_model
 from model_zoo.cache import cache_dir
 from model_zoo.calibration import calibration_data, calibration_identity, check_feeds, source_problem
 from model_zoo.catalog import CATALOG
 from model_zoo.errors import ArtifactError
-from model_zoo.inputs import Declared, InputError, InputLayout, onnx_declared
+from model_zoo.inputs import InputError, InputLayout, onnx_declared
 from model_zoo.requests import FORMATS, PRECISIONS, ArtifactRequest, Calibration, ModelRef, parse_compression
+from model_zoo.targets import FP16_SEARCH_SECONDS, INT8_SEARCH_SECONDS
 from model_zoo.tf_env import import_tf
 
 __all__ = [
@@ -192,6 +194,7 @@ def build(req: ArtifactRequest) -> Path:
         if _needs_tensorflow(req):
             import_tf()  # outside the timing: build_seconds should measure the conversion, not the import
         log.info("building %s of %s", what, ref.describe())
+        progress.step(f"building {what}")
         started = time.perf_counter()
         try:
             extra = convert_to(out) or {}
@@ -479,7 +482,7 @@ def _to_tflite(req: ArtifactRequest, savedmodel: Path, out: Path) -> dict[str, A
     if req.precision != "int8":
         convert.savedmodel_to_tflite(savedmodel, out, req.precision, fixed_batch=req.batch)
         return None
-    declared = [Declared(s.name, (req.batch or s.batch, *s.shape), s.dtype)
+    declared = [replace(s, shape=(req.batch or s.shape[0], *s.shape[1:])) if s.shape else s
                 for s in convert.savedmodel_input_specs(savedmodel)]
     # One sample per calibration step, as the TFLite converter expects, unless the file fixes its batch.
     data = calibration_data(req.model, req.calibration, declared, input_layout(req), call_batch=1)
@@ -488,17 +491,26 @@ def _to_tflite(req: ArtifactRequest, savedmodel: Path, out: Path) -> dict[str, A
 
 
 def _quantize_onnx(req: ArtifactRequest, fp32: Path, out: Path) -> dict[str, Any]:
+    """fp16 / int8 ONNX from the fp32 file, under one wall-clock budget for the whole conversion (its check and
+    calibration data, calibration, the node search and the final check): out of time, the converter keeps the best
+    configuration it has found."""
+    budget_s = FP16_SEARCH_SECONDS if req.precision == "fp16" else INT8_SEARCH_SECONDS
+    deadline = time.monotonic() + budget_s
+    progress.budget(budget_s)
     declared, layout = onnx_declared(str(fp32)), input_layout(req)
     try:
+        progress.step("making the check data")
         checks = check_feeds(req.model, declared, layout)
     except InputError as error:
         raise ArtifactError(f"{req.model.describe()}: {error}") from None
     if req.precision == "fp16":
-        return {"quantization": convert.onnx_to_fp16(fp32, out, checks)}
+        return {"quantization": onnx_precision.onnx_to_fp16(fp32, out, checks, deadline), "budget_s": budget_s}
     if req.precision == "int8_dynamic":
-        return {"quantization": convert.onnx_to_int8_dynamic(fp32, out, checks)}
+        return {"quantization": onnx_precision.onnx_to_int8_dynamic(fp32, out, checks, deadline), "budget_s": budget_s}
+    progress.step(f"making {req.calibration.samples} calibration samples")
     data = calibration_data(req.model, req.calibration, declared, layout, call_batch=convert.ONNX_CALIBRATION_BATCH)
-    return {"quantization": convert.onnx_to_int8(fp32, out, data.feeds, checks), **_calibration_meta(data)}
+    return {"quantization": onnx_precision.onnx_to_int8(fp32, out, data.feeds, checks, deadline),
+            "budget_s": budget_s, **_calibration_meta(data)}
 
 
 def _calibration_meta(data: Any) -> dict[str, Any]:

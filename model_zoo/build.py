@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from model_zoo import progress
 from model_zoo.artifacts import ArtifactError, build, lookup, request_from_json, unsupported_reason
 from sysinfo.lifeline import die_with_parent
 
@@ -43,18 +44,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": f"cannot read requests from stdin: {exc}"}))
         return 2
     with _stdout_to_stderr():
-        answers = [_answer(item) for item in requests]
+        answers = [_answer(item, index, len(requests)) for index, item in enumerate(requests, 1)]
     print(json.dumps(answers))
     return 0
 
 
-def _answer(item: Any) -> dict[str, str]:
+def _answer(item: Any, index: int, total: int) -> dict[str, str]:
     try:
         req = request_from_json(item)
         reason = unsupported_reason(req)
         if reason is not None:
             return {"error": reason}
-        return {"path": str(lookup(req) or build(req))}
+        with progress.artefact(f"{req.model.describe()} {req.precision} {req.format}", index, total):
+            return {"path": str(lookup(req) or build(req))}
     except ArtifactError as exc:
         return {"error": str(exc)}
     except Exception as exc:  # a bug, not a model problem: keep the traceback for whoever debugs it

@@ -35,16 +35,16 @@ from model_zoo.catalog import CATALOG
 from model_zoo.datasets import load_dataset
 from model_zoo.errors import ArtifactError
 from model_zoo.inputs import (
-    USER_FLOAT_RANGE,
-    USER_INT_RANGE,
-    DeclaredInput,
     InputError,
     InputLayout,
     InputPlan,
+    TensorSpec,
     assemble,
     describe_data,
+    fits_shape,
     make_samples,
     sample_count,
+    show_shape,
 )
 
 if TYPE_CHECKING:
@@ -57,16 +57,6 @@ RANDOM_SEED = 0
 # Part of the cache key of int8 artefacts calibrated on random data: bump it when the generator changes.
 RANDOM_RECIPE = 1
 CHECK_SAMPLES = 16  # single-sample calls a converter's own fidelity check runs (fp16, int8)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input as the converters see it; `shape` is per sample (batch dimension removed)."""
-
-    name: str
-    shape: tuple[int | None, ...]  # None: a dynamic dimension
-    dtype: str  # a NumPy dtype name, e.g. "float32"
-    batch: int | None = None  # the batch dimension when the model fixes it, else None
 
 
 @dataclass(frozen=True)
@@ -108,7 +98,7 @@ def calibration_identity(model: ModelRef, calibration: Calibration) -> dict[str,
     return {"samples": samples, "source": "npz", "data": _npz_hash(Path(source))}
 
 
-def calibration_data(model: ModelRef, calibration: Calibration, declared: Sequence[DeclaredInput],
+def calibration_data(model: ModelRef, calibration: Calibration, declared: Sequence[TensorSpec],
                      layout: InputLayout, call_batch: int) -> CalibrationData:
     """The calls to calibrate ``model`` with: feed dicts (input name → array) of ``call_batch`` samples each (the
     model's own batch where it fixes one), made as the scenario describes every input, so a recurrent state is
@@ -141,7 +131,7 @@ def calibration_data(model: ModelRef, calibration: Calibration, declared: Sequen
     return CalibrationData(feeds=feeds, description=description, sha256=arrays_hash(arrays), samples=count)
 
 
-def check_feeds(model: ModelRef, declared: Sequence[DeclaredInput], layout: InputLayout,
+def check_feeds(model: ModelRef, declared: Sequence[TensorSpec], layout: InputLayout,
                 samples: int = CHECK_SAMPLES) -> list[dict[str, np.ndarray]]:
     """A few single-sample calls for a converter's own fidelity check (fp16, int8): the model's held-out data
     where it has a dataset, else seeded random data as the scenario describes the inputs."""
@@ -157,41 +147,12 @@ def check_feeds(model: ModelRef, declared: Sequence[DeclaredInput], layout: Inpu
             for start in range(0, max(count - size + 1, 1), size)]
 
 
-def _fixed_batch(plans: Sequence[InputPlan], declared: Sequence[DeclaredInput]) -> int | None:
+def _fixed_batch(plans: Sequence[InputPlan], declared: Sequence[TensorSpec]) -> int | None:
     """The batch size the model file fixes (a dim given on a batched input's batch axis), or None when dynamic."""
     for plan, spec in zip(plans, declared, strict=True):
         if plan.batch_axis is not None and plan.batch_axis < len(spec.shape) and spec.shape[plan.batch_axis]:
             return int(spec.shape[plan.batch_axis])  # type: ignore[arg-type]
     return None
-
-
-def random_arrays(
-    input_specs: Sequence[InputSpec],
-    samples: int,
-    ranges: Sequence[tuple[float, float]],
-    what: str,
-    seed: int = RANDOM_SEED,
-) -> list[np.ndarray]:
-    """Seeded uniform data per input; `ranges[i]` is [low, high) for input i (integers: high exclusive)."""
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for spec, (low, high) in zip(input_specs, ranges, strict=True):
-        if any(d is None for d in spec.shape):
-            raise ArtifactError(
-                f"{what}: input {spec.name!r} has a dynamic per-sample shape {_show(spec.shape)}, so random "
-                "calibration data cannot be made for it; give the calibration data as a .npz file"
-            )
-        shape = (samples, *spec.shape)
-        dtype = np.dtype(spec.dtype)
-        if dtype.kind == "f":
-            arrays.append(rng.uniform(low, high, size=shape).astype(dtype))
-        elif dtype.kind in "iu":
-            arrays.append(rng.integers(int(low), int(high), size=shape).astype(dtype))
-        elif dtype.kind == "b":
-            arrays.append(rng.integers(0, 2, size=shape).astype(dtype))
-        else:
-            raise ArtifactError(f"{what}: input {spec.name!r} has dtype {spec.dtype}, which accelbench cannot fill")
-    return arrays
 
 
 def arrays_hash(arrays: Sequence[np.ndarray]) -> str:
@@ -200,23 +161,6 @@ def arrays_hash(arrays: Sequence[np.ndarray]) -> str:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
-
-
-def batches(arrays: Sequence[np.ndarray], size: int, fixed: bool, what: str) -> list[list[np.ndarray]]:
-    """Split the calibration arrays into batches of `size` samples.
-
-    A model with a dynamic batch dimension takes a short last batch; one that fixes its batch size (`fixed`)
-    only takes whole batches, so the remainder is dropped.
-    """
-    total = len(arrays[0])
-    chunks = [[a[start : start + size] for a in arrays] for start in range(0, total, size)]
-    if fixed:
-        chunks = [chunk for chunk in chunks if len(chunk[0]) == size]
-        if not chunks:
-            raise ArtifactError(
-                f"{what}: the model's batch size is fixed at {size}; calibration has only {total} samples"
-            )
-    return chunks
 
 
 # --- internals -----------------------------------------------------------------------------------------
@@ -238,17 +182,8 @@ def _npz_hash(path: Path) -> str:
         raise ArtifactError(f"calibration file {path}: cannot read: {exc.strerror or exc}") from exc
 
 
-def value_range(dtype: Any, known: Sequence[float] | None = None) -> tuple[float, float]:
-    """[low, high) for generated values of one input: the zoo's declared range where there is one, else the
-    user-model default. Timing inputs, evaluation inputs and int8 calibration all use this one rule, so a
-    quantized model is never judged on values outside the range it was calibrated on."""
-    if known is not None:
-        return (known[0], known[1])
-    return USER_FLOAT_RANGE if np.dtype(dtype).kind == "f" else USER_INT_RANGE
-
-
 def _npz_samples(path: Path, samples: int, plans: Sequence[InputPlan],
-                 declared: Sequence[DeclaredInput]) -> list[np.ndarray]:
+                 declared: Sequence[TensorSpec]) -> list[np.ndarray]:
     """A user's calibration archive as per-sample arrays (see model_zoo.inputs.make_samples).
 
     One array per model input, by input name or else in input order, each laid out as the model takes it with the
@@ -273,17 +208,18 @@ def _npz_samples(path: Path, samples: int, plans: Sequence[InputPlan],
             raise ArtifactError(f"{where}: dtype {dtype} does not match the model's {plan.dtype}")
         axis = plan.batch_axis
         if axis is None:
-            if not _fits(shape, spec.shape):
-                raise ArtifactError(f"{where}: shape {_show(shape)} does not fit the model's {_show(spec.shape)}")
+            if not fits_shape(shape, spec.shape):
+                raise ArtifactError(f"{where}: shape {show_shape(shape)} does not fit the model's "
+                                    f"{show_shape(spec.shape)}")
             result.append(archive.read(label))
             continue
         if len(shape) != len(spec.shape) or shape[axis] == 0:
-            raise ArtifactError(f"{where}: shape {_show(shape)} does not fit the model's {_show(spec.shape)} "
+            raise ArtifactError(f"{where}: shape {show_shape(shape)} does not fit the model's {show_shape(spec.shape)} "
                                 f"with the samples along axis {axis}")
         rest = shape[:axis] + shape[axis + 1:]
-        if not _fits(rest, spec.shape[:axis] + spec.shape[axis + 1:]):
-            raise ArtifactError(f"{where}: per-sample shape {_show(rest)} does not fit the model's "
-                                f"{_show(spec.shape)} (batch axis {axis})")
+        if not fits_shape(rest, spec.shape[:axis] + spec.shape[axis + 1:]):
+            raise ArtifactError(f"{where}: per-sample shape {show_shape(rest)} does not fit the model's "
+                                f"{show_shape(spec.shape)} (batch axis {axis})")
         used = min(samples, shape[axis])
         array = archive.read(label, leading=used if axis == 0 else None)
         kept = np.take(array, np.arange(used), axis=axis)
@@ -359,11 +295,3 @@ def _read_npy_header(member: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
     if version == (1, 0):
         return np.lib.format.read_array_header_1_0(member)
     return np.lib.format.read_array_header_2_0(member)
-
-
-def _fits(shape: Sequence[int], declared: Sequence[int | None]) -> bool:
-    return len(shape) == len(declared) and all(d is None or d == s for s, d in zip(shape, declared, strict=True))
-
-
-def _show(shape: Sequence[int | None]) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")

@@ -20,12 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from model_zoo.calibration import InputSpec
-from model_zoo.onnx_precision import check_onnx, onnx_to_fp16, onnx_to_int8, onnx_to_int8_dynamic
+from model_zoo.inputs import TensorSpec
 from model_zoo.tf_env import import_tf
-
-# The ONNX precision conversions live in model_zoo.onnx_precision; these names stay importable from here.
-__all__ = ["check_onnx", "onnx_to_fp16", "onnx_to_int8", "onnx_to_int8_dynamic"]
 
 if TYPE_CHECKING:
     import keras
@@ -68,8 +64,9 @@ def serving_signature(savedmodel_dir: Path) -> str:
     )
 
 
-def savedmodel_input_specs(savedmodel_dir: Path) -> list[InputSpec]:
-    """The serving signature's inputs, in TensorFlow's own order for them (sorted by name)."""
+def savedmodel_input_specs(savedmodel_dir: Path) -> list[TensorSpec]:
+    """The serving signature's inputs (their full shapes, batch first), in TensorFlow's own order for them (sorted
+    by name)."""
     tf = import_tf()
     loaded = tf.saved_model.load(str(savedmodel_dir))
     function = loaded.signatures[serving_signature(savedmodel_dir)]
@@ -78,8 +75,7 @@ def savedmodel_input_specs(savedmodel_dir: Path) -> list[InputSpec]:
     result = []
     for name, spec in specs:
         dims = spec.shape.as_list() if spec.shape.rank is not None else [None]
-        batch = dims[0] if dims else None
-        result.append(InputSpec(name=name, shape=tuple(dims[1:]), dtype=spec.dtype.name, batch=batch))
+        result.append(TensorSpec(name=name, shape=tuple(dims), dtype=spec.dtype.name))
     return result
 
 

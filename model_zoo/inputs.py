@@ -18,7 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -39,22 +39,17 @@ class InputError(ValueError):
     """A model input that cannot be fed as described; the message names the input and what to write instead."""
 
 
-class DeclaredInput(Protocol):
-    """An input as a loaded model declares it: ``shape`` with None for dynamic dims, ``dtype`` a NumPy name, and
-    optionally ``dim_names`` (ONNX's symbolic dims: "batch", "p2o.DynamicDimension.0"), None where unnamed."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-
-
 @dataclass(frozen=True)
-class Declared:
-    """A plain :class:`DeclaredInput`, for the build process (read from the model file, no runtime loaded)."""
+class TensorSpec:
+    """A model input or output as the model declares it: ``shape`` with None for dynamic dims, ``dtype`` a NumPy
+    name. The one type for it: the backends' sessions, the build process (read from the file, no runtime loaded)
+    and the scenario's checks all use it."""
 
     name: str
     shape: tuple[int | None, ...]
     dtype: str
+    # ONNX's symbolic dim names ("batch", "p2o.DynamicDimension.0"), None where unnamed: the same name on two
+    # inputs is the same dimension, which is how a recurrent state's batch axis is found without being told.
     dim_names: tuple[str | None, ...] | None = None
 
 
@@ -260,7 +255,7 @@ class InputLayout:
     def described(self) -> dict[str, InputDescription]:
         return dict(self.inputs)
 
-    def plan(self, declared: Sequence[DeclaredInput], what: str = "the model") -> list[InputPlan]:
+    def plan(self, declared: Sequence[TensorSpec], what: str = "the model") -> list[InputPlan]:
         """One plan per declared input, in the model's order; InputError names the first input that cannot be
         planned and the description that would fix it."""
         described = self.described
@@ -271,14 +266,14 @@ class InputLayout:
         batch_name = _batch_dim_name(declared)
         return [self._plan_one(spec, described.get(spec.name, InputDescription()), batch_name) for spec in declared]
 
-    def shapes(self, declared: Sequence[DeclaredInput], batch: int, what: str = "the model") -> list[tuple[int, ...]]:
+    def shapes(self, declared: Sequence[TensorSpec], batch: int, what: str = "the model") -> list[tuple[int, ...]]:
         """The shape of every input at ``batch``; what a runtime must be resized to before it allocates."""
         plans = self.plan(declared, what)
         if problem := batch_problem(plans, declared, batch):
             raise InputError(problem)
         return [plan.shape(batch) for plan in plans]
 
-    def _plan_one(self, spec: DeclaredInput, desc: InputDescription, batch_name: str | None) -> InputPlan:
+    def _plan_one(self, spec: TensorSpec, desc: InputDescription, batch_name: str | None) -> InputPlan:
         declared = tuple(spec.shape)
         value = None
         dtype = np.dtype(spec.dtype)
@@ -289,26 +284,27 @@ class InputLayout:
                 value = np.asarray(desc.value, dtype=dtype)
             except (TypeError, ValueError) as error:
                 raise InputError(f"input {spec.name!r}: value {desc.value!r} is not a {dtype.name}: {error}") from None
-            if not _fits(value.shape, declared):
+            if not fits_shape(value.shape, declared):
                 raise InputError(f"input {spec.name!r}: value of shape {list(value.shape)} does not fit the model's "
-                                 f"{_show(declared)}")
+                                 f"{show_shape(declared)}")
             return InputPlan(spec.name, dtype.name, None, tuple(value.shape), 0, 0, value)
         batch_axis = self._batch_axis(spec, desc, batch_name)
         rest = declared if batch_axis is None else declared[:batch_axis] + declared[batch_axis + 1:]
         sample = desc.shape
         if sample is None and self.sample_shape is not None and batch_axis is not None \
-                and len(self.sample_shape) == len(rest) and _fits(self.sample_shape, rest):
+                and len(self.sample_shape) == len(rest) and fits_shape(self.sample_shape, rest):
             sample = self.sample_shape
         if sample is None:
             if any(d is None for d in rest):
                 example = "[" + ", ".join("N" if d is None else str(d) for d in rest) + "]"
                 raise InputError(
-                    f"input {spec.name!r} has dynamic dimensions {_show(declared)}; describe it in the scenario, "
+                    f"input {spec.name!r} has dynamic dimensions {show_shape(declared)}; describe it in the scenario, "
                     f"e.g. inputs: {{{spec.name}: {{shape: {example}}}}} (the shape without the batch axis, "
                     "N replaced by a size)")
             sample = tuple(int(d) for d in rest)  # type: ignore[arg-type]
-        if not _fits(sample, rest):
-            raise InputError(f"input {spec.name!r}: shape {list(sample)} does not fit the model's {_show(declared)}"
+        if not fits_shape(sample, rest):
+            raise InputError(f"input {spec.name!r}: shape {list(sample)} does not fit the model's "
+                             f"{show_shape(declared)}"
                              + ("" if batch_axis is None else f" without its batch axis {batch_axis}"))
         channel_axis = picture_channel_axis(sample, dtype.name) if batch_axis == 0 else None
         kind = self._data_kind(spec.name, desc, tuple(sample), channel_axis)
@@ -352,7 +348,7 @@ class InputLayout:
         return "documents" if width >= 3 * height else "images"
 
     @staticmethod
-    def _batch_axis(spec: DeclaredInput, desc: InputDescription, batch_name: str | None) -> int | None:
+    def _batch_axis(spec: TensorSpec, desc: InputDescription, batch_name: str | None) -> int | None:
         rank = len(spec.shape)
         if desc.batch_axis is None:
             return None
@@ -360,7 +356,7 @@ class InputLayout:
             axis = int(desc.batch_axis)
             if not 0 <= axis < max(rank, 1) or rank == 0:
                 raise InputError(f"input {spec.name!r}: batch_axis {axis} is outside its rank-{rank} shape "
-                                 f"{_show(spec.shape)}")
+                                 f"{show_shape(spec.shape)}")
             return axis
         if rank == 0:
             return None  # a scalar is never batched
@@ -370,7 +366,7 @@ class InputLayout:
         return 0
 
 
-def _batch_dim_name(declared: Sequence[DeclaredInput]) -> str | None:
+def _batch_dim_name(declared: Sequence[TensorSpec]) -> str | None:
     """The symbolic name the model gives its batch dimension, if it names one: the most common name on axis 0.
     Exporters reuse it on every batched input ("batch" on the state's axis 1 of a recurrent model)."""
     first = Counter(names[0] for spec in declared
@@ -383,7 +379,7 @@ def meaningful_dim_name(name: str | None) -> bool:
     return bool(name) and name not in ("?", "unk__", "-1")
 
 
-def onnx_declared(path: str) -> list[Declared]:
+def onnx_declared(path: str) -> list[TensorSpec]:
     """The graph inputs of an ONNX file (initializers that old exporters also list as inputs left out), with
     their dim names; a dim_value of 0 or below (PaddlePaddle's exporter writes -1) is dynamic."""
     import onnx
@@ -399,7 +395,7 @@ def onnx_declared(path: str) -> list[Declared]:
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim]
         names = [d.dim_param if d.HasField("dim_param") and meaningful_dim_name(d.dim_param) else None
                  for d in tensor.shape.dim]
-        declared.append(Declared(value.name, tuple(dims), tensor_dtype_to_np_dtype(tensor.elem_type).name,
+        declared.append(TensorSpec(value.name, tuple(dims), tensor_dtype_to_np_dtype(tensor.elem_type).name,
                                  tuple(names)))
     return declared
 
@@ -460,7 +456,7 @@ def _check_feeds(plans: Sequence[InputPlan], batch: int) -> None:
         raise InputError(problem)
 
 
-def fixed_batch_problem(plan: InputPlan, spec: DeclaredInput, batch: int) -> str | None:
+def fixed_batch_problem(plan: InputPlan, spec: TensorSpec, batch: int) -> str | None:
     """Why this input cannot take ``batch`` on its batch axis (the model fixes that axis to another size)."""
     if plan.batch_axis is None:
         return None
@@ -468,11 +464,11 @@ def fixed_batch_problem(plan: InputPlan, spec: DeclaredInput, batch: int) -> str
     if declared is None or declared == batch:
         return None
     return (f"input {spec.name!r} has a fixed batch dimension of {declared} (axis {plan.batch_axis} of "
-            f"{_show(spec.shape)}); batch size {batch} needs a model exported with a dynamic batch, or, if that axis "
-            f"is not the batch, say which is: inputs: {{{spec.name}: {{batch_axis: K}}}}")
+            f"{show_shape(spec.shape)}); batch size {batch} needs a model exported with a dynamic batch, or, if that "
+            f"axis is not the batch, say which is: inputs: {{{spec.name}: {{batch_axis: K}}}}")
 
 
-def batch_problem(plans: Sequence[InputPlan], declared: Sequence[DeclaredInput], batch: int) -> str | None:
+def batch_problem(plans: Sequence[InputPlan], declared: Sequence[TensorSpec], batch: int) -> str | None:
     """Why the model cannot run ``batch`` samples in one call, or None. A batch above 1 needs an input that carries
     it: with every input unbatched (``batch_axis: none``, fixed values, scalars) a call is one inference whatever
     the batch size, and counting it as ``batch`` items would multiply the throughput by a batch never run."""
@@ -489,11 +485,11 @@ def batch_problem(plans: Sequence[InputPlan], declared: Sequence[DeclaredInput],
     return None
 
 
-def _fits(shape: Sequence[int], declared: Sequence[int | None]) -> bool:
+def fits_shape(shape: Sequence[int], declared: Sequence[int | None]) -> bool:
     return len(shape) == len(declared) and all(d is None or d == s for s, d in zip(shape, declared, strict=True))
 
 
-def _show(shape: Sequence[int | None]) -> str:
+def show_shape(shape: Sequence[int | None]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
-from model_zoo.calibration import InputSpec, batches
+from model_zoo import progress
 from model_zoo.fidelity import SCORE_DEFINITION, output_scores
 from model_zoo.inputs import onnx_declared
 from model_zoo.targets import (
@@ -80,9 +80,6 @@ FP16_FRAGILE_OPS: tuple[str, ...] = (
 )
 # Load errors repaired by blocking the node ONNX Runtime names, per conversion attempt.
 FP16_MAX_LOAD_REPAIRS = 40
-# Calibration feeds per ONNX Runtime calibrator step are the caller's dicts as given; this is only used for
-# the transitional array form (see `onnx_to_int8`).
-LEGACY_CALIBRATION_BATCH = 16
 _CONTROL_FLOW = ("If", "Loop", "Scan")
 
 
@@ -120,13 +117,6 @@ def _x86_without_vnni() -> bool:
     return not any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
-def onnx_input_specs(onnx_file: Path) -> list[InputSpec]:
-    """The graph's real inputs, batch (axis 0) apart: `model_zoo.inputs.onnx_declared` read the way the converters
-    take them (initializers that old exporters also list as inputs left out; a dim of -1 is dynamic)."""
-    return [InputSpec(name=d.name, shape=tuple(d.shape[1:]), dtype=d.dtype, batch=d.shape[0] if d.shape else None)
-            for d in onnx_declared(str(onnx_file))]
-
-
 class ConversionError(RuntimeError):
     """A model that cannot be converted to the asked precision; the message is one line with the next step."""
 
@@ -137,7 +127,8 @@ Feed = Mapping[str, "np.ndarray"]
 # --- public entry points -----------------------------------------------------------------------------------
 
 
-def onnx_to_fp16(src: Path, out_file: Path, check_feeds: Sequence[Feed] | None = None) -> dict[str, Any]:
+def onnx_to_fp16(src: Path, out_file: Path, check_feeds: Sequence[Feed] | None = None,
+                 deadline: float | None = None) -> dict[str, Any]:
     """float32 → float16 weights and activations, float32 model inputs and outputs kept, fidelity checked.
 
     Steps, each because a real model needed it: pre-processing folds Constant-node weights into initializers
@@ -148,9 +139,11 @@ def onnx_to_fp16(src: Path, out_file: Path, check_feeds: Sequence[Feed] | None =
     repaired by keeping the node it names in fp32. Then `check_feeds` decide: below FP16_MIN_COSINE on any
     output, FP16_FRAGILE_OPS are kept in fp32; still below, a bisection over the nodes in graph order keeps
     in fp32 each node from which the check fails, until it passes. Without feeds the check cannot run and
-    meta.json says so.
+    meta.json says so. ``deadline`` (time.monotonic()) caps the whole conversion, the search included: out of time,
+    the best configuration found so far is kept (default: FP16_SEARCH_SECONDS from now).
     """
     started = time.monotonic()
+    deadline = started + FP16_SEARCH_SECONDS if deadline is None else deadline
     feeds = _dict_feeds(check_feeds, "check_feeds")
     with tempfile.TemporaryDirectory(prefix="accelbench-fp16-") as tmp:
         prepared, pre_info = _pre_process(src, Path(tmp))
@@ -168,13 +161,15 @@ def onnx_to_fp16(src: Path, out_file: Path, check_feeds: Sequence[Feed] | None =
             "out_of_range_nodes_kept": len(search.out_of_range),
         }
         attempts: list[dict[str, Any]] = []
+        progress.step("converting to fp16 and checking it")
         result = search.attempt(base, ())
         attempts.append(result.summary("default block list"))
         if not result.ok:
+            progress.step("fragile op types kept fp32: checking again")
             result = search.attempt(base, FP16_FRAGILE_OPS)
             attempts.append(result.summary(f"fragile op types kept fp32: {', '.join(FP16_FRAGILE_OPS)}"))
             if not result.ok:
-                result = search.bisect(base, attempts)
+                result = search.bisect(base, attempts, deadline, result)
         info["attempts"] = attempts
         if not result.ok or result.model is None:
             raise ConversionError(
@@ -190,7 +185,7 @@ def onnx_to_fp16(src: Path, out_file: Path, check_feeds: Sequence[Feed] | None =
 
 
 def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] | None = None,
-                         search_seconds: float = INT8_SEARCH_SECONDS) -> dict[str, Any]:
+                         deadline: float | None = None) -> dict[str, Any]:
     """int8 weights, activations quantized at run time by ONNX Runtime (ConvInteger / MatMulInteger).
 
     Pre-processing first, because `quantize_dynamic` only quantizes weights that are initializers and real
@@ -198,11 +193,13 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
     quantized too. Fallbacks, recorded: without subgraphs, then on the Constant-folded original, then
     without Conv (ConvInteger is the op ONNX Runtime's CPU provider lacks most often). A file that misses
     INT8_SEARCH_MIN_COSINE on `check_feeds` gets nodes back in fp32 (`_Int8Search`); one that still misses it
-    is kept, and the harness's guard fails its cases with the figures.
+    is kept, and the harness's guard fails its cases with the figures. ``deadline`` (time.monotonic()) caps the
+    whole conversion: out of time, the best file found so far is kept (default: INT8_SEARCH_SECONDS from now).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     started = time.monotonic()
+    deadline = started + INT8_SEARCH_SECONDS if deadline is None else deadline
     feeds = _dict_feeds(check_feeds, "check_feeds")
     info: dict[str, Any] = {"weight_type": "QInt8"}
     with tempfile.TemporaryDirectory(prefix="accelbench-int8d-") as tmp:
@@ -225,6 +222,7 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
         ]
 
         def quantize_with_plan(plan: tuple[str, Path, dict[str, Any]]) -> None:
+            progress.step(f"quantizing ({plan[0]})")
             quantize_dynamic(str(plan[1]), str(out_file), weight_type=QuantType.QInt8, **plan[2])
 
         chosen, failures = _first_plan_that_converts(plans, quantize_with_plan, out_file, src)
@@ -242,7 +240,7 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
                                  **kwargs)
                 return []
 
-            search = _Int8Search(src, source, out_file, work, reference, quantize_keeping, search_seconds)
+            search = _Int8Search(src, source, out_file, work, reference, quantize_keeping, deadline)
             info["search_threshold"] = INT8_SEARCH_MIN_COSINE
             info["attempts"] = search.run()
             info["kept_fp32"] = search.kept_fp32
@@ -256,9 +254,9 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
 def onnx_to_int8(
     src: Path,
     out_file: Path,
-    calibration_feeds: Sequence[Feed] | Sequence[np.ndarray],
+    calibration_feeds: Sequence[Feed],
     check_feeds: Sequence[Feed] | None = None,
-    search_seconds: float = INT8_SEARCH_SECONDS,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Static symmetric int8 QDQ (the form TensorRT's explicit quantization consumes), calibrated on
     `calibration_feeds`: each dict is one model call, as given to ONNX Runtime's MinMax calibrator.
@@ -271,12 +269,12 @@ def onnx_to_int8(
     the values the fp32 model feeds it), quantized the same way and put back; a branch no feed takes stays
     fp32 and meta.json says so. A file that misses INT8_SEARCH_MIN_COSINE on `check_feeds` gets nodes back in
     fp32 (`_Int8Search`, same calibration); one that still misses it is kept for the harness's guard to judge.
-
-    Transitional: a sequence of arrays (one per input, sample axis first, the pre-feed-dict form) is still
-    accepted and cut into feeds of LEGACY_CALIBRATION_BATCH samples.
+    ``deadline`` (time.monotonic()) caps the whole conversion, calibration and checks included: out of time, the
+    best file found so far is kept (default: INT8_SEARCH_SECONDS from now).
     """
 
     started = time.monotonic()
+    deadline = started + INT8_SEARCH_SECONDS if deadline is None else deadline
     calibration = _calibration_feeds(src, calibration_feeds)
     checks = _dict_feeds(check_feeds, "check_feeds") if check_feeds is not None else calibration[:8]
     options = onnx_int8_options()
@@ -295,6 +293,7 @@ def onnx_to_int8(
         branches: list[dict[str, Any]] = []
 
         def quantize_with_plan(plan: tuple[str, Path, bool]) -> None:
+            progress.step(f"calibrating on {len(calibration)} feed(s) and quantizing ({plan[0]})")
             quantizer = _StaticQuantizer(options, plan[2], work / plan[0].replace(" ", "_"), ranges=ranges)
             quantizer.quantize(plan[1], out_file, calibration)
             branches[:] = quantizer.subgraphs
@@ -316,7 +315,7 @@ def onnx_to_int8(
                 trial.quantize(source, path, calibration)
                 return trial.subgraphs
 
-            search = _Int8Search(src, source, out_file, work, reference, quantize_keeping, search_seconds)
+            search = _Int8Search(src, source, out_file, work, reference, quantize_keeping, deadline)
             info["search_threshold"] = INT8_SEARCH_MIN_COSINE
             info["attempts"] = search.run()
             info["kept_fp32"] = search.kept_fp32
@@ -368,13 +367,14 @@ def check_onnx(out_file: Path, src: Path) -> None:
     dimension the source left dynamic dynamic (a batch size frozen by a converter would be a silent loss)."""
 
     onnx.checker.check_model(str(out_file))
-    before = {s.name: s for s in onnx_input_specs(src)}
-    for spec in onnx_input_specs(out_file):
+    before = {s.name: s for s in onnx_declared(str(src))}
+    for spec in onnx_declared(str(out_file)):
         old = before.get(spec.name)
         if old is None:
             raise RuntimeError(f"the converted model has an input {spec.name!r} the source does not have")
-        if old.batch is None and spec.batch is not None:
-            raise RuntimeError(f"the converted model fixed the batch dimension of input {spec.name!r} at {spec.batch}")
+        batch, old_batch = (spec.shape[0] if spec.shape else None), (old.shape[0] if old.shape else None)
+        if old_batch is None and batch is not None:
+            raise RuntimeError(f"the converted model fixed the batch dimension of input {spec.name!r} at {batch}")
     _session(out_file)
 
 
@@ -540,9 +540,10 @@ class _Fp16Search:
                 return name
         return None
 
-    def bisect(self, base: set[str], attempts: list[dict[str, Any]]) -> _Fp16Result:
-        """The nodes whose fp16 conversion breaks the check, found by `_prefix_search`."""
-        return _prefix_search(self.order, lambda kept: self.attempt(base | kept, ()), FP16_SEARCH_SECONDS, attempts)
+    def bisect(self, base: set[str], attempts: list[dict[str, Any]], deadline: float,
+               before: _Fp16Result) -> _Fp16Result:
+        """The nodes whose fp16 conversion breaks the check, found by `_prefix_search` before ``deadline``."""
+        return _prefix_search(self.order, lambda kept: self.attempt(base | kept, ()), deadline, attempts, before)
 
 
 class _SearchResult(Protocol):
@@ -555,37 +556,48 @@ class _SearchResult(Protocol):
 _R = TypeVar("_R", bound=_SearchResult)
 
 
-def _prefix_search(
-    order: Sequence[str], attempt: Callable[[set[str]], _R], budget_s: float, attempts: list[dict[str, Any]]
-) -> _R:
+def _prefix_search(order: Sequence[str], attempt: Callable[[set[str]], _R], deadline: float,
+                   attempts: list[dict[str, Any]], before: _R) -> _R:
     """Greedy search for the nodes a conversion must leave in fp32, given `attempt(kept_fp32)`.
 
     The longest prefix of `order` that converts and passes (the rest kept fp32) ends at a node that breaks
     the check; keep that node fp32 and look for the next one, until everything else is converted. Out of
     time, the last passing configuration (its tail in fp32) is kept. Every node fp32 failing ends the search
-    at once: then no choice of nodes can help.
+    at once: then no choice of nodes can help. ``deadline`` is the whole conversion's (time.monotonic()): no trial
+    starts that the longest one so far says would end past it, so the conversion keeps to its budget; ``before``
+    (the configuration the search starts from) is the answer when there is no time for any.
     """
-    deadline = time.monotonic() + budget_s
     culprits: set[str] = set()
     trials = 0
+    longest = 0.0
 
     def trial(k: int) -> _R:
-        nonlocal trials
+        nonlocal trials, longest
         trials += 1
-        return attempt(culprits | set(order[k:]))
+        begun = time.monotonic()
+        result = attempt(culprits | set(order[k:]))
+        longest = max(longest, time.monotonic() - begun)
+        return result
+
+    def time_left() -> bool:
+        return time.monotonic() + longest < deadline
 
     lo = 0
+    if not time_left():
+        attempts.append({"search": "not started: the conversion's time budget was spent before it", "passed": False})
+        return before
     best = trial(0)
     if not best.ok:
         attempts.append(best.summary("every node fp32 (search start)"))
         return best
-    while True:
+    full = None
+    while time_left():
         full = trial(len(order))
         if full.ok:
             best = full
             break
         hi = len(order)
-        while hi - lo > 1 and time.monotonic() < deadline:
+        while hi - lo > 1 and time_left():
             mid = (lo + hi) // 2
             result = trial(mid)
             if result.ok:
@@ -596,8 +608,6 @@ def _prefix_search(
             break
         culprits.add(order[lo])
         lo += 1  # order[:lo] converted but order[lo-1] kept is the configuration `best` already had
-        if time.monotonic() >= deadline:
-            break
     summary = best.summary(
         f"search: {len(culprits)} node(s) found breaking the check"
         + ("" if best is full else f", nodes from #{lo} of {len(order)} left fp32 (time budget)")
@@ -801,9 +811,9 @@ class _Int8Search:
     9 of 246 nodes (its constant-Q front end) in fp32, found in 69 trials (119 s on 2 cores)."""
 
     def __init__(self, src: Path, source: Path, out_file: Path, work: Path, reference: _Reference,
-                 quantize_keeping: _Int8Quantize, budget_s: float) -> None:
+                 quantize_keeping: _Int8Quantize, deadline: float) -> None:
         self.src, self.source, self.out_file, self.work = src, source, out_file, work
-        self.reference, self.quantize_keeping, self.budget_s = reference, quantize_keeping, budget_s
+        self.reference, self.quantize_keeping, self.deadline = reference, quantize_keeping, deadline
         self._passing: Path | None = None
         nodes = list(_all_nodes(_load(source).graph))
         self.order = [n.name for n in nodes if n.op_type not in _CONTROL_FLOW and n.op_type != "Constant"]
@@ -817,6 +827,7 @@ class _Int8Search:
         Only the newest passing file is kept on disk (`_prefix_search` returns the newest passing result): 69
         trials of a 100 MB model would otherwise fill the temporary folder."""
         self._trials += 1
+        progress.step(f"node search: trial {self._trials}, {len(kept)} of {len(self.order)} node(s) kept fp32")
         path = self.work / f"trial{self._trials}.onnx"
         try:
             subgraphs = self.quantize_keeping(kept, path)
@@ -835,11 +846,12 @@ class _Int8Search:
 
     def run(self) -> list[dict[str, Any]]:
         """Attempts in meta.json form; the best file ends at `out_file`, what it keeps fp32 in `kept_fp32`."""
+        progress.step("checking the quantized file")
         first = _Int8Result(self.out_file, set(), self.reference.cosines(self.out_file), None, [])
         attempts = [first.summary("none")]
         if first.ok:
             return attempts
-        result = _prefix_search(self.order, self.attempt, self.budget_s, attempts)
+        result = _prefix_search(self.order, self.attempt, self.deadline, attempts, first)
         if not result.ok:
             return attempts  # nothing found passes: the first file stays, the harness's guard fails it
         if result.path is None or not _quantized_nodes(result.path):
@@ -1187,16 +1199,8 @@ def _dict_feeds(feeds: Sequence[Feed] | None, what: str) -> list[Feed]:
     return feeds
 
 
-def _calibration_feeds(src: Path, feeds: Sequence[Feed] | Sequence[np.ndarray]) -> list[Feed]:
-    """The caller's feed dicts, or (transitional) arrays per input cut into batches as before."""
+def _calibration_feeds(src: Path, feeds: Sequence[Feed]) -> list[Feed]:
     feeds = list(feeds)
     if not feeds:
         raise ConversionError(f"{src.name} cannot be quantized statically without calibration data; try int8_dynamic")
-    if all(isinstance(f, Mapping) for f in feeds):
-        return feeds  # type: ignore[return-value]
-
-    specs = onnx_input_specs(src)
-    fixed = all(spec.batch is not None for spec in specs)
-    size = specs[0].batch if fixed and specs else LEGACY_CALIBRATION_BATCH
-    chunks = batches(feeds, size, fixed, what=str(src))  # type: ignore[arg-type]
-    return [{spec.name: chunk[i] for i, spec in enumerate(specs)} for chunk in chunks]
+    return feeds

@@ -42,9 +42,10 @@ from typing import Any
 import numpy as np
 
 from model_zoo.builders import construct_architecture
-from model_zoo.calibration import InputSpec, random_arrays
 from model_zoo.catalog import CATALOG
 from model_zoo.datasets import load_dataset
+from model_zoo.errors import ArtifactError
+from model_zoo.inputs import InputError, InputLayout, TensorSpec, make_feeds
 from model_zoo.requests import Compression, parse_compression
 from model_zoo.tf_env import import_tf
 
@@ -276,10 +277,7 @@ def _keras_file_twin(path: Path) -> tuple[Any, list[Any], list[Any], str]:
     twin = tf_keras.Model(inputs, outputs, name=f"{model.name}_tf_keras")
     for layer, twin_layer in pairs.values():
         twin_layer.set_weights(layer.get_weights())
-    specs = [InputSpec(name=t.name, shape=tuple(t.shape[1:]), dtype=str(t.dtype)) for t in graph.inputs]
-    probe = random_arrays(
-        specs, PROBE_SAMPLES, [(0.0, 1.0) if "float" in s.dtype else (0, 2) for s in specs], str(path)
-    )
+    probe = _random_probe(graph.inputs, None, str(path))
     reference = [np.asarray(y) for y in _as_list(model(probe if len(probe) > 1 else probe[0], training=False))]
     return twin, probe, reference, f"Keras file {path}"
 
@@ -318,9 +316,17 @@ def _probe(name: str, twin: Any) -> list[Any]:
     zoo = CATALOG[name]
     if zoo.dataset is not None:
         return [load_dataset(zoo.dataset).x_train[:PROBE_SAMPLES].copy()]
-    specs = [InputSpec(name=t.name, shape=tuple(t.shape[1:]), dtype=t.dtype.name) for t in twin.inputs]
-    low_high = zoo.input_range or (0.0, 1.0)
-    return random_arrays(specs, PROBE_SAMPLES, [low_high] * len(specs), f"zoo model {name}")
+    return _random_probe(twin.inputs, zoo.input_range, f"zoo model {name}")
+
+
+def _random_probe(inputs: Any, value_range: tuple[float, float] | None, what: str) -> list[np.ndarray]:
+    """PROBE_SAMPLES seeded samples per Keras input (batch first), made as every other input is made
+    (model_zoo.inputs): the zoo's value range, else floats in [0, 1) and integers in {0, 1}."""
+    declared = [TensorSpec(t.name, tuple(t.shape), np.dtype(getattr(t.dtype, "name", t.dtype)).name) for t in inputs]
+    try:
+        return make_feeds(InputLayout(value_range=value_range).plan(declared, what), PROBE_SAMPLES, seed=0)
+    except InputError as error:
+        raise ArtifactError(f"{what}: {error}") from None
 
 
 def _training_data(spec: dict[str, Any]) -> tuple[Any, Any] | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.tflite_cpu import _spec
-from model_zoo.inputs import Declared, InputError, InputLayout, InputPlan, batch_problem, onnx_declared
+from model_zoo.inputs import InputError, InputLayout, InputPlan, TensorSpec, batch_problem, onnx_declared
 from scenario.schema import ModelEntry
 
 
@@ -37,7 +37,7 @@ def _declared(path: str, mtime_ns: int, size: int) -> tuple[Any, ...] | None:
         from ai_edge_litert.interpreter import Interpreter
 
         specs = [_spec(d) for d in Interpreter(model_path=path).get_input_details()]
-        return tuple(Declared(s.name, s.shape, s.dtype) for s in specs)
+        return tuple(TensorSpec(s.name, s.shape, s.dtype) for s in specs)
     return None
 
 

@@ -378,11 +378,11 @@ def test_a_calibration_archive_is_read_only_as_far_as_the_samples_used(tmp_path:
     assert bomb.stat().st_size < 2**20
     done = run_limited(
         "from model_zoo.calibration import calibration_data\n"
-        "from model_zoo.inputs import Declared, InputLayout\n"
+        "from model_zoo.inputs import TensorSpec, InputLayout\n"
         "from model_zoo.requests import Calibration, ModelRef\n"
         "limit_memory()\n"
         f"data = calibration_data(ModelRef(path={str(tmp_path / 'm.onnx')!r}), Calibration(samples=20, "
-        f"source={str(bomb)!r}), [Declared('x', (None, 100000), 'float32')], InputLayout.from_json({{}}), 4)\n"
+        f"source={str(bomb)!r}), [TensorSpec('x', (None, 100000), 'float32')], InputLayout.from_json({{}}), 4)\n"
         "print(sum(len(feed['x']) for feed in data.feeds))\n",
         timeout_s=120, extra_address_space_mb=400)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -10,6 +10,7 @@ ONNX Runtime CPU; the real models (PP-OCRv4, Silero VAD) run when their files ar
 from __future__ import annotations
 
 import glob
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,6 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from model_zoo import convert
 from model_zoo.onnx_precision import (
     FP16_MIN_COSINE,
     INT8_MIN_COSINE,
@@ -392,8 +392,44 @@ def test_prefix_search_ends_when_every_node_is_a_culprit() -> None:
 
     order = ["a", "b", "c"]
     attempts: list[dict] = []
-    best = _prefix_search(order, lambda kept: Result(kept >= set(order)), 60, attempts)
+    best = _prefix_search(order, lambda kept: Result(kept >= set(order)), time.monotonic() + 60, attempts,
+                          Result(False))
     assert best.ok and attempts[-1]["nodes_kept_fp32"] == ["a", "b", "c"]
+
+
+def test_the_search_keeps_to_the_conversions_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline is the whole conversion's: no trial starts that the longest one so far says would end past
+    it, the best configuration found so far is the answer, and with no time left none starts at all. A clock
+    of our own (each trial costs 10 s of it): nothing here depends on this machine's speed."""
+    from model_zoo import onnx_precision
+
+    class Clock:
+        now = 0.0
+
+        @classmethod
+        def monotonic(cls) -> float:
+            return cls.now
+
+    class Result:
+        def __init__(self, kept: set[str]) -> None:
+            Clock.now += 10.0
+            self.ok = len(kept) >= 6  # six nodes of twenty must stay fp32
+            self.kept = kept
+
+        def summary(self, label: str) -> dict:
+            return {"label": label, "passed": self.ok}
+
+    monkeypatch.setattr(onnx_precision, "time", Clock)
+    order = [f"n{i}" for i in range(20)]
+    attempts: list[dict] = []
+    start = Result({"x"} | set(order))
+    Clock.now = 0.0
+    best = onnx_precision._prefix_search(order, Result, 35.0, attempts, start)
+    assert Clock.now <= 35.0 and best.ok and "(time budget)" in attempts[-1]["label"]
+    assert attempts[-1]["trials"] == 3  # all fp32, nothing fp32, one bisection step: a fourth would end at 40 s
+    spent: list[dict] = []
+    assert onnx_precision._prefix_search(order, Result, Clock.now - 1, spent, start) is start
+    assert spent == [{"search": "not started: the conversion's time budget was spent before it", "passed": False}]
 
 
 def test_renaming_follows_outer_names_into_branches_and_leaves_shadowing_ones_alone() -> None:
@@ -463,15 +499,6 @@ def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
 def test_int8_without_calibration_data_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="without calibration data; try int8_dynamic"):
         onnx_to_int8(conv_constants_model(tmp_path), tmp_path / "o.onnx", [], [])
-
-
-def test_int8_still_takes_the_array_form(tmp_path: Path) -> None:
-    """Transitional: one array per input, sample axis first, as model_zoo.artifacts passed before feed dicts."""
-    src = conv_constants_model(tmp_path)
-    arrays = [np.random.default_rng(6).normal(0, 1, (20, 3, 16, 16)).astype(np.float32)]
-    info = onnx_to_int8(src, tmp_path / "o.onnx", arrays)
-    assert info["calibration_feeds"] == 2  # 16 + 4 samples
-    assert info["fidelity"]["feeds"] == 2  # checked on the calibration feeds when no check feeds are given
 
 
 # --- fp16 --------------------------------------------------------------------------------------------------
@@ -567,13 +594,6 @@ def test_fp16_keeps_out_of_range_constants_in_fp32_without_preprocessing(
     assert onnx_precision.FP16_MAX == 65504.0
 
 
-def test_convert_keeps_the_old_names() -> None:
-    assert convert.onnx_to_fp16 is onnx_to_fp16
-    assert convert.onnx_to_int8 is onnx_to_int8
-    assert convert.onnx_to_int8_dynamic is onnx_to_int8_dynamic
-    assert convert.check_onnx is check_onnx
-
-
 # --- real third-party models, when the corpus cache has them ------------------------------------------------
 
 
@@ -660,13 +680,13 @@ def test_real_models(filename: str, precision: str, tmp_path: Path) -> None:
             n.op_type == "If" for n in converted.graph.node
         )
     elif precision == "int8_dynamic":
-        info = onnx_to_int8_dynamic(src, out, checks, search_seconds=REAL_SEARCH_SECONDS)
+        info = onnx_to_int8_dynamic(src, out, checks, deadline=time.monotonic() + REAL_SEARCH_SECONDS)
         assert sum(info["quantized_ops"].values()) > 0
         assert info["fidelity"]["checked"] and set(info["fidelity"]["cosine"]) == {
             o.name for o in onnx.load(str(src), load_external_data=False).graph.output
         }
     else:
-        info = onnx_to_int8(src, out, make(src, 8, 0), checks, search_seconds=REAL_SEARCH_SECONDS)
+        info = onnx_to_int8(src, out, make(src, 8, 0), checks, deadline=time.monotonic() + REAL_SEARCH_SECONDS)
         assert info["dequantize_nodes"] > 0 and info["per_channel"] is True
         if next(o.version for o in onnx.load(str(src)).opset_import if o.domain == "") < 13:
             assert info["opset_upgrade"]["to"] == 13

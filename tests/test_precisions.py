@@ -80,23 +80,28 @@ def test_bad_precision_settings_are_file_line_errors(scenario_file, block, line,
 
 def test_timing_and_evaluation_inputs_stay_inside_the_calibrated_range():
     """A user's int64 input of unknown meaning is calibrated on {0, 1}; feeding it other values at timing or
-    evaluation time would judge the int8 model on activations it was never calibrated for."""
-    from backends.base import TensorSpec
+    evaluation time would judge the int8 model on activations it was never calibrated for. Both come from one
+    description (model_zoo.inputs), through the real calibration path."""
     from harness.worker import make_feeds
-    from model_zoo.calibration import InputSpec, random_arrays, value_range
+    from model_zoo.calibration import calibration_data
+    from model_zoo.inputs import InputLayout, TensorSpec
+    from model_zoo.requests import Calibration, ModelRef
 
+    hints = {"data": "auto"}
     specs = [TensorSpec("x", (None, 16), "float32"), TensorSpec("ids", (None, 1), "int64")]
-    feeds = make_feeds(specs, 64, {}, seed=5)
-    calibration = random_arrays([InputSpec("x", (16,), "float32"), InputSpec("ids", (1,), "int64")], 64,
-                                [value_range("float32"), value_range("int64")], what="test")
-    for fed, calibrated in zip(feeds, calibration, strict=True):
-        low, high = value_range(fed.dtype)
+    feeds = make_feeds(specs, 64, hints, seed=5)
+    declared = [TensorSpec(s.name, s.shape, s.dtype) for s in specs]
+    data = calibration_data(ModelRef(path="/models/user.onnx"), Calibration(samples=64, source="dataset"), declared,
+                            InputLayout.from_json(hints), call_batch=16)
+    calibration = [np.concatenate([feed[name] for feed in data.feeds]) for name in ("x", "ids")]
+    for fed, calibrated, (low, high) in zip(feeds, calibration, [(0.0, 1.0), (0, 2)], strict=True):
         assert fed.dtype == calibrated.dtype
         assert low <= fed.min() and fed.max() < high and low <= calibrated.min() and calibrated.max() < high
     assert set(np.unique(feeds[1])) == set(np.unique(calibration[1])) == {0, 1}
-    # a zoo model's declared range wins over the user default, for both
+    assert data.description == "the model's data: noise for 'x', 'ids'"
+    # a zoo model's declared range wins over the user default
     tokens = make_feeds([TensorSpec("tokens", (None, 8), "int32")], 32, {"input_range": [0, 1000]}, seed=5)[0]
-    assert tokens.max() > 1 and tokens.max() < 1000 and value_range("int32", (0, 1000)) == (0, 1000)
+    assert tokens.max() > 1 and tokens.max() < 1000
 
 
 # --- real runs --------------------------------------------------------------------------------------------------
