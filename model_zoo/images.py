@@ -7,9 +7,10 @@ network: scikit-image's wheel bundles a dozen that load offline (others in `skim
 use, and are not used here) and scikit-learn ships two more.
 
 How a dozen pictures become a data set: each sample picks a picture, a crop of 35-100 % of its area whose aspect
-ratio is the input's (jittered by up to ±20 %), a horizontal flip for photographs (never for text), and is
-resized to the input's height and width (bilinear, anti-aliased when shrinking). All of it from the generator the
-caller passes, so a seed gives the same samples in every process. Pixels are in [0, 1]; the caller maps them to the
+ratio is the input's (jittered by up to ±20 %; for a text-line input, three times as wide as high or more, a strip
+one to three lines of text high), a horizontal flip for photographs (never for text), and is resized to the
+input's height and width (bilinear, anti-aliased when shrinking). All of it from the generator the caller passes,
+so a seed gives the same samples in every process. Pixels are in [0, 1]; the caller maps them to the
 input's range, normalisation and channel order (model_zoo.inputs).
 """
 
@@ -29,6 +30,10 @@ KINDS = ("images", "documents")
 MIN_SIDE = 8  # an input smaller than this on a side is no picture
 CROP_AREA = (0.35, 1.0)
 ASPECT_JITTER = 0.2  # log-uniform, as a fraction
+# An input three times as wide as high takes a line of text (an OCR recogniser, a text-direction classifier): its
+# crops are 6-16 % of a document's height, one to three lines of the bundled scans, not a squeezed page.
+TEXT_LINE_ASPECT = 3
+TEXT_LINE_HEIGHT = (0.06, 0.16)
 
 
 class ImagesUnavailable(RuntimeError):
@@ -67,8 +72,11 @@ def draw(rng: np.random.Generator, kind: str, height: int, width: int, channels:
     picture = pool[int(rng.integers(len(pool)))]
     rows, cols = picture.shape[:2]
     aspect = (width / height) * math.exp(rng.uniform(-ASPECT_JITTER, ASPECT_JITTER))
-    area = rng.uniform(*CROP_AREA) * rows * cols
-    crop_h = round(min(rows, math.sqrt(area / aspect), cols / aspect))
+    if kind == "documents" and width >= TEXT_LINE_ASPECT * height:  # a line of text: one to three lines high
+        crop_h = round(rng.uniform(*TEXT_LINE_HEIGHT) * rows)
+    else:
+        area = rng.uniform(*CROP_AREA) * rows * cols
+        crop_h = round(min(rows, math.sqrt(area / aspect), cols / aspect))
     crop_w = round(min(cols, crop_h * aspect))
     crop_h, crop_w = max(crop_h, 1), max(crop_w, 1)
     top = int(rng.integers(rows - crop_h + 1))
