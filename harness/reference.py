@@ -25,6 +25,7 @@ from scenario.cases import Case, ModelSpec
 from scenario.skips import skip_reason
 
 PLAIN_OPTIONS: dict[str, Any] = {"threads": None}  # the backend's own defaults: the fallback reference's settings
+REFERENCE_MIN_TIMEOUT_S = 120.0  # TensorFlow's import alone takes seconds; the reference's worker gets at least this
 
 
 def _hashable(value: Any) -> Any:
@@ -151,7 +152,8 @@ class References:
         return reference
 
     def _run(self, job: ReferenceJob, name: str, case: Case) -> WorkerOutcome:
-        """The reference's worker, under the measured case's time limit. Not under its memory limit: that bounds
-        what the case measures (a .tflite on LiteRT in 300 MB), and the independent reference (TensorFlow for a zoo
-        model) needs more; a case whose reference cannot run fails, so the case's limit must not starve it."""
-        return run_worker(job, self.logs_dir, name, case.measure["timeout_s"], None)
+        """The reference's worker. Not under the measured case's memory limit, and under at least
+        REFERENCE_MIN_TIMEOUT_S: those bound what the case measures (a .tflite on LiteRT in 300 MB and 3 s), and
+        the independent reference (TensorFlow for a zoo model) needs more memory and seconds of import; a case
+        whose reference cannot run fails, so the case's limits must not starve it."""
+        return run_worker(job, self.logs_dir, name, max(case.measure["timeout_s"], REFERENCE_MIN_TIMEOUT_S), None)

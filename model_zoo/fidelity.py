@@ -121,14 +121,17 @@ def judge(out: Mapping[str, Any], min_cosine: float | None = None) -> Judgement:
     exact = out.get("exact_match")
     if exact is not None:
         return Judgement("exact_match", exact, exact, min_cosine, None if min_cosine is None else exact >= min_cosine)
-    if out["max_abs_err"] <= ABS_ERR_FLOOR:
-        return Judgement("abs_floor", out["max_abs_err"], 1.0, ABS_ERR_FLOOR, True)
-    if out.get("values_per_sample", MIN_VALUES_FOR_COSINE) < MIN_VALUES_FOR_COSINE:
+    largest = out.get("max_abs_err")  # a record that states only some figures is judged by those it states
+    if largest is not None and largest <= ABS_ERR_FLOOR:
+        return Judgement("abs_floor", largest, 1.0, ABS_ERR_FLOOR, True)
+    if (out.get("values_per_sample") or MIN_VALUES_FOR_COSINE) < MIN_VALUES_FOR_COSINE \
+            and out.get("rel_l2_err") is not None:
         error = out["rel_l2_err"]
         score = float(np.clip(1.0 - error * error / 2.0, -1.0, 1.0)) if math.isfinite(error) else 0.0
         bar = None if min_cosine is None else allowed_rel_l2(min_cosine)
         return Judgement("rel_l2", error, score, bar, None if bar is None else bool(error <= bar))
-    cosine = out["cosine"]
+    cosine = out.get("cosine")
+    cosine = float("nan") if cosine is None else cosine
     score = cosine if math.isfinite(cosine) else 0.0
     return Judgement("cosine", cosine, score, min_cosine, None if min_cosine is None else bool(score >= min_cosine))
 

@@ -254,7 +254,7 @@ def test_user_onnx_quantizes_with_random_and_npz_calibration(digits_reference: n
         metas[label] = artifact_meta(path)
         assert metas[label] is not None, label
     assert metas["int8 random"]["calibration_source"] == "random"
-    assert metas["int8 dataset"]["calibration_source"] == "random (user model has no dataset)"
+    assert metas["int8 dataset"]["calibration_source"] == "the model's data: noise for 'keras_tensor'"
     assert metas["int8 npz by name"]["calibration_source"] == str(named)
     assert metas["int8 npz by name"]["calibration_samples"] == 64
     # The same arrays by name or by position: the same calibration data.
@@ -269,7 +269,7 @@ def test_calibration_files_that_do_not_fit_are_refused_by_name(tmp_path: Path) -
     ref = ModelRef(path=str(user))
     input_name = ort.InferenceSession(str(user), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     cases = {
-        "wrong_shape.npz": ({"x": np.zeros((10, 8, 8, 2), np.float32)}, r"per-sample shape \(8, 8, 2\)"),
+        "wrong_shape.npz": ({"x": np.zeros((10, 8, 8, 2), np.float32)}, r"per-sample shape \[8, 8, 2\]"),
         "wrong_dtype.npz": ({"x": np.zeros((10, 8, 8, 1), np.float64)}, "dtype float64"),
         "two_arrays.npz": ({"a": np.zeros((10, 8, 8, 1), np.float32), "b": np.zeros(10)}, r"holds 2 array\(s\)"),
     }
@@ -287,7 +287,7 @@ def test_calibration_files_that_do_not_fit_are_refused_by_name(tmp_path: Path) -
     # The TFLite road checks against the SavedModel's signature the same way.
     np.savez(tmp_path / "wrong_shape_tflite.npz", np.zeros((4, 7, 8, 1), np.float32))
     bad = Calibration(source=str(tmp_path / "wrong_shape_tflite.npz"))
-    with pytest.raises(ArtifactError, match=r"wrong_shape_tflite\.npz.*input .*per-sample shape \(7, 8, 1\)"):
+    with pytest.raises(ArtifactError, match=r"wrong_shape_tflite\.npz.*input .*per-sample shape \[7, 8, 1\]"):
         build(ArtifactRequest(DIGITS, "tflite", "int8", calibration=bad))
 
 
@@ -309,7 +309,7 @@ def test_tiny_transformer_quantizes_and_prunes_without_a_dataset() -> None:
         assert np.abs(y - reference).max() < (1e-2 if precision == "fp16" else 0.1), (fmt, precision)
         assert (y.argmax(1) == reference.argmax(1)).mean() >= 0.9, (fmt, precision)
         if precision == "int8":
-            assert artifact_meta(path)["calibration_source"] == "random (zoo model has no dataset)"
+            assert artifact_meta(path)["calibration_source"] == "the model's data: noise for 'tokens'"
 
     pruned = build(ArtifactRequest(TRANSFORMER, "savedmodel", compression="prune:0.5"))
     meta = artifact_meta(pruned)

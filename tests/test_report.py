@@ -185,10 +185,12 @@ def test_pareto_front_and_best_answer_only_count_passed_cases() -> None:
                fidelity_failure("fp16-b8", "onnxruntime_cpu", 3.0, 0.04, batch=8, precision="fp16", baseline=None)]
     run = run_of("r", MACHINE_A, records)
     cases = records_frame([run], {run.machine_id: "A"})
-    figure = accuracy_figure(cases, "cosine")
+    figure = accuracy_figure(cases, "fidelity")
     traces = {trace.name: trace for trace in figure.data}
     front = traces["Pareto front (passed cases)"]
-    assert list(front.text) == ["onnxruntime_cpu · int8 · b1", "onnxruntime_cpu · fp32 · b1"]
+    # each point names its case and the metric that judged it
+    assert list(front.text) == ["onnxruntime_cpu · int8 · b1<br>cos 0.999000",
+                                "onnxruntime_cpu · fp32 · b1<br>cos 1.000000"]
     excluded = " ".join(traces["INVALID or failed (not on the front)"].text)
     assert "tflite_cpu · fp32 · b1 (INVALID)" in excluded
     assert "onnxruntime_cpu · fp16 · b1 (failed: fidelity)" in excluded
@@ -200,7 +202,7 @@ def test_pareto_front_and_best_answer_only_count_passed_cases() -> None:
     assert "<strong>onnxruntime_cpu · int8</strong>" in rows[0]
     assert "2.00× sequential vs onnxruntime_cpu fp32" in rows[0]  # a run without races: labelled sequential
     assert "fastest by sequential p50 (not raced)" in rows[0]
-    assert "min cosine 0.999000" in rows[0]
+    assert "cos 0.999000" in rows[0]
     assert ("faster but not counted: tflite_cpu · fp32 (INVALID, 0.4 ms); onnxruntime_cpu · fp16 (failed: fidelity, "
             "0.2 ms)") in rows[0]
     assert "no case passed (1 failed, 1 failed: fidelity)" in rows[1]
