@@ -1,8 +1,8 @@
 """What the harness asks of the zoo: "give me model M as format F at precision P", answered from a cache.
 
-Importing this module must stay light (no TensorFlow): LiteRT / ONNX Runtime workers and pytest
-collection import it. Only `build` imports TensorFlow, lazily; the harness calls it through
-`python -m model_zoo.build` so that its own process never does.
+Importing this module must never import TensorFlow (onnx and NumPy it does): LiteRT / ONNX Runtime workers and
+pytest collection import it. Only `build` imports TensorFlow, inside the conversions; the harness calls it
+through `python -m model_zoo.build` so that its own process never does.
 
 Keys are content addresses. A SavedModel's key hashes its source: a zoo model's recipe (name, shape, seed,
 recipe version, library versions) or a user file's bytes. A TFLite or ONNX file's key hashes the bytes of
@@ -44,7 +44,7 @@ from model_zoo.catalog import CATALOG
 from model_zoo.errors import ArtifactError
 from model_zoo.inputs import InputError, InputLayout, onnx_declared
 from model_zoo.requests import FORMATS, PRECISIONS, ArtifactRequest, Calibration, ModelRef, parse_compression
-from model_zoo.targets import FP16_SEARCH_SECONDS, INT8_SEARCH_SECONDS
+from model_zoo.targets import FP16_MIN_COSINE, FP16_SEARCH_SECONDS, INT8_SEARCH_SECONDS
 from model_zoo.tf_env import import_tf
 
 __all__ = [
@@ -361,7 +361,7 @@ def _request_options(req: ArtifactRequest) -> dict[str, Any]:
             options.update(ops="TFLITE_BUILTINS_INT8", representative_dataset=True, io="float32")
     elif req.precision == "fp16":
         options = {"converter": "onnxconverter_common.float16", "keep_io_types": True, "fp32_casts_kept": True,
-                   "module": "model_zoo.onnx_precision", "min_cosine": onnx_precision.FP16_MIN_COSINE,
+                   "module": "model_zoo.onnx_precision", "min_cosine": FP16_MIN_COSINE,
                    "clamp": onnx_precision.FP16_MAX, "fragile_ops": sorted(onnx_precision.FP16_FRAGILE_OPS)}
     elif req.precision == "int8_dynamic":
         options = {"quantize_dynamic": {"weight_type": "QInt8"}, "module": "model_zoo.onnx_precision"}

@@ -1,11 +1,10 @@
-"""Format conversions: Keras → SavedModel → TFLite / ONNX, and fp32 ONNX → fp16 / int8 ONNX.
+"""Format conversions: Keras → SavedModel → TFLite / ONNX (fp32 ONNX → fp16 / int8 ONNX is model_zoo.onnx_precision).
 
 Everything converts from the SavedModel, not from the in-memory Keras model, so a user's SavedModel and a
 zoo model take the same road, and the TFLite and ONNX files derive from exactly the bytes the TensorFlow
 reference backend loads. TFLite precisions come from the TFLite converter itself (it sees the TensorFlow
-graph); ONNX precisions are made from the fp32 ONNX, so a user's .onnx file gets them too. Heavy imports
-(TensorFlow, tf2onnx, onnx, onnxruntime.quantization) happen inside the functions. Errors are raised as
-plain exceptions with readable text; `model_zoo.artifacts` adds which model and file they concern.
+graph). TensorFlow and tf2onnx are imported inside the functions (seconds each); onnx at the top. Errors are
+raised as plain exceptions with readable text; `model_zoo.artifacts` adds which model and file they concern.
 """
 
 from __future__ import annotations

@@ -20,16 +20,15 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from model_zoo.fidelity import output_scores
 from model_zoo.onnx_precision import (
-    FP16_MIN_COSINE,
-    INT8_MIN_COSINE,
     ConversionError,
     check_onnx,
     onnx_to_fp16,
     onnx_to_int8,
     onnx_to_int8_dynamic,
-    output_scores,
 )
+from model_zoo.targets import FP16_MIN_COSINE, INT8_MIN_COSINE
 
 RNG = np.random.default_rng(0)
 
@@ -381,7 +380,7 @@ def test_output_scores_scores_integer_outputs_by_exact_match() -> None:
 
 def test_prefix_search_ends_when_every_node_is_a_culprit() -> None:
     """The last node breaking the check must end the search, not index past the list."""
-    from model_zoo.onnx_precision import _prefix_search
+    from model_zoo.onnx_precision.search import _prefix_search
 
     class Result:
         def __init__(self, ok: bool) -> None:
@@ -401,7 +400,7 @@ def test_the_search_keeps_to_the_conversions_deadline(monkeypatch: pytest.Monkey
     """The deadline is the whole conversion's: no trial starts that the longest one so far says would end past
     it, the best configuration found so far is the answer, and with no time left none starts at all. A clock
     of our own (each trial costs 10 s of it): nothing here depends on this machine's speed."""
-    from model_zoo import onnx_precision
+    from model_zoo.onnx_precision import search
 
     class Clock:
         now = 0.0
@@ -419,23 +418,23 @@ def test_the_search_keeps_to_the_conversions_deadline(monkeypatch: pytest.Monkey
         def summary(self, label: str) -> dict:
             return {"label": label, "passed": self.ok}
 
-    monkeypatch.setattr(onnx_precision, "time", Clock)
+    monkeypatch.setattr(search, "time", Clock)
     order = [f"n{i}" for i in range(20)]
     attempts: list[dict] = []
     start = Result({"x"} | set(order))
     Clock.now = 0.0
-    best = onnx_precision._prefix_search(order, Result, 35.0, attempts, start)
+    best = search._prefix_search(order, Result, 35.0, attempts, start)
     assert Clock.now <= 35.0 and best.ok and "(time budget)" in attempts[-1]["label"]
     assert attempts[-1]["trials"] == 3  # all fp32, nothing fp32, one bisection step: a fourth would end at 40 s
     spent: list[dict] = []
-    assert onnx_precision._prefix_search(order, Result, Clock.now - 1, spent, start) is start
+    assert search._prefix_search(order, Result, Clock.now - 1, spent, start) is start
     assert spent == [{"search": "not started: the conversion's time budget was spent before it", "passed": False}]
 
 
 def test_renaming_follows_outer_names_into_branches_and_leaves_shadowing_ones_alone() -> None:
     """The then-branch defines its own `w` (shadowing the main graph's), the else-branch reads the outer one:
     after renaming each still reads its own, and the model computes the same."""
-    from model_zoo.onnx_precision import _unique_initializer_names
+    from model_zoo.onnx_precision.graph import _unique_initializer_names
 
     w = numpy_helper.from_array(np.ones((2,), np.float32), "w")
     own_w = numpy_helper.from_array(np.full((2,), 5.0, np.float32), "w")
@@ -472,7 +471,7 @@ def test_initializers_are_renamed_out_of_the_quantizers_way(tmp_path: Path) -> N
     """Basic Pitch's bias `...conv1d_25` became `...conv1d_252` once quantized: another node's output. After the
     renaming no initializer shares a prefix with a node output, the If branches still find the outer weight,
     and the model computes the same."""
-    from model_zoo.onnx_precision import _unique_initializer_names
+    from model_zoo.onnx_precision.graph import _unique_initializer_names
 
     src = if_model(tmp_path)
     model = onnx.load(str(src))
