@@ -474,7 +474,7 @@ def input_layout(req: ArtifactRequest) -> InputLayout:
     if req.inputs:
         return InputLayout.from_json(json.loads(req.inputs))
     if req.model.zoo is not None:
-        return InputLayout(sample_shape=req.model.shape, value_range=CATALOG[req.model.zoo].input_range)
+        return InputLayout.from_json(CATALOG[req.model.zoo].layout_json(req.model.shape))
     return InputLayout()
 
 

@@ -7,6 +7,7 @@ Runtime workers) that must never pay for a TensorFlow import. The builders live 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,13 @@ class ZooModel:
     recipe_version: int = 1
     # Smallest accepted per-sample shape when the shape is a user option; None = the shape is fixed.
     min_input_shape: tuple[int, ...] | None = None
+
+    def layout_json(self, shape: tuple[int, ...] | None = None, data: str | None = None) -> dict[str, Any]:
+        """How data is made for this model (model_zoo.inputs.InputLayout's JSON): the one place that says it, for
+        the scenario's cases (workers, the reference) and the build process (calibration, checks) alike. Its
+        input shape (the catalog's, or ``shape``), value range and ``data`` (noise unless the scenario says)."""
+        return {"input_shape": list(shape or self.input_shape), "input_range": self.input_range,
+                "data": data or "noise"}
 
     def shape_problem(self, shape: tuple[int, ...]) -> str | None:
         """Say why a requested input shape cannot be built, before anyone spends time building it."""

@@ -64,8 +64,7 @@ class ModelSpec:
             return {"input_shape": self.input_shape, "inputs": json.loads(self.inputs) if self.inputs else None,
                     "data": self.data or "auto"}
         entry = CATALOG[self.zoo]
-        return {"input_shape": self.input_shape or entry.input_shape, "input_dtype": entry.input_dtype,
-                "input_range": entry.input_range, "dataset": entry.dataset, "data": self.data or "noise"}
+        return {**entry.layout_json(self.input_shape, self.data), "dataset": entry.dataset}
 
 
 @dataclass
@@ -113,7 +112,7 @@ class Case:
         # what a user model's converted files were made with: int8 calibration data and fp16 / int8 check data
         # follow the input descriptions, so they are part of those artefacts' identity
         layout = ""
-        if self.model.zoo is None and self.precision != "fp32":
+        if self.precision != "fp32" and (self.model.zoo is None or self.model.data):  # a zoo model's data: too
             layout = InputLayout.from_json(self.model.input_hints()).identity()
         return ArtifactRequest(ref, backend.artifact_format, self.precision, self.compression, calibration, batch,
                                layout)
