@@ -104,7 +104,7 @@ def _gzip_size(file: Path) -> int:
 
 
 # What a record keeps of an artefact's meta.json: how it was made, not the whole build log.
-ARTIFACT_FACTS = ("sparsity", "fine_tuned", "calibration_source", "calibration_samples", "build_seconds",
+ARTIFACT_FACTS = ("sparsity", "fine_tuned", "calibration_source", "calibration_samples", "build_seconds", "budget_s",
                   "fp32_casts_kept", "quantization")
 
 

