@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from model_zoo.datasets import load_dataset
-from model_zoo.inputs import InputPlan, assemble, make_samples, sample_count, split_samples
+from model_zoo.inputs import InputLayout, InputPlan, TensorSpec, assemble, sample_count, split_samples
+from model_zoo.npz_inputs import layout_samples
 from scenario.cases import Case
 
 RANDOM_SAMPLES = 16  # models without a dataset: enough to see errors, cheap even for resnet50
+DATA_FILE_SAMPLES = 64  # a user's data file: its real samples are worth more of them (fewer if it holds fewer)
 # source format → (backend, its options): the plainest way to run the model that is not a case's own session
 _REFERENCE = {"zoo": ("tensorflow", {}), "keras": ("tensorflow", {}), "savedmodel": ("tensorflow", {}),
               "onnx": ("onnxruntime_cpu", {"graph_optimization": "disable"}),
@@ -61,16 +63,19 @@ def is_reference(case: Case) -> bool:
 # -- worker side ------------------------------------------------------------------------------------------------
 
 
-def make_evaluation_set(plans: Sequence[InputPlan], dataset: str | None,
-                        seed: int) -> tuple[list[np.ndarray], np.ndarray | None]:
+def make_evaluation_set(layout: InputLayout, plans: Sequence[InputPlan], declared: Sequence[TensorSpec],
+                        dataset: str | None, seed: int) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Inputs in :func:`model_zoo.inputs.make_samples` form (per batched input, samples stacked on a new leading
-    axis, each keeping its batch axis of size 1; an unbatched input once) and labels, or None where there are none."""
+    axis, each keeping its batch axis of size 1; an unbatched input once) and labels, or None where there are none:
+    a zoo model's held-out split, else the model's data (a data file's first DATA_FILE_SAMPLES samples, or
+    RANDOM_SAMPLES made from the descriptions: pictures or noise)."""
     if dataset:
         split = load_dataset(dataset)
         if len(plans) != 1 or plans[0].batch_axis != 0:
             raise ValueError(f"dataset {dataset} has one input batched on axis 0; the model has {len(plans)}")
         return [np.expand_dims(np.asarray(split.x_test, dtype=np.dtype(plans[0].dtype)), 1)], np.asarray(split.y_test)
-    return make_samples(plans, RANDOM_SAMPLES, seed), None
+    count = DATA_FILE_SAMPLES if layout.data_file is not None else RANDOM_SAMPLES
+    return layout_samples(layout, plans, declared, count, seed), None
 
 
 def save_arrays(path: Path, names: Sequence[str], arrays: Sequence[np.ndarray], **extra: Any) -> None:

@@ -91,9 +91,10 @@ def make_feeds(specs: list[Any], batch_size: int, hints: dict[str, Any], seed: i
     """Deterministic inputs for one call at ``batch_size``, made as the scenario describes each input (shape,
     batch axis, dtype, value range or fixed value) and, where it says nothing, as the model declares it."""
     from model_zoo.inputs import InputLayout
-    from model_zoo.inputs import make_feeds as feeds_for
+    from model_zoo.npz_inputs import layout_feeds
 
-    return feeds_for(InputLayout.from_json(hints).plan(specs), batch_size, seed)
+    layout = InputLayout.from_json(hints)
+    return layout_feeds(layout, layout.plan(specs), specs, batch_size, seed)
 
 
 def _rss() -> int:
@@ -335,7 +336,8 @@ def reference(job: ReferenceJob, phase: _Phases) -> ReferenceResult:
         loaded = _load(job, phase, batch_size=batch, bind=False)
     session = loaded.session
     with phase("make the evaluation set"):
-        arrays, labels = make_evaluation_set(plans, job.hints.get("dataset"), loaded.case.measure.get("seed", 0))
+        arrays, labels = make_evaluation_set(loaded.layout, plans, session.inputs, job.hints.get("dataset"),
+                                             loaded.case.measure.get("seed", 0))
         save_arrays(Path(job.inputs), [s.name for s in session.inputs], arrays, labels=labels,
                     batch_axes=np.array(json.dumps([p.batch_axis for p in plans])))
     with phase("run the reference"):

@@ -13,11 +13,13 @@ NumPy only: workers and the build process import this, and neither may pay for T
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -185,6 +187,15 @@ class InputPlan:
         return out
 
 
+def _file_sha256(path: Path) -> str:
+    """The file's content hash; a file that cannot be read hashes as its path (the build then names the error)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return f"unreadable:{path}"
+
+
 def picture_channel_axis(sample_shape: Sequence[int], dtype: str) -> int | None:
     """Where the channels are in a sample shape that looks like a picture, or None: three dimensions, 1 or 3
     channels first (CHW) or last (HWC) and not both, sides of at least MIN_SIDE, floats or uint8."""
@@ -242,9 +253,16 @@ class InputLayout:
         """Canonical text of the layout, for cache keys: calibration data depends on every field, and on how
         pictures are drawn (PICTURES_RECIPE) wherever they may be."""
         data = self.to_json()
-        if self.data != "noise" or any(d.data not in (None, "noise") for _, d in self.inputs):
+        if self.data_file is not None:  # new samples in the same file are new data
+            data["data_sha256"] = _file_sha256(self.data_file)
+        elif self.data != "noise" or any(d.data not in (None, "noise") for _, d in self.inputs):
             data["pictures_recipe"] = PICTURES_RECIPE
         return json.dumps(data, sort_keys=True)
+
+    @property
+    def data_file(self) -> Path | None:
+        """The user's .npz of inputs (``data: inputs.npz``, an absolute path by now), or None."""
+        return Path(self.data) if self.data.lower().endswith(".npz") else None
 
     def as_noise(self) -> InputLayout:
         """The same inputs filled with noise (calibration: {source: random}): pictures' settings dropped."""
@@ -334,7 +352,7 @@ class InputLayout:
         the rest. Pictures asked for an input that is no picture are an error where the input's description asks,
         noise where the model-level data: does (a model's other inputs: a state, a scalar)."""
         wanted = desc.data or self.data
-        if wanted == "noise":
+        if wanted == "noise" or self.data_file is not None:  # a data file's samples are used as they are
             return "noise"
         if channel_axis is None:
             if desc.data is not None:

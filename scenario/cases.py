@@ -45,7 +45,10 @@ class ModelSpec:
             inputs = json.dumps({name: d.to_description() for name, d in entry.inputs.items()}, sort_keys=True)
         declared = {name: out.classes for name, out in (getattr(entry, "outputs", None) or {}).items()
                     if out.classes is not None}
-        return cls(zoo=entry.name, path=path, input_shape=shape, inputs=inputs, data=getattr(entry, "data", None),
+        data = getattr(entry, "data", None)
+        if data is not None and data.lower().endswith(".npz"):  # relative to the scenario, like model paths
+            data = str((base_dir / Path(data).expanduser()).resolve())
+        return cls(zoo=entry.name, path=path, input_shape=shape, inputs=inputs, data=data,
                    class_outputs=json.dumps(declared, sort_keys=True) if declared else None)
 
     def declared_classes(self) -> dict[str, bool]:

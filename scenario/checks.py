@@ -123,6 +123,13 @@ def calibration_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> 
             file = Path(calibration_settings(spec, base_dir)["source"])
             if problem := _data_file_problem(file, "calibration file"):
                 problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
+    for index, model in enumerate(scenario.models):  # a model's data file (data: inputs.npz), the same way
+        if model.data is not None and model.data.lower().endswith(".npz"):
+            loc = ("models", index, "data")
+            problem = path_problem(model.data, base_dir) or _data_file_problem(
+                (base_dir / Path(model.data).expanduser()).resolve(), "data file")
+            if problem:
+                problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
     return problems
 
 

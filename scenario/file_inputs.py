@@ -44,7 +44,8 @@ def _declared(path: str, mtime_ns: int, size: int) -> tuple[Any, ...] | None:
 def layout_of(model: ModelEntry) -> InputLayout:
     return InputLayout.from_json({"inputs": {name: entry.to_description() for name, entry in
                                              (model.inputs or {}).items()}, "input_shape": model.input_shape,
-                                  "data": model.data or "auto"})
+                                  "data": "noise" if (model.data or "").lower().endswith(".npz") else
+                                  model.data or "auto"})  # a data file's fit is checked when it is read
 
 
 def input_plans(model: ModelEntry, base_dir: Path) -> list[InputPlan] | str | None:

@@ -118,6 +118,7 @@ MeasureOverride = create_model(
 
 
 DataKind = Literal["images", "documents", "noise"]
+MODEL_DATA = ("auto", "images", "documents", "noise")
 
 
 class InputEntry(BaseModel):
@@ -205,9 +206,10 @@ class ModelEntry(BaseModel):
     input_shape: list[int] | None = None
     inputs: dict[str, InputEntry] | None = Field(None, description="a user's model: its inputs by name")
     outputs: dict[str, OutputEntry] | None = Field(None, description="the model's outputs by name")
-    data: Literal["auto", "images", "documents", "noise"] | None = Field(
+    data: str | None = Field(
         None, description="what fills the inputs for timing, fidelity and calibration: auto (a user's file: pictures "
-                          "for picture-shaped inputs, noise for the rest), images, documents or noise")
+                          "for picture-shaped inputs, noise for the rest), images, documents, noise, or a .npz of "
+                          "your own inputs (relative to the scenario)")
     label: str | None = None
     precisions: list[Precision] | None = None
     batch_sizes: list[int] | None = None
@@ -222,6 +224,13 @@ class ModelEntry(BaseModel):
     @classmethod
     def _bare_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, value: str | None) -> str | None:
+        if value is not None and value not in MODEL_DATA and not value.lower().endswith(".npz"):
+            raise ValueError(f"data is one of {', '.join(MODEL_DATA)} or a .npz file of inputs, not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _name_or_path(self) -> ModelEntry:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from results.stats import latency_summary_ms
 from scenario.load import ScenarioError, load_scenario
@@ -451,6 +451,41 @@ def test_batch_sizes_a_file_cannot_take_are_skipped_at_expansion_naming_the_file
     records = by_id(run_cases(tmp_path / "run", [cases["fixed-int8_dynamic-b4-onnxruntime_cpu"]]))
     assert records["fixed-int8_dynamic-b4-onnxruntime_cpu"]["status"] == "skipped"
     assert not (tmp_path / "run" / "logs" / "artifacts.log").exists()  # nothing was converted for it
+
+
+def test_a_models_data_file_feeds_the_evaluation_and_the_calibration(tmp_path):
+    """data: inputs.npz gives real samples for everything a model is fed: the fidelity evaluation set holds the
+    file's samples and the int8 file is calibrated on them; a file that is not there is an error at its line."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])
+    weights = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm", [x], [y], [weights])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+              tmp_path / "matmul.onnx")
+    samples = np.linspace(-1, 1, 5 * 8, dtype=np.float32).reshape(5, 8)
+    np.savez(tmp_path / "inputs.npz", x=samples)
+    path = write_scenario(tmp_path, f"""
+        name: data_file
+        models: [{{path: matmul.onnx, data: inputs.npz}}]
+        backends: [onnxruntime_cpu]
+        precisions: [fp32, int8]
+        measure: {FAST_MEASURE}
+    """)
+    records = by_id(run_cases(tmp_path / "run", expand_file(path)))
+    assert_measured(records["matmul-fp32-b1-onnxruntime_cpu"])
+    evaluated = np.load(tmp_path / "run" / "evaluation" / "matmul" / "inputs.npz")
+    assert np.array_equal(evaluated["a0"].reshape(5, 8), samples)
+    int8 = records["matmul-int8-b1-onnxruntime_cpu"]
+    assert int8["artifact_meta"]["calibration_source"] == f"the model's data: {tmp_path / 'inputs.npz'}"
+    assert int8["artifact_meta"]["calibration_samples"] == 5
+    missing = write_scenario(tmp_path / "bad", """
+        name: data_file
+        models:
+          - {path: ../matmul.onnx, data: nowhere.npz}
+        backends: [onnxruntime_cpu]
+    """)
+    with pytest.raises(ScenarioError, match=r"scenario.yaml:3: models\[0\].data: no such data file"):
+        load_scenario(missing)
 
 
 def test_two_files_of_one_name_are_told_apart_by_their_folders(tmp_path):
