@@ -439,7 +439,9 @@ class _Int8Search:
         if not result.ok:
             return attempts  # nothing found passes: the first file stays, the harness's guard fails it
         if result.path is None or not _quantized_nodes(result.path):
-            attempts.append({"kept_fp32": "result", "passed": False, "error": "no node stays quantized"})
+            attempts.append({"kept_fp32": "result", "passed": False,
+                             "error": "no node stays quantized in the configuration that passed: the fully quantized "
+                                      "file is kept, for the guard to judge on its evaluation set"})
             return attempts
         result.path.replace(self.out_file)
         by_type: dict[str, int] = {}
