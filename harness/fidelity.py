@@ -35,7 +35,7 @@ def guard_next_step(precision: str, compression: str, user_model: bool) -> str:
     """What a user can do about a case that misses the default guard: the failure line ends with it."""
     if compression != "none":
         return "next: prune less (a lower sparsity) or fine-tune longer, or set min_cosine if this error is acceptable"
-    data = "real inputs (calibration: {source: inputs.npz})" if user_model else "more samples (calibration.samples)"
+    data = "real inputs (data: inputs.npz)" if user_model else "more samples (calibration.samples)"
     if precision == "int8":
         return f"next: calibrate on {data}, try int8_dynamic or fp16, or set min_cosine if this error is acceptable"
     if precision == "int8_dynamic":
