@@ -95,22 +95,23 @@ class ArtifactBroker:
         payload = json.dumps([request_to_json(request) for request in missing])
         read_end, write_end = os.pipe()  # the build's progress lines (model_zoo.progress), one JSON per step
         listener = threading.Thread(target=_relay_progress, args=(read_end, progress), daemon=True)
-        listener.start()
-        env = {**child_env(worker_env()), PROGRESS_FD_ENV: str(write_end)}
-        with open(self.log_path, "ab") as log:
-            try:
-                done = subprocess.run([sys.executable, "-m", "model_zoo.build"], input=payload.encode(),
-                                      stdout=subprocess.PIPE, stderr=log, env=env, pass_fds=(write_end,),
-                                      timeout=BUILD_TIMEOUT_S + BUILD_SEARCH_ALLOWANCE_S * len(missing))
-                lines = done.stdout.decode(errors="replace").strip().splitlines()
-                answers = json.loads(lines[-1]) if lines else None
-            except subprocess.TimeoutExpired:
-                answers, done = None, None
-            except json.JSONDecodeError:
-                answers = None
-            finally:
-                os.close(write_end)  # the child's copy is gone with it: the listener reads to the end and stops
-                listener.join(timeout=5)
+        listener.start()  # it owns read_end from here: it closes it at the end of the stream
+        try:
+            env = {**child_env(worker_env()), PROGRESS_FD_ENV: str(write_end)}
+            with open(self.log_path, "ab") as log:
+                try:
+                    done = subprocess.run([sys.executable, "-m", "model_zoo.build"], input=payload.encode(),
+                                          stdout=subprocess.PIPE, stderr=log, env=env, pass_fds=(write_end,),
+                                          timeout=BUILD_TIMEOUT_S + BUILD_SEARCH_ALLOWANCE_S * len(missing))
+                    lines = done.stdout.decode(errors="replace").strip().splitlines()
+                    answers = json.loads(lines[-1]) if lines else None
+                except subprocess.TimeoutExpired:
+                    answers, done = None, None
+                except json.JSONDecodeError:
+                    answers = None
+        finally:
+            os.close(write_end)  # with the child's copy gone too, the listener reads to the end and stops
+            listener.join(timeout=5)
         if not isinstance(answers, list) or len(answers) != len(missing):
             why = "timed out" if done is None else f"exited with status {done.returncode}"
             for request in missing:

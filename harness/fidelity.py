@@ -22,7 +22,8 @@ DEFAULT_MIN_COSINE = {"fp32": 0.999, "fp16": targets.FP16_MIN_COSINE,  # the con
                       "int8_dynamic": targets.INT8_MIN_COSINE, "int8": targets.INT8_MIN_COSINE}  # 0.98
 PRUNED_MIN_COSINE = 0.98
 # What a user can do about inputs that do not exercise the model (the scenario keys of model_zoo.inputs)
-INPUTS_HINT = "give it representative data: data: images for an image model, or data: <file>.npz with real inputs"
+INPUTS_HINT = ("describe what fills its inputs (data: images or documents with their range, mean and std) or give "
+               "real ones (data: inputs.npz)")
 
 
 def default_min_cosine(precision: str, compression: str) -> float:
@@ -82,14 +83,14 @@ def uninformative_reference(reference_outputs: list[np.ndarray], names: list[str
     near uniform by construction.
     """
     names = names or [f"#{i}" for i in range(len(reference_outputs))]
-    varying = [out for out in reference_outputs if out.shape[0] > 1 and np.ptp(out.reshape(out.shape[0], -1), 0).max()
+    present = [out for out in reference_outputs if out.size]  # an output of no values says nothing either way
+    varying = [out for out in present if out.shape[0] > 1 and np.ptp(out.reshape(out.shape[0], -1), 0).max()
                > 1e-6 * max(float(np.abs(out).max()), 1e-30)]
-    if not varying and any(out.shape[0] > 1 for out in reference_outputs):
+    if present and not varying and any(out.shape[0] > 1 for out in present):
         return ("the fp32 reference gives the same outputs for every evaluation input, so these fidelity figures "
                 "cannot tell a faithful conversion from a broken one")
-    faint = [out for out in reference_outputs if out.dtype.kind == "f" and out.size
-             and float(np.abs(out).max()) <= ABS_ERR_FLOOR]
-    if faint and len(faint) == len(reference_outputs):
+    faint = [out for out in present if out.dtype.kind == "f" and float(np.abs(out).max()) <= ABS_ERR_FLOOR]
+    if faint and len(faint) == len(present):
         return (f"the fp32 reference's outputs stay below {ABS_ERR_FLOOR:g} for every evaluation input (the model "
                 f"does not respond to these inputs: {INPUTS_HINT}), so fidelity is judged by the absolute error alone")
     if near_uniform_exempt:

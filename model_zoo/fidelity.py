@@ -57,7 +57,9 @@ def output_fidelity(actual: np.ndarray, reference: np.ndarray, atol: float | Non
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(r, axis=1)
     dots = np.sum(a * r, axis=1)
     # Two all-zero vectors agree perfectly; one zero vector against a non-zero one does not agree at all.
-    cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(abs_err.max(axis=1) == 0, 1.0, 0.0))
+    # (an output of no values: a detector that found nothing; two such agree)
+    cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0),
+                       np.where(abs_err.max(axis=1, initial=0.0) == 0, 1.0, 0.0))
     ref_norm = float(np.linalg.norm(r))
     whole_err = float(np.linalg.norm(a - r))
     result: dict[str, Any] = {
@@ -71,8 +73,11 @@ def output_fidelity(actual: np.ndarray, reference: np.ndarray, atol: float | Non
         "cosine_min": float(cosines.min()) if len(cosines) else 1.0,
         "top1_agreement": None,
     }
-    if classes and r.shape[1] > 1:
-        result["top1_agreement"] = float(np.mean(a.argmax(axis=1) == r.argmax(axis=1)))
+    if classes and actual.ndim >= 2 and actual.shape[-1] > 1 and actual.size:
+        # per position over the class axis (the last): a sequence of class scores (N, T, C) agrees position by position
+        per_position = actual.shape[-1]
+        result["top1_agreement"] = float(np.mean(actual.reshape(-1, per_position).argmax(axis=1)
+                                                 == reference.reshape(-1, per_position).argmax(axis=1)))
     if atol is not None or rtol is not None:
         # An element fails only where it exceeds both tolerances (Polygraphy's rule): a large relative error
         # on a near-zero value, or a large absolute error on a huge value, is not a failure by itself.
@@ -172,7 +177,9 @@ def output_scores(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence
                 any(b.dtype.kind == "f" and not np.all(np.isfinite(b)) for b in cands):
             scores[name] = 0.0
             continue
-        if len({a.shape for a in refs}) == 1:  # one array of samples: the guard's statistics exactly
+        if all(a.size == 0 for a in refs):  # nothing to compare (a detector that found nothing): they agree
+            scores[name] = 1.0
+        elif len({a.shape for a in refs}) == 1:  # one array of samples: the guard's statistics exactly
             scores[name] = judge(output_fidelity(np.stack(cands), np.stack(refs))).score if refs else float("nan")
         else:  # feeds of several shapes (dynamic dims): each judged alone, the scores averaged
             scores[name] = float(np.mean([judge(output_fidelity(b[None], a[None])).score
@@ -199,7 +206,9 @@ def looks_like_class_scores(reference: np.ndarray) -> bool:
 def mean_normalised_entropy(scores: np.ndarray) -> float:
     """0 when every sample picks one class for certain, 1 when every class is equally likely; logits are turned
     into probabilities by a softmax first."""
-    values = scores.astype(np.float64).reshape(len(scores), -1)
+    if scores.ndim < 2 or not scores.size:
+        return 0.0
+    values = scores.astype(np.float64).reshape(-1, scores.shape[-1])  # per position over the class axis (the last)
     if not (np.all(values >= 0) and np.all(np.abs(values.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE)):
         values = np.exp(values - values.max(axis=1, keepdims=True))
         values /= values.sum(axis=1, keepdims=True)

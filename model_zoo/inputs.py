@@ -13,7 +13,6 @@ NumPy only: workers and the build process import this, and neither may pay for T
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections import Counter
@@ -31,10 +30,10 @@ from model_zoo.limits import MAX_FEED_ENV, max_feed_bytes
 USER_FLOAT_RANGE = (0.0, 1.0)
 USER_INT_RANGE = (0, 2)  # exclusive upper bound
 AUTO = "auto"  # batch_axis not given: inferred from the model
-GENERATE_CHUNK = 2**20
+GENERATE_CHUNK = 2**20  # values drawn per step: an input is made in its own dtype, never as a float64 copy of it
 # Part of the identity of everything made from pictures (int8 calibration, check data): bump it when the way
 # pictures are drawn (model_zoo.images) changes.
-PICTURES_RECIPE = 1  # values drawn per step: an input is made in its own dtype, never as a float64 copy of it
+PICTURES_RECIPE = 1
 
 
 class InputError(ValueError):
@@ -188,12 +187,28 @@ class InputPlan:
 
 
 def _file_sha256(path: Path) -> str:
-    """The file's content hash; a file that cannot be read hashes as its path (the build then names the error)."""
+    """The file's content hash (memoised by path, size and mtime: identities are asked for per case); a file that
+    cannot be read hashes as its path (the build then names the error)."""
+    from model_zoo.cache import content_hash
+
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        return content_hash(path)
     except OSError:
         return f"unreadable:{path}"
+
+
+def pictures_recipe() -> str:
+    """How pictures are drawn, for identities: our recipe and the versions of the wheels the pictures and the
+    resizing come from (a new scikit-image may ship other pixels or resize differently)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = []
+    for package in ("scikit-image", "scikit-learn"):
+        try:
+            versions.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            versions.append(f"{package} missing")
+    return f"{PICTURES_RECIPE}; {'; '.join(versions)}"
 
 
 def picture_channel_axis(sample_shape: Sequence[int], dtype: str) -> int | None:
@@ -256,7 +271,7 @@ class InputLayout:
         if self.data_file is not None:  # new samples in the same file are new data
             data["data_sha256"] = _file_sha256(self.data_file)
         elif self.data != "noise" or any(d.data not in (None, "noise") for _, d in self.inputs):
-            data["pictures_recipe"] = PICTURES_RECIPE
+            data["pictures_recipe"] = pictures_recipe()
         return json.dumps(data, sort_keys=True)
 
     @property
@@ -348,9 +363,10 @@ class InputLayout:
     def _data_kind(self, name: str, desc: InputDescription, sample: tuple[int, ...],
                    channel_axis: int | None) -> str:
         """What fills the input: what its description says, else the model's data; "auto" picks pictures for a
-        picture-shaped input (documents where it is three times as wide as high: a line of text) and noise for
-        the rest. Pictures asked for an input that is no picture are an error where the input's description asks,
-        noise where the model-level data: does (a model's other inputs: a state, a scalar)."""
+        three-channel picture-shaped input (documents where it is three times as wide as high: a line of text) and
+        noise for the rest (a one-channel input may be a spectrogram: pictures there only when asked). Pictures
+        asked for an input that is no picture are an error where the input's description asks, noise where the
+        model-level data: does (a model's other inputs: a state, a scalar)."""
         wanted = desc.data or self.data
         if wanted == "noise" or self.data_file is not None:  # a data file's samples are used as they are
             return "noise"
@@ -362,6 +378,8 @@ class InputLayout:
             return "noise"
         if wanted != "auto":
             return wanted
+        if sample[channel_axis] != 3:  # one channel is as often a spectrogram as a grey picture: noise unless told
+            return "noise"
         height, width = (dim for axis, dim in enumerate(sample) if axis != channel_axis)
         return "documents" if width >= 3 * height else "images"
 
@@ -487,12 +505,11 @@ def fixed_batch_problem(plan: InputPlan, spec: TensorSpec, batch: int) -> str | 
 
 
 def batch_problem(plans: Sequence[InputPlan], declared: Sequence[TensorSpec], batch: int) -> str | None:
-    """Why the model cannot run ``batch`` samples in one call, or None. A batch above 1 needs an input that carries
-    it: with every input unbatched (``batch_axis: none``, fixed values, scalars) a call is one inference whatever
-    the batch size, and counting it as ``batch`` items would multiply the throughput by a batch never run."""
-    if batch == 1:
-        return None
-    if not any(plan.batched for plan in plans):
+    """Why the model cannot run ``batch`` samples in one call, or None: an input whose batch axis the model fixes to
+    another size (batch 1 on a file fixed at 4 too), and, for a batch above 1, no input that carries it: with every
+    input unbatched (``batch_axis: none``, fixed values, scalars) a call is one inference whatever the batch size,
+    and counting it as ``batch`` items would multiply the throughput by a batch never run."""
+    if batch > 1 and not any(plan.batched for plan in plans):
         names = ", ".join(repr(plan.name) for plan in plans)
         return (f"batch size {batch} needs an input that carries the batch, and no input does ({names}: unbatched, "
                 "by their description or as scalars or fixed values); run it at batch 1, or give the input that "

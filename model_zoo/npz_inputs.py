@@ -90,6 +90,9 @@ def npz_samples(path: Path, samples: int, plans: Sequence[InputPlan], declared: 
         if not fits_shape(rest, spec.shape[:axis] + spec.shape[axis + 1:]):
             raise ArtifactError(f"{where}: per-sample shape {show_shape(rest)} does not fit the model's "
                                 f"{show_shape(spec.shape)} (batch axis {axis})")
+        if what == "data file" and tuple(rest) != tuple(plan.sample_shape):  # the session is sized as described
+            raise ArtifactError(f"{where}: per-sample shape {show_shape(rest)} is not the described "
+                                f"{show_shape(plan.sample_shape)}: describe the input's shape as the file holds it")
         used = min(samples, shape[axis])
         array = archive.read(label, leading=used if axis == 0 else None)
         kept = np.take(array, np.arange(used), axis=axis)

@@ -38,11 +38,10 @@ _stream: TextIO | None = None
 
 def _sink() -> TextIO | None:
     global _stream
-    if _stream is None and (fd := os.environ.get(PROGRESS_FD_ENV)):
-        try:
+    # popped: the build's own children (pruning, tf2onnx) must not inherit a descriptor number that is not theirs
+    if _stream is None and (fd := os.environ.pop(PROGRESS_FD_ENV, None)):
+        with contextlib.suppress(OSError, ValueError):  # not ours to write: say nothing rather than fail a build
             _stream = os.fdopen(int(fd), "w", buffering=1)
-        except (OSError, ValueError):
-            os.environ.pop(PROGRESS_FD_ENV, None)  # not ours to write: say nothing rather than fail a build
     return _stream
 
 

@@ -17,7 +17,7 @@ from model_zoo.inputs import InputPlan, feed_problem, oversized_input
 from model_zoo.limits import gib_limit
 from model_zoo.requests import SOURCE_SUFFIXES
 from scenario.expand import backend_labels, calibration_settings
-from scenario.file_inputs import input_plans
+from scenario.file_inputs import input_plans, unknown_output
 from scenario.schema import KEYS_AT, BackendEntry, CalibrationSpec, Scenario
 from scenario.yaml_lines import LineMap, Loc, did_you_mean, excerpt, format_loc
 
@@ -152,6 +152,9 @@ def model_path_problems(scenario: Scenario, lines: LineMap, base_dir: Path) -> l
             problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
         elif isinstance(plans, list):
             problems += _feed_problems(scenario, index, plans, lines)
+        if problem is None and (problem := unknown_output(model, base_dir)):
+            loc = ("models", index, "outputs")
+            problems.append((lines.line(loc), f"{format_loc(loc)}: {problem}"))
     return problems
 
 

@@ -41,6 +41,38 @@ def _declared(path: str, mtime_ns: int, size: int) -> tuple[Any, ...] | None:
     return None
 
 
+def output_names(path: Path) -> list[str] | None:
+    """The output names an ONNX or TFLite file declares, or None where they cannot be read here."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".onnx":
+            import onnx
+
+            return [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+        if suffix == ".tflite":
+            from ai_edge_litert.interpreter import Interpreter
+
+            return [d["name"] for d in Interpreter(model_path=str(path)).get_output_details()]
+    except Exception:  # a corrupt file: the build names its errors
+        return None
+    return None
+
+
+def unknown_output(model: ModelEntry, base_dir: Path) -> str | None:
+    """Why the scenario's `outputs:` does not fit the file (an output name it does not have), or None."""
+    if not model.outputs or model.path is None:
+        return None
+    path = model_file(model, base_dir)
+    names = output_names(path)
+    if names is None:
+        return None
+    unknown = sorted(set(model.outputs) - set(names))
+    if unknown:
+        return (f"{path.name} has no output named {unknown[0]!r} (its outputs: "
+                f"{', '.join(repr(n) for n in names)})")
+    return None
+
+
 def layout_of(model: ModelEntry) -> InputLayout:
     return InputLayout.from_json({"inputs": {name: entry.to_description() for name, entry in
                                              (model.inputs or {}).items()}, "input_shape": model.input_shape,
@@ -69,7 +101,7 @@ def batch_skip_reasons(model: ModelEntry, base_dir: Path, batch_sizes: list[int]
     """The batch sizes a user's file cannot take, each with the reason that names the file and the input: known
     when the scenario is expanded, so that such a case is a skip before anything is built, never a failure after
     every conversion (naming a cached artefact) nor a "pass" that counted one inference as several items."""
-    if model.path is None or all(batch == 1 for batch in batch_sizes):
+    if model.path is None:
         return {}
     path = model_file(model, base_dir)
     try:

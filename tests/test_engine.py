@@ -488,6 +488,21 @@ def test_a_models_data_file_feeds_the_evaluation_and_the_calibration(tmp_path):
         load_scenario(missing)
 
 
+def test_an_output_the_file_does_not_have_is_an_error_at_its_line(tmp_path):
+    """outputs: {name: {classes: true}} with a name the file lacks would fall back silently to the guess."""
+    _onnx_file(tmp_path / "model.onnx", ["batch", 8], ["batch", 8])
+    path = write_scenario(tmp_path, """
+        name: outputs
+        models:
+          - path: model.onnx
+            outputs: {logits: {classes: true}}
+        backends: [onnxruntime_cpu]
+    """)
+    with pytest.raises(ScenarioError, match=r"scenario.yaml:4: models\[0\].outputs: model.onnx has no output named "
+                                            r"'logits' \(its outputs: 'y'\)"):
+        load_scenario(path)
+
+
 def test_two_files_of_one_name_are_told_apart_by_their_folders(tmp_path):
     """det/model.onnx and cls/model.onnx label their cases det_model and cls_model, not model_default_0 and _1."""
     for folder in ("det", "cls"):

@@ -124,6 +124,11 @@ def onnx_to_fp16(src: Path, out_file: Path, check_feeds: Sequence[Feed] | None =
             if not result.ok:
                 result = search.bisect(base, attempts, deadline, result)
         info["attempts"] = attempts
+        if result.ok and set(search.order) <= result.blocked:  # the search's start: nothing converted
+            raise ConversionError(
+                f"{src.name} cannot be converted to fp16 within the conversion's budget: the only configuration "
+                "found that passes keeps every node fp32; keep it in fp32"
+            )
         if not result.ok or result.model is None:
             raise ConversionError(
                 f"{src.name} cannot be converted to fp16: {result.reason()}; keep it in fp32, "
@@ -158,7 +163,7 @@ class _Fp16Result:
         if self.error:
             return self.error
         worst = min(self.cosines, key=self.cosines.__getitem__)
-        return f"output {worst!r} keeps cosine {self.cosines[worst]:.4f} < {FP16_MIN_COSINE} against fp32"
+        return f"output {worst!r} keeps fidelity score {self.cosines[worst]:.4f} < {FP16_MIN_COSINE} against fp32"
 
     def summary(self, label: str) -> dict[str, Any]:
         out: dict[str, Any] = {"blocked": label, "passed": self.ok}
@@ -193,6 +198,7 @@ class _Fp16Search:
     def __init__(self, model: onnx.ModelProto, reference: _Reference) -> None:
         self.model = model
         self.reference = reference
+        self.trials = 0
         nodes = list(_all_nodes(model.graph))
         self.fp32_casts = {
             n.name
@@ -222,6 +228,8 @@ class _Fp16Search:
         from onnxconverter_common import float16
 
         blocked = set(blocked)
+        self.trials += 1
+        progress.step(f"fp16 check: attempt {self.trials}, {len(blocked)} node(s) kept fp32")
         repaired: list[str] = []
         while True:
             for constant, consumers in self.constant_consumers.items():
