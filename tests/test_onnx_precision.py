@@ -316,6 +316,45 @@ def test_int8_dynamic_quantizes_constant_node_weights(tmp_path: Path) -> None:
     assert {n.op_type for n in onnx.load(str(out)).graph.node} >= {"ConvInteger", "DynamicQuantizeLinear"}
 
 
+def channel_spread_conv_model(tmp_path: Path) -> Path:
+    """A Conv whose output channels' weights span 0.005x to 2x, what fusing BatchNormalization into Conv leaves in
+    real CNNs (the PP-PicoDet layout detector's stem: |w| 0.0058 to 2.09); its output is the model's."""
+    rng = np.random.default_rng(9)
+    scales = np.geomspace(0.005, 2.0, 8).astype(np.float32)
+    w = (rng.normal(0, 0.3, (8, 3, 3, 3)) * scales[:, None, None, None]).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="spread_conv", pads=[1, 1, 1, 1])],
+        "channel_spread_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, "H", "W"])],
+        initializer=[numpy_helper.from_array(w, "w"),
+                     numpy_helper.from_array((rng.normal(0, 0.1, 8) * scales).astype(np.float32), "b")],
+    )
+    return _save(tmp_path, "channel_spread_conv", graph, 13)
+
+
+def test_int8_dynamic_quantizes_conv_weights_per_channel(tmp_path: Path) -> None:
+    """ONNX Runtime's dynamic quantizer gives ConvInteger one weight scale for all channels (per_channel or not),
+    on which the small channels here round to zero (relative error 1.0, measured; the whole output's cosine hides
+    it, as a later layer would not); per channel every channel keeps its 8 bits."""
+    src = channel_spread_conv_model(tmp_path)
+    out = tmp_path / "int8d.onnx"
+    checks = image_feeds(3, 1)
+    info = onnx_to_int8_dynamic(src, out, checks)
+    assert info["per_channel_conv"] == 1 and info["quantized_ops"].get("ConvInteger") == 1
+    model = onnx.load(str(out))
+    conv = next(n for n in model.graph.node if n.op_type == "ConvInteger")
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert inits[conv.input[1]].dtype == np.int8 and inits[conv.input[3]].shape == ()
+    assert np.abs(inits[conv.input[1]]).reshape(8, -1).max(axis=1).min() == 127  # every channel on its own grid
+    scale_mul = next(n for n in model.graph.node if n.op_type == "Mul" and n.name.endswith("_scales_mul"))
+    assert inits[scale_mul.input[1]].shape == (8, 1, 1)
+    for feed in checks:
+        ref, got = run(src, feed)[0], run(out, feed)[0]
+        error = np.sqrt(((got - ref) ** 2).sum(axis=(0, 2, 3)) / (ref**2).sum(axis=(0, 2, 3)))
+        assert error.max() < 0.05, error  # per channel
+
+
 def test_int8_quantizes_inside_if_branches_the_calibration_takes(tmp_path: Path) -> None:
     src = if_model(tmp_path)
     x = np.random.default_rng(4)
