@@ -390,7 +390,7 @@ def test_a_calibration_archive_is_read_only_as_far_as_the_samples_used(tmp_path:
 
 
 def test_an_archive_that_would_expand_past_the_limit_or_holds_objects_is_refused(tmp_path: Path) -> None:
-    from model_zoo.calibration import NpzArchive
+    from model_zoo.npz_inputs import NpzArchive
     from model_zoo.errors import ArtifactError
 
     huge = tmp_path / "huge.npz"
@@ -410,7 +410,7 @@ def test_an_archive_that_would_expand_past_the_limit_or_holds_objects_is_refused
 
 
 def test_the_lazy_reader_gives_numpys_arrays(tmp_path: Path) -> None:
-    from model_zoo.calibration import NpzArchive
+    from model_zoo.npz_inputs import NpzArchive
 
     arrays = {"c": np.arange(24, dtype=np.float32).reshape(6, 4), "f": np.asfortranarray(np.arange(12).reshape(3, 4)),
               "scalar": np.array(16000)}
