@@ -390,8 +390,8 @@ def test_a_calibration_archive_is_read_only_as_far_as_the_samples_used(tmp_path:
 
 
 def test_an_archive_that_would_expand_past_the_limit_or_holds_objects_is_refused(tmp_path: Path) -> None:
-    from model_zoo.npz_inputs import NpzArchive
     from model_zoo.errors import ArtifactError
+    from model_zoo.npz_inputs import NpzArchive
 
     huge = tmp_path / "huge.npz"
     with zipfile.ZipFile(huge, "w") as archive, archive.open("x.npy", "w") as member:
