@@ -254,7 +254,8 @@ def test_user_onnx_quantizes_with_random_and_npz_calibration(digits_reference: n
         metas[label] = artifact_meta(path)
         assert metas[label] is not None, label
     assert metas["int8 random"]["calibration_source"] == "random"
-    assert metas["int8 dataset"]["calibration_source"] == "the model's data: noise for 'keras_tensor'"
+    # (Keras numbers its tensors per process: the name depends on what ran before)
+    assert metas["int8 dataset"]["calibration_source"].startswith("the model's data: noise for 'keras_tensor")
     assert metas["int8 npz by name"]["calibration_source"] == str(named)
     assert metas["int8 npz by name"]["calibration_samples"] == 64
     # The same arrays by name or by position: the same calibration data.
