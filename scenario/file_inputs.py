@@ -101,15 +101,10 @@ def batch_skip_reasons(model: ModelEntry, base_dir: Path, batch_sizes: list[int]
     """The batch sizes a user's file cannot take, each with the reason that names the file and the input: known
     when the scenario is expanded, so that such a case is a skip before anything is built, never a failure after
     every conversion (naming a cached artefact) nor a "pass" that counted one inference as several items."""
-    if model.path is None:
+    plans = input_plans(model, base_dir) if model.path is not None else None
+    if not isinstance(plans, list):  # a zoo model, or unreadable or undescribed: the loader or the build says so
         return {}
     path = model_file(model, base_dir)
-    try:
-        declared = declared_inputs(path)
-        plans = layout_of(model).plan(declared, what=path.name) if declared else None
-    except Exception:  # unreadable or undescribed: the loader or the build says so
-        return {}
-    if plans is None:
-        return {}
+    declared = declared_inputs(path)  # read once already, by input_plans: cached
     return {batch: f"{path}: {problem}" for batch in batch_sizes
             if (problem := batch_problem(plans, declared, batch)) is not None}
