@@ -99,7 +99,7 @@ def best_table(records: list[Record], races: list[RaceRecord] | None = None) -> 
         accuracy = best.accuracy
         judged = accuracy.judged()
         fidelity = [judged.text or "" if judged is not None else "",
-                    f"top-1 {accuracy.top1:.4f}" if accuracy.top1 is not None else ""]
+                    f"top-1 {accuracy.top1:.4f}" if accuracy.top1 is not None else "", best.kept_fp32_text or ""]
         against = base.name if base is not None else (answer.race.baseline if answer.race else None)
         shown = speedup_text(gain)
         table.add_row(
@@ -161,9 +161,10 @@ def tradeoff_table(records: list[Record], races: list[RaceRecord] | None = None)
     table = Table(title="speed / size / accuracy", header_style="bold", pad_edge=False,
                   caption="fidelity: the worst output by the metric that judged it (cos: mean per-sample cosine; "
                           f"rel L2: outputs of under {MIN_VALUES_FOR_COSINE} values; exact: integer outputs), with "
-                          "its bar; top-1 agree: outputs holding class scores only")
+                          "its bar; top-1 agree: outputs holding class scores only; kept fp32: nodes a conversion's "
+                          "node search left in fp32 of those it could convert (yellow: most of them)")
     for column in ("case", "p50 ms", "× fp32", "size MB", "gzip MB", "sparsity", "top-1", "Δ top-1", "fidelity",
-                   "top-1 agree", "max |err|"):
+                   "top-1 agree", "max |err|", "kept fp32"):
         table.add_column(column, justify="left" if column == "case" else "right", no_wrap=column == "case")
     for record, gain in zip(records, against_fp32, strict=True):
         if not record.latency_ms:
@@ -186,9 +187,19 @@ def tradeoff_table(records: list[Record], races: list[RaceRecord] | None = None)
             ("[red]error[/]" if accuracy.error else "-"),
             f"{accuracy.top1_agreement:.3f}" if accuracy.top1_agreement is not None else "-",
             f"{accuracy.max_abs_err:.3g}" if accuracy.max_abs_err is not None else "-",
+            _kept_fp32_cell(record),
             style="red" if record.status == "failed" else None,  # its speed buys nothing: the answer is wrong
         )
     return table
+
+
+def _kept_fp32_cell(record: Record) -> str:
+    """"16/47 nodes": what a converted file's node search left fp32; yellow where that is most of them."""
+    kept = record.kept_fp32
+    if kept is None:
+        return "-"
+    cell = f"{kept[0]}/{kept[1]} nodes"
+    return f"[yellow]{cell}[/]" if kept[0] * 2 > kept[1] else cell
 
 
 def race_table(races: list[RaceRecord]) -> Table:

@@ -23,11 +23,18 @@ from typing import Any
 import numpy as np
 
 from model_zoo.datasets import load_dataset
-from model_zoo.inputs import InputLayout, InputPlan, TensorSpec, assemble, sample_count, split_samples
+from model_zoo.inputs import (
+    InputLayout,
+    InputPlan,
+    TensorSpec,
+    assemble,
+    judging_samples,
+    sample_count,
+    split_samples,
+)
 from model_zoo.npz_inputs import layout_samples
 from scenario.cases import Case
 
-RANDOM_SAMPLES = 16  # models without a dataset: enough to see errors, cheap even for resnet50
 DATA_FILE_SAMPLES = 64  # a user's data file: its real samples are worth more of them (fewer if it holds fewer)
 # source format → (backend, its options): the plainest way to run the model that is not a case's own session
 _REFERENCE = {"zoo": ("tensorflow", {}), "keras": ("tensorflow", {}), "savedmodel": ("tensorflow", {}),
@@ -68,13 +75,13 @@ def make_evaluation_set(layout: InputLayout, plans: Sequence[InputPlan], declare
     """Inputs in :func:`model_zoo.inputs.make_samples` form (per batched input, samples stacked on a new leading
     axis, each keeping its batch axis of size 1; an unbatched input once) and labels, or None where there are none:
     a zoo model's held-out split, else the model's data (a data file's first DATA_FILE_SAMPLES samples, or
-    RANDOM_SAMPLES made from the descriptions: pictures or noise)."""
+    model_zoo.inputs.judging_samples made from the descriptions: pictures or noise)."""
     if dataset:
         split = load_dataset(dataset)
         if len(plans) != 1 or plans[0].batch_axis != 0:
             raise ValueError(f"dataset {dataset} has one input batched on axis 0; the model has {len(plans)}")
         return [np.expand_dims(np.asarray(split.x_test, dtype=np.dtype(plans[0].dtype)), 1)], np.asarray(split.y_test)
-    count = DATA_FILE_SAMPLES if layout.data_file is not None else RANDOM_SAMPLES
+    count = DATA_FILE_SAMPLES if layout.data_file is not None else judging_samples(plans)
     return layout_samples(layout, plans, declared, count, seed), None
 
 

@@ -39,6 +39,7 @@ from model_zoo.inputs import (
     TensorSpec,
     assemble,
     describe_data,
+    judging_samples,
     make_samples,
     sample_count,
 )
@@ -51,7 +52,6 @@ SOURCES = ("dataset", "random")
 RANDOM_SEED = 0
 # Part of the cache key of int8 artefacts calibrated on random data: bump it when the generator changes.
 RANDOM_RECIPE = 1
-CHECK_SAMPLES = 16  # single-sample calls a converter's own fidelity check runs (fp16, int8)
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,12 @@ def calibration_data(model: ModelRef, calibration: Calibration, declared: Sequen
 
 
 def check_feeds(model: ModelRef, declared: Sequence[TensorSpec], layout: InputLayout,
-                samples: int = CHECK_SAMPLES) -> list[dict[str, np.ndarray]]:
-    """A few single-sample calls for a converter's own fidelity check (fp16, int8): the model's held-out data
-    where it has a dataset, else its data as the scenario describes it (a data file's samples, or made)."""
+                samples: int | None = None) -> list[dict[str, np.ndarray]]:
+    """Single-sample calls for a converter's own fidelity check (fp16, int8): the model's held-out data where it
+    has a dataset, else its data as the scenario describes it (a data file's samples, or made); as many as the
+    guard's evaluation makes (model_zoo.inputs.judging_samples) unless ``samples`` says."""
     plans = layout.plan(declared, model.describe())
+    samples = judging_samples(plans) if samples is None else samples
     dataset = _dataset_of(model)
     if dataset is not None:
         arrays = [np.expand_dims(np.ascontiguousarray(load_dataset(dataset).x_test[:samples]), 1)]

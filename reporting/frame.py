@@ -28,7 +28,7 @@ COLUMNS = (
     "ci_low_ms", "ci_high_ms", "runs", "throughput_ips", "speedup", "speedup_low", "speedup_high", "speedup_source",
     "speedup_text", "baseline", "init_ms", "first_inference_ms", "peak_rss_mb", "gpu_memory_mb", "cpu_percent",
     "gpu_util_pct", "size_mb", "gzip_mb", "cosine", "fidelity", "fidelity_text", "fidelity_warning", "max_abs_err",
-    "top1_agreement", "top1", "top1_drop",
+    "kept_fp32_text", "top1_agreement", "top1", "top1_drop",
     "software_gpu", "device", "os_threads", "env_id",
 )
 

@@ -193,13 +193,15 @@ def _baseline_note(cases: pd.DataFrame) -> str:
 
 
 def _fidelity(row: Any) -> str:
-    """How faithful a case is: its worst output by the metric that judged it, with its bar, and top-1 where the
-    model has labels."""
+    """How faithful a case is: its worst output by the metric that judged it, with its bar, top-1 where the
+    model has labels, and how many nodes its conversion left fp32 to get there."""
     parts = []
     if isinstance(row.fidelity_text, str):
         parts.append(row.fidelity_text)
     if not _missing(row.top1):
         parts.append(f"top-1 {float(row.top1):.4f}")
+    if isinstance(getattr(row, "kept_fp32_text", None), str):
+        parts.append(row.kept_fp32_text)
     return ", ".join(parts) or "not measured"
 
 
@@ -415,7 +417,7 @@ RECORD_TABLE = (  # column title, frame column, digits (None: text)
     ("GPU MB", "gpu_memory_mb", 4), ("CPU %", "cpu_percent", 3), ("OS threads", "os_threads", 1),
     ("GPU %", "gpu_util_pct", 3),
     ("size MB", "size_mb", 3), ("gzip MB", "gzip_mb", 3), ("fidelity", "fidelity_text", None),
-    ("top-1", "top1", 4),
+    ("top-1", "top1", 4), ("nodes kept fp32", "kept_fp32_text", None),
     ("device", "device", None),
 )
 

@@ -297,6 +297,24 @@ class Record(_Part):
         """A "GPU" case whose adapter was a software rasteriser on the CPU: its numbers are not GPU numbers."""
         return bool(self.backend_info.get("software_device"))
 
+    @property
+    def kept_fp32(self) -> tuple[int, int] | None:
+        """(nodes left fp32, nodes the conversion could have converted) where a conversion's node search says so
+        (the artefact's meta.json): an int8 file that keeps most of its nodes in fp32 is nearly an fp32 file, and
+        its figures must not read as int8's."""
+        kept = ((self.artifact_meta or {}).get("quantization") or {}).get("kept_fp32")
+        if not isinstance(kept, dict) or not isinstance(kept.get("of_nodes"), int) or not kept["of_nodes"]:
+            return None
+        return int(kept.get("nodes") or 0), int(kept["of_nodes"])
+
+    @property
+    def kept_fp32_text(self) -> str | None:
+        """"16 of 47 nodes kept fp32" (None where no node search ran or it kept none)."""
+        kept = self.kept_fp32
+        if kept is None or not kept[0]:
+            return None
+        return f"{kept[0]} of {kept[1]} nodes kept fp32" + (" (mostly fp32)" if kept[0] * 2 > kept[1] else "")
+
     def flat(self) -> dict[str, Any]:
         """The record as one row of named scalars: what the report's table, its CSV and the history draw from."""
         latency, interval, accuracy = self.latency_ms, self.median_ci_ms, self.accuracy
@@ -320,7 +338,7 @@ class Record(_Part):
             "size_mb": size / 1e6 if size else None, "gzip_mb": gzip_size / 1e6 if gzip_size else None,
             "cosine": accuracy.cosine_min, "max_abs_err": accuracy.max_abs_err,
             "fidelity": judged.score if judged else None, "fidelity_text": judged.text if judged else None,
-            "fidelity_warning": accuracy.warning,
+            "fidelity_warning": accuracy.warning, "kept_fp32_text": self.kept_fp32_text,
             "top1_agreement": accuracy.top1_agreement, "top1": accuracy.top1, "top1_drop": accuracy.top1_drop,
             "software_gpu": self.software_gpu, "device": self.device,
             "env_id": self.env_id, "os_threads": self.worker.os_threads if self.worker else None,

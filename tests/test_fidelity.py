@@ -15,10 +15,12 @@ from harness.fidelity import (
     uninformative_reference,
 )
 from model_zoo.fidelity import (
+    CHECK_CONFIDENCE_Z,
     judge,
     looks_like_class_scores,
     mean_normalised_entropy,
     output_fidelity,
+    output_score_bounds,
     output_scores,
     violation,
     worst,
@@ -211,6 +213,58 @@ def test_the_build_time_check_and_the_guard_give_one_verdict():
     assert output_scores([[np.ones(4)]], [[np.array([np.nan, 1, 1, 1])]], ["x"]) == {"x": 0.0}
     assert output_scores([[np.ones(4)]], [[np.ones(3)]], ["x"]) == {"x": 0.0}
 
+
+
+def _jackknife(values: list[float]) -> float:
+    """The jackknife standard error of a statistic from its leave-one-out values, written out for the test."""
+    n, mean = len(values), sum(values) / len(values)
+    return math.sqrt((n - 1) / n * sum((v - mean) ** 2 for v in values))
+
+
+def test_the_check_bound_asks_more_of_samples_that_disagree_with_each_other():
+    """Same mean cosine, two spreads: the bound sits CHECK_CONFIDENCE_Z jackknife errors under the score."""
+    rng = np.random.default_rng(2)
+    reference = [rng.normal(size=(1, 64)) for _ in range(16)]
+    steady = [[r + 0.2 * rng.normal(size=r.shape)] for r in reference]
+    uneven = [[r + (0.05 if k % 2 else 0.45) * rng.normal(size=r.shape)] for k, r in enumerate(reference)]
+    bounds = {name: output_score_bounds([[r] for r in reference], cand, ["y"])["y"]
+              for name, cand in (("steady", steady), ("uneven", uneven))}
+    for name, cand in (("steady", steady), ("uneven", uneven)):
+        cosines = [float(np.dot(c[0].ravel(), r.ravel()) / np.linalg.norm(c[0]) / np.linalg.norm(r))
+                   for c, r in zip(cand, reference, strict=True)]
+        assert bounds[name].score == pytest.approx(np.mean(cosines))
+        left_out = [(sum(cosines) - c) / 15 for c in cosines]
+        assert bounds[name].lower == pytest.approx(bounds[name].score - CHECK_CONFIDENCE_Z * _jackknife(left_out))
+    assert bounds["steady"].score - bounds["steady"].lower < bounds["uneven"].score - bounds["uneven"].lower
+
+
+def test_the_check_bound_of_a_small_output_sees_the_sample_that_carries_its_error():
+    """A one-value output judged by relative L2 over all samples: one sample with a large value and error in 16
+    sets the figure, and leaving it out moves the figure a lot: the bound is far under the score."""
+    reference = [[np.array([[0.01]])] for _ in range(15)] + [[np.array([[0.5]])]]
+    candidate = [[np.array([[0.0101]])] for _ in range(15)] + [[np.array([[0.45]])]]
+    bounds = output_score_bounds(reference, candidate, ["p"])["p"]
+    error = math.sqrt((15 * 1e-4**2 + 0.05**2) / (15 * 0.01**2 + 0.25))
+    assert bounds.score == pytest.approx(1 - error**2 / 2)
+    assert bounds.lower < bounds.score - 0.005
+    flat = output_score_bounds(reference[:15], candidate[:15], ["p"])["p"]  # every sample alike: no spread at all
+    assert flat.lower == pytest.approx(flat.score)
+
+
+def test_a_sample_within_the_floor_everywhere_agrees():
+    """An OCR detector's map over a crop without text is ~1e-7 everywhere: that sample's cosine is noise, so a
+    sample within ABS_ERR_FLOOR of the reference counts as agreeing; the other samples are judged as before."""
+    rng = np.random.default_rng(4)
+    blank = rng.uniform(0, 1e-7, (1, 100))
+    text = rng.uniform(0, 1, (1, 100))
+    reference = np.stack([blank, text])
+    candidate = np.stack([blank[:, ::-1], text * 0.9 + 0.01])
+    stats = output_fidelity(candidate, reference)
+    changed = candidate[1].ravel()
+    text_cosine = float(np.dot(changed, text.ravel()) / np.linalg.norm(changed) / np.linalg.norm(text))
+    assert stats["cosine"] == pytest.approx((1.0 + text_cosine) / 2)
+    shifted = output_fidelity(np.stack([blank + 1e-3, text]), reference)  # a blank sample off by 1e-3: judged
+    assert shifted["cosine_min"] < 0.9
 
 def test_near_uniform_class_scores_are_a_warning_except_for_untrained_zoo_models():
     """A text-orientation classifier shown noise sits at 0.15-0.37 over four classes: its class scores say nothing,

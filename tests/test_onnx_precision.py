@@ -403,6 +403,12 @@ def test_int8_search_keeps_the_node_that_breaks_the_check_in_fp32(tmp_path: Path
     assert first["kept_fp32"] == "none" and first["passed"] is False and first["cosine"]["y"] < 0.9
     assert last["passed"] is True and last["kept_fp32"].startswith("search: 1 node(s)")
     assert info["kept_fp32"]["node_names"] == ["mixed_scale_matmul"]
+    # only nodes the quantizer changed are candidates (and counted): the Relu between the MatMuls is never one
+    # in a dynamic file, whose ConvInteger / MatMulInteger are all it quantizes
+    assert info["kept_fp32"]["nodes"] == 1
+    if precision == "int8_dynamic":
+        assert info["kept_fp32"]["of_nodes"] == 2
+    assert last["lower_bound"]["y"] >= INT8_MIN_COSINE  # the check asks that of its confidence bound too
     assert info["fidelity"]["passed"] is True
     nodes = all_nodes(onnx.load(str(out)).graph)
     assert any(n.op_type in ("DequantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul") for n in nodes)

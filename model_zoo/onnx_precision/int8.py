@@ -19,6 +19,7 @@ import onnx
 from onnx import numpy_helper, version_converter
 
 from model_zoo import progress
+from model_zoo.fidelity import ScoreBounds
 from model_zoo.onnx_precision.graph import (
     _CONTROL_FLOW,
     _DYNAMIC_OPS,
@@ -371,20 +372,26 @@ class _StaticQuantizer:
 
 
 class _Int8Result:
-    def __init__(self, path: Path | None, kept: set[str], cosines: dict[str, float], error: str | None,
+    """One configuration's check: it passes when every output scores INT8_SEARCH_MIN_COSINE on the check feeds and
+    its lower confidence bound (model_zoo.fidelity.output_score_bounds) still reaches the guard's INT8_MIN_COSINE,
+    so that what passes here passes the guard on other samples."""
+
+    def __init__(self, path: Path | None, kept: set[str], bounds: Mapping[str, ScoreBounds], error: str | None,
                  subgraphs: list[dict[str, Any]]) -> None:
-        self.path, self.kept, self.cosines, self.error, self.subgraphs = path, kept, cosines, error, subgraphs
+        self.path, self.kept, self.bounds, self.error, self.subgraphs = path, kept, dict(bounds), error, subgraphs
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(v >= INT8_SEARCH_MIN_COSINE for v in self.cosines.values())
+        return self.error is None and all(b.score >= INT8_SEARCH_MIN_COSINE and b.lower >= INT8_MIN_COSINE
+                                          for b in self.bounds.values())
 
     def summary(self, label: str) -> dict[str, Any]:
         out: dict[str, Any] = {"kept_fp32": label, "passed": self.ok}
         if self.error:
             out["error"] = self.error
         else:
-            out["cosine"] = {k: round(v, 6) for k, v in self.cosines.items()}
+            out["cosine"] = {k: round(b.score, 6) for k, b in self.bounds.items()}
+            out["lower_bound"] = {k: round(b.lower, 6) for k, b in self.bounds.items()}
         return out
 
 
@@ -422,7 +429,7 @@ class _Int8Search:
         try:
             subgraphs = self.quantize_keeping(kept, path)
             _finish_converted(path, self.src)
-            result = _Int8Result(path, kept, self.reference.cosines(path), None, subgraphs)
+            result = _Int8Result(path, kept, self.reference.bounds(path), None, subgraphs)
         except Exception as exc:  # a configuration that does not build or load is a failed attempt
             result = _Int8Result(None, kept, {}, _first_line(exc), [])
         shutil.rmtree(path.with_suffix(""), ignore_errors=True)  # branch models and calibration of this trial
@@ -437,7 +444,11 @@ class _Int8Search:
     def run(self) -> list[dict[str, Any]]:
         """Attempts in meta.json form; the best file ends at `out_file`, what it keeps fp32 in `kept_fp32`."""
         progress.step("checking the quantized file")
-        first = _Int8Result(self.out_file, set(), self.reference.cosines(self.out_file), None, [])
+        # only the nodes the quantizer changed can be given back: a Relu left "fp32" in a dynamic file is a trial spent
+        quantized = _nodes_quantized(_load(self.source), _load(self.out_file))
+        self.order = [name for name in self.order if name in quantized] or self.order
+        self.kept_fp32 = {"nodes": 0, "of_nodes": len(self.order)}
+        first = _Int8Result(self.out_file, set(), self.reference.bounds(self.out_file), None, [])
         attempts = [first.summary("none")]
         if first.ok:
             return attempts
@@ -458,6 +469,19 @@ class _Int8Search:
                           "node_names": sorted(kept)[:200]}
         self.subgraphs = result.subgraphs
         return attempts
+
+
+def _nodes_quantized(source: onnx.ModelProto, quantized: onnx.ModelProto) -> set[str]:
+    """Names of the source's nodes that the quantizer changed: replaced (a Conv that became a ConvInteger) or fed
+    through a DequantizeLinear (static QDQ), in every subgraph."""
+    nodes = {(n.name, n.op_type): n for n in _all_nodes(quantized.graph)}
+    dequantized = {o for n in nodes.values() if n.op_type == "DequantizeLinear" for o in n.output}
+    changed = set()
+    for node in _all_nodes(source.graph):
+        twin = nodes.get((node.name, node.op_type))
+        if twin is None or any(i in dequantized for i in twin.input):
+            changed.add(node.name)
+    return changed
 
 
 _DYNAMIC_NO_CONV = ("MatMul", "Gemm", "Attention", "LSTM", "GRU", "Gather")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from model_zoo.fidelity import SCORE_DEFINITION, output_scores
+from model_zoo.fidelity import SCORE_DEFINITION, ScoreBounds, output_score_bounds
 from model_zoo.onnx_precision.graph import (
     ConversionError,
     Feed,
@@ -54,11 +54,15 @@ class _Reference:
         self.outputs = [session.run(None, dict(feed)) for feed in self.feeds]
 
     def cosines(self, candidate: Path | bytes) -> dict[str, float]:
+        return {name: bounds.score for name, bounds in self.bounds(candidate).items()}
+
+    def bounds(self, candidate: Path | bytes) -> dict[str, ScoreBounds]:
+        """Per output, the candidate's score and its lower confidence bound (model_zoo.fidelity)."""
         if not self.feeds:
             return {}
         session = _session(candidate)
         outputs = [session.run(self.names, dict(feed)) for feed in self.feeds]
-        return output_scores(self.outputs, outputs, self.names)
+        return output_score_bounds(self.outputs, outputs, self.names)
 
 
 def _fidelity_meta(cosines: Mapping[str, float], threshold: float, feeds: int) -> dict[str, Any]:
