@@ -215,6 +215,25 @@ def test_pareto_front_and_best_answer_only_count_passed_cases() -> None:
     assert any(" 8 " in line and "no case passed" in line for line in lines)
 
 
+
+def test_an_int8_file_that_kept_most_nodes_fp32_says_so_beside_its_figures() -> None:
+    """PicoDet's int8 passed the guard by keeping 515 of its nodes fp32: it must not read as int8 anywhere."""
+    records = [record("fp32", "onnxruntime_cpu", 2.0, baseline=None, cosine=1.0),
+               record("int8", "onnxruntime_cpu", 1.9, precision="int8", baseline=None, cosine=0.995),
+               record("int8d", "onnxruntime_cpu", 1.0, precision="int8_dynamic", baseline=None, cosine=0.99)]
+    records[1].artifact_meta = {"quantization": {"kept_fp32": {"nodes": 95, "of_nodes": 102}}}
+    records[2].artifact_meta = {"quantization": {"kept_fp32": {"nodes": 3, "of_nodes": 102}}}
+    assert records[1].kept_fp32_text == "95 of 102 nodes kept fp32 (mostly fp32)"
+    assert records[2].kept_fp32_text == "3 of 102 nodes kept fp32" and records[0].kept_fp32_text is None
+    run = run_of("r", MACHINE_A, records)
+    page = build_page([run])
+    assert "95 of 102 nodes kept fp32 (mostly fp32)" in section(page, '<section id="records"', "</section>")
+    console = Console(record=True, width=240)
+    print_summary(run.records, "/tmp/run", console)
+    lines = console.export_text().splitlines()
+    assert any("int8 " in line and "95/102 nodes" in line for line in lines)  # the trade-off table's column
+    assert any("int8_dynamic" in line and "3 of 102 nodes kept fp32" in line for line in lines)  # the best one
+
 def test_machine_id_ignores_host_and_software_but_not_hardware() -> None:
     same = {**MACHINE_A, "os": "another kernel", "python": "3.12", "cpu_affinity": 1}
     assert machine_id(MACHINE_A) == machine_id(same)
