@@ -43,11 +43,13 @@ _REFERENCE = {"zoo": ("tensorflow", {}), "keras": ("tensorflow", {}), "savedmode
 
 
 def reference_case(case: Case) -> Case:
-    """The case whose outputs ``case`` is compared with: same model, reference backend and options, fp32, dense."""
+    """The case whose outputs ``case`` is compared with: same model, reference backend and options, fp32, dense, at
+    the reference batch (1, or the batch a user's file fixes)."""
     source = case.model.to_ref().source_format()
     backend, options = _REFERENCE.get(source, ("tensorflow", {}))
     return replace(case, case_id=f"{case.model_label}-reference", backend=backend, backend_label=backend,
-                   backend_options={"threads": None, **options}, precision="fp32", compression="none", batch_size=1,
+                   backend_options={"threads": None, **options}, precision="fp32", compression="none",
+                   batch_size=case.reference_batch,
                    mode="latency", skip_reason=None)
 
 

@@ -324,14 +324,15 @@ def reference(job: ReferenceJob, phase: _Phases) -> ReferenceResult:
     from harness.evaluation import make_evaluation_set, run_batched, save_arrays
     from model_zoo.inputs import sample_count
 
-    loaded = _load(job, phase, batch_size=1, bind=False)  # the evaluation set is its input, not random feeds
+    # at the reference case's batch: 1, or the batch a user's file fixes (scenario.file_inputs.reference_batch)
+    loaded = _load(job, phase, bind=False)  # the evaluation set is its input, not random feeds
     with phase("describe the inputs"):
         plans = loaded.layout.plan(loaded.session.inputs)
         fixed = {spec.shape[p.batch_axis] for spec, p in zip(loaded.session.inputs, plans, strict=True)
                  if p.batch_axis is not None and p.batch_axis < len(spec.shape)} - {None, 1}
-    # a model exported for one batch size only runs at that size
-    batch = fixed.pop() if len(fixed) == 1 else 1
-    if batch != 1:
+    # a model exported for one batch size only runs at that size (one the expansion could not read: a converted file)
+    batch = fixed.pop() if len(fixed) == 1 else loaded.case.batch_size
+    if batch != loaded.case.batch_size:
         loaded.close()
         loaded = _load(job, phase, batch_size=batch, bind=False)
     session = loaded.session

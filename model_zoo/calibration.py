@@ -35,10 +35,10 @@ from model_zoo.errors import ArtifactError
 from model_zoo.inputs import (
     InputError,
     InputLayout,
-    InputPlan,
     TensorSpec,
     assemble,
     describe_data,
+    fixed_batch,
     judging_samples,
     make_samples,
     sample_count,
@@ -118,7 +118,7 @@ def calibration_data(model: ModelRef, calibration: Calibration, declared: Sequen
     else:
         arrays = npz_samples(Path(source), samples, plans, declared)
         description = source
-    fixed = _fixed_batch(plans, declared)
+    fixed = fixed_batch(plans, declared)
     size = fixed or call_batch
     count = sample_count(plans, arrays)
     starts = range(0, count - size + 1 if fixed else count, size)
@@ -141,18 +141,10 @@ def check_feeds(model: ModelRef, declared: Sequence[TensorSpec], layout: InputLa
         arrays = [np.expand_dims(np.ascontiguousarray(load_dataset(dataset).x_test[:samples]), 1)]
     else:
         arrays = layout_samples(layout, plans, declared, samples, RANDOM_SEED + 1)
-    size = _fixed_batch(plans, declared) or 1
+    size = fixed_batch(plans, declared) or 1
     count = sample_count(plans, arrays)
     return [dict(zip((p.name for p in plans), assemble(plans, arrays, start, size), strict=True))
             for start in range(0, max(count - size + 1, 1), size)]
-
-
-def _fixed_batch(plans: Sequence[InputPlan], declared: Sequence[TensorSpec]) -> int | None:
-    """The batch size the model file fixes (a dim given on a batched input's batch axis), or None when dynamic."""
-    for plan, spec in zip(plans, declared, strict=True):
-        if plan.batch_axis is not None and plan.batch_axis < len(spec.shape) and spec.shape[plan.batch_axis]:
-            return int(spec.shape[plan.batch_axis])  # type: ignore[arg-type]
-    return None
 
 
 def arrays_hash(arrays: Sequence[np.ndarray]) -> str:

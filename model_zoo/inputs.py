@@ -505,6 +505,14 @@ def fixed_batch_problem(plan: InputPlan, spec: TensorSpec, batch: int) -> str | 
             f"axis is not the batch, say which is: inputs: {{{spec.name}: {{batch_axis: K}}}}")
 
 
+def fixed_batch(plans: Sequence[InputPlan], declared: Sequence[TensorSpec]) -> int | None:
+    """The batch size the model file fixes (a dim given on a batched input's batch axis), or None when dynamic."""
+    for plan, spec in zip(plans, declared, strict=True):
+        if plan.batch_axis is not None and plan.batch_axis < len(spec.shape) and spec.shape[plan.batch_axis]:
+            return int(spec.shape[plan.batch_axis])  # type: ignore[arg-type]
+    return None
+
+
 def batch_problem(plans: Sequence[InputPlan], declared: Sequence[TensorSpec], batch: int) -> str | None:
     """Why the model cannot run ``batch`` samples in one call, or None: an input whose batch axis the model fixes to
     another size (batch 1 on a file fixed at 4 too), and, for a batch above 1, no input that carries it: with every

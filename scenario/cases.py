@@ -92,6 +92,7 @@ class Case:
     baseline: dict[str, Any] | None = None
     race: dict[str, Any] | None = None  # the model's race settings (scenario.schema.RaceSpec); None: not raced
     profile: dict[str, Any] | None = None  # {"runs": N} (scenario.schema.ProfileSpec); None: not profiled
+    reference_batch: int = 1  # the batch the fp32 reference runs at: 1, or the one a user's file fixes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

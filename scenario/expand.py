@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scenario.cases import Case, ModelSpec, compression_label
-from scenario.file_inputs import batch_skip_reasons
+from scenario.file_inputs import batch_skip_reasons, reference_batch
 from scenario.schema import BackendEntry, CalibrationSpec, ModelEntry
 from scenario.skips import skip_reason
 
@@ -123,6 +123,7 @@ def expand(loaded: LoadedScenario) -> list[Case]:
                   **(model.accuracy.model_dump(exclude_none=True) if model.accuracy else {})}
         batch_sizes = model.batch_sizes or scenario.batch_sizes
         batch_skips = batch_skip_reasons(model, loaded.base_dir, batch_sizes)
+        batch_of_reference = reference_batch(model, loaded.base_dir)
         for backend, backend_label in zip(scenario.backends, backends_labelled, strict=True):
             options = {"threads": backend.threads, **backend.options}
             combinations = itertools.product(model.precisions or scenario.precisions, model.compression or
@@ -139,7 +140,7 @@ def expand(loaded: LoadedScenario) -> list[Case]:
                     compression=compression, calibration=calibration if precision == "int8" else {},
                     accuracy_budget=budget,
                     baseline=None if scenario.baseline is None else scenario.baseline.model_dump(),
-                    race=race, profile=profile,
+                    race=race, profile=profile, reference_batch=batch_of_reference,
                 )
                 try:
                     case.skip_reason = skip_reason(case) or batch_skips.get(batch_size)

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from backends.tflite_cpu import _spec
-from model_zoo.inputs import InputError, InputLayout, InputPlan, TensorSpec, batch_problem, onnx_declared
+from model_zoo.inputs import (
+    InputError,
+    InputLayout,
+    InputPlan,
+    TensorSpec,
+    batch_problem,
+    fixed_batch,
+    onnx_declared,
+)
 from scenario.schema import ModelEntry
 
 
@@ -95,6 +103,15 @@ def input_plans(model: ModelEntry, base_dir: Path) -> list[InputPlan] | str | No
         return layout_of(model).plan(declared, what=path.name)
     except InputError as error:
         return str(error)
+
+
+def reference_batch(model: ModelEntry, base_dir: Path) -> int:
+    """The batch the model's fp32 reference runs at: 1, or the batch a user's file fixes (a file fixed at 4 takes
+    nothing else, and a reference at batch 1 failed every one of its cases)."""
+    plans = input_plans(model, base_dir) if model.path is not None else None
+    if not isinstance(plans, list):
+        return 1
+    return fixed_batch(plans, declared_inputs(model_file(model, base_dir))) or 1  # type: ignore[arg-type]
 
 
 def batch_skip_reasons(model: ModelEntry, base_dir: Path, batch_sizes: list[int]) -> dict[int, str]:

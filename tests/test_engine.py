@@ -453,6 +453,28 @@ def test_batch_sizes_a_file_cannot_take_are_skipped_at_expansion_naming_the_file
     assert not (tmp_path / "run" / "logs" / "artifacts.log").exists()  # nothing was converted for it
 
 
+
+def test_a_file_that_fixes_batch_4_runs_at_4_against_a_reference_at_4(tmp_path):
+    """Batch 4 is the only batch such a file takes: its reference runs at 4 too (it ran at 1 and failed every case
+    with "fidelity could not be checked"), and its cases pass with their figures; batch 1 is the skip."""
+    _onnx_file(tmp_path / "four.onnx", [4, 8], [4, 8], op="Sigmoid")
+    path = write_scenario(tmp_path, f"""
+        name: four
+        models: [{{path: four.onnx}}]
+        backends: [onnxruntime_cpu]
+        precisions: [fp32, fp16]
+        batch_sizes: [1, 4]
+        measure: {FAST_MEASURE}
+    """)
+    cases = expand_file(path)
+    assert {case.reference_batch for case in cases} == {4}
+    records = by_id(run_cases(tmp_path / "run", cases))
+    assert records["four-fp32-b1-onnxruntime_cpu"]["status"] == "skipped"
+    for precision in ("fp32", "fp16"):
+        record = records[f"four-{precision}-b4-onnxruntime_cpu"]
+        assert record["status"] == "passed", record["reason"]
+        assert record["accuracy"]["fidelity"]["score"] > 0.99 and record["accuracy"]["samples"] >= 16
+
 def test_a_models_data_file_feeds_the_evaluation_and_the_calibration(tmp_path):
     """data: inputs.npz gives real samples for everything a model is fed: the fidelity evaluation set holds the
     file's samples and the int8 file is calibrated on them; a file that is not there is an error at its line."""
