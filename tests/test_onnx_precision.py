@@ -441,6 +441,31 @@ def test_prefix_search_ends_when_every_node_is_a_culprit() -> None:
     assert best.ok and attempts[-1]["nodes_kept_fp32"] == ["a", "b", "c"]
 
 
+
+@pytest.mark.parametrize(("culprits", "most_trials"), [
+    (set(range(8)), 2 + 8 * 2 + 1),  # a run at the start (a detector's stem): a trial or two each
+    ({10, 40}, 2 + 2 * 2 * 6 + 1),  # far apart: at most twice bisection's log2(64) each
+])
+def test_the_search_finds_every_culprit_and_gallops_over_runs_of_them(culprits: set[int], most_trials: int) -> None:
+    """Deterministic: a configuration passes when every culprit is kept fp32; trials are counted, not timed."""
+    from model_zoo.onnx_precision.search import _prefix_search
+
+    order = [f"n{i}" for i in range(64)]
+    wanted = {order[i] for i in culprits}
+
+    class Result:
+        def __init__(self, kept: set[str]) -> None:
+            self.ok, self.kept = wanted <= kept, kept
+
+        def summary(self, label: str) -> dict:
+            return {"label": label, "passed": self.ok}
+
+    attempts: list[dict] = []
+    best = _prefix_search(order, Result, time.monotonic() + 600, attempts, Result(set()))
+    assert best.ok and best.kept == wanted
+    assert sorted(attempts[-1]["nodes_kept_fp32"]) == sorted(wanted)
+    assert attempts[-1]["trials"] <= most_trials, attempts[-1]["trials"]
+
 def test_the_search_keeps_to_the_conversions_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     """The deadline is the whole conversion's: no trial starts that the longest one so far says would end past
     it, the best configuration found so far is the answer, and with no time left none starts at all. A clock
@@ -470,7 +495,7 @@ def test_the_search_keeps_to_the_conversions_deadline(monkeypatch: pytest.Monkey
     Clock.now = 0.0
     best = search._prefix_search(order, Result, 35.0, attempts, start)
     assert Clock.now <= 35.0 and best.ok and "(time budget)" in attempts[-1]["label"]
-    assert attempts[-1]["trials"] == 3  # all fp32, nothing fp32, one bisection step: a fourth would end at 40 s
+    assert attempts[-1]["trials"] == 3  # all fp32, nothing fp32, one gallop step: a fourth would end at 40 s
     spent: list[dict] = []
     assert search._prefix_search(order, Result, Clock.now - 1, spent, start) is start
     assert spent == [{"search": "not started: the conversion's time budget was spent before it", "passed": False}]

@@ -17,6 +17,7 @@ import pytest
 from benchmarks.wild_models import table, write_scenario
 from model_zoo.corpus import CORPUS, CorpusError, fetch
 from model_zoo.fidelity import violation
+from results.record import Record
 from results.store import read_records
 from tests.conftest import run_cli, written_records
 
@@ -94,18 +95,29 @@ def test_no_case_that_misses_the_fidelity_guard_is_passed(wild_run: list[dict[st
 
 
 # The issues' goal: int8 and int8_dynamic pass on at least 80 % of the real ONNX models, on the default data
-# (pictures where the models take pictures; calibration included). Not met yet (issue 27 stays open): measured on
-# the 2-core development VM (AVX-512 VNNI), quick configuration, the default data: int8_dynamic 9 of 13, static
-# int8 7 of 13 (on noise: 11 and 11, because noise hid what int8 does to the OCR models: PP-OCR's detector, shown
-# document scans, answers at cosine 0.06 in static int8). The goal stays a test, expected to fail until it holds;
-# the floor below guards what holds today.
+# (pictures where the models take pictures; calibration included), as int8 files: a pass that kept most of the
+# nodes the quantizer changed in fp32 does not count (_passing). Measured on the 2-core development VM, quick
+# configuration, before the search galloped: int8_dynamic 13 of 13 (PicoDet with 29 of its 102 convolutions fp32),
+# static int8 13 of 13 through the guard but only 10 of 13 as int8 files: the node searches on PP-OCR's detector and
+# recogniser and on PicoDet ran out of their 240 s with the tail of the graph still fp32 (and PicoDet's activations
+# need quantization-aware training for one scale per tensor; see the README). int8_dynamic holds the goal; static
+# int8 keeps it as an expected failure and asserts the floor below, which leaves room for a slower machine (fewer
+# search trials fit in the budget).
 MIN_PASSING = {"int8_dynamic": 0.8, "int8": 0.8}
-FLOOR_PASSING = {"int8_dynamic": 0.5, "int8": 0.45}
+FLOOR_PASSING = {"int8_dynamic": 0.8, "int8": 0.6}
 
 
 def _passing(wild_run: list[dict[str, Any]], precision: str) -> set[str]:
-    return {r["model"] for r in wild_run if r["precision"] == precision and r["status"] == "passed"
-            and r["backend"] == "onnxruntime_cpu"}
+    """Models whose case at ``precision`` passed as an int8 file: a pass that kept most of the nodes the quantizer
+    changed in fp32 (PicoDet's, once: 515 of 521) is nearly an fp32 file and does not count."""
+    passed = set()
+    for record in wild_run:
+        if record["precision"] != precision or record["status"] != "passed" or record["backend"] != "onnxruntime_cpu":
+            continue
+        kept = Record.model_validate(record).kept_fp32
+        if kept is None or kept[0] * 2 <= kept[1]:
+            passed.add(record["model"])
+    return passed
 
 
 def test_int8_and_int8_dynamic_keep_their_floor_on_real_onnx_models(wild_run: list[dict[str, Any]]) -> None:
@@ -115,13 +127,16 @@ def test_int8_and_int8_dynamic_keep_their_floor_on_real_onnx_models(wild_run: li
         assert len(passed) >= share * len(onnx) - 1e-9, (precision, sorted(set(onnx) - passed))
 
 
-@pytest.mark.xfail(reason="issue 27: int8 on real document models (PP-OCR, PicoDet) misses the guard on "
-                          "representative data", strict=False)
-def test_int8_and_int8_dynamic_pass_on_most_real_onnx_models(wild_run: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize("precision", [
+    "int8_dynamic",
+    pytest.param("int8", marks=pytest.mark.xfail(
+        reason="issue 27: static int8 on PP-OCR and PicoDet keeps most nodes fp32 within the 240 s budget",
+        strict=False)),
+])
+def test_int8_and_int8_dynamic_pass_on_most_real_onnx_models(wild_run: list[dict[str, Any]], precision: str) -> None:
     onnx = [name for name, model in CORPUS.items() if model.format == "onnx"]
-    for precision, share in MIN_PASSING.items():
-        passed = _passing(wild_run, precision)
-        assert len(passed) >= share * len(onnx) - 1e-9, (precision, sorted(set(onnx) - passed))
+    passed = _passing(wild_run, precision)
+    assert len(passed) >= MIN_PASSING[precision] * len(onnx) - 1e-9, (precision, sorted(set(onnx) - passed))
 
 
 def test_each_case_shows_the_metric_that_judged_it_and_top1_only_for_class_scores(
