@@ -161,8 +161,9 @@ def tradeoff_table(records: list[Record], races: list[RaceRecord] | None = None)
     table = Table(title="speed / size / accuracy", header_style="bold", pad_edge=False,
                   caption="fidelity: the worst output by the metric that judged it (cos: mean per-sample cosine; "
                           f"rel L2: outputs of under {MIN_VALUES_FOR_COSINE} values; exact: integer outputs), with "
-                          "its bar; top-1 agree: outputs holding class scores only; kept fp32: nodes a conversion's "
-                          "node search left in fp32 of those it could convert (yellow: most of them)")
+                          "its bar; top-1 agree: outputs holding class scores only; kept fp32: nodes a conversion "
+                          "left in fp32, of those it could convert (int8: the nodes the quantizer changed; fp16: "
+                          "every node); yellow: most of them")
     for column in ("case", "p50 ms", "× fp32", "size MB", "gzip MB", "sparsity", "top-1", "Δ top-1", "fidelity",
                    "top-1 agree", "max |err|", "kept fp32"):
         table.add_column(column, justify="left" if column == "case" else "right", no_wrap=column == "case")

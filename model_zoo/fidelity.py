@@ -220,12 +220,14 @@ def output_score_bounds(reference: Sequence[Sequence[np.ndarray]], candidate: Se
             actual, expected = np.stack(cands), np.stack(refs)
             verdict = judge(output_fidelity(actual, expected))
             left_out = _left_out_scores(verdict.metric, actual, expected)
-            bounds[name] = ScoreBounds(verdict.score, verdict.score - CHECK_CONFIDENCE_Z * _jackknife_se(left_out))
+            lower = verdict.score - CHECK_CONFIDENCE_Z * _jackknife_se(left_out)
+            bounds[name] = ScoreBounds(verdict.score, max(lower, -1.0))  # a score is never under -1 (JSON: no -inf)
         else:  # feeds of several shapes (dynamic dims): each judged alone, the scores averaged
             scores = np.array([judge(output_fidelity(b[None], a[None])).score
                                for a, b in zip(refs, cands, strict=True)])
             spread = float(scores.std(ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else 0.0
-            bounds[name] = ScoreBounds(float(scores.mean()), float(scores.mean()) - CHECK_CONFIDENCE_Z * spread)
+            bounds[name] = ScoreBounds(float(scores.mean()),
+                                       max(float(scores.mean()) - CHECK_CONFIDENCE_Z * spread, -1.0))
     return bounds
 
 
@@ -244,7 +246,7 @@ def _left_out_scores(metric: str, actual: np.ndarray, reference: np.ndarray) -> 
         rest_err, rest_ref = err.sum() - err, ref.sum() - ref
         e2 = np.where(rest_ref > 0, rest_err / np.where(rest_ref > 0, rest_ref, 1.0),
                       np.where(rest_err > 0, np.inf, 0.0))
-        return np.clip(1.0 - e2 / 2.0, -1.0, 1.0)
+        return np.where(np.isfinite(e2), np.clip(1.0 - e2 / 2.0, -1.0, 1.0), 0.0)  # judge's 0 for an infinite error
     cosines = _sample_cosines(a, r)
     return (cosines.sum() - cosines) / (n - 1)
 

@@ -170,7 +170,10 @@ class InputPlan:
         channels = self.sample_shape[self.channel_axis]
         dtype = np.dtype(self.dtype)
         out = np.empty(self.shape(batch), dtype=dtype)
-        for index, picture in enumerate(picture_order(rng, self.data, batch) if which is None else which):
+        which = picture_order(rng, self.data, batch) if which is None else which
+        if len(which) != batch:
+            raise ValueError(f"{len(which)} pictures named for a batch of {batch}")
+        for index, picture in enumerate(which):
             pixels = draw(rng, self.data, height, width, channels, picture)
             if self.bgr:
                 pixels = pixels[..., ::-1]

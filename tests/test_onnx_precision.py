@@ -404,7 +404,7 @@ def test_int8_search_keeps_the_node_that_breaks_the_check_in_fp32(tmp_path: Path
     assert last["passed"] is True and last["kept_fp32"].startswith("search: 1 node(s)")
     assert info["kept_fp32"]["node_names"] == ["mixed_scale_matmul"]
     # only nodes the quantizer changed are candidates (and counted): the Relu between the MatMuls is never one
-    # in a dynamic file, whose ConvInteger / MatMulInteger are all it quantizes
+    # in a dynamic file (it reads the MatMul's fp32 output as before)
     assert info["kept_fp32"]["nodes"] == 1
     if precision == "int8_dynamic":
         assert info["kept_fp32"]["of_nodes"] == 2
@@ -465,6 +465,31 @@ def test_the_search_finds_every_culprit_and_gallops_over_runs_of_them(culprits: 
     assert best.ok and best.kept == wanted
     assert sorted(attempts[-1]["nodes_kept_fp32"]) == sorted(wanted)
     assert attempts[-1]["trials"] <= most_trials, attempts[-1]["trials"]
+
+
+def test_the_search_candidates_are_the_nodes_the_dynamic_quantizer_changed(tmp_path: Path) -> None:
+    """A Gather reading an embedding table that quantize_dynamic quantized keeps its name and op type, only its
+    input changes: it is a candidate like the MatMul that became a MatMulInteger; the Relu is not."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from model_zoo.onnx_precision.int8 import _nodes_quantized
+
+    rng = np.random.default_rng(0)
+    table = numpy_helper.from_array(rng.normal(size=(300, 64)).astype(np.float32), "table")
+    weight = numpy_helper.from_array(rng.normal(size=(64, 8)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["e"], name="embed"),
+         helper.make_node("MatMul", ["e", "w"], ["m"], name="mm"),
+         helper.make_node("Relu", ["m"], ["y"], name="relu")],
+        "embedding", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])], [table, weight])
+    src = tmp_path / "embedding.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), src)
+    out = tmp_path / "embedding_int8d.onnx"
+    quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8)
+    quantized = onnx.load(str(out))
+    assert "embed" in {n.name for n in quantized.graph.node if n.op_type == "Gather"}  # same name, same op
+    assert _nodes_quantized(onnx.load(str(src)), quantized) == {"embed", "mm"}
 
 def test_the_search_keeps_to_the_conversions_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     """The deadline is the whole conversion's: no trial starts that the longest one so far says would end past

@@ -97,8 +97,8 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
     does not reach Conv), and once pre-processing has fused BatchNormalization into Conv one channel's weights can
     be hundreds of times another's, so every ConvInteger weight is re-quantized per output channel
     (`_conv_integer_per_channel`). Fallbacks, recorded: without subgraphs, then on the Constant-folded original, then
-    without Conv (ConvInteger is the op ONNX Runtime's CPU provider lacks most often). A file that misses
-    INT8_SEARCH_MIN_COSINE on `check_feeds` gets nodes back in fp32 (`_Int8Search`); one that still misses it
+    without Conv (ConvInteger is the op ONNX Runtime's CPU provider lacks most often). A file that fails the check
+    on `check_feeds` (`_Int8Result`) gets nodes back in fp32 (`_Int8Search`); one that still fails it
     is kept, and the harness's guard fails its cases with the figures. ``deadline`` (time.monotonic()) caps the
     whole conversion: out of time, the best file found so far is kept (default: INT8_SEARCH_SECONDS from now).
     """
@@ -175,8 +175,8 @@ def onnx_to_int8(
     quantizer does not enter If subgraphs, where e.g. Silero VAD keeps its whole network: each branch that the
     calibration data takes is cut out as a model of its own (its outer-scope values as inputs, calibrated on
     the values the fp32 model feeds it), quantized the same way and put back; a branch no feed takes stays
-    fp32 and meta.json says so. A file that misses INT8_SEARCH_MIN_COSINE on `check_feeds` gets nodes back in
-    fp32 (`_Int8Search`, same calibration); one that still misses it is kept for the harness's guard to judge.
+    fp32 and meta.json says so. A file that fails the check on `check_feeds` (`_Int8Result`) gets nodes back in
+    fp32 (`_Int8Search`, same calibration); one that still fails it is kept for the harness's guard to judge.
     ``deadline`` (time.monotonic()) caps the whole conversion, calibration and checks included: out of time, the
     best file found so far is kept (default: INT8_SEARCH_SECONDS from now).
     """
@@ -400,9 +400,10 @@ _Int8Quantize = Callable[[set[str], Path], list[dict[str, Any]]]
 
 
 class _Int8Search:
-    """An int8 file (static or dynamic) that misses INT8_SEARCH_MIN_COSINE on the check feeds gets nodes back in fp32
-    (the quantizers' `nodes_to_exclude`), found by `_prefix_search` over the nodes in graph order, so the file
-    keeps as many int8 nodes as the check allows. No op-type list first, unlike fp16: keeping the fp16 list
+    """An int8 file (static or dynamic) that fails the check on the check feeds (`_Int8Result`) gets nodes back in
+    fp32 (the quantizers' `nodes_to_exclude`), found by `_prefix_search` over the nodes the quantizer changed (in
+    graph order), so the file keeps as many int8 nodes as the check allows. No op-type list first, unlike fp16:
+    keeping the fp16 list
     (Pow, Sqrt, Sigmoid, ...) in fp32 changed neither Basic Pitch's nor Silero VAD's figures. Measured: Basic
     Pitch's pitch posteriorgram, calibrated on 64 samples, scored cosine 0.887 fully quantized and 0.985 with
     9 of 246 nodes (its constant-Q front end) in fp32, found in 69 trials (119 s on 2 cores)."""
@@ -472,14 +473,14 @@ class _Int8Search:
 
 
 def _nodes_quantized(source: onnx.ModelProto, quantized: onnx.ModelProto) -> set[str]:
-    """Names of the source's nodes that the quantizer changed: replaced (a Conv that became a ConvInteger) or fed
-    through a DequantizeLinear (static QDQ), in every subgraph."""
+    """Names of the source's nodes that the quantizer changed, in every subgraph: replaced (a Conv that became a
+    ConvInteger) or given other inputs (fed through a DequantizeLinear in static QDQ; a Gather reading a quantized
+    table, a Transpose a dynamically quantized tensor, in dynamic int8)."""
     nodes = {(n.name, n.op_type): n for n in _all_nodes(quantized.graph)}
-    dequantized = {o for n in nodes.values() if n.op_type == "DequantizeLinear" for o in n.output}
     changed = set()
     for node in _all_nodes(source.graph):
         twin = nodes.get((node.name, node.op_type))
-        if twin is None or any(i in dequantized for i in twin.input):
+        if twin is None or list(twin.input) != list(node.input):
             changed.add(node.name)
     return changed
 
