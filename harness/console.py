@@ -200,7 +200,7 @@ def _kept_fp32_cell(record: Record) -> str:
     if kept is None:
         return "-"
     cell = f"{kept[0]}/{kept[1]} nodes"
-    return f"[yellow]{cell}[/]" if kept[0] * 2 > kept[1] else cell
+    return f"[yellow]{cell}[/]" if record.mostly_fp32 else cell
 
 
 def race_table(races: list[RaceRecord]) -> Table:

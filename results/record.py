@@ -308,12 +308,18 @@ class Record(_Part):
         return int(kept.get("nodes") or 0), int(kept["of_nodes"])
 
     @property
+    def mostly_fp32(self) -> bool:
+        """Whether the conversion kept more than half of the nodes it could convert in fp32: nearly an fp32 file."""
+        kept = self.kept_fp32
+        return kept is not None and kept[0] * 2 > kept[1]
+
+    @property
     def kept_fp32_text(self) -> str | None:
         """"16 of 47 nodes kept fp32" (None where no node search ran or it kept none)."""
         kept = self.kept_fp32
         if kept is None or not kept[0]:
             return None
-        return f"{kept[0]} of {kept[1]} nodes kept fp32" + (" (mostly fp32)" if kept[0] * 2 > kept[1] else "")
+        return f"{kept[0]} of {kept[1]} nodes kept fp32" + (" (mostly fp32)" if self.mostly_fp32 else "")
 
     def flat(self) -> dict[str, Any]:
         """The record as one row of named scalars: what the report's table, its CSV and the history draw from."""

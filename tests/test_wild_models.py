@@ -115,8 +115,7 @@ def _passing(wild_run: list[dict[str, Any]], precision: str) -> set[str]:
     for record in wild_run:
         if record["precision"] != precision or record["status"] != "passed" or record["backend"] != "onnxruntime_cpu":
             continue
-        kept = Record.model_validate(record).kept_fp32
-        if kept is None or kept[0] * 2 <= kept[1]:
+        if not Record.model_validate(record).mostly_fp32:
             passed.add(record["model"])
     return passed
 
