@@ -177,7 +177,7 @@ def output_scores(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence
     """Per output, the score :func:`judge` gives it over check feeds (each feed one sample): the build-time check.
 
     A candidate with NaN/inf or another shape than the reference's scores 0."""
-    return {name: bounds.score for name, bounds in output_score_bounds(reference, candidate, names).items()}
+    return {name: b.score for name, b in output_score_bounds(reference, candidate, names, bound=False).items()}
 
 
 @dataclass(frozen=True)
@@ -197,14 +197,15 @@ CHECK_CONFIDENCE_Z = 1.645 * math.sqrt(2)
 
 
 def output_score_bounds(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]],
-                        names: Sequence[str]) -> dict[str, ScoreBounds]:
+                        names: Sequence[str], bound: bool = True) -> dict[str, ScoreBounds]:
     """Per output, its score over the feeds (:func:`output_scores`) and a lower bound from the spread between feeds.
 
     Why: a build-time check on 16 feeds that passes by a hair fails the guard on 16 others about half the time
     (measured on the corpus: PP-OCR's recogniser 0.985 on its check feeds, 0.976 at the guard; its detector
     passed its check and scored 0.83). The bound asks more of a file whose samples disagree with each other and
     little more of one whose samples all agree. The standard error is the jackknife's (each feed left out in
-    turn), computed from per-feed sums so that it costs no second pass over the outputs."""
+    turn), from per-feed sums: one more pass over the outputs, not one per feed. ``bound=False`` (the scores alone,
+    :func:`output_scores`) skips it, and the lower bound is the score."""
     if len(reference) != len(candidate):
         raise ValueError(f"{len(candidate)} candidate feeds for {len(reference)} reference feeds")
     bounds: dict[str, ScoreBounds] = {}
@@ -219,13 +220,13 @@ def output_score_bounds(reference: Sequence[Sequence[np.ndarray]], candidate: Se
         elif len({a.shape for a in refs}) == 1:  # one array of samples: the guard's statistics exactly
             actual, expected = np.stack(cands), np.stack(refs)
             verdict = judge(output_fidelity(actual, expected))
-            left_out = _left_out_scores(verdict.metric, actual, expected)
+            left_out = _left_out_scores(verdict.metric, actual, expected) if bound else np.array([])
             lower = verdict.score - CHECK_CONFIDENCE_Z * _jackknife_se(left_out)
             bounds[name] = ScoreBounds(verdict.score, max(lower, -1.0))  # a score is never under -1 (JSON: no -inf)
         else:  # feeds of several shapes (dynamic dims): each judged alone, the scores averaged
             scores = np.array([judge(output_fidelity(b[None], a[None])).score
                                for a, b in zip(refs, cands, strict=True)])
-            spread = float(scores.std(ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else 0.0
+            spread = float(scores.std(ddof=1) / math.sqrt(len(scores))) if bound and len(scores) > 1 else 0.0
             bounds[name] = ScoreBounds(float(scores.mean()),
                                        max(float(scores.mean()) - CHECK_CONFIDENCE_Z * spread, -1.0))
     return bounds

@@ -54,15 +54,16 @@ class _Reference:
         self.outputs = [session.run(None, dict(feed)) for feed in self.feeds]
 
     def cosines(self, candidate: Path | bytes) -> dict[str, float]:
-        return {name: bounds.score for name, bounds in self.bounds(candidate).items()}
+        """Per output, the candidate's score (fp16's check, the meta's figures)."""
+        return {name: b.score for name, b in self.bounds(candidate, bound=False).items()}
 
-    def bounds(self, candidate: Path | bytes) -> dict[str, ScoreBounds]:
+    def bounds(self, candidate: Path | bytes, bound: bool = True) -> dict[str, ScoreBounds]:
         """Per output, the candidate's score and its lower confidence bound (model_zoo.fidelity)."""
         if not self.feeds:
             return {}
         session = _session(candidate)
         outputs = [session.run(self.names, dict(feed)) for feed in self.feeds]
-        return output_score_bounds(self.outputs, outputs, self.names)
+        return output_score_bounds(self.outputs, outputs, self.names, bound=bound)
 
 
 def _fidelity_meta(cosines: Mapping[str, float], threshold: float, feeds: int) -> dict[str, Any]:
