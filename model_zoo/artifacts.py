@@ -39,7 +39,13 @@ import onnx
 from model_zoo import cache, convert, onnx_precision, progress, prune
 from model_zoo.builders import construct_keras_model
 from model_zoo.cache import cache_dir
-from model_zoo.calibration import calibration_data, calibration_identity, check_feeds, source_problem
+from model_zoo.calibration import (
+    calibration_data,
+    calibration_identity,
+    check_feeds,
+    confirmation_feeds,
+    source_problem,
+)
 from model_zoo.catalog import CATALOG
 from model_zoo.errors import ArtifactError
 from model_zoo.inputs import InputError, InputLayout, onnx_declared
@@ -347,7 +353,7 @@ def _request_versions(req: ArtifactRequest) -> dict[str, str]:
 
 
 # Bump when a precision's conversion changes in a way its options below do not show.
-QUANTIZATION_RECIPE = 12
+QUANTIZATION_RECIPE = 13
 
 
 def _request_options(req: ArtifactRequest) -> dict[str, Any]:
@@ -505,11 +511,13 @@ def _quantize_onnx(req: ArtifactRequest, fp32: Path, out: Path) -> dict[str, Any
         raise ArtifactError(f"{req.model.describe()}: {error}") from None
     if req.precision == "fp16":
         return {"quantization": onnx_precision.onnx_to_fp16(fp32, out, checks, deadline), "budget_s": budget_s}
+    confirmations = confirmation_feeds(req.model, declared, layout)
     if req.precision == "int8_dynamic":
-        return {"quantization": onnx_precision.onnx_to_int8_dynamic(fp32, out, checks, deadline), "budget_s": budget_s}
+        return {"quantization": onnx_precision.onnx_to_int8_dynamic(fp32, out, checks, deadline, confirmations),
+                "budget_s": budget_s}
     progress.step(f"making {req.calibration.samples} calibration samples")
     data = calibration_data(req.model, req.calibration, declared, layout, call_batch=convert.ONNX_CALIBRATION_BATCH)
-    return {"quantization": onnx_precision.onnx_to_int8(fp32, out, data.feeds, checks, deadline),
+    return {"quantization": onnx_precision.onnx_to_int8(fp32, out, data.feeds, checks, deadline, confirmations),
             "budget_s": budget_s, **_calibration_meta(data)}
 
 

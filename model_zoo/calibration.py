@@ -55,6 +55,11 @@ SOURCES = ("dataset", "random")
 # were the first calibration samples.)
 CALIBRATION_SEED = 1_000_003
 CHECK_SEED = 1
+# The int8 node search picks, among many configurations, one that passes on the check samples: a winner's curse.
+# Measured on PP-OCR's detector in static int8: 0.9865 on the check samples it was chosen on, 0.973-0.983 (mean
+# 0.978) on seven other sets of 64. So a searched file must pass on fresh samples too (model_zoo.onnx_precision's
+# confirmation rounds); these seeds make them.
+CONFIRMATION_SEEDS = (1_000_033, 1_000_037)
 # Part of the cache key of int8 artefacts calibrated on random data: bump it when the generator changes.
 RANDOM_RECIPE = 2
 
@@ -135,9 +140,9 @@ def calibration_data(model: ModelRef, calibration: Calibration, declared: Sequen
 
 
 def check_feeds(model: ModelRef, declared: Sequence[TensorSpec], layout: InputLayout,
-                samples: int | None = None) -> list[dict[str, np.ndarray]]:
+                samples: int | None = None, seed: int = CHECK_SEED) -> list[dict[str, np.ndarray]]:
     """Single-sample calls for a converter's own fidelity check (fp16, int8): the model's held-out data where it
-    has a dataset, else its data as the scenario describes it (a data file's samples, or made from its own seed);
+    has a dataset, else its data as the scenario describes it (a data file's samples, or made from ``seed``);
     model_zoo.inputs.judging_samples of them unless ``samples`` says (the guard's count for made data)."""
     plans = layout.plan(declared, model.describe())
     samples = judging_samples(plans) if samples is None else samples
@@ -145,11 +150,20 @@ def check_feeds(model: ModelRef, declared: Sequence[TensorSpec], layout: InputLa
     if dataset is not None:
         arrays = [np.expand_dims(np.ascontiguousarray(load_dataset(dataset).x_test[:samples]), 1)]
     else:
-        arrays = layout_samples(layout, plans, declared, samples, CHECK_SEED)
+        arrays = layout_samples(layout, plans, declared, samples, seed)
     size = fixed_batch(plans, declared) or 1
     count = sample_count(plans, arrays)
     return [dict(zip((p.name for p in plans), assemble(plans, arrays, start, size), strict=True))
             for start in range(0, max(count - size + 1, 1), size)]
+
+
+def confirmation_feeds(model: ModelRef, declared: Sequence[TensorSpec],
+                       layout: InputLayout) -> list[list[dict[str, np.ndarray]]]:
+    """Fresh check sets for the int8 search's confirmation rounds (CONFIRMATION_SEEDS), where the check data is made
+    from the descriptions; none where it is a dataset's or a data file's, which no seed changes."""
+    if _dataset_of(model) is not None or layout.data_file is not None:
+        return []
+    return [check_feeds(model, declared, layout, seed=seed) for seed in CONFIRMATION_SEEDS]
 
 
 def arrays_hash(arrays: Sequence[np.ndarray]) -> str:
