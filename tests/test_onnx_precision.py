@@ -792,3 +792,104 @@ def test_real_models(filename: str, precision: str, tmp_path: Path) -> None:
         got = run(out, feed)
         assert [g.shape for g in got] == [r.shape for r in run(src, feed)]
         assert all(np.all(np.isfinite(g)) for g in got), out_names
+
+
+def test_static_int8_puts_qdq_on_the_weighted_ops_only(tmp_path: Path) -> None:
+    """Conv → Add → Mul → Conv: Q/DQ only where a Conv reads (its inputs, and its output as ONNX Runtime's QDQ
+    quantizer adds), as TensorRT's Q/DQ placement advice has it. The Add's output, read by the Mul alone, stays
+    fp32, and so the Mul reads no DequantizeLinear; only the two Convs are search candidates."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (4, 8, 1, 1)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.float32(0.5), "half"), numpy_helper.from_array(np.float32(0.1), "shift")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c1", "shift"], ["a"], name="add"),
+             helper.make_node("Mul", ["a", "half"], ["m"], name="mul"),
+             helper.make_node("Conv", ["m", "w2"], ["y"], name="conv2")]
+    graph = helper.make_graph(nodes, "conv_add_mul", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                     [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], initializer=inits)
+    src = _save(tmp_path, "conv_add_mul", graph, 13)
+    feeds = [{"x": rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(8)]
+    info = onnx_to_int8(src, tmp_path / "int8.onnx", feeds, feeds)
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    produced_by = {out: n for n in model.graph.node for out in n.output}
+    quantized_inputs = {produced_by[n.input[0]].op_type for n in model.graph.node
+                        if n.op_type == "QuantizeLinear" and n.input[0] in produced_by}
+    assert quantized_inputs == {"Conv", "Mul"}, quantized_inputs  # conv1's output, conv2's input; not the Add's
+    dq_consumers = {n.op_type for n in model.graph.node for i in n.input
+                    if i in produced_by and produced_by[i].op_type == "DequantizeLinear"}
+    assert "Conv" in dq_consumers and "Mul" not in dq_consumers, dq_consumers
+    assert info["kept_fp32"]["of_nodes"] == 2
+
+
+class _ScriptedSearch:
+    """_Int8Search's search logic over a scripted check: `score(kept, check_set)` instead of quantizing and running."""
+
+    def __new__(cls, order: list[str], score: Callable[[frozenset[str], str], float], confirmations: int = 0):
+        from model_zoo.fidelity import ScoreBounds
+        from model_zoo.onnx_precision.int8 import _Int8Result, _Int8Search
+
+        class Scripted(_Int8Search):
+            def attempt(self, kept: set[str]) -> _Int8Result:
+                self.trials.append(frozenset(kept))
+                value = score(frozenset(kept), getattr(self.reference, "feeds", self.reference))
+                # the path names the configuration, for a scripted reference to score it again
+                return _Int8Result(Path(",".join(sorted(kept))), set(kept), {"y": ScoreBounds(value, value)}, None,
+                                   [])
+
+        search = object.__new__(Scripted)
+        search.order, search.trials, search.deadline = list(order), [], time.monotonic() + 600
+        search.reference, search.confirmations = "check", [f"fresh{i}" for i in range(confirmations)]
+        return search
+
+
+def test_the_static_search_orders_candidates_least_harmful_first() -> None:
+    """Each candidate quantized alone; the order sorts by that score, equal scores in graph order."""
+    harm = {"stem": 0.90, "a": 0.999, "b": 0.995, "dw": 0.95, "c": 0.999}
+    search = _ScriptedSearch(list(harm), lambda kept, _: min((harm[n] for n in harm if n not in kept), default=1.0))
+    attempts: list[dict] = []
+    assert search._by_sensitivity(attempts) == ["a", "c", "b", "dw", "stem"]
+    assert search.trials == [frozenset(harm) - {name} for name in harm]  # one trial each, the rest fp32
+    assert attempts[-1]["passed"] is True and list(attempts[-1]["worst"])[-1] == "stem"
+
+
+def test_the_sensitivity_pass_keeps_graph_order_when_its_time_share_is_spent() -> None:
+    search = _ScriptedSearch(["a", "b", "c"], lambda kept, _: 1.0)
+    search.deadline = time.monotonic()  # no time left: not one trial
+    attempts: list[dict] = []
+    assert search._by_sensitivity(attempts) == ["a", "b", "c"]
+    assert search.trials == [] and "graph order kept" in attempts[-1]["sensitivity"]
+
+
+def test_a_searched_answer_that_fails_fresh_samples_is_searched_again_on_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The winner's curse: `b` quantized passes on the check samples the search chose it on, not on fresh ones.
+    The search goes on from its answer on the fresh set alone and keeps `b` fp32 too; the next fresh set confirms."""
+    import model_zoo.onnx_precision.int8 as int8
+    from model_zoo.fidelity import ScoreBounds
+
+    def score(kept: frozenset[str], check_set: str) -> float:
+        broken = {"a"} if check_set == "check" else {"a", "b"}
+        return 0.5 if broken - kept else 0.999
+
+    class FreshReference:
+        def __init__(self, src: Path, feeds: str) -> None:
+            self.feeds = feeds
+
+        def bounds(self, path: Path) -> dict[str, ScoreBounds]:
+            value = score(frozenset(str(path).split(",")), self.feeds)
+            return {"y": ScoreBounds(value, value)}
+
+    monkeypatch.setattr(int8, "_Reference", FreshReference)
+    search = _ScriptedSearch(["a", "b", "c", "d"], score, confirmations=2)
+    search.src = Path("src")
+    attempts: list[dict] = []
+    found = int8._prefix_search(search.order, search.attempt, search.deadline, attempts, search.attempt(set()))
+    assert found.kept == {"a"}
+    result = search._confirmed(found, attempts)
+    assert result.ok and result.kept == {"a", "b"}
+    labels = [a.get("kept_fp32", "") for a in attempts]
+    confirmations = [a for a in attempts if str(a.get("kept_fp32", "")).startswith("confirmation")]
+    assert [c["passed"] for c in confirmations] == [False, True], labels
+    assert search.reference.feeds == "fresh0"  # the resumed search judged on the first fresh set alone

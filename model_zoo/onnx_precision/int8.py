@@ -422,10 +422,12 @@ _Int8Quantize = Callable[[set[str], Path], list[dict[str, Any]]]
 class _Int8Search:
     """An int8 file (static or dynamic) that fails the check on the check feeds (`_Int8Result`) gets nodes back in
     fp32 (the quantizers' `nodes_to_exclude`), found by `_prefix_search` over the nodes the quantizer changed (in
-    graph order), so the file keeps as many int8 nodes as the check allows. No op-type list first, unlike fp16:
-    keeping the fp16 list (Pow, Sqrt, Sigmoid, ...) in fp32 changed neither Basic Pitch's nor Silero VAD's figures.
-    Measured: Basic Pitch's pitch posteriorgram, calibrated on 64 samples, scored cosine 0.887 fully quantized and
-    0.985 with 9 of 246 nodes (its constant-Q front end) in fp32, found in 69 trials (119 s on 2 cores)."""
+    graph order; static int8: least harmful first, `_by_sensitivity`), so the file keeps as many int8 nodes as the
+    check allows, and with `confirmations` its answer must pass on fresh samples too (`_confirmed`). No op-type
+    list first, unlike fp16: keeping the fp16 list (Pow, Sqrt, Sigmoid, ...) in fp32 changed neither Basic Pitch's
+    nor Silero VAD's figures. Measured (before static int8 was restricted to weighted ops): Basic Pitch's pitch
+    posteriorgram, calibrated on 64 samples, scored cosine 0.887 fully quantized and 0.985 with 9 of 246 nodes (its
+    constant-Q front end) in fp32, found in 69 trials (119 s on 2 cores)."""
 
     def __init__(self, src: Path, source: Path, out_file: Path, work: Path, reference: _Reference,
                  quantize_keeping: _Int8Quantize, deadline: float, confirmations: Sequence[Sequence[Feed]] = (),
