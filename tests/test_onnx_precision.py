@@ -893,3 +893,26 @@ def test_a_searched_answer_that_fails_fresh_samples_is_searched_again_on_them(
     confirmations = [a for a in attempts if str(a.get("kept_fp32", "")).startswith("confirmation")]
     assert [c["passed"] for c in confirmations] == [False, True], labels
     assert search.reference.feeds == "fresh0"  # the resumed search judged on the first fresh set alone
+
+
+def test_a_search_resumed_from_a_passing_answer_never_tries_every_node_fp32() -> None:
+    """Resumed after a failed confirmation, the search starts from that answer: were the budget to end after an
+    every-node-fp32 trial, that one (nothing quantized) would be the answer and the fully quantized file kept."""
+    from model_zoo.onnx_precision.search import _prefix_search
+
+    order = ["a", "b", "c"]
+    trials: list[frozenset[str]] = []
+
+    class Result:
+        def __init__(self, kept: set[str]) -> None:
+            trials.append(frozenset(kept))
+            self.ok, self.kept = "c" in kept, kept
+
+        def summary(self, label: str) -> dict:
+            return {"label": label, "passed": self.ok}
+
+    before = Result({"c"})
+    trials.clear()
+    best = _prefix_search(order, Result, time.monotonic() + 600, [], before)
+    assert best.ok and best.kept == {"c"}
+    assert frozenset(order) not in trials

@@ -515,16 +515,20 @@ class _Int8Search:
         quantizes the front of its order first and keeps fp32 each node that breaks the check, and once the
         quantized prefix has spent the error the check allows every later node breaks it: in graph order the first
         layers spend it. Least harmful first, more nodes fit. One trial per candidate, so only while that stays
-        within SENSITIVITY_SHARE of the time left; else the order stays as it was (recorded)."""
+        within SENSITIVITY_SHARE of the time left; else the order stays as it was (recorded), and the pass stops as
+        soon as its trials so far say it cannot end in time."""
         began = time.monotonic()
         stop = began + SENSITIVITY_SHARE * (self.deadline - began)
         everything = set(self.order)
         scores: dict[str, float] = {}
         longest = 0.0
         for name in self.order:
-            if time.monotonic() + longest > stop:
-                attempts.append({"sensitivity": f"measured for {len(scores)} of {len(self.order)} nodes before its "
-                                                f"share of the time budget ran out: graph order kept", "passed": False})
+            # what is left of the pass, at the longest trial so far: one that cannot end within its share stops at
+            # once and leaves the time to the search (PicoDet: 46 of 102 nodes measured in 96 s, then given up)
+            if time.monotonic() + longest * (len(self.order) - len(scores)) > stop:
+                attempts.append({"sensitivity": f"stopped after {len(scores)} of {len(self.order)} nodes: the rest "
+                                                f"would not end within {SENSITIVITY_SHARE:.0%} of the time left; graph "
+                                                "order kept", "passed": False})
                 return self.order
             started = time.monotonic()
             result = self.attempt(everything - {name})

@@ -101,7 +101,10 @@ def _prefix_search(order: Sequence[str], attempt: Callable[[set[str]], _R], dead
     time, the last passing configuration (its tail in fp32) is kept. Every node fp32 failing ends the search
     at once: then no choice of nodes can help. ``deadline`` is the whole conversion's (time.monotonic()): no trial
     starts that the longest one so far says would end past it, so the conversion keeps to its budget; ``before``
-    (the configuration the search starts from) is the answer when there is no time for any.
+    (the configuration the search starts from) is the answer when there is no time for any. A ``before`` that
+    passed (an answer the int8 search's confirmation sends back to search on fresh samples) also stands in for the
+    every-node-fp32 trial: that answer, with nothing quantized, would be kept over one that quantizes, were the
+    budget to end right after it (PicoDet's did).
     """
     culprits: set[str] = set()
     trials = 0
@@ -122,7 +125,7 @@ def _prefix_search(order: Sequence[str], attempt: Callable[[set[str]], _R], dead
     if not time_left():
         attempts.append({"search": "not started: the conversion's time budget was spent before it", "passed": False})
         return before
-    best = trial(0)
+    best = before if before.ok else trial(0)
     if not best.ok:
         attempts.append(best.summary("every node fp32 (search start)"))
         return best
