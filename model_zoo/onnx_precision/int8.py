@@ -509,7 +509,6 @@ class _Int8Search:
         self.subgraphs = result.subgraphs
         return attempts
 
-
     def _by_sensitivity(self, attempts: list[dict[str, Any]]) -> list[str]:
         """The candidates, least harmful first: each quantized alone (the rest fp32) and scored. The prefix search
         quantizes the front of its order first and keeps fp32 each node that breaks the check, and once the
