@@ -916,3 +916,20 @@ def test_a_search_resumed_from_a_passing_answer_never_tries_every_node_fp32() ->
     best = _prefix_search(order, Result, time.monotonic() + 600, [], before)
     assert best.ok and best.kept == {"c"}
     assert frozenset(order) not in trials
+
+
+def test_confirmation_sets_are_fresh_samples_of_made_data_and_none_of_a_data_file(tmp_path: Path) -> None:
+    from model_zoo.calibration import check_feeds, confirmation_feeds
+    from model_zoo.inputs import InputLayout, onnx_declared
+    from model_zoo.requests import ModelRef
+
+    src = outlier_feature_model(tmp_path)
+    ref, declared = ModelRef(path=str(src)), onnx_declared(str(src))
+    checks = check_feeds(ref, declared, InputLayout())
+    fresh = confirmation_feeds(ref, declared, InputLayout())
+    assert len(fresh) == 2 and all(len(feeds) == len(checks) for feeds in fresh)
+    firsts = [feeds[0]["x"] for feeds in (checks, *fresh)]
+    assert not any(np.array_equal(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1:])  # other samples
+    data = tmp_path / "inputs.npz"
+    np.savez(data, x=np.ones((4, 8), np.float32))
+    assert confirmation_feeds(ref, declared, InputLayout(data=str(data))) == []  # a seed changes nothing there
