@@ -841,6 +841,7 @@ class _ScriptedSearch:
         search = object.__new__(Scripted)
         search.order, search.trials, search.deadline = list(order), [], time.monotonic() + 600
         search.reference, search.confirmations = "check", [f"fresh{i}" for i in range(confirmations)]
+        search._longest, search._protected = 0.0, None
         return search
 
 
@@ -856,7 +857,7 @@ def test_the_static_search_orders_candidates_least_harmful_first() -> None:
 
 def test_the_sensitivity_pass_keeps_graph_order_when_its_time_share_is_spent() -> None:
     search = _ScriptedSearch(["a", "b", "c"], lambda kept, _: 1.0)
-    search.deadline = time.monotonic()  # no time left: not one trial
+    search.deadline = time.monotonic() - 1  # no time left: not one trial
     attempts: list[dict] = []
     assert search._by_sensitivity(attempts) == ["a", "b", "c"]
     assert search.trials == [] and "graph order kept" in attempts[-1]["sensitivity"]
@@ -895,9 +896,10 @@ def test_a_searched_answer_that_fails_fresh_samples_is_searched_again_on_them(
     assert search.reference.feeds == "fresh0"  # the resumed search judged on the first fresh set alone
 
 
-def test_a_search_resumed_from_a_passing_answer_never_tries_every_node_fp32() -> None:
-    """Resumed after a failed confirmation, the search starts from that answer: were the budget to end after an
-    every-node-fp32 trial, that one (nothing quantized) would be the answer and the fully quantized file kept."""
+def test_a_resumed_search_tries_neither_its_failed_start_nor_every_node_fp32() -> None:
+    """Resumed after a failed confirmation, the search starts from that answer's checked failure: trying it again
+    spends a trial on a known result, and an every-node-fp32 trial, were the budget to end after it, would be kept
+    as the answer (nothing quantized) over the one the search started from."""
     from model_zoo.onnx_precision.search import _prefix_search
 
     order = ["a", "b", "c"]
@@ -911,11 +913,11 @@ def test_a_search_resumed_from_a_passing_answer_never_tries_every_node_fp32() ->
         def summary(self, label: str) -> dict:
             return {"label": label, "passed": self.ok}
 
-    before = Result({"c"})
+    before = Result(set())  # every node quantized: checked, failing
     trials.clear()
-    best = _prefix_search(order, Result, time.monotonic() + 600, [], before)
+    best = _prefix_search(order, Result, time.monotonic() + 600, [], before, resumed=True)
     assert best.ok and best.kept == {"c"}
-    assert frozenset(order) not in trials
+    assert frozenset(order) not in trials and frozenset() not in trials, trials
 
 
 def test_confirmation_sets_are_fresh_samples_of_made_data_and_none_of_a_data_file(tmp_path: Path) -> None:
@@ -933,3 +935,40 @@ def test_confirmation_sets_are_fresh_samples_of_made_data_and_none_of_a_data_fil
     data = tmp_path / "inputs.npz"
     np.savez(data, x=np.ones((4, 8), np.float32))
     assert confirmation_feeds(ref, declared, InputLayout(data=str(data))) == []  # a seed changes nothing there
+
+
+def test_an_answer_no_resumed_search_can_fix_stays_and_meets_no_later_fresh_set(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fresh samples that every quantized node breaks: the resumed search ends with every node fp32, which is no
+    answer; the searched one stays, its failure recorded, and it is not put to the second fresh set (passing there
+    once would undo the failure)."""
+    import model_zoo.onnx_precision.int8 as int8
+    from model_zoo.fidelity import ScoreBounds
+
+    order = ["a", "b", "c"]
+
+    def score(kept: frozenset[str], check_set: str) -> float:
+        if check_set == "check":
+            return 0.5 if "a" not in kept else 0.999
+        if check_set == "fresh1":
+            return 0.999
+        return 0.999 if kept >= set(order) else 0.5
+
+    class FreshReference:
+        def __init__(self, src: Path, feeds: str) -> None:
+            self.feeds = feeds
+
+        def bounds(self, path: Path) -> dict[str, ScoreBounds]:
+            value = score(frozenset(str(path).split(",")), self.feeds)
+            return {"y": ScoreBounds(value, value)}
+
+    monkeypatch.setattr(int8, "_Reference", FreshReference)
+    search = _ScriptedSearch(order, score, confirmations=2)
+    search.src = Path("src")
+    attempts: list[dict] = []
+    found = int8._prefix_search(order, search.attempt, search.deadline, attempts, search.attempt(set()))
+    result = search._confirmed(found, attempts)
+    assert result is found and result.kept == {"a"}
+    confirmations = [a for a in attempts if str(a.get("kept_fp32", "")).startswith("confirmation")]
+    assert [c["passed"] for c in confirmations] == [False]  # never put to fresh1
+    assert attempts[-1]["passed"] is False and "answer stays" in attempts[-1]["confirmation"]

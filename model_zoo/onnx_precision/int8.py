@@ -167,9 +167,10 @@ def onnx_to_int8_dynamic(src: Path, out_file: Path, check_feeds: Sequence[Feed] 
             info["search_threshold"] = INT8_SEARCH_MIN_COSINE
             info["attempts"] = search.run()
             info["kept_fp32"] = search.kept_fp32
+            reference = search.reference  # the samples the answer was last judged on (see onnx_to_int8)
         info["quantized_ops"] = {op: n for op, n in _op_counts(_load(out_file)).items() if op in _DYNAMIC_OPS}
     info["fallbacks_tried"] = failures
-    info["fidelity"] = _fidelity_meta(reference.cosines(out_file), INT8_MIN_COSINE, len(feeds))
+    info["fidelity"] = _fidelity_meta(reference.cosines(out_file), INT8_MIN_COSINE, len(reference.feeds))
     info["build_seconds"] = round(time.monotonic() - started, 2)
     return info
 
@@ -247,8 +248,10 @@ def onnx_to_int8(
             info["attempts"] = search.run()
             info["kept_fp32"] = search.kept_fp32
             info["subgraphs"] = search.subgraphs or info["subgraphs"]
+            reference = search.reference  # the samples the answer was last judged on (a fresh set after a failed
+            # confirmation: the check samples chose an earlier answer)
         info["dequantize_nodes"] = _op_counts(_load(out_file)).get("DequantizeLinear", 0)
-    info["fidelity"] = _fidelity_meta(reference.cosines(out_file), INT8_MIN_COSINE, len(checks))
+    info["fidelity"] = _fidelity_meta(reference.cosines(out_file), INT8_MIN_COSINE, len(reference.feeds))
     info["build_seconds"] = round(time.monotonic() - started, 2)
     return info
 
@@ -441,6 +444,8 @@ class _Int8Search:
         # quantized itself, so leaving it "fp32" changes nothing and would only spend a trial
         self.quantized_op_types = None if quantized_op_types is None else set(quantized_op_types)
         self._passing: Path | None = None
+        self._protected: Path | None = None  # an answer a resumed search may yet fall back to: never deleted
+        self._longest = 0.0  # the longest trial so far, for every pass that must keep to the deadline
         nodes = list(_all_nodes(_load(source).graph))
         self.order = [n.name for n in nodes if n.op_type not in _CONTROL_FLOW and n.op_type != "Constant"]
         self.op_types = {n.name: n.op_type for n in nodes}
@@ -455,6 +460,7 @@ class _Int8Search:
         Only the newest passing file is kept on disk (`_prefix_search` returns the newest passing result): 69
         trials of a 100 MB model would otherwise fill the temporary folder."""
         self._trials += 1
+        started = time.monotonic()
         progress.step(f"node search: trial {self._trials}, {len(kept)} of {len(self.order)} node(s) kept fp32")
         path = self.work / f"trial{self._trials}.onnx"
         try:
@@ -467,9 +473,10 @@ class _Int8Search:
         if not result.ok:
             path.unlink(missing_ok=True)
         else:
-            if self._passing is not None:
+            if self._passing is not None and self._passing != self._protected:
                 self._passing.unlink(missing_ok=True)
             self._passing = path
+        self._longest = max(self._longest, time.monotonic() - started)
         return result
 
     def run(self) -> list[dict[str, Any]]:
@@ -491,7 +498,8 @@ class _Int8Search:
             return attempts
         if self.by_sensitivity:
             self.order = self._by_sensitivity(attempts)
-        result = self._confirmed(_prefix_search(self.order, self.attempt, self.deadline, attempts, first), attempts)
+        result = self._confirmed(_prefix_search(self.order, self.attempt, self.deadline, attempts, first,
+                                                self._longest), attempts)
         if not result.ok:
             return attempts  # nothing found passes: the first file stays, the harness's guard fails it
         if result.path is None or not _quantized_nodes(result.path):
@@ -520,18 +528,15 @@ class _Int8Search:
         stop = began + SENSITIVITY_SHARE * (self.deadline - began)
         everything = set(self.order)
         scores: dict[str, float] = {}
-        longest = 0.0
         for name in self.order:
             # what is left of the pass, at the longest trial so far: one that cannot end within its share stops at
             # once and leaves the time to the search (PicoDet: 46 of 102 nodes measured in 96 s, then given up)
-            if time.monotonic() + longest * (len(self.order) - len(scores)) > stop:
+            if time.monotonic() + self._longest * max(len(self.order) - len(scores), 1) > stop:
                 attempts.append({"sensitivity": f"stopped after {len(scores)} of {len(self.order)} nodes: the rest "
                                                 f"would not end within {SENSITIVITY_SHARE:.0%} of the time left; graph "
                                                 "order kept", "passed": False})
                 return self.order
-            started = time.monotonic()
             result = self.attempt(everything - {name})
-            longest = max(longest, time.monotonic() - started)
             scores[name] = min((b.score for b in result.bounds.values()), default=-1.0) if result.error is None \
                 else -1.0
         ordered = sorted(self.order, key=lambda name: -scores[name])  # stable: equal scores keep graph order
@@ -545,9 +550,11 @@ class _Int8Search:
         on the check samples, so its figure there flatters it (PP-OCR's detector: 0.9865 there, 0.978 on average
         elsewhere). Failing, the search goes on from the nodes it kept, judged on the fresh set alone (the check
         samples have shown their bias: merged with them, the fresh set let the same configuration pass again), and
-        its answer meets the next fresh set; out of fresh sets or of time, the last answer stays."""
+        its answer meets the next fresh set. Out of fresh sets or of time, or when the resumed search finds nothing
+        that passes, the last answer stays, unconfirmed (recorded), for the harness's guard to judge: it is never
+        put to a later fresh set, where passing once would undo the failure."""
         rounds = list(self.confirmations)
-        while result.ok and rounds and time.monotonic() < self.deadline:
+        while result.ok and rounds and time.monotonic() + self._longest < self.deadline:
             fresh = _Reference(self.src, rounds.pop(0))
             progress.step(f"confirming the search's answer on {len(fresh.feeds)} fresh samples")
             confirmation = _Int8Result(result.path, result.kept, fresh.bounds(result.path) if result.path else {},
@@ -559,8 +566,15 @@ class _Int8Search:
             self.reference = fresh
             kept = frozenset(result.kept)
             rest = [name for name in self.order if name not in kept]
-            result = _prefix_search(rest, lambda more, kept=kept: self.attempt(kept | more), self.deadline, attempts,
-                                    result)
+            self._protected = result.path
+            resumed = _prefix_search(rest, lambda more, kept=kept: self.attempt(kept | more), self.deadline, attempts,
+                                     confirmation, self._longest, resumed=True)
+            if not resumed.ok or not set(rest) - resumed.kept:  # nothing passing, or only with every node fp32
+                attempts.append({"confirmation": "failed, and nothing that passes the fresh samples with a node "
+                                                 "quantized was found in time: the search's answer stays",
+                                 "passed": False})
+                return result
+            result = resumed
         return result
 
 

@@ -90,7 +90,7 @@ _R = TypeVar("_R", bound=_SearchResult)
 
 
 def _prefix_search(order: Sequence[str], attempt: Callable[[set[str]], _R], deadline: float,
-                   attempts: list[dict[str, Any]], before: _R) -> _R:
+                   attempts: list[dict[str, Any]], before: _R, longest: float = 0.0, resumed: bool = False) -> _R:
     """Greedy search for the nodes a conversion must leave in fp32, given `attempt(kept_fp32)`.
 
     The longest prefix of `order` that converts and passes (the rest kept fp32) ends at a node that breaks
@@ -101,14 +101,16 @@ def _prefix_search(order: Sequence[str], attempt: Callable[[set[str]], _R], dead
     time, the last passing configuration (its tail in fp32) is kept. Every node fp32 failing ends the search
     at once: then no choice of nodes can help. ``deadline`` is the whole conversion's (time.monotonic()): no trial
     starts that the longest one so far says would end past it, so the conversion keeps to its budget; ``before``
-    (the configuration the search starts from) is the answer when there is no time for any. A ``before`` that
-    passed (an answer the int8 search's confirmation sends back to search on fresh samples) also stands in for the
-    every-node-fp32 trial: that answer, with nothing quantized, would be kept over one that quantizes, were the
-    budget to end right after it (PicoDet's did).
+    (the configuration the search starts from) is the answer when there is no time for any; ``longest``, the
+    longest trial the caller has seen, sizes the first trials too.
+
+    ``resumed``: ``before`` is the checked, failing result of every node of ``order`` converted (an int8 answer that
+    failed fresh samples, searched again on them): neither that configuration nor every node fp32 is tried again.
+    Then nothing passing found in time returns ``before``, for the caller to keep its earlier answer, rather than
+    an every-node-fp32 answer that would displace it (PicoDet's resumed search once had time for that trial alone).
     """
     culprits: set[str] = set()
     trials = 0
-    longest = 0.0
 
     def trial(k: int) -> _R:
         nonlocal trials, longest
@@ -125,13 +127,14 @@ def _prefix_search(order: Sequence[str], attempt: Callable[[set[str]], _R], dead
     if not time_left():
         attempts.append({"search": "not started: the conversion's time budget was spent before it", "passed": False})
         return before
-    best = before if before.ok else trial(0)
-    if not best.ok:
+    best = before if resumed else trial(0)
+    if not best.ok and not resumed:
         attempts.append(best.summary("every node fp32 (search start)"))
         return best
     full = None
+    known_failing = resumed
     while time_left():
-        full = trial(len(order))
+        full, known_failing = (before if known_failing else trial(len(order))), False
         if full.ok:
             best = full
             break
@@ -154,6 +157,10 @@ def _prefix_search(order: Sequence[str], attempt: Callable[[set[str]], _R], dead
             break
         culprits.add(order[lo])
         lo += 1  # order[:lo] converted but order[lo-1] kept is the configuration `best` already had
+    if not best.ok:  # resumed, and nothing passed in time
+        attempts.append({"search": f"resumed: no configuration passed in time ({trials} trial(s))", "passed": False,
+                         "trials": trials})
+        return best
     summary = best.summary(
         f"search: {len(culprits)} node(s) found breaking the check"
         + ("" if best is full else f", nodes from #{lo} of {len(order)} left fp32 (time budget)")
