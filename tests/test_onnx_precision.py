@@ -13,6 +13,7 @@ import glob
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -845,6 +846,27 @@ class _ScriptedSearch:
         return search
 
 
+def _confirming_search(monkeypatch: pytest.MonkeyPatch, order: list[str],
+                       score: Callable[[frozenset[str], str], float]) -> Any:
+    """A scripted search with two fresh sets ("fresh0", "fresh1"), whose confirmations score a configuration (named
+    by its result's path, see _ScriptedSearch) with the same script."""
+    import model_zoo.onnx_precision.int8 as int8
+    from model_zoo.fidelity import ScoreBounds
+
+    class FreshReference:
+        def __init__(self, src: Path, feeds: str) -> None:
+            self.feeds = feeds
+
+        def bounds(self, path: Path) -> dict[str, ScoreBounds]:
+            value = score(frozenset(str(path).split(",")), self.feeds)
+            return {"y": ScoreBounds(value, value)}
+
+    monkeypatch.setattr(int8, "_Reference", FreshReference)
+    search = _ScriptedSearch(order, score, confirmations=2)
+    search.src = Path("src")
+    return search
+
+
 def test_the_static_search_orders_candidates_least_harmful_first() -> None:
     """Each candidate quantized alone; the order sorts by that score, equal scores in graph order."""
     harm = {"stem": 0.90, "a": 0.999, "b": 0.995, "dw": 0.95, "c": 0.999}
@@ -868,23 +890,12 @@ def test_a_searched_answer_that_fails_fresh_samples_is_searched_again_on_them(
     """The winner's curse: `b` quantized passes on the check samples the search chose it on, not on fresh ones.
     The search goes on from its answer on the fresh set alone and keeps `b` fp32 too; the next fresh set confirms."""
     import model_zoo.onnx_precision.int8 as int8
-    from model_zoo.fidelity import ScoreBounds
 
     def score(kept: frozenset[str], check_set: str) -> float:
         broken = {"a"} if check_set == "check" else {"a", "b"}
         return 0.5 if broken - kept else 0.999
 
-    class FreshReference:
-        def __init__(self, src: Path, feeds: str) -> None:
-            self.feeds = feeds
-
-        def bounds(self, path: Path) -> dict[str, ScoreBounds]:
-            value = score(frozenset(str(path).split(",")), self.feeds)
-            return {"y": ScoreBounds(value, value)}
-
-    monkeypatch.setattr(int8, "_Reference", FreshReference)
-    search = _ScriptedSearch(["a", "b", "c", "d"], score, confirmations=2)
-    search.src = Path("src")
+    search = _confirming_search(monkeypatch, ["a", "b", "c", "d"], score)
     attempts: list[dict] = []
     found = int8._prefix_search(search.order, search.attempt, search.deadline, attempts, search.attempt(set()))
     assert found.kept == {"a"}
@@ -943,7 +954,6 @@ def test_an_answer_no_resumed_search_can_fix_stays_and_meets_no_later_fresh_set(
     answer; the searched one stays, its failure recorded, and it is not put to the second fresh set (passing there
     once would undo the failure)."""
     import model_zoo.onnx_precision.int8 as int8
-    from model_zoo.fidelity import ScoreBounds
 
     order = ["a", "b", "c"]
 
@@ -954,17 +964,7 @@ def test_an_answer_no_resumed_search_can_fix_stays_and_meets_no_later_fresh_set(
             return 0.999
         return 0.999 if kept >= set(order) else 0.5
 
-    class FreshReference:
-        def __init__(self, src: Path, feeds: str) -> None:
-            self.feeds = feeds
-
-        def bounds(self, path: Path) -> dict[str, ScoreBounds]:
-            value = score(frozenset(str(path).split(",")), self.feeds)
-            return {"y": ScoreBounds(value, value)}
-
-    monkeypatch.setattr(int8, "_Reference", FreshReference)
-    search = _ScriptedSearch(order, score, confirmations=2)
-    search.src = Path("src")
+    search = _confirming_search(monkeypatch, order, score)
     attempts: list[dict] = []
     found = int8._prefix_search(order, search.attempt, search.deadline, attempts, search.attempt(set()))
     result = search._confirmed(found, attempts)
