@@ -785,6 +785,8 @@ def test_real_models(filename: str, precision: str, tmp_path: Path) -> None:
         assert info["dequantize_nodes"] > 0 and info["per_channel"] is True
         if next(o.version for o in onnx.load(str(src)).opset_import if o.domain == "") < 13:
             assert info["opset_upgrade"]["to"] == 13
+        if "ppocr" in filename.lower() or "PP-OCR" in filename:  # PP-LCNet backbones: depthwise convolutions
+            assert info["depthwise_equalised"]["convolutions"] >= 10, info["depthwise_equalised"]
     qdq = [n for n in all_nodes(onnx.load(str(out)).graph) if n.op_type in ("DequantizeLinear", "ConvInteger", "Cast")]
     assert qdq, "the file holds converted nodes"
     check_onnx(out, src)
@@ -822,6 +824,76 @@ def test_static_int8_puts_qdq_on_the_weighted_ops_only(tmp_path: Path) -> None:
                     if i in produced_by and produced_by[i].op_type == "DequantizeLinear"}
     assert "Conv" in dq_consumers and "Mul" not in dq_consumers, dq_consumers
     assert info["kept_fp32"]["of_nodes"] == 2
+
+
+def _depthwise_model(tmp_path: Path, channel_scales: np.ndarray) -> Path:
+    """x [N, C, 6, 6] → Mul by per-channel scales (channels of very different ranges, as a backbone's activations
+    are) → depthwise 3×3 Conv → y."""
+    channels = channel_scales.shape[0]
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(channel_scales.astype(np.float32).reshape(1, channels, 1, 1), "scales"),
+             # output channels of like ranges (as batch norm folded into the weights leaves them): the output's
+             # own Q/DQ is not what is tested
+             numpy_helper.from_array((rng.normal(0, 0.5, (channels, 1, 3, 3))
+                                      / channel_scales.reshape(-1, 1, 1, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(0, 0.1, channels).astype(np.float32), "b")]
+    nodes = [helper.make_node("Mul", ["x", "scales"], ["spread"], name="spread"),
+             helper.make_node("Conv", ["spread", "w", "b"], ["y"], name="depthwise", group=channels,
+                              pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "depthwise", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                  ["N", channels, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", channels, 6, 6])],
+                              initializer=inits)
+    return _save(tmp_path, "depthwise", graph, 13)
+
+
+def test_depthwise_inputs_are_rescaled_per_channel_exactly_and_quantize_far_better(tmp_path: Path) -> None:
+    """A depthwise conv reading channels whose ranges differ 125-fold: with one activation scale, the narrow
+    channels get no quantization level at all; rescaled (and the weights scaled back) the fp32 model gives the
+    same outputs and each channel survives int8."""
+    from model_zoo.onnx_precision.equalise import equalise_depthwise_inputs
+
+    scales = np.array([50.0, 20.0, 5.0, 1.0, 0.5, 0.4], np.float32)
+    src = _depthwise_model(tmp_path, scales)
+    rng = np.random.default_rng(6)
+    feeds = [{"x": rng.normal(0, 1, (2, 6, 6, 6)).astype(np.float32)} for _ in range(8)]
+    done = equalise_depthwise_inputs(src, tmp_path / "equalised.onnx", feeds)
+    assert done == {"tensors": 1, "convolutions": 1}
+    equalised = onnx.load(str(tmp_path / "equalised.onnx"))
+    assert [n.op_type for n in equalised.graph.node] == ["Mul", "Mul", "Conv"]
+    for feed in feeds:
+        np.testing.assert_allclose(run(tmp_path / "equalised.onnx", feed)[0], run(src, feed)[0], rtol=1e-4,
+                                   atol=1e-5)
+
+    info = onnx_to_int8(src, tmp_path / "int8.onnx", feeds, feeds)
+    assert info["depthwise_equalised"] == {"tensors": 1, "convolutions": 1}
+    assert info["kept_fp32"]["nodes"] == 0
+
+    def narrowest_channel_error(path: Path) -> float:
+        got, want = run(path, feeds[0])[0][:, -1], run(src, feeds[0])[0][:, -1]
+        return float(np.linalg.norm(got - want) / np.linalg.norm(want))
+
+    plain = tmp_path / "plain.onnx"  # the same quantizer on the source as exported
+    from model_zoo.onnx_precision.int8 import _StaticQuantizer, onnx_int8_options
+    _StaticQuantizer(onnx_int8_options(), True, tmp_path / "plain").quantize(src, plain, feeds)
+    assert narrowest_channel_error(plain) > 0.5  # 0.4 of a range 125 times wider: under one level
+    assert narrowest_channel_error(tmp_path / "int8.onnx") < 0.05
+
+
+def test_no_rescaling_where_channels_agree_or_the_conv_is_not_depthwise(tmp_path: Path) -> None:
+    from model_zoo.onnx_precision.equalise import equalise_depthwise_inputs
+
+    src = _depthwise_model(tmp_path, np.ones(6, np.float32))
+    feeds = [{"x": np.random.default_rng(7).normal(0, 1, (2, 6, 6, 6)).astype(np.float32)}]
+    assert equalise_depthwise_inputs(src, tmp_path / "eq.onnx", feeds)["tensors"] == 0
+    assert not (tmp_path / "eq.onnx").exists()
+    model = onnx.load(str(src))  # the same graph as a dense conv: its input channels mix, no exact rescaling
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.ones((6, 6, 3, 3), np.float32), "w"))
+    model.graph.node[1].ClearField("attribute")
+    model.graph.node[1].attribute.append(helper.make_attribute("pads", [1, 1, 1, 1]))
+    dense = tmp_path / "dense.onnx"
+    onnx.save(model, str(dense))
+    assert equalise_depthwise_inputs(dense, tmp_path / "eq2.onnx", feeds)["tensors"] == 0
 
 
 class _ScriptedSearch:

@@ -20,6 +20,7 @@ from onnx import numpy_helper, version_converter
 
 from model_zoo import progress
 from model_zoo.fidelity import ScoreBounds
+from model_zoo.onnx_precision.equalise import equalise_depthwise_inputs
 from model_zoo.onnx_precision.graph import (
     _CONTROL_FLOW,
     _DYNAMIC_OPS,
@@ -218,10 +219,16 @@ def onnx_to_int8(
         ranges = work / "ranges"
         branches: list[dict[str, Any]] = []
 
+        sources: dict[str, Path] = {}
+
         def quantize_with_plan(plan: tuple[str, Path, bool]) -> None:
-            progress.step(f"calibrating on {len(calibration)} feed(s) and quantizing ({plan[0]})")
-            quantizer = _StaticQuantizer(options, plan[2], work / plan[0].replace(" ", "_"), ranges=ranges)
-            quantizer.quantize(plan[1], out_file, calibration)
+            label, path, per_channel = plan
+            folder = work / label.replace(" ", "_").replace(",", "")
+            if per_channel:  # scaled weights quantized per tensor would lose what the inputs gain
+                path = sources[label] = _equalised(path, folder, calibration, reference, info)
+            progress.step(f"calibrating on {len(calibration)} feed(s) and quantizing ({label})")
+            quantizer = _StaticQuantizer(options, per_channel, folder, ranges=ranges)
+            quantizer.quantize(path, out_file, calibration)
             branches[:] = quantizer.subgraphs
 
         chosen, failures = _first_plan_that_converts(plans, quantize_with_plan, out_file, src)
@@ -231,6 +238,7 @@ def onnx_to_int8(
                 "int8_dynamic or fp16, or give calibration data that exercises every input"
             )
         label, source, per_channel = chosen
+        source = sources.get(label, source)
         info["variant"] = label
         info["per_channel"] = per_channel
         info["subgraphs"] = branches
@@ -276,6 +284,27 @@ def _int8_plans(
         return [("per-tensor", prepared, False), *original]
     info["opset_upgrade"] = {"from": opset, "to": PER_CHANNEL_MIN_OPSET}
     return [("per-channel", upgraded, True), ("per-tensor", prepared, False), *original]
+
+
+def _equalised(source: Path, folder: Path, calibration: Sequence[Feed], reference: _Reference,
+               info: dict[str, Any]) -> Path:
+    """`source` with its depthwise convolutions' inputs rescaled per channel (`equalise`), kept only if the
+    rescaled fp32 model still gives the source's outputs; info["depthwise_equalised"] says what was done."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "equalised.onnx"
+    progress.step("rescaling depthwise convolution inputs per channel")
+    done = equalise_depthwise_inputs(source, out, calibration)
+    if not done["tensors"]:
+        info["depthwise_equalised"] = done
+        return source
+    if reference.feeds:
+        worst = min(reference.cosines(out).values(), default=1.0)
+        if worst < 0.9999:
+            info["depthwise_equalised"] = {"tensors": 0, "convolutions": 0,
+                                           "why_not": f"the rescaled fp32 model differs (cosine {worst:.5f})"}
+            return source
+    info["depthwise_equalised"] = done
+    return out
 
 
 def _upgrade_opset(src: Path, out: Path, target: int, reference: _Reference) -> None:
