@@ -786,7 +786,7 @@ def test_real_models(filename: str, precision: str, tmp_path: Path) -> None:
         if next(o.version for o in onnx.load(str(src)).opset_import if o.domain == "") < 13:
             assert info["opset_upgrade"]["to"] == 13
         if "ppocr" in filename.lower() or "PP-OCR" in filename:  # PP-LCNet backbones: depthwise convolutions
-            assert info["depthwise_equalised"]["convolutions"] >= 10, info["depthwise_equalised"]
+            assert info["channels_equalised"]["tensors"] >= 10, info["channels_equalised"]
     qdq = [n for n in all_nodes(onnx.load(str(out)).graph) if n.op_type in ("DequantizeLinear", "ConvInteger", "Cast")]
     assert qdq, "the file holds converted nodes"
     check_onnx(out, src)
@@ -851,14 +851,14 @@ def test_depthwise_inputs_are_rescaled_per_channel_exactly_and_quantize_far_bett
     """A depthwise conv reading channels whose ranges differ 125-fold: with one activation scale, the narrow
     channels get no quantization level at all; rescaled (and the weights scaled back) the fp32 model gives the
     same outputs and each channel survives int8."""
-    from model_zoo.onnx_precision.equalise import equalise_depthwise_inputs
+    from model_zoo.onnx_precision.equalise import equalise_channels
 
     scales = np.array([50.0, 20.0, 5.0, 1.0, 0.5, 0.4], np.float32)
     src = _depthwise_model(tmp_path, scales)
     rng = np.random.default_rng(6)
     feeds = [{"x": rng.normal(0, 1, (2, 6, 6, 6)).astype(np.float32)} for _ in range(8)]
-    done = equalise_depthwise_inputs(src, tmp_path / "equalised.onnx", feeds)
-    assert done == {"tensors": 1, "convolutions": 1}
+    done = equalise_channels(src, tmp_path / "equalised.onnx", feeds)
+    assert done == {"tensors": 1, "by_their_conv": 0, "muls_added": 1}
     equalised = onnx.load(str(tmp_path / "equalised.onnx"))
     assert [n.op_type for n in equalised.graph.node] == ["Mul", "Mul", "Conv"]
     for feed in feeds:
@@ -866,7 +866,7 @@ def test_depthwise_inputs_are_rescaled_per_channel_exactly_and_quantize_far_bett
                                    atol=1e-5)
 
     info = onnx_to_int8(src, tmp_path / "int8.onnx", feeds, feeds)
-    assert info["depthwise_equalised"] == {"tensors": 1, "convolutions": 1}
+    assert info["channels_equalised"] == {"tensors": 1, "by_their_conv": 0, "muls_added": 1}
     assert info["kept_fp32"]["nodes"] == 0
 
     def narrowest_channel_error(path: Path) -> float:
@@ -880,12 +880,73 @@ def test_depthwise_inputs_are_rescaled_per_channel_exactly_and_quantize_far_bett
     assert narrowest_channel_error(tmp_path / "int8.onnx") < 0.05
 
 
+def _conv_then(tmp_path: Path, reader: str) -> Path:
+    """x [N, 3, 6, 6] → dense 3×3 Conv whose output channels span a 125-fold range → `reader` ("depthwise": a
+    depthwise 3×3 Conv whose filters bring the channels back to like ranges; "mul": a Mul by a scalar constant,
+    then a Relu; "relu": a Relu alone, which takes no factor: the output is multiplied back before it) → y."""
+    rng = np.random.default_rng(8)
+    spread = np.array([50.0, 20.0, 5.0, 1.0, 0.5, 0.4])
+    inits = [numpy_helper.from_array((rng.normal(0, 0.3, (6, 3, 3, 3)) * spread.reshape(-1, 1, 1, 1))
+                                     .astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 6).astype(np.float32), "b1")]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="dense", pads=[1, 1, 1, 1])]
+    if reader == "depthwise":
+        inits.append(numpy_helper.from_array((rng.normal(0, 0.5, (6, 1, 3, 3)) / spread.reshape(-1, 1, 1, 1))
+                                             .astype(np.float32), "w2"))
+        nodes.append(helper.make_node("Conv", ["c1", "w2"], ["y"], name="depthwise", group=6, pads=[1, 1, 1, 1]))
+    elif reader == "relu":
+        nodes.append(helper.make_node("Relu", ["c1"], ["y"], name="relu"))
+    else:
+        inits.append(numpy_helper.from_array(np.float32(0.5), "gain"))
+        nodes += [helper.make_node("Mul", ["c1", "gain"], ["m"], name="gain"),
+                  helper.make_node("Relu", ["m"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, reader, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 6, 6])],
+                              initializer=inits)
+    return _save(tmp_path, reader, graph, 13)
+
+
+@pytest.mark.parametrize("reader", ["depthwise", "mul", "relu"])
+def test_a_convs_output_is_rescaled_by_the_conv_itself_where_its_readers_take_the_factors(
+        tmp_path: Path, reader: str) -> None:
+    """The Conv's weights and bias are divided and the readers multiplied (a depthwise conv's filters, a Mul's
+    constant: no node added; a Relu: one Mul before it), the fp32 outputs unchanged, and the Conv's own quantized
+    output (ONNX Runtime's int8 Conv writes int8) keeps its narrow channels."""
+    from model_zoo.onnx_precision.equalise import equalise_channels
+    from model_zoo.onnx_precision.int8 import _StaticQuantizer, onnx_int8_options
+
+    src = _conv_then(tmp_path, reader)
+    rng = np.random.default_rng(9)
+    feeds = [{"x": rng.normal(0, 1, (2, 3, 6, 6)).astype(np.float32)} for _ in range(8)]
+    equalised = tmp_path / "equalised.onnx"
+    done = equalise_channels(src, equalised, feeds)
+    assert done == {"tensors": 1, "by_their_conv": 1, "muls_added": int(reader == "relu")}
+    added = [n.op_type for n in onnx.load(str(equalised)).graph.node]
+    assert added == [n.op_type for n in onnx.load(str(src)).graph.node][:1] + ["Mul"] * (reader == "relu") + \
+        [n.op_type for n in onnx.load(str(src)).graph.node][1:]
+    for feed in feeds:
+        np.testing.assert_allclose(run(equalised, feed)[0], run(src, feed)[0], rtol=1e-4, atol=1e-4)
+    if reader == "mul":  # the constant another node might read is left as it was
+        assert numpy_helper.to_array(next(i for i in onnx.load(str(equalised)).graph.initializer
+                                          if i.name == "gain")) == np.float32(0.5)
+
+    def narrowest_channel_error(path: Path) -> float:
+        got, want = run(path, feeds[0])[0][:, -1], run(src, feeds[0])[0][:, -1]
+        return float(np.linalg.norm(got - want) / np.linalg.norm(want))
+
+    for name, source in (("plain", src), ("rescaled", equalised)):
+        _StaticQuantizer(onnx_int8_options(), True, tmp_path / name).quantize(source, tmp_path / f"{name}.q.onnx",
+                                                                               feeds)
+    assert narrowest_channel_error(tmp_path / "plain.q.onnx") > 0.3
+    assert narrowest_channel_error(tmp_path / "rescaled.q.onnx") < 0.05
+
+
 def test_no_rescaling_where_channels_agree_or_the_conv_is_not_depthwise(tmp_path: Path) -> None:
-    from model_zoo.onnx_precision.equalise import equalise_depthwise_inputs
+    from model_zoo.onnx_precision.equalise import equalise_channels
 
     src = _depthwise_model(tmp_path, np.ones(6, np.float32))
     feeds = [{"x": np.random.default_rng(7).normal(0, 1, (2, 6, 6, 6)).astype(np.float32)}]
-    assert equalise_depthwise_inputs(src, tmp_path / "eq.onnx", feeds)["tensors"] == 0
+    assert equalise_channels(src, tmp_path / "eq.onnx", feeds)["tensors"] == 0
     assert not (tmp_path / "eq.onnx").exists()
     model = onnx.load(str(src))  # the same graph as a dense conv: its input channels mix, no exact rescaling
     model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.ones((6, 6, 3, 3), np.float32), "w"))
@@ -893,7 +954,7 @@ def test_no_rescaling_where_channels_agree_or_the_conv_is_not_depthwise(tmp_path
     model.graph.node[1].attribute.append(helper.make_attribute("pads", [1, 1, 1, 1]))
     dense = tmp_path / "dense.onnx"
     onnx.save(model, str(dense))
-    assert equalise_depthwise_inputs(dense, tmp_path / "eq2.onnx", feeds)["tensors"] == 0
+    assert equalise_channels(dense, tmp_path / "eq2.onnx", feeds)["tensors"] == 0
 
 
 class _ScriptedSearch:

@@ -20,7 +20,7 @@ from onnx import numpy_helper, version_converter
 
 from model_zoo import progress
 from model_zoo.fidelity import ScoreBounds
-from model_zoo.onnx_precision.equalise import equalise_depthwise_inputs
+from model_zoo.onnx_precision.equalise import equalise_channels
 from model_zoo.onnx_precision.graph import (
     _CONTROL_FLOW,
     _DYNAMIC_OPS,
@@ -289,21 +289,21 @@ def _int8_plans(
 def _equalised(source: Path, folder: Path, calibration: Sequence[Feed], reference: _Reference,
                info: dict[str, Any]) -> Path:
     """`source` with its depthwise convolutions' inputs rescaled per channel (`equalise`), kept only if the
-    rescaled fp32 model still gives the source's outputs; info["depthwise_equalised"] says what was done."""
+    rescaled fp32 model still gives the source's outputs; info["channels_equalised"] says what was done."""
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "equalised.onnx"
     progress.step("rescaling depthwise convolution inputs per channel")
-    done = equalise_depthwise_inputs(source, out, calibration)
+    done = equalise_channels(source, out, calibration)
     if not done["tensors"]:
-        info["depthwise_equalised"] = done
+        info["channels_equalised"] = done
         return source
     if reference.feeds:
         worst = min(reference.cosines(out).values(), default=1.0)
         if worst < 0.9999:
-            info["depthwise_equalised"] = {"tensors": 0, "convolutions": 0,
+            info["channels_equalised"] = {"tensors": 0,
                                            "why_not": f"the rescaled fp32 model differs (cosine {worst:.5f})"}
             return source
-    info["depthwise_equalised"] = done
+    info["channels_equalised"] = done
     return out
 
 

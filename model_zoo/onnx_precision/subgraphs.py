@@ -4,7 +4,7 @@ calibrated on what the fp32 model feeds it), quantized and put back."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +14,11 @@ from onnx import helper
 from model_zoo.onnx_precision.graph import Feed, _all_nodes, _load, _outer_names, _session
 
 
-def _intermediates(source: Path, feeds: Sequence[Feed], names: Sequence[str]) -> list[dict[str, np.ndarray]]:
-    """The fp32 values of `names` (graph inputs or top-level intermediates) for every feed."""
+def _intermediates(source: Path, feeds: Sequence[Feed], names: Sequence[str],
+                   reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:
+    """The fp32 values of `names` (graph inputs or top-level intermediates) for every feed; with `reduce`, what it
+    makes of each value, computed as the feed runs (a detector's activations over every calibration feed would
+    not fit in memory, their per-channel ranges do)."""
     model = _load(source)
     have = {o.name for o in model.graph.output}
     for name in names:
@@ -28,7 +31,7 @@ def _intermediates(source: Path, feeds: Sequence[Feed], names: Sequence[str]) ->
     for feed in feeds:
         values = dict(zip(out_names, session.run(None, dict(feed)), strict=True))
         values.update({k: v for k, v in feed.items() if k in inputs})
-        result.append({name: values[name] for name in names})
+        result.append({name: values[name] if reduce is None else reduce(values[name]) for name in names})
     return result
 
 
