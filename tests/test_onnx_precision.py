@@ -941,6 +941,31 @@ def test_a_convs_output_is_rescaled_by_the_conv_itself_where_its_readers_take_th
     assert narrowest_channel_error(tmp_path / "rescaled.q.onnx") < 0.05
 
 
+def test_a_convs_output_that_an_if_branch_reads_keeps_its_values(tmp_path: Path) -> None:
+    """An If branch reads outer tensors without listing them as its node's inputs: the Conv writing one must not
+    divide it, or the branch would compute on divided values."""
+    from model_zoo.onnx_precision.equalise import equalise_channels
+
+    rng = np.random.default_rng(10)
+    spread = np.array([50.0, 20.0, 5.0, 1.0, 0.5, 0.4]).reshape(-1, 1, 1, 1)
+    branch = helper.make_graph([helper.make_node("Identity", ["c1"], ["b"], name="take")], "then", [],
+                               [helper.make_tensor_value_info("b", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Neg", ["c1"], ["n"], name="negate")], "else", [],
+                              [helper.make_tensor_value_info("n", TensorProto.FLOAT, None)])
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["c1"], name="dense", pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c1"], ["y"], name="relu"),
+         helper.make_node("If", ["flag"], ["z"], name="branch", then_branch=branch, else_branch=other)],
+        "conv_if", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6]),
+                    helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 6, 6]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 6, 6, 6])],
+        initializer=[numpy_helper.from_array((rng.normal(0, 0.3, (6, 3, 3, 3)) * spread).astype(np.float32), "w1")])
+    src = _save(tmp_path, "conv_if", graph, 13)
+    feeds = [{"x": rng.normal(0, 1, (2, 3, 6, 6)).astype(np.float32), "flag": np.array(True)}]
+    assert equalise_channels(src, tmp_path / "eq.onnx", feeds)["tensors"] == 0
+
+
 def test_no_rescaling_where_channels_agree_or_the_conv_is_not_depthwise(tmp_path: Path) -> None:
     from model_zoo.onnx_precision.equalise import equalise_channels
 

@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from model_zoo.onnx_precision.graph import Feed, _load, _save
+from model_zoo.onnx_precision.graph import Feed, _load, _outer_names, _save
 from model_zoo.onnx_precision.subgraphs import _intermediates
 
 # a channel whose range is under this fraction of the tensor's widest channel is scaled up only this far (a
@@ -133,7 +133,11 @@ class _Graph:
         for node in model.graph.node:
             for name in dict.fromkeys(node.input):
                 self.readers.setdefault(name, []).append(node)
-        self.outputs = {o.name for o in model.graph.output}
+        # graph outputs, and names an If or Loop body reads from this graph (not among its node's inputs): a Conv
+        # writing one of these must keep its values (its readers are not all known here)
+        self.outputs = {o.name for o in model.graph.output} | {
+            name for node in model.graph.node for attr in node.attribute if attr.type == onnx.AttributeProto.GRAPH
+            for name in _outer_names(attr.g)}
 
     def plans(self) -> dict[str, _Plan]:
         """Per tensor worth rescaling, who divides it and who takes the factors back."""
