@@ -97,16 +97,12 @@ def test_no_case_that_misses_the_fidelity_guard_is_passed(wild_run: list[dict[st
 # The issues' goal: int8 and int8_dynamic pass on at least 80 % of the real ONNX models, on the default data
 # (pictures where the models take pictures; calibration included), as int8 files: a pass that kept most of the
 # nodes the quantizer changed in fp32 does not count (_passing). Measured on the 2-core development VM, quick
-# configuration, issue 27's third session (static Q/DQ on weighted ops, least harmful first, confirmation rounds):
-# int8_dynamic 13 of 13 through the guard and as int8 files (PicoDet 35 of 102 convolutions fp32); static int8 12
-# of 13 through the guard (PP-OCR's direction classifier: relative L2 0.2039 against 0.2, after its search's answer
-# had passed two fresh sets) and 10 of 13 as int8 files: PP-OCR's detector now counts (26 of 64 fp32), its
-# recogniser keeps 27 of 51 fp32 (77 % of its multiply-accumulates) and PicoDet's search runs out of its 240 s with
-# 60 of 102 fp32. One scale per activation tensor is what these PaddlePaddle LCNet backbones cannot take (one
-# depthwise input's channels range from 1.4 to 68). int8_dynamic holds the goal; static int8 keeps it as an
-# expected failure and asserts the floor below, which leaves room for a slower machine (fewer trials fit).
+# configuration, issue 27's fourth session (activations made equal across channels before static int8): both 13 of
+# 13 through the guard and as int8 files. Static int8 keeps fp32: PP-OCR's detector 23 of 64 nodes, its recogniser
+# 16 of 51 (27 before the rescaling: mostly fp32), its direction classifier 5 of 54 (failed the guard before, rel
+# L2 0.2039), Silero VAD 3 of 6, PicoDet 44 of 102 (60 before; its search still runs out of its 240 s, so a slower
+# machine keeps more fp32: the goal leaves it and one more model of room).
 MIN_PASSING = {"int8_dynamic": 0.8, "int8": 0.8}
-FLOOR_PASSING = {"int8_dynamic": 0.8, "int8": 0.6}
 
 
 def _passing(wild_run: list[dict[str, Any]], precision: str) -> set[str]:
@@ -121,19 +117,7 @@ def _passing(wild_run: list[dict[str, Any]], precision: str) -> set[str]:
     return passed
 
 
-def test_int8_and_int8_dynamic_keep_their_floor_on_real_onnx_models(wild_run: list[dict[str, Any]]) -> None:
-    onnx = [name for name, model in CORPUS.items() if model.format == "onnx"]
-    for precision, share in FLOOR_PASSING.items():
-        passed = _passing(wild_run, precision)
-        assert len(passed) >= share * len(onnx) - 1e-9, (precision, sorted(set(onnx) - passed))
-
-
-@pytest.mark.parametrize("precision", [
-    "int8_dynamic",
-    pytest.param("int8", marks=pytest.mark.xfail(
-        reason="issue 27: static int8 on PP-OCR's recogniser and PicoDet keeps most nodes fp32 within the budget",
-        strict=False)),
-])
+@pytest.mark.parametrize("precision", ["int8_dynamic", "int8"])
 def test_int8_and_int8_dynamic_pass_on_most_real_onnx_models(wild_run: list[dict[str, Any]], precision: str) -> None:
     onnx = [name for name, model in CORPUS.items() if model.format == "onnx"]
     passed = _passing(wild_run, precision)
