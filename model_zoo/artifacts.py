@@ -353,7 +353,7 @@ def _request_versions(req: ArtifactRequest) -> dict[str, str]:
 
 
 # Bump when a precision's conversion changes in a way its options below do not show.
-QUANTIZATION_RECIPE = 18
+QUANTIZATION_RECIPE = 19
 
 
 def _request_options(req: ArtifactRequest) -> dict[str, Any]:

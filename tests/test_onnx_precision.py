@@ -941,17 +941,21 @@ def test_a_convs_output_is_rescaled_by_the_conv_itself_where_its_readers_take_th
     assert narrowest_channel_error(tmp_path / "rescaled.q.onnx") < 0.05
 
 
-def test_a_convs_output_that_an_if_branch_reads_keeps_its_values(tmp_path: Path) -> None:
-    """An If branch reads outer tensors without listing them as its node's inputs: the Conv writing one must not
-    divide it, or the branch would compute on divided values."""
+@pytest.mark.parametrize("read_in_branch", ["c1", "w1"])
+def test_what_an_if_branch_reads_keeps_its_values(tmp_path: Path, read_in_branch: str) -> None:
+    """An If branch reads outer names without listing them as its node's inputs: the Conv writing a tensor it reads
+    must not divide it, and weights it reads too must not be scaled, or the branch would compute on other values
+    (measured before the fix: relative error 1.6 on inputs taking the branch, which no check feed took)."""
     from model_zoo.onnx_precision.equalise import equalise_channels
 
     rng = np.random.default_rng(10)
     spread = np.array([50.0, 20.0, 5.0, 1.0, 0.5, 0.4]).reshape(-1, 1, 1, 1)
-    branch = helper.make_graph([helper.make_node("Identity", ["c1"], ["b"], name="take")], "then", [],
-                               [helper.make_tensor_value_info("b", TensorProto.FLOAT, None)])
-    other = helper.make_graph([helper.make_node("Neg", ["c1"], ["n"], name="negate")], "else", [],
-                              [helper.make_tensor_value_info("n", TensorProto.FLOAT, None)])
+    taken = helper.make_node("Identity", ["c1"], ["b"], name="take") if read_in_branch == "c1" else \
+        helper.make_node("Conv", ["x", "w1"], ["b"], name="again", pads=[1, 1, 1, 1])
+    branch = helper.make_graph([taken], "then", [], [helper.make_tensor_value_info("b", TensorProto.FLOAT,
+                                                                                   ["N", 6, 6, 6])])
+    other = helper.make_graph([helper.make_node("Conv", ["x", "w3"], ["n"], name="other", pads=[1, 1, 1, 1])],
+                              "else", [], [helper.make_tensor_value_info("n", TensorProto.FLOAT, ["N", 6, 6, 6])])
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w1"], ["c1"], name="dense", pads=[1, 1, 1, 1]),
          helper.make_node("Relu", ["c1"], ["y"], name="relu"),
@@ -960,10 +964,26 @@ def test_a_convs_output_that_an_if_branch_reads_keeps_its_values(tmp_path: Path)
                     helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 6, 6]),
          helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 6, 6, 6])],
-        initializer=[numpy_helper.from_array((rng.normal(0, 0.3, (6, 3, 3, 3)) * spread).astype(np.float32), "w1")])
+        initializer=[numpy_helper.from_array((rng.normal(0, 0.3, (6, 3, 3, 3)) * spread).astype(np.float32), "w1"),
+                     numpy_helper.from_array(rng.normal(0, 0.3, (6, 3, 3, 3)).astype(np.float32), "w3")])
     src = _save(tmp_path, "conv_if", graph, 13)
     feeds = [{"x": rng.normal(0, 1, (2, 3, 6, 6)).astype(np.float32), "flag": np.array(True)}]
     assert equalise_channels(src, tmp_path / "eq.onnx", feeds)["tensors"] == 0
+
+
+def test_a_conv_with_an_empty_bias_name_is_rescaled_like_one_without(tmp_path: Path) -> None:
+    """ONNX writes an absent optional input as "": nothing to scale there (it raised KeyError, which cost the whole
+    per-channel plan)."""
+    from model_zoo.onnx_precision.equalise import equalise_channels
+
+    model = onnx.load(str(_conv_then(tmp_path, "relu")))
+    model.graph.node[0].input[2] = ""
+    del model.graph.initializer[1]  # b1
+    src = tmp_path / "empty_bias.onnx"
+    onnx.save(model, str(src))
+    feeds = [{"x": np.random.default_rng(11).normal(0, 1, (2, 3, 6, 6)).astype(np.float32)}]
+    assert equalise_channels(src, tmp_path / "eq.onnx", feeds)["by_their_conv"] == 1
+    np.testing.assert_allclose(run(tmp_path / "eq.onnx", feeds[0])[0], run(src, feeds[0])[0], rtol=1e-4, atol=1e-4)
 
 
 def test_no_rescaling_where_channels_agree_or_the_conv_is_not_depthwise(tmp_path: Path) -> None:

@@ -65,12 +65,13 @@ def equalise_channels(source: Path, out_file: Path, feeds: Sequence[Feed]) -> di
     if not plans or not feeds:
         return done
     ranges_per_feed = _intermediates(source, feeds, sorted(plans), reduce=_channel_ranges)
-    taken = set(graph.inits) | {o for n in model.graph.node for o in n.output}
+    taken = set(graph.names)
     after: dict[str, list[onnx.NodeProto]] = {}  # nodes to insert after the node that writes the key
     for name, plan in sorted(plans.items()):
         ranges = np.max([feed[name] for feed in ranges_per_feed], axis=0)
-        if ranges.max() <= 0 or ranges.max() < MIN_SPREAD * max(ranges.min(), ranges.max() * SMALLEST_SCALE):
-            continue
+        if not np.all(np.isfinite(ranges)) or ranges.max() <= 0 or \
+                ranges.max() < MIN_SPREAD * max(ranges.min(), ranges.max() * SMALLEST_SCALE):
+            continue  # an overflowing activation, a tensor always zero, or channels alike already
         scales = np.maximum(ranges, ranges.max() * SMALLEST_SCALE) / ranges.max()
         channels = scales.shape[0]
         if channels != plan.channels:
@@ -78,7 +79,8 @@ def equalise_channels(source: Path, out_file: Path, feeds: Sequence[Feed]) -> di
         shape = [1, channels] + [1] * (graph.rank(name, plan) - 2)
         if plan.producer is not None:
             for initializer in plan.producer.input[1:3]:
-                graph.scale(initializer, 1.0 / scales)
+                if initializer:  # "" is an absent bias
+                    graph.scale(initializer, 1.0 / scales)
             divided = name
             if plan.others:
                 restored = _unique(f"{name}_restored", taken)
@@ -133,11 +135,13 @@ class _Graph:
         for node in model.graph.node:
             for name in dict.fromkeys(node.input):
                 self.readers.setdefault(name, []).append(node)
-        # graph outputs, and names an If or Loop body reads from this graph (not among its node's inputs): a Conv
-        # writing one of these must keep its values (its readers are not all known here)
+        # graph outputs, and names an If or Loop body reads from this graph (not among its node's inputs): a tensor
+        # or an initializer among these must keep its values (not all its readers are known here)
         self.outputs = {o.name for o in model.graph.output} | {
-            name for node in model.graph.node for attr in node.attribute if attr.type == onnx.AttributeProto.GRAPH
-            for name in _outer_names(attr.g)}
+            name for node in model.graph.node for attr in node.attribute
+            for body in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs) for name in _outer_names(body)}
+        self.names = set(self.inits) | set(self.producer) | {i.name for i in model.graph.input} | \
+            {n.name for n in model.graph.node} | self.outputs
 
     def plans(self) -> dict[str, _Plan]:
         """Per tensor worth rescaling, who divides it and who takes the factors back."""
@@ -182,7 +186,9 @@ class _Graph:
             (values * factors.reshape([-1] + [1] * (values.ndim - 1))).astype(np.float32), initializer))
 
     def _owned(self, name: str) -> bool:
-        return name in self.inits and len(self.readers.get(name, [])) == 1
+        """A float32 initializer that one node of this graph reads and nothing else does."""
+        return name in self.inits and len(self.readers.get(name, [])) == 1 and name not in self.outputs and \
+            self.inits[name].data_type == onnx.TensorProto.FLOAT
 
     def _own_conv(self, node: onnx.NodeProto) -> bool:
         """A Conv with 4-D weights (a 2-D image convolution) and bias that it alone reads."""

@@ -220,12 +220,14 @@ def onnx_to_int8(
         branches: list[dict[str, Any]] = []
 
         sources: dict[str, Path] = {}
+        equalised: dict[str, dict[str, Any]] = {}
 
         def quantize_with_plan(plan: tuple[str, Path, bool]) -> None:
             label, path, per_channel = plan
             folder = work / label.replace(" ", "_").replace(",", "")
             if per_channel:  # scaled weights quantized per tensor would lose what the inputs gain
-                path = sources[label] = _equalised(path, folder, calibration, reference, info)
+                path, equalised[label] = _equalised(path, folder, calibration, reference)
+                sources[label] = path
             progress.step(f"calibrating on {len(calibration)} feed(s) and quantizing ({label})")
             quantizer = _StaticQuantizer(options, per_channel, folder, ranges=ranges)
             quantizer.quantize(path, out_file, calibration)
@@ -239,6 +241,8 @@ def onnx_to_int8(
             )
         label, source, per_channel = chosen
         source = sources.get(label, source)
+        if label in equalised:
+            info["channels_equalised"] = equalised[label]
         info["variant"] = label
         info["per_channel"] = per_channel
         info["subgraphs"] = branches
@@ -287,24 +291,24 @@ def _int8_plans(
 
 
 def _equalised(source: Path, folder: Path, calibration: Sequence[Feed], reference: _Reference,
-               info: dict[str, Any]) -> Path:
-    """`source` with its depthwise convolutions' inputs rescaled per channel (`equalise`), kept only if the
-    rescaled fp32 model still gives the source's outputs; info["channels_equalised"] says what was done."""
+               ) -> tuple[Path, dict[str, Any]]:
+    """`source` with its activations made equal across channels (`equalise`), kept only if the rewritten fp32
+    model still gives the source's outputs, and what was done (meta.json's "channels_equalised"). A rewrite that
+    fails leaves the source as it was: it is an improvement, never a reason to lose the plan."""
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "equalised.onnx"
-    progress.step("rescaling depthwise convolution inputs per channel")
-    done = equalise_channels(source, out, calibration)
+    progress.step("making activations equal across channels")
+    try:
+        done = equalise_channels(source, out, calibration)
+    except Exception as exc:  # a graph the rewrite does not know: quantized as it is
+        return source, {"tensors": 0, "why_not": _first_line(exc)}
     if not done["tensors"]:
-        info["channels_equalised"] = done
-        return source
+        return source, done
     if reference.feeds:
         worst = min(reference.cosines(out).values(), default=1.0)
         if worst < 0.9999:
-            info["channels_equalised"] = {"tensors": 0,
-                                           "why_not": f"the rescaled fp32 model differs (cosine {worst:.5f})"}
-            return source
-    info["channels_equalised"] = done
-    return out
+            return source, {"tensors": 0, "why_not": f"the rewritten fp32 model differs (cosine {worst:.5f})"}
+    return out, done
 
 
 def _upgrade_opset(src: Path, out: Path, target: int, reference: _Reference) -> None:
