@@ -17,8 +17,9 @@ where that is exact:
   does not hold) reads the tensor multiplied back by one Mul, after the quantized output.
 - any other input of a depthwise convolution: one Mul divides it for the convolutions alone, whose weights take
   the factors back.
-The Muls are elementwise ops that TensorRT fuses into its neighbours; on ONNX Runtime CPU PicoDet's int8 file runs
-at about the same speed with them (measured in one sitting).
+The Muls are elementwise ops that TensorRT fuses into its neighbours. On ONNX Runtime CPU (one sitting, one thread,
+every candidate quantized, a CPU without VNNI) PicoDet ran 113.8 ms rescaled, 186.9 ms not, 104.8 ms in fp32;
+PP-OCR's detector 17.8, 18.6 and 19.4 ms.
 """
 
 from __future__ import annotations
