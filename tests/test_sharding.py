@@ -1,0 +1,84 @@
+"""`--shard K/N`: the split of one scenario's cases across machines (scenario.sharding)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scenario.sharding import Shard, ShardError, assign, model_costs, parse_shard, shard_cases
+from tests.conftest import expand_file, write_scenario
+
+REPO = Path(__file__).resolve().parents[1]
+
+SCENARIO = """
+    name: sharded
+    models:
+      - digits_cnn
+      - {name: mobilenet_v2, input_shape: [96, 96, 3]}
+      - {name: efficientnet_b0, input_shape: [96, 96, 3]}
+      - tiny_transformer
+      - resnet50
+    backends: [tflite_cpu, onnxruntime_cpu]
+    precisions: [fp32, int8]
+    batch_sizes: [1, 4]
+"""
+
+
+def test_three_shards_cover_every_case_once_and_never_split_a_model(tmp_path: Path) -> None:
+    cases = expand_file(write_scenario(tmp_path, SCENARIO))
+    shards = [shard_cases(cases, Shard(k, 3)) for k in (1, 2, 3)]
+    ids = [case.case_id for shard in shards for case in shard]
+    assert sorted(ids) == sorted(case.case_id for case in cases) and len(ids) == len(set(ids))
+    owners: dict[str, set[int]] = {}
+    for k, shard in enumerate(shards, 1):
+        assert shard, f"shard {k}/3 is empty with 5 models"
+        for case in shard:
+            owners.setdefault(case.model_label, set()).add(k)
+    assert all(len(where) == 1 for where in owners.values()), owners
+    for shard in shards:  # each shard keeps the scenario's order
+        order = [case.case_id for case in cases if case in shard]
+        assert [case.case_id for case in shard] == order
+
+
+def test_the_split_is_the_same_in_every_process(tmp_path: Path) -> None:
+    """Python's hash() is salted per process: two machines of a CI matrix must still agree."""
+    path = write_scenario(tmp_path, SCENARIO)
+    script = ("import json, sys; from scenario.sharding import assign, model_costs; "
+              "from tests.conftest import expand_file; from pathlib import Path; "
+              "print(json.dumps(assign(model_costs(expand_file(Path(sys.argv[1]))), 3)))")
+    splits = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)}
+        out = subprocess.run([sys.executable, "-c", script, str(path)], env=env, cwd=REPO, capture_output=True,
+                             text=True, check=True)
+        splits.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert splits[0] == splits[1] == assign(model_costs(expand_file(path)), 3)
+
+
+def test_largest_first_balances_and_no_shard_is_empty_while_models_remain() -> None:
+    assert assign({"a": 100.0, "b": 60.0, "c": 50.0, "d": 10.0}, 2) == {"a": 1, "b": 2, "c": 2, "d": 1}
+    # models that cost nothing (every case skipped) still spread: the fewest models first
+    assert sorted(assign({"x": 0.0, "y": 0.0, "z": 0.0}, 3).values()) == [1, 2, 3]
+    assert sorted(assign({"x": 5.0, "y": 0.0}, 2).values()) == [1, 2]
+
+
+def test_conversions_and_measuring_time_make_a_models_cost(tmp_path: Path) -> None:
+    cases = expand_file(write_scenario(tmp_path, SCENARIO))
+    costs = model_costs(cases)
+    assert set(costs) == {"digits_cnn", "mobilenet_v2", "efficientnet_b0", "tiny_transformer", "resnet50"}
+    assert all(cost > 0 for cost in costs.values())
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "a/b", "", "2", "1/2/3"])
+def test_a_shard_that_is_not_k_of_n_is_one_clear_error(text: str) -> None:
+    with pytest.raises(ShardError, match=r"--shard"):
+        parse_shard(text)
+
+
+def test_a_shard_reads_as_the_user_wrote_it() -> None:
+    assert parse_shard(" 2 / 3 ") == Shard(2, 3) and str(Shard(2, 3)) == "2/3"
