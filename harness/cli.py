@@ -161,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scenario.expand import TooManyCases, profiled, too_many_cases
     from scenario.load import ScenarioError, expand, load_scenario
     from scenario.selection import SelectionError, select
+    from scenario.sharding import ShardError, parse_shard, shard_cases
 
     out, err = make_console(), make_console(stderr=True)
     if problem := _run_or_resume_problem(args):
@@ -170,11 +171,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario_file, selection, started_with = (_resume_plan(args, ab=False) if args.resume else
                                                   (args.scenario, args.k, {}))
         args.history = args.history or started_with.get("history")  # a resumed run goes where the first part went
+        shard_text = args.shard or started_with.get("shard")  # a resumed shard stays the same shard
+        shard = parse_shard(shard_text) if shard_text else None
+        if args.resume and args.shard and str(shard) != started_with.get("shard"):
+            ran = f"shard {started_with['shard']}" if started_with.get("shard") else "the whole scenario"
+            raise ResumeError(f"{args.resume} ran {ran}: resume it without --shard, or start a new run")
         loaded = load_scenario(scenario_file)
         # pytest's -k also matches the file's and its folder's names: keep both front doors selecting alike
         names = (loaded.scenario.name, loaded.path.name, loaded.path.resolve().parent.name)
-        cases = select(expand(loaded), selection, extra_names=names)
-    except (ScenarioError, SelectionError, ResumeError, TooManyCases) as error:
+        everything = expand(loaded)
+        # the split comes from the whole scenario, so that every machine of a matrix computes the same one
+        cases = select(shard_cases(everything, shard) if shard else everything, selection, extra_names=names)
+    except (ScenarioError, SelectionError, ResumeError, TooManyCases, ShardError) as error:
         _err(err, str(error))
         return EXIT_USAGE
     if args.profile:
@@ -183,14 +191,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem and not _confirmed(problem, err):
         _err(err, problem)
         return EXIT_USAGE
+    if not cases and shard and not selection:  # more shards than models: this machine has nothing to do
+        out.print(f"shard {shard} of {scenario_file} holds no model (the scenario has "
+                  f"{len({case.model_label for case in everything})}): nothing to run", highlight=False,
+                  soft_wrap=True)
+        return EXIT_OK
     if not cases:  # only -k can empty it: a valid scenario has at least one model and one backend
-        _err(err, f"no case of {scenario_file} matches -k {selection!r}")
+        in_shard = f" in shard {shard}" if shard else ""
+        _err(err, f"no case of {scenario_file}{in_shard} matches -k {selection!r}")
         return EXIT_USAGE
     if args.resume:
         run_dir = Path(args.resume)
     else:
         run_dir = Path(args.out) if args.out else new_run_dir(Path(args.reports_root), loaded.scenario.name)
-    engine = _open_run(lambda: Engine(run_dir, _scenario_info(loaded, "cli", selection, history=args.history),
+    engine = _open_run(lambda: Engine(run_dir, _scenario_info(loaded, "cli", selection, history=args.history,
+                                                              shard=str(shard) if shard else None),
                                       resume=bool(args.resume)), run_dir, err)
     if engine is None:
         return EXIT_USAGE
@@ -746,6 +761,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="complete an interrupted run: run only the cases RUN_DIR has no record of")
     run.add_argument("-k", metavar="EXPR", help="select cases like pytest -k, e.g. 'onnxruntime and b4'")
+    run.add_argument("--shard", metavar="K/N",
+                     help="run the K-th of N parts of the scenario, each model's cases in one part (CI matrices)")
     run.add_argument("--profile", action="store_true",
                      help="profile every case per operator after its timing (as the scenario's profile: true)")
     run.add_argument("--reports-root", default="reports", help="where run folders go (default: reports)")

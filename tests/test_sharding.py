@@ -82,3 +82,23 @@ def test_a_shard_that_is_not_k_of_n_is_one_clear_error(text: str) -> None:
 
 def test_a_shard_reads_as_the_user_wrote_it() -> None:
     assert parse_shard(" 2 / 3 ") == Shard(2, 3) and str(Shard(2, 3)) == "2/3"
+
+
+def test_the_command_line_refuses_a_bad_shard_in_one_line(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    path = write_scenario(tmp_path, SCENARIO)
+    result = run_cli("run", str(path), "--shard", "4/3", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    assert "--shard '4/3': K must be between 1 and N" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_shard_beyond_the_models_has_nothing_to_run_and_says_so(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    path = write_scenario(tmp_path, SCENARIO)
+    result = run_cli("run", str(path), "--shard", "6/6", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "shard 6/6" in result.stdout and "holds no model (the scenario has 5)" in result.stdout
+    assert not (tmp_path / "run").exists()
