@@ -21,6 +21,7 @@ MODE_MARKERS = ("latency", "throughput", "concurrent")
 _ENGINE = pytest.StashKey[Any]()
 _CASES = pytest.StashKey[list[Case]]()
 _AB_RUNS = pytest.StashKey[dict[str, Any]]()
+_SHARD = pytest.StashKey[Any]()  # scenario.sharding.Shard, from --shard K/N
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,6 +30,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run folder for results (default: reports/<scenario>-<date>-<time> under rootdir)")
     group.addoption("--accelbench-yes", action="store_true", default=False,
                     help="run even when the selection holds more than 2,000 cases (pytest cannot ask)")
+    shard_help = "run the K-th of N parts of each scenario, each model's cases in one part (CI matrices)"
+    try:
+        group.addoption("--shard", "--accelbench-shard", metavar="K/N", default=None, dest="accelbench_shard",
+                        help=shard_help)
+    except ValueError:  # another plugin owns --shard: the long name still works
+        group.addoption("--accelbench-shard", metavar="K/N", default=None, dest="accelbench_shard", help=shard_help)
     profile_help = "profile every case per operator after its timing (as the scenario's profile: true)"
     try:
         group.addoption("--profile", "--accelbench-profile", action="store_true", default=False,
@@ -43,6 +50,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
     for name in (*backend_names(), *PRECISION_MARKERS, *MODE_MARKERS):
         config.addinivalue_line("markers", f"{name}: accelbench cases of this backend, precision or mode")
+    if shard_text := config.getoption("accelbench_shard", None):
+        from scenario.sharding import ShardError, parse_shard
+
+        try:
+            config.stash[_SHARD] = parse_shard(shard_text)
+        except ShardError as error:
+            raise pytest.UsageError(str(error)) from None
 
 
 def _is_scenario(file_path: Path, config: pytest.Config) -> bool:
@@ -70,6 +84,11 @@ class ScenarioFile(pytest.File):
             cases = expand(loaded)
         except (ScenarioError, TooManyCases) as error:
             raise self.CollectError(str(error)) from None
+        if (shard := self.config.stash.get(_SHARD, None)) is not None:
+            from scenario.sharding import shard_cases
+
+            # the split comes from the whole scenario: every machine of a matrix computes the same one
+            cases = shard_cases(cases, shard)
         if self.config.getoption("accelbench_profile"):
             from scenario.expand import profiled
 

@@ -102,3 +102,24 @@ def test_a_shard_beyond_the_models_has_nothing_to_run_and_says_so(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert "shard 6/6" in result.stdout and "holds no model (the scenario has 5)" in result.stdout
     assert not (tmp_path / "run").exists()
+
+
+def test_the_pytest_front_door_collects_the_same_shards(pytester: pytest.Pytester) -> None:
+    """`pytest scenario.yaml --shard K/N` holds exactly the cases `accelbench run --shard K/N` runs (and the
+    races of those models)."""
+    path = write_scenario(pytester.path, SCENARIO)
+    quiet = ("-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
+    cases = expand_file(path)
+    seen: list[str] = []
+    for k in (1, 2, 3):
+        result = pytester.runpytest("--collect-only", "-q", *quiet, str(path), "--shard", f"{k}/3")
+        ids = [line.split("::", 1)[1].strip() for line in result.outlines if "::" in line]
+        wanted = [case.case_id for case in shard_cases(cases, Shard(k, 3))]
+        assert [i for i in ids if not i.startswith("race-")] == wanted
+        assert all(any(i.startswith(f"race-{case.model_label}-") for case in shard_cases(cases, Shard(k, 3)))
+                   for i in ids if i.startswith("race-"))
+        seen += ids
+    assert len(seen) == len(set(seen))
+    result = pytester.runpytest("--collect-only", "-q", *quiet, str(path), "--shard", "5/3")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert any("--shard '5/3': K must be between 1 and N" in line for line in result.errlines + result.outlines)
