@@ -123,3 +123,34 @@ def test_the_pytest_front_door_collects_the_same_shards(pytester: pytest.Pyteste
     result = pytester.runpytest("--collect-only", "-q", *quiet, str(path), "--shard", "5/3")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert any("--shard '5/3': K must be between 1 and N" in line for line in result.errlines + result.outlines)
+
+
+def test_three_shards_run_apart_and_merge_into_one_report(tmp_path: Path) -> None:
+    """Each shard is its own `accelbench run` (one CI machine each); `accelbench report` takes their folders and
+    writes one page holding every case once."""
+    from tests.conftest import FAST_MEASURE, read_jsonl, run_cli
+
+    path = write_scenario(tmp_path, f"""
+        name: sharded_run
+        models: [digits_cnn, tiny_transformer, {{name: mobilenet_v2, input_shape: [32, 32, 3]}}]
+        backends: [{{name: onnxruntime_cpu, threads: 1}}]
+        precisions: [fp32]
+        measure: {FAST_MEASURE}
+        race: false
+    """)
+    folders, ran = [], []
+    for k in (1, 2, 3):
+        folder = tmp_path / f"shard{k}"
+        result = run_cli("run", str(path), "--shard", f"{k}/3", "--out", str(folder))
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        records = read_jsonl(folder / "results.jsonl")
+        assert len(records) == 1 and records[0]["status"] == "passed", records
+        assert json.loads((folder / "scenario.json").read_text())["shard"] == f"{k}/3"
+        folders.append(str(folder))
+        ran.append(records[0]["case_id"])
+    assert sorted(ran) == sorted(case.case_id for case in expand_file(path))
+    merged = tmp_path / "merged.html"
+    result = run_cli("report", *folders, "-o", str(merged))
+    assert result.returncode == 0, result.stderr
+    page = merged.read_text(encoding="utf-8")
+    assert all(case_id in page for case_id in ran)
