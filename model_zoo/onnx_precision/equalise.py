@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from model_zoo.onnx_precision.graph import Feed, _load, _outer_names, _save
+from model_zoo.onnx_precision.graph import Feed, _group, _load, _outer_names, _save
 from model_zoo.onnx_precision.subgraphs import _intermediates
 
 # a channel whose range is under this fraction of the tensor's widest channel is scaled up only this far (a
@@ -77,7 +77,7 @@ def equalise_channels(source: Path, out_file: Path, feeds: Sequence[Feed]) -> di
         channels = scales.shape[0]
         if channels != plan.channels:
             continue  # not the layout the weights say (a Conv reading channels last cannot be): left alone
-        shape = [1, channels] + [1] * (graph.rank(name, plan) - 2)
+        shape = [1, channels] + [1] * (graph.rank(plan) - 2)
         if plan.producer is not None:
             for initializer in plan.producer.input[1:3]:
                 if initializer:  # "" is an absent bias
@@ -175,7 +175,7 @@ class _Graph:
         except ValueError:
             return False
 
-    def rank(self, tensor: str, plan: _Plan) -> int:
+    def rank(self, plan: _Plan) -> int:
         """The tensor's rank, from a Conv's weights (its producer's or a depthwise reader's)."""
         conv = plan.producer or plan.absorbing[0]
         return len(self.inits[conv.input[1]].dims)
@@ -201,8 +201,7 @@ class _Graph:
         if node.op_type != "Conv" or len(node.input) < 2 or not self._owned(node.input[1]):
             return False
         dims = list(self.inits[node.input[1]].dims)
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        return len(dims) >= 3 and dims[1] == 1 and group == dims[0] > 1
+        return len(dims) >= 3 and dims[1] == 1 and _group(node) == dims[0] > 1
 
     def _mul_by_constant(self, node: onnx.NodeProto, tensor: str) -> bool:
         other = [i for i in node.input if i != tensor]
@@ -217,8 +216,8 @@ def _replace_input(node: onnx.NodeProto, old: str, new: str) -> None:
 
 def _channel_ranges(value: np.ndarray) -> np.ndarray:
     """Largest absolute value per channel (axis 1, the layout ONNX's Conv reads)."""
-    flat = np.abs(np.asarray(value, dtype=np.float64)).reshape(value.shape[0], value.shape[1], -1)
-    return flat.max(axis=(0, 2))
+    value = np.asarray(value)  # reduced in its own dtype (exact for a max), no float64 copy of the activation
+    return np.abs(value.reshape(value.shape[0], value.shape[1], -1)).max(axis=(0, 2)).astype(np.float64)
 
 
 def _unique(name: str, taken: set[str]) -> str:

@@ -244,6 +244,11 @@ def _name_nodes(model: onnx.ModelProto) -> None:
         seen.add(node.name)
 
 
+def _group(node: onnx.NodeProto) -> int:
+    """A Conv's `group` attribute (1 when absent)."""
+    return next((int(a.i) for a in node.attribute if a.name == "group"), 1)
+
+
 def _all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     yield graph
     for node in graph.node:

@@ -32,6 +32,7 @@ from model_zoo.onnx_precision.graph import (
     _dict_feeds,
     _finish_converted,
     _first_line,
+    _group,
     _load,
     _op_counts,
     _opset,
@@ -622,10 +623,6 @@ def _nodes_quantized(source: onnx.ModelProto, quantized: onnx.ModelProto) -> set
         if twin is None or list(twin.input) != list(node.input):
             changed.add(node.name)
     return changed
-
-
-def _group(node: onnx.NodeProto) -> int:
-    return next((int(a.i) for a in node.attribute if a.name == "group"), 1)
 
 
 _DYNAMIC_NO_CONV = ("MatMul", "Gemm", "Attention", "LSTM", "GRU", "Gather")
