@@ -156,8 +156,10 @@ def _open_run(open_folder: Callable[[], T], run_dir: Path, err: Console) -> T | 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.budgets import judge_budgets
     from harness.engine import Engine
     from results.store import DiskFull, new_run_dir
+    from scenario.budgets import partners
     from scenario.expand import TooManyCases, profiled, too_many_cases
     from scenario.load import ScenarioError, expand, load_scenario
     from scenario.selection import SelectionError, select
@@ -181,7 +183,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         names = (loaded.scenario.name, loaded.path.name, loaded.path.resolve().parent.name)
         everything = expand(loaded)
         # the split comes from the whole scenario, so that every machine of a matrix computes the same one
-        cases = select(shard_cases(everything, shard) if shard else everything, selection, extra_names=names)
+        in_shard = shard_cases(everything, shard) if shard else everything
+        cases = select(in_shard, selection, extra_names=names)
+        if needed := partners(cases, in_shard):  # a relative budget's partner runs and races beside it
+            wanted = {case.case_id for case in [*cases, *needed]}
+            cases = [case for case in in_shard if case.case_id in wanted]
+            err.print(f"also running {', '.join(case.case_id for case in needed)}: the selected cases' budgets "
+                      "compare with them", highlight=False, soft_wrap=True)
     except (ScenarioError, SelectionError, ResumeError, TooManyCases, ShardError) as error:
         _err(err, str(error))
         return EXIT_USAGE
@@ -220,6 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         _run_cases(engine, cases, err)
         _run_races(engine, scenario_cases, err)
+        verdicts = judge_budgets(engine, scenario_cases)
         records = engine.finish()
         from reporting.html import write_report_safely
 
@@ -231,7 +240,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from harness.console import print_summary
 
-    print_summary(records, engine.run_dir, out, report, report_error, races=engine.store.race_records())
+    print_summary(records, engine.run_dir, out, report, report_error, races=engine.store.race_records(),
+                  budgets=verdicts)
     if args.history:
         from results.history import HistoryError, add_run
 
@@ -241,7 +251,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except HistoryError as error:
             _err(err, str(error))
             return EXIT_USAGE
-    bad = any(r.status in ("failed", "invalid") for r in records)
+    bad = any(r.status in ("failed", "invalid") for r in records) or any(v.fails for v in verdicts)
     return EXIT_CASES_FAILED if bad else EXIT_OK
 
 

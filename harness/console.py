@@ -33,6 +33,7 @@ from reporting.baseline import (
     resolve_speedups,
 )
 from reporting.numbers import ab_figures, fmt_duration, fmt_number, speedup_text
+from results.budgets import BudgetVerdict
 from results.race_record import RaceRecord
 from results.record import Record
 
@@ -264,9 +265,10 @@ def make_console(stderr: bool = False) -> Console:
 
 def print_summary(records: list[Record], run_dir: Any, console: Console | None = None,
                   report: Any = None, report_error: str | None = None,
-                  races: list[RaceRecord] | None = None) -> None:
+                  races: list[RaceRecord] | None = None, budgets: list[BudgetVerdict] | None = None) -> None:
     """The run's tables and notes; ``races``: the run's race records (race.jsonl), whose paired ratios every
-    speed-up then shows. Without them every speed-up is labelled "sequential"."""
+    speed-up then shows. Without them every speed-up is labelled "sequential". ``budgets``: the verdicts of the
+    cases' performance budgets."""
     console = console or make_console()
     console.print(summary_table(records))
     if races:
@@ -279,6 +281,8 @@ def print_summary(records: list[Record], run_dir: Any, console: Console | None =
         console.print(tradeoffs)
     if races:
         console.print(races_line(races), highlight=False)
+    if budgets:
+        console.print(budget_table(budgets))
     for record in records:
         if record.status != "passed" and record.reason:
             style = STATUS_STYLE.get(record.status, "")
@@ -305,6 +309,25 @@ def print_summary(records: list[Record], run_dir: Any, console: Console | None =
         console.print(f"report: {escape(str(report))}", highlight=False, soft_wrap=True)
     if report_error:
         console.print(f"[red]error[/] {escape(report_error)}", highlight=False, soft_wrap=True)
+
+
+BUDGET_STYLE = {"passed": "green", "missed": "bold red", "cannot tell": "yellow", "not judged": "yellow",
+                "other machine": "dim"}
+
+
+def budget_table(verdicts: list[BudgetVerdict]) -> Table:
+    """One row per limit judged: the case, the budget, the verdict and the numbers beside the limit."""
+    table = Table(title="performance budgets", header_style="bold", pad_edge=False)
+    for column in ("case", "budget", "verdict", "figures"):
+        table.add_column(column, no_wrap=column == "case", overflow="fold")
+    for verdict in verdicts:
+        status = verdict.status
+        shown = status.upper() if status in ("missed", "cannot tell") else status
+        if verdict.fails and status != "missed":
+            shown += " (fails)"
+        table.add_row(escape(verdict.case_id), escape(verdict.where),
+                      f"[{BUDGET_STYLE.get(status, '')}]{escape(shown)}[/]", escape(verdict.message))
+    return table
 
 
 VERDICT_STYLE = {"slower": "bold red", "broken": "bold red", "missing": "yellow", "faster": "green", "unchanged": "",

@@ -8,6 +8,7 @@ collected when named on the command line or when they live in a folder called ``
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ _ENGINE = pytest.StashKey[Any]()
 _CASES = pytest.StashKey[list[Case]]()
 _AB_RUNS = pytest.StashKey[dict[str, Any]]()
 _SHARD = pytest.StashKey[Any]()  # scenario.sharding.Shard, from --shard K/N
+_COLLECTED = pytest.StashKey[list[pytest.Item]]()  # every scenario item collected, in order
+_DESELECTED = pytest.StashKey[set[int]]()  # ids of the items -k, -m or --lf left out
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -113,6 +116,8 @@ class ScenarioFile(pytest.File):
             items.append(item)
         if ab is None:
             items += _race_items(self, cases)
+            items += _budget_items(self, cases)
+        self.config.stash.setdefault(_COLLECTED, []).extend(items)
         return items
 
 
@@ -132,6 +137,23 @@ def _race_items(parent: pytest.File, cases: list[Case]) -> list[pytest.Item]:
         item = RaceItem.from_parent(parent, name=name, cases=members)
         item.extra_keyword_matches.update({"race", model, f"b{batch}", mode, members[0].scenario})
         items.append(item)
+    return items
+
+
+def _budget_items(parent: pytest.File, cases: list[Case]) -> list[pytest.Item]:
+    """One item per case with relative budgets, after the races: judged on its group's race (results.budgets).
+    Selected as its case is (its id, backend, precision, markers), and a selection that takes it, or its case,
+    also runs the partner case and the group's race (pytest_collection_finish)."""
+    from scenario.budgets import relative
+
+    items: list[pytest.Item] = []
+    for case in cases:
+        if case.skip_reason is None and any(relative(budget) for budget in case.budgets):
+            item = BudgetItem.from_parent(parent, name=f"{case.case_id}-budget", case=case)
+            for marker in (case.backend, case.precision, case.mode):
+                item.add_marker(marker)
+            item.extra_keyword_matches.update({*case.keywords, case.scenario, "budget"})
+            items.append(item)
     return items
 
 
@@ -156,6 +178,18 @@ class CaseItem(pytest.Item):
             pytest.skip(record.reason or "skipped")
         if record.status != "passed":
             raise CaseFailure(f"{record.status.upper()}: {record.reason}")
+        if self.case.budgets:  # absolute limits on the case's own figures; relative ones wait for the race
+            from harness.budgets import judge_budgets
+
+            verdicts = judge_budgets(engine, [self.case], relative=False)
+            lines = {budget["where"]: budget.get("line") for budget in self.case.budgets}
+            for verdict in verdicts:
+                if verdict.status == "other machine":  # said in the warnings summary, at the budget's line
+                    warnings.warn_explicit(pytest.PytestWarning(f"{self.case.case_id}: budget {verdict.where}: "
+                                                                f"{verdict.message}"), None, str(self.path),
+                                           lines.get(verdict.where) or 1)
+            if missed := [verdict.message for verdict in verdicts if verdict.fails]:
+                raise CaseFailure("BUDGET MISSED: " + "; ".join(missed))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CaseFailure):
@@ -190,6 +224,37 @@ class AbItem(CaseItem):
             raise CaseFailure(f"FAILED: {record.reason}")
         if record.status in ("refused", "skipped") or record.verdict == "cannot tell":
             pytest.skip(f"{record.verdict or record.status}: {ratio}{record.reason}")
+
+
+class BudgetItem(pytest.Item):
+    """A case's relative budgets, judged on its group's race after it: fails on a miss (or on "cannot tell" where
+    the budget says ``cannot_tell: fail``), is skipped with the numbers when the race cannot tell, passes when every
+    limit is met by the whole interval."""
+
+    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+
+    def runtest(self) -> None:
+        from harness.budgets import judge_budgets
+
+        engine = _engine(self.config)
+        verdicts = judge_budgets(engine, [self.case], absolute=False)
+        if not verdicts:
+            pytest.skip(f"{self.case.case_id} did not run in this session: nothing to judge")
+        if failing := [verdict.message for verdict in verdicts if verdict.fails]:
+            raise CaseFailure("BUDGET MISSED: " + "; ".join(failing) if any(
+                verdict.status == "missed" for verdict in verdicts) else "; ".join(failing))
+        if undecided := [verdict.message for verdict in verdicts if verdict.status != "passed"]:
+            pytest.skip("; ".join(undecided))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CaseFailure):
+            return f"{self.name}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.name
 
 
 class RaceItem(pytest.Item):
@@ -258,12 +323,60 @@ def _ab_run(item: AbItem) -> Any:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A skip raised inside the engine would be reported at a line of this plugin; point it at the scenario."""
     report = yield
-    if isinstance(item, CaseItem | RaceItem) and report.skipped and isinstance(report.longrepr, tuple):
+    if isinstance(item, CaseItem | RaceItem | BudgetItem) and report.skipped and isinstance(report.longrepr, tuple):
         report.longrepr = (str(item.path), None, report.longrepr[2])
     return report
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember what -k, -m or --lf left out: a selected budget may need some of it back."""
+    if items:
+        items[0].config.stash.setdefault(_DESELECTED, set()).update(id(item) for item in items)
+
+
+def _with_budget_partners(session: pytest.Session) -> None:
+    """A selected budget (or a selected case with relative budgets) needs its case, the partner it compares with
+    and its group's race in the same session: put back what the selection left out, in collection order."""
+    from scenario.budgets import against_case, relative, same_group
+
+    deselected = session.config.stash.get(_DESELECTED, set())
+    collected = [item for item in session.config.stash.get(_COLLECTED, []) if id(item) in deselected]
+    if not collected:
+        return
+    cases = [item.case for item in session.config.stash.get(_COLLECTED, []) if type(item) is CaseItem]
+    needed: set[int] = set()
+    for item in session.items:
+        if not isinstance(item, CaseItem | BudgetItem) or isinstance(item, AbItem):
+            continue
+        case = item.case
+        budgets = [budget for budget in case.budgets if relative(budget)]
+        if not budgets:
+            continue
+        partners = {other.case_id for budget in budgets if (other := against_case(case, budget["against"], cases))}
+        for other in collected:
+            if (isinstance(other, CaseItem) and other.case.case_id in {case.case_id, *partners}) \
+                    or (isinstance(other, BudgetItem) and other.case.case_id == case.case_id) \
+                    or (isinstance(other, RaceItem) and any(same_group(case, member) for member in other.cases)):
+                needed.add(id(other))
+    if not needed:
+        return
+    chosen = {id(item) for item in session.items} | needed
+    back = [item for item in collected if id(item) in needed]
+    ordered = [item for item in session.config.stash.get(_COLLECTED, []) if id(item) in chosen]
+    accelbench = {id(item) for item in ordered}
+    # the scenario items go where the first of them was; other tests keep their order around them
+    before = next((index for index, item in enumerate(session.items) if id(item) in accelbench), len(session.items))
+    others_before = sum(id(item) not in accelbench for item in session.items[:before])
+    rest = [item for item in session.items if id(item) not in accelbench]
+    session.items[:] = rest[:others_before] + ordered + rest[others_before:]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"accelbench: also running {len(back)} deselected item(s) the selected budgets need: "
+                            + ", ".join(item.name for item in back))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
+    _with_budget_partners(session)
     cases = [item.case for item in session.items if isinstance(item, CaseItem)]
     if not session.config.getoption("--accelbench-yes"):
         from scenario.expand import too_many_cases
@@ -323,7 +436,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(f"accelbench: cannot finish the run in {engine.run_dir}: {error}", red=True)
         return
     buffer, console = _buffered_console(terminalreporter)
-    print_summary(records, engine.run_dir, console, report, report_error, races=engine.store.race_records())
+    print_summary(records, engine.run_dir, console, report, report_error, races=engine.store.race_records(),
+                  budgets=engine.store.budget_verdicts())
     terminalreporter.section("accelbench")
     terminalreporter.write(buffer.getvalue())
 

@@ -44,8 +44,9 @@ from backends.registry import find_backend
 from harness.sitting.channel import SideFailure
 from harness.sitting.rounds import Sitting, side_figures
 from results.baseline import Baseline, group_key, resolve_baselines
+from results.budgets import RELATIVE, partner_name, relative_outcome
 from results.paired import CONFIDENCE
-from results.race_record import RaceEntry, RaceRecord, RaceRound, pair_figures
+from results.race_record import RaceEntry, RaceRecord, RaceRound, entry_name, pair_figures
 from results.race_stats import (
     RacePlan,
     Round,
@@ -56,7 +57,7 @@ from results.race_stats import (
     round_log_ratio,
 )
 from results.record import Record
-from scenario.cases import Case, compression_label
+from scenario.cases import Case
 from scenario.defaults import RACE_DEFAULTS
 
 NOT_RACING = {"tensorflow": "the TensorFlow reference does not race: its session takes seconds to load, every round"}
@@ -94,12 +95,6 @@ class RaceSettings:
         return RacePlan(threshold=self.threshold, alpha=self.alpha, looks=self.looks)
 
 
-def entry_name(record: Record) -> str:
-    """How a race names a configuration: unique within its group (one model, batch size and mode)."""
-    name = f"{record.label} {record.precision}"
-    return name if record.compression == "none" else f"{name} {compression_label(record.compression)}"
-
-
 @dataclass
 class _Contender:
     name: str
@@ -131,6 +126,7 @@ class GroupRace:
         _, model, batch, mode = self.key
         self.label = f"{model} b{batch}" + ("" if mode == "latency" else f" {mode}")
         self.rng = np.random.default_rng([settings.seed, zlib.crc32("/".join(map(str, self.key)).encode())])
+        self.budget_pairs = self._budget_pairs()
 
     def run(self) -> RaceRecord:
         started, began = time.time(), time.perf_counter()
@@ -321,13 +317,7 @@ class GroupRace:
                         continue
                     time_up = blocks is None
                 if blocks is not None:
-                    race_round = RaceRound(index=len(self.rounds), at_s=blocks[0].at_s if blocks else 0.0,
-                                           slices={n: [b.medians[n] for b in blocks] for n in alive},
-                                           orders=[b.order or [] for b in blocks],
-                                           cores=next(iter(sitting.round_cores.values()), None)
-                                           if sitting.round_cores else None)
-                    self.rounds.append(race_round)
-                    rounds.append(race_round.slices)
+                    race_round = self._record_round(blocks, alive, sitting, rounds)
                     if len(rounds) == 1 and any(c.gross for c in racing):
                         alive = self._exclude_gross(racing, alive, race_round.slices, entries)
                         race_round.eliminated = sorted(set(race_round.slices) - set(alive))
@@ -368,6 +358,9 @@ class GroupRace:
                     self.progress(f"race {self.label}: look {len(looks_taken)} after {len(rounds)} rounds{gone}")
                 if outcome != "continue":
                     break
+            if outcome != "continue":  # decided (or out of time: then no round fits)
+                self._budget_rounds(sitting, rounds, [n for n in names if entries[n].status != "not raced"],
+                                    no_round_left)
         finally:
             sitting.close()
             self.measured_s += sitting.measured_s
@@ -382,6 +375,63 @@ class GroupRace:
         elif sitting.given_up:
             why = f"{why} ({sitting.given_up})"
         return outcome, why, survivors, looks_taken
+
+    def _record_round(self, blocks: list[Any], names: list[str], sitting: Sitting, rounds: list[Round],
+                      for_budgets: bool = False) -> RaceRound:
+        race_round = RaceRound(index=len(self.rounds), at_s=blocks[0].at_s if blocks else 0.0,
+                               slices={n: [b.medians[n] for b in blocks] for n in names},
+                               orders=[b.order or [] for b in blocks],
+                               cores=next(iter(sitting.round_cores.values()), None) if sitting.round_cores else None,
+                               for_budgets=for_budgets)
+        self.rounds.append(race_round)
+        rounds.append(race_round.slices)
+        return race_round
+
+    # -- budgets -----------------------------------------------------------------------------------------
+    def _budget_pairs(self) -> list[tuple[str, str, str, float]]:
+        """(configuration, partner, limit name, limit) of each relative budget of the group's cases."""
+        base = entry_name(self.baseline) if self.baseline is not None else None
+        pairs = []
+        for record in self.records:
+            case = self.cases.get(record.case_id)
+            for budget in case.budgets if case is not None else []:
+                partner = base if budget.get("against") is None else partner_name(record, budget, self.records, None)
+                pairs += [(entry_name(record), partner, name, limit) for name, limit in budget["limits"].items()
+                          if name in RELATIVE and partner is not None and partner != entry_name(record)]
+        return pairs
+
+    def _undecided(self, rounds: list[Round], names: list[str]) -> list[str]:
+        """The configurations (in ``names``' order) of budgets whose paired interval still straddles the limit."""
+        plan = self.settings.plan
+        wanted: set[str] = set()
+        for name, partner, limit_name, limit in self.budget_pairs:
+            if name not in names or partner not in names:
+                continue
+            pair = pair_figures(rounds, name, partner, plan.threshold, plan.effect, plan.alpha)
+            if pair is None or relative_outcome(limit_name, limit, pair)[0] == "cannot tell":
+                wanted |= {name, partner}
+        return [name for name in names if name in wanted]
+
+    def _budget_rounds(self, sitting: Sitting, rounds: list[Round], names: list[str],
+                       no_round_left: Callable[[], bool]) -> None:
+        """After the race's outcome: a configuration named in a budget stays (or comes back, with its partner) until
+        its budget is decided or the race's time is spent. The budgets are looked at each time the rounds grow by
+        half, not after every round, so that their intervals are looked at a few times only."""
+        check_at = len(rounds)
+        while len(wanted := self._undecided(rounds, names)) >= 2:
+            check_at = max(check_at + 2, math.ceil(check_at * 1.5))
+            while len(rounds) < check_at:
+                if no_round_left():
+                    return
+                try:
+                    blocks = sitting.round(wanted)
+                except SideFailure:  # the budget stays undecided: its verdict says cannot tell
+                    return
+                if blocks is None:
+                    return
+                self._record_round(blocks, wanted, sitting, rounds, for_budgets=True)
+                if self.progress:
+                    self.progress(f"race {self.label}: round {len(rounds)} for the budgets of {', '.join(wanted)}")
 
     # -- the record --------------------------------------------------------------------------------------
     def _fill(self, entries: dict[str, RaceEntry], record: RaceRecord) -> None:

@@ -30,6 +30,16 @@ class Compression:
         return f"prune:{self.fraction!r}"
 
 
+def compression_label(compression: str) -> str:
+    """The id fragment of a compression: "prune:0.75" → "prune75", "prune:2:4" → "prune2of4", "none" → "dense"."""
+    if compression == "none":
+        return "dense"
+    parts = compression.split(":")[1:]
+    if len(parts) == 2:
+        return f"prune{parts[0]}of{parts[1]}"
+    return f"prune{float(parts[0]) * 100:g}"
+
+
 def parse_compression(text: str) -> Compression | None:
     """None for "none"; a Compression for "prune:F" (0 < F < 1) or "prune:M:N" (0 < M < N); else ValueError."""
     if text == "none":

@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model_zoo.requests import compression_label
 from results.paired import ab_verdict
 from results.race_stats import Round, pair_estimate
-from results.record import OneLine, RecordError, validate_leniently
+from results.record import OneLine, Record, RecordError, validate_leniently
 
 RaceStatus = Literal["raced", "not raced", "failed"]  # not raced: fewer than two configurations could race
 RaceOutcome = Literal["winner", "tie", "cannot tell"]
@@ -64,6 +65,12 @@ def pair_figures(rounds: list[Round], name: str, against: str, threshold: float,
                        ci_high=estimate.ci_high, p_value=estimate.p_value, mde=estimate.mde, verdict=verdict)
 
 
+def entry_name(record: Record) -> str:
+    """How a race names a configuration: unique within its group (one model, batch size and mode)."""
+    name = f"{record.label} {record.precision}"
+    return name if record.compression == "none" else f"{name} {compression_label(record.compression)}"
+
+
 class RaceEntry(_Part):
     """One configuration of the group (one case of the run)."""
 
@@ -99,6 +106,7 @@ class RaceRound(_Part):
     cores: list[int] | None = None  # the CPUs every configuration of the round was pinned to (None: any)
     look: bool = False  # the race was judged after this round
     eliminated: list[str] = Field(default_factory=list)  # left at this round's look
+    for_budgets: bool = False  # run after the race's outcome, for budgets it left undecided (harness.race)
 
 
 class RaceRecord(_Part):

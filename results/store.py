@@ -1,5 +1,5 @@
 """The results contract: one run folder with results.jsonl, env.json and benchmark.json (race.jsonl when its
-groups were raced, and ab.jsonl after an `accelbench ab`).
+groups were raced, budgets.jsonl when its cases had performance budgets, and ab.jsonl after an `accelbench ab`).
 
 Records are appended and fsync'ed one by one, so killing a run loses no finished case; a reader skips a
 partially written last line instead of failing on it.
@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from results.ab_record import AbRecord
+from results.budgets import BudgetVerdict
 from results.environment import EnvFileError, check_environment
 from results.race_record import RaceRecord
 from results.record import Record, RecordError
@@ -195,6 +196,7 @@ class RunStore:
         self.results_path = self.run_dir / "results.jsonl"
         self.ab_path = self.run_dir / "ab.jsonl"
         self.race_path = self.run_dir / "race.jsonl"
+        self.budgets_path = self.run_dir / "budgets.jsonl"
         self.logs_dir = self.run_dir / "logs"
         self._lock: RunLock | None = None
 
@@ -341,6 +343,18 @@ class RunStore:
         except RecordError as error:
             raise RunFolderProblem(str(error)) from None
 
+    def append_budgets(self, verdicts: list[BudgetVerdict]) -> None:
+        """Budget verdicts (results.budgets), to budgets.jsonl; a later verdict of the same limit replaces an
+        earlier one when read (a resumed run judges again)."""
+        for verdict in verdicts:
+            self._append_line(self.budgets_path, verdict.to_json())
+
+    def budget_verdicts(self) -> list[BudgetVerdict]:
+        try:
+            return read_budget_verdicts(self.budgets_path)
+        except RecordError as error:
+            raise RunFolderProblem(str(error)) from None
+
     def _append_line(self, path: Path, data: dict[str, Any]) -> None:
         line = json.dumps(data, separators=(",", ":")) + "\n"
         try:
@@ -451,6 +465,14 @@ def read_race_records(path: Path) -> list[RaceRecord]:
             raise RecordError(str(error).removeprefix("race record: ")) from None
 
     return _read_json_lines(path, parse)
+
+
+def read_budget_verdicts(path: Path) -> list[BudgetVerdict]:
+    """The budget verdicts of budgets.jsonl, the last of each (case, budget, limit) kept, in first-seen order."""
+    latest: dict[tuple[str, str, str], BudgetVerdict] = {}
+    for verdict in _read_json_lines(path, BudgetVerdict.read):
+        latest[(verdict.case_id, verdict.where, verdict.limit_name)] = verdict
+    return list(latest.values())
 
 
 def _read_json_lines(path: Path, parse: Callable[[dict[str, Any]], T]) -> list[T]:

@@ -15,7 +15,7 @@ from backends.registry import get_backend
 from model_zoo.catalog import CATALOG
 from model_zoo.errors import ArtifactError
 from model_zoo.inputs import InputLayout
-from model_zoo.requests import ArtifactRequest, Calibration, ModelRef
+from model_zoo.requests import ArtifactRequest, Calibration, ModelRef, compression_label
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,7 @@ class Case:
     race: dict[str, Any] | None = None  # the model's race settings (scenario.schema.RaceSpec); None: not raced
     profile: dict[str, Any] | None = None  # {"runs": N} (scenario.schema.ProfileSpec); None: not profiled
     reference_batch: int = 1  # the batch the fp32 reference runs at: 1, or the one a user's file fixes
+    budgets: list[dict[str, Any]] = field(default_factory=list)  # performance budgets (scenario.budgets)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,16 +127,6 @@ class Case:
         """Names ``-k`` matches against, besides the id: backend, precision, mode and model."""
         return {self.backend, self.backend_label, self.precision, self.mode, self.model_label,
                 f"b{self.batch_size}", compression_label(self.compression)}
-
-
-def compression_label(compression: str) -> str:
-    """The id fragment of a compression: "prune:0.75" → "prune75", "prune:2:4" → "prune2of4", "none" → "dense"."""
-    if compression == "none":
-        return "dense"
-    parts = compression.split(":")[1:]
-    if len(parts) == 2:
-        return f"prune{parts[0]}of{parts[1]}"
-    return f"prune{float(parts[0]) * 100:g}"
 
 
 def _converted(ref: Any) -> bool:

@@ -4,6 +4,7 @@ against each adapter, model files and their declared inputs, calibration files, 
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from pathlib import Path
@@ -16,7 +17,7 @@ from model_zoo.catalog import CATALOG
 from model_zoo.inputs import InputPlan, feed_problem, oversized_input
 from model_zoo.limits import gib_limit
 from model_zoo.requests import SOURCE_SUFFIXES
-from scenario.expand import backend_labels, calibration_settings
+from scenario.expand import backend_labels, calibration_settings, model_labels
 from scenario.file_inputs import input_plans, unknown_output
 from scenario.schema import KEYS_AT, BackendEntry, CalibrationSpec, Scenario
 from scenario.yaml_lines import LineMap, Loc, did_you_mean, excerpt, format_loc
@@ -352,3 +353,54 @@ def baseline_problems(scenario: Scenario, data: dict[str, Any], lines: LineMap) 
              f"(its backends: {', '.join(dict.fromkeys(known))})")]
 
 
+
+
+def budget_problems(scenario: Scenario, lines: LineMap) -> list[tuple[int, str]]:
+    """Each budget's backends must be the scenario's and its selection must match some case: a budget that holds
+    for nothing would pass silently forever."""
+    from scenario.budgets import budget_entries
+
+    labels = backend_labels(scenario.backends)
+    known = list(dict.fromkeys([*labels, *(b.name for b in scenario.backends)]))
+    models = model_labels(scenario.models)
+    problems = []
+    if scenario.ab is not None:
+        for loc, _, _ in budget_entries(scenario):
+            problems.append((lines.line(loc), f"{format_loc(loc)}: budgets judge a run's cases; a scenario with ab: "
+                                              "compares two sides, and its verdict is the comparison's own"))
+        return problems
+    for loc, spec, model_index in budget_entries(scenario):
+        for part, wanted in (("select", spec.select.backend), ("against", spec.against and spec.against.backend)):
+            if wanted is not None and wanted not in known:
+                where: Loc = (*loc, part, "backend")
+                problems.append((lines.line(where), f"{format_loc(where)}: {wanted!r} is not a backend of this "
+                                                    f"scenario (its backends: {', '.join(known)})"))
+        chosen = spec.select.model
+        if chosen is not None and model_index is not None:
+            where = (*loc, "select", "model")
+            problems.append((lines.line(where), f"{format_loc(where)}: a model's own budgets hold for its cases; "
+                                                "select by model in the scenario's budgets"))
+        elif chosen is not None and chosen not in models:
+            where = (*loc, "select", "model")
+            problems.append((lines.line(where), f"{format_loc(where)}: {chosen!r} is not a model of this scenario "
+                                                f"(its models: {', '.join(models)}){did_you_mean(chosen, models)}"))
+        elif not problems and not _selects_any(scenario, spec, model_index, models, labels):
+            where = (*loc, "select")
+            problems.append((lines.line(where if "select" in spec.model_fields_set else loc),
+                             f"{format_loc(loc)}: its select matches no case of this scenario"))
+    return problems
+
+
+def _selects_any(scenario: Scenario, spec: Any, model_index: int | None, models: list[str], labels: list[str]) -> bool:
+    from scenario.budgets import selects
+
+    for index, model in enumerate(scenario.models):
+        if model_index not in (None, index):
+            continue
+        combos = itertools.product(zip(labels, scenario.backends, strict=True), model.precisions or scenario.precisions,
+                                   model.compression or scenario.compression, model.batch_sizes or scenario.batch_sizes,
+                                   scenario.modes)
+        if any(selects(spec.select, models[index], label, backend.name, precision, compression, batch, mode)
+               for (label, backend), precision, compression, batch, mode in combos):
+            return True
+    return False

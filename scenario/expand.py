@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scenario.budgets import case_budgets, without_own_partner
 from scenario.cases import Case, ModelSpec, compression_label
 from scenario.file_inputs import batch_skip_reasons, reference_batch
 from scenario.schema import BackendEntry, CalibrationSpec, ModelEntry
@@ -113,7 +114,7 @@ def expand(loaded: LoadedScenario) -> list[Case]:
     cases = []
     models_labelled = model_labels(scenario.models)
     backends_labelled = backend_labels(scenario.backends)
-    for model, model_label in zip(scenario.models, models_labelled, strict=True):
+    for model_index, (model, model_label) in enumerate(zip(scenario.models, models_labelled, strict=True)):
         spec = ModelSpec.from_entry(model, loaded.base_dir)
         measure = scenario.measure_for(model).model_dump()
         race = scenario.race_for(model)
@@ -141,13 +142,15 @@ def expand(loaded: LoadedScenario) -> list[Case]:
                     accuracy_budget=budget,
                     baseline=None if scenario.baseline is None else scenario.baseline.model_dump(),
                     race=race, profile=profile, reference_batch=batch_of_reference,
+                    budgets=case_budgets(scenario, model_index, model_label, backend_label, backend.name, precision,
+                                         compression, batch_size, mode, loaded.lines),
                 )
                 try:
                     case.skip_reason = skip_reason(case) or batch_skips.get(batch_size)
                 except Exception as error:  # an adapter's check that crashes on these settings: say so, run nothing
                     case.skip_reason = f"cannot tell whether {backend.name} can run this case: {error!r}"
                 cases.append(case)
-    return cases
+    return without_own_partner(cases)
 
 
 def calibration_settings(spec: CalibrationSpec, base_dir: Path) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class ScenarioError(Exception):
 class LoadedScenario:
     scenario: Scenario
     path: Path
+    lines: LineMap | None = None  # where each key is in the file, for messages after loading (a budget's line)
 
     @property
     def base_dir(self) -> Path:
@@ -95,6 +96,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         problems += checks.zoo_feed_problems(scenario, lines)
         problems += checks.baseline_problems(scenario, data, lines)
         problems += checks.ab_problems(scenario, lines, path.parent)
+        problems += checks.budget_problems(scenario, lines)
     if problems or scenario is None:
         raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
-    return LoadedScenario(scenario, path)
+    return LoadedScenario(scenario, path, lines)

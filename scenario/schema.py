@@ -219,6 +219,8 @@ class ModelEntry(BaseModel):
     measure: MeasureOverride | None = None
     race: RaceField | None = Field(None, description="this model's race settings over the scenario's, or false")
     profile: ProfileField | None = Field(None, description="profile this model's cases (true, false or {runs: N})")
+    budgets: list[BudgetSpec] | None = Field(None, description="performance budgets of this model's cases, beside "
+                                                               "the scenario's")
 
     @model_validator(mode="before")
     @classmethod
@@ -265,6 +267,71 @@ class BackendEntry(BaseModel):
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+class BudgetSelect(BaseModel):
+    """Which cases a budget holds for; a key left out matches every case. ``backend`` is a label or a name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="a model's label (scenario-level budgets only)")
+    backend: str | None = None
+    precision: Precision | None = None
+    compression: Compression | None = None
+    batch_size: int | None = Field(None, ge=1)
+    mode: Mode | None = None
+
+
+class AgainstSpec(BaseModel):
+    """The configuration a relative budget compares with, in the case's own group (model, batch size, mode)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = Field(description="a backend of this scenario, by label or name")
+    precision: Precision = "fp32"
+    compression: Compression = "none"
+
+
+RELATIVE_LIMITS = ("min_speedup", "max_slowdown")
+ABSOLUTE_LIMITS = ("max_p50_ms", "max_p99_ms", "min_throughput_ips", "max_peak_rss_mb", "max_model_size_mb")
+
+
+class BudgetSpec(BaseModel):
+    """A performance budget: the selected cases pass or fail on it (results.budgets judges it). Relative limits
+    (``min_speedup``, ``max_slowdown``) are judged on the same-sitting race's paired ratio and its interval, so they
+    hold on any machine; absolute ones on the case's own figures, on the machine named by ``machine`` (its
+    machine_id or the ACCELBENCH_MACHINE label) where one is named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    select: BudgetSelect = Field(default_factory=BudgetSelect)
+    min_speedup: float | None = Field(None, gt=0, description="the against case's latency over this one's, at least")
+    max_slowdown: float | None = Field(None, gt=0, description="this case's latency over the against case's, at most")
+    against: AgainstSpec | None = Field(None, description="default: the group's baseline")
+    max_p50_ms: float | None = Field(None, gt=0)
+    max_p99_ms: float | None = Field(None, gt=0)
+    min_throughput_ips: float | None = Field(None, gt=0)
+    max_peak_rss_mb: float | None = Field(None, gt=0)
+    max_model_size_mb: float | None = Field(None, gt=0)
+    machine: str | None = Field(None, min_length=1, description="absolute limits hold on this machine only")
+    cannot_tell: Literal["skip", "fail"] = Field(
+        "skip", description="what an undecided relative budget does to its pytest item (reported either way)")
+
+    @model_validator(mode="after")
+    def _limits(self) -> BudgetSpec:
+        given = [name for name in (*RELATIVE_LIMITS, *ABSOLUTE_LIMITS) if getattr(self, name) is not None]
+        if not given:
+            raise ValueError(f"a budget sets at least one limit: {', '.join((*RELATIVE_LIMITS, *ABSOLUTE_LIMITS))}")
+        if self.against is not None and not any(name in given for name in RELATIVE_LIMITS):
+            raise ValueError("against names what min_speedup or max_slowdown compare with; this budget sets neither")
+        if self.machine is not None and not any(name in given for name in ABSOLUTE_LIMITS):
+            raise ValueError("machine ties absolute limits to a machine; relative ones hold on any machine")
+        return self
+
+    def limits(self) -> dict[str, float]:
+        """The limits set, by name, in the order the results list them."""
+        return {name: value for name in (*RELATIVE_LIMITS, *ABSOLUTE_LIMITS)
+                if (value := getattr(self, name)) is not None}
 
 
 class BaselineSpec(BaseModel):
@@ -414,6 +481,8 @@ class Scenario(BaseModel):
     ab: AbSpec | None = None
     race: RaceField = Field(default_factory=RaceSpec)
     profile: ProfileField = Field(False, description="a per-operator profile of every case after its timing")
+    budgets: list[BudgetSpec] = Field(default_factory=list, description="performance budgets, each for the cases "
+                                                                        "its select: matches")
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -470,6 +539,12 @@ KEYS_AT = {
     ("models", "race"): set(RaceSpec.model_fields),
     ("profile",): set(ProfileSpec.model_fields),
     ("models", "profile"): set(ProfileSpec.model_fields),
+    ("budgets",): set(BudgetSpec.model_fields),
+    ("models", "budgets"): set(BudgetSpec.model_fields),
+    ("budgets", "select"): set(BudgetSelect.model_fields),
+    ("models", "budgets", "select"): set(BudgetSelect.model_fields),
+    ("budgets", "against"): set(AgainstSpec.model_fields),
+    ("models", "budgets", "against"): set(AgainstSpec.model_fields),
 }
 
 
