@@ -108,15 +108,11 @@ def judge_absolute(record: Record, budget: dict[str, Any], machine_id: str, mach
                 message=f"{shown}: not enforced: set for machine {tied!r}, measured on {here}: {measured} "
                         f"({'within' if met else 'over'} the limit here)"))
             continue
-        if met:
-            status, text = "passed", "passed"
-        else:
-            status = "missed"
-            text = "MISSED"
-            if low is not None and high is not None:  # whether the miss is clear or inside the noise
-                noise = low <= limit <= high
-                text += " (inside the noise: the interval reaches the limit)" if noise else " (clear: the whole " \
-                                                                                              "interval misses it)"
+        status, text = ("passed", "passed") if met else ("missed", "MISSED")
+        if low is not None and high is not None:  # whether the verdict is clear or inside the noise
+            clear = "meets" if met else "misses"
+            text += (" (inside the noise: the interval reaches the limit)" if low <= limit <= high else
+                     f" (clear: the whole interval {clear} it)")
         on = f" on machine {tied!r}" if tied else ""
         verdicts.append(BudgetVerdict(**base, status=status, value=value, low=low, high=high, fails=status == "missed",
                                       message=f"{shown}{on}: {text}: {measured}"))
