@@ -10,6 +10,7 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -22,7 +23,8 @@ from scenario.yaml_lines import LINE_BREAKS, LineLoader, LineMap, duplicate_keys
 
 MAX_SCENARIO_BYTES = 1 << 20  # a scenario is written by hand: 1 MiB is thousands of models
 
-__all__ = ["LoadedScenario", "MeasureSpec", "Scenario", "ScenarioError", "expand", "load_scenario"]
+__all__ = ["LoadedScenario", "MeasureSpec", "Scenario", "ScenarioError", "expand", "load_scenario",
+           "load_scenario_data"]
 
 
 class ScenarioError(Exception):
@@ -40,10 +42,27 @@ class LoadedScenario:
     scenario: Scenario
     path: Path
     lines: LineMap | None = None  # where each key is in the file, for messages after loading (a budget's line)
+    base: Path | None = None  # what relative paths are relative to, where it is not the file's folder (a dict)
 
     @property
     def base_dir(self) -> Path:
-        return self.path.parent
+        return self.base if self.base is not None else self.path.parent
+
+
+def load_scenario_data(data: dict[str, Any], base_dir: str | Path | None = None,
+                       name: str = "<scenario dict>") -> LoadedScenario:
+    """A scenario given as a Python dict (the Python API, the pytest fixture), validated as a file is; relative
+    paths are relative to ``base_dir`` (default: the working folder). Problems are named by key path (their line
+    numbers are of the dict written out as YAML, which is what the message shows beside ``name``)."""
+    if not isinstance(data, dict):
+        raise ScenarioError(name, [(None, f"a scenario is a mapping (name:, models:, backends:, ...), not "
+                                          f"{type(data).__name__}")])
+    try:
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError as error:
+        raise ScenarioError(name, [(None, f"holds a value YAML cannot write: {error}")]) from None
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    return _validated(text, Path(name), base.resolve())
 
 
 def load_scenario(path: str | Path) -> LoadedScenario:
@@ -68,6 +87,10 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         before = content[:error.start].decode("utf-8", "replace")
         problem = f"not UTF-8 text: byte {content[error.start]:#04x} ({error.reason})"
         raise ScenarioError(path, [(line_at(before, len(before)), problem)]) from None
+    return _validated(text, path, path.parent)
+
+
+def _validated(text: str, path: Path, base_dir: Path) -> LoadedScenario:
     try:
         root = yaml.compose(text, Loader=LineLoader)
         data = yaml.load(text, Loader=LineLoader)
@@ -91,12 +114,12 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         problems += [checks.pydantic_problem(e, lines) for e in error.errors()]
     if scenario is not None:
         problems += checks.override_problems(scenario, lines)
-        problems += checks.calibration_problems(scenario, lines, path.parent)
-        problems += checks.model_path_problems(scenario, lines, path.parent)
+        problems += checks.calibration_problems(scenario, lines, base_dir)
+        problems += checks.model_path_problems(scenario, lines, base_dir)
         problems += checks.zoo_feed_problems(scenario, lines)
         problems += checks.baseline_problems(scenario, data, lines)
-        problems += checks.ab_problems(scenario, lines, path.parent)
+        problems += checks.ab_problems(scenario, lines, base_dir)
         problems += checks.budget_problems(scenario, lines)
     if problems or scenario is None:
         raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
-    return LoadedScenario(scenario, path, lines)
+    return LoadedScenario(scenario, path, lines, base_dir if base_dir != path.parent else None)
