@@ -25,6 +25,7 @@ _AB_RUNS = pytest.StashKey[dict[str, Any]]()
 _SHARD = pytest.StashKey[Any]()  # scenario.sharding.Shard, from --shard K/N
 _COLLECTED = pytest.StashKey[list[pytest.Item]]()  # every scenario item collected, in order
 _DESELECTED = pytest.StashKey[set[int]]()  # ids of the items -k, -m or --lf left out
+_FIXTURE_IDS = pytest.StashKey[set[str]]()  # case ids the accelbench fixture has used this session
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,6 +61,35 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[_SHARD] = parse_shard(shard_text)
         except ShardError as error:
             raise pytest.UsageError(str(error)) from None
+    _refuse_parallel_scenarios(config)
+
+
+PARALLEL_REFUSAL = ("accelbench: pytest -n runs tests in parallel on this machine, which would make every timing "
+                    "wrong; run scenarios and accelbench tests without -n (across machines: --shard K/N)")
+
+
+def parallel_workers(config: pytest.Config) -> int:
+    """How many pytest-xdist workers run this session's tests at once (1: none, or one): on the controller the
+    -n value ("auto" and "logical" count as many), on a worker the count it was started with."""
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        return int(worker.get("workercount", 1))
+    wanted = config.getoption("numprocesses", None)
+    if wanted in (None, 0, "0"):
+        return 1
+    return 2 if isinstance(wanted, str) and not wanted.isdigit() else int(wanted)
+
+
+def _refuse_parallel_scenarios(config: pytest.Config) -> None:
+    """`pytest -n N` with a scenario named on the command line (or a scenarios folder): refused at once, in one line.
+    Scenarios found otherwise are refused where a worker collects them (ScenarioFile.collect), and the fixture where
+    a test asks for it."""
+    if getattr(config, "workerinput", None) is not None or parallel_workers(config) < 2:
+        return
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        if path.suffix in (".yaml", ".yml") or path.name == "scenarios" or (path / "scenarios").is_dir():
+            raise pytest.UsageError(PARALLEL_REFUSAL)
 
 
 def _is_scenario(file_path: Path, config: pytest.Config) -> bool:
@@ -82,6 +112,8 @@ class ScenarioFile(pytest.File):
         from scenario.expand import TooManyCases
         from scenario.load import ScenarioError, expand, load_scenario
 
+        if parallel_workers(self.config) > 1:
+            raise self.CollectError(PARALLEL_REFUSAL)
         try:
             loaded = load_scenario(self.path)
             cases = expand(loaded)
@@ -387,6 +419,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # the engine's run measures the ordinary cases; A/B items have run folders of their own
     session.config.stash[_CASES] = [item.case for item in session.items
                                     if isinstance(item, CaseItem) and not isinstance(item, AbItem)]
+
+
+@pytest.fixture
+def accelbench(request: pytest.FixtureRequest) -> Any:
+    """Measure a model (``accelbench.measure``) or compare two configurations of it in one sitting
+    (``accelbench.compare``) from a test function; the records join the session's run folder and report."""
+    from accelbench.fixture import Accelbench
+
+    config = request.config
+    if parallel_workers(config) > 1:
+        pytest.fail(PARALLEL_REFUSAL, pytrace=False)
+    used = config.stash.setdefault(_FIXTURE_IDS, set())
+    return Accelbench(lambda: _engine(config), request.node.name, request.path.parent, used)
 
 
 def _engine(config: pytest.Config) -> Any:
