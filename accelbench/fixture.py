@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,7 +151,60 @@ class Accelbench:
             self._settle(comparison.budgets)
         return comparison
 
+    def measure_callable(self, target: str | Callable[..., Any], *, batch_size: int = 1, mode: str = "latency",
+                         measure: dict[str, Any] | None = None, budgets: dict[str, Any] | None = None,
+                         label: str | None = None) -> Record:
+        """A callable of your own: pre-processing, a session and post-processing, say. ``target`` is a factory
+        that sets up (with the batch size, where it takes an argument) and returns the zero-argument call to time.
+        Named as ``"package.module:function"`` it runs in a worker process as a case does; a callable object (a
+        lambda, a closure) runs in this process, and its record says "not isolated". ``budgets``: absolute limits,
+        as ``measure``'s."""
+        from backends.python_callable import IN_PROCESS, IN_PROCESS_PREFIX
+        from scenario.cases import ModelSpec
+        from scenario.schema import MeasureSpec
+
+        in_process = not isinstance(target, str)
+        if in_process:
+            name = getattr(target, "__name__", type(target).__name__)
+            key = f"{IN_PROCESS_PREFIX}{self.scenario}/{name}/{id(target)}"
+            IN_PROCESS[key] = target  # type: ignore[assignment]
+            given = key
+        else:
+            name, given = str(target).rpartition(":")[2] or str(target), str(target)
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "_", label or name).strip("_") or "callable"
+        backend_label = "not-isolated" if in_process else "python_callable"
+        folders = [str(self.base_dir), *(p for p in sys.path if p and Path(p).is_dir())]
+        settings = MeasureSpec.model_validate(measure or {}).model_dump()
+        case = Case(case_id=f"{label}-b{batch_size}-{backend_label}" + ("" if mode == "latency" else f"-{mode}"),
+                    scenario=self.scenario, model=ModelSpec(), model_label=label, backend="python_callable",
+                    backend_label=backend_label, backend_options={"threads": None, "target": given,
+                                                                  "python_path": folders},
+                    precision="fp32", batch_size=batch_size, mode=mode, measure=settings)
+        self._unique(case)
+        if budgets:
+            case.budgets = [self._budget(budgets, relative_allowed=False)]
+        engine = self._engine()
+        try:
+            record: Record = engine.run_callable(case, in_process=in_process)
+        finally:
+            IN_PROCESS.pop(given, None)
+        if record.status != "passed":
+            pytest.fail(f"{case.case_id}: {record.status.upper()}: {record.reason}", pytrace=False)
+        if case.budgets:
+            from harness.budgets import judge_budgets
+
+            self._settle(judge_budgets(engine, [case], relative=False))
+        return record
+
     # -- how -----------------------------------------------------------------------------------------------------
+    def _unique(self, case: Case) -> None:
+        """A second call with the same settings gets its own case id, so that each call has its own record."""
+        stem, number = case.case_id, 1
+        while case.case_id in self._used:
+            number += 1
+            case.case_id = f"{stem}-{number}"
+        self._used.add(case.case_id)
+
     def _case(self, model: str | Path | dict[str, Any], side: dict[str, Any], batch_size: int, mode: str,
               measure: dict[str, Any] | None, race: dict[str, Any] | None, scenario: str | None = None) -> Case:
         """One case, expanded from a one-case scenario so that it is checked and built exactly as a file's."""
@@ -165,11 +219,7 @@ class Accelbench:
                 "precisions": [side.get("precision") or "fp32"], "compression": [side.get("compression") or "none"],
                 "batch_sizes": [batch_size], "mode": mode, "measure": measure or {}, "race": race or False}
         [case] = expand(load_scenario_data(data, self.base_dir, name=f"<accelbench fixture in {self.scenario}>"))
-        stem, number = case.case_id, 1
-        while case.case_id in self._used:  # a second call with the same settings: its own record
-            number += 1
-            case.case_id = f"{stem}-{number}"
-        self._used.add(case.case_id)
+        self._unique(case)
         return case
 
     def _budget(self, given: dict[str, Any], relative_allowed: bool) -> dict[str, Any]:

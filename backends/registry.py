@@ -22,6 +22,7 @@ BACKENDS: dict[str, str] = {
     "onnxruntime_trt": "backends.onnxruntime_gpu:OnnxRuntimeTensorrt",
     "tensorrt": "backends.tensorrt:Tensorrt",
     "tensorflow": "backends.tensorflow_ref:TensorflowReference",
+    "python_callable": "backends.python_callable:PythonCallable",
 }
 
 

@@ -54,7 +54,8 @@ def summary_table(records: list[Record], title: str = "accelbench results") -> T
     for record in records:
         latency, ci, status = record.latency_ms, record.median_ci_ms, record.status
         table.add_row(
-            escape(record.case_id) + (" \\[software GPU]" if record.software_gpu else ""),
+            escape(record.case_id) + (" \\[software GPU]" if record.software_gpu else "")
+            + (" \\[not isolated]" if record.backend_info.get("isolation") else ""),
             f"[{STATUS_STYLE.get(status, '')}]{escape(failure_label(status, record.reason))}[/]",
             fmt_number(record.p50_ms),
             f"{fmt_number(ci.low)}–{fmt_number(ci.high)}" if ci else "-",

@@ -177,24 +177,10 @@ class Engine:
         if reference.ok:
             outputs_path.unlink(missing_ok=True)
             job.evaluation = reference.result.evaluation(reference.inputs, str(outputs_path))
-        outcome = run_worker(job, self.store.logs_dir, case.case_id, case.measure["timeout_s"],
-                             case.measure.get("memory_limit_mb"))
-        record = self._record(case, "failed", outcome.reason, artifact=artifact)
-        worker = record.worker = WorkerInfo(wall_ms=outcome.wall_ms, exit_code=outcome.exit_code, log=str(outcome.log))
-        report = outcome.report
-        if report is None:
+        record = self._record(case, "failed", None, artifact=artifact)
+        raw = self._worker_measure(case, job, record)
+        if raw is None:
             return record
-        worker.pid = report.pid
-        worker.startup_ms = (report.entered_at_ns - outcome.spawned_at_ns) / 1e6
-        if not isinstance(report.result, MeasureResult):
-            record.reason = f"{report.reason} (log: {outcome.log})"
-            return record
-        raw = report.result
-        worker.import_ms = (raw.imported_at_ns - report.entered_at_ns) / 1e6
-        worker.os_threads = raw.os_threads
-        worker.fixed_cost_ms = (raw.imported_at_ns - outcome.spawned_at_ns + raw.init_ns) / 1e6
-        for name, value in self._metrics(case, raw).items():
-            setattr(record, name, value)  # each checked against the record's field as it is set
         if case.profile:
             # the pass runs one stream alone: a concurrent case's p50 (N streams competing) is no measure of it
             record.profile = self._profile(case, raw, record.p50_ms if case.mode == "latency" else None)
@@ -227,6 +213,59 @@ class Engine:
         else:
             record.status, record.reason = "passed", None
         return record
+
+    def _worker_measure(self, case: Case, job: MeasureJob, record: Record) -> MeasureResult | None:
+        """The job run in a fresh worker: the worker's facts and the timings set on ``record``, and the raw result;
+        None (``record.reason`` saying why) when the worker brought no measurement back."""
+        outcome = run_worker(job, self.store.logs_dir, case.case_id, case.measure["timeout_s"],
+                             case.measure.get("memory_limit_mb"))
+        record.reason = outcome.reason
+        worker = record.worker = WorkerInfo(wall_ms=outcome.wall_ms, exit_code=outcome.exit_code, log=str(outcome.log))
+        report = outcome.report
+        if report is None:
+            return None
+        worker.pid = report.pid
+        worker.startup_ms = (report.entered_at_ns - outcome.spawned_at_ns) / 1e6
+        if not isinstance(report.result, MeasureResult):
+            record.reason = f"{report.reason} (log: {outcome.log})"
+            return None
+        raw = report.result
+        worker.import_ms = (raw.imported_at_ns - report.entered_at_ns) / 1e6
+        worker.os_threads = raw.os_threads
+        worker.fixed_cost_ms = (raw.imported_at_ns - outcome.spawned_at_ns + raw.init_ns) / 1e6
+        for name, value in self._metrics(case, raw).items():
+            setattr(record, name, value)  # each checked against the record's field as it is set
+        return raw
+
+    # -- a user's callable (backends.python_callable) -----------------------------------------------------
+    def run_callable(self, case: Case, in_process: bool = False) -> Record:
+        """A user's callable measured as a case is (the same job, loops and record), without a model file: nothing
+        to convert and no reference to check its outputs with. ``in_process``: in this process, through the
+        worker's own code, for a callable no worker can import (its record says "not isolated")."""
+        started = time.time()
+        target = case.backend_options["target"]
+        job = MeasureJob(case=case.to_dict(), artifact=target, hints={})
+        record = self._record(case, "failed", None)
+        raw = self._in_process_measure(case, job, record) if in_process else self._worker_measure(case, job, record)
+        if raw is not None:
+            problems = self._validity_problems(case, raw)
+            record.status, record.reason = ("invalid", "; ".join(problems)) if problems else ("passed", None)
+        record.started_at, record.finished_at = started, time.time()
+        self.store.append(record)
+        return record
+
+    def _in_process_measure(self, case: Case, job: MeasureJob, record: Record) -> MeasureResult | None:
+        from harness.worker import PhaseError, measure, phases
+
+        record.worker = None  # written as null, as every measured record has the key: no worker ran it
+        try:
+            raw = measure(job, phases())
+        except PhaseError as error:  # the user's factory or call raised: its message is the reason
+            record.reason = str(error)
+            return None
+        for name, value in self._metrics(case, raw).items():
+            setattr(record, name, value)
+        return raw
 
     # -- profiles ----------------------------------------------------------------------------------------
     def profile_path(self, case: Case, suffix: str) -> Path:

@@ -87,6 +87,11 @@ class _Phases:
         return False
 
 
+def phases() -> _Phases:
+    """A fresh phase tracker: for running a task's code in another process than a worker (an in-process callable)."""
+    return _Phases()
+
+
 def make_feeds(specs: list[Any], batch_size: int, hints: dict[str, Any], seed: int) -> list[np.ndarray]:
     """Deterministic inputs for one call at ``batch_size``, made as the scenario describes each input (shape,
     batch axis, dtype, value range or fixed value) and, where it says nothing, as the model declares it."""

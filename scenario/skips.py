@@ -36,6 +36,9 @@ def backend_options(case: Case) -> BackendOptions:
 def skip_reason(case: Case) -> str | None:
     from model_zoo.artifacts import unsupported_reason
 
+    if case.backend == "python_callable":  # the fixture measures its cases without asking (Engine.run_callable)
+        return ("python_callable measures a Python callable handed to the accelbench fixture "
+                "(accelbench.measure_callable), not a scenario's model")
     state = cached_availability(case.backend)
     if not state.ok:
         return f"{case.backend} is not available: {state.reason}"

@@ -79,6 +79,8 @@ def test_a_bad_dict_scenario_names_the_key_and_a_missing_folder_names_itself(tmp
 
 
 USER_TESTS = f"""
+    import os
+
     FAST = {FAST!r}
     RACE = {RACE!r}
     QUICK = {{"backend": "slowed_tflite", "threads": 1, "slowdown": 0}}
@@ -96,6 +98,33 @@ USER_TESTS = f"""
     def test_a_p50_budget_missed(accelbench):
         accelbench.measure("digits_cnn", backend="slowed_tflite", threads=1, slowdown=0, measure=FAST,
                            budgets={{"max_p50_ms": 0.000001}})
+
+
+    def test_a_pipeline_in_a_worker(accelbench):
+        record = accelbench.measure_callable("pipeline:make_runner", batch_size=2, measure=FAST)
+        assert record.worker is not None and record.worker.pid != os.getpid()
+        assert "isolation" not in record.backend_info and record.backend_info["target"] == "pipeline:make_runner"
+        assert record.p50_ms >= 2.0  # it sleeps 2 ms a call
+
+
+    def test_a_closure_here(accelbench):
+        record = accelbench.measure_callable(lambda: (lambda: sum(range(1000))), measure=FAST,
+                                             budgets={{"max_p50_ms": 1000}})
+        assert record.worker is None and record.backend_info["isolation"].startswith("not isolated")
+"""
+
+PIPELINE = """
+import time
+
+
+def make_runner(batch_size):
+    data = list(range(1000 * batch_size))
+
+    def run():
+        time.sleep(0.002)
+        return sum(data)
+
+    return run
 """
 
 
@@ -103,6 +132,7 @@ USER_TESTS = f"""
 def test_the_fixture_compares_in_one_sitting_judges_budgets_and_records_as_scenario_cases_do(tmp_path: Path,
                                                                                             digits_artifacts) -> None:
     (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
     scenario = write_scenario(tmp_path, f"""
         name: beside
         models: [digits_cnn]
@@ -116,6 +146,9 @@ def test_the_fixture_compares_in_one_sitting_judges_budgets_and_records_as_scena
     text = done.stdout
     assert done.returncode == 1, text[-4000:]
     assert "test_user.py::test_the_quick_one_pays PASSED" in text, text[-4000:]
+    assert "test_user.py::test_a_pipeline_in_a_worker PASSED" in text, text[-4000:]
+    assert "test_user.py::test_a_closure_here PASSED" in text, text[-4000:]
+    assert "[not isolated]" in text
     assert "test_user.py::test_a_p50_budget_missed FAILED" in text, text[-4000:]
     assert "BUDGET MISSED: digits_cnn-fp32-b1-slowed_tflite: max_p50_ms 1e-06: MISSED" in text, text[-4000:]
     [comparison] = [line for line in text.splitlines() if line.startswith("COMPARISON")]
@@ -127,7 +160,9 @@ def test_the_fixture_compares_in_one_sitting_judges_budgets_and_records_as_scena
     assert set(by_scenario) == {("beside", "digits_cnn-fp32-b1-slowed_tflite"),
                                 ("test_the_quick_one_pays", "digits_cnn-fp32-b1-base"),
                                 ("test_the_quick_one_pays", "digits_cnn-fp32-b1-new"),
-                                ("test_a_p50_budget_missed", "digits_cnn-fp32-b1-slowed_tflite")}
+                                ("test_a_p50_budget_missed", "digits_cnn-fp32-b1-slowed_tflite"),
+                                ("test_a_pipeline_in_a_worker", "make_runner-b2-python_callable"),
+                                ("test_a_closure_here", "lambda-b1-not-isolated")}
     shapes = {tuple(sorted(r)) for r in records}
     assert len(shapes) == 1, shapes
     assert all(r["status"] == "passed" and r["samples_ns"] for r in records)
@@ -135,7 +170,8 @@ def test_the_fixture_compares_in_one_sitting_judges_budgets_and_records_as_scena
     assert [(r["scenario"], r["baseline"]) for r in races] == [("test_the_quick_one_pays", "base fp32")]
     budgets = [json.loads(line) for line in (out / "budgets.jsonl").read_text().splitlines()]
     assert {(b["case_id"], b["status"]) for b in budgets} == {("digits_cnn-fp32-b1-new", "passed"),
-                                                              ("digits_cnn-fp32-b1-slowed_tflite", "missed")}
+                                                              ("digits_cnn-fp32-b1-slowed_tflite", "missed"),
+                                                              ("lambda-b1-not-isolated", "passed")}
     assert (out / "report.html").exists()
 
 
