@@ -518,9 +518,18 @@ def build_page(runs: list[Run]) -> str:
                    "reason": "" if _missing(r.reason) else str(r.reason)} for r in problems.itertuples(index=False)],
         several_runs=len(runs) > 1,
         ab=ab_rows,
+        budgets=[{"run": run.name, "case": v.case_id, "where": v.where, "status": v.status,
+                  "flag": BUDGET_FLAGS.get(v.status, "skipped"), "message": v.message}
+                 for run in runs for v in run.budgets],
         records=_records_table(frame),
         csv_json=script_json(frame[list(COLUMNS)].to_csv(index=False)),
     )
+
+
+# a budget verdict's flag: the status styles the report already has (a miss reads as a failure, an undecided or
+# unjudged budget as a warning, one tied to another machine as a skip)
+BUDGET_FLAGS = {"passed": "passed", "missed": "failed", "cannot tell": "warn", "not judged": "warn",
+                "other machine": "skipped"}
 
 
 def render_page(template: str, **context: Any) -> str:

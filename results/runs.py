@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from results.ab_record import AbRecord
+from results.budgets import BudgetVerdict
 from results.environment import EnvFileError, check_environment
 from results.race_record import RaceRecord
 from results.record import Record, RecordError
-from results.store import RunFolderProblem, read_ab_records, read_race_records, read_records, read_small_json
+from results.store import (
+    RunFolderProblem,
+    read_ab_records,
+    read_budget_verdicts,
+    read_race_records,
+    read_records,
+    read_small_json,
+)
 from sysinfo.envinfo import env_machine_id
 
 
@@ -33,6 +41,7 @@ class Run:
     name: str = ""  # how the report calls it: the folder's name, made unique among the runs of one report
     ab_records: list[AbRecord] = field(default_factory=list)  # accelbench ab's comparisons (ab.jsonl)
     races: list[RaceRecord] = field(default_factory=list)  # each group's race (race.jsonl); none before races
+    budgets: list[BudgetVerdict] = field(default_factory=list)  # performance budgets' verdicts (budgets.jsonl)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.path.name
@@ -120,9 +129,10 @@ def load_run(path: str | Path) -> Run:
         records = read_records(folder / "results.jsonl")
         ab_records = read_ab_records(folder / "ab.jsonl")
         races = read_race_records(folder / "race.jsonl")
+        budgets = read_budget_verdicts(folder / "budgets.jsonl")
     except RecordError as error:
         raise RunFolderError(str(error)) from None
-    return Run(folder.resolve(), env, info, records, ab_records=ab_records, races=races)
+    return Run(folder.resolve(), env, info, records, ab_records=ab_records, races=races, budgets=budgets)
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:

@@ -230,6 +230,8 @@ def test_one_budget_that_holds_and_one_that_misses_fail_exactly_one_item_with_th
         assert sum("Laggard fp32" in one["slices"] for one in race["rounds"]) >= 2, race["rounds"]
         assert any(one["for_budgets"] for one in race["rounds"]), race["rounds"]
     assert "performance budgets" in text
+    page = (out / "report.html").read_text()
+    assert "Performance budgets (1 missed of 2)" in page and 'href="#budgets"' in page
 
 
 @pytest.mark.e2e
