@@ -407,6 +407,7 @@ def _with_budget_partners(session: pytest.Session) -> None:
                             + ", ".join(item.name for item in back))
 
 
+@pytest.hookimpl(tryfirst=True)  # before the terminal lists (--collect-only) or counts what will run
 def pytest_collection_finish(session: pytest.Session) -> None:
     _with_budget_partners(session)
     cases = [item.case for item in session.items if isinstance(item, CaseItem)]

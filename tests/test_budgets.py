@@ -274,3 +274,41 @@ def test_lf_reruns_a_missed_budget_with_its_case_its_partner_and_their_race(tmp_
     ran = re.findall(r"::(\S+) (PASSED|FAILED)", again)
     assert ran == [("digits_cnn-fp32-b1-Quick", "PASSED"), ("digits_cnn-fp32-b1-Laggard", "PASSED"),
                    ("race-digits_cnn-b1", "PASSED"), ("digits_cnn-fp32-b1-Laggard-budget", "FAILED")], again[-3000:]
+
+
+def test_a_selection_takes_back_what_its_budgets_need_and_markers_select_budget_items(pytester, monkeypatch) -> None:
+    from scenario.skips import cached_availability
+
+    monkeypatch.setenv("ACCELBENCH_BACKENDS", REGISTRATION)
+    cached_availability.cache_clear()
+    path = write_scenario(pytester.path, TWO, "budgets.yaml")
+
+    def collected(*args: str) -> tuple[list[str], str]:
+        result = pytester.runpytest(str(path), "--collect-only", "-q", *QUIET, *args)
+        return [line.split("::", 1)[1] for line in result.outlines if "::" in line], result.stdout.str()
+
+    everything, _ = collected()
+    assert everything == ["digits_cnn-fp32-b1-Quick", "digits_cnn-fp32-b1-Laggard", "race-digits_cnn-b1",
+                          "digits_cnn-fp32-b1-Quick-budget", "digits_cnn-fp32-b1-Laggard-budget"]
+    ids, text = collected("-k", "Laggard")
+    assert ids == ["digits_cnn-fp32-b1-Quick", "digits_cnn-fp32-b1-Laggard", "race-digits_cnn-b1",
+                   "digits_cnn-fp32-b1-Laggard-budget"], text
+    assert "also running 2 deselected item(s) the selected budgets need: digits_cnn-fp32-b1-Quick, " \
+           "race-digits_cnn-b1" in text
+    assert collected("-m", "slowed_tflite and fp32")[0] == everything
+
+
+@pytest.mark.e2e
+def test_x_stops_at_the_first_case_that_misses_its_budget(tmp_path: Path, digits_artifacts) -> None:
+    path = write_scenario(tmp_path, TWO + """
+      - select: {backend: Quick}
+        max_p50_ms: 0.000001
+    """)
+    done = subprocess.run([sys.executable, "-m", "pytest", str(path), *QUIET, "-v", "-x", "--accelbench-out",
+                           str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=backends_env())
+    assert done.returncode == 1, done.stdout[-3000:]
+    ran = re.findall(r"::(\S+) (PASSED|FAILED)", done.stdout)
+    assert ran == [("digits_cnn-fp32-b1-Quick", "FAILED")], done.stdout[-3000:]
+    assert "stopping after 1 failures" in done.stdout
+    assert "BUDGET MISSED: max_p50_ms 1e-06: MISSED (clear: the whole interval misses it): p50 " in done.stdout
