@@ -258,7 +258,19 @@ class AbItem(CaseItem):
             pytest.skip(f"{record.verdict or record.status}: {ratio}{record.reason}")
 
 
-class BudgetItem(pytest.Item):
+class _GroupItem(pytest.Item):
+    """An item that is not one case (a race, a case's budgets): its failure and location are its name's."""
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CaseFailure):
+            return f"{self.name}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.name
+
+
+class BudgetItem(_GroupItem):
     """A case's relative budgets, judged on its group's race after it: fails on a miss (or on "cannot tell" where
     the budget says ``cannot_tell: fail``), is skipped with the numbers when the race cannot tell, passes when every
     limit is met by the whole interval."""
@@ -274,22 +286,13 @@ class BudgetItem(pytest.Item):
         verdicts = judge_budgets(engine, [self.case], absolute=False)
         if not verdicts:
             pytest.skip(f"{self.case.case_id} did not run in this session: nothing to judge")
-        if failing := [verdict.message for verdict in verdicts if verdict.fails]:
-            raise CaseFailure("BUDGET MISSED: " + "; ".join(failing) if any(
-                verdict.status == "missed" for verdict in verdicts) else "; ".join(failing))
+        if failing := [verdict for verdict in verdicts if verdict.fails]:  # a miss, or cannot tell: fail
+            missed = any(verdict.status == "missed" for verdict in failing)
+            raise CaseFailure(("BUDGET MISSED: " if missed else "") + "; ".join(v.message for v in failing))
         if undecided := [verdict.message for verdict in verdicts if verdict.status != "passed"]:
             pytest.skip("; ".join(undecided))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, CaseFailure):
-            return f"{self.name}: {excinfo.value}"
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.name
-
-
-class RaceItem(pytest.Item):
+class RaceItem(_GroupItem):
     """A group's race: after its cases, their passing configurations measured together (harness.race). It never
     fails a case: it passes whatever the race found (printed in the summary), is skipped when fewer than two of
     the group's cases passed, and fails only when the race itself could not run (a folder it cannot write)."""
@@ -314,14 +317,6 @@ class RaceItem(pytest.Item):
             raise CaseFailure(f"race failed: {race.reason}")
         if race.status == "not raced":
             pytest.skip(f"not raced: {race.reason}")
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, CaseFailure):
-            return f"{self.name}: {excinfo.value}"
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.name
 
 
 def _ab_run(item: AbItem) -> Any:
