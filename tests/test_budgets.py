@@ -23,11 +23,10 @@ from results.race_record import PairFigures, RaceEntry, RaceRecord, RaceRound
 from results.record import Latency, MedianInterval, Record
 from results.store import read_budget_verdicts
 from scenario.load import expand, load_scenario
-from tests.conftest import FAST_MEASURE, assert_scenario_error, cli_env, run_cli, write_scenario
+from tests.conftest import FAST_MEASURE, assert_scenario_error, run_cli, write_scenario
 from tests.fault_backend import REGISTRATION
+from tests.test_race import FAST_RACE, QUIET, backends_env
 
-QUIET = ("-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
-FAST_RACE = "round_seconds: 0.2, slice_ms: 20, fresh: session"
 HEAD = "name: x\nmodels: [digits_cnn]\nbackends: [tflite_cpu, {name: onnxruntime_cpu, label: ort}]\n"
 
 # Quick and Laggard (three times slower by construction): Quick's budget against Laggard holds, Laggard's misses
@@ -47,10 +46,6 @@ TWO = f"""
         max_slowdown: 1.5
         against: {{backend: Quick}}
 """
-
-
-def backends_env() -> dict[str, str]:
-    return {**cli_env(), "ACCELBENCH_BACKENDS": REGISTRATION}
 
 
 # --- the schema -------------------------------------------------------------------------------------------------
@@ -192,7 +187,7 @@ def test_a_relative_budget_without_a_same_sitting_ratio_cannot_tell() -> None:
                   status="survived"),
         RaceEntry(name="B fp32", case_id=slow.case_id, backend="tflite_cpu", backend_label="B", precision="fp32",
                   status="survived")],
-        rounds=[RaceRound(index=i, at_s=float(i), slices={"A fp32": [1.0, 1.0], "B fp32": [2.0, 2.1]})
+        rounds=[RaceRound(index=i, at_s=float(i), slices={"A fp32": [1.0 + 0.003 * i, 1.01], "B fp32": [2.0 + 0.01 * (i % 3), 2.1]})
                 for i in range(12)])
     [judged] = judge_relative(fast, spec, [fast, slow], race, raced=True)
     assert judged.status == "passed" and judged.value is not None and judged.low <= judged.value <= judged.high
