@@ -76,21 +76,21 @@ def run(scenario: str | Path | dict[str, Any], *, out: str | Path | None = None,
     from harness.race import race_run
     from reporting.html import write_report_safely
     from results.store import new_run_dir
-    from scenario.budgets import partners
     from scenario.expand import profiled, too_many_cases
     from scenario.load import expand
-    from scenario.selection import select
-    from scenario.sharding import parse_shard, shard_cases
+    from scenario.selection import run_selection
+    from scenario.sharding import parse_shard
 
     loaded = load(scenario, base_dir)
     everything = expand(loaded)
     split = parse_shard(shard) if shard else None
-    in_shard = shard_cases(everything, split) if split else everything
-    names = (loaded.scenario.name, loaded.path.name, loaded.base_dir.name)
-    cases = select(in_shard, k, extra_names=names)
-    if needed := partners(cases, in_shard):
-        wanted = {case.case_id for case in [*cases, *needed]}
-        cases = [case for case in in_shard if case.case_id in wanted]
+    # -k also matches the file's and its folder's names, as in `accelbench run` and pytest
+    names = (loaded.scenario.name, loaded.path.name, loaded.base_dir.resolve().name)
+    cases, _ = run_selection(everything, split, k, extra_names=names)
+    if not cases:
+        where = f" in shard {split}" if split else ""
+        raise ValueError(f"no case of {loaded.path}{where} matches k={k!r}" if k else
+                         f"shard {split} of {loaded.path} holds no model: nothing to run")
     if profile:
         cases = profiled(cases)
     if not yes and (problem := too_many_cases(cases, str(loaded.path), "yes=True")):

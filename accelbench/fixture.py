@@ -67,13 +67,14 @@ class Comparison:
 
 
 class Accelbench:
-    """What the fixture hands a test: ``measure`` and ``compare``. ``engine``: the session's engine (one run
-    folder per pytest session); ``test_name``: names the cases' scenario, so that a test's records are found by
-    it."""
+    """What the fixture hands a test: ``measure``, ``compare`` and ``measure_callable``. ``engine``: the session's
+    engine (one run folder per pytest session); ``test_name`` (the test's node id) names the cases' scenario, so that
+    a test's records are found by it."""
 
     def __init__(self, engine: Callable[[], Any], test_name: str, base_dir: Path, used_ids: set[str]) -> None:
         self._engine, self.base_dir, self._used = engine, base_dir, used_ids
         self._compares = 0
+        # the test's node id: two modules' tests of one name (or a rerun) never share a group
         self.scenario = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name).strip("_") or "test"
 
     # -- the two calls -----------------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ class Accelbench:
         if new_case.budgets:
             from harness.budgets import judge_budgets
 
-            comparison.budgets = judge_budgets(engine, [new_case])
+            comparison.budgets = judge_budgets(engine, [new_case], races=[record])  # this comparison's race
             self._settle(comparison.budgets)
         return comparison
 
@@ -218,7 +219,12 @@ class Accelbench:
         data = {"name": scenario or self.scenario, "models": [_model_entry(model)], "backends": [backend_entry],
                 "precisions": [side.get("precision") or "fp32"], "compression": [side.get("compression") or "none"],
                 "batch_sizes": [batch_size], "mode": mode, "measure": measure or {}, "race": race or False}
-        [case] = expand(load_scenario_data(data, self.base_dir, name=f"<accelbench fixture in {self.scenario}>"))
+        from scenario.load import ScenarioError
+
+        try:
+            [case] = expand(load_scenario_data(data, self.base_dir, name=f"<accelbench fixture in {self.scenario}>"))
+        except ScenarioError as error:  # a missing file, an unknown backend or option: one line, no traceback
+            pytest.fail(str(error), pytrace=False)
         self._unique(case)
         return case
 

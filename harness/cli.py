@@ -159,11 +159,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.budgets import judge_budgets
     from harness.engine import Engine
     from results.store import DiskFull, new_run_dir
-    from scenario.budgets import partners
     from scenario.expand import TooManyCases, profiled, too_many_cases
     from scenario.load import ScenarioError, expand, load_scenario
-    from scenario.selection import SelectionError, select
-    from scenario.sharding import ShardError, parse_shard, shard_cases
+    from scenario.selection import SelectionError, run_selection
+    from scenario.sharding import ShardError, parse_shard
 
     out, err = make_console(), make_console(stderr=True)
     if problem := _run_or_resume_problem(args):
@@ -183,11 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         names = (loaded.scenario.name, loaded.path.name, loaded.path.resolve().parent.name)
         everything = expand(loaded)
         # the split comes from the whole scenario, so that every machine of a matrix computes the same one
-        in_shard = shard_cases(everything, shard) if shard else everything
-        cases = select(in_shard, selection, extra_names=names)
-        if needed := partners(cases, in_shard):  # a relative budget's partner runs and races beside it
-            wanted = {case.case_id for case in [*cases, *needed]}
-            cases = [case for case in in_shard if case.case_id in wanted]
+        cases, needed = run_selection(everything, shard, selection, extra_names=names)
+        if needed:  # a relative budget's partner runs and races beside it
             err.print(f"also running {', '.join(case.case_id for case in needed)}: the selected cases' budgets "
                       "compare with them", highlight=False, soft_wrap=True)
     except (ScenarioError, SelectionError, ResumeError, TooManyCases, ShardError) as error:

@@ -24,7 +24,6 @@ _CASES = pytest.StashKey[list[Case]]()
 _AB_RUNS = pytest.StashKey[dict[str, Any]]()
 _SHARD = pytest.StashKey[Any]()  # scenario.sharding.Shard, from --shard K/N
 _COLLECTED = pytest.StashKey[list[pytest.Item]]()  # every scenario item collected, in order
-_DESELECTED = pytest.StashKey[set[int]]()  # ids of the items -k, -m or --lf left out
 _FIXTURE_IDS = pytest.StashKey[set[str]]()  # case ids the accelbench fixture has used this session
 
 
@@ -88,7 +87,7 @@ def _refuse_parallel_scenarios(config: pytest.Config) -> None:
         return
     for arg in config.args:
         path = Path(arg.split("::")[0])
-        if path.suffix in (".yaml", ".yml") or path.name == "scenarios" or (path / "scenarios").is_dir():
+        if path.suffix in (".yaml", ".yml") or path.name == "scenarios":
             raise pytest.UsageError(PARALLEL_REFUSAL)
 
 
@@ -355,19 +354,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def pytest_deselected(items: list[pytest.Item]) -> None:
-    """Remember what -k, -m or --lf left out: a selected budget may need some of it back."""
-    if items:
-        items[0].config.stash.setdefault(_DESELECTED, set()).update(id(item) for item in items)
-
-
 def _with_budget_partners(session: pytest.Session) -> None:
     """A selected budget (or a selected case with relative budgets) needs its case, the partner it compares with
     and its group's race in the same session: put back what the selection left out, in collection order."""
     from scenario.budgets import against_case, relative, same_group
 
-    deselected = session.config.stash.get(_DESELECTED, set())
-    collected = [item for item in session.config.stash.get(_COLLECTED, []) if id(item) in deselected]
+    # left out by -k, -m or --lf (which, on a folder, drops whole files' items without saying so): whatever was
+    # collected and is not to run
+    running = {id(item) for item in session.items}
+    collected = [item for item in session.config.stash.get(_COLLECTED, []) if id(item) not in running]
     if not collected:
         return
     cases = [item.case for item in session.config.stash.get(_COLLECTED, []) if type(item) is CaseItem]
@@ -427,7 +422,7 @@ def accelbench(request: pytest.FixtureRequest) -> Any:
     if parallel_workers(config) > 1:
         pytest.fail(PARALLEL_REFUSAL, pytrace=False)
     used = config.stash.setdefault(_FIXTURE_IDS, set())
-    return Accelbench(lambda: _engine(config), request.node.name, request.path.parent, used)
+    return Accelbench(lambda: _engine(config), request.node.nodeid, request.path.parent, used)
 
 
 def _engine(config: pytest.Config) -> Any:

@@ -44,7 +44,7 @@ from backends.registry import find_backend
 from harness.sitting.channel import SideFailure
 from harness.sitting.rounds import Sitting, side_figures
 from results.baseline import Baseline, group_key, resolve_baselines
-from results.budgets import RELATIVE, partner_name, relative_outcome
+from results.budgets import MAX_BUDGET_LOOKS, RELATIVE, budget_estimate, partner_name, relative_outcome
 from results.paired import CONFIDENCE
 from results.race_record import RaceEntry, RaceRecord, RaceRound, entry_name, pair_figures
 from results.race_stats import (
@@ -127,6 +127,7 @@ class GroupRace:
         self.label = f"{model} b{batch}" + ("" if mode == "latency" else f" {mode}")
         self.rng = np.random.default_rng([settings.seed, zlib.crc32("/".join(map(str, self.key)).encode())])
         self.budget_pairs = self._budget_pairs()
+        self.budget_failures: dict[str, str] = {}  # a configuration whose worker failed in a round for budgets
 
     def run(self) -> RaceRecord:
         started, began = time.time(), time.perf_counter()
@@ -289,6 +290,7 @@ class GroupRace:
                           self.progress)
         alive, looks_taken, rounds = list(names), [], []
         outcome, why, survivors = "cannot tell", "", list(names)
+        stalled = False
         for name in names:
             entries[name].status, entries[name].reason = "survived", None
 
@@ -358,6 +360,7 @@ class GroupRace:
                     self.progress(f"race {self.label}: look {len(looks_taken)} after {len(rounds)} rounds{gone}")
                 if outcome != "continue":
                     break
+            stalled = sitting.stalled  # the race's own word: a stall in a round for budgets does not change it
             if outcome != "continue":  # decided (or out of time: then no round fits)
                 self._budget_rounds(sitting, rounds, [n for n in names if entries[n].status != "not raced"],
                                     no_round_left)
@@ -370,7 +373,7 @@ class GroupRace:
                 self.startup_s[name] = self.startup_s.get(name, 0.0) + tally.startup_s
         if outcome == "continue":
             outcome = "cannot tell"
-        if sitting.stalled and outcome in ("winner", "tie"):  # never a verdict over a side that stalled
+        if stalled and outcome in ("winner", "tie"):  # never a verdict over a side that stalled
             outcome, why = "cannot tell", f"{sitting.given_up}; before it: {why}"
         elif sitting.given_up:
             why = f"{why} ({sitting.given_up})"
@@ -402,13 +405,12 @@ class GroupRace:
 
     def _undecided(self, rounds: list[Round], names: list[str]) -> list[str]:
         """The configurations (in ``names``' order) of budgets whose paired interval still straddles the limit."""
-        plan = self.settings.plan
         wanted: set[str] = set()
         for name, partner, limit_name, limit in self.budget_pairs:
             if name not in names or partner not in names:
                 continue
-            pair = pair_figures(rounds, name, partner, plan.threshold, plan.effect, plan.alpha)
-            if pair is None or relative_outcome(limit_name, limit, pair)[0] == "cannot tell":
+            estimate = budget_estimate(rounds, name, partner)
+            if estimate is None or relative_outcome(limit_name, limit, estimate)[0] == "cannot tell":
                 wanted |= {name, partner}
         return [name for name in names if name in wanted]
 
@@ -416,17 +418,21 @@ class GroupRace:
                        no_round_left: Callable[[], bool]) -> None:
         """After the race's outcome: a configuration named in a budget stays (or comes back, with its partner) until
         its budget is decided or the race's time is spent. The budgets are looked at each time the rounds grow by
-        half, not after every round, so that their intervals are looked at a few times only."""
-        check_at = len(rounds)
-        while len(wanted := self._undecided(rounds, names)) >= 2:
-            check_at = max(check_at + 2, math.ceil(check_at * 1.5))
+        half, at most MAX_BUDGET_LOOKS times with the final verdict (results.budgets), not after every round. A
+        configuration whose worker fails here leaves; its budgets say cannot tell, with why."""
+        check_at, looks = len(rounds), 1
+        names = list(names)
+        while len(wanted := self._undecided(rounds, names)) >= 2 and looks < MAX_BUDGET_LOOKS - 1:
+            check_at, looks = max(check_at + 2, math.ceil(check_at * 1.5)), looks + 1
             while len(rounds) < check_at:
                 if no_round_left():
                     return
                 try:
                     blocks = sitting.round(wanted)
-                except SideFailure:  # the budget stays undecided: its verdict says cannot tell
-                    return
+                except SideFailure as failure:
+                    self.budget_failures[failure.side] = f"its worker failed in a round for budgets: {failure}"
+                    names.remove(failure.side)
+                    break
                 if blocks is None:
                     return
                 self._record_round(blocks, wanted, sitting, rounds, for_budgets=True)
@@ -436,9 +442,11 @@ class GroupRace:
     # -- the record --------------------------------------------------------------------------------------
     def _fill(self, entries: dict[str, RaceEntry], record: RaceRecord) -> None:
         """Each entry's figures over the rounds it raced, its paired ratio against the baseline, the pick."""
-        rounds: list[Round] = [r.slices for r in self.rounds]
+        # the race's figures are its own rounds': those run afterwards for budgets are the budgets' (results.budgets)
+        rounds: list[Round] = [r.slices for r in self.rounds if not r.for_budgets]
         plan = self.settings.plan
         for name, entry in entries.items():
+            entry.budget_failure = self.budget_failures.get(name)
             medians = self.slice_medians.get(name) or []
             if medians:
                 entry.median_ms, entry.geomean_ms = side_figures(medians)

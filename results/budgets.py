@@ -1,11 +1,13 @@
 """Judging performance budgets (scenario ``budgets:``): one verdict per (case, limit), written to budgets.jsonl.
 
 Relative limits (``min_speedup``, ``max_slowdown``) are judged on the same-sitting race's paired ratio of the case
-against its partner (the ``against`` configuration, else the group's baseline) and that ratio's exact signed-rank
-95 % interval: passed when the whole interval meets the limit, missed when the whole interval misses it, and
-"cannot tell" when it straddles it. Two p50s measured minutes apart would be the sequential comparison whose 5-23 %
-drift the race removes, so without a race (``race: false``, a group that could not race) the answer is "cannot
-tell", never a pass.
+against its partner (the ``against`` configuration, else the group's baseline, fixed when the scenario is expanded)
+and that ratio's exact signed-rank interval at BUDGET_CONFIDENCE: passed when the whole interval meets the limit,
+missed when the whole interval misses it, and "cannot tell" when it straddles it. The race may look at an
+undecided budget again as its rounds grow (harness.race, at most MAX_BUDGET_LOOKS looks with the final verdict):
+at 99 % each look errs on one side with at most 0.5 %, so the verdict errs with at most 5 % over all of them. Two
+p50s measured minutes apart would be the sequential comparison whose 5-23 % drift the race removes, so without a
+race (``race: false``, a group that could not race) the answer is "cannot tell", never a pass.
 
 Absolute limits (``max_p50_ms``, ``max_p99_ms``, ``min_throughput_ips``, ``max_peak_rss_mb``,
 ``max_model_size_mb``) are a service-level objective: judged on the measured figure itself, and the verdict
@@ -25,10 +27,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from results.baseline import group_key
-from results.race_record import PairFigures, RaceRecord, entry_name, pair_figures
+from results.paired import PairedEstimate, paired_estimate
+from results.race_record import RaceRecord, entry_name
+from results.race_stats import Round, pair_log_ratios
 from results.record import Record, validate_leniently
 
 BudgetStatus = Literal["passed", "missed", "cannot tell", "not judged", "other machine"]
+BUDGET_CONFIDENCE = 0.99  # the paired interval a relative budget is judged on (see the module's docstring)
+MAX_BUDGET_LOOKS = 10  # the looks at one budget's interval, the final verdict included
 MACHINE_LABEL_ENV = "ACCELBENCH_MACHINE"
 RELATIVE = ("min_speedup", "max_slowdown")
 UNITS = {"max_p50_ms": "ms", "max_p99_ms": "ms", "min_throughput_ips": "items/s", "max_peak_rss_mb": "MB",
@@ -42,13 +48,14 @@ class BudgetVerdict(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    scenario: str | None = None
     case_id: str
     where: str  # the budget in the scenario, e.g. "budgets[0]" or "models[1].budgets[0]"
     limit_name: str
     limit: float
     status: BudgetStatus
     value: float | None = None  # the figure judged: a speed-up or slow-down (×), or ms, items/s, MB
-    low: float | None = None  # its interval: the paired ratio's, or the median's in-run interval for p50
+    low: float | None = None  # its interval: the paired ratio's (99 %), or the median's in-run interval for p50
     high: float | None = None
     against: str | None = None  # relative: the configuration compared with, as the race names it
     rounds: int | None = None  # relative: the paired rounds the interval rests on
@@ -86,8 +93,8 @@ def judge_absolute(record: Record, budget: dict[str, Any], machine_id: str, mach
     for name, limit in budget["limits"].items():
         if name in RELATIVE:
             continue
-        base = {"case_id": record.case_id, "where": budget["where"], "limit_name": name, "limit": limit,
-                "machine": tied}
+        base = {"scenario": record.scenario, "case_id": record.case_id, "where": budget["where"], "limit_name": name,
+                "limit": limit, "machine": tied}
         shown = f"{name} {_figure(limit)}"
         if (problem := _not_judged(record)) is not None:
             verdicts.append(BudgetVerdict(**base, status="not judged", message=f"{shown}: not judged: {problem}"))
@@ -143,16 +150,30 @@ def _not_judged(record: Record) -> str | None:
 
 def partner_name(record: Record, budget: dict[str, Any], records: list[Record], race: RaceRecord | None
                  ) -> str | None:
-    """The race's name for what a relative budget compares ``record`` with: ``against``, else the race's baseline."""
+    """The race's name for what a relative budget compares ``record`` with: its ``against`` (the scenario's, or the
+    baseline it resolved to when expanded), else the race's baseline."""
+    partner = partner_record(record, budget, records)
+    if partner is not None:
+        return entry_name(partner)
+    return race.baseline if race is not None and budget.get("against") is None else None
+
+
+def partner_record(record: Record, budget: dict[str, Any], records: list[Record]) -> Record | None:
+    """The record of the configuration ``budget`` names in ``record``'s group (the last, if run twice)."""
     against = budget.get("against")
     if against is None:
-        return race.baseline if race is not None else None
+        return None
     key = group_key(record)
-    for other in records:
-        if group_key(other) == key and against["backend"] in (other.label, other.backend) \
-                and other.precision == against["precision"] and other.compression == against.get("compression", "none"):
-            return entry_name(other)
-    return None
+    found = [other for other in records if group_key(other) == key and against["backend"] in (other.label,
+             other.backend) and other.precision == against["precision"]
+             and other.compression == against.get("compression", "none")]
+    return found[-1] if found else None
+
+
+def budget_estimate(rounds: list[Round], name: str, partner: str) -> PairedEstimate | None:
+    """``name``'s latency over ``partner``'s in the rounds both raced, with its BUDGET_CONFIDENCE interval."""
+    values = pair_log_ratios(rounds, name, partner)
+    return paired_estimate(values, confidence=BUDGET_CONFIDENCE) if len(values) >= 2 else None
 
 
 def judge_relative(record: Record, budget: dict[str, Any], records: list[Record], race: RaceRecord | None,
@@ -161,62 +182,73 @@ def judge_relative(record: Record, budget: dict[str, Any], records: list[Record]
     (race: false leaves no same-sitting ratio)."""
     verdicts = []
     name = entry_name(record)
+    partner = partner_record(record, budget, records)
     against = partner_name(record, budget, records, race)
     for limit_name, limit in budget["limits"].items():
         if limit_name not in RELATIVE:
             continue
         shown = f"{limit_name} {_figure(limit)}×" + (f" against {against}" if against else "")
-        base = {"case_id": record.case_id, "where": budget["where"], "limit_name": limit_name, "limit": limit,
-                "against": against}
+        base = {"scenario": record.scenario, "case_id": record.case_id, "where": budget["where"],
+                "limit_name": limit_name, "limit": limit, "against": against}
         if (problem := _not_judged(record)) is not None:
             verdicts.append(BudgetVerdict(**base, status="not judged", message=f"{shown}: not judged: {problem}"))
             continue
-        why = None
-        pair = None
-        if not raced:
-            why = ("no same-sitting ratio: the model's race is off (race: false), and p50s measured apart cannot "
-                   "judge it")
-        elif race is None:
-            why = "no same-sitting ratio: the group was not raced (fewer than two of its cases passed)"
-        elif race.status != "raced":
-            why = f"no same-sitting ratio: the race {race.status} ({race.reason})"
-        elif against is None:
-            why = ("nothing to compare with: the configuration it names did not pass" if budget.get("against") else
-                   "nothing to compare with: the group has no baseline (no dense fp32 case passed)")
-        elif against == name:
-            why = "it is the configuration it would be compared with"
-        else:
-            pair = pair_figures([r.slices for r in race.rounds], name, against, race.threshold, race.min_effect,
-                                race.alpha)
-            if pair is None:
-                entry = race.entry(record.case_id)
-                why = ("no same-sitting ratio: the two did not race together for two rounds"
-                       + (f" ({entry.status}: {entry.reason})" if entry is not None and entry.reason else ""))
-        if pair is None:
+        why = _no_ratio(record, budget, partner, against, race, raced)
+        estimate = None
+        if why is None and race is not None and against is not None:
+            estimate = budget_estimate([r.slices for r in race.rounds], name, against)
+            if estimate is None:
+                why = "no same-sitting ratio: the two did not race together for two rounds"
+        if estimate is None:
             fails = budget.get("cannot_tell") == "fail"
             verdicts.append(BudgetVerdict(**base, status="cannot tell", fails=fails,
                                           message=f"{shown}: CANNOT TELL: {why}"))
             continue
-        status, value, low, high = relative_outcome(limit_name, limit, pair)
-        figure = (f"{'speed-up' if limit_name == 'min_speedup' else 'slow-down'} {_x(value)}× (95 % CI "
-                  f"{_x(low)}–{_x(high)}×, paired, {pair.rounds} rounds in one sitting)")
+        status, value, low, high = relative_outcome(limit_name, limit, estimate)
+        sittings = "one sitting" if race is None or race.heats <= 1 else f"{race.heats} heats of one race"
+        figure = (f"{'speed-up' if limit_name == 'min_speedup' else 'slow-down'} {_x(value)}× "
+                  f"({BUDGET_CONFIDENCE * 100:g} % CI {_x(low)}–{_x(high)}×, paired, {estimate.rounds} rounds in {sittings})")
         text = {"passed": "passed", "missed": "MISSED (the whole interval misses the limit)",
                 "cannot tell": "CANNOT TELL (the interval straddles the limit)"}[status]
         fails = status == "missed" or (status == "cannot tell" and budget.get("cannot_tell") == "fail")
-        verdicts.append(BudgetVerdict(**base, status=status, value=value, low=low, high=high, rounds=pair.rounds,
+        verdicts.append(BudgetVerdict(**base, status=status, value=value, low=low, high=high, rounds=estimate.rounds,
                                       fails=fails, message=f"{shown}: {text}: {figure}"))
     return verdicts
 
 
-def relative_outcome(limit_name: str, limit: float, pair: PairFigures) -> tuple[BudgetStatus, float, float, float]:
-    """(passed / missed / cannot tell, the figure, its interval) of a relative limit on a paired ratio: the whole
-    interval must meet the limit to pass, or miss it to fail. The ratio is this case's latency over its partner's;
-    a speed-up is its inverse, the interval's ends swapped."""
+def _no_ratio(record: Record, budget: dict[str, Any], partner: Record | None, against: str | None,
+              race: RaceRecord | None, raced: bool) -> str | None:
+    """Why there is no same-sitting ratio to judge a relative budget on, or None."""
+    if not raced:
+        return ("no same-sitting ratio: the model's race is off (race: false), and p50s measured apart cannot "
+                "judge it")
+    if budget.get("against") is not None and (partner is None or partner.status != "passed"):
+        what = f"{budget['against']['backend']} {budget['against']['precision']}"
+        return f"nothing to compare with: {what} " + ("did not run" if partner is None else f"{partner.status}")
+    if against is None:
+        return "nothing to compare with: the group has no baseline (no dense fp32 case passed)"
+    if against == entry_name(record):
+        return "it is the configuration it would be compared with"
+    if race is None:
+        return "no same-sitting ratio: the group was not raced (fewer than two of its cases passed)"
+    if race.status != "raced":
+        return f"no same-sitting ratio: the race {race.status} ({race.reason})"
+    for entry in (race.entry(record.case_id), partner and race.entry(partner.case_id)):
+        if entry and (entry.status == "not raced" or entry.budget_failure):
+            return f"{entry.name} did not race to the end: {entry.budget_failure or entry.reason}"
+    return None
+
+
+def relative_outcome(limit_name: str, limit: float, estimate: Any) -> tuple[BudgetStatus, float, float, float]:
+    """(passed / missed / cannot tell, the figure, its interval) of a relative limit on a paired ratio (an object
+    with ``ratio``, ``ci_low``, ``ci_high``): the whole interval must meet the limit to pass, or miss it to fail.
+    The ratio is this case's latency over its partner's; a speed-up is its inverse, the interval's ends swapped."""
+    ratio, ci_low, ci_high = estimate.ratio, estimate.ci_low, estimate.ci_high
     if limit_name == "min_speedup":
-        value, low, high = pair.speedup()
+        value, low, high = 1 / ratio, (1 / ci_high if ci_high > 0 else 0.0), (1 / ci_low if ci_low > 0 else math.inf)
         met, missed = low >= limit, high < limit
     else:
-        value, low, high = pair.ratio, pair.ci_low, pair.ci_high
+        value, low, high = ratio, ci_low, ci_high
         met, missed = high <= limit, low > limit
     return ("passed" if met else "missed" if missed else "cannot tell"), value, low, high
 

@@ -93,6 +93,7 @@ class RaceEntry(_Part):
     startup_s: float = 0.0
     race_options: dict[str, Any] = Field(default_factory=dict)  # backend options set for the race only
     fidelity: float | None = None  # the score the recommendation among tied ones compares (higher is better)
+    budget_failure: OneLine | None = None  # its worker failed in a round run for budgets, after the race's outcome
     size_bytes: int | None = None
 
 

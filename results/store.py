@@ -469,9 +469,9 @@ def read_race_records(path: Path) -> list[RaceRecord]:
 
 def read_budget_verdicts(path: Path) -> list[BudgetVerdict]:
     """The budget verdicts of budgets.jsonl, the last of each (case, budget, limit) kept, in first-seen order."""
-    latest: dict[tuple[str, str, str], BudgetVerdict] = {}
+    latest: dict[tuple[str | None, str, str, str], BudgetVerdict] = {}
     for verdict in _read_json_lines(path, BudgetVerdict.read):
-        latest[(verdict.case_id, verdict.where, verdict.limit_name)] = verdict
+        latest[(verdict.scenario, verdict.case_id, verdict.where, verdict.limit_name)] = verdict
     return list(latest.values())
 
 

@@ -91,18 +91,30 @@ def partners(selected: list[Case], everything: list[Case]) -> list[Case]:
     return [case for case in everything if case.case_id in needed - chosen]
 
 
-def without_own_partner(cases: list[Case]) -> list[Case]:
-    """A relative limit does not hold for the configuration it compares with (``min_speedup`` selected for every
-    backend holds for all but the baseline): those limits are taken off that case, and a budget left without a limit
-    goes."""
+def resolve_partners(cases: list[Case]) -> list[str]:
+    """Each relative budget's partner fixed as the scenario says it (``against``, else the group's baseline as
+    resolved before anything runs), so that judging compares with the configuration planned, never with whichever
+    case happens to pass first; a relative limit is taken off the configuration it compares with (``min_speedup``
+    selected for every backend holds for all but the baseline), and a budget left without a limit goes. Returns
+    the budgets (by ``where``) whose relative limits are left on no case: they would pass silently forever."""
+    planned: set[str] = set()
+    kept_somewhere: set[str] = set()
     for case in cases:
-        kept = []
+        budgets = []
         for budget in case.budgets:
-            if relative(budget) and against_case(case, budget["against"], cases) is case:
-                limits = {name: value for name, value in budget["limits"].items() if name not in RELATIVE}
-                if not limits:
-                    continue
-                budget = {**budget, "limits": limits}
-            kept.append(budget)
-        case.budgets = kept
-    return cases
+            if relative(budget):
+                planned.add(budget["where"])
+                other = against_case(case, budget["against"], cases)
+                if other is case:
+                    limits = {name: value for name, value in budget["limits"].items() if name not in RELATIVE}
+                    if not limits:
+                        continue
+                    budget = {**budget, "limits": limits}
+                else:
+                    kept_somewhere.add(budget["where"])
+                    if other is not None:
+                        budget = {**budget, "against": {"backend": other.backend_label, "precision": other.precision,
+                                                        "compression": other.compression}}
+            budgets.append(budget)
+        case.budgets = budgets
+    return sorted(planned - kept_somewhere)

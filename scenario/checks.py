@@ -370,6 +370,7 @@ def budget_problems(scenario: Scenario, lines: LineMap) -> list[tuple[int, str]]
                                               "compares two sides, and its verdict is the comparison's own"))
         return problems
     for loc, spec, model_index in budget_entries(scenario):
+        before = len(problems)
         for part, wanted in (("select", spec.select.backend), ("against", spec.against and spec.against.backend)):
             if wanted is not None and wanted not in known:
                 where: Loc = (*loc, part, "backend")
@@ -384,7 +385,7 @@ def budget_problems(scenario: Scenario, lines: LineMap) -> list[tuple[int, str]]
             where = (*loc, "select", "model")
             problems.append((lines.line(where), f"{format_loc(where)}: {chosen!r} is not a model of this scenario "
                                                 f"(its models: {', '.join(models)}){did_you_mean(chosen, models)}"))
-        elif not problems and not _selects_any(scenario, spec, model_index, models, labels):
+        elif len(problems) == before and not _selects_any(scenario, spec, model_index, models, labels):
             where = (*loc, "select")
             problems.append((lines.line(where if "select" in spec.model_fields_set else loc),
                              f"{format_loc(loc)}: its select matches no case of this scenario"))

@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scenario.budgets import case_budgets, without_own_partner
+from scenario.budgets import budget_entries, case_budgets, resolve_partners
 from scenario.cases import Case, ModelSpec, compression_label
 from scenario.file_inputs import batch_skip_reasons, reference_batch
 from scenario.schema import BackendEntry, CalibrationSpec, ModelEntry
 from scenario.skips import skip_reason
+from scenario.yaml_lines import format_loc
 
 if TYPE_CHECKING:
     from scenario.load import LoadedScenario
@@ -150,7 +151,16 @@ def expand(loaded: LoadedScenario) -> list[Case]:
                 except Exception as error:  # an adapter's check that crashes on these settings: say so, run nothing
                     case.skip_reason = f"cannot tell whether {backend.name} can run this case: {error!r}"
                 cases.append(case)
-    return without_own_partner(cases)
+    if unjudged := resolve_partners(cases):
+        from scenario.load import ScenarioError
+
+        lines = {format_loc(loc): loaded.lines.line(loc) if loaded.lines else None
+                 for loc, _, _ in budget_entries(scenario)}
+        raise ScenarioError(loaded.path, [(lines.get(where), f"{where}: its min_speedup / max_slowdown would compare "
+                                                           "every case it selects with itself (the configuration it "
+                                                           "compares with): select other cases, or name another "
+                                                           "against") for where in unjudged])
+    return cases
 
 
 def calibration_settings(spec: CalibrationSpec, base_dir: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ reported as ``file:line: field: message`` with a "did you mean" for near-misses.
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +59,24 @@ def load_scenario_data(data: dict[str, Any], base_dir: str | Path | None = None,
         raise ScenarioError(name, [(None, f"a scenario is a mapping (name:, models:, backends:, ...), not "
                                           f"{type(data).__name__}")])
     try:
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        text = yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True)
     except yaml.YAMLError as error:
         raise ScenarioError(name, [(None, f"holds a value YAML cannot write: {error}")]) from None
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     return _validated(text, Path(name), base.resolve())
+
+
+def _plain(value: Any) -> Any:
+    """What a Python caller writes (a Path, a tuple, a numpy number) as what YAML reads back: str, list, number."""
+    if isinstance(value, dict):
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "item") and type(value).__module__ == "numpy":  # a numpy scalar
+        return value.item()
+    return value
 
 
 def load_scenario(path: str | Path) -> LoadedScenario:

@@ -80,6 +80,17 @@ def test_a_models_budget_selects_within_its_model_and_ab_scenarios_take_none(sce
     assert_scenario_error(path, 6, ["budgets[0]: budgets judge a run's cases; a scenario with ab:"])
 
 
+def test_a_relative_budget_that_would_only_compare_the_baseline_with_itself_is_an_error(scenario_file) -> None:
+    path = scenario_file(HEAD + "budgets:\n  - select: {backend: tflite_cpu}\n    min_speedup: 1.2\n")
+    from scenario.load import ScenarioError
+
+    with pytest.raises(ScenarioError) as caught:
+        expand(load_scenario(path))
+    assert str(caught.value) == (f"{path}:5: budgets[0]: its min_speedup / max_slowdown would compare every case "
+                                 "it selects with itself (the configuration it compares with): select other cases, "
+                                 "or name another against")
+
+
 def test_each_case_carries_the_budgets_its_selection_matches_and_never_one_against_itself(scenario_file) -> None:
     path = scenario_file(HEAD + """precisions: [fp32, fp16]
 budgets:
@@ -187,11 +198,20 @@ def test_a_relative_budget_without_a_same_sitting_ratio_cannot_tell() -> None:
                   status="survived"),
         RaceEntry(name="B fp32", case_id=slow.case_id, backend="tflite_cpu", backend_label="B", precision="fp32",
                   status="survived")],
-        rounds=[RaceRound(index=i, at_s=float(i), slices={"A fp32": [1.0 + 0.003 * i, 1.01], "B fp32": [2.0 + 0.01 * (i % 3), 2.1]})
+        rounds=[RaceRound(index=i, at_s=float(i), slices={"A fp32": [1.0 + 0.003 * i, 1.01],
+                                                          "B fp32": [2.0 + 0.01 * (i % 3), 2.1]})
                 for i in range(12)])
     [judged] = judge_relative(fast, spec, [fast, slow], race, raced=True)
     assert judged.status == "passed" and judged.value is not None and judged.low <= judged.value <= judged.high
-    assert judged.against == "B fp32" and judged.rounds == 12
+    assert judged.against == "B fp32" and judged.rounds == 12 and "99 % CI" in judged.message
+    # the partner the scenario planned failed: never re-targeted at another case
+    failed = slow.model_copy(update={"status": "failed", "reason": "it crashed"})
+    [no_partner] = judge_relative(fast, spec, [fast, failed], race, raced=True)
+    assert no_partner.status == "cannot tell" and "B fp32 failed" in no_partner.message
+    # the partner's worker failed in a round run for budgets: whatever the rounds before say, it cannot tell
+    race.entries[1].budget_failure = "its worker failed in a round for budgets: killed"
+    [cut] = judge_relative(fast, spec, [fast, slow], race, raced=True)
+    assert cut.status == "cannot tell" and "killed" in cut.message
 
 
 # --- both front doors, end to end -------------------------------------------------------------------------------
@@ -212,7 +232,7 @@ def test_one_budget_that_holds_and_one_that_misses_fail_exactly_one_item_with_th
                         "race-digits_cnn-b1": "PASSED", "digits_cnn-fp32-b1-Quick-budget": "PASSED",
                         "digits_cnn-fp32-b1-Laggard-budget": "FAILED"}, text[-4000:]
     [failure] = [line for line in text.splitlines() if line.startswith("digits_cnn-fp32-b1-Laggard-budget: ")]
-    assert re.search(r"BUDGET MISSED: max_slowdown 1\.5× against Quick fp32: MISSED .*slow-down [\d.]+× \(95 % CI "
+    assert re.search(r"BUDGET MISSED: max_slowdown 1\.5× against Quick fp32: MISSED .*slow-down [\d.]+× \(99 % CI "
                      r"[\d.]+–[\d.]+×, paired, \d+ rounds in one sitting\)", failure), failure
     verdicts = {v.case_id: v for v in read_budget_verdicts(out / "budgets.jsonl")}
     assert verdicts["digits_cnn-fp32-b1-Quick"].status == "passed"
@@ -291,6 +311,17 @@ def test_a_selection_takes_back_what_its_budgets_need_and_markers_select_budget_
     assert "also running 2 deselected item(s) the selected budgets need: digits_cnn-fp32-b1-Quick, " \
            "race-digits_cnn-b1" in text
     assert collected("-m", "slowed_tflite and fp32")[0] == everything
+    # --lf on a folder drops the passed items of a file without telling anyone (no pytest_deselected): still back
+    write_scenario(pytester.path / "scenarios", TWO, "budgets.yaml")
+    cache = pytester.path / ".pytest_cache" / "v" / "cache"
+    cache.mkdir(parents=True)
+    failed = "scenarios/budgets.yaml::digits_cnn-fp32-b1-Laggard-budget"
+    (cache / "lastfailed").write_text(json.dumps({failed: True}))
+    result = pytester.runpytest(str(pytester.path / "scenarios"), "--collect-only", "-q", "--lf", "-W",
+                                "ignore::pytest.PytestAssertRewriteWarning")
+    ids = [line.split("::", 1)[1] for line in result.outlines if "::" in line]
+    assert ids == ["digits_cnn-fp32-b1-Quick", "digits_cnn-fp32-b1-Laggard", "race-digits_cnn-b1",
+                   "digits_cnn-fp32-b1-Laggard-budget"], result.stdout.str()
 
 
 @pytest.mark.e2e

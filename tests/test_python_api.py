@@ -76,6 +76,10 @@ def test_a_bad_dict_scenario_names_the_key_and_a_missing_folder_names_itself(tmp
 
     with pytest.raises(RunFolderError, match="nowhere"):
         accelbench.load_runs(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no case of <scenario dict> matches k='tensorrt'"):
+        accelbench.run({"name": "x", "models": ["digits_cnn"], "backends": ["tflite_cpu"]}, k="tensorrt",
+                       out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
 
 
 USER_TESTS = f"""
@@ -157,17 +161,18 @@ def test_the_fixture_compares_in_one_sitting_judges_budgets_and_records_as_scena
     # every record in the session's run folder, each with the fields of a scenario case's record
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     by_scenario = {(r["scenario"], r["case_id"]): r for r in records}
+    test = "test_user.py_{}".format  # each test's cases are a scenario named by its node id
     assert set(by_scenario) == {("beside", "digits_cnn-fp32-b1-slowed_tflite"),
-                                ("test_the_quick_one_pays", "digits_cnn-fp32-b1-base"),
-                                ("test_the_quick_one_pays", "digits_cnn-fp32-b1-new"),
-                                ("test_a_p50_budget_missed", "digits_cnn-fp32-b1-slowed_tflite"),
-                                ("test_a_pipeline_in_a_worker", "make_runner-b2-python_callable"),
-                                ("test_a_closure_here", "lambda-b1-not-isolated")}
+                                (test("test_the_quick_one_pays"), "digits_cnn-fp32-b1-base"),
+                                (test("test_the_quick_one_pays"), "digits_cnn-fp32-b1-new"),
+                                (test("test_a_p50_budget_missed"), "digits_cnn-fp32-b1-slowed_tflite"),
+                                (test("test_a_pipeline_in_a_worker"), "make_runner-b2-python_callable"),
+                                (test("test_a_closure_here"), "lambda-b1-not-isolated")}
     shapes = {tuple(sorted(r)) for r in records}
     assert len(shapes) == 1, shapes
     assert all(r["status"] == "passed" and r["samples_ns"] for r in records)
     races = [json.loads(line) for line in (out / "race.jsonl").read_text().splitlines()]
-    assert [(r["scenario"], r["baseline"]) for r in races] == [("test_the_quick_one_pays", "base fp32")]
+    assert [(r["scenario"], r["baseline"]) for r in races] == [(test("test_the_quick_one_pays"), "base fp32")]
     budgets = [json.loads(line) for line in (out / "budgets.jsonl").read_text().splitlines()]
     assert {(b["case_id"], b["status"]) for b in budgets} == {("digits_cnn-fp32-b1-new", "passed"),
                                                               ("digits_cnn-fp32-b1-slowed_tflite", "missed"),
