@@ -207,7 +207,8 @@ def judge_relative(record: Record, budget: dict[str, Any], records: list[Record]
         status, value, low, high = relative_outcome(limit_name, limit, estimate)
         sittings = "one sitting" if race is None or race.heats <= 1 else f"{race.heats} heats of one race"
         figure = (f"{'speed-up' if limit_name == 'min_speedup' else 'slow-down'} {_x(value)}× "
-                  f"({BUDGET_CONFIDENCE * 100:g} % CI {_x(low)}–{_x(high)}×, paired, {estimate.rounds} rounds in {sittings})")
+                  f"({BUDGET_CONFIDENCE * 100:g} % CI {_x(low)}–{_x(high)}×, paired, {estimate.rounds} rounds in "
+                  f"{sittings})")
         text = {"passed": "passed", "missed": "MISSED (the whole interval misses the limit)",
                 "cannot tell": "CANNOT TELL (the interval straddles the limit)"}[status]
         fails = status == "missed" or (status == "cannot tell" and budget.get("cannot_tell") == "fail")

@@ -205,7 +205,9 @@ def test_doctor_json_lists_every_backend_with_a_reason():
     assert done.returncode == 0, done.stderr
     rows = {row["name"]: row for row in json.loads(done.stdout)["backends"]}
     assert list(rows) == ["tflite_cpu", "tflite_gpu", "tflite_delegate", "onnxruntime_cpu", "onnxruntime_cuda",
-                          "onnxruntime_trt", "tensorrt", "tensorflow"]
+                          "onnxruntime_trt", "tensorrt", "tensorflow", "python_callable"]
+    callable_row = rows.pop("python_callable")  # the fixture's measure_callable: any Python runs it
+    assert callable_row["available"] is True and callable_row["artifact_format"] == "python"
     assert rows.pop("tflite_delegate")["reason"].endswith("each scenario names its delegate library (library:)")
     trt = rows.pop("tensorrt")
     assert (trt["reason"].startswith("tensorrt ") and ("tensorrt " in trt["reason"] and " on " in trt["reason"]) \
