@@ -304,7 +304,11 @@ def print_summary(records: list[Record], run_dir: Any, console: Console | None =
         names = escape(", ".join(dict.fromkeys(map(str, models))))
         console.print(f"[yellow]note[/] {names}: {escape(warning)}", highlight=False, soft_wrap=True)
     counts = {status: sum(r.status == status for r in records) for status in STATUS_STYLE}
-    console.print(", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no cases", highlight=False)
+    line = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no cases"
+    if budgets:  # a case can pass and miss its budget: the line says both
+        judged = {status: sum(v.status == status for v in budgets) for status in BUDGET_STYLE}
+        line += "; budgets: " + ", ".join(f"{n} {status}" for status, n in judged.items() if n)
+    console.print(line, highlight=False)
     console.print(f"results: {escape(str(run_dir))}", highlight=False, soft_wrap=True)
     if report is not None:
         console.print(f"report: {escape(str(report))}", highlight=False, soft_wrap=True)

@@ -188,6 +188,13 @@ def _budget_items(parent: pytest.File, cases: list[Case]) -> list[pytest.Item]:
     return items
 
 
+def _domain(path: Path, name: str) -> str:
+    """The item's name as its report's headline. pytest's verbose line turns the dots of a headline that ends its
+    node id into "::" (it takes it for a Python path): a model "hey_jarvis_v0.1" would read "hey_jarvis_v0::1", an
+    id nobody can select. A name with a dot gets its file's name in front, which ends no node id."""
+    return f"{path.name} {name}" if "." in name else name
+
+
 class CaseFailure(Exception):
     """A case that did not pass; its message is all the user needs (no traceback)."""
 
@@ -228,7 +235,7 @@ class CaseItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.case.case_id}"
+        return self.path, None, _domain(self.path, self.case.case_id)
 
 
 class AbItem(CaseItem):
@@ -266,7 +273,7 @@ class _GroupItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.name
+        return self.path, None, _domain(self.path, self.name)
 
 
 class BudgetItem(_GroupItem):

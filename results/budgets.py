@@ -211,10 +211,35 @@ def judge_relative(record: Record, budget: dict[str, Any], records: list[Record]
                   f"{sittings})")
         text = {"passed": "passed", "missed": "MISSED (the whole interval misses the limit)",
                 "cannot tell": "CANNOT TELL (the interval straddles the limit)"}[status]
+        if not math.isfinite(estimate.ci_high) or estimate.ci_low <= 0:
+            text = (f"CANNOT TELL ({estimate.rounds} rounds are too few for a {BUDGET_CONFIDENCE * 100:g} % interval, "
+                    f"which takes {_rounds_for_an_interval()}: give the race more time, race.max_seconds)")
+        figure += _raced_differently(race, record, partner)
         fails = status == "missed" or (status == "cannot tell" and budget.get("cannot_tell") == "fail")
         verdicts.append(BudgetVerdict(**base, status=status, value=value, low=low, high=high, rounds=estimate.rounds,
                                       fails=fails, message=f"{shown}: {text}: {figure}"))
     return verdicts
+
+
+def _rounds_for_an_interval() -> int:
+    """The fewest paired rounds whose exact signed-rank interval at BUDGET_CONFIDENCE has finite ends."""
+    return next(n for n in range(2, 100) if paired_estimate([0.01 * i for i in range(n)],
+                                                            confidence=BUDGET_CONFIDENCE).ci_high < math.inf)
+
+
+def _raced_differently(race: RaceRecord | None, record: Record, partner: Record | None) -> str:
+    """Where the race ran a configuration with options of its own (ONNX Runtime's pools stop spinning between
+    runs, harness.race), the verdict says so: that configuration's p50 alone was measured without them, and on a
+    tiny model the two can differ by more than the ratio itself."""
+    if race is None:
+        return ""
+    notes = []
+    for one in (record, partner):
+        entry = race.entry(one.case_id) if one is not None else None
+        if entry is not None and entry.race_options:
+            options = ", ".join(f"{key}: {value}" for key, value in entry.race_options.items())
+            notes.append(f"{entry.name} raced with {options}")
+    return f"; {'; '.join(notes)} (its own p50 was measured without)" if notes else ""
 
 
 def _no_ratio(record: Record, budget: dict[str, Any], partner: Record | None, against: str | None,

@@ -383,12 +383,36 @@ def budget_problems(scenario: Scenario, lines: LineMap) -> list[tuple[int, str]]
                                                 "select by model in the scenario's budgets"))
         elif chosen is not None and chosen not in models:
             where = (*loc, "select", "model")
-            problems.append((lines.line(where), f"{format_loc(where)}: {chosen!r} is not a model of this scenario "
-                                                f"(its models: {', '.join(models)}){did_you_mean(chosen, models)}"))
+            problems.append((lines.line(where), f"{format_loc(where)}: {chosen!r} is not a model of this scenario"
+                                                f"{did_you_mean(chosen, models)}"))
         elif len(problems) == before and not _selects_any(scenario, spec, model_index, models, labels):
             where = (*loc, "select")
             problems.append((lines.line(where if "select" in spec.model_fields_set else loc),
                              f"{format_loc(loc)}: its select matches no case of this scenario"))
+        problems += _against_problems(scenario, loc, spec, lines)
+    return problems
+
+
+def _against_problems(scenario: Scenario, loc: Loc, spec: Any, lines: LineMap) -> list[tuple[int, str]]:
+    """An ``against`` at a precision or compression the scenario never runs (it would say "cannot tell" after the
+    whole run), and relative limits on models whose race is off (a same-sitting ratio never exists for them)."""
+    problems = []
+    if spec.against is not None:
+        precisions = {*scenario.precisions, *(p for m in scenario.models for p in m.precisions or [])}
+        compressions = {*scenario.compression, *(c for m in scenario.models for c in m.compression or [])}
+        for key, value, known in (("precision", spec.against.precision, precisions),
+                                  ("compression", spec.against.compression, compressions)):
+            if value not in known:
+                where = (*loc, "against", key)
+                problems.append((lines.line(where), f"{format_loc(where)}: {value!r} is not a {key} of this scenario "
+                                                    f"(its {key}s: {', '.join(sorted(known))})"))
+    if spec.min_speedup is not None or spec.max_slowdown is not None:
+        chosen = [m for m, label in zip(scenario.models, model_labels(scenario.models), strict=True)
+                  if spec.select.model in (None, label) and (loc[0] != "models" or scenario.models[loc[1]] is m)]
+        if chosen and all(scenario.race_for(model) is None for model in chosen):
+            problems.append((lines.line(loc), f"{format_loc(loc)}: min_speedup and max_slowdown are judged on a race, "
+                                              "and the race of the models it selects is off (race: false): it could "
+                                              "only ever say cannot tell"))
     return problems
 
 

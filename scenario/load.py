@@ -53,8 +53,8 @@ class LoadedScenario:
 def load_scenario_data(data: dict[str, Any], base_dir: str | Path | None = None,
                        name: str = "<scenario dict>") -> LoadedScenario:
     """A scenario given as a Python dict (the Python API, the pytest fixture), validated as a file is; relative
-    paths are relative to ``base_dir`` (default: the working folder). Problems are named by key path (their line
-    numbers are of the dict written out as YAML, which is what the message shows beside ``name``)."""
+    paths are relative to ``base_dir`` (default: the working folder). Problems are named by key path, beside
+    ``name``."""
     if not isinstance(data, dict):
         raise ScenarioError(name, [(None, f"a scenario is a mapping (name:, models:, backends:, ...), not "
                                           f"{type(data).__name__}")])
@@ -63,7 +63,7 @@ def load_scenario_data(data: dict[str, Any], base_dir: str | Path | None = None,
     except yaml.YAMLError as error:
         raise ScenarioError(name, [(None, f"holds a value YAML cannot write: {error}")]) from None
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    return _validated(text, Path(name), base.resolve())
+    return _validated(text, Path(name), base.resolve(), numbered=False)
 
 
 def _plain(value: Any) -> Any:
@@ -104,7 +104,9 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     return _validated(text, path, path.parent)
 
 
-def _validated(text: str, path: Path, base_dir: Path) -> LoadedScenario:
+def _validated(text: str, path: Path, base_dir: Path, numbered: bool = True) -> LoadedScenario:
+    """``text`` parsed and checked; ``numbered``: problems carry their line (a dict's YAML text is ours, its lines
+    mean nothing to the caller, who reads the key paths)."""
     try:
         root = yaml.compose(text, Loader=LineLoader)
         data = yaml.load(text, Loader=LineLoader)
@@ -135,5 +137,6 @@ def _validated(text: str, path: Path, base_dir: Path) -> LoadedScenario:
         problems += checks.ab_problems(scenario, lines, base_dir)
         problems += checks.budget_problems(scenario, lines)
     if problems or scenario is None:
-        raise ScenarioError(path, sorted(problems, key=lambda p: p[0] or 0))
-    return LoadedScenario(scenario, path, lines, base_dir if base_dir != path.parent else None)
+        problems = sorted(problems, key=lambda p: p[0] or 0)
+        raise ScenarioError(path, problems if numbered else [(None, text) for _, text in problems])
+    return LoadedScenario(scenario, path, lines if numbered else None, base_dir if base_dir != path.parent else None)

@@ -65,8 +65,12 @@ TWO = f"""
     ("budgets:\n  - {min_speedup: 0}", 6, ["budgets[0].min_speedup: Input should be greater than 0"]),
     ("budgets:\n  - {max_p50_ms: 2, select: {backnd: ort}}", 6,
      ["budgets[0].select: unknown key 'backnd' (did you mean 'backend'?)"]),
+    ("budgets:\n  - {min_speedup: 2, against: {backend: ort, precision: int8}}", 6,
+     ["budgets[0].against.precision: 'int8' is not a precision of this scenario (its precisions: fp32)"]),
+    ("race: false\nbudgets:\n  - {min_speedup: 2, select: {backend: ort}}", 7,
+     ["budgets[0]: min_speedup and max_slowdown are judged on a race, and the race of the models it selects is off"]),
 ], ids=["no-limit", "against-alone", "machine-relative", "unknown-against", "selects-nothing", "unknown-model",
-        "unknown-key", "zero", "unknown-select-key"])
+        "unknown-key", "zero", "unknown-select-key", "against-precision-not-run", "race-off"])
 def test_a_bad_budget_is_one_error_at_its_line(scenario_file, text: str, line: int, fragments: list[str]) -> None:
     path = scenario_file(HEAD + "precisions: [fp32]\n" + text + "\n")
     assert_scenario_error(path, line, fragments)
@@ -204,6 +208,15 @@ def test_a_relative_budget_without_a_same_sitting_ratio_cannot_tell() -> None:
     [judged] = judge_relative(fast, spec, [fast, slow], race, raced=True)
     assert judged.status == "passed" and judged.value is not None and judged.low <= judged.value <= judged.high
     assert judged.against == "B fp32" and judged.rounds == 12 and "99 % CI" in judged.message
+    # the race ran B with options of its own: the verdict says so
+    race.entries[1].race_options = {"spinning": "within_runs"}
+    [noted] = judge_relative(fast, spec, [fast, slow], race, raced=True)
+    assert "B fp32 raced with spinning: within_runs (its own p50 was measured without)" in noted.message
+    race.entries[1].race_options = {}
+    # five rounds: no 99 % interval at all, and the verdict says what would give one
+    short = race.model_copy(update={"rounds": race.rounds[:5]})
+    [few] = judge_relative(fast, spec, [fast, slow], short, raced=True)
+    assert few.status == "cannot tell" and "5 rounds are too few for a 99 % interval, which takes 8" in few.message
     # the partner the scenario planned failed: never re-targeted at another case
     failed = slow.model_copy(update={"status": "failed", "reason": "it crashed"})
     [no_partner] = judge_relative(fast, spec, [fast, failed], race, raced=True)
@@ -338,3 +351,15 @@ def test_x_stops_at_the_first_case_that_misses_its_budget(tmp_path: Path, digits
     assert ran == [("digits_cnn-fp32-b1-Quick", "FAILED")], done.stdout[-3000:]
     assert "stopping after 1 failures" in done.stdout
     assert "BUDGET MISSED: max_p50_ms 1e-06: MISSED (clear: the whole interval misses it): p50 " in done.stdout
+
+
+def test_an_id_with_a_dot_is_shown_as_it_is_so_that_it_can_be_selected_again(pytester, monkeypatch) -> None:
+    """pytest's verbose line reads a headline that ends the node id as a Python path ("v0.1" → "v0::1")."""
+    from scenario.skips import cached_availability
+
+    monkeypatch.setenv("ACCELBENCH_BACKENDS", REGISTRATION)
+    cached_availability.cache_clear()
+    path = write_scenario(pytester.path, "name: dots\nmodels: [{name: digits_cnn, label: net_v0.1}]\n"
+                                         "backends: [never_here]\n", "dots.yaml")
+    result = pytester.runpytest(str(path), "-v", *QUIET, "--accelbench-out", str(pytester.path / "out"))
+    assert "dots.yaml::net_v0.1-fp32-b1-never_here SKIPPED" in result.stdout.str(), result.stdout.str()[-2000:]
