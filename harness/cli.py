@@ -284,7 +284,7 @@ def _run_races(engine: Any, cases: list[Any], err: Console) -> None:
         what = race.outcome if race.status == "raced" else race.status
         err.print(f"race {escape(race.model)} b{race.batch_size}: {what}"
                   + (f": {escape(race.recommended)}" if race.recommended else "")
-                  + f" ({len(race.rounds)} round{'' if len(race.rounds) == 1 else 's'}, {race.wall_s:.1f} s)",
+                  + f" ({race.rounds_text()}, {race.wall_s:.1f} s)",
                   highlight=False, soft_wrap=True)
 
 

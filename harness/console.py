@@ -216,7 +216,8 @@ def race_table(races: list[RaceRecord]) -> Table:
     several_modes = len({race.mode for race in races}) > 1
     for race in races:
         group = f"{race.model} b{race.batch_size}" + (f" {race.mode}" if several_modes else "")
-        head = [escape(group), escape(race_outcome(race)), str(len(race.rounds)), str(len(race.looks)),
+        rounds = f"{len(race.rounds)}" + (f" ({race.budget_rounds} for budgets)" if race.budget_rounds else "")
+        head = [escape(group), escape(race_outcome(race)), rounds, str(len(race.looks)),
                 fmt_duration(race.wall_s)]
         style = {"winner": "green", "tie": "", "cannot tell": "yellow"}.get(race.outcome or "", "dim")
         if not race.entries:

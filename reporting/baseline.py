@@ -219,7 +219,7 @@ def tie_spread(race: RaceRecord, names: list[str]) -> float | None:
 def race_note(race: RaceRecord) -> str:
     """What a raced group's race concluded, in the words the console and the report share."""
     if race.outcome == "winner":
-        rounds = len(race.rounds)
+        rounds = sum(not one.for_budgets for one in race.rounds)  # its own: those for budgets came after
         return f"won the race ({rounds} round{'' if rounds == 1 else 's'})"
     names = race.tied
     recommended = (f"; recommended: {race.recommended}" + (f" ({race.recommendation})" if race.recommendation

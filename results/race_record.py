@@ -146,6 +146,17 @@ class RaceRecord(_Part):
         """The key it shares with its cases (reporting.baseline's group)."""
         return self.scenario, self.model, self.batch_size, self.mode
 
+    @property
+    def budget_rounds(self) -> int:
+        """Rounds run after its outcome for budgets it had left undecided (harness.race): its own figures rest on
+        the others."""
+        return sum(one.for_budgets for one in self.rounds)
+
+    def rounds_text(self) -> str:
+        """Its rounds in words: "12 rounds", or "12 rounds, 4 of them for budgets"."""
+        return (f"{len(self.rounds)} round{'' if len(self.rounds) == 1 else 's'}"
+                + (f", {self.budget_rounds} of them for budgets" if self.budget_rounds else ""))
+
     def entry(self, case_id: str) -> RaceEntry | None:
         return next((entry for entry in self.entries if entry.case_id == case_id), None)
 
