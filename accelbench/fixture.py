@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from results.budgets import BudgetVerdict
 from results.race_record import RaceRecord
@@ -115,7 +116,10 @@ class Accelbench:
             raise TypeError(f"compare(): unknown side key(s) {', '.join(unknown)}: a side takes "
                             f"{', '.join(SIDE_KEYS)} and its backend's options")
         settings = {"gross_factor": 1000, **(race or {})}  # both race to the end: a ratio for each
-        race_dict = RaceSpec.model_validate(settings).model_dump()
+        try:
+            race_dict = RaceSpec.model_validate(settings).model_dump()
+        except ValidationError as error:
+            pytest.fail(f"compare(race={race!r}): {_problems(error)}", pytrace=False)
         self._compares += 1  # each comparison its own group (scenario name), so that its report pairs only its two
         scenario = self.scenario if self._compares == 1 else f"{self.scenario}-{self._compares}"
         sides = []
@@ -229,20 +233,18 @@ class Accelbench:
         return case
 
     def _budget(self, given: dict[str, Any], relative_allowed: bool) -> dict[str, Any]:
-        from pydantic import ValidationError
-
         from scenario.schema import RELATIVE_LIMITS, BudgetSpec
 
         try:
             spec = BudgetSpec.model_validate(given)
         except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'budgets'}: {e['msg']}" for e in error.errors())
-            raise ValueError(f"budgets={given!r}: {problems}") from None
+            pytest.fail(f"budgets={given!r}: {_problems(error)}", pytrace=False)
         if spec.against is not None or "select" in spec.model_fields_set:
-            raise ValueError("budgets here hold for this call's configuration: no select or against (compare's "
-                             "relative limits are against base)")
+            pytest.fail(f"budgets={given!r}: these hold for this call's configuration: no select or against "
+                        "(compare's relative limits are against base)", pytrace=False)
         if not relative_allowed and any(name in spec.limits() for name in RELATIVE_LIMITS):
-            raise ValueError("min_speedup and max_slowdown need a same-sitting comparison: use compare()")
+            pytest.fail(f"budgets={given!r}: min_speedup and max_slowdown need a same-sitting comparison: use "
+                        "compare()", pytrace=False)
         return {"where": "budgets", "line": None, "limits": spec.limits(), "against": None, "machine": spec.machine,
                 "cannot_tell": spec.cannot_tell}
 
@@ -267,6 +269,12 @@ class Accelbench:
             pytest.fail(f"BUDGET MISSED: {'; '.join(failing)}", pytrace=False)
         if undecided := [f"{v.case_id}: {v.message}" for v in verdicts if v.status in ("cannot tell", "not judged")]:
             pytest.skip("; ".join(undecided))
+
+
+def _problems(error: ValidationError) -> str:
+    """pydantic's errors in one line: each key path and what is wrong there."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in error.errors())
 
 
 def _model_entry(model: str | Path | dict[str, Any]) -> dict[str, Any]:

@@ -200,3 +200,28 @@ def test_pytest_n_is_refused_in_one_line_on_scenarios_and_the_fixture_and_left_a
     assert not (tmp_path / "reports").exists()  # nothing was measured
     plain = pytest_n("test_plain.py")
     assert plain.returncode == 0 and "2 passed" in plain.stdout, plain.stdout[-2000:]
+
+
+def test_a_fixture_call_a_user_gets_wrong_fails_in_one_line(pytester) -> None:
+    pytester.makepyfile(test_wrong="""
+        def test_bad_budget(accelbench):
+            accelbench.measure("digits_cnn", budgets={"max_p5_ms": 3})
+
+        def test_relative_on_measure(accelbench):
+            accelbench.measure("digits_cnn", budgets={"min_speedup": 1.2})
+
+        def test_bad_race(accelbench):
+            accelbench.compare("digits_cnn", base={}, new={"threads": 2}, race={"max_second": 5})
+
+        def test_unknown_backend(accelbench):
+            accelbench.measure("digits_cnn", backend="onnxruntime_cpus")
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--accelbench-out", str(pytester.path / "out"))
+    result.assert_outcomes(failed=4)
+    text = result.stdout.str()
+    assert "Traceback" not in text and "accelbench/fixture.py" not in text, text[-3000:]
+    for expected in ("budgets={'max_p5_ms': 3}: max_p5_ms: Extra inputs are not permitted",
+                     "min_speedup and max_slowdown need a same-sitting comparison: use compare()",
+                     "compare(race={'max_second': 5}): max_second: Extra inputs are not permitted",
+                     "unknown backend 'onnxruntime_cpus' (did you mean 'onnxruntime_cpu'?)"):
+        assert expected in text, (expected, text[-3000:])
