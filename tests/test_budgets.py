@@ -363,3 +363,13 @@ def test_an_id_with_a_dot_is_shown_as_it_is_so_that_it_can_be_selected_again(pyt
                                          "backends: [never_here]\n", "dots.yaml")
     result = pytester.runpytest(str(path), "-v", *QUIET, "--accelbench-out", str(pytester.path / "out"))
     assert "dots.yaml::net_v0.1-fp32-b1-never_here SKIPPED" in result.stdout.str(), result.stdout.str()[-2000:]
+
+
+def test_the_shipped_budgets_scenario_reads_and_each_of_its_budgets_holds_for_some_case() -> None:
+    from pathlib import Path as _Path
+
+    cases = expand(load_scenario(_Path(__file__).resolve().parent.parent / "scenarios" / "budgets.yaml"))
+    held = {budget["where"] for case in cases for budget in case.budgets}
+    assert held == {"budgets[0]", "budgets[1]", "budgets[2]", "budgets[3]"}
+    [int8_ort] = [case for case in cases if case.case_id == "digits_cnn-int8-b1-ort"]
+    assert int8_ort.budgets[0]["against"] == {"backend": "tflite_cpu", "precision": "fp32", "compression": "none"}
