@@ -11,7 +11,8 @@ race (``race: false``, a group that could not race) the answer is "cannot tell",
 
 Absolute limits (``max_p50_ms``, ``max_p99_ms``, ``min_throughput_ips``, ``max_peak_rss_mb``,
 ``max_model_size_mb``) are a service-level objective: judged on the measured figure itself, and the verdict
-carries the median's in-run interval, so a reader sees whether a miss is clear or inside the noise. One tied to a
+carries the median's in-run interval (for p99: the range of its time blocks' p99s), so a reader sees whether a
+miss is clear or inside the noise. One tied to a
 machine (``machine:`` its machine_id or the ACCELBENCH_MACHINE label) is judged only there: elsewhere its verdict
 says "other machine" and what was measured, and fails nothing.
 
@@ -31,6 +32,7 @@ from results.paired import PairedEstimate, paired_estimate
 from results.race_record import RaceRecord, entry_name
 from results.race_stats import Round, pair_log_ratios
 from results.record import Record, validate_leniently
+from results.stats import BLOCKS, block_p99_range_ms
 
 BudgetStatus = Literal["passed", "missed", "cannot tell", "not judged", "other machine"]
 BUDGET_CONFIDENCE = 0.99  # the paired interval a relative budget is judged on (see the module's docstring)
@@ -105,15 +107,15 @@ def judge_absolute(record: Record, budget: dict[str, Any], machine_id: str, mach
                                           message=f"{shown}: not judged: the case has no {WHAT[name]} figure"))
             continue
         unit = UNITS[name]
-        interval = (f" (the median's 95 % CI in the run {_figure(low)}–{_figure(high)} ms)"
-                    if low is not None and high is not None else "")
+        what = "the median's 95 % CI in the run" if name == "max_p50_ms" else f"its {BLOCKS} time blocks' p99s"
+        interval = f" ({what} {_figure(low)}–{_figure(high)} ms)" if low is not None and high is not None else ""
         measured = f"{WHAT[name]} {_figure(value)} {unit}{interval}"
         met = value >= limit if name.startswith("min_") else value <= limit
         if elsewhere:
             verdicts.append(BudgetVerdict(
                 **base, status="other machine", value=value, low=low, high=high,
                 message=f"{shown}: not enforced: set for machine {tied!r}, measured on {here}: {measured} "
-                        f"({'within' if met else 'over'} the limit here)"))
+                        f"({'within' if met else 'outside'} the limit here)"))
             continue
         status, text = ("passed", "passed") if met else ("missed", "MISSED")
         if low is not None and high is not None:  # whether the verdict is clear or inside the noise
@@ -131,7 +133,8 @@ def _absolute_value(record: Record, name: str) -> tuple[float | None, float | No
     if name == "max_p50_ms":
         return record.p50_ms, interval.low if interval else None, interval.high if interval else None
     if name == "max_p99_ms":
-        return (record.latency_ms.p99 if record.latency_ms else None), None, None
+        spread = block_p99_range_ms(record.samples_ns) if record.samples_ns else None
+        return (record.latency_ms.p99 if record.latency_ms else None), *(spread or (None, None))
     if name == "min_throughput_ips":
         return record.throughput_ips, None, None
     if name == "max_peak_rss_mb":

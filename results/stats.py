@@ -43,6 +43,17 @@ def block_medians(samples_ns: Sequence[int] | np.ndarray, blocks: int = BLOCKS) 
     return np.array([np.median(part) for part in np.array_split(samples, count)]) if count else samples
 
 
+def block_p99_range_ms(samples_ns: Sequence[int], blocks: int = BLOCKS) -> tuple[float, float] | None:
+    """(lowest, highest) p99 of the run's time blocks, in ms: how far the tail moved within the run, so that a p99
+    set beside a limit shows whether the limit lies inside that movement. None with under 100 samples a block (a
+    block's p99 would be its maximum)."""
+    samples = np.asarray(samples_ns, dtype=np.float64)
+    if samples.size < 100 * blocks:
+        return None
+    tails = [float(np.percentile(part, 99)) / 1e6 for part in np.array_split(samples, blocks)]
+    return min(tails), max(tails)
+
+
 def median_ci_ms(samples_ns: Sequence[int], confidence: float = CI_CONFIDENCE) -> dict[str, Any]:
     """An interval for the run's median latency, in milliseconds, from its time blocks: *within this run* only.
 

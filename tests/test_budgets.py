@@ -174,7 +174,7 @@ def test_an_absolute_budget_tied_to_another_machine_says_so_and_fails_nothing(mo
     tied = {**budget(max_p50_ms=5.0), "machine": "ci-box"}
     [elsewhere] = judge_absolute(record(), tied, "abc123", None)
     assert elsewhere.status == "other machine" and not elsewhere.fails
-    assert "set for machine 'ci-box', measured on abc123" in elsewhere.message and "over the limit here" in \
+    assert "set for machine 'ci-box', measured on abc123" in elsewhere.message and "outside the limit here" in \
         elsewhere.message
     [by_label] = judge_absolute(record(), tied, "abc123", "ci-box")
     [by_id] = judge_absolute(record(), {**tied, "machine": "abc123"}, "abc123", None)
@@ -373,3 +373,19 @@ def test_the_shipped_budgets_scenario_reads_and_each_of_its_budgets_holds_for_so
     assert held == {"budgets[0]", "budgets[1]", "budgets[2]", "budgets[3]"}
     [int8_ort] = [case for case in cases if case.case_id == "digits_cnn-int8-b1-ort"]
     assert int8_ort.budgets[0]["against"] == {"backend": "tflite_cpu", "precision": "fp32", "compression": "none"}
+
+
+def test_a_p99_verdict_shows_how_far_the_tail_moved_within_the_run() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    # 20 blocks of 200 samples around 10 ms, the last ten blocks with a heavier tail: block p99s from ~11 to ~16 ms
+    blocks = [rng.normal(10e6, 0.3e6, 200) + (rng.exponential(1.5e6, 200) if b >= 10 else 0) for b in range(20)]
+    samples = [int(v) for v in np.concatenate(blocks)]
+    p99 = float(np.percentile(samples, 99)) / 1e6
+    measured = record(samples_ns=samples, latency_ms=Latency(p50=10.0, p99=p99))
+    [inside] = judge_absolute(measured, budget(max_p99_ms=p99 - 0.5), "id1", None)
+    assert inside.status == "missed" and "its 20 time blocks' p99s" in inside.message, inside.message
+    assert inside.low < inside.limit < inside.high and "inside the noise" in inside.message
+    [clear] = judge_absolute(measured, budget(max_p99_ms=5.0), "id1", None)
+    assert clear.status == "missed" and "clear: the whole interval misses it" in clear.message, clear.message
