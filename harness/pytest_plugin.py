@@ -364,7 +364,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def _with_budget_partners(session: pytest.Session) -> None:
     """A selected budget (or a selected case with relative budgets) needs its case, the partner it compares with
     and its group's race in the same session: put back what the selection left out, in collection order."""
-    from scenario.budgets import against_case, relative, same_group
+    from scenario.budgets import partners, relative, same_group
 
     # left out by -k, -m or --lf (which, on a folder, drops whole files' items without saying so): whatever was
     # collected and is not to run
@@ -372,21 +372,16 @@ def _with_budget_partners(session: pytest.Session) -> None:
     collected = [item for item in session.config.stash.get(_COLLECTED, []) if id(item) not in running]
     if not collected:
         return
+    budgeted = [item.case for item in session.items if isinstance(item, CaseItem | BudgetItem)
+                and not isinstance(item, AbItem) and any(relative(budget) for budget in item.case.budgets)]
     cases = [item.case for item in session.config.stash.get(_COLLECTED, []) if type(item) is CaseItem]
-    needed: set[int] = set()
-    for item in session.items:
-        if not isinstance(item, CaseItem | BudgetItem) or isinstance(item, AbItem):
-            continue
-        case = item.case
-        budgets = [budget for budget in case.budgets if relative(budget)]
-        if not budgets:
-            continue
-        partners = {other.case_id for budget in budgets if (other := against_case(case, budget["against"], cases))}
-        for other in collected:
-            if (isinstance(other, CaseItem) and other.case.case_id in {case.case_id, *partners}) \
-                    or (isinstance(other, BudgetItem) and other.case.case_id == case.case_id) \
-                    or (isinstance(other, RaceItem) and any(same_group(case, member) for member in other.cases)):
-                needed.add(id(other))
+    wanted = {id(case) for case in [*budgeted, *partners(budgeted, cases)]}  # the same Case objects as the items'
+    judged = {id(case) for case in budgeted}
+    needed = {id(other) for other in collected
+              if (type(other) is CaseItem and id(other.case) in wanted)
+              or (isinstance(other, BudgetItem) and id(other.case) in judged)
+              or (isinstance(other, RaceItem) and any(same_group(case, member) for case in budgeted
+                                                      for member in other.cases))}
     if not needed:
         return
     chosen = {id(item) for item in session.items} | needed

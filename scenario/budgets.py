@@ -82,13 +82,13 @@ def against_case(case: Case, against: dict[str, Any] | None, cases: list[Case]) 
 
 def partners(selected: list[Case], everything: list[Case]) -> list[Case]:
     """The cases the selected ones' relative budgets compare with that the selection left out, in scenario order."""
-    chosen = {case.case_id for case in selected}
-    needed: set[str] = set()
+    chosen = {id(case) for case in selected}  # by identity: two scenario files of one session may share case ids
+    needed: set[int] = set()
     for case in selected:
         for budget in case.budgets:
             if relative(budget) and (other := against_case(case, budget["against"], everything)) is not None:
-                needed.add(other.case_id)
-    return [case for case in everything if case.case_id in needed - chosen]
+                needed.add(id(other))
+    return [case for case in everything if id(case) in needed - chosen]
 
 
 def resolve_partners(cases: list[Case]) -> list[str]:
