@@ -76,7 +76,7 @@ class Accelbench:
         self._engine, self.base_dir, self._used = engine, base_dir, used_ids
         self._compares = 0
         # the test's node id: two modules' tests of one name (or a rerun) never share a group
-        self.scenario = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name).strip("_") or "test"
+        self.scenario = _slug(test_name) or "test"
 
     # -- the two calls -----------------------------------------------------------------------------------------
     def measure(self, model: str | Path | dict[str, Any], *, backend: str = "onnxruntime_cpu",
@@ -141,7 +141,7 @@ class Accelbench:
         engine.store.append_race(record)
         entry = record.entry(new_record.case_id)
         pair = entry.vs_baseline if entry is not None else None
-        if pair is None:  # fewer than two paired rounds: nothing can be told
+        if pair is None:  # new left the race (a gross_factor of the caller's): the rounds both raced, if two or more
             from results.race_record import pair_figures
 
             pair = pair_figures([r.slices for r in record.rounds], entry_name(new_record), entry_name(base_record),
@@ -176,7 +176,7 @@ class Accelbench:
             given = key
         else:
             name, given = str(target).rpartition(":")[2] or str(target), str(target)
-        label = re.sub(r"[^A-Za-z0-9_.-]+", "_", label or name).strip("_") or "callable"
+        label = _slug(label or name) or "callable"
         backend_label = "not-isolated" if in_process else "python_callable"
         folders = [str(self.base_dir), *(p for p in sys.path if p and Path(p).is_dir())]
         settings = MeasureSpec.model_validate(measure or {}).model_dump()
@@ -269,6 +269,11 @@ class Accelbench:
             pytest.fail(f"BUDGET MISSED: {'; '.join(failing)}", pytrace=False)
         if undecided := [f"{v.case_id}: {v.message}" for v in verdicts if v.status in ("cannot tell", "not judged")]:
             pytest.skip("; ".join(undecided))
+
+
+def _slug(text: str) -> str:
+    """A name fit for a scenario or a case id: what is not a letter, digit, ``_``, ``.`` or ``-`` becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
 def _problems(error: ValidationError) -> str:
