@@ -293,7 +293,7 @@ def _races(runs: list[Run], model: str, several_runs: bool) -> list[dict[str, An
                 "race": race, "title": f"batch {race.batch_size} · {race.mode}" + (f" [{run.name}]" if several_runs
                                                                                    else ""),
                 "outcome": race_outcome(race), "kind": race.outcome or race.status, "reason": race.reason or "",
-                "rounds": len(race.rounds), "looks": len(race.looks), "time": fmt_duration(race.wall_s),
+                "rounds": race.rounds_text(), "looks": len(race.looks), "time": fmt_duration(race.wall_s),
                 "measured": fmt_duration(race.measured_s), "threshold": f"±{race.threshold:.0%}",
                 "baseline": race.baseline or "-", "entries": _race_rows(race), "chart": None,
             })
